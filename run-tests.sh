@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The single test command for Ringtail (CI runs it through .ci/run).
+#
+#   1. installs what the client tests need, only when missing (kcat from apt; Python client
+#      libraries from PyPI, pinned to the major versions we tested against);
+#   2. builds the workspace in release mode and runs every crate's tests;
+#   3. runs the real-client suite (broker/tests/clients) against target/release/ringtail.
+#
+# Idempotent: a second run installs nothing and only rebuilds what changed.
+# Env: CARGO_TARGET_DIR (honoured), PYTEST_ARGS (extra pytest arguments, e.g. "-k kcat").
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$repo_root"
+
+log() { printf '\n== %s ==\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# --- 1. Tools the client tests need ---------------------------------------------------
+if ! command -v kcat >/dev/null 2>&1; then
+  log "installing kcat (apt)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kcat
+fi
+
+# Known-good major versions (see /work/shared/kafka-compat-notes.md): a new major version
+# of a client is a deliberate upgrade, not something CI picks up by accident.
+python_requirements=(
+  "confluent-kafka>=2.16,<3"
+  "kafka-python>=3.0,<4"
+  "python-snappy>=0.7,<1"
+  "lz4>=4,<5"
+  "zstandard>=0.22,<1"
+  "pytest>=8,<10"
+)
+# Ask pip only for the requirements that are not already satisfied, so a warm machine
+# does not touch the network at all.
+missing_requirements="$(python3 - "${python_requirements[@]}" <<'PY'
+import sys
+from importlib import metadata
+
+def satisfied(spec: str) -> bool:
+    name, _, rest = spec.partition(">=")
+    low, _, high = rest.partition(",<")
+    try:
+        installed = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return False
+    def key(version: str):
+        parts = []
+        for piece in version.split(".")[:3]:
+            digits = "".join(ch for ch in piece if ch.isdigit())
+            parts.append(int(digits) if digits else 0)
+        return tuple(parts + [0] * (3 - len(parts)))
+    return key(low) <= key(installed) < key(high)
+
+print(" ".join(spec for spec in sys.argv[1:] if not satisfied(spec)))
+PY
+)"
+if [ -n "$missing_requirements" ]; then
+  log "installing Python packages: $missing_requirements"
+  # shellcheck disable=SC2086 # word splitting of the requirement list is intended
+  python3 -m pip install --quiet --disable-pip-version-check $missing_requirements
+fi
+
+# --- 2. Rust build and unit/integration tests -----------------------------------------
+target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
+status_cargo_build="not run"
+status_cargo_test="not run"
+status_pytest="not run"
+
+summary() {
+  local rc=$?
+  local verdict="PASSED"
+  [ "$rc" -eq 0 ] || verdict="FAILED (exit $rc)"
+  echo
+  echo "run-tests: $verdict — cargo build: $status_cargo_build; cargo test: $status_cargo_test; client tests: $status_pytest"
+}
+trap summary EXIT
+
+log "cargo build --release --workspace"
+if cargo build --release --workspace; then
+  status_cargo_build="ok"
+else
+  status_cargo_build="FAILED"
+  exit 1
+fi
+
+failed=0
+log "cargo test --release --workspace"
+if cargo test --release --workspace; then
+  status_cargo_test="ok"
+else
+  status_cargo_test="FAILED"
+  failed=1
+fi
+
+# --- 3. Real clients against the real binary -----------------------------------------
+log "client tests (pytest broker/tests/clients)"
+export RINGTAIL_BIN="$target_dir/release/ringtail"
+# shellcheck disable=SC2086 # PYTEST_ARGS is a list of arguments
+if python3 -m pytest -v -rfE ${PYTEST_ARGS:-} broker/tests/clients; then
+  status_pytest="ok"
+else
+  status_pytest="FAILED"
+  failed=1
+fi
+
+exit "$failed"
