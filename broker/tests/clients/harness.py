@@ -1,0 +1,261 @@
+"""Start, stop and restart a real `ringtail` broker process for the client tests.
+
+The broker is the release binary named by $RINGTAIL_BIN (run-tests.sh sets it). Every broker
+gets its own free ports and data directory; its stdout and stderr go to a log file that the
+test fixtures print (tail) when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+# Generous on purpose: the CI box has 2 cores shared with cargo and other tests.
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 60.0
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[3]
+
+
+def ringtail_bin() -> Path:
+    configured = os.environ.get("RINGTAIL_BIN")
+    if configured:
+        return Path(configured).resolve()
+    target = os.environ.get("CARGO_TARGET_DIR") or str(repo_root() / "target")
+    return Path(target) / "release" / "ringtail"
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+class BrokerError(AssertionError):
+    """The broker did not behave (failed to start, stop or stay up); message includes its log."""
+
+
+class Broker:
+    """One `ringtail serve` process with a fixed data dir and fixed ports across restarts."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        cores: str = "0,1",
+        node_id: int = 0,
+        env: dict[str, str] | None = None,
+        config: dict | None = None,
+        extra_args: list[str] | None = None,
+    ):
+        self.binary = ringtail_bin()
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = self.workdir / "data"
+        self.data_dir.mkdir(exist_ok=True)
+        self.log_path = self.workdir / "broker.log"
+        self.cores = cores
+        self.node_id = node_id
+        self.kafka_port = free_port()
+        self.admin_port = free_port()
+        self.env = dict(env or {})
+        self.config = config
+        self.extra_args = list(extra_args or [])
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+        # Set when the harness itself stopped the process, so an exit is not a crash.
+        self.stopped_on_purpose = True
+
+    # -- addresses ---------------------------------------------------------------------
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "broker not started"
+        return self.proc.pid
+
+    # -- life cycle ------------------------------------------------------------------------
+    def command(self) -> list[str]:
+        cmd = [
+            str(self.binary),
+            "serve",
+            "--kafka-addr",
+            self.bootstrap,
+            "--data-dir",
+            str(self.data_dir),
+            "--cores",
+            self.cores,
+            "--node-id",
+            str(self.node_id),
+            "--admin-addr",
+            f"127.0.0.1:{self.admin_port}",
+        ]
+        if self.config:
+            config_path = self.workdir / "ringtail.toml"
+            lines = [f'"{key}" = {_toml_value(value)}' for key, value in self.config.items()]
+            config_path.write_text("\n".join(lines) + "\n")
+            cmd += ["--config", str(config_path)]
+        return cmd + self.extra_args
+
+    def start(self, ready_timeout_s: float = READY_TIMEOUT_S) -> "Broker":
+        if not self.binary.exists():
+            raise BrokerError(
+                f"broker binary {self.binary} does not exist (build it with "
+                "`cargo build --release -p ringtail-broker` or set RINGTAIL_BIN)"
+            )
+        assert self.proc is None or self.proc.poll() is not None, "broker already running"
+        self.starts += 1
+        env = dict(os.environ)
+        env.setdefault("RUST_LOG", "info")
+        env.setdefault("RUST_BACKTRACE", "1")
+        env.update(self.env)
+        cmd = self.command()
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n=== harness: start #{self.starts}: {' '.join(cmd)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        self.stopped_on_purpose = False
+        self.wait_ready(ready_timeout_s)
+        return self
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Wait for /ready to answer 200 and for the Kafka port to accept connections."""
+        deadline = time.monotonic() + timeout_s
+        last_status = "no answer yet"
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise BrokerError(
+                    f"broker exited with code {self.proc.returncode} before it was ready\n"
+                    + self.tail()
+                )
+            try:
+                with urllib.request.urlopen(self.admin_url + "/ready", timeout=2) as resp:
+                    last_status = f"HTTP {resp.status}"
+                    if resp.status == 200 and self._kafka_port_open():
+                        return
+            except urllib.error.HTTPError as err:
+                last_status = f"HTTP {err.code}"
+            except (urllib.error.URLError, OSError) as err:
+                last_status = f"{type(err).__name__}: {err}"
+            time.sleep(0.1)
+        raise BrokerError(
+            f"broker not ready after {timeout_s:.0f} s (last /ready: {last_status})\n" + self.tail()
+        )
+
+    def _kafka_port_open(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.kafka_port), timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def http_get(self, path: str, timeout_s: float = 5) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.admin_url + path, timeout=timeout_s) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
+        """Clean shutdown with SIGTERM; returns the exit code. Raises if it does not exit."""
+        assert self.proc is not None, "broker not started"
+        self.stopped_on_purpose = True
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+                raise BrokerError(
+                    f"broker did not exit within {timeout_s:.0f} s of SIGTERM (killed)\n" + self.tail()
+                )
+        self._note(f"stopped with SIGTERM, exit code {self.proc.returncode}")
+        return self.proc.returncode
+
+    def kill9(self) -> None:
+        """Crash the broker: SIGKILL, no chance to flush anything."""
+        assert self.proc is not None, "broker not started"
+        self.stopped_on_purpose = True
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self._note("killed with SIGKILL")
+
+    def restart(self, how: str = "term") -> int | None:
+        """Stop (`term`: SIGTERM, `kill`: SIGKILL) and start again on the same dir and ports."""
+        code = None
+        if how == "term":
+            code = self.stop()
+        elif how == "kill":
+            self.kill9()
+        else:
+            raise ValueError(how)
+        self.start()
+        return code
+
+    def terminate_quietly(self) -> None:
+        """Teardown: stop whatever is left, never raise."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.stopped_on_purpose = True
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+    def crashed(self) -> bool:
+        """The process exited although the harness did not stop it."""
+        return self.proc is not None and self.proc.poll() is not None and not self.stopped_on_purpose
+
+    # -- logs ----------------------------------------------------------------------------
+    def _note(self, message: str) -> None:
+        with open(self.log_path, "ab") as log:
+            log.write(f"=== harness: {message}\n".encode())
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def tail(self, lines: int = 80) -> str:
+        text = self.log_text().splitlines()
+        shown = "\n".join(text[-lines:])
+        return f"--- last {min(lines, len(text))} lines of {self.log_path} ---\n{shown}\n--- end of broker log ---"
