@@ -1,0 +1,231 @@
+//! Fetch: read stored batches, long-poll until `min_bytes` or `max_wait_ms`.
+//!
+//! Stored batch bytes are returned as they are on disk; no record is decoded. Fetch sessions
+//! (KIP-227) are answered with "no session" (session id 0): clients then keep sending full
+//! fetch requests, which Kafka's protocol allows; an incremental fetch naming a session we
+//! never created gets FETCH_SESSION_ID_NOT_FOUND.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::FetchRequest;
+use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::BrokerId;
+use kafka_protocol::ResponseError as E;
+
+use crate::errors::PartitionError;
+use crate::shard::{expect_read, ReadPart, ReadReply, Shard, ShardReq};
+
+/// Upper bound on how long one fetch may park, whatever the client asks (Kafka has none, but
+/// a bound keeps a confused client from pinning state for hours).
+pub const FETCH_WAIT_MS_MAX: i32 = 30_000;
+
+struct Slot {
+    topic_index: usize,
+    partition: i32,
+    fetch_offset: i64,
+    partition_max_bytes: usize,
+    /// Owner shard, or an error decided without reading.
+    target: Result<usize, PartitionError>,
+    reply: Option<ReadReply>,
+}
+
+pub async fn fetch(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> FetchResponse {
+    let mut response = FetchResponse::default();
+    if version >= 7 && req.session_id != 0 {
+        response.error_code = E::FetchSessionIdNotFound.code();
+        return response;
+    }
+    let meta = shard.meta();
+    let use_ids = version >= 13;
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    let mut slots: Vec<Slot> = Vec::new();
+    for t in &req.topics {
+        let (name, known) = if use_ids {
+            match meta.topic_by_id(&t.topic_id) {
+                Some(tm) => (tm.name.clone(), Some(tm.clone())),
+                None => (String::new(), None),
+            }
+        } else {
+            let name = t.topic.0.to_string();
+            let known = meta.topic(&name).cloned();
+            (name, known)
+        };
+        let mut topic = FetchableTopicResponse::default();
+        topic.topic = t.topic.clone();
+        topic.topic_id = t.topic_id;
+        let topic_index = topics.len();
+        topics.push(topic);
+        for p in &t.partitions {
+            let target = match &known {
+                Some(tm) if p.partition >= 0 && p.partition < tm.partitions => {
+                    Ok(meta.owner(&name, p.partition))
+                }
+                Some(_) => Err(PartitionError::new(E::UnknownTopicOrPartition)),
+                None if use_ids => Err(PartitionError::new(E::UnknownTopicId)),
+                None => Err(PartitionError::new(E::UnknownTopicOrPartition)),
+            };
+            slots.push(Slot {
+                topic_index,
+                partition: p.partition,
+                fetch_offset: p.fetch_offset,
+                partition_max_bytes: usize::try_from(p.partition_max_bytes.max(0)).unwrap_or(0),
+                target,
+                reply: None,
+            });
+        }
+        // Keep the name for reads even when the client addressed the topic by id.
+        if use_ids {
+            if let Some(tm) = &known {
+                topics[topic_index].topic = super::topic_name(&tm.name);
+            }
+        }
+    }
+    let names: Vec<String> = topics.iter().map(|t| t.topic.0.to_string()).collect();
+    let max_bytes = usize::try_from(req.max_bytes.max(0)).unwrap_or(0);
+    let min_bytes = usize::try_from(req.min_bytes.max(0)).unwrap_or(0);
+    let max_wait = Duration::from_millis(req.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX) as u64);
+    let deadline = Instant::now() + max_wait;
+
+    loop {
+        read_round(shard, &mut slots, &names, max_bytes).await;
+        let total: usize = slots
+            .iter()
+            .filter_map(|s| s.reply.as_ref())
+            .map(|r| r.records.len())
+            .sum();
+        let any_error = slots.iter().any(|s| {
+            s.target.is_err() || s.reply.as_ref().is_some_and(|r| r.error.is_some())
+        });
+        let now = Instant::now();
+        if total >= min_bytes.max(1) || any_error || now >= deadline || slots.is_empty() {
+            break;
+        }
+        wait_for_any(shard, &slots, &names, deadline - now).await;
+        if Instant::now() >= deadline {
+            read_round(shard, &mut slots, &names, max_bytes).await;
+            break;
+        }
+    }
+
+    // Assemble in request order within the response byte limit: a partition whose records
+    // would cross the limit returns none this time (the client fetches it again), except the
+    // very first data, which goes out whole (KIP-74).
+    let mut used = 0usize;
+    let read_committed = req.isolation_level == 1;
+    for slot in slots {
+        let mut pd = PartitionData::default();
+        pd.partition_index = slot.partition;
+        pd.preferred_read_replica = BrokerId(-1);
+        pd.aborted_transactions = read_committed.then(Vec::new);
+        match (slot.target, slot.reply) {
+            (Err(e), _) => {
+                pd.error_code = e.code;
+                pd.high_watermark = -1;
+                pd.last_stable_offset = -1;
+                pd.log_start_offset = -1;
+            }
+            (Ok(_), None) => {
+                pd.error_code = E::UnknownServerError.code();
+            }
+            (Ok(_), Some(reply)) => {
+                pd.high_watermark = reply.high_watermark;
+                pd.last_stable_offset = reply.high_watermark;
+                pd.log_start_offset = reply.log_start_offset;
+                if let Some(e) = reply.error {
+                    pd.error_code = e.code;
+                    pd.records = Some(Bytes::new());
+                } else {
+                    let len = reply.records.len();
+                    if used == 0 || used + len <= max_bytes {
+                        used += len;
+                        pd.records = Some(reply.records);
+                    } else {
+                        pd.records = Some(Bytes::new());
+                    }
+                }
+            }
+        }
+        if pd.records.is_none() {
+            pd.records = Some(Bytes::new());
+        }
+        topics[slot.topic_index].partitions.push(pd);
+    }
+    response.responses = topics;
+    response.session_id = 0;
+    response
+}
+
+/// Read every readable slot, one message per owning shard.
+async fn read_round(shard: &Rc<Shard>, slots: &mut [Slot], names: &[String], max_bytes: usize) {
+    let mut by_shard: Vec<(Vec<usize>, Vec<ReadPart>)> =
+        (0..shard.shards()).map(|_| (Vec::new(), Vec::new())).collect();
+    for (i, slot) in slots.iter().enumerate() {
+        if let Ok(target) = slot.target {
+            by_shard[target].0.push(i);
+            by_shard[target].1.push(ReadPart {
+                topic: names[slot.topic_index].clone(),
+                partition: slot.partition,
+                offset: slot.fetch_offset,
+                max_bytes: slot.partition_max_bytes,
+                min_one: true,
+            });
+        }
+    }
+    let calls = by_shard
+        .into_iter()
+        .enumerate()
+        .filter(|(_, (ids, _))| !ids.is_empty())
+        .map(|(target, (ids, parts))| async move {
+            let n = parts.len();
+            let replies =
+                expect_read(shard.call(target, ShardReq::Read { parts, max_bytes }).await, n);
+            (ids, replies)
+        });
+    for (ids, replies) in futures::future::join_all(calls).await {
+        for (i, reply) in ids.into_iter().zip(replies) {
+            slots[i].reply = Some(reply);
+        }
+    }
+}
+
+/// Park until any partition of the fetch gets new data, or `timeout`.
+async fn wait_for_any(shard: &Rc<Shard>, slots: &[Slot], names: &[String], timeout: Duration) {
+    let mut by_shard: Vec<Vec<(String, i32, i64)>> = vec![Vec::new(); shard.shards()];
+    for slot in slots {
+        if let Ok(target) = slot.target {
+            by_shard[target].push((
+                names[slot.topic_index].clone(),
+                slot.partition,
+                slot.fetch_offset,
+            ));
+        }
+    }
+    let timeout_ms = timeout.as_millis() as u64;
+    let waits: Vec<_> = by_shard
+        .into_iter()
+        .enumerate()
+        .filter(|(_, parts)| !parts.is_empty())
+        .map(|(target, parts)| {
+            let shard = shard.clone();
+            Box::pin(async move {
+                shard
+                    .call(target, ShardReq::WaitForData { parts, timeout_ms })
+                    .await;
+            })
+        })
+        .collect();
+    if waits.is_empty() {
+        return;
+    }
+    futures_lite::future::or(
+        async {
+            futures::future::select_all(waits).await;
+        },
+        async {
+            glommio::timer::sleep(timeout).await;
+        },
+    )
+    .await;
+}

@@ -1,0 +1,225 @@
+//! ApiVersions, Metadata, FindCoordinator, DescribeCluster: what a client learns about the
+//! cluster before it does anything else.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
+use kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest;
+use kafka_protocol::messages::describe_cluster_response::{
+    DescribeClusterBroker, DescribeClusterResponse,
+};
+use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use kafka_protocol::messages::find_coordinator_response::{Coordinator, FindCoordinatorResponse};
+use kafka_protocol::messages::metadata_request::MetadataRequest;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::BrokerId;
+use kafka_protocol::ResponseError as E;
+use net::versions::ApiVersionTable;
+use uuid::Uuid;
+
+use super::{str_bytes, topic_name};
+use crate::controller::{ControllerReq, ControllerResp, NewTopic};
+use crate::meta::{validate_topic_name, TopicMeta};
+use crate::shard::{expect_controller, Shard, ShardReq};
+
+/// Kafka's "authorized operations not requested" marker.
+const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+
+pub fn api_versions(table: &ApiVersionTable, _version: i16) -> ApiVersionsResponse {
+    let mut resp = ApiVersionsResponse::default();
+    for (key, min, max) in table.entries() {
+        let mut v = ApiVersion::default();
+        v.api_key = *key as i16;
+        v.min_version = *min;
+        v.max_version = *max;
+        resp.api_keys.push(v);
+    }
+    resp.finalized_features_epoch = -1;
+    resp
+}
+
+fn broker_entry(shard: &Shard) -> MetadataResponseBroker {
+    let mut b = MetadataResponseBroker::default();
+    b.node_id = BrokerId(shard.config.node_id);
+    b.host = str_bytes(&shard.config.advertised_host);
+    b.port = shard.config.advertised_port;
+    b
+}
+
+fn topic_entry(shard: &Shard, topic: &TopicMeta) -> MetadataResponseTopic {
+    let node = BrokerId(shard.config.node_id);
+    let mut t = MetadataResponseTopic::default();
+    t.name = Some(topic_name(&topic.name));
+    t.topic_id = topic.id;
+    t.is_internal = topic.internal;
+    t.topic_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+    for index in 0..topic.partitions {
+        let mut p = MetadataResponsePartition::default();
+        p.partition_index = index;
+        p.leader_id = node;
+        p.leader_epoch = 0;
+        p.replica_nodes = vec![node];
+        p.isr_nodes = vec![node];
+        t.partitions.push(p);
+    }
+    t
+}
+
+fn error_topic(name: Option<&str>, id: Uuid, code: i16) -> MetadataResponseTopic {
+    let mut t = MetadataResponseTopic::default();
+    t.name = name.map(topic_name);
+    t.topic_id = id;
+    t.error_code = code;
+    t.topic_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+    t
+}
+
+pub async fn metadata(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let mut resp = MetadataResponse::default();
+    resp.brokers.push(broker_entry(shard));
+    resp.controller_id = BrokerId(shard.config.node_id);
+    resp.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+    let mut meta = shard.meta();
+    resp.cluster_id = Some(str_bytes(&meta.cluster_id));
+
+    // v0 has no null topic list: an empty list means "all topics" there.
+    let requested = match req.topics {
+        Some(list) if !(version == 0 && list.is_empty()) => list,
+        _ => {
+            resp.topics = meta.topics.values().map(|t| topic_entry(shard, t)).collect();
+            return resp;
+        }
+    };
+    // Auto-create missing topics first (v4+ clients say whether they allow it).
+    let allow_auto = (version < 4 || req.allow_auto_topic_creation)
+        && shard.config.kafka.auto_create_topics_enable();
+    if allow_auto {
+        let missing: Vec<NewTopic> = requested
+            .iter()
+            .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+            .filter(|n| meta.topic(n).is_none() && validate_topic_name(n).is_ok())
+            .map(|name| NewTopic {
+                name,
+                partitions: -1,
+                replication_factor: -1,
+                configs: Vec::new(),
+                assignment_partitions: None,
+            })
+            .collect();
+        if !missing.is_empty() {
+            let reply = shard
+                .call(
+                    0,
+                    ShardReq::Controller(ControllerReq::CreateTopics {
+                        topics: missing,
+                        validate_only: false,
+                    }),
+                )
+                .await;
+            if let ControllerResp::Failed(e) = expect_controller(reply) {
+                tracing::warn!(code = e.code, msg = ?e.message, "auto-creating topics failed");
+            }
+            meta = shard.meta();
+        }
+    }
+    for t in requested {
+        let entry = match (&t.name, t.topic_id) {
+            (Some(name), _) => {
+                let name = name.0.to_string();
+                match meta.topic(&name) {
+                    Some(tm) => topic_entry(shard, tm),
+                    None if validate_topic_name(&name).is_err() => {
+                        error_topic(Some(&name), Uuid::nil(), E::InvalidTopicException.code())
+                    }
+                    None => error_topic(Some(&name), Uuid::nil(), E::UnknownTopicOrPartition.code()),
+                }
+            }
+            (None, id) => match meta.topic_by_id(&id) {
+                Some(tm) => topic_entry(shard, tm),
+                None => error_topic(None, id, E::UnknownTopicId.code()),
+            },
+        };
+        resp.topics.push(entry);
+    }
+    resp
+}
+
+pub fn find_coordinator(
+    shard: &Rc<Shard>,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let mut resp = FindCoordinatorResponse::default();
+    let answer = |key: &str| -> (i16, Option<String>) {
+        match req.key_type {
+            0 if key.is_empty() => (E::InvalidRequest.code(), Some("empty group id".into())),
+            0 => (0, None),
+            1 => (
+                E::CoordinatorNotAvailable.code(),
+                Some("transactions are not supported by this broker yet".into()),
+            ),
+            other => (
+                E::InvalidRequest.code(),
+                Some(format!("unknown coordinator key type {other}")),
+            ),
+        }
+    };
+    let node = BrokerId(shard.config.node_id);
+    let host = str_bytes(&shard.config.advertised_host);
+    let port = shard.config.advertised_port;
+    if version >= 4 {
+        for key in &req.coordinator_keys {
+            let (code, message) = answer(key);
+            let mut c = Coordinator::default();
+            c.key = key.clone();
+            c.error_code = code;
+            c.error_message = message.as_deref().map(str_bytes);
+            if code == 0 {
+                c.node_id = node;
+                c.host = host.clone();
+                c.port = port;
+            } else {
+                c.node_id = BrokerId(-1);
+                c.port = -1;
+            }
+            resp.coordinators.push(c);
+        }
+    } else {
+        let (code, message) = answer(&req.key);
+        resp.error_code = code;
+        resp.error_message = message.as_deref().map(str_bytes);
+        if code == 0 {
+            resp.node_id = node;
+            resp.host = host;
+            resp.port = port;
+        } else {
+            resp.node_id = BrokerId(-1);
+            resp.port = -1;
+        }
+    }
+    resp
+}
+
+pub fn describe_cluster(
+    shard: &Rc<Shard>,
+    req: DescribeClusterRequest,
+    _version: i16,
+) -> DescribeClusterResponse {
+    let mut resp = DescribeClusterResponse::default();
+    resp.cluster_id = str_bytes(&shard.meta().cluster_id);
+    resp.controller_id = BrokerId(shard.config.node_id);
+    resp.endpoint_type = 1;
+    resp.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+    if req.endpoint_type != 1 {
+        resp.error_code = E::UnsupportedEndpointType.code();
+        return resp;
+    }
+    let mut b = DescribeClusterBroker::default();
+    b.broker_id = BrokerId(shard.config.node_id);
+    b.host = str_bytes(&shard.config.advertised_host);
+    b.port = shard.config.advertised_port;
+    resp.brokers.push(b);
+    resp
+}

@@ -1,0 +1,157 @@
+//! Kafka request handling: which APIs and versions we implement, and dispatch from a decoded
+//! request to its handler. Handlers return typed responses; encoding happens in `net`.
+
+mod admin;
+mod fetch;
+mod metadata;
+mod offsets;
+mod produce;
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+use net::codec::RequestFrame;
+use net::conn::{ConnInfo, HandlerResult};
+use net::versions::{ApiVersionTable, Lookup};
+use tracing::{debug, warn};
+
+use crate::shard::Shard;
+
+/// The APIs and versions this broker implements. Each range is decoded, handled and encoded
+/// at every version inside it (see tests). Minimums follow what current clients need:
+/// librdkafka only uses v2 record batches when Produce >= 3 and Fetch >= 4 are offered.
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 16),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+pub fn api_table() -> ApiVersionTable {
+    ApiVersionTable::new(SUPPORTED_APIS.to_vec())
+}
+
+pub fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+pub fn topic_name(s: &str) -> kafka_protocol::messages::TopicName {
+    kafka_protocol::messages::TopicName(str_bytes(s))
+}
+
+/// The per-shard request handler that `net` drives for every connection on this shard.
+pub struct KafkaHandler {
+    pub shard: Rc<Shard>,
+    pub table: ApiVersionTable,
+}
+
+impl KafkaHandler {
+    pub fn new(shard: Rc<Shard>) -> KafkaHandler {
+        KafkaHandler {
+            shard,
+            table: api_table(),
+        }
+    }
+
+    pub async fn handle_frame(&self, req: RequestFrame, conn: &ConnInfo) -> HandlerResult {
+        let api = req.api_key;
+        let version = req.api_version;
+        match self.table.lookup(api, version) {
+            Lookup::Supported => {}
+            Lookup::UnsupportedVersion if api == ApiKey::ApiVersions as i16 => {
+                // KIP-511: answer with UNSUPPORTED_VERSION and our range, at v0 framing.
+                return HandlerResult::Respond(net::codec::encode_api_versions_fallback(
+                    req.correlation_id,
+                    &self.table,
+                ));
+            }
+            other => {
+                // Kafka closes the connection when it cannot parse the request header/API.
+                warn!(peer = %conn.peer, api, version, ?other, "unsupported API or version; closing connection");
+                return HandlerResult::Close;
+            }
+        }
+        let request = match net::codec::decode_request(&req) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(peer = %conn.peer, api, version, error = %e, "malformed request; closing connection");
+                return HandlerResult::Close;
+            }
+        };
+        debug!(peer = %conn.peer, api, version, correlation_id = req.correlation_id, "request");
+        let shard = &self.shard;
+        let response: ResponseKind = match request {
+            RequestKind::ApiVersions(_) => {
+                ResponseKind::ApiVersions(metadata::api_versions(&self.table, version))
+            }
+            RequestKind::Metadata(r) => {
+                ResponseKind::Metadata(metadata::metadata(shard, r, version).await)
+            }
+            RequestKind::Produce(r) => {
+                let acks = r.acks;
+                let resp = produce::produce(shard, r, version).await;
+                if acks == 0 {
+                    return HandlerResult::NoResponse;
+                }
+                if shard.drop_this_produce_response() {
+                    warn!(peer = %conn.peer, "test switch: dropping this produce response");
+                    return HandlerResult::Close;
+                }
+                ResponseKind::Produce(resp)
+            }
+            RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::fetch(shard, r, version).await),
+            RequestKind::ListOffsets(r) => {
+                ResponseKind::ListOffsets(offsets::list_offsets(shard, r, version).await)
+            }
+            RequestKind::FindCoordinator(r) => {
+                ResponseKind::FindCoordinator(metadata::find_coordinator(shard, r, version))
+            }
+            RequestKind::DescribeCluster(r) => {
+                ResponseKind::DescribeCluster(metadata::describe_cluster(shard, r, version))
+            }
+            RequestKind::InitProducerId(r) => {
+                ResponseKind::InitProducerId(produce::init_producer_id(shard, r, version).await)
+            }
+            RequestKind::CreateTopics(r) => {
+                ResponseKind::CreateTopics(admin::create_topics(shard, r, version).await)
+            }
+            RequestKind::DeleteTopics(r) => {
+                ResponseKind::DeleteTopics(admin::delete_topics(shard, r, version).await)
+            }
+            RequestKind::CreatePartitions(r) => {
+                ResponseKind::CreatePartitions(admin::create_partitions(shard, r, version).await)
+            }
+            RequestKind::DescribeConfigs(r) => {
+                ResponseKind::DescribeConfigs(admin::describe_configs(shard, r, version))
+            }
+            RequestKind::AlterConfigs(r) => {
+                ResponseKind::AlterConfigs(admin::alter_configs(shard, r, version).await)
+            }
+            RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+                admin::incremental_alter_configs(shard, r, version).await,
+            ),
+            _ => {
+                warn!(peer = %conn.peer, api, version, "API advertised but not dispatched; closing connection");
+                return HandlerResult::Close;
+            }
+        };
+        match net::codec::encode_response(api, version, req.correlation_id, &response) {
+            Ok(chunks) => HandlerResult::Respond(chunks),
+            Err(e) => {
+                warn!(peer = %conn.peer, api, version, error = %e, "cannot encode response; closing connection");
+                HandlerResult::Close
+            }
+        }
+    }
+}

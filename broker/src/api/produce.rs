@@ -1,0 +1,144 @@
+//! Produce and InitProducerId.
+//!
+//! A Produce request is split by owning shard: local partitions append here, the others travel
+//! as [`ShardReq::Produce`] carrying the request's `Bytes` (no copy). All parts run at once and
+//! the response is assembled in request order.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
+use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
+use kafka_protocol::messages::produce_request::ProduceRequest;
+use kafka_protocol::messages::produce_response::{
+    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::ProducerId;
+use kafka_protocol::ResponseError as E;
+
+use super::str_bytes;
+use crate::controller::{ControllerReq, ControllerResp};
+use crate::errors::PartitionError;
+use crate::shard::{expect_controller, expect_produce, ProducePart, ProduceResult, Shard, ShardReq};
+
+fn failed(e: E) -> ProduceResult {
+    ProduceResult {
+        error: Some(PartitionError::new(e)),
+        base_offset: -1,
+        log_append_time_ms: -1,
+        log_start_offset: -1,
+    }
+}
+
+pub async fn produce(shard: &Rc<Shard>, req: ProduceRequest, _version: i16) -> ProduceResponse {
+    let meta = shard.meta();
+    let acks_valid = matches!(req.acks, -1..=1);
+    let mut shapes: Vec<(kafka_protocol::messages::TopicName, Vec<i32>)> = Vec::new();
+    // One slot per partition in request order; parts grouped by owning shard so each shard
+    // gets one message per request.
+    let mut slots: Vec<Option<ProduceResult>> = Vec::new();
+    let mut by_shard: Vec<(Vec<usize>, Vec<ProducePart>)> =
+        (0..shard.shards()).map(|_| (Vec::new(), Vec::new())).collect();
+    for topic in req.topic_data {
+        let name = topic.name.0.to_string();
+        let topic_meta = meta.topic(&name).cloned();
+        let mut indexes = Vec::with_capacity(topic.partition_data.len());
+        for part in topic.partition_data {
+            indexes.push(part.index);
+            let slot = slots.len();
+            slots.push(None);
+            if !acks_valid {
+                slots[slot] = Some(failed(E::InvalidRequiredAcks));
+                continue;
+            }
+            if req.transactional_id.is_some() {
+                slots[slot] = Some(failed(E::TransactionalIdAuthorizationFailed));
+                continue;
+            }
+            match &topic_meta {
+                Some(t) if part.index >= 0 && part.index < t.partitions => {
+                    let (slot_ids, parts) = &mut by_shard[meta.owner(&name, part.index)];
+                    slot_ids.push(slot);
+                    parts.push(ProducePart {
+                        topic: name.clone(),
+                        partition: part.index,
+                        records: part.records,
+                        acks: req.acks,
+                    });
+                }
+                _ => slots[slot] = Some(failed(E::UnknownTopicOrPartition)),
+            }
+        }
+        shapes.push((topic.name, indexes));
+    }
+    let calls = by_shard
+        .into_iter()
+        .enumerate()
+        .filter(|(_, (ids, _))| !ids.is_empty())
+        .map(|(target, (ids, parts))| async move {
+            let n = parts.len();
+            let results = expect_produce(shard.call(target, ShardReq::Produce(parts)).await, n);
+            (ids, results)
+        });
+    for (ids, results) in futures::future::join_all(calls).await {
+        for (slot, result) in ids.into_iter().zip(results) {
+            slots[slot] = Some(result);
+        }
+    }
+    let mut results = slots.into_iter();
+    let mut response = ProduceResponse::default();
+    for (name, indexes) in shapes {
+        let mut topic = TopicProduceResponse::default();
+        topic.name = name;
+        for index in indexes {
+            let r = results
+                .next()
+                .flatten()
+                .unwrap_or_else(|| failed(E::UnknownServerError));
+            let mut p = PartitionProduceResponse::default();
+            p.index = index;
+            p.base_offset = r.base_offset;
+            p.log_append_time_ms = r.log_append_time_ms;
+            p.log_start_offset = r.log_start_offset;
+            if let Some(e) = r.error {
+                p.error_code = e.code;
+                p.error_message = e.message.as_deref().map(str_bytes);
+            }
+            topic.partition_responses.push(p);
+        }
+        response.responses.push(topic);
+    }
+    response
+}
+
+pub async fn init_producer_id(
+    shard: &Rc<Shard>,
+    req: InitProducerIdRequest,
+    _version: i16,
+) -> InitProducerIdResponse {
+    let mut resp = InitProducerIdResponse::default();
+    resp.producer_id = ProducerId(-1);
+    resp.producer_epoch = -1;
+    if req.transactional_id.is_some() {
+        // Transactions need the transaction coordinator, which this broker does not have yet.
+        // Kafka answers a transactional InitProducerId it cannot serve with this code.
+        resp.error_code = E::CoordinatorNotAvailable.code();
+        return resp;
+    }
+    // An idempotent producer re-initialising with its id and epoch (KIP-360) gets a fresh id:
+    // epochs belong to transactional producers; a new id is always safe.
+    match expect_controller(
+        shard
+            .call(0, ShardReq::Controller(ControllerReq::AllocateProducerId))
+            .await,
+    ) {
+        ControllerResp::ProducerId(Ok(id)) => {
+            resp.producer_id = ProducerId(id);
+            resp.producer_epoch = 0;
+        }
+        ControllerResp::ProducerId(Err(e)) | ControllerResp::Failed(e) => {
+            resp.error_code = e.code;
+        }
+        _ => resp.error_code = E::UnknownServerError.code(),
+    }
+    resp
+}

@@ -1,0 +1,232 @@
+//! Broker configuration: embedded defaults, then a TOML file, then environment variables and flags
+//! (flags win). Kafka broker settings keep Kafka's dotted names under the `[kafka]` table, e.g.
+//!
+//! ```toml
+//! kafka_addr = "0.0.0.0:9092"
+//! data_dir = "/var/lib/ringtail"
+//! cores = "0-3"
+//! [kafka]
+//! "log.retention.hours" = 168
+//! "num.partitions" = 3
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+use crate::topic_config::BrokerDefaults;
+
+/// Default Kafka listener: every interface, Kafka's port.
+pub const KAFKA_ADDR_DEFAULT: &str = "0.0.0.0:9092";
+/// Default admin HTTP listener (`/health`, `/ready`): loopback only, Redpanda's admin port.
+pub const ADMIN_ADDR_DEFAULT: &str = "127.0.0.1:9644";
+/// Connections accepted per shard before new ones are closed.
+pub const MAX_CONNECTIONS_PER_SHARD_DEFAULT: usize = 10_000;
+/// Requests of one connection processed at once (pipelining depth honoured).
+pub const MAX_IN_FLIGHT_PER_CONNECTION_DEFAULT: usize = 32;
+
+/// What the TOML file may hold. Every field is optional: absent means "use the default".
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub kafka_addr: Option<String>,
+    pub advertised_addr: Option<String>,
+    pub admin_addr: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub cores: Option<String>,
+    pub node_id: Option<i32>,
+    pub max_connections_per_shard: Option<usize>,
+    pub max_in_flight_per_connection: Option<usize>,
+    /// Kafka broker settings by their Kafka names (`log.retention.hours`, `num.partitions`, ...).
+    #[serde(default)]
+    pub kafka: BTreeMap<String, toml::Value>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+}
+
+/// The resolved configuration a broker runs with.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub kafka_addr: SocketAddr,
+    /// host:port put in Metadata responses.
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub admin_addr: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+    /// CPUs to run shards on, one shard per CPU.
+    pub shard_cpus: Vec<usize>,
+    pub node_id: i32,
+    pub max_connections_per_shard: usize,
+    pub max_in_flight_per_connection: usize,
+    pub kafka: BrokerDefaults,
+    /// Test-only fault injection: drop (close the connection instead of answering) every Nth
+    /// produce response. Set by `RINGTAIL_TEST_DROP_PRODUCE_RESPONSES`.
+    pub test_drop_produce_every: Option<u64>,
+}
+
+/// Command-line / environment overrides, already parsed by clap.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub kafka_addr: Option<String>,
+    pub advertised_addr: Option<String>,
+    pub admin_addr: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub cores: Option<String>,
+    pub node_id: Option<i32>,
+    pub config_file: Option<PathBuf>,
+}
+
+impl BrokerConfig {
+    pub fn resolve(over: &Overrides) -> anyhow::Result<BrokerConfig> {
+        let file = match &over.config_file {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let kafka_addr_text = over
+            .kafka_addr
+            .clone()
+            .or(file.kafka_addr.clone())
+            .unwrap_or_else(|| KAFKA_ADDR_DEFAULT.to_string());
+        let kafka_addr: SocketAddr = kafka_addr_text
+            .parse()
+            .with_context(|| format!("--kafka-addr {kafka_addr_text:?} is not HOST:PORT"))?;
+        let (advertised_host, advertised_port) =
+            match over.advertised_addr.clone().or(file.advertised_addr.clone()) {
+                Some(text) => parse_host_port(&text)?,
+                None => (default_advertised_host(&kafka_addr), i32::from(kafka_addr.port())),
+            };
+        let admin_addr = match over
+            .admin_addr
+            .clone()
+            .or(file.admin_addr.clone())
+            .unwrap_or_else(|| ADMIN_ADDR_DEFAULT.to_string())
+            .as_str()
+        {
+            "" | "off" | "none" => None,
+            text => Some(
+                text.parse()
+                    .with_context(|| format!("--admin-addr {text:?} is not HOST:PORT"))?,
+            ),
+        };
+        let data_dir = over
+            .data_dir
+            .clone()
+            .or(file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let online = tuning::online_cpus();
+        let shard_cpus = match over.cores.clone().or(file.cores.clone()) {
+            Some(list) => {
+                let cpus = tuning::parse_cpu_list(&list)
+                    .map_err(|e| anyhow::anyhow!("--cores {list:?}: {e}"))?;
+                for cpu in &cpus {
+                    if !online.contains(cpu) {
+                        bail!("--cores {list:?}: CPU {cpu} is not online here (online: {online:?})");
+                    }
+                }
+                cpus
+            }
+            None => online,
+        };
+        if shard_cpus.is_empty() {
+            bail!("no CPU to run a shard on");
+        }
+        let mut pairs = Vec::new();
+        for (name, value) in &file.kafka {
+            let text = match value {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            pairs.push((name.clone(), text));
+        }
+        let kafka = BrokerDefaults::from_pairs(pairs)
+            .map_err(|e| anyhow::anyhow!("[kafka] settings in the config file: {e}"))?;
+        let test_drop_produce_every = match std::env::var("RINGTAIL_TEST_DROP_PRODUCE_RESPONSES") {
+            Ok(v) if !v.is_empty() => {
+                let n: u64 = v
+                    .parse()
+                    .context("RINGTAIL_TEST_DROP_PRODUCE_RESPONSES must be a number")?;
+                (n > 0).then_some(n)
+            }
+            _ => None,
+        };
+        Ok(BrokerConfig {
+            kafka_addr,
+            advertised_host,
+            advertised_port,
+            admin_addr,
+            data_dir,
+            shard_cpus,
+            node_id: over.node_id.or(file.node_id).unwrap_or(0),
+            max_connections_per_shard: file
+                .max_connections_per_shard
+                .unwrap_or(MAX_CONNECTIONS_PER_SHARD_DEFAULT),
+            max_in_flight_per_connection: file
+                .max_in_flight_per_connection
+                .unwrap_or(MAX_IN_FLIGHT_PER_CONNECTION_DEFAULT)
+                .max(1),
+            kafka,
+            test_drop_produce_every,
+        })
+    }
+
+    pub fn shards(&self) -> usize {
+        self.shard_cpus.len()
+    }
+}
+
+fn parse_host_port(text: &str) -> anyhow::Result<(String, i32)> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .with_context(|| format!("{text:?} is not HOST:PORT"))?;
+    let port: u16 = port.parse().with_context(|| format!("{text:?}: bad port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        bail!("{text:?}: empty host");
+    }
+    Ok((host.to_string(), i32::from(port)))
+}
+
+/// A wildcard bind address cannot be advertised: use the host name, as Kafka does.
+fn default_advertised_host(addr: &SocketAddr) -> String {
+    if !addr.ip().is_unspecified() {
+        return addr.ip().to_string();
+    }
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_parsing() {
+        assert_eq!(parse_host_port("a.b:9092").unwrap(), ("a.b".into(), 9092));
+        assert_eq!(parse_host_port("[::1]:1").unwrap(), ("::1".into(), 1));
+        assert!(parse_host_port("nohost").is_err());
+        assert!(parse_host_port(":9092").is_err());
+        assert!(parse_host_port("h:99999").is_err());
+    }
+
+    #[test]
+    fn file_config_rejects_unknown_keys() {
+        let err = toml::from_str::<FileConfig>("kafka_adr = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("kafka_adr"));
+        let ok: FileConfig =
+            toml::from_str("cores = \"0-1\"\n[kafka]\n\"num.partitions\" = 3\n").unwrap();
+        assert_eq!(ok.cores.as_deref(), Some("0-1"));
+        assert_eq!(ok.kafka.len(), 1);
+    }
+}

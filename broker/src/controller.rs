@@ -1,0 +1,327 @@
+//! The metadata controller: the single writer of cluster metadata. Lives on shard 0.
+//!
+//! Every change (create/delete topics, add partitions, alter configs) runs one at a time:
+//! build the next snapshot, persist it, publish it to every shard (each opens or deletes the
+//! partitions it owns), then answer. A client therefore sees its topic usable on every shard
+//! as soon as CreateTopics returns.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError as E;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::errors::PartitionError;
+use crate::meta::{
+    validate_topic_name, MetaSnapshot, MetaStore, TopicMeta, PARTITIONS_PER_TOPIC_MAX,
+};
+use crate::producer_state::ProducerIdAllocator;
+use crate::shard::{Shard, ShardReq};
+use crate::topic_config::{AlterOp, TopicConfig};
+
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    /// -1: the broker default (`num.partitions`).
+    pub partitions: i32,
+    /// -1: the broker default; anything above the number of brokers (1) is refused.
+    pub replication_factor: i16,
+    pub configs: Vec<(String, Option<String>)>,
+    /// Manual replica assignment: the partition count is the number of entries.
+    pub assignment_partitions: Option<i32>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ConfigChange {
+    /// AlterConfigs: the new complete set of overrides.
+    Replace(Vec<(String, Option<String>)>),
+    /// IncrementalAlterConfigs.
+    Incremental(Vec<(String, AlterOp, Option<String>)>),
+}
+
+#[derive(Debug)]
+pub enum ControllerReq {
+    CreateTopics {
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    },
+    DeleteTopics {
+        names: Vec<String>,
+    },
+    CreatePartitions {
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+    },
+    AlterConfigs {
+        changes: Vec<(String, ConfigChange)>,
+        validate_only: bool,
+    },
+    AllocateProducerId,
+}
+
+#[derive(Debug)]
+pub enum ControllerResp {
+    /// One result per requested topic, in request order.
+    Topics(Vec<Result<Arc<TopicMeta>, PartitionError>>),
+    ProducerId(Result<i64, PartitionError>),
+    NotController,
+    Failed(PartitionError),
+}
+
+pub struct Controller {
+    store: MetaStore,
+    lock: glommio::sync::Semaphore,
+    producer_ids: RefCell<ProducerIdAllocator>,
+}
+
+impl Controller {
+    pub fn new(store: MetaStore, producer_ids: ProducerIdAllocator) -> Controller {
+        Controller {
+            store,
+            lock: glommio::sync::Semaphore::new(1),
+            producer_ids: RefCell::new(producer_ids),
+        }
+    }
+
+    pub async fn handle(&self, shard: &Rc<Shard>, req: ControllerReq) -> ControllerResp {
+        if self.lock.acquire(1).await.is_err() {
+            return ControllerResp::Failed(PartitionError::new(E::UnknownServerError));
+        }
+        let _release = crate::shard::scopeguard(|| self.lock.signal(1));
+        match req {
+            ControllerReq::AllocateProducerId => {
+                let id = self.producer_ids.borrow_mut().allocate();
+                ControllerResp::ProducerId(id.map_err(|e| {
+                    warn!(error = %e, "producer id allocation failed");
+                    PartitionError::with_message(E::UnknownServerError, e.to_string())
+                }))
+            }
+            ControllerReq::CreateTopics {
+                topics,
+                validate_only,
+            } => self.create_topics(shard, topics, validate_only).await,
+            ControllerReq::DeleteTopics { names } => self.delete_topics(shard, names).await,
+            ControllerReq::CreatePartitions {
+                topics,
+                validate_only,
+            } => self.create_partitions(shard, topics, validate_only).await,
+            ControllerReq::AlterConfigs {
+                changes,
+                validate_only,
+            } => self.alter_configs(shard, changes, validate_only).await,
+        }
+    }
+
+    async fn create_topics(
+        &self,
+        shard: &Rc<Shard>,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> ControllerResp {
+        let current = shard.meta();
+        let broker = &shard.config.kafka;
+        let mut next = current.topics.clone();
+        let mut results = Vec::with_capacity(topics.len());
+        let mut seen = std::collections::HashSet::new();
+        for t in topics {
+            let result = (|| {
+                validate_topic_name(&t.name)
+                    .map_err(|m| PartitionError::with_message(E::InvalidTopicException, m))?;
+                if !seen.insert(t.name.clone()) {
+                    return Err(PartitionError::with_message(
+                        E::InvalidRequest,
+                        format!("Create topics request from client contains multiple entries for topic {}", t.name),
+                    ));
+                }
+                if next.contains_key(&t.name) {
+                    return Err(PartitionError::with_message(
+                        E::TopicAlreadyExists,
+                        format!("Topic '{}' already exists.", t.name),
+                    ));
+                }
+                let partitions = match (t.assignment_partitions, t.partitions) {
+                    (Some(n), _) => n,
+                    (None, -1) => broker.num_partitions(),
+                    (None, n) => n,
+                };
+                if partitions <= 0 || partitions > PARTITIONS_PER_TOPIC_MAX {
+                    return Err(PartitionError::with_message(
+                        E::InvalidPartitions,
+                        format!("Number of partitions must be between 1 and {PARTITIONS_PER_TOPIC_MAX}, got {partitions}."),
+                    ));
+                }
+                let rf = if t.replication_factor == -1 {
+                    broker.default_replication_factor()
+                } else {
+                    t.replication_factor
+                };
+                if rf <= 0 {
+                    return Err(PartitionError::with_message(
+                        E::InvalidReplicationFactor,
+                        "Replication factor must be larger than 0.",
+                    ));
+                }
+                if rf > 1 {
+                    return Err(PartitionError::with_message(
+                        E::InvalidReplicationFactor,
+                        format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered."),
+                    ));
+                }
+                let config = TopicConfig::validate_and_build(t.configs.clone(), broker)?;
+                let topic = Arc::new(TopicMeta {
+                    name: t.name.clone(),
+                    id: Uuid::new_v4(),
+                    partitions,
+                    configs: config.to_map(),
+                    internal: t.name.starts_with("__"),
+                    config,
+                });
+                Ok(topic)
+            })();
+            if let Ok(topic) = &result {
+                next.insert(topic.name.clone(), topic.clone());
+            }
+            results.push(result);
+        }
+        if validate_only || results.iter().all(|r| r.is_err()) {
+            return ControllerResp::Topics(results);
+        }
+        if let Err(e) = self.publish(shard, current.with_topics(next)).await {
+            return ControllerResp::Failed(e);
+        }
+        for topic in results.iter().flatten() {
+            info!(topic = %topic.name, partitions = topic.partitions, "created topic");
+        }
+        ControllerResp::Topics(results)
+    }
+
+    async fn delete_topics(&self, shard: &Rc<Shard>, names: Vec<String>) -> ControllerResp {
+        let current = shard.meta();
+        let mut next = current.topics.clone();
+        let results: Vec<_> = names
+            .iter()
+            .map(|name| {
+                next.remove(name).ok_or_else(|| {
+                    PartitionError::with_message(
+                        E::UnknownTopicOrPartition,
+                        "This server does not host this topic-partition.",
+                    )
+                })
+            })
+            .collect();
+        if results.iter().any(|r| r.is_ok()) {
+            if let Err(e) = self.publish(shard, current.with_topics(next)).await {
+                return ControllerResp::Failed(e);
+            }
+            for topic in results.iter().flatten() {
+                info!(topic = %topic.name, "deleted topic");
+            }
+        }
+        ControllerResp::Topics(results)
+    }
+
+    async fn create_partitions(
+        &self,
+        shard: &Rc<Shard>,
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+    ) -> ControllerResp {
+        let current = shard.meta();
+        let mut next = current.topics.clone();
+        let mut results = Vec::with_capacity(topics.len());
+        for (name, count) in topics {
+            let result = match next.get(&name) {
+                None => Err(PartitionError::with_message(
+                    E::UnknownTopicOrPartition,
+                    format!("The topic '{name}' does not exist."),
+                )),
+                Some(t) if count <= t.partitions => Err(PartitionError::with_message(
+                    E::InvalidPartitions,
+                    format!(
+                        "Topic currently has {} partitions, which is higher than the requested {count}.",
+                        t.partitions
+                    ),
+                )),
+                Some(_) if count > PARTITIONS_PER_TOPIC_MAX => Err(PartitionError::with_message(
+                    E::InvalidPartitions,
+                    format!("Number of partitions must be at most {PARTITIONS_PER_TOPIC_MAX}."),
+                )),
+                Some(t) => {
+                    let mut grown = (**t).clone();
+                    grown.partitions = count;
+                    Ok(Arc::new(grown))
+                }
+            };
+            if let Ok(t) = &result {
+                next.insert(name.clone(), t.clone());
+            }
+            results.push(result);
+        }
+        if !validate_only && results.iter().any(|r| r.is_ok()) {
+            if let Err(e) = self.publish(shard, current.with_topics(next)).await {
+                return ControllerResp::Failed(e);
+            }
+        }
+        ControllerResp::Topics(results)
+    }
+
+    async fn alter_configs(
+        &self,
+        shard: &Rc<Shard>,
+        changes: Vec<(String, ConfigChange)>,
+        validate_only: bool,
+    ) -> ControllerResp {
+        let current = shard.meta();
+        let broker = &shard.config.kafka;
+        let mut next: BTreeMap<String, Arc<TopicMeta>> = current.topics.clone();
+        let mut results = Vec::with_capacity(changes.len());
+        for (name, change) in changes {
+            let result = match next.get(&name) {
+                None => Err(PartitionError::with_message(
+                    E::UnknownTopicOrPartition,
+                    format!("Topic {name} does not exist"),
+                )),
+                Some(t) => {
+                    let built = match change {
+                        ConfigChange::Replace(pairs) => {
+                            TopicConfig::validate_and_build(pairs, broker)
+                        }
+                        ConfigChange::Incremental(ops) => t.config.incremental(&ops, broker),
+                    };
+                    built.map_err(PartitionError::from).map(|config| {
+                        let mut altered = (**t).clone();
+                        altered.configs = config.to_map();
+                        altered.config = config;
+                        Arc::new(altered)
+                    })
+                }
+            };
+            if let Ok(t) = &result {
+                next.insert(name.clone(), t.clone());
+            }
+            results.push(result);
+        }
+        if !validate_only && results.iter().any(|r| r.is_ok()) {
+            if let Err(e) = self.publish(shard, current.with_topics(next)).await {
+                return ControllerResp::Failed(e);
+            }
+        }
+        ControllerResp::Topics(results)
+    }
+
+    /// Persist, then make every shard adopt the snapshot before returning.
+    async fn publish(&self, shard: &Rc<Shard>, snapshot: MetaSnapshot) -> Result<(), PartitionError> {
+        self.store.save(&snapshot).map_err(|e| {
+            warn!(error = %e, "persisting metadata failed");
+            PartitionError::with_message(E::KafkaStorageError, format!("persisting metadata: {e}"))
+        })?;
+        let snapshot = Arc::new(snapshot);
+        let calls = (0..shard.shards())
+            .map(|target| shard.call(target, ShardReq::ApplyMeta(snapshot.clone())));
+        futures::future::join_all(calls).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,235 @@
+//! Start-up and shutdown of a broker process.
+//!
+//! Order: system checks (explain what is missing, don't panic) -> size glommio's io_memory
+//! from RLIMIT_MEMLOCK -> lock the data dir -> load metadata -> one executor per configured
+//! CPU, each: connect the cross-shard router, open (recover) the partitions it owns, bind the
+//! Kafka port with SO_REUSEPORT, report ready. SIGTERM/SIGINT close every partition cleanly.
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use glommio::{LocalExecutorBuilder, Placement};
+use tracing::{error, info, warn};
+
+use crate::api::KafkaHandler;
+use crate::config::BrokerConfig;
+use crate::controller::Controller;
+use crate::meta::{MetaSnapshot, MetaStore};
+use crate::producer_state::ProducerIdAllocator;
+use crate::shard::{Shard, ShardReq, ShardResp, RETENTION_CHECK_INTERVAL_MS};
+
+/// What glommio gets per executor when memlock is no constraint (its own default is 10 MiB).
+const IO_MEMORY_WANTED_BYTES: usize = 10 << 20;
+/// How often an idle shard looks at the shutdown flag. Cheap: one timer wake-up.
+const SHUTDOWN_POLL_MS: u64 = 200;
+
+static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+
+/// Run the broker until SIGTERM/SIGINT. Returns an error with an operator-facing explanation
+/// when the machine lacks something the broker needs.
+pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    let shards = config.shards();
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!("cannot create the data dir {}", config.data_dir.display())
+    })?;
+    let mut fatal = Vec::new();
+    for check in tuning::startup_checks(&config.data_dir, shards) {
+        match check.status {
+            tuning::Status::Ok => info!(check = check.name, "{}", check.detail),
+            tuning::Status::Warn => {
+                warn!(check = check.name, fix = ?check.fix, "{}", check.detail)
+            }
+            tuning::Status::Fail => {
+                error!(check = check.name, fix = ?check.fix, "{}", check.detail);
+                fatal.push(format!(
+                    "{}: {}{}",
+                    check.name,
+                    check.detail,
+                    check.fix.map(|f| format!(" (fix: {f})")).unwrap_or_default()
+                ));
+            }
+        }
+    }
+    if !fatal.is_empty() {
+        bail!("this machine cannot run Ringtail:\n  {}", fatal.join("\n  "));
+    }
+    let io_plan = tuning::plan_io_memory(shards, IO_MEMORY_WANTED_BYTES)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    info!(io_memory_bytes = io_plan.io_memory_bytes, "{}", io_plan.explanation);
+
+    let _lock = lock_data_dir(&config)?;
+    let store = MetaStore::new(&config.data_dir);
+    let snapshot = Arc::new(store.load(shards, &config.kafka)?);
+    let producer_ids = ProducerIdAllocator::open(
+        config.data_dir.join("meta").join("producer_ids"),
+        crate::producer_state::PRODUCER_ID_BLOCK_SIZE,
+    )
+        .map_err(|e| anyhow::anyhow!("producer id allocator: {e}"))?;
+    info!(
+        cluster_id = %snapshot.cluster_id,
+        topics = snapshot.topics.len(),
+        shards,
+        cpus = ?config.shard_cpus,
+        data_dir = %config.data_dir.display(),
+        "starting"
+    );
+
+    let ready = Arc::new(AtomicUsize::new(0));
+    if let Some(addr) = config.admin_addr {
+        crate::admin_http::start(
+            addr,
+            crate::admin_http::AdminState {
+                ready_shards: ready.clone(),
+                shards,
+            },
+        )?;
+    }
+    block_shutdown_signals()?;
+
+    let config = Arc::new(config);
+    let endpoints = net::route::build::<ShardReq, ShardResp>(shards, Default::default());
+    let mut controller = Some(Controller::new(store, producer_ids));
+    let mut handles = Vec::new();
+    for (endpoint, cpu) in endpoints.into_iter().zip(config.shard_cpus.clone()) {
+        let id = endpoint.shard_id();
+        let config = config.clone();
+        let snapshot = snapshot.clone();
+        let ready = ready.clone();
+        let controller = if id == 0 { controller.take() } else { None };
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("shard-{id}"))
+            .io_memory(io_plan.io_memory_bytes)
+            .spawn(move || async move {
+                let router = endpoint.connect().await;
+                if let Err(e) = shard_main(id, config, router, snapshot, controller, ready).await {
+                    error!(shard = id, "shard failed: {e:#}");
+                    SHUTDOWN.store(true, Ordering::SeqCst);
+                    // Wake the signal-waiting main thread so the process exits.
+                    let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::SIGTERM);
+                }
+            })
+            .with_context(|| format!("starting the executor of shard {id} on CPU {cpu}"))?;
+        handles.push(handle);
+    }
+
+    wait_for_shutdown_signal();
+    info!("shutting down: closing partitions");
+    SHUTDOWN.store(true, Ordering::SeqCst);
+    for h in handles {
+        if let Err(e) = h.join() {
+            warn!("shard ended with an error: {e}");
+        }
+    }
+    info!("stopped");
+    Ok(())
+}
+
+async fn shard_main(
+    id: usize,
+    config: Arc<BrokerConfig>,
+    router: crate::shard::Router,
+    snapshot: Arc<MetaSnapshot>,
+    controller: Option<Controller>,
+    ready: Arc<AtomicUsize>,
+) -> anyhow::Result<()> {
+    let shard = Rc::new(Shard::new(
+        id,
+        config.clone(),
+        router,
+        snapshot.clone(),
+        controller,
+        ready,
+    ));
+    let serving = shard.clone();
+    glommio::spawn_local(async move {
+        let handler_shard = serving.clone();
+        serving
+            .router
+            .serve(move |req| {
+                let shard = handler_shard.clone();
+                async move { shard.serve(req).await }
+            })
+            .await;
+    })
+    .detach();
+
+    shard.apply_meta(snapshot).await;
+    info!(shard = id, partitions = shard.partition_count(), "partitions recovered");
+
+    let listener = net::conn::Listener::bind(config.kafka_addr, id).with_context(|| {
+        format!("cannot listen on --kafka-addr {} (shard {id})", config.kafka_addr)
+    })?;
+    let handler = Rc::new(KafkaHandler::new(shard.clone()));
+    let limits = net::conn::ConnLimits {
+        max_frame_bytes: config.kafka.socket_request_max_bytes(),
+        max_in_flight: config.max_in_flight_per_connection,
+    };
+    let max_connections = config.max_connections_per_shard;
+    glommio::spawn_local(async move {
+        if let Err(e) = listener.serve(handler, limits, max_connections).await {
+            error!(shard = id, error = %e, "listener stopped");
+        }
+    })
+    .detach();
+    shard.mark_ready();
+
+    let retention_shard = shard.clone();
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(Duration::from_millis(RETENTION_CHECK_INTERVAL_MS)).await;
+            retention_shard.retention_pass().await;
+        }
+    })
+    .detach();
+
+    while !SHUTDOWN.load(Ordering::SeqCst) {
+        glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
+    }
+    shard.close_all().await;
+    info!(shard = id, "shard stopped");
+    Ok(())
+}
+
+/// Two brokers on one data dir would corrupt it: hold an exclusive flock for our lifetime.
+fn lock_data_dir(config: &BrokerConfig) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    let path = config.data_dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
+        anyhow::anyhow!(
+            "the data dir {} is in use by another Ringtail process (lock {} is held)",
+            config.data_dir.display(),
+            path.display()
+        )
+    })
+}
+
+fn shutdown_sigset() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::empty();
+    set.add(nix::sys::signal::SIGTERM);
+    set.add(nix::sys::signal::SIGINT);
+    set
+}
+
+/// Block the shutdown signals before any thread starts, so every thread inherits the mask and
+/// only the main thread receives them (in `sigwait`).
+fn block_shutdown_signals() -> anyhow::Result<()> {
+    shutdown_sigset()
+        .thread_block()
+        .context("blocking SIGTERM/SIGINT")?;
+    Ok(())
+}
+
+fn wait_for_shutdown_signal() {
+    match shutdown_sigset().wait() {
+        Ok(sig) => info!(signal = ?sig, "signal received"),
+        Err(e) => warn!(error = %e, "sigwait failed; shutting down"),
+    }
+}

@@ -1,0 +1,663 @@
+//! One shard: the partitions this core owns, its copy of the metadata snapshot, and the
+//! cross-shard messages it answers.
+//!
+//! Lives on exactly one glommio executor: everything here is `Rc`/`RefCell` and cannot leave the
+//! thread. Other shards reach it only through [`ShardReq`] messages on the router. No `RefCell`
+//! borrow is held across an `.await` (clippy `await_holding_refcell_ref` is an error).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError as E;
+use storage::batch::ValidatedBatches;
+use storage::{Durability, PartitionLog};
+use tracing::{info, warn};
+
+use crate::compression;
+use crate::config::BrokerConfig;
+use crate::controller::{Controller, ControllerReq, ControllerResp};
+use crate::errors::PartitionError;
+use crate::meta::{partition_dir, MetaSnapshot, TopicMeta};
+use crate::producer_state::{ProducerBatch, ProducerStateTable, SeqCheck};
+
+/// How often each shard applies retention to its partitions (Kafka's
+/// `log.retention.check.interval.ms` default).
+pub const RETENTION_CHECK_INTERVAL_MS: u64 = 300_000;
+
+/// A request from one shard to another. Carries only `Send` data (`Bytes`, `Arc`).
+#[derive(Debug)]
+pub enum ShardReq {
+    /// Partitions of one produce request owned by the target shard; appended concurrently.
+    Produce(Vec<ProducePart>),
+    /// Partitions of one fetch owned by the target shard, read in order within `max_bytes`.
+    Read { parts: Vec<ReadPart>, max_bytes: usize },
+    /// Resolve when any of the partitions has data beyond its offset, or after `timeout_ms`.
+    WaitForData {
+        parts: Vec<(String, i32, i64)>,
+        timeout_ms: u64,
+    },
+    ListOffset {
+        topic: String,
+        partition: i32,
+        timestamp: i64,
+    },
+    ApplyMeta(Arc<MetaSnapshot>),
+    Controller(ControllerReq),
+}
+
+#[derive(Debug)]
+pub enum ShardResp {
+    Produce(Vec<ProduceResult>),
+    Read(Vec<ReadReply>),
+    Done,
+    ListOffset(Result<(i64, i64), PartitionError>),
+    Controller(ControllerResp),
+    /// The call itself failed (target shard unreachable).
+    Failed(PartitionError),
+}
+
+#[derive(Debug, Clone)]
+pub struct ProducePart {
+    pub topic: String,
+    pub partition: i32,
+    pub records: Option<Bytes>,
+    pub acks: i16,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProduceResult {
+    pub error: Option<PartitionError>,
+    pub base_offset: i64,
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+impl ProduceResult {
+    fn failed(error: PartitionError) -> ProduceResult {
+        ProduceResult {
+            error: Some(error),
+            base_offset: -1,
+            log_append_time_ms: -1,
+            log_start_offset: -1,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ReadPart {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub max_bytes: usize,
+    pub min_one: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReadReply {
+    pub error: Option<PartitionError>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub records: Bytes,
+}
+
+impl ReadReply {
+    pub fn failed(error: PartitionError) -> ReadReply {
+        ReadReply {
+            error: Some(error),
+            high_watermark: -1,
+            log_start_offset: -1,
+            records: Bytes::new(),
+        }
+    }
+}
+
+pub type Router = net::route::ShardRouter<ShardReq, ShardResp>;
+
+/// A partition replica owned by this shard.
+pub struct Partition {
+    pub topic: Arc<TopicMeta>,
+    pub index: i32,
+    pub log: PartitionLog,
+    pub producers: RefCell<ProducerStateTable>,
+}
+
+pub struct Shard {
+    pub id: usize,
+    pub config: Arc<BrokerConfig>,
+    pub router: Router,
+    meta: RefCell<Arc<MetaSnapshot>>,
+    partitions: RefCell<HashMap<(String, i32), Rc<Partition>>>,
+    /// Serialises metadata application (opening and deleting partitions awaits I/O).
+    apply_lock: glommio::sync::Semaphore,
+    /// Only on shard 0.
+    pub controller: Option<Controller>,
+    produce_responses: Cell<u64>,
+    pub ready_shards: Arc<AtomicUsize>,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Shard {
+    pub fn new(
+        id: usize,
+        config: Arc<BrokerConfig>,
+        router: Router,
+        meta: Arc<MetaSnapshot>,
+        controller: Option<Controller>,
+        ready_shards: Arc<AtomicUsize>,
+    ) -> Shard {
+        Shard {
+            id,
+            config,
+            router,
+            meta: RefCell::new(meta),
+            partitions: RefCell::new(HashMap::new()),
+            apply_lock: glommio::sync::Semaphore::new(1),
+            controller,
+            produce_responses: Cell::new(0),
+            ready_shards,
+        }
+    }
+
+    pub fn meta(&self) -> Arc<MetaSnapshot> {
+        self.meta.borrow().clone()
+    }
+
+    pub fn shards(&self) -> usize {
+        self.config.shards()
+    }
+
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Rc<Partition>> {
+        self.partitions
+            .borrow()
+            .get(&(topic.to_string(), index))
+            .cloned()
+    }
+
+    pub fn partition_count(&self) -> usize {
+        self.partitions.borrow().len()
+    }
+
+    /// Test-only fault injection: true when this produce response is to be dropped.
+    pub fn drop_this_produce_response(&self) -> bool {
+        let Some(every) = self.config.test_drop_produce_every else {
+            return false;
+        };
+        let n = self.produce_responses.get() + 1;
+        self.produce_responses.set(n);
+        n % every == 0
+    }
+
+    /// Send a request to `shard`, or run it here when it is this shard.
+    pub async fn call(self: &Rc<Self>, shard: usize, req: ShardReq) -> ShardResp {
+        if shard == self.id {
+            return self.serve(req).await;
+        }
+        match self.router.call(shard, req).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                warn!(shard = self.id, to = shard, error = %e, "cross-shard call failed");
+                failed_resp(PartitionError::with_message(
+                    E::KafkaStorageError,
+                    format!("shard {shard} unreachable: {e}"),
+                ))
+            }
+        }
+    }
+
+    /// Answer a cross-shard request (or a local one routed through [`Shard::call`]).
+    pub async fn serve(self: &Rc<Self>, req: ShardReq) -> ShardResp {
+        match req {
+            ShardReq::Produce(parts) => {
+                let appends = parts.into_iter().map(|part| self.produce_local(part));
+                ShardResp::Produce(futures::future::join_all(appends).await)
+            }
+            ShardReq::Read { parts, max_bytes } => {
+                ShardResp::Read(self.read_many_local(parts, max_bytes).await)
+            }
+            ShardReq::WaitForData { parts, timeout_ms } => {
+                self.wait_local(&parts, timeout_ms).await;
+                ShardResp::Done
+            }
+            ShardReq::ListOffset {
+                topic,
+                partition,
+                timestamp,
+            } => ShardResp::ListOffset(self.list_offset_local(&topic, partition, timestamp).await),
+            ShardReq::ApplyMeta(snapshot) => {
+                self.apply_meta(snapshot).await;
+                ShardResp::Done
+            }
+            ShardReq::Controller(req) => match &self.controller {
+                Some(controller) => ShardResp::Controller(controller.handle(self, req).await),
+                None => ShardResp::Controller(ControllerResp::NotController),
+            },
+        }
+    }
+
+    /// Adopt a metadata snapshot: open the partitions this shard now owns, delete those of
+    /// deleted topics, and pass config changes to the logs.
+    pub async fn apply_meta(self: &Rc<Self>, snapshot: Arc<MetaSnapshot>) {
+        if self.apply_lock.acquire(1).await.is_err() {
+            return;
+        }
+        let _release = scopeguard(|| self.apply_lock.signal(1));
+        if snapshot.version < self.meta.borrow().version {
+            return; // an older snapshot overtaken by a newer one
+        }
+        *self.meta.borrow_mut() = snapshot.clone();
+
+        // Drop partitions whose topic is gone (or was re-created with a new id) or whose
+        // partition no longer belongs here.
+        let stale: Vec<((String, i32), Rc<Partition>)> = self
+            .partitions
+            .borrow()
+            .iter()
+            .filter(|((topic, index), p)| match snapshot.topic(topic) {
+                Some(t) => t.id != p.topic.id || snapshot.owner(topic, *index) != self.id,
+                None => true,
+            })
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect();
+        for (key, partition) in stale {
+            self.partitions.borrow_mut().remove(&key);
+            let deleted = snapshot
+                .topic(&key.0)
+                .is_none_or(|t| t.id != partition.topic.id);
+            let log = partition.log.clone();
+            drop(partition);
+            if deleted {
+                info!(topic = %key.0, partition = key.1, "deleting partition");
+                if let Err(e) = log.delete().await {
+                    warn!(topic = %key.0, partition = key.1, error = %e, "deleting partition failed");
+                }
+            } else if let Err(e) = log.close().await {
+                warn!(topic = %key.0, partition = key.1, error = %e, "closing partition failed");
+            }
+        }
+
+        // Open what is new, update what changed.
+        let mut to_open = Vec::new();
+        for topic in snapshot.topics.values() {
+            for index in 0..topic.partitions {
+                if snapshot.owner(&topic.name, index) != self.id {
+                    continue;
+                }
+                let existing = self.partition(&topic.name, index);
+                match existing {
+                    Some(p) if Arc::ptr_eq(&p.topic, topic) => {}
+                    Some(p) => {
+                        p.log
+                            .update_config(topic.config.log_config(&self.config.kafka));
+                        let replaced = Rc::new(Partition {
+                            topic: topic.clone(),
+                            index,
+                            log: p.log.clone(),
+                            producers: RefCell::new(p.producers.borrow().clone()),
+                        });
+                        self.partitions
+                            .borrow_mut()
+                            .insert((topic.name.clone(), index), replaced);
+                    }
+                    None => to_open.push((topic.clone(), index)),
+                }
+            }
+        }
+        for (topic, index) in to_open {
+            match self.open_partition(topic.clone(), index).await {
+                Ok(p) => {
+                    self.partitions
+                        .borrow_mut()
+                        .insert((topic.name.clone(), index), Rc::new(p));
+                }
+                Err(e) => {
+                    warn!(topic = %topic.name, partition = index, error = %e, "cannot open partition; it stays offline")
+                }
+            }
+        }
+    }
+
+    async fn open_partition(
+        &self,
+        topic: Arc<TopicMeta>,
+        index: i32,
+    ) -> Result<Partition, storage::StorageError> {
+        let dir = partition_dir(&self.config.data_dir, &topic.name, index);
+        let log =
+            PartitionLog::open(dir, topic.config.log_config(&self.config.kafka)).await?;
+        // Rebuild idempotent-producer state from the log so retried batches sent before a
+        // restart are still recognised as duplicates.
+        let mut producers = ProducerStateTable::default();
+        let mut batches = Vec::new();
+        log.for_each_batch_header(log.log_start_offset(), |h| {
+            if h.producer_id >= 0 {
+                batches.push(ProducerBatch::from_header(
+                    h.base_offset,
+                    h.last_offset_delta,
+                    h.max_timestamp,
+                    h.producer_id,
+                    h.producer_epoch,
+                    h.base_sequence,
+                ));
+            }
+        })
+        .await?;
+        producers.rebuild_from(batches);
+        Ok(Partition {
+            topic,
+            index,
+            log,
+            producers: RefCell::new(producers),
+        })
+    }
+
+    /// Append one partition's records on this (owning) shard.
+    pub async fn produce_local(&self, part: ProducePart) -> ProduceResult {
+        let Some(partition) = self.partition(&part.topic, part.partition) else {
+            return ProduceResult::failed(PartitionError::new(E::UnknownTopicOrPartition));
+        };
+        match self.append(&partition, part.records, part.acks).await {
+            Ok(result) => result,
+            Err(error) => {
+                if error.code != E::OutOfOrderSequenceNumber.code() {
+                    warn!(topic = %part.topic, partition = part.partition, code = error.code, msg = ?error.message, "produce rejected");
+                }
+                ProduceResult::failed(error)
+            }
+        }
+    }
+
+    async fn append(
+        &self,
+        partition: &Partition,
+        records: Option<Bytes>,
+        acks: i16,
+    ) -> Result<ProduceResult, PartitionError> {
+        let records = records.ok_or_else(|| {
+            PartitionError::with_message(E::CorruptMessage, "produce request without records")
+        })?;
+        let mut batches = ValidatedBatches::parse(records)?;
+        let topic_config = &partition.topic.config;
+        let headers = batches.headers();
+        let idempotent = headers.iter().any(|h| h.producer_id >= 0);
+        if headers.iter().any(|h| h.is_transactional() || h.is_control()) {
+            return Err(PartitionError::with_message(
+                E::InvalidRecord,
+                "transactional batches are not supported by this broker yet",
+            ));
+        }
+        if idempotent && headers.len() != 1 {
+            // Kafka: "Compressed/idempotent produce requests must only have one batch".
+            return Err(PartitionError::with_message(
+                E::InvalidRecord,
+                "an idempotent produce request must carry exactly one batch per partition",
+            ));
+        }
+        let seq = headers.first().filter(|h| h.producer_id >= 0).map(|h| {
+            (
+                h.producer_id,
+                h.producer_epoch,
+                h.base_sequence,
+                crate::producer_state::last_sequence(h.base_sequence, h.last_offset_delta),
+                h.max_timestamp,
+            )
+        });
+        if let Some((pid, epoch, first, last, _)) = seq {
+            match partition.producers.borrow().check(pid, epoch, first, last) {
+                SeqCheck::Append => {}
+                SeqCheck::Duplicate {
+                    base_offset,
+                    log_append_time_ms,
+                    ..
+                } => {
+                    return Ok(ProduceResult {
+                        error: None,
+                        base_offset,
+                        log_append_time_ms,
+                        log_start_offset: partition.log.log_start_offset(),
+                    })
+                }
+                SeqCheck::Reject(e) => return Err(e.into()),
+            }
+        }
+        let target = topic_config.compression_type();
+        if let Some(target) = compression::recompression_target(target, &batches) {
+            let rewritten = compression::recompress(batches.bytes(), target)?;
+            batches = ValidatedBatches::parse(rewritten)?;
+        }
+        let log_append_time =
+            topic_config.timestamp_type_log_append().then(now_ms);
+        // Offsets are assigned synchronously here, right after the sequence check: nothing
+        // else can run on this shard in between.
+        let pending = partition.log.append(&batches, log_append_time)?;
+        if let Some((producer_id, producer_epoch, first_seq, last_seq, max_ts)) = seq {
+            partition.producers.borrow_mut().record(&ProducerBatch {
+                producer_id,
+                producer_epoch,
+                first_seq,
+                last_seq,
+                base_offset: pending.base_offset,
+                last_offset: pending.last_offset,
+                max_timestamp_ms: log_append_time.unwrap_or(max_ts),
+            });
+        }
+        let base_offset = pending.base_offset;
+        let durability = match acks {
+            0 => Durability::Queued,
+            1 => Durability::Written,
+            _ => {
+                if self.config.kafka.acks_all_fsync() {
+                    Durability::Fsynced
+                } else {
+                    Durability::Written
+                }
+            }
+        };
+        pending.wait(durability).await?;
+        Ok(ProduceResult {
+            error: None,
+            base_offset,
+            log_append_time_ms: log_append_time.unwrap_or(-1),
+            log_start_offset: partition.log.log_start_offset(),
+        })
+    }
+
+    /// Read partitions in order, sharing `max_bytes` (Kafka's fetch.max.bytes): each gets at
+    /// most its own limit and what is left; `min_one` is kept only until some data was read.
+    pub async fn read_many_local(&self, parts: Vec<ReadPart>, max_bytes: usize) -> Vec<ReadReply> {
+        let mut remaining = max_bytes;
+        let mut min_one = true;
+        let mut replies = Vec::with_capacity(parts.len());
+        for mut part in parts {
+            part.max_bytes = part.max_bytes.min(remaining);
+            part.min_one &= min_one;
+            let reply = self.read_local(part).await;
+            if !reply.records.is_empty() {
+                min_one = false;
+                remaining = remaining.saturating_sub(reply.records.len());
+            }
+            replies.push(reply);
+        }
+        replies
+    }
+
+    pub async fn read_local(&self, part: ReadPart) -> ReadReply {
+        let Some(partition) = self.partition(&part.topic, part.partition) else {
+            return ReadReply::failed(PartitionError::new(E::UnknownTopicOrPartition));
+        };
+        let log = &partition.log;
+        let result = match log.read(part.offset, part.max_bytes, part.min_one).await {
+            Ok(read) => read.into_bytes().await.map(|b| (b, log.high_watermark())),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok((records, hw)) => ReadReply {
+                error: None,
+                high_watermark: hw,
+                log_start_offset: log.log_start_offset(),
+                records,
+            },
+            Err(e) => ReadReply {
+                error: Some(PartitionError::from(&e)),
+                high_watermark: log.high_watermark(),
+                log_start_offset: log.log_start_offset(),
+                records: Bytes::new(),
+            },
+        }
+    }
+
+    /// Wait until any of the partitions has data beyond its offset, or the timeout.
+    pub async fn wait_local(&self, parts: &[(String, i32, i64)], timeout_ms: u64) {
+        let waits: Vec<_> = parts
+            .iter()
+            .filter_map(|(topic, partition, offset)| {
+                let log = self.partition(topic, *partition)?.log.clone();
+                let offset = *offset;
+                Some(Box::pin(async move { log.wait_for_data(offset).await }))
+            })
+            .collect();
+        if waits.is_empty() {
+            return;
+        }
+        futures_lite::future::or(
+            async {
+                futures::future::select_all(waits).await;
+            },
+            async {
+                glommio::timer::sleep(Duration::from_millis(timeout_ms)).await;
+            },
+        )
+        .await;
+    }
+
+    /// ListOffsets for one partition: (offset, timestamp).
+    pub async fn list_offset_local(
+        &self,
+        topic: &str,
+        index: i32,
+        timestamp: i64,
+    ) -> Result<(i64, i64), PartitionError> {
+        let partition = self
+            .partition(topic, index)
+            .ok_or_else(|| PartitionError::new(E::UnknownTopicOrPartition))?;
+        let log = &partition.log;
+        match timestamp {
+            // LATEST: the high watermark (no transactions yet, so also the LSO).
+            -1 => Ok((log.high_watermark(), -1)),
+            // EARLIEST and EARLIEST_LOCAL: everything is local.
+            -2 | -4 => Ok((log.log_start_offset(), -1)),
+            // MAX_TIMESTAMP
+            -3 => match log.max_timestamp_offset().await? {
+                Some((offset, ts)) => Ok((offset, ts)),
+                None => Ok((-1, -1)),
+            },
+            ts if ts >= 0 => {
+                let Some(batch) = log.find_batch_by_timestamp(ts).await? else {
+                    return Ok((-1, -1));
+                };
+                match compression::find_record_by_timestamp(&batch, ts)? {
+                    Some((offset, record_ts)) => Ok((offset, record_ts)),
+                    None => Ok((-1, -1)),
+                }
+            }
+            _ => Err(PartitionError::with_message(
+                E::InvalidRequest,
+                format!("unknown ListOffsets timestamp {timestamp}"),
+            )),
+        }
+    }
+
+    /// Apply retention to every partition of this shard.
+    pub async fn retention_pass(&self) {
+        let partitions: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
+        let now = now_ms();
+        for p in partitions {
+            if let Err(e) = p.log.apply_retention(now).await {
+                warn!(topic = %p.topic.name, partition = p.index, error = %e, "retention failed");
+            }
+        }
+    }
+
+    pub async fn close_all(&self) {
+        let partitions: Vec<Rc<Partition>> =
+            self.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
+        for p in partitions {
+            let log = p.log.clone();
+            drop(p);
+            if let Err(e) = log.close().await {
+                warn!(error = %e, "closing partition at shutdown failed");
+            }
+        }
+    }
+
+    pub fn mark_ready(&self) {
+        self.ready_shards.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn failed_resp(error: PartitionError) -> ShardResp {
+    ShardResp::Failed(error)
+}
+
+/// Extract the typed reply, or turn a failed call (or, by a bug, a mismatched reply) into
+/// errors for each of the `n` parts asked for. Never panics.
+pub fn expect_produce(resp: ShardResp, n: usize) -> Vec<ProduceResult> {
+    match resp {
+        ShardResp::Produce(r) if r.len() == n => r,
+        other => vec![ProduceResult::failed(reply_error(&other)); n],
+    }
+}
+
+pub fn expect_read(resp: ShardResp, n: usize) -> Vec<ReadReply> {
+    match resp {
+        ShardResp::Read(r) if r.len() == n => r,
+        other => vec![ReadReply::failed(reply_error(&other)); n],
+    }
+}
+
+pub fn expect_list_offset(resp: ShardResp) -> Result<(i64, i64), PartitionError> {
+    match resp {
+        ShardResp::ListOffset(r) => r,
+        other => Err(reply_error(&other)),
+    }
+}
+
+pub fn expect_controller(resp: ShardResp) -> ControllerResp {
+    match resp {
+        ShardResp::Controller(r) => r,
+        other => ControllerResp::Failed(reply_error(&other)),
+    }
+}
+
+fn reply_error(resp: &ShardResp) -> PartitionError {
+    match resp {
+        ShardResp::Failed(e) => e.clone(),
+        other => {
+            warn!(?other, "unexpected cross-shard reply");
+            PartitionError::with_message(E::UnknownServerError, "unexpected cross-shard reply")
+        }
+    }
+}
+
+/// Run `f` when dropped: releases a semaphore on every exit path of an async fn.
+pub fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}
