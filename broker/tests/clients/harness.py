@@ -116,7 +116,8 @@ class Broker:
         ]
         if self.config:
             config_path = self.workdir / "ringtail.toml"
-            lines = [f'"{key}" = {_toml_value(value)}' for key, value in self.config.items()]
+            # Kafka broker settings keep their Kafka names under the [kafka] table.
+            lines = ["[kafka]"] + [f'"{key}" = {_toml_value(value)}' for key, value in self.config.items()]
             config_path.write_text("\n".join(lines) + "\n")
             cmd += ["--config", str(config_path)]
         return cmd + self.extra_args
@@ -130,7 +131,7 @@ class Broker:
         assert self.proc is None or self.proc.poll() is not None, "broker already running"
         self.starts += 1
         env = dict(os.environ)
-        env.setdefault("RUST_LOG", "info")
+        env.setdefault("RINGTAIL_LOG", "info")
         env.setdefault("RUST_BACKTRACE", "1")
         env.update(self.env)
         cmd = self.command()
