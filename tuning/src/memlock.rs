@@ -1,0 +1,474 @@
+//! Sizing glommio's `io_memory` from `RLIMIT_MEMLOCK`, and the resource limits around it.
+//!
+//! What glommio 0.9 actually does (`src/sys/uring.rs`, `Reactor::new`), per executor:
+//!
+//! 1. It reads the **soft** `RLIMIT_MEMLOCK` and returns `ReactorError::MemLockLimit` if it is
+//!    below 512 KiB. This happens for every process, root included: `CAP_IPC_LOCK` does not help,
+//!    only a higher limit does. This is the one case where the plan is an error.
+//! 2. It allocates `max(align_up(io_memory, 4 KiB), 64 KiB)` bytes as a buddy-allocator slab from
+//!    which all its DMA buffers are carved (buffers that do not fit come from the heap).
+//! 3. It registers that slab with `io_uring_register_buffers` on each of its 3 rings (main, poll,
+//!    latency). The kernel counts registered pages once per ring against the **user's**
+//!    locked-memory total (shared by all processes of the same uid), limited by the soft
+//!    `RLIMIT_MEMLOCK`, unless the process has `CAP_IPC_LOCK`. If any of the 3 registrations
+//!    fails, glommio logs `Error: registering buffers in the ... ring. Skipping`, undoes the
+//!    others and keeps running: the slab is still used, only the fixed-buffer opcodes
+//!    (READ_FIXED/WRITE_FIXED) are not. We measured no throughput loss without them.
+//!
+//! So the plan keeps `3 x io_memory x shards` within the limit when it can, and otherwise says
+//! plainly that some or all executors will run without registered buffers.
+
+use serde::Serialize;
+
+use crate::TuningError;
+
+/// glommio refuses to start when the soft `RLIMIT_MEMLOCK` is below this (checked by glommio
+/// itself, root included).
+pub const GLOMMIO_MIN_MEMLOCK_BYTES: u64 = 512 * 1024;
+/// glommio never allocates a smaller `io_memory` slab than this.
+pub const GLOMMIO_MIN_IO_MEMORY_BYTES: usize = 64 * 1024;
+/// glommio's default `io_memory` per executor.
+pub const GLOMMIO_DEFAULT_IO_MEMORY_BYTES: usize = 10 << 20;
+/// Rings per executor on which glommio registers the `io_memory` slab.
+pub const GLOMMIO_RINGS_PER_EXECUTOR: u64 = 3;
+/// Smallest slab we shrink to in order to keep buffers registered. Below this, a registered slab
+/// is too small for the storage layer's buffers to come from it, and an unregistered slab of
+/// this size serves better than a registered tiny one (registration measured as no gain).
+pub const IO_MEMORY_FLOOR_BYTES: usize = 512 * 1024;
+const PAGE_BYTES: usize = 4096;
+
+/// How much `io_memory` each glommio executor gets, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IoMemoryPlan {
+    /// Value to pass to `LocalExecutorBuilder::io_memory` (a multiple of 4 KiB, >= 64 KiB).
+    pub io_memory_bytes: usize,
+    /// Soft `RLIMIT_MEMLOCK`; `None` = unlimited.
+    pub memlock_limit_bytes: Option<u64>,
+    pub has_ipc_lock: bool,
+    /// Whether every executor's slab is expected to be registered with its rings.
+    pub registered_buffers: bool,
+    /// One human sentence for the start-up log.
+    pub explanation: String,
+}
+
+/// Plan `io_memory` for `shards` executors on this process, wanting `wanted_bytes` each
+/// (glommio's default is [`GLOMMIO_DEFAULT_IO_MEMORY_BYTES`]).
+///
+/// Reads the soft `RLIMIT_MEMLOCK` and `CAP_IPC_LOCK`; see [`plan_io_memory_for`]. Call
+/// [`raise_memlock_soft_limit`] first if the soft limit may be below the hard one.
+pub fn plan_io_memory(shards: usize, wanted_bytes: usize) -> Result<IoMemoryPlan, TuningError> {
+    let limit = memlock_limit().map_err(|e| TuningError::io("getrlimit(RLIMIT_MEMLOCK)", e))?;
+    plan_io_memory_for(limit.soft, has_cap_ipc_lock(), shards, wanted_bytes)
+}
+
+/// Pure core of [`plan_io_memory`]: `limit` is the soft `RLIMIT_MEMLOCK` in bytes (`None` =
+/// unlimited).
+///
+/// - `Err(MemlockTooLow)` only when glommio would refuse to start (limit < 512 KiB).
+/// - With `CAP_IPC_LOCK` or no limit: the wanted size, registered.
+/// - Else if the wanted size fits `3 x shards` times under the limit: the wanted size.
+/// - Else if at least [`IO_MEMORY_FLOOR_BYTES`] fits: the largest 4 KiB multiple that fits.
+/// - Else: the floor, unregistered for some or all executors (glommio keeps running).
+pub fn plan_io_memory_for(
+    limit: Option<u64>,
+    has_ipc_lock: bool,
+    shards: usize,
+    wanted_bytes: usize,
+) -> Result<IoMemoryPlan, TuningError> {
+    if shards == 0 {
+        return Err(TuningError::InvalidArgument(
+            "io_memory plan needs at least one shard".into(),
+        ));
+    }
+    if let Some(limit_bytes) = limit {
+        if limit_bytes < GLOMMIO_MIN_MEMLOCK_BYTES {
+            return Err(TuningError::MemlockTooLow {
+                limit_bytes,
+                min_bytes: GLOMMIO_MIN_MEMLOCK_BYTES,
+                min_kib: GLOMMIO_MIN_MEMLOCK_BYTES / 1024,
+            });
+        }
+    }
+    // What glommio will really allocate for this request.
+    let wanted = glommio_effective_io_memory(wanted_bytes);
+    let per_shard_desc = format!("{shards} shard(s) x {GLOMMIO_RINGS_PER_EXECUTOR} rings");
+
+    let plan = |io_memory_bytes: usize, registered_buffers: bool, explanation: String| {
+        debug_assert!(io_memory_bytes.is_multiple_of(PAGE_BYTES));
+        debug_assert!(io_memory_bytes >= GLOMMIO_MIN_IO_MEMORY_BYTES);
+        IoMemoryPlan {
+            io_memory_bytes,
+            memlock_limit_bytes: limit,
+            has_ipc_lock,
+            registered_buffers,
+            explanation,
+        }
+    };
+
+    let limit_bytes = match limit {
+        _ if has_ipc_lock => {
+            return Ok(plan(
+                wanted,
+                true,
+                format!(
+                    "io_memory {} per shard, registered: the process has CAP_IPC_LOCK, so \
+                     registered buffers are not counted against RLIMIT_MEMLOCK",
+                    fmt_bytes(wanted as u64)
+                ),
+            ))
+        }
+        None => {
+            return Ok(plan(
+                wanted,
+                true,
+                format!(
+                    "io_memory {} per shard, registered: RLIMIT_MEMLOCK is unlimited",
+                    fmt_bytes(wanted as u64)
+                ),
+            ))
+        }
+        Some(l) => l,
+    };
+
+    let divisor = GLOMMIO_RINGS_PER_EXECUTOR.saturating_mul(shards as u64);
+    let budget = align_down_u64(limit_bytes / divisor, PAGE_BYTES as u64);
+    let total = |per: usize| fmt_bytes((per as u64).saturating_mul(divisor));
+    if budget >= wanted as u64 {
+        return Ok(plan(
+            wanted,
+            true,
+            format!(
+                "io_memory {} per shard, registered: {per_shard_desc} = {} fits \
+                 RLIMIT_MEMLOCK {}",
+                fmt_bytes(wanted as u64),
+                total(wanted),
+                fmt_bytes(limit_bytes)
+            ),
+        ));
+    }
+    let floor = wanted.min(IO_MEMORY_FLOOR_BYTES);
+    if budget >= floor as u64 {
+        // budget < wanted <= usize::MAX, so the conversion cannot truncate.
+        let io = usize::try_from(budget).unwrap_or(floor);
+        return Ok(plan(
+            io,
+            true,
+            format!(
+                "io_memory reduced from {} to {} per shard to keep buffers registered: \
+                 {per_shard_desc} = {} fits RLIMIT_MEMLOCK {} (no CAP_IPC_LOCK); raise \
+                 `ulimit -l` or add CAP_IPC_LOCK to get the full size",
+                fmt_bytes(wanted as u64),
+                fmt_bytes(io as u64),
+                total(io),
+                fmt_bytes(limit_bytes)
+            ),
+        ));
+    }
+    // Not even the floor fits for every executor. Registration is per executor, first come
+    // first served, so the first `fit` executors register and the rest run unregistered.
+    let per_executor = (floor as u64).saturating_mul(GLOMMIO_RINGS_PER_EXECUTOR);
+    let fit = (limit_bytes / per_executor).min(shards as u64);
+    Ok(plan(
+        floor,
+        false,
+        format!(
+            "io_memory {} per shard, but {per_shard_desc} = {} exceeds RLIMIT_MEMLOCK {} \
+             (no CAP_IPC_LOCK): at most {fit} of {shards} shard(s) get registered buffers, \
+             the others log \"registering buffers ... Skipping\" and run without them \
+             (measured: no throughput loss); raise `ulimit -l`, LimitMEMLOCK= in systemd, or \
+             add CAP_IPC_LOCK (docker --cap-add IPC_LOCK) to register all",
+            fmt_bytes(floor as u64),
+            total(floor),
+            fmt_bytes(limit_bytes)
+        ),
+    ))
+}
+
+/// The slab size glommio 0.9 allocates for a requested `io_memory`.
+pub fn glommio_effective_io_memory(requested: usize) -> usize {
+    let aligned = requested
+        .checked_add(PAGE_BYTES - 1)
+        .map_or(usize::MAX & !(PAGE_BYTES - 1), |v| v & !(PAGE_BYTES - 1));
+    aligned.max(GLOMMIO_MIN_IO_MEMORY_BYTES)
+}
+
+fn align_down_u64(v: u64, align: u64) -> u64 {
+    v - v % align
+}
+
+/// `1.5 MiB`, `512 KiB`, `100 B`: for messages.
+pub(crate) fn fmt_bytes(b: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * KIB;
+    const GIB: u64 = 1024 * MIB;
+    let (unit, div) = if b >= GIB {
+        ("GiB", GIB)
+    } else if b >= MIB {
+        ("MiB", MIB)
+    } else if b >= KIB {
+        ("KiB", KIB)
+    } else {
+        return format!("{b} B");
+    };
+    if b.is_multiple_of(div) {
+        format!("{} {unit}", b / div)
+    } else {
+        format!("{:.1} {unit}", b as f64 / div as f64)
+    }
+}
+
+/// A resource limit pair in bytes (or count); `None` = unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Limit {
+    pub soft: Option<u64>,
+    pub hard: Option<u64>,
+}
+
+/// Soft and hard `RLIMIT_MEMLOCK` of this process.
+pub fn memlock_limit() -> std::io::Result<Limit> {
+    get_limit(nix::sys::resource::Resource::RLIMIT_MEMLOCK)
+}
+
+/// Soft and hard `RLIMIT_NOFILE` of this process.
+pub fn nofile_limit() -> std::io::Result<Limit> {
+    get_limit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+}
+
+fn get_limit(resource: nix::sys::resource::Resource) -> std::io::Result<Limit> {
+    let (soft, hard) = nix::sys::resource::getrlimit(resource).map_err(std::io::Error::from)?;
+    let finite = |v: u64| (v != libc::RLIM_INFINITY).then_some(v);
+    Ok(Limit {
+        soft: finite(soft),
+        hard: finite(hard),
+    })
+}
+
+/// What a `raise_*` call changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LimitChange {
+    pub before: Limit,
+    pub after: Limit,
+}
+
+impl LimitChange {
+    pub fn changed(&self) -> bool {
+        self.before != self.after
+    }
+}
+
+/// Raise the soft `RLIMIT_MEMLOCK` to the hard limit (allowed without privileges). Call it before
+/// [`plan_io_memory`] and before starting glommio; it affects this process and its children.
+pub fn raise_memlock_soft_limit() -> Result<LimitChange, TuningError> {
+    raise_soft_to_hard(
+        nix::sys::resource::Resource::RLIMIT_MEMLOCK,
+        "RLIMIT_MEMLOCK",
+    )
+}
+
+/// Raise the soft `RLIMIT_NOFILE` to the hard limit (each partition keeps a few files open per
+/// segment, and every client connection is a descriptor).
+pub fn raise_nofile_soft_limit() -> Result<LimitChange, TuningError> {
+    raise_soft_to_hard(nix::sys::resource::Resource::RLIMIT_NOFILE, "RLIMIT_NOFILE")
+}
+
+fn raise_soft_to_hard(
+    resource: nix::sys::resource::Resource,
+    name: &str,
+) -> Result<LimitChange, TuningError> {
+    let before =
+        get_limit(resource).map_err(|e| TuningError::io(format!("getrlimit({name})"), e))?;
+    if before.soft != before.hard {
+        let (_, hard) = nix::sys::resource::getrlimit(resource)
+            .map_err(|e| TuningError::io(format!("getrlimit({name})"), e.into()))?;
+        nix::sys::resource::setrlimit(resource, hard, hard)
+            .map_err(|e| TuningError::io(format!("setrlimit({name})"), e.into()))?;
+    }
+    let after =
+        get_limit(resource).map_err(|e| TuningError::io(format!("getrlimit({name})"), e))?;
+    Ok(LimitChange { before, after })
+}
+
+/// Bit of `CAP_IPC_LOCK` in the capability masks of `/proc/<pid>/status`.
+const CAP_IPC_LOCK_BIT: u32 = 14;
+
+/// Whether this process has `CAP_IPC_LOCK` in its effective set (`CapEff` in
+/// `/proc/self/status`). Root normally has it; default Docker containers do not.
+///
+/// Caveat: inside a user namespace the bit may be set while the kernel's io_uring accounting
+/// (which asks about the initial namespace) still counts buffers against the limit.
+pub fn has_cap_ipc_lock() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| cap_eff_from_status(&s))
+        .is_some_and(|mask| mask & (1u64 << CAP_IPC_LOCK_BIT) != 0)
+}
+
+fn cap_eff_from_status(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * KIB;
+
+    #[test]
+    fn refuses_only_below_glommio_minimum() {
+        for cap in [false, true] {
+            let err = plan_io_memory_for(Some(511 * KIB), cap, 1, 10 << 20).unwrap_err();
+            let msg = err.to_string();
+            assert!(matches!(err, TuningError::MemlockTooLow { .. }));
+            assert!(msg.contains("ulimit -l"), "{msg}");
+            assert!(msg.contains("LimitMEMLOCK="), "{msg}");
+            assert!(msg.contains("--ulimit memlock"), "{msg}");
+        }
+        assert!(plan_io_memory_for(Some(0), false, 4, 1).is_err());
+        // Exactly the minimum starts.
+        assert!(plan_io_memory_for(Some(512 * KIB), false, 1, 10 << 20).is_ok());
+    }
+
+    #[test]
+    fn zero_shards_is_invalid() {
+        assert!(matches!(
+            plan_io_memory_for(None, true, 0, 1 << 20),
+            Err(TuningError::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn unlimited_or_cap_gets_wanted() {
+        let p = plan_io_memory_for(None, false, 64, 10 << 20).unwrap();
+        assert_eq!(p.io_memory_bytes, 10 << 20);
+        assert!(p.registered_buffers);
+        assert!(p.explanation.contains("unlimited"));
+        let p = plan_io_memory_for(Some(8 * MIB), true, 64, 10 << 20).unwrap();
+        assert_eq!(p.io_memory_bytes, 10 << 20);
+        assert!(p.registered_buffers);
+        assert!(p.explanation.contains("CAP_IPC_LOCK"));
+    }
+
+    #[test]
+    fn wanted_is_rounded_like_glommio() {
+        let p = plan_io_memory_for(None, false, 1, 1).unwrap();
+        assert_eq!(p.io_memory_bytes, 64 * 1024);
+        let p = plan_io_memory_for(None, false, 1, 100_001).unwrap();
+        assert_eq!(p.io_memory_bytes, 102_400);
+        assert_eq!(glommio_effective_io_memory(usize::MAX) % 4096, 0);
+    }
+
+    #[test]
+    fn fits_without_change() {
+        // 2 shards x 3 rings x 1 MiB = 6 MiB <= 8 MiB.
+        let p = plan_io_memory_for(Some(8 * MIB), false, 2, 1 << 20).unwrap();
+        assert_eq!(p.io_memory_bytes, 1 << 20);
+        assert!(p.registered_buffers);
+        assert!(p.explanation.contains("fits"), "{}", p.explanation);
+        // Exactly at the limit still fits.
+        let p = plan_io_memory_for(Some(6 * MIB), false, 2, 1 << 20).unwrap();
+        assert_eq!(p.io_memory_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn shrinks_to_fit() {
+        // The VM: 8 MiB limit, 2 shards, glommio default 10 MiB -> 8 MiB / 6, page aligned.
+        let p = plan_io_memory_for(Some(8 * MIB), false, 2, 10 << 20).unwrap();
+        assert!(p.registered_buffers);
+        assert_eq!(p.io_memory_bytes, 1_396_736); // floor(8 MiB / 6 / 4 KiB) * 4 KiB
+        assert!(3 * 2 * p.io_memory_bytes as u64 <= 8 * MIB);
+        assert!(p.explanation.contains("reduced"), "{}", p.explanation);
+        assert_eq!(p.memlock_limit_bytes, Some(8 * MIB));
+        assert!(!p.has_ipc_lock);
+    }
+
+    #[test]
+    fn never_exceeds_limit_when_registered() {
+        for limit_kib in [512u64, 600, 1024, 3000, 8192, 65536] {
+            for shards in 1..=64usize {
+                for wanted in [1usize, 64 << 10, 512 << 10, 1 << 20, 10 << 20] {
+                    let limit = limit_kib * KIB;
+                    let p = plan_io_memory_for(Some(limit), false, shards, wanted).unwrap();
+                    assert_eq!(p.io_memory_bytes % 4096, 0);
+                    assert!(p.io_memory_bytes >= 64 << 10);
+                    assert!(p.io_memory_bytes <= glommio_effective_io_memory(wanted));
+                    if p.registered_buffers {
+                        assert!(
+                            3 * shards as u64 * p.io_memory_bytes as u64 <= limit,
+                            "{limit_kib} KiB, {shards} shards, {wanted}: {p:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn too_many_shards_runs_unregistered() {
+        // 512 KiB limit, 8 shards: not even 512 KiB x 3 fits once.
+        let p = plan_io_memory_for(Some(512 * KIB), false, 8, 10 << 20).unwrap();
+        assert!(!p.registered_buffers);
+        assert_eq!(p.io_memory_bytes, IO_MEMORY_FLOOR_BYTES);
+        assert!(
+            p.explanation.contains("at most 0 of 8"),
+            "{}",
+            p.explanation
+        );
+        // 8 MiB, 8 shards: 5 executors of 1.5 MiB fit.
+        let p = plan_io_memory_for(Some(8 * MIB), false, 8, 10 << 20).unwrap();
+        assert!(!p.registered_buffers);
+        assert!(
+            p.explanation.contains("at most 5 of 8"),
+            "{}",
+            p.explanation
+        );
+        assert!(p.explanation.contains("CAP_IPC_LOCK"));
+        // A small wanted size is not inflated to the floor.
+        let p = plan_io_memory_for(Some(512 * KIB), false, 8, 64 << 10).unwrap();
+        assert_eq!(p.io_memory_bytes, 64 << 10);
+        assert!(!p.registered_buffers);
+        assert!(
+            p.explanation.contains("at most 2 of 8"),
+            "{}",
+            p.explanation
+        );
+    }
+
+    #[test]
+    fn parses_cap_eff() {
+        let status = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t000001fffeffffff\n";
+        let mask = cap_eff_from_status(status).unwrap();
+        assert_ne!(mask & (1 << CAP_IPC_LOCK_BIT), 0);
+        assert_eq!(
+            cap_eff_from_status("CapEff:\t00000000a80425fb\n").map(|m| m & (1 << 14)),
+            Some(0) // Docker's default set: no IPC_LOCK
+        );
+        assert_eq!(cap_eff_from_status("Name: x\n"), None);
+        assert_eq!(cap_eff_from_status("CapEff:\tzz\n"), None);
+    }
+
+    #[test]
+    fn fmt_bytes_is_readable() {
+        assert_eq!(fmt_bytes(100), "100 B");
+        assert_eq!(fmt_bytes(512 * KIB), "512 KiB");
+        assert_eq!(fmt_bytes(8 * MIB), "8 MiB");
+        assert_eq!(fmt_bytes(1_396_736), "1.3 MiB");
+    }
+
+    #[test]
+    fn real_limits_are_readable() {
+        let l = memlock_limit().unwrap();
+        if let (Some(s), Some(h)) = (l.soft, l.hard) {
+            assert!(s <= h);
+        }
+        assert!(nofile_limit().unwrap().soft.is_some_and(|n| n > 0));
+        // Whatever the host, planning one small shard either works or names the fix.
+        match plan_io_memory(1, 1 << 20) {
+            Ok(p) => assert!(!p.explanation.is_empty()),
+            Err(e) => assert!(e.to_string().contains("ulimit -l")),
+        }
+    }
+}
