@@ -1,0 +1,618 @@
+//! Request header parsing, request body decoding and response encoding.
+//!
+//! Decoding untrusted bytes is the riskiest thing this crate does, so [`decode_request`] is
+//! layered:
+//! 1. the version is checked against the request struct's *real* range (see
+//!    [`crate::versions::request_struct_versions`]), not `ApiKey::valid_versions`;
+//! 2. the body is decoded through [`GuardedBuf`], which stops the `kafka-protocol` decoders from
+//!    pre-allocating a `Vec` from an absurd length prefix (they call `Vec::with_capacity(n)`
+//!    with `n` straight from the wire, and an allocation failure aborts the process — no
+//!    `catch_unwind` can stop that);
+//! 3. the decode runs under `catch_unwind` as a last line of defence;
+//! 4. the whole body must be consumed: trailing bytes are an error.
+//!
+//! Errors carry the request's (api key, version, correlation id) whenever the header was
+//! readable, so the broker can still answer with an error response.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::buf::ByteBuf;
+use kafka_protocol::protocol::Decodable;
+use tracing::{debug, warn};
+
+use crate::apis::for_each_api;
+use crate::frame::SIZE_PREFIX_BYTES;
+use crate::versions::{request_struct_versions, response_struct_versions};
+
+/// A request whose header has been parsed; the body is still raw bytes.
+#[derive(Debug, Clone)]
+pub struct RequestFrame {
+    pub api_key: i16,
+    pub api_version: i16,
+    pub correlation_id: i32,
+    pub client_id: Option<String>,
+    /// Bytes of the request header (key, version, correlation id, client id, tagged fields).
+    pub header_len: usize,
+    /// Everything after the header: a zero-copy slice of the frame read from the socket.
+    pub body: Bytes,
+}
+
+impl RequestFrame {
+    pub fn ids(&self) -> RequestIds {
+        RequestIds {
+            api_key: self.api_key,
+            api_version: self.api_version,
+            correlation_id: self.correlation_id,
+        }
+    }
+
+    /// The API key if the `kafka-protocol` crate knows it.
+    pub fn known_api_key(&self) -> Option<ApiKey> {
+        ApiKey::try_from(self.api_key).ok()
+    }
+}
+
+/// What the broker needs to answer a request even when its body is bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestIds {
+    pub api_key: i16,
+    pub api_version: i16,
+    pub correlation_id: i32,
+}
+
+impl std::fmt::Display for RequestIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "api {} v{} (correlation id {})",
+            self.api_key, self.api_version, self.correlation_id
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Fewer bytes than api key + version + correlation id: nothing to answer to.
+    #[error("request header too short: {len} bytes")]
+    HeaderTooShort { len: usize },
+    /// The fixed part was readable but the client id / tagged fields were not.
+    #[error("malformed request header for {ids}: {reason}")]
+    Header { ids: RequestIds, reason: String },
+    #[error("unknown api key in {ids}")]
+    UnknownApiKey { ids: RequestIds },
+    /// The version is outside what the `kafka-protocol` request struct can decode.
+    #[error("unsupported version for {ids}; decodable range {min}..={max}")]
+    UnsupportedVersion { ids: RequestIds, min: i16, max: i16 },
+    #[error("malformed body for {ids}: {reason}")]
+    Body { ids: RequestIds, reason: String },
+    #[error("{trailing} trailing bytes after the body of {ids}")]
+    TrailingBytes { ids: RequestIds, trailing: usize },
+    #[error("decoder panicked on the body of {ids}")]
+    Panicked { ids: RequestIds },
+}
+
+impl DecodeError {
+    /// The request's identity, when the header got that far.
+    pub fn ids(&self) -> Option<RequestIds> {
+        match self {
+            DecodeError::HeaderTooShort { .. } => None,
+            DecodeError::Header { ids, .. }
+            | DecodeError::UnknownApiKey { ids }
+            | DecodeError::UnsupportedVersion { ids, .. }
+            | DecodeError::Body { ids, .. }
+            | DecodeError::TrailingBytes { ids, .. }
+            | DecodeError::Panicked { ids } => Some(*ids),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("unknown api key {api_key}")]
+    UnknownApiKey { api_key: i16 },
+    #[error("response kind {kind:?} does not match api key {api_key:?}")]
+    KindMismatch {
+        api_key: ApiKey,
+        kind: Option<ApiKey>,
+    },
+    #[error("{api_key:?} response cannot be encoded at v{api_version}; range {min}..={max}")]
+    UnsupportedVersion {
+        api_key: ApiKey,
+        api_version: i16,
+        min: i16,
+        max: i16,
+    },
+    #[error("encoding {api_key:?} v{api_version} failed: {reason}")]
+    Body {
+        api_key: ApiKey,
+        api_version: i16,
+        reason: String,
+    },
+    #[error("encoded frame of {size} bytes does not fit an i32 size prefix")]
+    TooLarge { size: usize },
+    #[error("encoder panicked on {api_key:?} v{api_version}")]
+    Panicked { api_key: ApiKey, api_version: i16 },
+}
+
+/// Request header version for `api_key`/`api_version`. Unknown keys are treated as header v1
+/// (key, version, correlation id, nullable client id), which every Kafka version since 0.8 uses
+/// for the non-flexible part, so we can still read the correlation id and answer.
+pub fn request_header_version(api_key: i16, api_version: i16) -> i16 {
+    match ApiKey::try_from(api_key) {
+        Ok(key) => key.request_header_version(api_version),
+        Err(()) => 1,
+    }
+}
+
+/// Response header version: 0 (correlation id) or 1 (plus tagged fields). ApiVersions always
+/// answers with v0 so that a client that sent a too-new version can still parse the error.
+pub fn response_header_version(api_key: ApiKey, api_version: i16) -> i16 {
+    if api_key == ApiKey::ApiVersions {
+        return 0;
+    }
+    api_key.response_header_version(api_version)
+}
+
+/// Parses the request header at the front of a frame body (the size prefix already removed).
+pub fn parse_request_header(frame: Bytes) -> Result<RequestFrame, DecodeError> {
+    let len = frame.len();
+    if len < 8 {
+        debug!(len, "request header too short");
+        return Err(DecodeError::HeaderTooShort { len });
+    }
+    let mut cursor = &frame[..];
+    let api_key = cursor.get_i16();
+    let api_version = cursor.get_i16();
+    let correlation_id = cursor.get_i32();
+    let ids = RequestIds {
+        api_key,
+        api_version,
+        correlation_id,
+    };
+    let header_version = request_header_version(api_key, api_version);
+    let mut client_id = None;
+    if header_version >= 1 {
+        client_id = read_nullable_string(&mut cursor).map_err(|reason| {
+            debug!(%ids, reason, "bad client id in request header");
+            DecodeError::Header {
+                ids,
+                reason: reason.to_string(),
+            }
+        })?;
+    }
+    if header_version >= 2 {
+        skip_tagged_fields(&mut cursor).map_err(|reason| {
+            debug!(%ids, reason, "bad tagged fields in request header");
+            DecodeError::Header {
+                ids,
+                reason: reason.to_string(),
+            }
+        })?;
+    }
+    let header_len = len - cursor.len();
+    Ok(RequestFrame {
+        api_key,
+        api_version,
+        correlation_id,
+        client_id,
+        header_len,
+        body: frame.slice(header_len..),
+    })
+}
+
+fn read_nullable_string(cursor: &mut &[u8]) -> Result<Option<String>, &'static str> {
+    if cursor.len() < 2 {
+        return Err("client id length truncated");
+    }
+    let n = cursor.get_i16();
+    if n == -1 {
+        return Ok(None);
+    }
+    if n < 0 {
+        return Err("negative client id length");
+    }
+    let n = n as usize; // ok: non-negative i16
+    if cursor.len() < n {
+        return Err("client id truncated");
+    }
+    // Kafka reads the client id as UTF-8; a lossy read keeps a misbehaving client answerable.
+    let s = String::from_utf8_lossy(&cursor[..n]).into_owned();
+    cursor.advance(n);
+    Ok(Some(s))
+}
+
+fn read_unsigned_varint(cursor: &mut &[u8]) -> Result<u32, &'static str> {
+    let mut value: u32 = 0;
+    for i in 0..5 {
+        let Some((&b, rest)) = cursor.split_first() else {
+            return Err("varint truncated");
+        };
+        *cursor = rest;
+        value |= u32::from(b & 0x7f) << (i * 7);
+        if b < 0x80 {
+            return Ok(value);
+        }
+    }
+    Err("varint longer than 5 bytes")
+}
+
+fn skip_tagged_fields(cursor: &mut &[u8]) -> Result<(), &'static str> {
+    let count = read_unsigned_varint(cursor)?;
+    for _ in 0..count {
+        let _tag = read_unsigned_varint(cursor)?;
+        let size = read_unsigned_varint(cursor)? as usize;
+        if cursor.len() < size {
+            return Err("tagged field truncated");
+        }
+        cursor.advance(size);
+    }
+    Ok(())
+}
+
+/// Largest element count we let a decoder pre-allocate for without first proving the count is
+/// plausible. With the largest message structs at a few hundred bytes this bounds one
+/// speculative `Vec::with_capacity` to a few hundred MiB of (untouched) virtual memory.
+const LENGTH_UNCHECKED_MAX: i64 = 1 << 20;
+
+/// Value substituted for a suspicious `i32` during the guarded pass. Negative and not -1, so
+/// every length decoder in `kafka-protocol` (arrays, bytes) rejects it before allocating,
+/// while a plain `i32` field that merely holds a big number decodes on.
+const POISON_I32: i32 = -2;
+
+/// A [`Bytes`] reader that defuses huge length prefixes.
+///
+/// The `kafka-protocol` decoders read array lengths with `try_get_i32` (classic arrays) or an
+/// unsigned varint made of `try_get_u8` calls (compact arrays) and then call
+/// `Vec::with_capacity(n)`. A legitimate length never exceeds the bytes that follow it (every
+/// element takes at least one byte), so:
+/// - an `i32` larger than both the remaining bytes and [`LENGTH_UNCHECKED_MAX`] is replaced by
+///   [`POISON_I32`] in the guarded pass. If it was a length, decoding fails (as the real decode
+///   would, since the bytes cannot be there) without allocating; if it was an ordinary field
+///   (e.g. `max_bytes = 52428800`), decoding goes on with a wrong value, and the caller
+///   re-decodes unguarded, which is then safe because the structure — every length — is known
+///   to be sane;
+/// - unsigned varints are only ever lengths, counts or tags in Kafka messages, so an
+///   implausible one is a decode error outright.
+struct GuardedBuf {
+    inner: Bytes,
+    guard: bool,
+    substitutions: u32,
+    /// Remaining bytes right after the last `try_get_u8`, to tell whether the next one
+    /// continues the same varint.
+    varint_resume_at: usize,
+    varint_len: u32,
+    varint_value: u32,
+}
+
+impl GuardedBuf {
+    fn new(inner: Bytes, guard: bool) -> Self {
+        Self {
+            inner,
+            guard,
+            substitutions: 0,
+            varint_resume_at: usize::MAX,
+            varint_len: 0,
+            varint_value: 0,
+        }
+    }
+
+    fn plausible_len_max(&self) -> i64 {
+        (self.inner.remaining() as i64).max(LENGTH_UNCHECKED_MAX)
+    }
+}
+
+impl Buf for GuardedBuf {
+    fn remaining(&self) -> usize {
+        self.inner.remaining()
+    }
+
+    fn chunk(&self) -> &[u8] {
+        self.inner.chunk()
+    }
+
+    fn advance(&mut self, cnt: usize) {
+        // Default `Buf` methods check `remaining` before advancing; clamp anyway so a misuse
+        // becomes a short read instead of a panic.
+        let cnt = cnt.min(self.inner.remaining());
+        self.inner.advance(cnt)
+    }
+
+    fn try_get_i32(&mut self) -> Result<i32, bytes::TryGetError> {
+        let v = self.inner.try_get_i32()?;
+        if self.guard && i64::from(v) > self.plausible_len_max() {
+            self.substitutions += 1;
+            return Ok(POISON_I32);
+        }
+        Ok(v)
+    }
+
+    fn try_get_u8(&mut self) -> Result<u8, bytes::TryGetError> {
+        let before = self.inner.remaining();
+        let b = self.inner.try_get_u8()?;
+        if before != self.varint_resume_at || self.varint_len >= 5 {
+            self.varint_len = 0;
+            self.varint_value = 0;
+        }
+        // Mirror kafka-protocol's UnsignedVarInt accumulation (u32, high bits dropped).
+        self.varint_value |= u32::from(b & 0x7f) << (self.varint_len * 7);
+        self.varint_len += 1;
+        self.varint_resume_at = self.inner.remaining();
+        if b < 0x80 {
+            let value = i64::from(self.varint_value);
+            self.varint_len = 0;
+            self.varint_value = 0;
+            // Compact lengths are stored as n + 1.
+            if self.guard && value > self.plausible_len_max() + 1 {
+                return Err(bytes::TryGetError {
+                    requested: value as usize, // ok: value <= u32::MAX
+                    available: self.inner.remaining(),
+                });
+            }
+        }
+        Ok(b)
+    }
+}
+
+impl ByteBuf for GuardedBuf {
+    fn peek_bytes(&mut self, r: std::ops::Range<usize>) -> Bytes {
+        if r.start <= r.end && r.end <= self.inner.len() {
+            self.inner.slice(r)
+        } else {
+            Bytes::new()
+        }
+    }
+
+    fn get_bytes(&mut self, size: usize) -> Bytes {
+        let size = size.min(self.inner.len());
+        self.inner.split_to(size)
+    }
+}
+
+macro_rules! decode_body_match {
+    ($(($name:ident, $req:ident, $resp:ident)),* $(,)?) => {
+        /// Decodes a request body of a known API at a version its struct supports.
+        fn decode_body(
+            key: ApiKey,
+            buf: &mut GuardedBuf,
+            version: i16,
+        ) -> anyhow::Result<RequestKind> {
+            Ok(match key {
+                $(ApiKey::$name => RequestKind::$name(<$req as Decodable>::decode(buf, version)?),)*
+            })
+        }
+
+        /// The API a response variant belongs to.
+        pub fn response_api_key(response: &ResponseKind) -> Option<ApiKey> {
+            match response {
+                $(ResponseKind::$name(_) => Some(ApiKey::$name),)*
+                #[allow(unreachable_patterns)]
+                _ => None,
+            }
+        }
+
+        /// The API a request variant belongs to.
+        pub fn request_api_key(request: &RequestKind) -> Option<ApiKey> {
+            match request {
+                $(RequestKind::$name(_) => Some(ApiKey::$name),)*
+                #[allow(unreachable_patterns)]
+                _ => None,
+            }
+        }
+    };
+}
+for_each_api!(decode_body_match);
+
+/// One guarded-or-plain decode pass, with panics turned into errors.
+fn decode_pass(
+    key: ApiKey,
+    frame: &RequestFrame,
+    guard: bool,
+) -> Result<(RequestKind, u32), DecodeError> {
+    let ids = frame.ids();
+    let mut buf = GuardedBuf::new(frame.body.clone(), guard);
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        decode_body(key, &mut buf, frame.api_version)
+    }));
+    match result {
+        Ok(Ok(kind)) => {
+            let trailing = buf.remaining();
+            if trailing > 0 {
+                debug!(%ids, trailing, "trailing bytes after request body");
+                return Err(DecodeError::TrailingBytes { ids, trailing });
+            }
+            Ok((kind, buf.substitutions))
+        }
+        Ok(Err(e)) => {
+            debug!(%ids, error = %format!("{e:#}"), "malformed request body");
+            Err(DecodeError::Body {
+                ids,
+                reason: format!("{e:#}"),
+            })
+        }
+        Err(_) => {
+            warn!(%ids, "kafka-protocol decoder panicked; treating the body as malformed");
+            Err(DecodeError::Panicked { ids })
+        }
+    }
+}
+
+/// Decodes the body of `frame` into a typed request. Never panics.
+pub fn decode_request(frame: &RequestFrame) -> Result<RequestKind, DecodeError> {
+    let ids = frame.ids();
+    let Ok(key) = ApiKey::try_from(frame.api_key) else {
+        debug!(%ids, "unknown api key");
+        return Err(DecodeError::UnknownApiKey { ids });
+    };
+    let range = request_struct_versions(key);
+    if frame.api_version < range.min || frame.api_version > range.max {
+        debug!(%ids, min = range.min, max = range.max, "request version not decodable");
+        return Err(DecodeError::UnsupportedVersion {
+            ids,
+            min: range.min,
+            max: range.max,
+        });
+    }
+    let (kind, substitutions) = decode_pass(key, frame, true)?;
+    if substitutions == 0 {
+        return Ok(kind);
+    }
+    // Some plain i32 fields held values the guard replaced; the structure is proven sane, so
+    // decode again without the guard to get the real values.
+    decode_pass(key, frame, false).map(|(kind, _)| kind)
+}
+
+/// Writes a response header of the given version.
+fn put_response_header(buf: &mut BytesMut, header_version: i16, correlation_id: i32) {
+    buf.put_i32(correlation_id);
+    if header_version >= 1 {
+        buf.put_u8(0); // no tagged fields
+    }
+}
+
+/// Encodes a complete response frame: size prefix, response header, body.
+///
+/// Returns one or more chunks to be written back to back; today it is always one chunk, but
+/// callers must not assume that (a zero-copy fetch path will splice stored batches in).
+pub fn encode_response(
+    api_key: i16,
+    api_version: i16,
+    correlation_id: i32,
+    response: &ResponseKind,
+) -> Result<Vec<Bytes>, EncodeError> {
+    let Ok(key) = ApiKey::try_from(api_key) else {
+        warn!(api_key, "cannot encode a response for an unknown api key");
+        return Err(EncodeError::UnknownApiKey { api_key });
+    };
+    let kind = response_api_key(response);
+    if kind != Some(key) {
+        warn!(
+            ?key,
+            ?kind,
+            "response kind does not match the request's api key"
+        );
+        return Err(EncodeError::KindMismatch { api_key: key, kind });
+    }
+    let range = response_struct_versions(key);
+    if api_version < range.min || api_version > range.max {
+        warn!(?key, api_version, "response version not encodable");
+        return Err(EncodeError::UnsupportedVersion {
+            api_key: key,
+            api_version,
+            min: range.min,
+            max: range.max,
+        });
+    }
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0); // size, patched below
+    put_response_header(
+        &mut buf,
+        response_header_version(key, api_version),
+        correlation_id,
+    );
+    let encoded = catch_unwind(AssertUnwindSafe(|| response.encode(&mut buf, api_version)));
+    match encoded {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            warn!(?key, api_version, error = %format!("{e:#}"), "response encoding failed");
+            return Err(EncodeError::Body {
+                api_key: key,
+                api_version,
+                reason: format!("{e:#}"),
+            });
+        }
+        Err(_) => {
+            warn!(?key, api_version, "kafka-protocol encoder panicked");
+            return Err(EncodeError::Panicked {
+                api_key: key,
+                api_version,
+            });
+        }
+    }
+    let size = buf.len() - SIZE_PREFIX_BYTES;
+    let size_i32 = i32::try_from(size).map_err(|_| EncodeError::TooLarge { size })?;
+    buf[..SIZE_PREFIX_BYTES].copy_from_slice(&size_i32.to_be_bytes());
+    Ok(vec![buf.freeze()])
+}
+
+/// Encodes a complete request frame (size prefix, header, body). Used by tests, tools and the
+/// bench harness; the broker never sends requests to clients.
+pub fn encode_request(
+    api_key: ApiKey,
+    api_version: i16,
+    correlation_id: i32,
+    client_id: Option<&str>,
+    request: &RequestKind,
+) -> Result<Bytes, EncodeError> {
+    if request_api_key(request) != Some(api_key) {
+        return Err(EncodeError::KindMismatch {
+            api_key,
+            kind: request_api_key(request),
+        });
+    }
+    let range = request_struct_versions(api_key);
+    if api_version < range.min || api_version > range.max {
+        return Err(EncodeError::UnsupportedVersion {
+            api_key,
+            api_version,
+            min: range.min,
+            max: range.max,
+        });
+    }
+    let header_version = api_key.request_header_version(api_version);
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    buf.put_i16(api_key as i16);
+    buf.put_i16(api_version);
+    buf.put_i32(correlation_id);
+    if header_version >= 1 {
+        match client_id {
+            Some(id) => {
+                let len = i16::try_from(id.len()).map_err(|_| EncodeError::Body {
+                    api_key,
+                    api_version,
+                    reason: "client id longer than 32767 bytes".to_string(),
+                })?;
+                buf.put_i16(len);
+                buf.put_slice(id.as_bytes());
+            }
+            None => buf.put_i16(-1),
+        }
+    }
+    if header_version >= 2 {
+        buf.put_u8(0);
+    }
+    let encoded = catch_unwind(AssertUnwindSafe(|| request.encode(&mut buf, api_version)));
+    match encoded {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return Err(EncodeError::Body {
+                api_key,
+                api_version,
+                reason: format!("{e:#}"),
+            })
+        }
+        Err(_) => {
+            return Err(EncodeError::Panicked {
+                api_key,
+                api_version,
+            })
+        }
+    }
+    let size = buf.len() - SIZE_PREFIX_BYTES;
+    let size_i32 = i32::try_from(size).map_err(|_| EncodeError::TooLarge { size })?;
+    buf[..SIZE_PREFIX_BYTES].copy_from_slice(&size_i32.to_be_bytes());
+    Ok(buf.freeze())
+}
+
+/// Concatenates response chunks (tests and tools; the connection writes chunks without
+/// joining them).
+pub fn concat_chunks(chunks: &[Bytes]) -> Bytes {
+    let total = chunks.iter().map(Bytes::len).sum();
+    let mut out = BytesMut::with_capacity(total);
+    for c in chunks {
+        out.extend_from_slice(c);
+    }
+    out.freeze()
+}

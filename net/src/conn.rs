@@ -1,0 +1,396 @@
+//! Serving Kafka connections on a glommio shard.
+//!
+//! One connection = two local tasks:
+//! - the *reader* (the `serve_connection` future itself) splits frames off the socket, parses
+//!   the request header and spawns the handler for each request as its own local task, at most
+//!   `max_in_flight` at a time (a semaphore permit travels with each request until its response
+//!   is written, which bounds the memory a pipelining client can pin);
+//! - the *writer* takes the spawned requests in arrival order, waits for each one's result and
+//!   writes responses strictly in request order (Kafka clients pipeline and match responses by
+//!   order), gathering every response that is already finished into one batch of writes.
+//!
+//! Frame-level garbage (bad size, unreadable header) and `HandlerResult::Close` end the
+//! connection; a handler that panics is caught, logged, and closes only its own connection.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::future::poll_once;
+use futures_lite::io::{AsyncWrite, AsyncWriteExt};
+use futures_lite::FutureExt;
+use glommio::channels::local_channel::{self, LocalReceiver};
+use glommio::net::{TcpListener, TcpStream};
+use glommio::sync::{Semaphore, StaticPermit};
+use glommio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::codec::{parse_request_header, RequestFrame};
+use crate::frame::{FrameReader, DEFAULT_MAX_FRAME_BYTES};
+
+/// Implemented by the broker: one instance per shard, shared by that shard's connections.
+pub trait Handler: 'static {
+    /// Handles one request. Runs as its own local task, concurrently with other requests of
+    /// the same connection (up to `max_in_flight`); the connection writes the results in
+    /// request order regardless of completion order.
+    fn handle(&self, req: RequestFrame, conn: &ConnInfo) -> impl Future<Output = HandlerResult>;
+}
+
+/// What to do after a request.
+#[derive(Debug)]
+pub enum HandlerResult {
+    /// A complete framed response (size prefix included), as one or more chunks.
+    Respond(Vec<Bytes>),
+    /// Send nothing (Produce with acks=0).
+    NoResponse,
+    /// Close the connection after the responses to earlier requests are written.
+    Close,
+}
+
+/// Per-connection limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Largest request frame accepted (Kafka `socket.request.max.bytes`, default 100 MiB).
+    pub max_frame_bytes: usize,
+    /// Requests of one connection processed concurrently (pipelining depth).
+    pub max_in_flight: usize,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_in_flight: 16,
+        }
+    }
+}
+
+/// Identity of a connection, passed to the handler with every request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// Unique across shards of this process: the shard index in the top 16 bits.
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub shard: usize,
+}
+
+/// Responses gathered into one batch of writes before flushing, at most.
+const WRITE_BATCH_BYTES_MAX: usize = 1 << 20;
+/// Below this total a batch is copied into one buffer (one syscall beats several small ones).
+const WRITE_COALESCE_BYTES_MAX: usize = 64 * 1024;
+
+/// A request handed from the reader to the writer.
+struct InFlight {
+    handle: JoinHandle<Option<HandlerResult>>,
+    /// The handle's output when the writer already polled it to completion.
+    ready: Option<Option<Option<HandlerResult>>>,
+    correlation_id: i32,
+    api_key: i16,
+    _permit: StaticPermit,
+}
+
+/// Serves one connection until EOF, error, garbage or a `Close` from the handler.
+/// Never panics on input.
+pub async fn serve_connection<H: Handler>(
+    stream: TcpStream,
+    handler: Rc<H>,
+    limits: ConnLimits,
+    info: ConnInfo,
+) {
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!(conn = info.id, error = %e, "set_nodelay failed");
+    }
+    let fd = stream.as_raw_fd();
+    let max_in_flight = limits.max_in_flight.max(1);
+    let (read_half, write_half) = futures_lite::io::split(stream);
+    let (tx, rx) = local_channel::new_bounded::<InFlight>(max_in_flight);
+    let permits = Rc::new(Semaphore::new(max_in_flight as u64));
+    let writer = glommio::spawn_local(write_loop(
+        write_half,
+        rx,
+        permits.clone(),
+        fd,
+        info.clone(),
+    ))
+    .detach();
+
+    let mut frames = FrameReader::new(read_half, limits.max_frame_bytes);
+    loop {
+        let frame = match frames.next_frame().await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                debug!(conn = info.id, peer = %info.peer, "connection closed by peer");
+                break;
+            }
+            Err(e) => {
+                warn!(conn = info.id, peer = %info.peer, error = %e, "closing connection: bad frame");
+                break;
+            }
+        };
+        let req = match parse_request_header(frame) {
+            Ok(req) => req,
+            Err(e) => {
+                warn!(conn = info.id, peer = %info.peer, error = %e, "closing connection: bad request header");
+                break;
+            }
+        };
+        // Wait for a pipelining slot; the permit is released once the response is written.
+        let Ok(permit) = permits.acquire_static_permit(1).await else {
+            break; // ok: the semaphore is never closed; treat it like a writer shutdown
+        };
+        let correlation_id = req.correlation_id;
+        let api_key = req.api_key;
+        let task_handler = handler.clone();
+        let task_info = info.clone();
+        let handle = glommio::spawn_local(async move {
+            let fut = task_handler.handle(req, &task_info);
+            match AssertUnwindSafe(fut).catch_unwind().await {
+                Ok(result) => Some(result),
+                Err(_) => {
+                    warn!(
+                        conn = task_info.id,
+                        api_key, correlation_id, "request handler panicked; closing connection"
+                    );
+                    None
+                }
+            }
+        })
+        .detach();
+        let in_flight = InFlight {
+            handle,
+            ready: None,
+            correlation_id,
+            api_key,
+            _permit: permit,
+        };
+        if tx.send(in_flight).await.is_err() {
+            debug!(conn = info.id, "writer finished; stop reading");
+            break;
+        }
+    }
+    // Dropping the sender lets the writer drain what is in flight and then finish.
+    drop(tx);
+    let _ = writer.await;
+    debug!(conn = info.id, "connection done");
+}
+
+/// Shuts the socket down both ways, waking a reader blocked on it.
+fn shutdown_socket(fd: RawFd) {
+    // SAFETY: `fd` belongs to the connection's TcpStream, which is alive (owned by the read and
+    // write halves) for as long as the writer task that calls this runs; shutdown does not
+    // close or invalidate the descriptor.
+    let rc = unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    if rc != 0 {
+        debug!(fd, error = %io::Error::last_os_error(), "shutdown failed");
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    rx: LocalReceiver<InFlight>,
+    permits: Rc<Semaphore>,
+    fd: RawFd,
+    info: ConnInfo,
+) {
+    let mut next: Option<InFlight> = None;
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut done: Vec<InFlight> = Vec::new();
+    let mut close = false;
+    'outer: loop {
+        let first = match next.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => break,
+            },
+        };
+        let mut current = first;
+        let mut batch_bytes = 0usize;
+        loop {
+            let result = match current.ready.take() {
+                Some(ready) => ready,
+                None => (&mut current.handle).await,
+            };
+            match result.flatten() {
+                Some(HandlerResult::Respond(chunks)) => {
+                    batch_bytes += chunks.iter().map(Bytes::len).sum::<usize>();
+                    batch.extend(chunks);
+                }
+                Some(HandlerResult::NoResponse) => {}
+                Some(HandlerResult::Close) => {
+                    debug!(
+                        conn = info.id,
+                        api_key = current.api_key,
+                        correlation_id = current.correlation_id,
+                        "handler asked to close the connection"
+                    );
+                    close = true;
+                }
+                // The handler panicked (already logged) or its task was cancelled.
+                None => close = true,
+            }
+            done.push(current);
+            if close || batch_bytes >= WRITE_BATCH_BYTES_MAX {
+                break;
+            }
+            // Add the next request to this batch only if its response is already finished;
+            // otherwise write what we have first, so a slow request never delays finished
+            // responses ahead of it.
+            let Some(Some(mut candidate)) = poll_once(rx.recv()).await else {
+                break;
+            };
+            match poll_once(&mut candidate.handle).await {
+                Some(ready) => {
+                    candidate.ready = Some(ready);
+                    current = candidate;
+                }
+                None => {
+                    next = Some(candidate);
+                    break;
+                }
+            }
+        }
+        if let Err(e) = write_batch(&mut writer, &batch).await {
+            debug!(conn = info.id, error = %e, "write failed; closing connection");
+            close = true;
+        }
+        batch.clear();
+        done.clear(); // releases the pipelining slots
+        if close {
+            break 'outer;
+        }
+    }
+    let _ = writer.flush().await;
+    // A reader waiting for a pipelining slot must not wait for permits held by requests that
+    // will never be written.
+    permits.close();
+    // Wake the reader if it is blocked on the socket; it will see EOF and stop.
+    shutdown_socket(fd);
+}
+
+async fn write_batch<W: AsyncWrite + Unpin>(writer: &mut W, chunks: &[Bytes]) -> io::Result<()> {
+    let total: usize = chunks.iter().map(Bytes::len).sum();
+    if total == 0 {
+        return Ok(());
+    }
+    if chunks.len() > 1 && total <= WRITE_COALESCE_BYTES_MAX {
+        let mut joined = BytesMut::with_capacity(total);
+        for c in chunks {
+            joined.extend_from_slice(c);
+        }
+        return writer.write_all(&joined).await;
+    }
+    for c in chunks {
+        writer.write_all(c).await?;
+    }
+    Ok(())
+}
+
+/// A bound listening socket on one shard (SO_REUSEPORT: every shard binds the same address
+/// and the kernel spreads connections over them).
+pub struct Listener {
+    inner: TcpListener,
+    local_addr: SocketAddr,
+    shard: usize,
+}
+
+impl Listener {
+    /// Binds `addr` with SO_REUSEPORT. Must run inside a glommio executor.
+    pub fn bind(addr: SocketAddr, shard: usize) -> io::Result<Listener> {
+        // glommio's TcpListener::bind sets SO_REUSEPORT before bind and listens with a
+        // backlog of 1024.
+        let inner = TcpListener::bind(addr).map_err(io::Error::from)?;
+        let local_addr = inner.local_addr().map_err(io::Error::from)?;
+        Ok(Listener {
+            inner,
+            local_addr,
+            shard,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Accepts forever, serving each connection as a local task. Connections beyond
+    /// `max_connections` on this shard are closed immediately with a log line. Accept errors
+    /// (e.g. EMFILE) are logged and retried after a short pause.
+    pub async fn serve<H: Handler>(
+        self,
+        handler: Rc<H>,
+        limits: ConnLimits,
+        max_connections: usize,
+    ) -> io::Result<()> {
+        let active = Rc::new(Cell::new(0usize));
+        let mut next_id: u64 = 0;
+        info!(shard = self.shard, addr = %self.local_addr, "listening");
+        loop {
+            let stream = match self.inner.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(shard = self.shard, error = %e, "accept failed; retrying");
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let peer = match stream.peer_addr() {
+                Ok(p) => p,
+                Err(e) => {
+                    debug!(shard = self.shard, error = %e, "peer_addr failed; dropping connection");
+                    continue;
+                }
+            };
+            if active.get() >= max_connections {
+                warn!(shard = self.shard, %peer, max_connections, "connection limit reached; closing new connection");
+                drop(stream);
+                continue;
+            }
+            next_id += 1;
+            let id = ((self.shard as u64) << 48) | (next_id & ((1 << 48) - 1));
+            let info = ConnInfo {
+                id,
+                peer,
+                shard: self.shard,
+            };
+            debug!(shard = self.shard, conn = id, %peer, "accepted connection");
+            active.set(active.get() + 1);
+            let guard = ActiveGuard(active.clone());
+            let handler = handler.clone();
+            glommio::spawn_local(async move {
+                let _guard = guard;
+                serve_connection(stream, handler, limits, info).await;
+            })
+            .detach();
+        }
+    }
+}
+
+/// Decrements the shard's connection count when a connection task ends (even if cancelled).
+struct ActiveGuard(Rc<Cell<usize>>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
+/// Binds with SO_REUSEPORT and serves forever. Use [`Listener::bind`] + [`Listener::serve`] to
+/// learn the bound address or report bind errors before serving.
+pub async fn listen<H: Handler>(
+    addr: SocketAddr,
+    handler: Rc<H>,
+    limits: ConnLimits,
+    shard: usize,
+    max_connections: usize,
+) -> io::Result<()> {
+    Listener::bind(addr, shard)?
+        .serve(handler, limits, max_connections)
+        .await
+}

@@ -1,0 +1,283 @@
+//! Length-prefixed Kafka frames: a big-endian `i32` size, then `size` bytes of body.
+//!
+//! Two layers, so the parsing logic can be tested without sockets:
+//! - [`FrameDecoder`] is a pure state-free splitter over a [`BytesMut`] read buffer. An
+//!   incomplete frame is an expected state (`Ok(None)`), distinct from errors.
+//! - [`FrameReader`] owns an `AsyncRead` and a read buffer and yields whole frames as
+//!   zero-copy [`Bytes`] slices of that buffer.
+//!
+//! The size limit is checked as soon as the 4 size bytes arrive, before any allocation for the
+//! body, so a client cannot make us reserve more than `max_frame_bytes`.
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_lite::io::{AsyncRead, AsyncReadExt};
+
+/// Bytes of the size prefix in front of every request and response.
+pub const SIZE_PREFIX_BYTES: usize = 4;
+
+/// Kafka's default `socket.request.max.bytes` (100 MiB).
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 104_857_600;
+
+/// The smallest free space we ask the socket to fill in one read. Small frames arrive many per
+/// read; large frames get their whole size reserved at once (see [`FrameReader::next_frame`]).
+const READ_CHUNK_BYTES_MIN: usize = 64 * 1024;
+
+/// Frame-level failures. Every one of them ends the connection: after a bad size prefix the
+/// byte stream cannot be resynchronised.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge { size: usize, max: usize },
+    #[error("negative frame size {size}")]
+    Negative { size: i32 },
+    #[error("i/o error while reading a frame: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer closed the connection in the middle of a frame (a clean close between frames is
+    /// `Ok(None)`, not an error).
+    #[error("connection closed mid-frame ({buffered} bytes buffered)")]
+    Eof { buffered: usize },
+}
+
+/// Splits complete frames off the front of a read buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameDecoder {
+    max_frame_bytes: usize,
+}
+
+impl FrameDecoder {
+    pub fn new(max_frame_bytes: usize) -> Self {
+        Self { max_frame_bytes }
+    }
+
+    pub fn max_frame_bytes(&self) -> usize {
+        self.max_frame_bytes
+    }
+
+    /// The body size announced by the prefix at the front of `buf`, validated against the
+    /// limit, or `None` when fewer than 4 bytes are buffered.
+    pub fn peek_size(&self, buf: &[u8]) -> Result<Option<usize>, FrameError> {
+        let Some(prefix) = buf.get(..SIZE_PREFIX_BYTES) else {
+            return Ok(None);
+        };
+        let size = i32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+        if size < 0 {
+            return Err(FrameError::Negative { size });
+        }
+        let size = size as usize; // ok: non-negative i32 always fits in usize
+        if size > self.max_frame_bytes {
+            return Err(FrameError::TooLarge {
+                size,
+                max: self.max_frame_bytes,
+            });
+        }
+        Ok(Some(size))
+    }
+
+    /// Removes one complete frame from the front of `buf` and returns its body (without the
+    /// size prefix), sharing `buf`'s allocation. `Ok(None)` means "need more bytes".
+    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        let Some(size) = self.peek_size(buf)? else {
+            return Ok(None);
+        };
+        let total = SIZE_PREFIX_BYTES + size;
+        if buf.len() < total {
+            return Ok(None);
+        }
+        let mut frame = buf.split_to(total);
+        frame.advance(SIZE_PREFIX_BYTES);
+        debug_assert_eq!(frame.len(), size);
+        Ok(Some(frame.freeze()))
+    }
+}
+
+/// Reads frames from an async byte stream.
+pub struct FrameReader<R> {
+    reader: R,
+    buf: BytesMut,
+    decoder: FrameDecoder,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub fn new(reader: R, max_frame_bytes: usize) -> Self {
+        Self {
+            reader,
+            buf: BytesMut::with_capacity(READ_CHUNK_BYTES_MIN),
+            decoder: FrameDecoder::new(max_frame_bytes),
+        }
+    }
+
+    /// Bytes read from the socket but not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next complete frame body; `Ok(None)` on a clean EOF between frames.
+    ///
+    /// Cancel-safe: bytes are appended to the internal buffer in the same poll that reads them,
+    /// so dropping the future loses nothing.
+    pub async fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        loop {
+            if let Some(frame) = self.decoder.decode(&mut self.buf)? {
+                return Ok(Some(frame));
+            }
+            // Reserve the whole announced frame when we know its size, so a large produce is
+            // read into one contiguous allocation; otherwise at least a read chunk.
+            let wanted_total = match self.decoder.peek_size(&self.buf)? {
+                Some(size) => SIZE_PREFIX_BYTES + size,
+                None => SIZE_PREFIX_BYTES,
+            };
+            let missing = wanted_total.saturating_sub(self.buf.len());
+            let read_len = missing.max(READ_CHUNK_BYTES_MIN);
+            let start = self.buf.len();
+            self.buf.resize(start + read_len, 0);
+            let read = self.reader.read(&mut self.buf[start..]).await;
+            let got = match read {
+                Ok(n) => n,
+                Err(e) => {
+                    self.buf.truncate(start);
+                    if e.kind() == std::io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(FrameError::Io(e));
+                }
+            };
+            self.buf.truncate(start + got);
+            if got == 0 {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                return Err(FrameError::Eof {
+                    buffered: self.buf.len(),
+                });
+            }
+        }
+    }
+
+    pub fn into_inner(self) -> R {
+        self.reader
+    }
+}
+
+/// Prepends the 4-byte size prefix to an encoded body (test and tooling helper; the response
+/// encoder writes the prefix in place).
+pub fn frame_bytes(body: &[u8]) -> Result<Bytes, FrameError> {
+    let size = i32::try_from(body.len()).map_err(|_| FrameError::TooLarge {
+        size: body.len(),
+        max: i32::MAX as usize,
+    })?;
+    let mut out = BytesMut::with_capacity(SIZE_PREFIX_BYTES + body.len());
+    out.extend_from_slice(&size.to_be_bytes());
+    out.extend_from_slice(body);
+    Ok(out.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(body: &[u8]) -> Vec<u8> {
+        frame_bytes(body).unwrap().to_vec()
+    }
+
+    #[test]
+    fn decodes_frames_split_at_every_byte() {
+        let mut stream = Vec::new();
+        stream.extend(framed(b"hello"));
+        stream.extend(framed(b""));
+        stream.extend(framed(&[7u8; 300]));
+        let decoder = FrameDecoder::new(1024);
+        let mut buf = BytesMut::new();
+        let mut frames = Vec::new();
+        for byte in stream {
+            buf.extend_from_slice(&[byte]);
+            while let Some(f) = decoder.decode(&mut buf).unwrap() {
+                frames.push(f);
+            }
+        }
+        assert_eq!(frames.len(), 3);
+        assert_eq!(&frames[0][..], b"hello");
+        assert!(frames[1].is_empty());
+        assert_eq!(&frames[2][..], &[7u8; 300][..]);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn rejects_oversize_before_body_arrives() {
+        let decoder = FrameDecoder::new(100);
+        let mut buf = BytesMut::from(&101i32.to_be_bytes()[..]);
+        match decoder.decode(&mut buf) {
+            Err(FrameError::TooLarge {
+                size: 101,
+                max: 100,
+            }) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+        let mut ok = BytesMut::from(&100i32.to_be_bytes()[..]);
+        assert!(decoder.decode(&mut ok).unwrap().is_none());
+    }
+
+    #[test]
+    fn rejects_negative_size() {
+        let decoder = FrameDecoder::new(100);
+        let mut buf = BytesMut::from(&(-1i32).to_be_bytes()[..]);
+        assert!(matches!(
+            decoder.decode(&mut buf),
+            Err(FrameError::Negative { size: -1 })
+        ));
+    }
+
+    /// An `AsyncRead` that returns the given pieces one per read call.
+    struct Pieces(std::collections::VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Pieces {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let Some(mut piece) = self.0.pop_front() else {
+                return std::task::Poll::Ready(Ok(0));
+            };
+            let n = piece.len().min(buf.len());
+            buf[..n].copy_from_slice(&piece[..n]);
+            if n < piece.len() {
+                self.0.push_front(piece.split_off(n));
+            }
+            std::task::Poll::Ready(Ok(n))
+        }
+    }
+
+    #[test]
+    fn reader_reassembles_split_frames_and_reports_eof() {
+        let mut stream = framed(b"abc");
+        stream.extend(framed(&[1u8; 200_000]));
+        let (a, b) = stream.split_at(2);
+        let (b, c) = b.split_at(5);
+        let pieces = vec![
+            a.to_vec(),
+            b.to_vec(),
+            c.to_vec(),
+            framed(b"tail")[..3].to_vec(),
+        ];
+        let mut reader = FrameReader::new(Pieces(pieces.into()), 1 << 20);
+        futures_lite::future::block_on(async {
+            assert_eq!(&reader.next_frame().await.unwrap().unwrap()[..], b"abc");
+            let big = reader.next_frame().await.unwrap().unwrap();
+            assert_eq!(big.len(), 200_000);
+            assert!(big.iter().all(|&b| b == 1));
+            assert!(matches!(
+                reader.next_frame().await,
+                Err(FrameError::Eof { buffered: 3 })
+            ));
+        });
+    }
+
+    #[test]
+    fn reader_clean_eof_between_frames() {
+        let mut reader = FrameReader::new(Pieces(vec![framed(b"x")].into()), 16);
+        futures_lite::future::block_on(async {
+            assert!(reader.next_frame().await.unwrap().is_some());
+            assert!(reader.next_frame().await.unwrap().is_none());
+        });
+    }
+}
