@@ -11,7 +11,8 @@ use io_uring::opcode;
 
 use crate::cpus::{format_cpu_list, online_cpus};
 use crate::memlock::{
-    fmt_bytes, memlock_limit, nofile_limit, plan_io_memory, GLOMMIO_DEFAULT_IO_MEMORY_BYTES,
+    fmt_bytes, has_cap_ipc_lock, memlock_limit, nofile_limit, plan_io_memory_for,
+    raise_memlock_soft_limit, raise_nofile_soft_limit, GLOMMIO_DEFAULT_IO_MEMORY_BYTES,
 };
 use crate::probe::{AlignedBuf, TempFile};
 use crate::sys;
@@ -56,11 +57,19 @@ const GLOMMIO_OPCODES: &[(u8, &str)] = &[
 
 /// Run every start-up check for a broker with `shards` shards and data in `data_dir`.
 ///
+/// First raises this process's soft `RLIMIT_MEMLOCK` and `RLIMIT_NOFILE` to their hard limits
+/// (allowed without privileges), so call it before starting glommio.
+///
 /// Order: kernel, io_uring, memlock, nofile, cpus, data_dir, filesystem, o_direct, fallocate,
 /// free_space. The broker logs each with [`Check::to_log_line`] and refuses to start if any is
 /// [`Status::Fail`] (see [`crate::any_failed`]). `data_dir` need not exist yet: the nearest
 /// existing ancestor is checked instead (it is on the same filesystem in all usual layouts).
 pub fn startup_checks(data_dir: &Path, shards: usize) -> Vec<Check> {
+    // Process-local and unprivileged, what every server does first: raise the soft limits to
+    // the hard ones, so the checks below (and glommio) see the limits the broker will run with.
+    // A failure leaves the soft limit as it was, which the checks then report.
+    let _ = raise_memlock_soft_limit();
+    let _ = raise_nofile_soft_limit();
     let mut checks = vec![
         kernel_check(),
         io_uring_check(),
@@ -181,26 +190,39 @@ fn io_uring_setup_failed(e: &io::Error, disabled: Option<&str>) -> Check {
 }
 
 pub(crate) fn memlock_check(shards: usize) -> Check {
-    let limit = memlock_limit().ok();
-    let current = limit.map_or("unknown".to_string(), |l| {
+    let limit = match memlock_limit() {
+        Ok(l) => l,
+        Err(e) => {
+            return Check::new(
+                "memlock",
+                Status::Warn,
+                format!("cannot read RLIMIT_MEMLOCK: {e}"),
+            )
+        }
+    };
+    let current = format!(
+        "soft {} / hard {}",
+        fmt_limit_bytes(limit.soft),
+        fmt_limit_bytes(limit.hard)
+    );
+    // The broker raises the soft limit to the hard one first (`startup_checks` does), so plan
+    // with the hard limit: that is what glommio will see.
+    let raise_note = if limit.soft != limit.hard {
         format!(
-            "soft {} / hard {}",
-            fmt_limit_bytes(l.soft),
-            fmt_limit_bytes(l.hard)
+            " (soft limit {} is raised to the hard limit at start-up)",
+            fmt_limit_bytes(limit.soft)
         )
-    });
-    let soft_below_hard = limit.is_some_and(|l| match (l.soft, l.hard) {
-        (Some(s), Some(h)) => s < h,
-        (Some(_), None) => true,
-        _ => false,
-    });
-    let raise_note = if soft_below_hard {
-        " (the soft limit can be raised to the hard one without privileges: ringtail does so at start-up)"
     } else {
-        ""
+        String::new()
     };
     let recommended = "unlimited, or CAP_IPC_LOCK";
-    match plan_io_memory(shards.max(1), GLOMMIO_DEFAULT_IO_MEMORY_BYTES) {
+    let plan = plan_io_memory_for(
+        limit.hard,
+        has_cap_ipc_lock(),
+        shards.max(1),
+        GLOMMIO_DEFAULT_IO_MEMORY_BYTES,
+    );
+    match plan {
         Ok(plan) if plan.registered_buffers => Check::new(
             "memlock",
             Status::Ok,
@@ -215,14 +237,16 @@ pub(crate) fn memlock_check(shards: usize) -> Check {
         .with_values(current, recommended)
         .with_fix(
             "ulimit -l unlimited; systemd: LimitMEMLOCK=infinity; docker: --ulimit \
-                 memlock=-1:-1 or --cap-add IPC_LOCK",
+             memlock=-1:-1 or --cap-add IPC_LOCK",
         ),
-        Err(e) => Check::new("memlock", Status::Fail, format!("{e}{raise_note}"))
-            .with_values(current, recommended)
-            .with_fix(
-                "ulimit -l unlimited; systemd: LimitMEMLOCK=infinity; docker: --ulimit \
-                 memlock=-1:-1",
-            ),
+        Err(e) => {
+            let msg = e.to_string();
+            let (detail, fix) = msg.split_once(" Fix: ").unwrap_or((msg.as_str(), ""));
+            let detail = detail.trim_end_matches('.');
+            Check::new("memlock", Status::Fail, format!("{detail}{raise_note}"))
+                .with_values(current, recommended)
+                .with_fix(fix)
+        }
     }
 }
 

@@ -143,16 +143,35 @@ pub fn any_failed(checks: &[Check]) -> bool {
 pub enum TuningError {
     /// glommio would refuse to start: its reactor checks the soft `RLIMIT_MEMLOCK` itself.
     #[error(
-        "RLIMIT_MEMLOCK is {limit_bytes} bytes; glommio refuses to start below {min_bytes} bytes \
-         (it checks the limit itself, even for root). Fix: raise it, e.g. `ulimit -l unlimited` \
-         (or at least `ulimit -l {min_kib}`) in the shell that starts ringtail, \
-         `LimitMEMLOCK=infinity` in the systemd unit, or `docker run --ulimit memlock=-1:-1`; \
-         `--cap-add IPC_LOCK` alone does not help here"
+        "RLIMIT_MEMLOCK is {}; glommio refuses to start below {} (it checks the limit itself, \
+         even for root). Fix: raise it: `ulimit -l unlimited` (at least `ulimit -l {min_kib}`) \
+         in the shell that starts ringtail, `LimitMEMLOCK=infinity` in the systemd unit, or \
+         `docker run --ulimit memlock=-1:-1`; `--cap-add IPC_LOCK` alone does not help here",
+        memlock::fmt_bytes(*.limit_bytes),
+        memlock::fmt_bytes(*.min_bytes)
     )]
     MemlockTooLow {
         limit_bytes: u64,
         min_bytes: u64,
         min_kib: u64,
+    },
+    /// Without CAP_IPC_LOCK the executors' rings alone need more locked memory than the limit:
+    /// the executors past the limit would fail to start with ENOMEM.
+    #[error(
+        "RLIMIT_MEMLOCK is {} but {shards} shards need {} of locked memory for their io_uring \
+         rings alone (3 rings x 16 KiB per shard, counted because the process lacks \
+         CAP_IPC_LOCK): only {max_shards} shards could start, the others would fail with ENOMEM. \
+         Fix: raise it (`ulimit -l unlimited`, `LimitMEMLOCK=infinity` in the systemd unit, \
+         `docker run --ulimit memlock=-1:-1`), add CAP_IPC_LOCK (`docker run --cap-add \
+         IPC_LOCK`), or use at most {max_shards} shards",
+        memlock::fmt_bytes(*.limit_bytes),
+        memlock::fmt_bytes(*.ring_bytes)
+    )]
+    MemlockTooLowForRings {
+        shards: usize,
+        limit_bytes: u64,
+        ring_bytes: u64,
+        max_shards: u64,
     },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -4,19 +4,34 @@
 //!
 //! 1. It reads the **soft** `RLIMIT_MEMLOCK` and returns `ReactorError::MemLockLimit` if it is
 //!    below 512 KiB. This happens for every process, root included: `CAP_IPC_LOCK` does not help,
-//!    only a higher limit does. This is the one case where the plan is an error.
-//! 2. It allocates `max(align_up(io_memory, 4 KiB), 64 KiB)` bytes as a buddy-allocator slab from
+//!    only a higher limit does.
+//! 2. It creates 3 rings (main, poll, latency) of depth 128. Without `CAP_IPC_LOCK` the kernel
+//!    counts their memory against the limit as well: measured on Linux 6.18, 16 KiB per ring,
+//!    48 KiB per executor (kernels before 5.12 also counted rings). When that does not fit, the
+//!    executor fails to start with ENOMEM.
+//! 3. It allocates `max(align_up(io_memory, 4 KiB), 64 KiB)` bytes as a buddy-allocator slab from
 //!    which all its DMA buffers are carved (buffers that do not fit come from the heap).
-//! 3. It registers that slab with `io_uring_register_buffers` on each of its 3 rings (main, poll,
-//!    latency). The kernel counts registered pages once per ring against the **user's**
+//! 4. It registers that slab with `io_uring_register_buffers` on each of its 3 rings. Without
+//!    `CAP_IPC_LOCK` each registration counts the slab's pages again, against the **user's**
 //!    locked-memory total (shared by all processes of the same uid), limited by the soft
-//!    `RLIMIT_MEMLOCK`, unless the process has `CAP_IPC_LOCK`. If any of the 3 registrations
-//!    fails, glommio logs `Error: registering buffers in the ... ring. Skipping`, undoes the
-//!    others and keeps running: the slab is still used, only the fixed-buffer opcodes
-//!    (READ_FIXED/WRITE_FIXED) are not. We measured no throughput loss without them.
+//!    `RLIMIT_MEMLOCK`. If any of the 3 fails, glommio logs
+//!    `Error: registering buffers in the main ring. Skipping...` (or poll ring), undoes the others
+//!    and keeps running: the slab is still used, only the fixed-buffer opcodes (READ_FIXED /
+//!    WRITE_FIXED) are not. We measured no throughput loss without them.
 //!
-//! So the plan keeps `3 x io_memory x shards` within the limit when it can, and otherwise says
-//! plainly that some or all executors will run without registered buffers.
+//! Registration is first come, first served between executors that start concurrently, and an
+//! executor that registers can leave too little locked memory for a later executor's rings (which
+//! then fails with ENOMEM, seen in tests). So the plan is all or nothing: either every
+//! executor's slab fits (`3 x shards x (io_memory + 16 KiB) + 64 KiB headroom <= limit`) and all
+//! register, or `io_memory` is chosen larger than the whole limit so that no registration can
+//! succeed and every executor keeps its locked memory for its rings. The 64 KiB headroom covers
+//! other io_uring users of the same uid, such as the start-up probe ring, whose teardown is
+//! asynchronous.
+//!
+//! Measured with glommio 0.9 on Linux 6.18 (8 MiB limit, no CAP_IPC_LOCK): 2 x 1,396,736 bytes
+//! (the limit / 6, rings not counted) left one executor unregistered; 2 x 1,368,064 bytes (this
+//! plan) registered both; 8 executors at 8 MiB + 4 KiB all started, none registered; with a
+//! 512 KiB limit, 10 executors started and the 11th failed with ENOMEM.
 
 use serde::Serialize;
 
@@ -31,6 +46,12 @@ pub const GLOMMIO_MIN_IO_MEMORY_BYTES: usize = 64 * 1024;
 pub const GLOMMIO_DEFAULT_IO_MEMORY_BYTES: usize = 10 << 20;
 /// Rings per executor on which glommio registers the `io_memory` slab.
 pub const GLOMMIO_RINGS_PER_EXECUTOR: u64 = 3;
+/// Locked memory the kernel charges per glommio ring (depth 128: 8 KiB of SQEs plus the SQ/CQ
+/// rings), measured on Linux 6.18 as the largest io_memory that still registers.
+pub const GLOMMIO_RING_LOCKED_BYTES: u64 = 16 * 1024;
+/// Kept free for other io_uring users of the same uid (e.g. the start-up probe ring, whose
+/// teardown is asynchronous).
+pub const MEMLOCK_HEADROOM_BYTES: u64 = 64 * 1024;
 /// Smallest slab we shrink to in order to keep buffers registered. Below this, a registered slab
 /// is too small for the storage layer's buffers to come from it, and an unregistered slab of
 /// this size serves better than a registered tiny one (registration measured as no gain).
@@ -64,11 +85,13 @@ pub fn plan_io_memory(shards: usize, wanted_bytes: usize) -> Result<IoMemoryPlan
 /// Pure core of [`plan_io_memory`]: `limit` is the soft `RLIMIT_MEMLOCK` in bytes (`None` =
 /// unlimited).
 ///
-/// - `Err(MemlockTooLow)` only when glommio would refuse to start (limit < 512 KiB).
+/// - `Err(MemlockTooLow)` when glommio would refuse to start (limit < 512 KiB).
+/// - `Err(MemlockTooLowForRings)` when the executors' rings alone exceed the limit (glommio
+///   executors would fail to start with ENOMEM).
 /// - With `CAP_IPC_LOCK` or no limit: the wanted size, registered.
-/// - Else if the wanted size fits `3 x shards` times under the limit: the wanted size.
+/// - Else if `3 x shards x (wanted + ring)` + headroom fits the limit: the wanted size.
 /// - Else if at least [`IO_MEMORY_FLOOR_BYTES`] fits: the largest 4 KiB multiple that fits.
-/// - Else: the floor, unregistered for some or all executors (glommio keeps running).
+/// - Else: unregistered for every executor, with `io_memory` above the limit (see module docs).
 pub fn plan_io_memory_for(
     limit: Option<u64>,
     has_ipc_lock: bool,
@@ -130,16 +153,33 @@ pub fn plan_io_memory_for(
         Some(l) => l,
     };
 
-    let divisor = GLOMMIO_RINGS_PER_EXECUTOR.saturating_mul(shards as u64);
-    let budget = align_down_u64(limit_bytes / divisor, PAGE_BYTES as u64);
-    let total = |per: usize| fmt_bytes((per as u64).saturating_mul(divisor));
+    let rings = GLOMMIO_RINGS_PER_EXECUTOR.saturating_mul(shards as u64);
+    let ring_bytes = rings.saturating_mul(GLOMMIO_RING_LOCKED_BYTES);
+    if ring_bytes > limit_bytes {
+        let max_shards = limit_bytes / (GLOMMIO_RINGS_PER_EXECUTOR * GLOMMIO_RING_LOCKED_BYTES);
+        return Err(TuningError::MemlockTooLowForRings {
+            shards,
+            limit_bytes,
+            ring_bytes,
+            max_shards,
+        });
+    }
+    let available = limit_bytes.saturating_sub(ring_bytes + MEMLOCK_HEADROOM_BYTES);
+    let budget = align_down_u64(available / rings, PAGE_BYTES as u64);
+    let total = |per: usize| {
+        fmt_bytes(
+            (per as u64)
+                .saturating_add(GLOMMIO_RING_LOCKED_BYTES)
+                .saturating_mul(rings),
+        )
+    };
     if budget >= wanted as u64 {
         return Ok(plan(
             wanted,
             true,
             format!(
-                "io_memory {} per shard, registered: {per_shard_desc} = {} fits \
-                 RLIMIT_MEMLOCK {}",
+                "io_memory {} per shard, registered: {per_shard_desc} x (io_memory + ring) = {} \
+                 fits RLIMIT_MEMLOCK {}",
                 fmt_bytes(wanted as u64),
                 total(wanted),
                 fmt_bytes(limit_bytes)
@@ -148,15 +188,15 @@ pub fn plan_io_memory_for(
     }
     let floor = wanted.min(IO_MEMORY_FLOOR_BYTES);
     if budget >= floor as u64 {
-        // budget < wanted <= usize::MAX, so the conversion cannot truncate.
+        // budget < wanted <= usize::MAX, so the conversion cannot fail.
         let io = usize::try_from(budget).unwrap_or(floor);
         return Ok(plan(
             io,
             true,
             format!(
                 "io_memory reduced from {} to {} per shard to keep buffers registered: \
-                 {per_shard_desc} = {} fits RLIMIT_MEMLOCK {} (no CAP_IPC_LOCK); raise \
-                 `ulimit -l` or add CAP_IPC_LOCK to get the full size",
+                 {per_shard_desc} x (io_memory + ring) = {} fits RLIMIT_MEMLOCK {} (no \
+                 CAP_IPC_LOCK); raise `ulimit -l` or add CAP_IPC_LOCK to get the full size",
                 fmt_bytes(wanted as u64),
                 fmt_bytes(io as u64),
                 total(io),
@@ -164,21 +204,25 @@ pub fn plan_io_memory_for(
             ),
         ));
     }
-    // Not even the floor fits for every executor. Registration is per executor, first come
-    // first served, so the first `fit` executors register and the rest run unregistered.
-    let per_executor = (floor as u64).saturating_mul(GLOMMIO_RINGS_PER_EXECUTOR);
-    let fit = (limit_bytes / per_executor).min(shards as u64);
+    // Not even the floor fits for every executor. A partial registration could starve a later
+    // executor's rings (ENOMEM at start), so make registration impossible for all: a slab larger
+    // than the whole limit. The slab is plain virtual memory until buffers are carved from it.
+    let above_limit = usize::try_from(limit_bytes)
+        .ok()
+        .and_then(|l| l.checked_add(PAGE_BYTES))
+        .map_or(wanted, |l| l & !(PAGE_BYTES - 1));
+    let io = wanted.max(above_limit);
     Ok(plan(
-        floor,
+        io,
         false,
         format!(
-            "io_memory {} per shard, but {per_shard_desc} = {} exceeds RLIMIT_MEMLOCK {} \
-             (no CAP_IPC_LOCK): at most {fit} of {shards} shard(s) get registered buffers, \
-             the others log \"registering buffers ... Skipping\" and run without them \
-             (measured: no throughput loss); raise `ulimit -l`, LimitMEMLOCK= in systemd, or \
-             add CAP_IPC_LOCK (docker --cap-add IPC_LOCK) to register all",
-            fmt_bytes(floor as u64),
-            total(floor),
+            "io_memory {} per shard, unregistered: {per_shard_desc} x (512 KiB + ring) would \
+             exceed RLIMIT_MEMLOCK {} (no CAP_IPC_LOCK), so io_memory is kept above the limit \
+             and every shard logs \"registering buffers ... Skipping\" once and runs without \
+             registered buffers (measured: no throughput loss); raise `ulimit -l`, \
+             LimitMEMLOCK= in systemd, or add CAP_IPC_LOCK (docker --cap-add IPC_LOCK) to \
+             register them",
+            fmt_bytes(io as u64),
             fmt_bytes(limit_bytes)
         ),
     ))
@@ -363,26 +407,35 @@ mod tests {
 
     #[test]
     fn fits_without_change() {
-        // 2 shards x 3 rings x 1 MiB = 6 MiB <= 8 MiB.
+        // 2 shards x 3 rings x (1 MiB + 16 KiB) + 64 KiB = 6.16 MiB <= 8 MiB.
         let p = plan_io_memory_for(Some(8 * MIB), false, 2, 1 << 20).unwrap();
         assert_eq!(p.io_memory_bytes, 1 << 20);
         assert!(p.registered_buffers);
         assert!(p.explanation.contains("fits"), "{}", p.explanation);
         // Exactly at the limit still fits.
-        let p = plan_io_memory_for(Some(6 * MIB), false, 2, 1 << 20).unwrap();
+        let exact = 6 * (MIB + 16 * KIB) + 64 * KIB;
+        let p = plan_io_memory_for(Some(exact), false, 2, 1 << 20).unwrap();
         assert_eq!(p.io_memory_bytes, 1 << 20);
+        assert!(p.registered_buffers);
+        // One page less does not.
+        let p = plan_io_memory_for(Some(exact - 4096), false, 2, 1 << 20).unwrap();
+        assert!(p.io_memory_bytes < 1 << 20);
     }
 
     #[test]
-    fn shrinks_to_fit() {
-        // The VM: 8 MiB limit, 2 shards, glommio default 10 MiB -> 8 MiB / 6, page aligned.
+    fn shrinks_to_fit_measured_values() {
+        // The VM: 8 MiB limit, 2 shards, glommio default 10 MiB. Measured with glommio 0.9 on
+        // Linux 6.18 without CAP_IPC_LOCK: 1,396,736 (limit / 6) left one executor
+        // unregistered, 1,368,064 registered both.
         let p = plan_io_memory_for(Some(8 * MIB), false, 2, 10 << 20).unwrap();
         assert!(p.registered_buffers);
-        assert_eq!(p.io_memory_bytes, 1_396_736); // floor(8 MiB / 6 / 4 KiB) * 4 KiB
-        assert!(3 * 2 * p.io_memory_bytes as u64 <= 8 * MIB);
+        assert_eq!(p.io_memory_bytes, 1_368_064);
         assert!(p.explanation.contains("reduced"), "{}", p.explanation);
         assert_eq!(p.memlock_limit_bytes, Some(8 * MIB));
         assert!(!p.has_ipc_lock);
+        // Measured for 1 shard: 678 pages registered, 680 did not.
+        let p = plan_io_memory_for(Some(8 * MIB), false, 1, 10 << 20).unwrap();
+        assert!(p.io_memory_bytes <= 678 * 4096, "{p:?}");
     }
 
     #[test]
@@ -391,15 +444,28 @@ mod tests {
             for shards in 1..=64usize {
                 for wanted in [1usize, 64 << 10, 512 << 10, 1 << 20, 10 << 20] {
                     let limit = limit_kib * KIB;
-                    let p = plan_io_memory_for(Some(limit), false, shards, wanted).unwrap();
+                    let p = match plan_io_memory_for(Some(limit), false, shards, wanted) {
+                        Ok(p) => p,
+                        Err(TuningError::MemlockTooLowForRings { max_shards, .. }) => {
+                            assert!(shards as u64 > max_shards);
+                            assert!(3 * 16 * KIB * shards as u64 > limit);
+                            continue;
+                        }
+                        Err(e) => panic!("{e}"),
+                    };
                     assert_eq!(p.io_memory_bytes % 4096, 0);
                     assert!(p.io_memory_bytes >= 64 << 10);
-                    assert!(p.io_memory_bytes <= glommio_effective_io_memory(wanted));
+                    let locked = |io: u64| 3 * shards as u64 * (io + 16 * KIB);
                     if p.registered_buffers {
+                        assert!(p.io_memory_bytes <= glommio_effective_io_memory(wanted));
                         assert!(
-                            3 * shards as u64 * p.io_memory_bytes as u64 <= limit,
+                            locked(p.io_memory_bytes as u64) + 64 * KIB <= limit,
                             "{limit_kib} KiB, {shards} shards, {wanted}: {p:?}"
                         );
+                    } else {
+                        // No executor can register: the slab alone exceeds the limit.
+                        assert!(p.io_memory_bytes as u64 > limit, "{p:?}");
+                        assert!(3 * 16 * KIB * shards as u64 <= limit);
                     }
                 }
             }
@@ -408,33 +474,41 @@ mod tests {
 
     #[test]
     fn too_many_shards_runs_unregistered() {
-        // 512 KiB limit, 8 shards: not even 512 KiB x 3 fits once.
-        let p = plan_io_memory_for(Some(512 * KIB), false, 8, 10 << 20).unwrap();
-        assert!(!p.registered_buffers);
-        assert_eq!(p.io_memory_bytes, IO_MEMORY_FLOOR_BYTES);
-        assert!(
-            p.explanation.contains("at most 0 of 8"),
-            "{}",
-            p.explanation
-        );
-        // 8 MiB, 8 shards: 5 executors of 1.5 MiB fit.
+        // 8 MiB, 8 shards: 3 x 8 x (512 KiB + 16 KiB) > 8 MiB.
         let p = plan_io_memory_for(Some(8 * MIB), false, 8, 10 << 20).unwrap();
         assert!(!p.registered_buffers);
-        assert!(
-            p.explanation.contains("at most 5 of 8"),
-            "{}",
-            p.explanation
-        );
+        assert_eq!(p.io_memory_bytes, 10 << 20);
+        assert!(p.explanation.contains("unregistered"), "{}", p.explanation);
         assert!(p.explanation.contains("CAP_IPC_LOCK"));
-        // A small wanted size is not inflated to the floor.
+        // A small wanted size is raised above the limit so that no registration succeeds.
         let p = plan_io_memory_for(Some(512 * KIB), false, 8, 64 << 10).unwrap();
-        assert_eq!(p.io_memory_bytes, 64 << 10);
         assert!(!p.registered_buffers);
+        assert_eq!(p.io_memory_bytes, 516 << 10);
+        // ... while a small wanted size that fits stays small and registered.
+        let p = plan_io_memory_for(Some(8 * MIB), false, 8, 64 << 10).unwrap();
+        assert!(p.registered_buffers);
+        assert_eq!(p.io_memory_bytes, 64 << 10);
+    }
+
+    #[test]
+    fn rings_alone_can_exceed_the_limit() {
+        // Measured: with a 512 KiB limit, 10 executors started and the 11th failed (ENOMEM).
+        assert!(plan_io_memory_for(Some(512 * KIB), false, 10, 1 << 20).is_ok());
+        let err = plan_io_memory_for(Some(512 * KIB), false, 11, 1 << 20).unwrap_err();
         assert!(
-            p.explanation.contains("at most 2 of 8"),
-            "{}",
-            p.explanation
+            matches!(
+                err,
+                TuningError::MemlockTooLowForRings { max_shards: 10, .. }
+            ),
+            "{err}"
         );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("IPC_LOCK") && msg.contains("ulimit -l"),
+            "{msg}"
+        );
+        // CAP_IPC_LOCK makes the same host fine.
+        assert!(plan_io_memory_for(Some(512 * KIB), true, 11, 1 << 20).is_ok());
     }
 
     #[test]

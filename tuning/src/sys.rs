@@ -112,7 +112,16 @@ pub(crate) fn block_device_of(path: &Path) -> Option<(String, PathBuf)> {
         return None;
     }
     let name = disk.file_name()?.to_string_lossy().into_owned();
-    Some((name, disk))
+    // Prefer the short, stable alias for messages (/sys/block/vda rather than the PCI path).
+    let short = PathBuf::from("/sys/block").join(&name);
+    Some((
+        name,
+        if short.join("queue").is_dir() {
+            short
+        } else {
+            disk
+        },
+    ))
 }
 
 /// Whether a procfs/sysfs file could be written by this process: it exists, `access(W_OK)`

@@ -360,11 +360,22 @@ fn disk_items(data_dir: &Path) -> Vec<Item> {
         ))];
     };
     let queue = sysdir.join("queue");
-    let rotational = read_trimmed(queue.join("rotational")).as_deref() == Some("1");
+    // virtio-blk and Xen disks report rotational=1 whatever backs them; the host schedules
+    // their I/O, so the guest should not add a second elevator.
+    let virtual_disk = dev.starts_with("vd") || dev.starts_with("xvd");
+    let rotational =
+        !virtual_disk && read_trimmed(queue.join("rotational")).as_deref() == Some("1");
+    let kind = if virtual_disk {
+        "virtual disk"
+    } else if rotational {
+        "rotational"
+    } else {
+        "non-rotational"
+    };
     let mut items = Vec::new();
 
-    // Scheduler: none for SSD/NVMe/virtio (the device or host schedules; Ringtail already
-    // batches and orders writes), mq-deadline for spinning disks.
+    // Scheduler: none for SSD/NVMe/virtual disks (the device or the host schedules, and Ringtail
+    // already batches and orders its writes), mq-deadline for spinning disks.
     let sched_path = queue.join("scheduler");
     if let Some(raw) = read_trimmed(&sched_path) {
         let current = bracketed(&raw).unwrap_or(&raw).to_string();
@@ -388,14 +399,7 @@ fn disk_items(data_dir: &Path) -> Vec<Item> {
             let check = Check::new(
                 name,
                 if ok { Status::Ok } else { Status::Warn },
-                format!(
-                    "/dev/{dev} ({}): scheduler {current}",
-                    if rotational {
-                        "rotational"
-                    } else {
-                        "non-rotational"
-                    }
-                ),
+                format!("/dev/{dev} ({kind}): scheduler {current}"),
             )
             .with_values(current, want);
             let check = if ok {
