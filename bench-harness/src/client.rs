@@ -1,0 +1,502 @@
+//! A minimal Kafka protocol client on glommio: framing, version negotiation, and the few
+//! administrative calls the harness needs (Metadata, CreateTopics, ListOffsets, InitProducerId).
+//!
+//! Requests are pipelined on the produce and fetch paths: a connection is split into a
+//! [`FrameWriter`] and a [`FrameReader`], and responses are matched in order (Kafka answers
+//! requests on one connection in the order they were sent).
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use glommio::net::TcpStream;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest,
+    InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, RequestHeader, ResponseHeader,
+    TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Largest response frame accepted: a guard against garbage length prefixes.
+pub const FRAME_BYTES_MAX: usize = 512 << 20;
+pub const CLIENT_ID: &str = "ringtail-bench";
+
+/// Highest versions this client encodes and decodes, per API. Capped below topic-ID-only
+/// versions (Produce 13, Fetch 13+) so topic names work with every broker.
+pub fn client_max_version(key: ApiKey) -> i16 {
+    match key {
+        ApiKey::Produce => 9,
+        ApiKey::Fetch => 12,
+        ApiKey::ListOffsets => 7,
+        ApiKey::Metadata => 12,
+        ApiKey::ApiVersions => 3,
+        ApiKey::CreateTopics => 7,
+        ApiKey::InitProducerId => 4,
+        _ => 0,
+    }
+}
+
+/// Lowest versions we accept (record batch v2 needs Produce 3 / Fetch 4).
+pub fn client_min_version(key: ApiKey) -> i16 {
+    match key {
+        ApiKey::Produce => 3,
+        ApiKey::Fetch => 4,
+        ApiKey::ListOffsets => 1,
+        ApiKey::Metadata => 1,
+        ApiKey::CreateTopics => 2,
+        ApiKey::InitProducerId => 0,
+        _ => 0,
+    }
+}
+
+/// Negotiated version per API key.
+#[derive(Clone, Debug, Default)]
+pub struct Versions(HashMap<i16, i16>);
+
+impl Versions {
+    pub fn get(&self, key: ApiKey) -> Result<i16> {
+        self.0
+            .get(&(key as i16))
+            .copied()
+            .ok_or_else(|| anyhow!("broker does not support {key:?} in a version we speak"))
+    }
+}
+
+/// Encodes a request frame (length prefix, header, body).
+pub fn encode_frame<R: Encodable>(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    req: &R,
+) -> Result<BytesMut> {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    header.encode(&mut buf, key.request_header_version(version))?;
+    req.encode(&mut buf, version)
+        .with_context(|| format!("encoding {key:?} v{version}"))?;
+    let len = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf)
+}
+
+/// Strips the response header; returns the correlation id and the body.
+pub fn split_response(key: ApiKey, version: i16, mut frame: Bytes) -> Result<(i32, Bytes)> {
+    let h = ResponseHeader::decode(&mut frame, key.response_header_version(version))
+        .with_context(|| format!("decoding {key:?} response header"))?;
+    Ok((h.correlation_id, frame))
+}
+
+pub struct FrameReader {
+    r: ReadHalf<TcpStream>,
+    buf: BytesMut,
+}
+
+impl FrameReader {
+    /// Reads one whole response frame (without its length prefix).
+    pub async fn read_frame(&mut self) -> Result<Bytes> {
+        loop {
+            if self.buf.len() >= 4 {
+                let len = i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+                ensure!(
+                    len >= 0 && (len as usize) <= FRAME_BYTES_MAX,
+                    "bad frame length {len}"
+                );
+                let len = len as usize;
+                if self.buf.len() >= 4 + len {
+                    self.buf.advance(4);
+                    return Ok(self.buf.split_to(len).freeze());
+                }
+                self.buf.reserve(4 + len - self.buf.len());
+            }
+            if self.buf.capacity() - self.buf.len() < 64 << 10 {
+                self.buf.reserve(256 << 10);
+            }
+            let start = self.buf.len();
+            let cap = self.buf.capacity();
+            // SAFETY: the bytes between len and capacity are only exposed to `read`, which
+            // writes into them; we then keep only the `n` bytes it reported as written.
+            unsafe { self.buf.set_len(cap) };
+            let res = self.r.read(&mut self.buf[start..]).await;
+            let n = match res {
+                Ok(n) => n,
+                Err(e) => {
+                    // SAFETY: shrinking back to the initialised prefix.
+                    unsafe { self.buf.set_len(start) };
+                    return Err(e).context("reading from broker");
+                }
+            };
+            // SAFETY: `read` initialised exactly `n` bytes after `start`.
+            unsafe { self.buf.set_len(start + n) };
+            if n == 0 {
+                bail!("broker closed the connection");
+            }
+        }
+    }
+}
+
+pub struct FrameWriter {
+    w: WriteHalf<TcpStream>,
+}
+
+impl FrameWriter {
+    pub async fn write_frame(&mut self, frame: &[u8]) -> Result<()> {
+        self.w.write_all(frame).await.context("writing to broker")?;
+        self.w.flush().await.context("flushing to broker")
+    }
+}
+
+/// A connection used for request/response calls, splittable for pipelining.
+pub struct Conn {
+    pub addr: String,
+    reader: FrameReader,
+    writer: FrameWriter,
+    pub versions: Versions,
+    next_correlation_id: i32,
+}
+
+impl Conn {
+    /// Connects and negotiates API versions.
+    pub async fn connect(addr: &str) -> Result<Conn> {
+        let stream = TcpStream::connect_timeout(addr, Duration::from_secs(10))
+            .await
+            .map_err(|e| anyhow!("connecting to {addr}: {e}"))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| anyhow!("TCP_NODELAY: {e}"))?;
+        let (r, w) = futures_lite::io::split(stream);
+        let mut conn = Conn {
+            addr: addr.to_string(),
+            reader: FrameReader {
+                r,
+                buf: BytesMut::with_capacity(256 << 10),
+            },
+            writer: FrameWriter { w },
+            versions: Versions::default(),
+            next_correlation_id: 1,
+        };
+        conn.negotiate().await?;
+        Ok(conn)
+    }
+
+    pub fn next_correlation_id(&mut self) -> i32 {
+        let id = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        id
+    }
+
+    async fn negotiate(&mut self) -> Result<()> {
+        // KIP-511: a broker that does not know our ApiVersions version answers v0 with
+        // UNSUPPORTED_VERSION and its range; retry at v0 then.
+        let mut version = client_max_version(ApiKey::ApiVersions);
+        let resp = loop {
+            let req = ApiVersionsRequest::default()
+                .with_client_software_name(StrBytes::from_static_str(CLIENT_ID))
+                .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+            let body = self.raw_call(ApiKey::ApiVersions, version, &req).await?;
+            let mut b = body.clone();
+            let resp = match ApiVersionsResponse::decode(&mut b, version) {
+                Ok(r) => r,
+                Err(_) if version > 0 => {
+                    let mut b = body;
+                    ApiVersionsResponse::decode(&mut b, 0).context("ApiVersions v0")?
+                }
+                Err(e) => return Err(e).context("decoding ApiVersions"),
+            };
+            if resp.error_code == 35 && version > 0 {
+                version = 0;
+                continue;
+            }
+            ensure!(
+                resp.error_code == 0,
+                "ApiVersions error {}",
+                resp.error_code
+            );
+            break resp;
+        };
+        let mut map = HashMap::new();
+        for k in &resp.api_keys {
+            let Ok(key) = ApiKey::try_from(k.api_key) else {
+                continue;
+            };
+            let ours = client_max_version(key);
+            let v = ours.min(k.max_version);
+            if v >= client_min_version(key).max(k.min_version) && ours > 0 {
+                map.insert(k.api_key, v);
+            }
+        }
+        map.insert(ApiKey::ApiVersions as i16, version);
+        self.versions = Versions(map);
+        Ok(())
+    }
+
+    async fn raw_call<R: Encodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        req: &R,
+    ) -> Result<Bytes> {
+        let corr = self.next_correlation_id();
+        let frame = encode_frame(key, version, corr, req)?;
+        self.writer.write_frame(&frame).await?;
+        let resp = self.reader.read_frame().await?;
+        let (got, body) = split_response(key, version, resp)?;
+        ensure!(got == corr, "correlation id {got}, expected {corr}");
+        Ok(body)
+    }
+
+    /// One request/response round trip at the negotiated version.
+    pub async fn call<R: Request>(&mut self, req: &R) -> Result<R::Response> {
+        let key = ApiKey::try_from(R::KEY).map_err(|_| anyhow!("unknown api key {}", R::KEY))?;
+        let version = self.versions.get(key)?;
+        let mut body = self.raw_call(key, version, req).await?;
+        R::Response::decode(&mut body, version)
+            .with_context(|| format!("decoding {key:?} v{version} response"))
+    }
+
+    pub fn into_split(self) -> (FrameReader, FrameWriter, Versions) {
+        (self.reader, self.writer, self.versions)
+    }
+}
+
+/// Leaders and broker addresses for the topics of a run.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterMeta {
+    pub brokers: HashMap<i32, String>,
+    /// topic -> leader broker id per partition index
+    pub leaders: HashMap<String, Vec<i32>>,
+}
+
+impl ClusterMeta {
+    pub fn leader_addr(&self, topic: &str, partition: i32) -> Result<(i32, String)> {
+        let leaders = self
+            .leaders
+            .get(topic)
+            .ok_or_else(|| anyhow!("no metadata for topic {topic}"))?;
+        let id = *leaders
+            .get(partition as usize)
+            .ok_or_else(|| anyhow!("no partition {partition} in {topic}"))?;
+        let addr = self
+            .brokers
+            .get(&id)
+            .ok_or_else(|| anyhow!("leader {id} of {topic}/{partition} not in broker list"))?;
+        Ok((id, addr.clone()))
+    }
+}
+
+/// Options that shape how topics are resolved.
+#[derive(Clone, Debug)]
+pub struct TopicSetup {
+    pub partitions: i32,
+    pub replication_factor: i16,
+    pub create: bool,
+    /// Connect to this address instead of every advertised broker address (to go through a
+    /// proxy or NAT).
+    pub broker_override: Option<String>,
+}
+
+/// Fetches metadata for `topics`, creating missing ones if asked, and waits (up to 30 s) until
+/// every partition has a leader.
+pub async fn resolve_topics(
+    conn: &mut Conn,
+    topics: &[String],
+    setup: &TopicSetup,
+) -> Result<ClusterMeta> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut created = false;
+    loop {
+        let req = MetadataRequest::default()
+            .with_topics(Some(
+                topics
+                    .iter()
+                    .map(|t| {
+                        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_string(t.clone()))))
+                    })
+                    .collect(),
+            ))
+            .with_allow_auto_topic_creation(false);
+        let resp = conn.call(&req).await?;
+        let mut meta = ClusterMeta::default();
+        for b in &resp.brokers {
+            let addr = match &setup.broker_override {
+                Some(a) => a.clone(),
+                None => format!("{}:{}", b.host.as_str(), b.port),
+            };
+            meta.brokers.insert(b.node_id.0, addr);
+        }
+        let mut missing = Vec::new();
+        let mut not_ready = Vec::new();
+        for t in &resp.topics {
+            let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+            match t.error_code {
+                0 => {}
+                3 => {
+                    missing.push(name);
+                    continue;
+                }
+                // LEADER_NOT_AVAILABLE etc.: retry until the deadline.
+                _ => {
+                    not_ready.push(format!("{name}: error {}", t.error_code));
+                    continue;
+                }
+            }
+            let mut parts: Vec<_> = t
+                .partitions
+                .iter()
+                .map(|p| (p.partition_index, p.leader_id.0, p.error_code))
+                .collect();
+            parts.sort();
+            let ready = !parts.is_empty()
+                && parts
+                    .iter()
+                    .enumerate()
+                    .all(|(i, p)| p.0 == i as i32 && p.1 >= 0 && p.2 == 0);
+            if !ready {
+                not_ready.push(format!("{name}: partitions not ready"));
+                continue;
+            }
+            meta.leaders
+                .insert(name, parts.iter().map(|p| p.1).collect());
+        }
+        if !missing.is_empty() {
+            ensure!(
+                setup.create,
+                "topics do not exist: {missing:?} (pass --create-topics)"
+            );
+            if !created {
+                create_topics(conn, &missing, setup).await?;
+                created = true;
+            }
+        }
+        if missing.is_empty() && not_ready.is_empty() && meta.leaders.len() == topics.len() {
+            return Ok(meta);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("topics not ready after 30 s: missing {missing:?}, {not_ready:?}");
+        }
+        glommio::timer::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn create_topics(conn: &mut Conn, topics: &[String], setup: &TopicSetup) -> Result<()> {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    let req = CreateTopicsRequest::default()
+        .with_topics(
+            topics
+                .iter()
+                .map(|t| {
+                    CreatableTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(t.clone())))
+                        .with_num_partitions(setup.partitions)
+                        .with_replication_factor(setup.replication_factor)
+                })
+                .collect(),
+        )
+        .with_timeout_ms(30_000);
+    let resp = conn.call(&req).await?;
+    for t in &resp.topics {
+        // 36 = TOPIC_ALREADY_EXISTS: a concurrent creator won; fine.
+        ensure!(
+            t.error_code == 0 || t.error_code == 36,
+            "CreateTopics {}: error {} {:?}",
+            t.name.0.as_str(),
+            t.error_code,
+            t.error_message.as_ref().map(|m| m.to_string())
+        );
+    }
+    Ok(())
+}
+
+/// Special timestamps of ListOffsets.
+pub const LATEST: i64 = -1;
+pub const EARLIEST: i64 = -2;
+
+/// Returns the offset for `timestamp` (LATEST/EARLIEST) of each partition, in order.
+pub async fn list_offsets(
+    conn: &mut Conn,
+    topic: &str,
+    partitions: &[i32],
+    timestamp: i64,
+) -> Result<Vec<i64>> {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|&p| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(p)
+                            .with_current_leader_epoch(-1)
+                            .with_timestamp(timestamp)
+                    })
+                    .collect(),
+            )]);
+    let resp = conn.call(&req).await?;
+    let mut out = Vec::with_capacity(partitions.len());
+    for &p in partitions {
+        let pr = resp
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .find(|x| x.partition_index == p)
+            .ok_or_else(|| anyhow!("ListOffsets: no answer for {topic}/{p}"))?;
+        ensure!(
+            pr.error_code == 0,
+            "ListOffsets {topic}/{p}: error {}",
+            pr.error_code
+        );
+        out.push(pr.offset);
+    }
+    Ok(out)
+}
+
+/// Gets an idempotent producer id and epoch.
+pub async fn init_producer_id(conn: &mut Conn) -> Result<(i64, i16)> {
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(kafka_protocol::messages::ProducerId(-1))
+        .with_producer_epoch(-1);
+    let resp = conn.call(&req).await?;
+    ensure!(
+        resp.error_code == 0,
+        "InitProducerId error {}",
+        resp.error_code
+    );
+    Ok((resp.producer_id.0, resp.producer_epoch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::ProduceRequest;
+    use kafka_protocol::protocol::decode_request_header_from_buffer;
+
+    #[test]
+    fn frames_decode_with_kafka_protocol() {
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(1234);
+        for v in [3i16, 9] {
+            let f = encode_frame(ApiKey::Produce, v, 77, &req).expect("encode");
+            let len = i32::from_be_bytes([f[0], f[1], f[2], f[3]]) as usize;
+            assert_eq!(len, f.len() - 4);
+            let mut body = f.freeze().slice(4..);
+            let h = decode_request_header_from_buffer(&mut body).expect("header");
+            assert_eq!(h.correlation_id, 77);
+            assert_eq!(h.request_api_version, v);
+            let back = ProduceRequest::decode(&mut body, v).expect("body");
+            assert_eq!(back.acks, -1);
+            assert_eq!(back.timeout_ms, 1234);
+        }
+    }
+}

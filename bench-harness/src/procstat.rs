@@ -1,0 +1,166 @@
+//! Samples a local broker's CPU and RSS from /proc once per second.
+
+use crate::stats::BrokerUsage;
+use anyhow::{anyhow, Context, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading /proc/PID/stat")?;
+    // The command name may contain spaces; fields resume after the last ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|x| x.1)
+        .ok_or_else(|| anyhow!("malformed stat"))?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After ')': state is field 3 (index 0); utime is field 14 (index 11), stime 15 (index 12).
+    let utime: u64 = f.get(11).ok_or_else(|| anyhow!("no utime"))?.parse()?;
+    let stime: u64 = f.get(12).ok_or_else(|| anyhow!("no stime"))?.parse()?;
+    Ok(utime + stime)
+}
+
+fn rss_mb(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    for line in status.lines() {
+        if let Some(v) = line.strip_prefix("VmRSS:") {
+            let kb: f64 = v.trim().trim_end_matches("kB").trim().parse()?;
+            return Ok(kb / 1024.0);
+        }
+    }
+    Err(anyhow!("no VmRSS"))
+}
+
+/// Finds the PID of the local process listening on TCP `port` (needs permission to read
+/// other processes' fds, i.e. same user or root).
+pub fn find_listener_pid(port: u16) -> Option<u32> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || f[3] != "0A" {
+                continue; // 0A = LISTEN
+            }
+            let Some(p) = f[1]
+                .rsplit(':')
+                .next()
+                .and_then(|h| u16::from_str_radix(h, 16).ok())
+            else {
+                continue;
+            };
+            if p == port {
+                inodes.push(format!("socket:[{}]", f[9]));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path()) {
+                if inodes.iter().any(|i| target.as_os_str() == i.as_str()) {
+                    return Some(pid);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Background sampler; `finish` returns the usage summary and per-second (cpu %, RSS MB).
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<Vec<(f64, f64)>>,
+    pid: u32,
+}
+
+impl Sampler {
+    /// `t0`: the run's origin, so sample `i` covers second `i` of the run.
+    pub fn start(pid: u32, t0: Instant) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            // SAFETY: sysconf has no memory-safety preconditions.
+            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+            let mut out = Vec::new();
+            let mut last = cpu_ticks(pid).ok();
+            let mut last_t = Instant::now();
+            let mut i = 1u32;
+            while !s.load(Ordering::Relaxed) {
+                let next = t0 + Duration::from_secs(i as u64);
+                let now = Instant::now();
+                if next > now {
+                    std::thread::sleep((next - now).min(Duration::from_millis(100)));
+                    continue;
+                }
+                i += 1;
+                let (Ok(t), Ok(rss)) = (cpu_ticks(pid), rss_mb(pid)) else {
+                    break;
+                };
+                let dt = last_t.elapsed().as_secs_f64().max(1e-3);
+                let cpu = last
+                    .map(|l| (t.saturating_sub(l)) as f64 / hz / dt * 100.0)
+                    .unwrap_or(0.0);
+                out.push((cpu, rss));
+                last = Some(t);
+                last_t = Instant::now();
+            }
+            out
+        });
+        Sampler { stop, handle, pid }
+    }
+
+    pub fn finish(self) -> Option<(BrokerUsage, Vec<(f64, f64)>)> {
+        self.stop.store(true, Ordering::Relaxed);
+        let samples = self.handle.join().ok()?;
+        if samples.is_empty() {
+            return None;
+        }
+        let n = samples.len() as f64;
+        Some((
+            BrokerUsage {
+                pid: self.pid,
+                cpu_pct_mean: samples.iter().map(|s| s.0).sum::<f64>() / n,
+                cpu_pct_max: samples.iter().map(|s| s.0).fold(0.0, f64::max),
+                rss_mb_max: samples.iter().map(|s| s.1).fold(0.0, f64::max),
+            },
+            samples,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_process() {
+        let me = std::process::id();
+        assert!(cpu_ticks(me).is_ok());
+        assert!(rss_mb(me).expect("rss") > 0.0);
+    }
+
+    #[test]
+    fn finds_a_listener() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        // Our own process is skipped on purpose (the harness is never the broker).
+        assert_eq!(find_listener_pid(port), None);
+    }
+}

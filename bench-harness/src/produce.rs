@@ -1,0 +1,562 @@
+//! One open-loop producer: a generator that creates records at their intended send times,
+//! per-partition batch accumulators, and pipelined Produce requests per leader broker.
+//!
+//! Coordinated omission: record `i` of a producer with rate `r` has intended send time
+//! `i / r` after the start, fixed in advance. If the broker (or the harness) stalls, records
+//! are generated late but keep their intended times, so the stall shows up in the latency of
+//! every record that should have been sent during it. With no rate (`rate = 0`) the producer
+//! is closed-loop: intended time = creation time, bounded by `buffer_bytes`.
+
+use crate::batch::{BatchBuilder, ProducerStamp};
+use crate::client::{
+    encode_frame, init_producer_id, split_response, ClusterMeta, Conn, FrameReader, FrameWriter,
+};
+use crate::payload::{partition_for_key, record_checksum, PayloadGen};
+use crate::stats::{Clock, WorkerStats};
+use crate::workload::{KeyMode, Workload};
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Upper bound on bytes of batches per Produce request.
+const REQUEST_BYTES_MAX: usize = 4 << 20;
+/// How long to wait for outstanding acknowledgements after the run ends.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Records generated per loop turn before the loop yields to send and receive.
+const GENERATE_CHUNK: usize = 2048;
+
+struct PartState {
+    builder: BatchBuilder,
+    intended_ns: Vec<u64>,
+    first_append_ns: u64,
+    checksum: u64,
+    payload_bytes: u64,
+    next_sequence: i32,
+    broker: i32,
+}
+
+struct Sealed {
+    partition: i32,
+    data: Bytes,
+    intended_ns: Vec<u64>,
+    checksum: u64,
+    payload_bytes: u64,
+}
+
+/// A batch in flight: what is needed to account for its acknowledgement.
+struct Pending {
+    partition: i32,
+    intended_ns: Vec<u64>,
+    checksum: u64,
+    payload_bytes: u64,
+}
+
+struct InFlight {
+    correlation_id: i32,
+    batches: Vec<Pending>,
+}
+
+struct Link {
+    writer: FrameWriter,
+    version: i16,
+    next_correlation_id: i32,
+    ready: VecDeque<Sealed>,
+    inflight: Rc<RefCell<VecDeque<InFlight>>>,
+    failed: Rc<Cell<bool>>,
+    _reader_task: Option<glommio::Task<()>>,
+}
+
+/// Everything a producer needs, prepared before the start barrier.
+pub struct Producer {
+    w: Arc<Workload>,
+    topic: String,
+    topic_name: TopicName,
+    index: u32,
+    rate_per_sec: f64,
+    links: HashMap<i32, Link>,
+    parts: Vec<PartState>,
+    stamp: Option<(i64, i16)>,
+    gen: PayloadGen,
+    signal_tx: Rc<LocalSender<()>>,
+    signal_rx: LocalReceiver<()>,
+    readers: Vec<(i32, FrameReader)>,
+}
+
+impl Producer {
+    /// Connects to every leader of `topic` and gets a producer id if idempotent.
+    pub async fn setup(
+        w: Arc<Workload>,
+        meta: &ClusterMeta,
+        topic: &str,
+        index: u32,
+        rate_per_sec: f64,
+    ) -> Result<Producer> {
+        let partitions = meta
+            .leaders
+            .get(topic)
+            .ok_or_else(|| anyhow!("no metadata for {topic}"))?
+            .len() as i32;
+        let mut links = HashMap::new();
+        let mut readers = Vec::new();
+        let mut parts = Vec::with_capacity(partitions as usize);
+        let mut stamp = None;
+        for p in 0..partitions {
+            let (broker, addr) = meta.leader_addr(topic, p)?;
+            if let std::collections::hash_map::Entry::Vacant(e) = links.entry(broker) {
+                let mut conn = Conn::connect(&addr).await?;
+                if w.idempotence && stamp.is_none() {
+                    stamp = Some(
+                        init_producer_id(&mut conn)
+                            .await
+                            .context("idempotent producer")?,
+                    );
+                }
+                let version = conn.versions.get(ApiKey::Produce)?;
+                let next_correlation_id = conn.next_correlation_id();
+                let (reader, writer, _) = conn.into_split();
+                readers.push((broker, reader));
+                e.insert(Link {
+                    writer,
+                    version,
+                    next_correlation_id,
+                    ready: VecDeque::new(),
+                    inflight: Rc::new(RefCell::new(VecDeque::new())),
+                    failed: Rc::new(Cell::new(false)),
+                    _reader_task: None,
+                });
+            }
+            parts.push(PartState {
+                builder: BatchBuilder::new(w.batch_bytes + w.record_size.max() + 64),
+                intended_ns: Vec::new(),
+                first_append_ns: 0,
+                checksum: 0,
+                payload_bytes: 0,
+                next_sequence: 0,
+                broker,
+            });
+        }
+        let (signal_tx, signal_rx) = local_channel::new_unbounded();
+        let signal_tx = Rc::new(signal_tx);
+        let seed = w.seed.wrapping_mul(1_000_003).wrapping_add(index as u64);
+        let gen = PayloadGen::new(seed, w.record_size, w.key_mode, w.key_cardinality);
+        Ok(Producer {
+            topic: topic.to_string(),
+            topic_name: TopicName(StrBytes::from_string(topic.to_string())),
+            index,
+            rate_per_sec,
+            links,
+            parts,
+            stamp,
+            gen,
+            signal_tx,
+            signal_rx,
+            readers,
+            w,
+        })
+    }
+
+    /// Runs until the workload's duration has passed and every batch is acknowledged.
+    pub async fn run(
+        mut self,
+        clock: Clock,
+        stats: Rc<RefCell<WorkerStats>>,
+        acked_global: Arc<AtomicU64>,
+    ) -> Result<()> {
+        let acks = self.w.acks;
+        for (broker, reader) in std::mem::take(&mut self.readers) {
+            let link = self
+                .links
+                .get_mut(&broker)
+                .ok_or_else(|| anyhow!("link {broker}"))?;
+            if acks != 0 {
+                let task = glommio::spawn_local(ack_loop(
+                    reader,
+                    link.version,
+                    link.inflight.clone(),
+                    link.failed.clone(),
+                    self.signal_tx.clone(),
+                    clock,
+                    stats.clone(),
+                    acked_global.clone(),
+                ));
+                link._reader_task = Some(task);
+            }
+        }
+        let end_ns = (self.w.duration_s * 1e9) as u64;
+        let interval_ns = if self.rate_per_sec > 0.0 {
+            1e9 / self.rate_per_sec
+        } else {
+            0.0
+        };
+        // Producers start staggered by a fraction of the interval so they do not fire in
+        // lockstep.
+        let offset_ns = interval_ns * (self.index as f64 % 16.0) / 16.0;
+        let linger_ns = (self.w.linger_ms * 1e6) as u64;
+        let npart = self.parts.len() as i32;
+        let mut sticky: i32 = (self.index as i32) % npart;
+        let mut seq: u64 = 0;
+        let mut buffered_bytes: usize = 0;
+        let result: Result<()> = async {
+            loop {
+                let now = clock.elapsed_ns();
+                if now >= end_ns {
+                    break;
+                }
+                // 1. Generate every record that is due (bounded per turn and by the buffer).
+                let mut generated = 0;
+                while generated < GENERATE_CHUNK && buffered_bytes < self.w.buffer_bytes {
+                    let intended = if interval_ns > 0.0 {
+                        let t = (offset_ns + seq as f64 * interval_ns) as u64;
+                        if t > now {
+                            break;
+                        }
+                        t
+                    } else {
+                        clock.elapsed_ns()
+                    };
+                    if intended >= end_ns {
+                        break;
+                    }
+                    let has_key = self.gen.next_record(clock.t0_unix_ns + intended);
+                    let p = if has_key {
+                        partition_for_key(&self.gen.key, npart)
+                    } else if self.w.key_mode == KeyMode::None {
+                        sticky
+                    } else {
+                        0
+                    };
+                    let key = if has_key {
+                        Some(self.gen.key.as_slice())
+                    } else {
+                        None
+                    };
+                    let ps = &mut self.parts[p as usize];
+                    if ps.builder.is_empty() {
+                        ps.first_append_ns = clock.elapsed_ns();
+                    }
+                    let ts_ms = ((clock.t0_unix_ns + intended) / 1_000_000) as i64;
+                    ps.builder.append(ts_ms, key, &self.gen.value);
+                    ps.intended_ns.push(intended);
+                    ps.checksum = ps
+                        .checksum
+                        .wrapping_add(record_checksum(key, &self.gen.value));
+                    ps.payload_bytes += self.gen.value.len() as u64;
+                    buffered_bytes += self.gen.value.len() + key.map_or(0, |k| k.len()) + 16;
+                    seq += 1;
+                    generated += 1;
+                    if ps.builder.size_bytes() >= self.w.batch_bytes {
+                        self.seal(p)?;
+                        if p == sticky {
+                            sticky = (sticky + 1) % npart;
+                        }
+                    }
+                }
+                // 2. Seal batches whose linger expired.
+                let now = clock.elapsed_ns();
+                for p in 0..npart {
+                    let ps = &self.parts[p as usize];
+                    if !ps.builder.is_empty() && now >= ps.first_append_ns + linger_ns {
+                        self.seal(p)?;
+                        if p == sticky {
+                            sticky = (sticky + 1) % npart;
+                        }
+                    }
+                }
+                // 3. Send what the in-flight limits allow.
+                buffered_bytes -= self
+                    .dispatch(&clock, &stats, &acked_global)
+                    .await?
+                    .min(buffered_bytes);
+                // 4. Wait for the next due record, linger deadline or acknowledgement.
+                if generated == GENERATE_CHUNK {
+                    glommio::yield_if_needed().await;
+                    continue;
+                }
+                let now = clock.elapsed_ns();
+                let mut wake = end_ns;
+                if interval_ns > 0.0 && buffered_bytes < self.w.buffer_bytes {
+                    wake = wake.min((offset_ns + seq as f64 * interval_ns) as u64);
+                } else if interval_ns == 0.0 && buffered_bytes < self.w.buffer_bytes {
+                    wake = now; // closed loop: generate more right away
+                }
+                for ps in &self.parts {
+                    if !ps.builder.is_empty() {
+                        wake = wake.min(ps.first_append_ns + linger_ns);
+                    }
+                }
+                if wake > now {
+                    let d = Duration::from_nanos((wake - now).max(20_000));
+                    let rx = &self.signal_rx;
+                    futures_lite::future::or(
+                        async {
+                            glommio::timer::sleep(d).await;
+                        },
+                        async {
+                            let _ = rx.recv().await;
+                        },
+                    )
+                    .await;
+                } else {
+                    glommio::yield_if_needed().await;
+                }
+            }
+            // Flush: seal everything and send until nothing is left, then wait for acks.
+            for p in 0..npart {
+                if !self.parts[p as usize].builder.is_empty() {
+                    self.seal(p)?;
+                }
+            }
+            let deadline = clock.elapsed_ns() + DRAIN_TIMEOUT.as_nanos() as u64;
+            loop {
+                self.dispatch(&clock, &stats, &acked_global).await?;
+                let idle = self
+                    .links
+                    .values()
+                    .all(|l| l.ready.is_empty() && l.inflight.borrow().is_empty());
+                if idle {
+                    break;
+                }
+                if clock.elapsed_ns() > deadline {
+                    bail!(
+                        "producer {}: acknowledgements still missing {:?} after the run",
+                        self.index,
+                        DRAIN_TIMEOUT
+                    );
+                }
+                let rx = &self.signal_rx;
+                futures_lite::future::or(
+                    async {
+                        glommio::timer::sleep(Duration::from_millis(50)).await;
+                    },
+                    async {
+                        let _ = rx.recv().await;
+                    },
+                )
+                .await;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = &result {
+            stats
+                .borrow_mut()
+                .note_error(format!("producer {} ({}): {e:#}", self.index, self.topic));
+        }
+        result
+    }
+
+    fn seal(&mut self, p: i32) -> Result<()> {
+        let stamp = match self.stamp {
+            Some((producer_id, producer_epoch)) => {
+                let ps = &self.parts[p as usize];
+                ProducerStamp {
+                    producer_id,
+                    producer_epoch,
+                    base_sequence: ps.next_sequence,
+                }
+            }
+            None => ProducerStamp::NONE,
+        };
+        let ps = &mut self.parts[p as usize];
+        let n = ps.builder.record_count();
+        let data = ps.builder.seal(self.w.compression, stamp)?;
+        ps.next_sequence = ps.next_sequence.wrapping_add(n) & i32::MAX;
+        let sealed = Sealed {
+            partition: p,
+            data,
+            intended_ns: std::mem::take(&mut ps.intended_ns),
+            checksum: std::mem::take(&mut ps.checksum),
+            payload_bytes: std::mem::take(&mut ps.payload_bytes),
+        };
+        let broker = ps.broker;
+        self.links
+            .get_mut(&broker)
+            .ok_or_else(|| anyhow!("no link to broker {broker}"))?
+            .ready
+            .push_back(sealed);
+        Ok(())
+    }
+
+    /// Sends ready batches on every link with a free in-flight slot. Returns the buffered
+    /// bytes released.
+    async fn dispatch(
+        &mut self,
+        clock: &Clock,
+        stats: &Rc<RefCell<WorkerStats>>,
+        acked_global: &Arc<AtomicU64>,
+    ) -> Result<usize> {
+        let mut released = 0;
+        for (broker, link) in self.links.iter_mut() {
+            if link.failed.get() {
+                bail!("connection to broker {broker} failed");
+            }
+            while !link.ready.is_empty()
+                && (self.w.acks == 0 || link.inflight.borrow().len() < self.w.max_in_flight)
+            {
+                // One batch per partition per request (Kafka's rule), in queue order so
+                // sequences stay ordered.
+                let mut taken: Vec<Sealed> = Vec::new();
+                let mut bytes = 0;
+                let mut i = 0;
+                while i < link.ready.len() {
+                    let dup = taken.iter().any(|s| s.partition == link.ready[i].partition);
+                    let earlier_same = link
+                        .ready
+                        .iter()
+                        .take(i)
+                        .any(|s| s.partition == link.ready[i].partition);
+                    if !dup
+                        && !earlier_same
+                        && (taken.is_empty()
+                            || bytes + link.ready[i].data.len() <= REQUEST_BYTES_MAX)
+                    {
+                        bytes += link.ready[i].data.len();
+                        if let Some(s) = link.ready.remove(i) {
+                            taken.push(s);
+                        }
+                    } else {
+                        i += 1;
+                    }
+                }
+                let req = ProduceRequest::default()
+                    .with_acks(self.w.acks)
+                    .with_timeout_ms(30_000)
+                    .with_topic_data(vec![TopicProduceData::default()
+                        .with_name(self.topic_name.clone())
+                        .with_partition_data(
+                            taken
+                                .iter()
+                                .map(|s| {
+                                    PartitionProduceData::default()
+                                        .with_index(s.partition)
+                                        .with_records(Some(s.data.clone()))
+                                })
+                                .collect(),
+                        )]);
+                let corr = link.next_correlation_id;
+                link.next_correlation_id = link.next_correlation_id.wrapping_add(1);
+                let frame = encode_frame(ApiKey::Produce, link.version, corr, &req)?;
+                let batches: Vec<Pending> = taken
+                    .into_iter()
+                    .map(|s| {
+                        released += s.payload_bytes as usize + s.intended_ns.len() * 16;
+                        Pending {
+                            partition: s.partition,
+                            intended_ns: s.intended_ns,
+                            checksum: s.checksum,
+                            payload_bytes: s.payload_bytes,
+                        }
+                    })
+                    .collect();
+                if self.w.acks != 0 {
+                    link.inflight.borrow_mut().push_back(InFlight {
+                        correlation_id: corr,
+                        batches,
+                    });
+                    stats.borrow_mut().requests_sent += 1;
+                    link.writer.write_frame(&frame).await?;
+                } else {
+                    link.writer.write_frame(&frame).await?;
+                    // acks=0: no response exists; "acknowledged" = written to the socket.
+                    let now = clock.elapsed_ns();
+                    let mut st = stats.borrow_mut();
+                    st.requests_sent += 1;
+                    for b in &batches {
+                        st.on_acked(now, &b.intended_ns, b.payload_bytes, b.checksum);
+                        acked_global.fetch_add(b.intended_ns.len() as u64, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        Ok(released)
+    }
+}
+
+/// Reads Produce responses in order and accounts for each batch.
+#[allow(clippy::too_many_arguments)]
+async fn ack_loop(
+    mut reader: FrameReader,
+    version: i16,
+    inflight: Rc<RefCell<VecDeque<InFlight>>>,
+    failed: Rc<Cell<bool>>,
+    signal: Rc<LocalSender<()>>,
+    clock: Clock,
+    stats: Rc<RefCell<WorkerStats>>,
+    acked_global: Arc<AtomicU64>,
+) {
+    let res: Result<()> = async {
+        loop {
+            let frame = reader.read_frame().await?;
+            let now = clock.elapsed_ns();
+            let entry = inflight
+                .borrow_mut()
+                .pop_front()
+                .ok_or_else(|| anyhow!("response without a request in flight"))?;
+            let (corr, mut body) = split_response(ApiKey::Produce, version, frame)?;
+            if corr != entry.correlation_id {
+                bail!("correlation id {corr}, expected {}", entry.correlation_id);
+            }
+            let resp =
+                ProduceResponse::decode(&mut body, version).context("decoding Produce response")?;
+            let mut st = stats.borrow_mut();
+            for b in &entry.batches {
+                let pr = resp
+                    .responses
+                    .iter()
+                    .flat_map(|t| t.partition_responses.iter())
+                    .find(|p| p.index == b.partition);
+                match pr {
+                    Some(p) if p.error_code == 0 => {
+                        st.on_acked(now, &b.intended_ns, b.payload_bytes, b.checksum);
+                        acked_global.fetch_add(b.intended_ns.len() as u64, Ordering::Relaxed);
+                    }
+                    Some(p) => {
+                        st.produce_errors += b.intended_ns.len() as u64;
+                        let msg = p
+                            .error_message
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .unwrap_or_default();
+                        st.note_error(format!(
+                            "partition {}: error code {} {msg}",
+                            b.partition, p.error_code
+                        ));
+                    }
+                    None => {
+                        st.produce_errors += b.intended_ns.len() as u64;
+                        st.note_error(format!(
+                            "partition {}: missing in Produce response",
+                            b.partition
+                        ));
+                    }
+                }
+            }
+            drop(st);
+            let _ = signal.try_send(());
+        }
+    }
+    .await;
+    if let Err(e) = res {
+        failed.set(true);
+        let lost: u64 = inflight
+            .borrow_mut()
+            .drain(..)
+            .flat_map(|f| f.batches.into_iter())
+            .map(|b| b.intended_ns.len() as u64)
+            .sum();
+        let mut st = stats.borrow_mut();
+        st.produce_errors += lost;
+        st.note_error(format!("produce connection: {e:#}"));
+        drop(st);
+        let _ = signal.try_send(());
+    }
+}

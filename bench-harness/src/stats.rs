@@ -1,0 +1,453 @@
+//! Measurement: latency histograms, per-second series, the JSON result file and the human
+//! summary.
+//!
+//! Latency is recorded in microseconds (3 significant digits, up to 1 hour). Throughput counts
+//! records whose acknowledgement (or receipt) falls inside the measured window
+//! `[warmup, duration)`, divided by the window length, so a backlog drained after the end is
+//! not credited to the window. Latency counts records whose *intended* send time falls inside
+//! the window.
+
+use crate::workload::Workload;
+use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Highest latency the histograms hold, in microseconds (1 hour).
+const LATENCY_US_MAX: u64 = 3_600_000_000;
+
+/// One time base shared by all workers: a monotonic origin plus the wall-clock time at that
+/// origin, so intended send times can travel inside records (end-to-end latency) between
+/// threads on the same host.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    pub t0: Instant,
+    pub t0_unix_ns: u64,
+}
+
+impl Clock {
+    pub fn now() -> Clock {
+        let t0 = Instant::now();
+        let t0_unix_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        Clock { t0, t0_unix_ns }
+    }
+    /// Nanoseconds since t0 on the monotonic clock.
+    pub fn elapsed_ns(&self) -> u64 {
+        self.t0.elapsed().as_nanos() as u64
+    }
+    /// Current wall-clock time in ns since the epoch.
+    pub fn unix_ns() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+    }
+}
+
+pub fn new_latency_histogram() -> Histogram<u64> {
+    // ok: constant, valid bounds (low 1 <= high/2, sigfig 3).
+    Histogram::new_with_bounds(1, LATENCY_US_MAX, 3).expect("valid histogram bounds")
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct SecondBucket {
+    pub produced_records: u64,
+    pub produced_bytes: u64,
+    pub consumed_records: u64,
+    pub consumed_bytes: u64,
+}
+
+/// Counters of one worker thread; merged after the run.
+pub struct WorkerStats {
+    pub produce_latency_us: Histogram<u64>,
+    pub e2e_latency_us: Histogram<u64>,
+    pub produced_all: u64,
+    pub produced_in_window: u64,
+    pub produced_bytes_in_window: u64,
+    pub produce_errors: u64,
+    pub produce_checksum: u64,
+    pub consumed_all: u64,
+    pub consumed_in_window: u64,
+    pub consumed_bytes_in_window: u64,
+    pub consume_checksum: u64,
+    pub requests_sent: u64,
+    pub series: Vec<SecondBucket>,
+    pub errors: Vec<String>,
+    pub window_start_ns: u64,
+    pub window_end_ns: u64,
+}
+
+impl WorkerStats {
+    pub fn new(w: &Workload) -> WorkerStats {
+        WorkerStats {
+            produce_latency_us: new_latency_histogram(),
+            e2e_latency_us: new_latency_histogram(),
+            produced_all: 0,
+            produced_in_window: 0,
+            produced_bytes_in_window: 0,
+            produce_errors: 0,
+            produce_checksum: 0,
+            consumed_all: 0,
+            consumed_in_window: 0,
+            consumed_bytes_in_window: 0,
+            consume_checksum: 0,
+            requests_sent: 0,
+            series: Vec::new(),
+            errors: Vec::new(),
+            window_start_ns: (w.warmup_s * 1e9) as u64,
+            window_end_ns: (w.duration_s * 1e9) as u64,
+        }
+    }
+
+    fn bucket(&mut self, at_ns: u64) -> &mut SecondBucket {
+        let s = (at_ns / 1_000_000_000) as usize;
+        // Bounded: runs are limited to their duration plus drain time.
+        if self.series.len() <= s {
+            self.series.resize(s + 1, SecondBucket::default());
+        }
+        &mut self.series[s]
+    }
+
+    pub fn in_window(&self, at_ns: u64) -> bool {
+        at_ns >= self.window_start_ns && at_ns < self.window_end_ns
+    }
+
+    pub fn note_error(&mut self, e: String) {
+        if self.errors.len() < 20 {
+            self.errors.push(e);
+        }
+    }
+
+    /// A produced batch was acknowledged at `ack_ns`.
+    pub fn on_acked(
+        &mut self,
+        ack_ns: u64,
+        intended_ns: &[u64],
+        payload_bytes: u64,
+        checksum: u64,
+    ) {
+        let n = intended_ns.len() as u64;
+        self.produced_all += n;
+        self.produce_checksum = self.produce_checksum.wrapping_add(checksum);
+        let b = self.bucket(ack_ns);
+        b.produced_records += n;
+        b.produced_bytes += payload_bytes;
+        if self.in_window(ack_ns) {
+            self.produced_in_window += n;
+            self.produced_bytes_in_window += payload_bytes;
+        }
+        for &t in intended_ns {
+            if self.in_window(t) {
+                let us = ack_ns.saturating_sub(t) / 1000;
+                self.produce_latency_us.saturating_record(us.max(1));
+            }
+        }
+    }
+
+    /// One record was consumed at `now_ns`; `intended_ns` comes from the record if it carries
+    /// the harness's header.
+    pub fn on_consumed(
+        &mut self,
+        now_ns: u64,
+        payload_bytes: u64,
+        intended_ns: Option<u64>,
+        e2e_us: Option<u64>,
+    ) {
+        self.consumed_all += 1;
+        let b = self.bucket(now_ns);
+        b.consumed_records += 1;
+        b.consumed_bytes += payload_bytes;
+        if self.in_window(now_ns) {
+            self.consumed_in_window += 1;
+            self.consumed_bytes_in_window += payload_bytes;
+        }
+        if let (Some(t), Some(us)) = (intended_ns, e2e_us) {
+            if self.in_window(t) {
+                self.e2e_latency_us.saturating_record(us.max(1));
+            }
+        }
+    }
+
+    pub fn merge(&mut self, o: &WorkerStats) -> Result<()> {
+        self.produce_latency_us
+            .add(&o.produce_latency_us)
+            .context("merge histogram")?;
+        self.e2e_latency_us
+            .add(&o.e2e_latency_us)
+            .context("merge histogram")?;
+        self.produced_all += o.produced_all;
+        self.produced_in_window += o.produced_in_window;
+        self.produced_bytes_in_window += o.produced_bytes_in_window;
+        self.produce_errors += o.produce_errors;
+        self.produce_checksum = self.produce_checksum.wrapping_add(o.produce_checksum);
+        self.consumed_all += o.consumed_all;
+        self.consumed_in_window += o.consumed_in_window;
+        self.consumed_bytes_in_window += o.consumed_bytes_in_window;
+        self.consume_checksum = self.consume_checksum.wrapping_add(o.consume_checksum);
+        self.requests_sent += o.requests_sent;
+        if self.series.len() < o.series.len() {
+            self.series.resize(o.series.len(), SecondBucket::default());
+        }
+        for (a, b) in self.series.iter_mut().zip(&o.series) {
+            a.produced_records += b.produced_records;
+            a.produced_bytes += b.produced_bytes;
+            a.consumed_records += b.consumed_records;
+            a.consumed_bytes += b.consumed_bytes;
+        }
+        for e in &o.errors {
+            self.note_error(e.clone());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub p9999: f64,
+    pub max: f64,
+}
+
+impl LatencySummary {
+    pub fn from_us(h: &Histogram<u64>) -> Option<LatencySummary> {
+        if h.is_empty() {
+            return None;
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        Some(LatencySummary {
+            count: h.len(),
+            mean: h.mean() / 1000.0,
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            p9999: ms(h.value_at_quantile(0.9999)),
+            max: ms(h.max()),
+        })
+    }
+}
+
+/// (percentile, latency ms) points for the percentile curve, from p0 to p99.999+.
+pub fn percentile_curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for it in h.iter_quantiles(2) {
+        let q = it.quantile_iterated_to();
+        out.push((
+            q * 100.0,
+            h.highest_equivalent(it.value_iterated_to()) as f64 / 1000.0,
+        ));
+        if q >= 0.99999 {
+            break;
+        }
+    }
+    out.push((100.0, h.max() as f64 / 1000.0));
+    out
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SeriesPoint {
+    pub t_s: u64,
+    pub produced_records_per_sec: u64,
+    pub produced_mb_per_sec: f64,
+    pub consumed_records_per_sec: u64,
+    pub consumed_mb_per_sec: f64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub broker_cpu_pct: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub broker_rss_mb: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct BrokerUsage {
+    pub pid: u32,
+    pub cpu_pct_mean: f64,
+    pub cpu_pct_max: f64,
+    pub rss_mb_max: f64,
+}
+
+/// The JSON result file. `records_total`, `records_per_sec`, `mb_per_sec` and `latency_ms`
+/// describe the run's primary direction: produced (acked) records for produce and e2e runs,
+/// consumed records for consume runs. `latency_ms` is the produce ack latency for produce
+/// runs and the end-to-end latency for e2e/consume runs. MB = 10^6 bytes of record values.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct BenchResult {
+    pub name: String,
+    pub mode: String,
+    pub started_at_unix_s: u64,
+    pub window_s: f64,
+    pub records_total: u64,
+    pub records_per_sec: f64,
+    pub mb_per_sec: f64,
+    pub latency_ms: Option<LatencySummary>,
+    pub produce_latency_ms: Option<LatencySummary>,
+    pub e2e_latency_ms: Option<LatencySummary>,
+    pub produced_acked_all: u64,
+    pub produce_errors: u64,
+    /// Wrapping sum of crc32(key ++ value) over acknowledged records (key empty if null).
+    pub produce_checksum: u64,
+    pub consumed_total: u64,
+    pub consumed_records_per_sec: f64,
+    pub consumed_mb_per_sec: f64,
+    pub consume_checksum: u64,
+    pub requests_sent: u64,
+    pub latency_percentiles: Vec<(f64, f64)>,
+    pub series: Vec<SeriesPoint>,
+    pub broker: Option<BrokerUsage>,
+    pub errors: Vec<String>,
+    pub workload: Option<Workload>,
+}
+
+impl BenchResult {
+    pub fn build(
+        w: &Workload,
+        s: &WorkerStats,
+        started_at_unix_s: u64,
+        broker: Option<(BrokerUsage, Vec<(f64, f64)>)>,
+    ) -> BenchResult {
+        let window_s = (w.duration_s - w.warmup_s).max(1e-9);
+        let produce = LatencySummary::from_us(&s.produce_latency_us);
+        let e2e = LatencySummary::from_us(&s.e2e_latency_us);
+        let consume_primary = w.mode == crate::workload::Mode::Consume;
+        let (records, bytes) = if consume_primary {
+            (s.consumed_in_window, s.consumed_bytes_in_window)
+        } else {
+            (s.produced_in_window, s.produced_bytes_in_window)
+        };
+        let (latency, curve_h) = match w.mode {
+            crate::workload::Mode::Produce => (produce.clone(), &s.produce_latency_us),
+            _ => (e2e.clone(), &s.e2e_latency_us),
+        };
+        let samples = broker.as_ref().map(|b| b.1.clone()).unwrap_or_default();
+        let series = s
+            .series
+            .iter()
+            .enumerate()
+            .map(|(i, b)| SeriesPoint {
+                t_s: i as u64,
+                produced_records_per_sec: b.produced_records,
+                produced_mb_per_sec: b.produced_bytes as f64 / 1e6,
+                consumed_records_per_sec: b.consumed_records,
+                consumed_mb_per_sec: b.consumed_bytes as f64 / 1e6,
+                broker_cpu_pct: samples.get(i).map(|x| x.0),
+                broker_rss_mb: samples.get(i).map(|x| x.1),
+            })
+            .collect();
+        BenchResult {
+            name: w.name.clone(),
+            mode: format!("{:?}", w.mode).to_lowercase(),
+            started_at_unix_s,
+            window_s,
+            records_total: records,
+            records_per_sec: records as f64 / window_s,
+            mb_per_sec: bytes as f64 / 1e6 / window_s,
+            latency_ms: latency,
+            produce_latency_ms: produce,
+            e2e_latency_ms: e2e,
+            produced_acked_all: s.produced_all,
+            produce_errors: s.produce_errors,
+            produce_checksum: s.produce_checksum,
+            consumed_total: s.consumed_all,
+            consumed_records_per_sec: s.consumed_in_window as f64 / window_s,
+            consumed_mb_per_sec: s.consumed_bytes_in_window as f64 / 1e6 / window_s,
+            consume_checksum: s.consume_checksum,
+            requests_sent: s.requests_sent,
+            latency_percentiles: percentile_curve(curve_h),
+            series,
+            broker: broker.map(|b| b.0),
+            errors: s.errors.clone(),
+            workload: Some(w.clone()),
+        }
+    }
+
+    pub fn summary(&self) -> String {
+        let mut o = String::new();
+        let lat = |l: &Option<LatencySummary>| match l {
+            Some(l) => format!(
+                "p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  p99.99 {:.3}  max {:.3} ms  (n={})",
+                l.p50, l.p90, l.p99, l.p999, l.p9999, l.max, l.count
+            ),
+            None => "n/a".into(),
+        };
+        o += &format!("== {} ({}) ==\n", self.name, self.mode);
+        if self.mode != "consume" {
+            o += &format!(
+                "produced : {} records in {:.1} s window = {:.0} rec/s, {:.2} MB/s  (acked total {}, errors {})\n",
+                self.records_total, self.window_s, self.records_per_sec, self.mb_per_sec, self.produced_acked_all, self.produce_errors
+            );
+            o += &format!(
+                "produce latency (ack - intended send): {}\n",
+                lat(&self.produce_latency_ms)
+            );
+        }
+        if self.mode != "produce" {
+            o += &format!(
+                "consumed : {} records = {:.0} rec/s, {:.2} MB/s in window (total {})\n",
+                if self.mode == "consume" {
+                    self.records_total
+                } else {
+                    (self.consumed_records_per_sec * self.window_s) as u64
+                },
+                self.consumed_records_per_sec,
+                self.consumed_mb_per_sec,
+                self.consumed_total
+            );
+            o += &format!(
+                "end-to-end latency (consume - intended send): {}\n",
+                lat(&self.e2e_latency_ms)
+            );
+        }
+        if let Some(b) = &self.broker {
+            o += &format!(
+                "broker pid {}: CPU mean {:.0}% max {:.0}%, RSS max {:.1} MB\n",
+                b.pid, b.cpu_pct_mean, b.cpu_pct_max, b.rss_mb_max
+            );
+        }
+        for e in self.errors.iter().take(5) {
+            o += &format!("error: {e}\n");
+        }
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_and_latency_accounting() {
+        let w = Workload {
+            warmup_s: 1.0,
+            duration_s: 3.0,
+            ..Workload::default()
+        };
+        let mut s = WorkerStats::new(&w);
+        // Intended in warm-up, acked in window: counts for throughput, not latency.
+        s.on_acked(1_500_000_000, &[900_000_000], 100, 7);
+        // Intended and acked in window: 5 ms latency.
+        s.on_acked(2_005_000_000, &[2_000_000_000], 100, 8);
+        // Acked after the window: neither throughput nor (intended inside) ... latency counts.
+        s.on_acked(3_100_000_000, &[2_900_000_000], 100, 9);
+        assert_eq!(s.produced_all, 3);
+        assert_eq!(s.produced_in_window, 2);
+        assert_eq!(s.produce_latency_us.len(), 2);
+        assert_eq!(s.produce_checksum, 24);
+        let r = BenchResult::build(&w, &s, 0, None);
+        assert_eq!(r.records_total, 2);
+        assert!((r.records_per_sec - 1.0).abs() < 1e-9);
+        let l = r.latency_ms.expect("latency");
+        assert!((l.p50 - 5.0).abs() < 0.01, "{l:?}");
+        assert!((l.max - 200.0).abs() < 0.5, "{l:?}");
+        assert_eq!(r.series.len(), 4);
+    }
+}
