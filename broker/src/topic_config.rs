@@ -1102,20 +1102,43 @@ pub struct BrokerDefaults {
 
 impl BrokerDefaults {
     /// Builds from `(kafka.dotted.name, value)` pairs. Values are strings as in server.properties;
-    /// lists are comma-separated. Later duplicates win (as in a properties file).
+    /// lists are comma-separated. Later duplicates win (as in a properties file). An unknown name
+    /// is an error; see [`BrokerDefaults::from_pairs_lenient`] for Kafka's warn-and-ignore.
     pub fn from_pairs(
         pairs: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
+        let (broker, unknown) = Self::build(pairs)?;
+        match unknown.into_iter().next() {
+            Some(name) => Err(ConfigError::UnknownBroker(name)),
+            None => Ok(broker),
+        }
+    }
+
+    /// Like [`BrokerDefaults::from_pairs`], but unknown names are returned instead of refused,
+    /// so the caller can log Kafka's "The configuration '...' was supplied but isn't a known
+    /// config." Values of known names are still validated.
+    pub fn from_pairs_lenient(
+        pairs: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Self, Vec<String>), ConfigError> {
+        Self::build(pairs)
+    }
+
+    fn build(
+        pairs: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(Self, Vec<String>), ConfigError> {
         let mut statics = BTreeMap::new();
+        let mut unknown = Vec::new();
         for (name, raw) in pairs {
-            let def =
-                broker_config_def(&name).ok_or_else(|| ConfigError::UnknownBroker(name.clone()))?;
+            let Some(def) = broker_config_def(&name) else {
+                unknown.push(name);
+                continue;
+            };
             let value = parse_value(def.name, def.ty, def.validator, &raw)?;
             statics.insert(def.name, value);
         }
         let broker = BrokerDefaults { statics };
         broker.validate_combinations()?;
-        Ok(broker)
+        Ok((broker, unknown))
     }
 
     /// Builds from JSON-like values, e.g. a TOML table converted with `serde_json::to_value`:
@@ -1424,9 +1447,16 @@ impl BrokerDefaults {
         }
     }
 
-    /// Kafka's `configSynonyms`: static-file settings first, then built-in defaults, for the given
-    /// broker names in precedence order.
-    fn synonyms_for(&self, names: &[&'static str]) -> Vec<ConfigSynonym> {
+    /// Kafka's `ConfigHelper.configSynonyms(name, brokerConfigSynonyms(name))`: static-file
+    /// settings, then built-in defaults, of `name` and the broker configs sharing its setting.
+    ///
+    /// Kafka then drops every entry before the first one called `name`. That keeps the lower
+    /// precedence synonyms (`log.retention.hours` when describing `log.retention.ms`) but, as a
+    /// side effect, a topic's `retention.ms` lists no synonym and reports DEFAULT_CONFIG unless
+    /// `log.retention.ms` itself is set, even when `log.retention.hours` is in the file. Clients
+    /// and tools see that from Kafka, so Ringtail reproduces it.
+    fn synonyms_for(&self, name: &'static str) -> Vec<ConfigSynonym> {
+        let names = broker_config_synonyms(name);
         let mut out = Vec::new();
         for name in names {
             if let Some(v) = self.statics.get(name) {
@@ -1447,7 +1477,8 @@ impl BrokerDefaults {
                 });
             }
         }
-        out
+        let first = out.iter().position(|s| s.name == name).unwrap_or(out.len());
+        out.split_off(first)
     }
 
     /// DescribeConfigs for the BROKER resource: every config in [`BROKER_CONFIGS`] (sorted), or
@@ -1459,10 +1490,7 @@ impl BrokerDefaults {
             .iter()
             .filter(|d| keys.is_none_or(|k| k.iter().any(|k| k == d.name)))
             .map(|def| {
-                let all = self.synonyms_for(broker_config_synonyms(def.name));
-                // Kafka drops the higher-precedence synonyms listed before the described name.
-                let synonyms: Vec<ConfigSynonym> =
-                    all.into_iter().skip_while(|s| s.name != def.name).collect();
+                let synonyms = self.synonyms_for(def.name);
                 let source = synonyms
                     .first()
                     .map_or(ConfigSource::DefaultConfig, |s| s.source);
@@ -1970,7 +1998,9 @@ impl TopicConfig {
                 source: ConfigSource::TopicConfig,
             });
         }
-        synonyms.extend(broker.synonyms_for(def.broker_synonyms));
+        if let Some(server_default) = def.broker_synonym() {
+            synonyms.extend(broker.synonyms_for(server_default));
+        }
         let source = synonyms
             .first()
             .map_or(ConfigSource::DefaultConfig, |s| s.source);
@@ -1987,10 +2017,11 @@ impl TopicConfig {
         })
     }
 
-    /// DescribeConfigs for a TOPIC resource: all public configs sorted by name when `keys` is
-    /// `None` (or empty, as Kafka treats an empty key list), else the requested ones in that same
-    /// order; unknown keys are skipped. Each entry carries its synonyms; drop them when the request
-    /// did not ask for synonyms.
+    /// DescribeConfigs for a TOPIC resource, sorted by name: every public config plus the internal
+    /// ones this topic overrides (Kafka lists a config when it has a default or an override) when
+    /// `keys` is `None` or empty (Kafka treats an empty key list as "all"), else only the requested
+    /// ones; unknown keys are skipped. Each entry carries its synonyms; drop them when the request
+    /// did not ask for synonyms, and the doc when it did not ask for documentation.
     pub fn describe(
         &self,
         keys: Option<&[String]>,
@@ -1999,22 +2030,14 @@ impl TopicConfig {
         let keys = keys.filter(|k| !k.is_empty());
         let mut out: Vec<(String, EffectiveValue)> = TOPIC_CONFIGS
             .iter()
+            .chain(INTERNAL_TOPIC_CONFIGS.iter())
             .filter(|d| keys.is_none_or(|k| k.iter().any(|k| k == d.name)))
             .filter_map(|d| {
                 self.effective(d.name, broker)
                     .map(|e| (d.name.to_string(), e))
             })
             .collect();
-        // Internal configs appear only when explicitly requested and set.
-        if let Some(keys) = keys {
-            for def in INTERNAL_TOPIC_CONFIGS {
-                if keys.iter().any(|k| k == def.name) {
-                    if let Some(e) = self.effective(def.name, broker) {
-                        out.push((def.name.to_string(), e));
-                    }
-                }
-            }
-        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
 }
@@ -2288,13 +2311,23 @@ mod tests {
         let t = topic(&[("internal.segment.bytes", "1000")], &b).expect("valid");
         assert_eq!(t.log_config(&b).segment_bytes, 1000);
         assert!(topic(&[("internal.segment.bytes", "13")], &b).is_err());
-        // Not listed by a describe-all, but listed when asked for by name.
+        // Listed (in name order) once overridden, as Kafka lists every config it holds.
         let all = t.describe(None, &b);
-        assert!(all.iter().all(|(n, _)| n != "internal.segment.bytes"));
+        let pos = all.iter().position(|(n, _)| n == "internal.segment.bytes");
+        assert_eq!(
+            pos,
+            Some(11),
+            "between index.interval.bytes and leader.replication..."
+        );
+        assert!(TopicConfig::empty()
+            .describe(None, &b)
+            .iter()
+            .all(|(n, _)| n != "internal.segment.bytes"));
         let keys = vec!["internal.segment.bytes".to_string()];
         let one = t.describe(Some(&keys), &b);
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].1.value.as_deref(), Some("1000"));
+        assert_eq!(one[0].1.source, ConfigSource::TopicConfig);
         assert!(TopicConfig::empty().describe(Some(&keys), &b).is_empty());
     }
 
@@ -2563,32 +2596,47 @@ mod tests {
                 .expect(n)
         };
 
-        // Topic override: TOPIC_CONFIG first, then the broker file, then the built-in default.
+        // Topic override: TOPIC_CONFIG first. The broker's log.retention.hours is not listed:
+        // Kafka keeps only synonyms from log.retention.ms (the server default property) on.
         let r = get("retention.ms");
         assert_eq!(r.value.as_deref(), Some("5000"));
         assert_eq!(r.source, ConfigSource::TopicConfig);
         assert!(!r.is_default && !r.read_only && !r.sensitive);
         assert_eq!(r.ty, ConfigType::Long);
         assert_eq!(r.ty.code(), 5);
-        let syn: Vec<(&str, Option<&str>, ConfigSource)> = r
-            .synonyms
-            .iter()
-            .map(|s| (s.name.as_str(), s.value.as_deref(), s.source))
-            .collect();
+        let syn = |e: &EffectiveValue| -> Vec<(String, Option<String>, ConfigSource)> {
+            e.synonyms
+                .iter()
+                .map(|s| (s.name.clone(), s.value.clone(), s.source))
+                .collect()
+        };
+        let entry = |n: &str, v: &str, src| (n.to_string(), Some(v.to_string()), src);
         assert_eq!(
-            syn,
+            syn(&r),
+            vec![entry("retention.ms", "5000", ConfigSource::TopicConfig)]
+        );
+        // No override, log.retention.hours in the file: Kafka's value is derived from it but the
+        // source stays DEFAULT_CONFIG with no synonyms (see BrokerDefaults::synonyms_for).
+        let t0 = TopicConfig::empty();
+        let r0 = eff(&t0, "retention.ms", &b);
+        assert_eq!(r0.value.as_deref(), Some("86400000"));
+        assert_eq!(r0.source, ConfigSource::DefaultConfig);
+        assert!(r0.synonyms.is_empty());
+        // log.retention.ms in the file: listed as STATIC_BROKER_CONFIG.
+        let b_ms = broker(&[("log.retention.ms", "1000"), ("log.retention.hours", "24")]);
+        let r1 = eff(&t0, "retention.ms", &b_ms);
+        assert_eq!(r1.value.as_deref(), Some("1000"));
+        assert_eq!(r1.source, ConfigSource::StaticBrokerConfig);
+        assert_eq!(
+            syn(&r1),
             vec![
-                ("retention.ms", Some("5000"), ConfigSource::TopicConfig),
-                (
+                entry("log.retention.ms", "1000", ConfigSource::StaticBrokerConfig),
+                entry(
                     "log.retention.hours",
-                    Some("24"),
+                    "24",
                     ConfigSource::StaticBrokerConfig
                 ),
-                (
-                    "log.retention.hours",
-                    Some("168"),
-                    ConfigSource::DefaultConfig
-                ),
+                entry("log.retention.hours", "168", ConfigSource::DefaultConfig),
             ]
         );
 
@@ -2614,11 +2662,11 @@ mod tests {
         assert!(rs.synonyms.is_empty());
         assert_eq!(rs.ty.code(), 1);
 
-        // flush.ms with nothing set: only the scheduler default is a synonym.
+        // flush.ms with nothing set: log.flush.interval.ms is null, so no synonyms (as Kafka).
         let f = get("flush.ms");
         assert_eq!(f.value.as_deref(), Some(LONG_MAX));
-        assert_eq!(f.synonyms.len(), 1);
-        assert_eq!(f.synonyms[0].name, "log.flush.scheduler.interval.ms");
+        assert_eq!(f.source, ConfigSource::DefaultConfig);
+        assert!(f.synonyms.is_empty());
 
         // Requested keys: Kafka order, unknown skipped.
         let keys: Vec<String> = ["segment.ms", "nope", "cleanup.policy"]
@@ -2777,6 +2825,25 @@ mod tests {
         assert_eq!(t.cleanup_policy(&b), (false, true));
         assert_eq!(t.min_insync_replicas(&b), 2);
         assert!(t.timestamp_type_log_append(&b));
+    }
+
+    #[test]
+    fn broker_lenient_returns_unknown_names() {
+        let pairs = [
+            ("log.dirs".to_string(), "/data".to_string()),
+            ("num.partitions".to_string(), "4".to_string()),
+        ];
+        let (b, unknown) = BrokerDefaults::from_pairs_lenient(pairs.clone()).expect("valid");
+        assert_eq!(unknown, vec!["log.dirs".to_string()]);
+        assert_eq!(b.num_partitions(), 4);
+        assert_eq!(
+            BrokerDefaults::from_pairs(pairs).unwrap_err(),
+            ConfigError::UnknownBroker("log.dirs".into())
+        );
+        // Known names are still validated.
+        assert!(
+            BrokerDefaults::from_pairs_lenient([("num.partitions".into(), "x".into())]).is_err()
+        );
     }
 
     #[test]
