@@ -48,7 +48,7 @@ pub use memlock::{
     GLOMMIO_MIN_MEMLOCK_BYTES, GLOMMIO_RINGS_PER_EXECUTOR,
 };
 pub use placement::{plan_placement, plan_placement_for_count, Placement};
-pub use probe::{probe_disk, probe_loopback, DiskProbe, ProbeOptions};
+pub use probe::{probe_disk, probe_loopback, DiskProbe, ProbeOptions, SyncLatency};
 pub use tune::{tune_apply, tune_report};
 
 /// Outcome of one check or tuning item.

@@ -33,7 +33,7 @@ pub struct ProbeOptions {
     /// Largest file the sequential phases write (also bounds the read and random-read region).
     /// Rounded down to a multiple of 1 MiB, at least 1 MiB.
     pub file_bytes_max: u64,
-    /// Time budget of each of the five phases.
+    /// Time budget of each of the seven phases.
     pub phase_duration_max: Duration,
     /// Most fdatasync samples taken.
     pub fdatasync_samples_max: usize,
@@ -42,7 +42,7 @@ pub struct ProbeOptions {
 }
 
 impl Default for ProbeOptions {
-    /// 256 MiB, 1 s per phase (about 5 s in all), 1000 fdatasyncs, 4 random readers.
+    /// 256 MiB, 1 s per phase (about 7 s in all), 1000 fdatasyncs, 4 random readers.
     fn default() -> Self {
         ProbeOptions {
             file_bytes_max: 256 << 20,
@@ -72,13 +72,24 @@ pub struct DiskProbe {
     /// Random aligned 4 KiB O_DIRECT reads over that file, `rand_read_threads` at a time.
     pub rand_read_4k_iops: f64,
     pub rand_read_threads: usize,
-    /// fdatasync after each 4 KiB write into a preallocated file (the acks=all path).
+    /// fdatasync after each 4 KiB O_DIRECT write into fallocate-preallocated space (the acks=all
+    /// path of a preallocated segment). On ext4 this includes a journal commit per call.
     pub fdatasync_p50_us: f64,
     pub fdatasync_p99_us: f64,
     pub fdatasync_max_us: f64,
     pub fdatasync_samples: usize,
+    /// The same, overwriting blocks that were already written and synced (no metadata change:
+    /// only the device cache flush).
+    pub fdatasync_overwrite: SyncLatency,
+    /// The same, appending past the end of the file (size change on every call).
+    pub fdatasync_append: SyncLatency,
     pub bytes_written: u64,
     pub duration_secs: f64,
+    /// 1-minute load average when the probe ended: other work on the host skews every number
+    /// above, so keep it next to them.
+    pub load_average_1m: Option<f64>,
+    /// `some avg10` of /proc/pressure/io when the probe ended (% of time tasks waited on I/O).
+    pub io_pressure_some_avg10: Option<f64>,
 }
 
 /// Probe the disk under `dir` with temporary files (removed before returning, also on error).
@@ -123,8 +134,12 @@ pub fn probe_disk(dir: &Path, opts: ProbeOptions) -> Result<DiskProbe, TuningErr
     let r1m = seq_read(&data.file, MIB, n1m, opts.phase_duration_max)?;
     let iops = random_reads(&data.file, n1m, threads, opts.phase_duration_max)?;
 
-    // Phase 5: fdatasync latency.
-    let (fsync_us, n) = fdatasync_latencies(dir, direct_io, &opts)?;
+    // Phases 5-7: fdatasync latency, on the three kinds of blocks a segment write can hit.
+    let (fsync_us, n) = fdatasync_latencies(dir, direct_io, &opts, SyncTarget::Preallocated)?;
+    bytes_written += n;
+    let (overwrite_us, n) = fdatasync_latencies(dir, direct_io, &opts, SyncTarget::Overwrite)?;
+    bytes_written += n;
+    let (append_us, n) = fdatasync_latencies(dir, direct_io, &opts, SyncTarget::Append)?;
     bytes_written += n;
     drop(data);
 
@@ -143,8 +158,15 @@ pub fn probe_disk(dir: &Path, opts: ProbeOptions) -> Result<DiskProbe, TuningErr
         fdatasync_p99_us: p(0.99),
         fdatasync_max_us: p(1.0),
         fdatasync_samples: fsync_us.len(),
+        fdatasync_overwrite: SyncLatency::from_sorted(&overwrite_us),
+        fdatasync_append: SyncLatency::from_sorted(&append_us),
         bytes_written,
         duration_secs: started.elapsed().as_secs_f64(),
+        load_average_1m: sys::read_trimmed("/proc/loadavg")
+            .and_then(|s| s.split_whitespace().next()?.parse().ok()),
+        io_pressure_some_avg10: sys::read_trimmed("/proc/pressure/io")
+            .as_deref()
+            .and_then(parse_pressure_some_avg10),
     };
     debug_assert!(probe.seq_write_1m_bytes_per_sec.is_finite());
     Ok(probe)
@@ -227,26 +249,57 @@ fn random_reads(
     Ok(total as f64 / elapsed.as_secs_f64().max(1e-9))
 }
 
-/// fdatasync latency after 4 KiB writes into a preallocated file, like a segment append.
-/// Returns the latencies in µs (sorted) and the bytes written.
+/// What the 4 KiB writes before each fdatasync land on. On ext4 the three differ by an order of
+/// magnitude: writing into unwritten (fallocated) extents or extending the file changes metadata,
+/// so fdatasync must commit the journal; overwriting written blocks only flushes the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SyncTarget {
+    /// Space reserved with fallocate(mode 0) (unwritten extents), like a preallocated segment.
+    Preallocated,
+    /// Blocks already written and synced (e.g. a segment pre-zeroed or recycled).
+    Overwrite,
+    /// Appending past the end of the file (no preallocation).
+    Append,
+}
+
+/// fdatasync latency in µs after each 4 KiB write (sorted), and the bytes written.
 fn fdatasync_latencies(
     dir: &Path,
     direct_io: bool,
     opts: &ProbeOptions,
+    target: SyncTarget,
 ) -> Result<(Vec<f64>, u64), TuningError> {
     let tmp =
         TempFile::create_in(dir, direct_io).map_err(|e| TuningError::io("create probe file", e))?;
     let samples = opts.fdatasync_samples_max.min(1 << 20);
-    let span = (samples * ALIGN) as libc::off_t;
-    // Preallocation may be unsupported (then the writes extend the file, which is the
-    // no-fallocate path and is what we measure).
-    // SAFETY: fallocate on an fd we own; no memory is passed.
-    let _ = unsafe { libc::fallocate(tmp.file.as_raw_fd(), 0, 0, span) };
+    let span = samples * ALIGN;
+    let mut buf = AlignedBuf::new(ALIGN, ALIGN).map_err(|e| TuningError::io("allocate", e))?;
+    fill_pseudo_random(buf.as_mut_slice(), 7);
+    let mut written = 0u64;
+    match target {
+        SyncTarget::Preallocated => {
+            // SAFETY: fallocate on an fd we own; no memory is passed.
+            let rc = unsafe { libc::fallocate(tmp.file.as_raw_fd(), 0, 0, span as libc::off_t) };
+            if rc != 0 {
+                // Unsupported here: the writes below extend the file instead, which is what a
+                // segment on this filesystem would do too.
+            }
+        }
+        SyncTarget::Overwrite => {
+            let mut offset = 0u64;
+            while offset < span as u64 {
+                tmp.file
+                    .write_all_at(buf.as_slice(), offset)
+                    .map_err(|e| TuningError::io("pre-write 4 KiB", e))?;
+                offset += ALIGN as u64;
+            }
+            written += offset;
+        }
+        SyncTarget::Append => {}
+    }
     tmp.file
         .sync_all()
         .map_err(|e| TuningError::io("fsync probe file", e))?;
-    let mut buf = AlignedBuf::new(ALIGN, ALIGN).map_err(|e| TuningError::io("allocate", e))?;
-    fill_pseudo_random(buf.as_mut_slice(), 7);
     let start = Instant::now();
     let mut lat_us = Vec::with_capacity(samples);
     while lat_us.len() < samples && (lat_us.is_empty() || start.elapsed() < opts.phase_duration_max)
@@ -262,8 +315,37 @@ fn fdatasync_latencies(
         lat_us.push(t.elapsed().as_secs_f64() * 1e6);
     }
     lat_us.sort_by(f64::total_cmp);
-    let written = (lat_us.len() * ALIGN) as u64;
+    written += (lat_us.len() * ALIGN) as u64;
     Ok((lat_us, written))
+}
+
+/// Latency distribution of one fdatasync variant, in µs.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncLatency {
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+    pub samples: usize,
+}
+
+impl SyncLatency {
+    fn from_sorted(v: &[f64]) -> SyncLatency {
+        SyncLatency {
+            p50_us: percentile(v, 0.50),
+            p99_us: percentile(v, 0.99),
+            max_us: percentile(v, 1.0),
+            samples: v.len(),
+        }
+    }
+}
+
+/// `some avg10=50.99 avg60=...` -> 50.99.
+fn parse_pressure_some_avg10(s: &str) -> Option<f64> {
+    let line = s.lines().find(|l| l.starts_with("some "))?;
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix("avg10="))?
+        .parse()
+        .ok()
 }
 
 /// Nearest-rank percentile of sorted values; 0 for none.
@@ -482,7 +564,11 @@ mod tests {
         assert!(p.fdatasync_p50_us <= p.fdatasync_p99_us);
         assert!(p.fdatasync_p99_us <= p.fdatasync_max_us);
         assert!(p.fdatasync_samples >= 1 && p.fdatasync_samples <= 20);
-        assert!(p.bytes_written >= (1 << 20) && p.bytes_written <= 2 * (8 << 20) + 20 * 4096);
+        for l in [&p.fdatasync_overwrite, &p.fdatasync_append] {
+            assert!(l.samples >= 1 && l.samples <= 20);
+            assert!(l.p50_us > 0.0 && l.p50_us <= l.p99_us && l.p99_us <= l.max_us);
+        }
+        assert!(p.bytes_written >= (1 << 20) && p.bytes_written <= 2 * (8 << 20) + 4 * 20 * 4096);
         if p.fs_type == "ext4" || p.fs_type == "xfs" {
             assert!(p.direct_io);
         }
@@ -520,6 +606,15 @@ mod tests {
         assert_eq!(percentile(&v, 0.0), 1.0);
         assert_eq!(percentile(&[], 0.5), 0.0);
         assert_eq!(percentile(&[7.0], 0.99), 7.0);
+    }
+
+    #[test]
+    fn pressure_line() {
+        let s = "some avg10=50.99 avg60=50.15 avg300=32.94 total=171001092\n\
+                 full avg10=0.00 avg60=0.00 avg300=0.00 total=6440350\n";
+        assert_eq!(parse_pressure_some_avg10(s), Some(50.99));
+        assert_eq!(parse_pressure_some_avg10("full avg10=1.0"), None);
+        assert_eq!(parse_pressure_some_avg10(""), None);
     }
 
     #[test]
