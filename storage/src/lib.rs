@@ -1,1 +1,60 @@
-//! placeholder
+//! # ringtail-storage: the partition log
+//!
+//! This crate owns the on-disk log of one partition replica: a directory of segments,
+//! each a file of Kafka v2 record batches stored byte-for-byte as received (only the
+//! base offset, and optionally the leader epoch / LogAppendTime, rewritten), with a
+//! sparse offset index and a time index. It knows nothing about sockets, requests or
+//! Kafka semantics beyond the record batch format.
+//!
+//! ## Model
+//! - A [`PartitionLog`] lives on one glommio shard (it is `!Send`; `Rc`/`RefCell`
+//!   inside). All appends, reads, retention and recovery for the partition run there.
+//! - [`PartitionLog::append`] is synchronous: it validates sizes, assigns offsets and
+//!   copies the batches (once) into aligned DMA buffers. A background writer task per
+//!   partition takes everything appended while its previous write was in flight and
+//!   writes it with O_DIRECT in one go (group commit); fdatasync is coalesced the same
+//!   way. [`PendingAppend::wait`] tells a caller when its batch is written or durable.
+//! - Reads return whole batches as [`Chunk`]s: recent data from an in-memory cache of
+//!   `Bytes`, older data as ranges of a buffered read-only file descriptor that the
+//!   network layer can `sendfile`. Records are never decoded.
+//!
+//! ## Invariants
+//! - `log_start_offset <= durable_offset <= high_watermark <= log_end_offset`.
+//! - Readers never see bytes beyond the high watermark (the end of completed writes).
+//! - Offsets are dense and assigned in `append` call order; a batch on disk always
+//!   starts at the previous batch's last offset + 1.
+//! - Every acknowledged-durable batch (`Durability::Fsynced`) survives a crash;
+//!   recovery truncates only bytes that were never fsynced (or are corrupt).
+//! - A failed fdatasync poisons the partition ([`StorageError::Poisoned`]); it is never
+//!   retried. A failed write rolls back the unwritten appends and reports the error to
+//!   each of them; the log stays readable.
+//! - Bad input (bad CRC, magic, length, counts) is rejected by
+//!   [`ValidatedBatches::parse`] before anything is queued; every [`BatchError`] maps to
+//!   Kafka's `CORRUPT_MESSAGE`.
+//!
+//! ## Files
+//! `<dir>/00000000000000000000.log|.index|.timeindex` per segment (named by base
+//! offset) and `<dir>/partition.checkpoint` (log start offset, recovery point, clean
+//! shutdown flag). See [`recovery`] for what happens at open.
+//!
+//! ## Modules
+//! - [`batch`]: record batch header parsing and validation.
+//! - [`log`]: the partition log, writer task, reads, retention.
+//! - [`recovery`]: open-time validation and repair.
+//! - `segment`, `index`, `checkpoint`: file formats (internal).
+
+pub mod batch;
+mod checkpoint;
+mod config;
+mod error;
+mod event;
+mod index;
+pub mod log;
+pub mod recovery;
+mod segment;
+
+pub use batch::{BatchError, BatchHeader, ValidatedBatches};
+pub use config::{Durability, LogConfig};
+pub use error::StorageError;
+pub use log::{Chunk, PartitionLog, PendingAppend, ReadResult, RetentionOutcome};
+pub use recovery::{last_recovery_stats, RecoveryStats};

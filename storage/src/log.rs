@@ -1,0 +1,1581 @@
+//! [`PartitionLog`]: appends, the group-commit writer task, reads, retention, close.
+//!
+//! ## Offsets and sizes
+//! `log_start_offset <= durable_offset <= high_watermark <= log_end_offset`.
+//! - `log_end_offset` (LEO) moves in [`PartitionLog::append`], synchronously.
+//! - `high_watermark` (HW) moves when the writer task's O_DIRECT write of those bytes
+//!   completed; readers never see past it. Each segment's `written_size` moves with it.
+//! - `durable_offset` moves when an fdatasync that started after those bytes were
+//!   written completed.
+//!
+//! ## Write path
+//! `append` copies each batch once, with its base offset rewritten, into aligned DMA
+//! "staging" chunks (the first chunk of a run starts with a copy of the segment's
+//! partial tail block). The writer task takes every staged run at once (group commit),
+//! writes all chunks concurrently, then publishes the new HW. Chunks are filled
+//! completely except the last, so the writes of one group never overlap, and groups are
+//! strictly sequential, so the tail block rewrite of group N+1 lands after group N.
+//! An fdatasync runs after a group when someone waits for durability, or `flush.*` says
+//! so; everyone appended before it started is covered (coalescing).
+//!
+//! ## Failures
+//! A failed write rolls the log back to the HW: the failed and all later queued appends
+//! get the error, LEO returns to HW, and the next append reuses those offsets. A failed
+//! fdatasync poisons the log: no more writes until reopened (the kernel may have dropped
+//! the dirty pages, so retrying could report durability of lost data).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use glommio::io::DmaBuffer;
+use tracing::{debug, error, info, warn};
+
+use crate::batch::{self, BatchHeader, ValidatedBatches, BATCH_HEADER_LEN, CRC_START};
+use crate::checkpoint::{self, Checkpoint};
+use crate::config::{Durability, LogConfig};
+use crate::event::Event;
+use crate::index::SegmentFooter;
+use crate::segment::{self, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::StorageError;
+
+/// O_DIRECT alignment used for every write (>= the device's 512 B logical block).
+const ALIGN: u64 = 4096;
+const CHUNK_MIN: usize = 64 << 10;
+const CHUNK_MAX: usize = 1 << 20;
+/// Default budget of the per-partition cache of recent batches.
+pub const DEFAULT_READ_CACHE_BYTES: usize = 8 << 20;
+/// How many past write failures are remembered so late waiters learn their fate.
+const FAILURES_KEPT: usize = 64;
+/// Read size when walking batch headers on disk.
+const HEADER_SCAN_BYTES: usize = 16 << 10;
+
+const _: () =
+    assert!((CHUNK_MIN as u64).is_multiple_of(ALIGN) && (CHUNK_MAX as u64).is_multiple_of(ALIGN));
+
+fn align_up(v: u64) -> u64 {
+    (v + ALIGN - 1) & !(ALIGN - 1)
+}
+fn align_down(v: u64) -> u64 {
+    v & !(ALIGN - 1)
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A piece of a read result.
+#[derive(Debug, Clone)]
+pub enum Chunk {
+    /// Bytes from the in-memory cache of recent batches.
+    Cached(Bytes),
+    /// A range of a segment file. `file` is a buffered read-only descriptor, so the
+    /// range can go to a socket with `sendfile`/`splice` without passing through
+    /// user space. The file may have been unlinked by retention meanwhile; the open
+    /// descriptor keeps the bytes readable.
+    File {
+        file: Rc<File>,
+        offset: u64,
+        len: u32,
+    },
+}
+
+impl Chunk {
+    pub fn len(&self) -> usize {
+        match self {
+            Chunk::Cached(b) => b.len(),
+            Chunk::File { len, .. } => *len as usize,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The chunk's bytes in memory (a copy for `File`, read on glommio's blocking pool
+    /// so a cold page cache does not stall the shard).
+    pub async fn load(&self) -> Result<Bytes, StorageError> {
+        match self {
+            Chunk::Cached(b) => Ok(b.clone()),
+            Chunk::File { file, offset, len } => {
+                let file = file.try_clone()?;
+                let (offset, len) = (*offset, *len as usize);
+                let res = glommio::executor()
+                    .spawn_blocking(move || -> io::Result<Vec<u8>> {
+                        let mut buf = vec![0u8; len];
+                        file.read_exact_at(&mut buf, offset)?;
+                        Ok(buf)
+                    })
+                    .await?;
+                Ok(Bytes::from(res))
+            }
+        }
+    }
+}
+
+/// The answer to [`PartitionLog::read`].
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// Whole batches, in order, concatenated across chunks.
+    pub chunks: Vec<Chunk>,
+    /// Total bytes over all chunks.
+    pub bytes: usize,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+impl ReadResult {
+    /// All chunks concatenated (no copy when there is a single cached chunk).
+    pub async fn into_bytes(self) -> Result<Bytes, StorageError> {
+        if self.chunks.len() == 1 {
+            return self.chunks[0].load().await;
+        }
+        let mut out = Vec::with_capacity(self.bytes);
+        for c in &self.chunks {
+            out.extend_from_slice(&c.load().await?);
+        }
+        Ok(Bytes::from(out))
+    }
+}
+
+/// What [`PartitionLog::apply_retention`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetentionOutcome {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+    pub log_start_offset: i64,
+}
+
+/// An append whose offsets are assigned; await [`PendingAppend::wait`] to learn when
+/// it is written or durable.
+#[must_use = "an append may still fail; wait for it unless acks=0"]
+pub struct PendingAppend {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The LogAppendTime stamped into the batches, if any.
+    pub log_append_time_ms: Option<i64>,
+    inner: Rc<Inner>,
+    epoch: u64,
+}
+
+impl std::fmt::Debug for PendingAppend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingAppend")
+            .field("base_offset", &self.base_offset)
+            .field("last_offset", &self.last_offset)
+            .finish()
+    }
+}
+
+impl PendingAppend {
+    /// Waits until the append reached `d`. `Queued` returns at once.
+    pub async fn wait(self, d: Durability) -> Result<(), StorageError> {
+        if d == Durability::Queued {
+            return Ok(());
+        }
+        let end = self.last_offset + 1;
+        if d == Durability::Fsynced {
+            let mut st = self.inner.st.borrow_mut();
+            if st.fsync_wanted < end {
+                st.fsync_wanted = end;
+                drop(st);
+                self.inner.writer_wake.notify_all();
+            }
+        }
+        loop {
+            let listener = self.inner.changed.listen();
+            {
+                let st = self.inner.st.borrow();
+                if let Some(err) = st.failure_for(self.epoch, self.base_offset) {
+                    return Err(err);
+                }
+                let reached = match d {
+                    Durability::Written => st.hw >= end,
+                    _ => st.durable >= end,
+                };
+                if reached {
+                    return Ok(());
+                }
+                if st.poisoned {
+                    return Err(StorageError::Poisoned);
+                }
+                if st.closed {
+                    return Err(StorageError::Closed);
+                }
+            }
+            listener.await;
+        }
+    }
+}
+
+/// Bytes staged for one segment: consecutive aligned DMA chunks.
+struct StagedRun {
+    segment: Rc<Segment>,
+    /// File position of the first byte of `chunks[0]` (aligned).
+    start_pos: u64,
+    chunks: Vec<(DmaBuffer, usize)>,
+    /// Logical end of the run in the segment.
+    end_pos: u64,
+    /// Offset after the run's last batch.
+    end_offset: i64,
+}
+
+/// The partially filled last block of a segment, kept to start the next write.
+#[derive(Clone, Default)]
+struct Tail {
+    segment_base: i64,
+    block_pos: u64,
+    bytes: Vec<u8>,
+}
+
+impl StagedRun {
+    fn tail(&self) -> Tail {
+        let block_pos = align_down(self.end_pos);
+        let mut bytes = Vec::new();
+        if block_pos < self.end_pos {
+            // Chunks are aligned and full except the last, so the partial block lies
+            // in the last chunk.
+            let (buf, used) = &self.chunks[self.chunks.len() - 1]; // ok: end_pos > start_pos implies a chunk
+            let chunk_start = self.end_pos - *used as u64;
+            let from = (block_pos - chunk_start) as usize;
+            bytes.extend_from_slice(&buf.as_bytes()[from..*used]);
+        }
+        Tail {
+            segment_base: self.segment.base_offset,
+            block_pos,
+            bytes,
+        }
+    }
+}
+
+/// Recent appends, kept as the producer's original bytes; the copy with assigned
+/// offsets is built on the first read and shared by later ones.
+struct CacheEntry {
+    base_offset: i64,
+    next_offset: i64,
+    original: Bytes,
+    /// (assigned base offset, start within `original`) per batch.
+    batches: Box<[(i64, u32)]>,
+    leader_epoch: Option<i32>,
+    log_append_time: Option<i64>,
+    patched: RefCell<Option<Bytes>>,
+}
+
+impl CacheEntry {
+    fn patched(&self) -> Bytes {
+        if let Some(b) = self.patched.borrow().as_ref() {
+            return b.clone();
+        }
+        let mut v = self.original.to_vec();
+        for (i, &(offset, start)) in self.batches.iter().enumerate() {
+            let end = self
+                .batches
+                .get(i + 1)
+                .map_or(v.len(), |&(_, s)| s as usize);
+            let b = &mut v[start as usize..end];
+            batch::set_base_offset(b, offset);
+            if let Some(e) = self.leader_epoch {
+                batch::set_partition_leader_epoch(b, e);
+            }
+            if let Some(ts) = self.log_append_time {
+                let total = b.len();
+                batch::set_log_append_time(b, total, ts);
+            }
+        }
+        let b = Bytes::from(v);
+        *self.patched.borrow_mut() = Some(b.clone());
+        b
+    }
+
+    fn batch_end(&self, i: usize) -> usize {
+        self.batches
+            .get(i + 1)
+            .map_or(self.original.len(), |&(_, s)| s as usize)
+    }
+
+    fn memory(&self) -> usize {
+        self.original.len() + self.patched.borrow().as_ref().map_or(0, |b| b.len())
+    }
+}
+
+struct Failure {
+    epoch: u64,
+    first_failed_offset: i64,
+    error: StorageError,
+}
+
+struct State {
+    segments: BTreeMap<i64, Rc<Segment>>,
+    log_start_offset: i64,
+    recovery_point: i64,
+    leo: i64,
+    hw: i64,
+    durable: i64,
+    staging: Vec<StagedRun>,
+    /// Tail block after everything staged so far was taken by the writer.
+    tail: Tail,
+    /// Tail block of what is written (restored on rollback).
+    committed_tail: Tail,
+    cache: VecDeque<Rc<CacheEntry>>,
+    cache_bytes: usize,
+    cache_bytes_max: usize,
+    /// Someone waits for durability of offsets below this.
+    fsync_wanted: i64,
+    epoch: u64,
+    failures: VecDeque<Failure>,
+    poisoned: bool,
+    closing: bool,
+    closed: bool,
+    writer_running: bool,
+    leader_epoch: Option<i32>,
+    unflushed_since: Option<Instant>,
+}
+
+impl State {
+    fn failure_for(&self, epoch: u64, base_offset: i64) -> Option<StorageError> {
+        if epoch == self.epoch {
+            return None;
+        }
+        match self.failures.iter().find(|f| f.epoch == epoch) {
+            Some(f) if base_offset >= f.first_failed_offset => Some(f.error.duplicate()),
+            Some(_) => None,
+            None => Some(StorageError::Io(io::Error::other(
+                "append outcome forgotten after repeated write failures",
+            ))),
+        }
+    }
+
+    fn active(&self) -> &Rc<Segment> {
+        // ok: a log always has at least one segment (open creates one, retention keeps the active)
+        self.segments
+            .values()
+            .next_back()
+            .expect("log has an active segment")
+    }
+
+    fn segment_for(&self, offset: i64) -> Option<Rc<Segment>> {
+        self.segments
+            .range(..=offset)
+            .next_back()
+            .map(|(_, s)| s.clone())
+    }
+
+    fn alloc_buffer(&self, size: usize) -> DmaBuffer {
+        let dma = self
+            .segments
+            .values()
+            .rev()
+            .find_map(|s| s.dma())
+            .expect("ok: the first segment's files are opened by open() before any append");
+        dma.alloc_dma_buffer(size)
+    }
+
+    /// Copies `src` into the staging run of `seg`, starting a run if needed.
+    fn stage(&mut self, seg: &Rc<Segment>, src: &[u8]) {
+        let needs_run = self
+            .staging
+            .last()
+            .is_none_or(|r| !Rc::ptr_eq(&r.segment, seg));
+        if needs_run {
+            let (start_pos, tail) = if self.tail.segment_base == seg.base_offset {
+                (self.tail.block_pos, self.tail.bytes.clone())
+            } else {
+                (0, Vec::new())
+            };
+            // Pair assertion: the staged run continues exactly where the segment ends.
+            assert_eq!(
+                start_pos + tail.len() as u64,
+                seg.staged_size.get(),
+                "staging must continue at the segment's end"
+            );
+            let size =
+                (align_up((tail.len() + src.len()) as u64) as usize).clamp(CHUNK_MIN, CHUNK_MAX);
+            let mut buf = self.alloc_buffer(size);
+            buf.as_bytes_mut()[..tail.len()].copy_from_slice(&tail);
+            self.staging.push(StagedRun {
+                segment: seg.clone(),
+                start_pos,
+                chunks: vec![(buf, tail.len())],
+                end_pos: start_pos + tail.len() as u64,
+                end_offset: seg.next_offset.get(),
+            });
+        }
+        let mut rest = src;
+        while !rest.is_empty() {
+            let full = self
+                .staging
+                .last()
+                .and_then(|r| r.chunks.last())
+                .is_none_or(|(b, used)| *used == b.len());
+            if full {
+                let size = (align_up(rest.len() as u64) as usize).clamp(CHUNK_MIN, CHUNK_MAX);
+                let buf = self.alloc_buffer(size);
+                if let Some(run) = self.staging.last_mut() {
+                    run.chunks.push((buf, 0));
+                }
+            }
+            let Some(run) = self.staging.last_mut() else {
+                break;
+            };
+            let Some((buf, used)) = run.chunks.last_mut() else {
+                break;
+            };
+            let n = rest.len().min(buf.len() - *used);
+            buf.as_bytes_mut()[*used..*used + n].copy_from_slice(&rest[..n]);
+            *used += n;
+            run.end_pos += n as u64;
+            rest = &rest[n..];
+        }
+    }
+
+    fn push_cache(&mut self, entry: CacheEntry) {
+        self.cache_bytes += entry.memory();
+        self.cache.push_back(Rc::new(entry));
+        while self.cache_bytes > self.cache_bytes_max && self.cache.len() > 1 {
+            if let Some(e) = self.cache.pop_front() {
+                self.cache_bytes -= e.memory();
+            }
+        }
+    }
+
+    fn recount_cache(&mut self) {
+        self.cache_bytes = self.cache.iter().map(|e| e.memory()).sum();
+    }
+
+    /// Undoes everything not yet written after a failed write.
+    fn rollback(&mut self, error: StorageError) {
+        let hw = self.hw;
+        warn!(
+            first_lost_offset = hw,
+            log_end_offset = self.leo,
+            %error,
+            "partition write failed; unwritten appends are dropped and their offsets reused"
+        );
+        self.failures.push_back(Failure {
+            epoch: self.epoch,
+            first_failed_offset: hw,
+            error,
+        });
+        while self.failures.len() > FAILURES_KEPT {
+            self.failures.pop_front();
+        }
+        self.epoch += 1;
+        self.leo = hw;
+        self.staging.clear();
+        self.tail = self.committed_tail.clone();
+        let no_files: Vec<i64> = self
+            .segments
+            .iter()
+            .filter(|(_, s)| s.files.borrow().is_none())
+            .map(|(b, _)| *b)
+            .collect();
+        for b in no_files {
+            self.segments.remove(&b);
+        }
+        for seg in self.segments.values() {
+            seg.staged_size.set(seg.written_size.get());
+            if seg.next_offset.get() > hw {
+                seg.next_offset.set(hw.max(seg.base_offset));
+                seg.index.borrow_mut().truncate_from_offset(hw);
+            }
+        }
+        while self.cache.back().is_some_and(|e| e.base_offset >= hw) {
+            self.cache.pop_back();
+        }
+        self.recount_cache();
+        if self.fsync_wanted > hw {
+            self.fsync_wanted = hw;
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    dir: PathBuf,
+    config: RefCell<LogConfig>,
+    st: RefCell<State>,
+    /// HW, durability, failures, close: anything waiters re-check.
+    changed: Rc<Event>,
+    /// New work for the writer task.
+    writer_wake: Rc<Event>,
+    /// Serialises checkpoint file writes (they share a temporary file name).
+    checkpoint_lock: glommio::sync::Semaphore,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Let a parked writer task notice that the log is gone.
+        self.writer_wake.notify_all();
+    }
+}
+
+/// The log of one partition, owned by one shard. Cheap to clone.
+#[derive(Clone)]
+pub struct PartitionLog {
+    inner: Rc<Inner>,
+}
+
+impl std::fmt::Debug for PartitionLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionLog")
+            .field("dir", &self.inner.dir)
+            .field("log_start_offset", &self.log_start_offset())
+            .field("high_watermark", &self.high_watermark())
+            .field("log_end_offset", &self.log_end_offset())
+            .finish()
+    }
+}
+
+/// (segment, its written size) in offset order, and the log start offset.
+type SegmentsSnapshot = (Vec<(Rc<Segment>, u64)>, i64);
+
+enum Work {
+    Write(Vec<StagedRun>),
+    Fsync,
+    Idle(Option<Duration>),
+    Exit,
+}
+
+impl PartitionLog {
+    /// Opens (creating if needed) the partition directory and recovers it: see
+    /// [`crate::recovery`]. Must run inside a glommio executor; spawns the writer task.
+    pub async fn open(dir: PathBuf, config: LogConfig) -> Result<PartitionLog, StorageError> {
+        let recovered = crate::recovery::recover(&dir, &config).await?;
+        let leo = recovered.next_offset;
+        let st = State {
+            segments: recovered.segments,
+            log_start_offset: recovered.log_start_offset,
+            recovery_point: recovered.recovery_point,
+            leo,
+            hw: leo,
+            durable: leo,
+            staging: Vec::new(),
+            tail: Tail {
+                segment_base: recovered.tail_segment_base,
+                block_pos: recovered.tail_block_pos,
+                bytes: recovered.tail_bytes.clone(),
+            },
+            committed_tail: Tail {
+                segment_base: recovered.tail_segment_base,
+                block_pos: recovered.tail_block_pos,
+                bytes: recovered.tail_bytes,
+            },
+            cache: VecDeque::new(),
+            cache_bytes: 0,
+            cache_bytes_max: DEFAULT_READ_CACHE_BYTES,
+            fsync_wanted: leo,
+            epoch: 0,
+            failures: VecDeque::new(),
+            poisoned: false,
+            closing: false,
+            closed: false,
+            writer_running: true,
+            leader_epoch: None,
+            unflushed_since: None,
+        };
+        let inner = Rc::new(Inner {
+            dir,
+            config: RefCell::new(config),
+            st: RefCell::new(st),
+            changed: Rc::new(Event::default()),
+            writer_wake: Rc::new(Event::default()),
+            checkpoint_lock: glommio::sync::Semaphore::new(1),
+        });
+        let weak = Rc::downgrade(&inner);
+        glommio::spawn_local(writer_loop(weak)).detach();
+        Ok(PartitionLog { inner })
+    }
+
+    /// The directory this log lives in.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Assigns offsets and queues the batches for writing; see the crate docs. Offsets
+    /// are assigned in call order before this returns, so check-then-append is atomic.
+    pub fn append(
+        &self,
+        batches: &ValidatedBatches,
+        log_append_time_ms: Option<i64>,
+    ) -> Result<PendingAppend, StorageError> {
+        let cfg = self.inner.config.borrow();
+        let mut st = self.inner.st.borrow_mut();
+        if st.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        if st.closing || st.closed {
+            return Err(StorageError::Closed);
+        }
+        for h in batches.headers() {
+            if h.total_len() > cfg.max_message_bytes as usize {
+                return Err(StorageError::MessageTooLarge {
+                    size: h.total_len(),
+                    max: cfg.max_message_bytes,
+                });
+            }
+        }
+        let total = batches.len() as u64;
+        let segment_bytes = cfg.segment_bytes_clamped();
+        if total > segment_bytes {
+            return Err(StorageError::RecordListTooLarge {
+                size: total as usize,
+                segment_bytes,
+            });
+        }
+        let now = now_ms();
+        // Roll first, so that the whole append lands in one segment.
+        let active = st.active().clone();
+        let size = active.staged_size.get();
+        if size > 0
+            && (size + total > segment_bytes
+                || now - active.roll_base_ms.get() >= cfg.segment_ms
+                || active.index.borrow().len() >= cfg.max_index_entries())
+        {
+            let leo = st.leo;
+            let seg = Rc::new(Segment::new(&self.inner.dir, leo, now));
+            debug!(base_offset = leo, dir = %self.inner.dir.display(), "rolling segment");
+            st.segments.insert(leo, seg);
+        }
+        let seg = st.active().clone();
+        let base_offset = st.leo;
+        let mut cursor = base_offset;
+        let src = batches.bytes();
+        let mut pos_in_src = 0usize;
+        let mut batch_starts = Vec::with_capacity(batches.headers().len());
+        let leader_epoch = st.leader_epoch;
+        for h in batches.headers() {
+            let len = h.total_len();
+            let body = &src[pos_in_src..pos_in_src + len];
+            let mut hdr = [0u8; BATCH_HEADER_LEN];
+            hdr.copy_from_slice(&body[..BATCH_HEADER_LEN]);
+            batch::set_base_offset(&mut hdr, cursor);
+            if let Some(e) = leader_epoch {
+                batch::set_partition_leader_epoch(&mut hdr, e);
+            }
+            let mut max_ts = h.max_timestamp;
+            if let Some(ts) = log_append_time_ms {
+                // Same transformation as batch::set_log_append_time, computed without
+                // materialising the whole batch: CRC of the patched header + body.
+                let attributes = h.attributes | 0x08;
+                hdr[21..23].copy_from_slice(&attributes.to_be_bytes());
+                hdr[35..43].copy_from_slice(&ts.to_be_bytes());
+                let crc = crc32c::crc32c_append(
+                    crc32c::crc32c(&hdr[CRC_START..]),
+                    &body[BATCH_HEADER_LEN..],
+                );
+                hdr[17..21].copy_from_slice(&crc.to_be_bytes());
+                max_ts = ts;
+            }
+            let position = seg.staged_size.get();
+            seg.index.borrow_mut().on_batch(
+                cursor,
+                position as u32,
+                seg.max_timestamp.get(),
+                cfg.index_interval_bytes.max(1),
+            );
+            let assigned = BatchHeader {
+                base_offset: cursor,
+                max_timestamp: max_ts,
+                ..*h
+            };
+            seg.note_batch(&assigned, max_ts);
+            st.stage(&seg, &hdr);
+            st.stage(&seg, &body[BATCH_HEADER_LEN..]);
+            seg.staged_size.set(position + len as u64);
+            batch_starts.push((cursor, pos_in_src as u32));
+            cursor = assigned.last_offset() + 1;
+            seg.next_offset.set(cursor);
+            pos_in_src += len;
+        }
+        if let Some(run) = st.staging.last_mut() {
+            run.end_offset = cursor;
+            // Pair assertion: staged bytes and the segment's size agree.
+            assert_eq!(
+                run.end_pos,
+                seg.staged_size.get(),
+                "staging out of step with segment"
+            );
+        }
+        st.leo = cursor;
+        st.push_cache(CacheEntry {
+            base_offset,
+            next_offset: cursor,
+            original: src.clone(),
+            batches: batch_starts.into_boxed_slice(),
+            leader_epoch,
+            log_append_time: log_append_time_ms,
+            patched: RefCell::new(None),
+        });
+        let epoch = st.epoch;
+        drop(st);
+        drop(cfg);
+        self.inner.writer_wake.notify_all();
+        Ok(PendingAppend {
+            base_offset,
+            last_offset: cursor - 1,
+            log_append_time_ms,
+            inner: self.inner.clone(),
+            epoch,
+        })
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.inner.st.borrow().log_start_offset
+    }
+
+    /// The next offset to assign.
+    pub fn log_end_offset(&self) -> i64 {
+        self.inner.st.borrow().leo
+    }
+
+    /// End of what has been written; readers see up to here.
+    pub fn high_watermark(&self) -> i64 {
+        self.inner.st.borrow().hw
+    }
+
+    /// End of what has been fsynced.
+    pub fn durable_offset(&self) -> i64 {
+        self.inner.st.borrow().durable
+    }
+
+    /// True once an fsync failure poisoned the log.
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.st.borrow().poisoned
+    }
+
+    /// Sets the leader epoch stamped into `partitionLeaderEpoch` of appended batches
+    /// (None = keep what the producer sent, normally -1).
+    pub fn set_leader_epoch(&self, epoch: Option<i32>) {
+        self.inner.st.borrow_mut().leader_epoch = epoch;
+    }
+
+    /// Sets the memory budget of the recent-batch cache.
+    pub fn set_read_cache_bytes(&self, bytes: usize) {
+        let mut st = self.inner.st.borrow_mut();
+        st.cache_bytes_max = bytes;
+        while st.cache_bytes > st.cache_bytes_max && !st.cache.is_empty() {
+            if let Some(e) = st.cache.pop_front() {
+                st.cache_bytes -= e.memory();
+            }
+        }
+    }
+
+    /// Resolves when `high_watermark() > offset`, or the log is closed, or `offset`
+    /// fell below the log start (fetch long-poll).
+    pub async fn wait_for_data(&self, offset: i64) {
+        loop {
+            let listener = self.inner.changed.listen();
+            {
+                let st = self.inner.st.borrow();
+                if st.hw > offset
+                    || st.closed
+                    || st.closing
+                    || st.poisoned
+                    || offset < st.log_start_offset
+                {
+                    return;
+                }
+            }
+            listener.await;
+        }
+    }
+
+    /// Whole batches from the one containing `offset`, up to `max_bytes` (at least one
+    /// batch if `min_one`), never past the high watermark nor across a segment end
+    /// (when read from disk).
+    pub async fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<ReadResult, StorageError> {
+        let (seg, hw, lso, limit) = {
+            let st = self.inner.st.borrow();
+            if st.closed {
+                return Err(StorageError::Closed);
+            }
+            let (hw, lso) = (st.hw, st.log_start_offset);
+            if offset < lso || offset > hw {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: lso,
+                    high_watermark: hw,
+                });
+            }
+            let empty = ReadResult {
+                chunks: Vec::new(),
+                bytes: 0,
+                high_watermark: hw,
+                log_start_offset: lso,
+            };
+            if offset == hw {
+                return Ok(empty);
+            }
+            if let Some(r) = read_cached(&st, offset, max_bytes, min_one) {
+                return Ok(r);
+            }
+            let Some(seg) = st.segment_for(offset) else {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: lso,
+                    high_watermark: hw,
+                });
+            };
+            let limit = seg.written_size.get();
+            (seg, hw, lso, limit)
+        };
+        let reader = seg.reader().ok_or(StorageError::Closed)?;
+        let (_, index_pos) = seg.index.borrow().lookup(seg.base_offset, offset);
+        let mut found = None;
+        segment::scan_headers(&seg, index_pos as u64, limit, HEADER_SCAN_BYTES, |h, at| {
+            if h.last_offset() >= offset {
+                found = Some((at, h.total_len() as u64));
+                false
+            } else {
+                true
+            }
+        })
+        .await?;
+        let Some((start, first_len)) = found else {
+            return Err(seg.corrupt(
+                index_pos as u64,
+                format!("offset {offset} not found below the high watermark"),
+            ));
+        };
+        let mut res = ReadResult {
+            chunks: Vec::new(),
+            bytes: 0,
+            high_watermark: hw,
+            log_start_offset: lso,
+        };
+        if first_len > max_bytes as u64 && !min_one {
+            return Ok(res);
+        }
+        let want_end = start + (max_bytes as u64).max(first_len);
+        let mut end = start + first_len;
+        if want_end > end && end < limit {
+            // Whole batches lie before any index entry: jump to the last one in range.
+            let jump = seg.index.borrow().floor_position(want_end.min(limit));
+            if let Some(e) = jump {
+                if e.position as u64 > end && (e.position as u64) < limit {
+                    end = e.position as u64;
+                }
+            }
+            let mut reached = end;
+            segment::scan_headers(&seg, end, limit, HEADER_SCAN_BYTES, |h, at| {
+                let next = at + h.total_len() as u64;
+                if next <= want_end {
+                    reached = next;
+                    true
+                } else {
+                    false
+                }
+            })
+            .await?;
+            end = reached;
+        }
+        let len = end - start;
+        res.chunks.push(Chunk::File {
+            file: reader,
+            offset: start,
+            len: len as u32,
+        });
+        res.bytes = len as usize;
+        Ok(res)
+    }
+
+    /// ListOffsets by timestamp: the first batch (at or after the log start) whose
+    /// `maxTimestamp >= ts`, or None.
+    pub async fn find_batch_by_timestamp(&self, ts: i64) -> Result<Option<Bytes>, StorageError> {
+        let (segs, lso) = self.snapshot_segments()?;
+        for (seg, limit) in segs {
+            if seg.max_timestamp.get() < ts || limit == 0 {
+                continue;
+            }
+            let (_, pos) = seg.index.borrow().lookup_time(seg.base_offset, ts);
+            let mut found = None;
+            segment::scan_headers(&seg, pos as u64, limit, HEADER_SCAN_BYTES, |h, at| {
+                if h.max_timestamp >= ts && h.last_offset() >= lso {
+                    found = Some((at, h.total_len()));
+                    false
+                } else {
+                    true
+                }
+            })
+            .await?;
+            if let Some((at, len)) = found {
+                let dma = seg.dma_or_err()?;
+                let buf = dma.read_at(at, len).await?;
+                let bytes = Bytes::copy_from_slice(&buf);
+                // Pair assertion: what we hand out is the batch we found.
+                BatchHeader::parse_and_verify(&bytes)
+                    .map_err(|e| seg.corrupt(at, e.to_string()))?;
+                return Ok(Some(bytes));
+            }
+        }
+        Ok(None)
+    }
+
+    /// (last offset of the batch holding the largest timestamp, that timestamp), for
+    /// ListOffsets MAX_TIMESTAMP (-3). The broker may refine to the exact record.
+    pub async fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, StorageError> {
+        let st = self.inner.st.borrow();
+        let mut best: Option<(i64, i64)> = None;
+        for seg in st.segments.values() {
+            let ts = seg.max_timestamp.get();
+            let off = seg.offset_of_max_timestamp.get();
+            if off >= st.log_start_offset && off < st.hw && best.is_none_or(|(_, b)| ts > b) {
+                best = Some((off, ts));
+            }
+        }
+        Ok(best)
+    }
+
+    /// Calls `f` for every batch header from the batch containing `from_offset` up to
+    /// the high watermark (used to rebuild producer state after a restart).
+    pub async fn for_each_batch_header(
+        &self,
+        from_offset: i64,
+        mut f: impl FnMut(&BatchHeader),
+    ) -> Result<(), StorageError> {
+        let (segs, _) = self.snapshot_segments()?;
+        for (seg, limit) in segs {
+            if seg.next_offset.get() <= from_offset && limit == seg.staged_size.get() {
+                continue;
+            }
+            let (_, pos) = seg
+                .index
+                .borrow()
+                .lookup(seg.base_offset, from_offset.max(seg.base_offset));
+            segment::scan_headers(&seg, pos as u64, limit, 256 << 10, |h, _| {
+                if h.last_offset() >= from_offset {
+                    f(h);
+                }
+                true
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    fn snapshot_segments(&self) -> Result<SegmentsSnapshot, StorageError> {
+        let st = self.inner.st.borrow();
+        if st.closed {
+            return Err(StorageError::Closed);
+        }
+        let segs = st
+            .segments
+            .values()
+            .map(|s| (s.clone(), s.written_size.get()))
+            .collect();
+        Ok((segs, st.log_start_offset))
+    }
+
+    /// Deletes whole segments (never the active one) older than `retention.ms` or
+    /// beyond `retention.bytes`, or wholly below the log start offset; moves the log
+    /// start offset to the first remaining segment.
+    pub async fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome, StorageError> {
+        let cfg = self.inner.config.borrow().clone();
+        let victims = {
+            let st = self.inner.st.borrow();
+            if st.closed {
+                return Err(StorageError::Closed);
+            }
+            let segs: Vec<Rc<Segment>> = st.segments.values().cloned().collect();
+            let mut total: u64 = segs.iter().map(|s| s.written_size.get()).sum();
+            let mut victims = Vec::new();
+            for (i, seg) in segs.iter().enumerate() {
+                let Some(next) = segs.get(i + 1) else { break }; // never the active segment
+                let size = seg.written_size.get();
+                let below_start = next.base_offset <= st.log_start_offset;
+                let too_old =
+                    cfg.retention_ms >= 0 && seg.max_timestamp.get() < now_ms - cfg.retention_ms;
+                let too_big =
+                    cfg.retention_bytes >= 0 && total - size >= cfg.retention_bytes as u64;
+                // Only completely written segments: the next one must hold data already.
+                let sealed = next.files.borrow().is_some()
+                    && seg.written_size.get() == seg.staged_size.get();
+                if sealed && (below_start || too_old || too_big) {
+                    total -= size;
+                    victims.push(seg.clone());
+                } else {
+                    break;
+                }
+            }
+            victims
+        };
+        self.delete_segments(victims).await
+    }
+
+    async fn delete_segments(
+        &self,
+        victims: Vec<Rc<Segment>>,
+    ) -> Result<RetentionOutcome, StorageError> {
+        let mut outcome = RetentionOutcome {
+            log_start_offset: self.log_start_offset(),
+            ..Default::default()
+        };
+        if victims.is_empty() {
+            return Ok(outcome);
+        }
+        {
+            let mut st = self.inner.st.borrow_mut();
+            for v in &victims {
+                st.segments.remove(&v.base_offset);
+                outcome.segments_deleted += 1;
+                outcome.bytes_deleted += v.written_size.get();
+            }
+            let first = st.active().base_offset;
+            let first = st.segments.keys().next().copied().unwrap_or(first);
+            if first > st.log_start_offset {
+                st.log_start_offset = first;
+            }
+            outcome.log_start_offset = st.log_start_offset;
+            st.cache.retain(|e| e.next_offset > first);
+            st.recount_cache();
+        }
+        self.inner.changed.notify_all();
+        self.write_checkpoint(false).await?;
+        let dir = self.inner.dir.clone();
+        let bases: Vec<i64> = victims.iter().map(|v| v.base_offset).collect();
+        for v in &victims {
+            if let Some(files) = v.files.borrow_mut().take() {
+                // Readers holding the Rc keep their descriptors; the space is freed when
+                // the last one is dropped.
+                drop(files);
+            }
+        }
+        glommio::executor()
+            .spawn_blocking(move || {
+                for b in bases {
+                    for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                        let p = segment::segment_path(&dir, b, suffix);
+                        if let Err(e) = std::fs::remove_file(&p) {
+                            if e.kind() != io::ErrorKind::NotFound {
+                                warn!(path = %p.display(), error = %e, "could not delete segment file");
+                            }
+                        }
+                    }
+                }
+            })
+            .await;
+        info!(
+            dir = %self.inner.dir.display(),
+            segments = outcome.segments_deleted,
+            bytes = outcome.bytes_deleted,
+            log_start_offset = outcome.log_start_offset,
+            "deleted old segments"
+        );
+        Ok(outcome)
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (persisted) and deletes
+    /// whole segments below it. `offset` must not exceed the high watermark.
+    pub async fn delete_records_before(&self, offset: i64) -> Result<(), StorageError> {
+        {
+            let mut st = self.inner.st.borrow_mut();
+            if st.closed {
+                return Err(StorageError::Closed);
+            }
+            if offset > st.hw || offset < 0 {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: st.log_start_offset,
+                    high_watermark: st.hw,
+                });
+            }
+            if offset <= st.log_start_offset {
+                return Ok(());
+            }
+            st.log_start_offset = offset;
+        }
+        self.inner.changed.notify_all();
+        self.write_checkpoint(false).await?;
+        self.apply_retention_below_start().await.map(|_| ())
+    }
+
+    async fn apply_retention_below_start(&self) -> Result<RetentionOutcome, StorageError> {
+        let victims = {
+            let st = self.inner.st.borrow();
+            let segs: Vec<Rc<Segment>> = st.segments.values().cloned().collect();
+            let mut v = Vec::new();
+            for (i, seg) in segs.iter().enumerate() {
+                let Some(next) = segs.get(i + 1) else { break };
+                if next.base_offset <= st.log_start_offset && next.files.borrow().is_some() {
+                    v.push(seg.clone());
+                } else {
+                    break;
+                }
+            }
+            v
+        };
+        self.delete_segments(victims).await
+    }
+
+    /// Replaces the configuration (takes effect for the next append / flush decision).
+    pub fn update_config(&self, config: LogConfig) {
+        *self.inner.config.borrow_mut() = config;
+        self.inner.writer_wake.notify_all();
+    }
+
+    /// A copy of the current configuration.
+    pub fn config(&self) -> LogConfig {
+        self.inner.config.borrow().clone()
+    }
+
+    /// Waits until everything appended before this call is fsynced.
+    pub async fn flush(&self) -> Result<(), StorageError> {
+        let end = {
+            let mut st = self.inner.st.borrow_mut();
+            if st.poisoned {
+                return Err(StorageError::Poisoned);
+            }
+            let end = st.leo;
+            st.fsync_wanted = st.fsync_wanted.max(end);
+            end
+        };
+        self.inner.writer_wake.notify_all();
+        loop {
+            let listener = self.inner.changed.listen();
+            {
+                let st = self.inner.st.borrow();
+                if st.durable >= end {
+                    return Ok(());
+                }
+                if st.poisoned {
+                    return Err(StorageError::Poisoned);
+                }
+                if st.closed {
+                    return Err(StorageError::Closed);
+                }
+                if st.leo < end {
+                    // A failed write rolled the log back; flush what remains.
+                    return Err(StorageError::Io(io::Error::other(
+                        "appends failed before they could be flushed",
+                    )));
+                }
+            }
+            listener.await;
+        }
+    }
+
+    /// Flushes, stops the writer, seals the active segment's index and records a clean
+    /// shutdown, then releases the files.
+    pub async fn close(self) -> Result<(), StorageError> {
+        self.shutdown(true).await
+    }
+
+    /// Closes the log and removes its directory (DeleteTopics).
+    pub async fn delete(self) -> Result<(), StorageError> {
+        let _ = self.shutdown(false).await;
+        let dir = self.inner.dir.clone();
+        glommio::executor()
+            .spawn_blocking(move || std::fs::remove_dir_all(&dir))
+            .await?;
+        Ok(())
+    }
+
+    async fn shutdown(&self, clean: bool) -> Result<(), StorageError> {
+        {
+            let mut st = self.inner.st.borrow_mut();
+            if st.closed {
+                return Err(StorageError::Closed);
+            }
+            st.closing = true;
+            if !clean {
+                st.staging.clear();
+            }
+        }
+        self.inner.writer_wake.notify_all();
+        self.inner.changed.notify_all();
+        loop {
+            let listener = self.inner.changed.listen();
+            if !self.inner.st.borrow().writer_running {
+                break;
+            }
+            listener.await;
+        }
+        let poisoned = self.inner.st.borrow().poisoned;
+        let mut result = Ok(());
+        if clean && !poisoned {
+            result = self.seal_active_on_close().await;
+            if let Err(e) = &result {
+                warn!(dir = %self.inner.dir.display(), error = %e, "clean shutdown failed; next open will recover");
+            }
+        }
+        let segs: Vec<Rc<Segment>> = {
+            let mut st = self.inner.st.borrow_mut();
+            st.closed = true;
+            st.cache.clear();
+            st.cache_bytes = 0;
+            st.segments.values().cloned().collect()
+        };
+        self.inner.changed.notify_all();
+        for seg in segs {
+            let files = seg.files.borrow_mut().take();
+            if let Some(files) = files {
+                if let Ok(dma) = Rc::try_unwrap(files.dma) {
+                    let _ = dma.close().await;
+                }
+            }
+        }
+        if poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        result
+    }
+
+    async fn seal_active_on_close(&self) -> Result<(), StorageError> {
+        let active = self.inner.st.borrow().active().clone();
+        seal_segment(&self.inner, &active).await?;
+        let hw = self.inner.st.borrow().hw;
+        self.inner.st.borrow_mut().recovery_point = hw;
+        self.write_checkpoint(true).await
+    }
+
+    async fn write_checkpoint(&self, clean: bool) -> Result<(), StorageError> {
+        write_checkpoint(&self.inner, clean).await
+    }
+}
+
+async fn write_checkpoint(inner: &Rc<Inner>, clean: bool) -> Result<(), StorageError> {
+    let _permit = inner.checkpoint_lock.acquire_permit(1).await?;
+    let cp = {
+        let st = inner.st.borrow();
+        Checkpoint {
+            log_start_offset: st.log_start_offset,
+            recovery_point: st.recovery_point,
+            clean,
+        }
+    };
+    let dir = inner.dir.clone();
+    glommio::executor()
+        .spawn_blocking(move || checkpoint::write(&dir, &cp))
+        .await?;
+    Ok(())
+}
+
+/// Truncates a segment to its written size, fdatasyncs it and writes its index files.
+/// An error here is an fsync-class failure for the caller.
+pub(crate) async fn seal_segment(inner: &Rc<Inner>, seg: &Rc<Segment>) -> Result<(), StorageError> {
+    let dma = seg.dma_or_err()?;
+    let size = seg.written_size.get();
+    dma.truncate(size).await?;
+    dma.fdatasync().await?;
+    write_index_files(&inner.dir, seg).await;
+    Ok(())
+}
+
+/// Writes `.index`/`.timeindex` atomically. Failures are logged only: indexes are
+/// rebuilt by recovery when missing.
+pub(crate) async fn write_index_files(dir: &Path, seg: &Segment) {
+    let footer = SegmentFooter {
+        next_offset: seg.next_offset.get(),
+        size: seg.written_size.get(),
+        max_timestamp: seg.max_timestamp.get(),
+        offset_of_max_timestamp: seg.offset_of_max_timestamp.get(),
+    };
+    let (index, time) = seg.index.borrow().encode(seg.base_offset, &footer);
+    let dir = dir.to_path_buf();
+    let base = seg.base_offset;
+    let res = glommio::executor()
+        .spawn_blocking(move || -> io::Result<()> {
+            checkpoint::write_atomically(
+                &dir,
+                &segment::segment_path(&dir, base, INDEX_SUFFIX),
+                &index,
+            )?;
+            checkpoint::write_atomically(
+                &dir,
+                &segment::segment_path(&dir, base, TIME_INDEX_SUFFIX),
+                &time,
+            )
+        })
+        .await;
+    if let Err(e) = res {
+        warn!(base_offset = base, error = %e, "could not write index files; recovery will rebuild them");
+    }
+}
+
+fn read_cached(st: &State, offset: i64, max_bytes: usize, min_one: bool) -> Option<ReadResult> {
+    let front = st.cache.front()?;
+    if offset < front.base_offset {
+        return None;
+    }
+    let mut idx = st.cache.partition_point(|e| e.next_offset <= offset);
+    let mut res = ReadResult {
+        chunks: Vec::new(),
+        bytes: 0,
+        high_watermark: st.hw,
+        log_start_offset: st.log_start_offset,
+    };
+    let mut first = true;
+    'entries: while let Some(entry) = st.cache.get(idx) {
+        let mut b = if first {
+            entry
+                .batches
+                .partition_point(|&(base, _)| base <= offset)
+                .saturating_sub(1)
+        } else {
+            0
+        };
+        first = false;
+        let start = entry.batches.get(b).map_or(0, |&(_, s)| s as usize);
+        let mut end = start;
+        while let Some(&(base, _)) = entry.batches.get(b) {
+            if base >= st.hw {
+                break;
+            }
+            let len = entry.batch_end(b) - end;
+            if res.bytes + len > max_bytes && !(min_one && res.bytes == 0) {
+                if end > start {
+                    res.chunks
+                        .push(Chunk::Cached(entry.patched().slice(start..end)));
+                }
+                break 'entries;
+            }
+            res.bytes += len;
+            end += len;
+            b += 1;
+        }
+        if end > start {
+            res.chunks
+                .push(Chunk::Cached(entry.patched().slice(start..end)));
+        }
+        if b < entry.batches.len() {
+            break;
+        }
+        idx += 1;
+    }
+    Some(res)
+}
+
+async fn writer_loop(weak: Weak<Inner>) {
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let work = next_work(&inner);
+        match work {
+            Work::Write(runs) => write_group(&inner, runs).await,
+            Work::Fsync => fsync_active(&inner).await,
+            Work::Idle(timeout) => {
+                let listener = inner.writer_wake.listen();
+                drop(inner);
+                match timeout {
+                    Some(t) => {
+                        futures_lite::future::or(listener, async move {
+                            glommio::timer::sleep(t).await;
+                        })
+                        .await
+                    }
+                    None => listener.await,
+                }
+            }
+            Work::Exit => {
+                inner.st.borrow_mut().writer_running = false;
+                inner.changed.notify_all();
+                return;
+            }
+        }
+    }
+}
+
+fn next_work(inner: &Rc<Inner>) -> Work {
+    let cfg = inner.config.borrow();
+    let mut st = inner.st.borrow_mut();
+    if st.poisoned {
+        st.staging.clear();
+        return Work::Exit;
+    }
+    if !st.staging.is_empty() {
+        let runs = std::mem::take(&mut st.staging);
+        if let Some(last) = runs.last() {
+            st.tail = last.tail();
+        }
+        return Work::Write(runs);
+    }
+    if st.durable < st.hw {
+        let pending = st.hw - st.durable;
+        let due_ms = cfg.flush_ms.map(|ms| {
+            let since = st.unflushed_since.map_or(Duration::ZERO, |t| t.elapsed());
+            Duration::from_millis(ms).saturating_sub(since)
+        });
+        let due = st.fsync_wanted > st.durable
+            || st.closing
+            || cfg.flush_messages.is_some_and(|n| pending as u64 >= n)
+            || due_ms.is_some_and(|d| d.is_zero());
+        if due {
+            return Work::Fsync;
+        }
+        if st.closing {
+            return Work::Exit;
+        }
+        return Work::Idle(due_ms);
+    }
+    if st.closing {
+        return Work::Exit;
+    }
+    Work::Idle(None)
+}
+
+async fn write_group(inner: &Rc<Inner>, runs: Vec<StagedRun>) {
+    for run in runs {
+        if let Err(e) = write_run(inner, run).await {
+            let poison = matches!(e, StorageError::Poisoned);
+            {
+                let mut st = inner.st.borrow_mut();
+                if poison {
+                    error!(dir = %inner.dir.display(), "fsync failed while sealing a segment; partition poisoned");
+                    st.poisoned = true;
+                    st.staging.clear();
+                } else {
+                    st.rollback(e);
+                }
+            }
+            inner.changed.notify_all();
+            return;
+        }
+    }
+}
+
+async fn write_run(inner: &Rc<Inner>, run: StagedRun) -> Result<(), StorageError> {
+    if run.segment.files.borrow().is_none() {
+        roll_files(inner, &run.segment).await?;
+    }
+    let dma = run.segment.dma_or_err()?;
+    let tail = run.tail();
+    let mut writes = Vec::with_capacity(run.chunks.len());
+    let mut pos = run.start_pos;
+    for (mut buf, used) in run.chunks {
+        let len = align_up(used as u64) as usize;
+        // Zero the padding so the bytes after the log end are predictable.
+        buf.as_bytes_mut()[used..len].fill(0);
+        buf.trim_to_size(len);
+        writes.push(dma.write_at(buf, pos));
+        pos += len as u64;
+    }
+    let results = crate::event::join_all(writes).await;
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(_) => {}
+            Err(e) => {
+                let e: io::Error = e.into();
+                return Err(StorageError::Io(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "writing chunk {i} of {}: {e}",
+                        run.segment.log_path.display()
+                    ),
+                )));
+            }
+        }
+    }
+    // Short writes: glommio reports the byte count; a full disk shows up as ENOSPC on
+    // the op, so a short count would be a kernel oddity, but check anyway.
+    {
+        let mut st = inner.st.borrow_mut();
+        run.segment.written_size.set(run.end_pos);
+        debug_assert!(run.end_offset >= st.hw);
+        st.hw = run.end_offset;
+        st.committed_tail = tail;
+        if st.unflushed_since.is_none() {
+            st.unflushed_since = Some(Instant::now());
+        }
+    }
+    inner.changed.notify_all();
+    Ok(())
+}
+
+/// Seals the previous segment and creates the files of a freshly rolled one.
+async fn roll_files(inner: &Rc<Inner>, seg: &Rc<Segment>) -> Result<(), StorageError> {
+    let prev = {
+        let st = inner.st.borrow();
+        st.segments
+            .range(..seg.base_offset)
+            .next_back()
+            .map(|(_, s)| s.clone())
+    };
+    if let Some(prev) = &prev {
+        // Pair assertion: a segment is sealed only when all its bytes are written.
+        assert_eq!(
+            prev.written_size.get(),
+            prev.staged_size.get(),
+            "sealing a segment with unwritten bytes"
+        );
+        let dma = prev.dma_or_err()?;
+        dma.truncate(prev.written_size.get()).await?;
+        if let Err(e) = dma.fdatasync().await {
+            error!(segment = %prev.log_path.display(), error = %e, "fdatasync failed");
+            return Err(StorageError::Poisoned);
+        }
+        let hw = inner.st.borrow().hw;
+        {
+            let mut st = inner.st.borrow_mut();
+            if st.durable < hw {
+                st.durable = hw;
+            }
+        }
+        write_index_files(&inner.dir, prev).await;
+    }
+    let files = segment::open_files(&seg.log_path, true).await?;
+    let cfg = inner.config.borrow().clone();
+    if cfg.preallocate {
+        if let Err(e) = files
+            .dma
+            .pre_allocate(cfg.segment_bytes_clamped(), false)
+            .await
+        {
+            warn!(segment = %seg.log_path.display(), error = %e, "preallocation failed; continuing without");
+        }
+    }
+    let dir = inner.dir.clone();
+    let synced = glommio::executor()
+        .spawn_blocking(move || File::open(&dir).and_then(|d| d.sync_all()))
+        .await;
+    *seg.files.borrow_mut() = Some(files);
+    if let Err(e) = synced {
+        error!(dir = %inner.dir.display(), error = %e, "directory fsync failed");
+        return Err(StorageError::Poisoned);
+    }
+    inner.changed.notify_all();
+    if prev.is_some() {
+        inner.st.borrow_mut().recovery_point = seg.base_offset;
+        write_checkpoint(inner, false).await?;
+    }
+    Ok(())
+}
+
+async fn fsync_active(inner: &Rc<Inner>) {
+    let (dma, target) = {
+        let st = inner.st.borrow();
+        let dma = st.segments.values().rev().find_map(|s| s.dma());
+        (dma, st.hw)
+    };
+    let Some(dma) = dma else { return };
+    let res = dma.fdatasync().await;
+    {
+        let mut st = inner.st.borrow_mut();
+        match res {
+            Ok(()) => {
+                if target > st.durable {
+                    st.durable = target;
+                }
+                if st.durable >= st.hw {
+                    st.unflushed_since = None;
+                }
+            }
+            Err(e) => {
+                error!(dir = %inner.dir.display(), error = %e, "fdatasync failed; partition poisoned");
+                st.poisoned = true;
+                st.staging.clear();
+            }
+        }
+    }
+    inner.changed.notify_all();
+}

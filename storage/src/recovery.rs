@@ -1,0 +1,281 @@
+//! Opening a partition directory: find segments, validate what may be torn, rebuild
+//! indexes, truncate the tail, and compute where appends resume.
+//!
+//! Rules:
+//! - Segments wholly below the checkpoint's recovery point (and the last segment after
+//!   a clean shutdown) are trusted when their index files load and their footer agrees
+//!   with the log file size; otherwise they are scanned.
+//! - A scan validates each batch (length, magic 2, CRC32C, offsets contiguous from the
+//!   segment's base offset) and stops at the first bad one; the file is truncated there
+//!   and any later segment is deleted (their offsets would no longer follow).
+//! - Every truncation is logged with the segment, position, byte count and reason.
+//!   Preallocated zeros after the last batch are the normal end of an active segment and
+//!   are logged at debug level only.
+//! - The checkpoint is rewritten with `clean = false` before the log accepts appends.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+use tracing::{debug, info, warn};
+
+use crate::checkpoint::{self, Checkpoint};
+use crate::config::LogConfig;
+use crate::index::SegmentIndex;
+use crate::log::now_ms;
+use crate::segment::{self, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::StorageError;
+
+pub(crate) struct Recovered {
+    pub segments: BTreeMap<i64, Rc<Segment>>,
+    pub log_start_offset: i64,
+    pub recovery_point: i64,
+    pub next_offset: i64,
+    pub tail_segment_base: i64,
+    pub tail_block_pos: u64,
+    pub tail_bytes: Vec<u8>,
+}
+
+/// Statistics of the last recovery on this thread (for benchmarks and tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RecoveryStats {
+    pub segments: usize,
+    pub segments_scanned: usize,
+    pub bytes_scanned: u64,
+    pub bytes_truncated: u64,
+    pub seconds: f64,
+}
+
+thread_local! {
+    static LAST_STATS: Cell<RecoveryStats> = Cell::new(RecoveryStats::default());
+}
+
+/// What the most recent [`crate::PartitionLog::open`] on this thread did.
+pub fn last_recovery_stats() -> RecoveryStats {
+    LAST_STATS.with(|s| s.get())
+}
+
+fn parse_segment_name(name: &str) -> Option<(i64, &str)> {
+    let (stem, suffix) = name.split_once('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((stem.parse().ok()?, suffix))
+}
+
+fn list_segments(dir: &Path) -> std::io::Result<Vec<i64>> {
+    let mut logs = Vec::new();
+    let mut others = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(".tmp") {
+            // An interrupted atomic write: the previous version (if any) is intact.
+            let _ = std::fs::remove_file(entry.path());
+            continue;
+        }
+        match parse_segment_name(name) {
+            Some((base, LOG_SUFFIX)) => logs.push(base),
+            Some((base, _)) => others.push((base, entry.path())),
+            None => {}
+        }
+    }
+    for (base, path) in others {
+        if !logs.contains(&base) {
+            info!(path = %path.display(), "removing index file without a log file");
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    logs.sort_unstable();
+    Ok(logs)
+}
+
+fn remove_segment_files(dir: &Path, base: i64) {
+    for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        let p = segment::segment_path(dir, base, suffix);
+        if let Err(e) = std::fs::remove_file(&p) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                warn!(path = %p.display(), error = %e, "could not remove segment file");
+            }
+        }
+    }
+}
+
+fn load_index(
+    dir: &Path,
+    base: i64,
+    log_size: u64,
+) -> Option<(SegmentIndex, crate::index::SegmentFooter)> {
+    let index = std::fs::read(segment::segment_path(dir, base, INDEX_SUFFIX)).ok()?;
+    let time = std::fs::read(segment::segment_path(dir, base, TIME_INDEX_SUFFIX)).ok()?;
+    SegmentIndex::decode(base, &index, &time, log_size)
+}
+
+pub(crate) async fn recover(dir: &PathBuf, config: &LogConfig) -> Result<Recovered, StorageError> {
+    let started = Instant::now();
+    let mut stats = RecoveryStats::default();
+    std::fs::create_dir_all(dir)?;
+    segment::ensure_dma_probe(dir).await?;
+    let bases = list_segments(dir)?;
+    let cp = checkpoint::read(dir)?;
+    let cp_known = cp.is_some();
+    let cp = cp.unwrap_or_default();
+    let now = now_ms();
+    let interval = config.index_interval_bytes.max(1);
+
+    let mut segments: BTreeMap<i64, Rc<Segment>> = BTreeMap::new();
+    let mut rebuilt: Vec<Rc<Segment>> = Vec::new();
+    let mut cut_after: Option<usize> = None;
+    for (i, &base) in bases.iter().enumerate() {
+        if cut_after.is_some() {
+            warn!(dir = %dir.display(), base_offset = base, "deleting segment after a truncated one");
+            remove_segment_files(dir, base);
+            continue;
+        }
+        let is_last = i + 1 == bases.len();
+        let next_base = bases.get(i + 1).copied();
+        let seg = Rc::new(Segment::new(dir, base, now));
+        let files = segment::open_files(&seg.log_path, false).await?;
+        let file_size = files.dma.file_size().await?;
+        let trusted = cp_known
+            && ((next_base.is_some_and(|nb| nb <= cp.recovery_point)) || (is_last && cp.clean));
+        let loaded = if trusted {
+            load_index(dir, base, file_size)
+        } else {
+            None
+        };
+        if let Some((index, footer)) = loaded {
+            seg.written_size.set(footer.size);
+            seg.next_offset.set(footer.next_offset);
+            seg.max_timestamp.set(footer.max_timestamp);
+            seg.offset_of_max_timestamp
+                .set(footer.offset_of_max_timestamp);
+            *seg.index.borrow_mut() = index;
+        } else {
+            stats.segments_scanned += 1;
+            let out = segment::scan_and_validate(&files.dma, base, file_size, interval).await?;
+            stats.bytes_scanned += out.valid_size;
+            seg.written_size.set(out.valid_size);
+            seg.next_offset.set(out.next_offset);
+            seg.max_timestamp.set(out.max_timestamp);
+            seg.offset_of_max_timestamp.set(out.offset_of_max_timestamp);
+            *seg.index.borrow_mut() = out.index;
+            if out.valid_size < file_size {
+                let dropped = file_size - out.valid_size;
+                let reason = out.stop_reason.as_deref().unwrap_or("end of data");
+                if is_last && out.tail_is_zeros {
+                    debug!(segment = %seg.log_path.display(), position = out.valid_size, "end of data (zeros follow)");
+                } else {
+                    stats.bytes_truncated += dropped;
+                    warn!(
+                        segment = %seg.log_path.display(),
+                        position = out.valid_size,
+                        bytes = dropped,
+                        next_offset = out.next_offset,
+                        reason,
+                        "truncating torn or corrupt log tail"
+                    );
+                }
+                files.dma.truncate(out.valid_size).await?;
+                if !is_last {
+                    cut_after = Some(i);
+                }
+            }
+            if !is_last {
+                rebuilt.push(seg.clone());
+            }
+        }
+        if let Some(nb) = next_base {
+            if cut_after.is_none() && seg.next_offset.get() != nb {
+                warn!(
+                    segment = %seg.log_path.display(),
+                    next_offset = seg.next_offset.get(),
+                    next_segment = nb,
+                    "segment does not end where the next one starts"
+                );
+                if seg.next_offset.get() > nb {
+                    cut_after = Some(i);
+                }
+            }
+        }
+        seg.staged_size.set(seg.written_size.get());
+        *seg.files.borrow_mut() = Some(files);
+        segments.insert(base, seg);
+        stats.segments += 1;
+    }
+
+    if segments.is_empty() {
+        let base = cp.log_start_offset.max(0);
+        let seg = Rc::new(Segment::new(dir, base, now));
+        let files = segment::open_files(&seg.log_path, true).await?;
+        *seg.files.borrow_mut() = Some(files);
+        segments.insert(base, seg);
+        stats.segments = 1;
+    }
+
+    // ok: non-empty by construction just above
+    let active = segments
+        .values()
+        .next_back()
+        .expect("at least one segment")
+        .clone();
+    let next_offset = active.next_offset.get();
+    let dma = active.dma_or_err()?;
+    if config.preallocate {
+        if let Err(e) = dma
+            .pre_allocate(config.segment_bytes_clamped(), false)
+            .await
+        {
+            warn!(segment = %active.log_path.display(), error = %e, "preallocation failed; continuing without");
+        }
+    }
+    let size = active.written_size.get();
+    let block_pos = size & !4095;
+    let mut tail_bytes = Vec::new();
+    if size > block_pos {
+        let buf = dma.read_at_aligned(block_pos, 4096).await?;
+        let n = (size - block_pos) as usize;
+        if buf.len() < n {
+            return Err(active.corrupt(block_pos, "short read of the tail block"));
+        }
+        tail_bytes.extend_from_slice(&buf[..n]);
+    }
+    for seg in rebuilt {
+        crate::log::write_index_files(dir, &seg).await;
+    }
+    let first_base = segments.keys().next().copied().unwrap_or(0);
+    let log_start_offset = cp.log_start_offset.max(first_base).min(next_offset);
+    let recovery_point = active.base_offset;
+    let new_cp = Checkpoint {
+        log_start_offset,
+        recovery_point,
+        clean: false,
+    };
+    let d = dir.clone();
+    glommio::executor()
+        .spawn_blocking(move || checkpoint::write(&d, &new_cp))
+        .await?;
+    stats.seconds = started.elapsed().as_secs_f64();
+    LAST_STATS.with(|s| s.set(stats));
+    info!(
+        dir = %dir.display(),
+        segments = stats.segments,
+        scanned_bytes = stats.bytes_scanned,
+        truncated_bytes = stats.bytes_truncated,
+        log_start_offset,
+        log_end_offset = next_offset,
+        "partition log opened"
+    );
+    Ok(Recovered {
+        segments,
+        log_start_offset,
+        recovery_point,
+        next_offset,
+        tail_segment_base: active.base_offset,
+        tail_block_pos: block_pos,
+        tail_bytes,
+    })
+}

@@ -1,0 +1,308 @@
+//! One segment: a log file of concatenated batches plus its sparse index.
+//!
+//! File names follow Kafka: `<base offset, 20 digits>.log`, `.index`, `.timeindex`.
+//! The log file is written only through an O_DIRECT [`DmaFile`] by the partition's
+//! writer task; readers use the same DMA file for header scans and a separate buffered
+//! read-only `std::fs::File` that fetch responses can `sendfile` from.
+
+use std::cell::{Cell, RefCell};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use glommio::io::{DmaFile, OpenOptions};
+
+use crate::batch::{BatchHeader, BATCH_HEADER_LEN};
+use crate::index::SegmentIndex;
+use crate::StorageError;
+
+pub(crate) const LOG_SUFFIX: &str = "log";
+pub(crate) const INDEX_SUFFIX: &str = "index";
+pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
+
+pub(crate) fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{suffix}"))
+}
+
+/// Open file handles of a segment. Absent while a freshly rolled segment waits for the
+/// writer to create its files.
+pub(crate) struct SegmentFiles {
+    pub dma: Rc<DmaFile>,
+    pub reader: Rc<File>,
+}
+
+pub(crate) struct Segment {
+    pub base_offset: i64,
+    pub log_path: PathBuf,
+    pub files: RefCell<Option<SegmentFiles>>,
+    /// Bytes durably handed to the file system (write completed). Readers never look
+    /// beyond this.
+    pub written_size: Cell<u64>,
+    /// Bytes assigned by `append` (>= written_size); the next batch goes here.
+    pub staged_size: Cell<u64>,
+    /// Offset after the last batch assigned to this segment.
+    pub next_offset: Cell<i64>,
+    pub index: RefCell<SegmentIndex>,
+    /// Largest batch maxTimestamp in the segment, and the last offset of that batch.
+    pub max_timestamp: Cell<i64>,
+    pub offset_of_max_timestamp: Cell<i64>,
+    /// Wall-clock time the segment counts its age from (for `segment.ms`).
+    pub roll_base_ms: Cell<i64>,
+}
+
+impl Segment {
+    pub(crate) fn new(dir: &Path, base_offset: i64, roll_base_ms: i64) -> Segment {
+        Segment {
+            base_offset,
+            log_path: segment_path(dir, base_offset, LOG_SUFFIX),
+            files: RefCell::new(None),
+            written_size: Cell::new(0),
+            staged_size: Cell::new(0),
+            next_offset: Cell::new(base_offset),
+            index: RefCell::new(SegmentIndex::default()),
+            max_timestamp: Cell::new(-1),
+            offset_of_max_timestamp: Cell::new(-1),
+            roll_base_ms: Cell::new(roll_base_ms),
+        }
+    }
+
+    pub(crate) fn dma(&self) -> Option<Rc<DmaFile>> {
+        self.files.borrow().as_ref().map(|f| f.dma.clone())
+    }
+
+    pub(crate) fn reader(&self) -> Option<Rc<File>> {
+        self.files.borrow().as_ref().map(|f| f.reader.clone())
+    }
+
+    pub(crate) fn dma_or_err(&self) -> Result<Rc<DmaFile>, StorageError> {
+        self.dma().ok_or_else(|| StorageError::CorruptLog {
+            file: self.log_path.display().to_string(),
+            position: 0,
+            reason: "segment file not open".into(),
+        })
+    }
+
+    /// Records a batch's timestamp facts (append and recovery share this).
+    pub(crate) fn note_batch(&self, header: &BatchHeader, max_timestamp: i64) {
+        if max_timestamp > self.max_timestamp.get() {
+            self.max_timestamp.set(max_timestamp);
+            self.offset_of_max_timestamp.set(header.last_offset());
+        }
+    }
+
+    pub(crate) fn corrupt(&self, position: u64, reason: impl Into<String>) -> StorageError {
+        StorageError::CorruptLog {
+            file: self.log_path.display().to_string(),
+            position,
+            reason: reason.into(),
+        }
+    }
+}
+
+thread_local! {
+    /// Devices (st_dev) whose io_uring poll-ring support was probed on this thread.
+    static PROBED_DEVICES: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
+}
+
+/// glommio decides once per thread and device whether O_DIRECT I/O may use its
+/// IOPOLL ring, by reading 512 bytes from the first DMA file opened there. If that file
+/// is empty the read succeeds at EOF without reaching the device, glommio wrongly
+/// concludes that polling works, and every later read fails with EOPNOTSUPP on devices
+/// without poll queues (virtio here). So before the first segment is opened on a
+/// device, we open a non-empty scratch file to make the probe meaningful.
+pub(crate) async fn ensure_dma_probe(dir: &Path) -> Result<(), StorageError> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(dir)?.dev();
+    if PROBED_DEVICES.with(|p| p.borrow().contains(&dev)) {
+        return Ok(());
+    }
+    let probe = dir.join(".ringtail-dio-probe");
+    std::fs::write(&probe, [0u8; 4096])?;
+    let opened = DmaFile::open(&probe).await;
+    let _ = std::fs::remove_file(&probe);
+    opened?.close().await?;
+    PROBED_DEVICES.with(|p| p.borrow_mut().push(dev));
+    Ok(())
+}
+
+/// Opens (creating if needed) a segment's log file for O_DIRECT read+write, plus the
+/// buffered reader. Read+write also avoids glommio's noisy iopoll probe on write-only fds.
+pub(crate) async fn open_files(path: &Path, create: bool) -> Result<SegmentFiles, StorageError> {
+    let dma = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .dma_open(path)
+        .await?;
+    let reader = File::open(path)?;
+    Ok(SegmentFiles {
+        dma: Rc::new(dma),
+        reader: Rc::new(reader),
+    })
+}
+
+/// What a validating scan of a segment found.
+pub(crate) struct ScanOutcome {
+    /// Bytes of valid, contiguous batches from position 0.
+    pub valid_size: u64,
+    pub next_offset: i64,
+    pub index: SegmentIndex,
+    pub max_timestamp: i64,
+    pub offset_of_max_timestamp: i64,
+    pub first_max_timestamp: Option<i64>,
+    /// Why the scan stopped before `limit` (None when it reached the end exactly).
+    pub stop_reason: Option<String>,
+    /// Whether the bytes right after `valid_size` are all zero (preallocated space).
+    pub tail_is_zeros: bool,
+}
+
+const SCAN_READ_BYTES: u64 = 4 << 20;
+
+/// Reads and validates every batch of a segment from position 0 up to `limit` bytes:
+/// length, magic, CRC32C and offset contiguity (each batch must start at the previous
+/// batch's last offset + 1, the first one at `base_offset`). Stops at the first bad
+/// batch. Rebuilds the sparse index as it goes.
+pub(crate) async fn scan_and_validate(
+    dma: &DmaFile,
+    base_offset: i64,
+    limit: u64,
+    index_interval: u32,
+) -> Result<ScanOutcome, StorageError> {
+    let mut out = ScanOutcome {
+        valid_size: 0,
+        next_offset: base_offset,
+        index: SegmentIndex::default(),
+        max_timestamp: -1,
+        offset_of_max_timestamp: -1,
+        first_max_timestamp: None,
+        stop_reason: None,
+        tail_is_zeros: true,
+    };
+    let mut pos: u64 = 0;
+    // The current read: file position of its first byte and the bytes.
+    let mut cur: Option<(u64, glommio::io::ReadResult)> = None;
+    // Bytes wanted from `pos` by the next read (grows for batches larger than a read).
+    let mut want = BATCH_HEADER_LEN as u64;
+    while pos < limit {
+        let have = match &cur {
+            Some((start, buf)) if pos >= *start => (*start + buf.len() as u64).saturating_sub(pos),
+            _ => 0,
+        };
+        if have < want.min(limit - pos) {
+            let start = pos & !4095;
+            let len = (pos - start + want).max(SCAN_READ_BYTES).min(limit - start);
+            let len = (len + 4095) & !4095;
+            let buf = dma.read_at_aligned(start, len as usize).await?;
+            let got = (start + buf.len() as u64).min(limit).saturating_sub(pos);
+            cur = Some((start, buf));
+            if got < want.min(limit - pos) {
+                out.stop_reason = Some(format!("short read at {pos}: {got} bytes"));
+                out.tail_is_zeros = false;
+                break;
+            }
+        }
+        let Some((start, buf)) = &cur else { break };
+        let rel = (pos - start) as usize;
+        let end = ((limit - start) as usize).min(buf.len());
+        let avail = &buf[rel..end];
+        let header = match BatchHeader::parse(avail) {
+            Ok(h) => h,
+            Err(e) => {
+                out.tail_is_zeros = avail.iter().take(4096).all(|b| *b == 0);
+                out.stop_reason = Some(e.to_string());
+                break;
+            }
+        };
+        let total = header.total_len() as u64;
+        if pos + total > limit {
+            out.stop_reason = Some(format!(
+                "batch at offset {} claims {} bytes, only {} left",
+                header.base_offset,
+                total,
+                limit - pos
+            ));
+            out.tail_is_zeros = false;
+            break;
+        }
+        if header.base_offset != out.next_offset || header.last_offset_delta < 0 {
+            out.stop_reason = Some(format!(
+                "batch base offset {} (delta {}) where {} was expected",
+                header.base_offset, header.last_offset_delta, out.next_offset
+            ));
+            out.tail_is_zeros = false;
+            break;
+        }
+        if (avail.len() as u64) < total {
+            // The batch continues past this read: read again from it, big enough.
+            want = total;
+            cur = None;
+            continue;
+        }
+        if let Err(e) = header.verify(avail) {
+            out.stop_reason = Some(format!("batch at offset {}: {e}", header.base_offset));
+            out.tail_is_zeros = false;
+            break;
+        }
+        out.index.on_batch(
+            header.base_offset,
+            pos as u32,
+            out.max_timestamp,
+            index_interval,
+        );
+        if header.max_timestamp > out.max_timestamp {
+            out.max_timestamp = header.max_timestamp;
+            out.offset_of_max_timestamp = header.last_offset();
+        }
+        if out.first_max_timestamp.is_none() {
+            out.first_max_timestamp = Some(header.max_timestamp);
+        }
+        out.next_offset = header.last_offset() + 1;
+        pos += total;
+        out.valid_size = pos;
+        want = BATCH_HEADER_LEN as u64;
+    }
+    Ok(out)
+}
+
+/// Reads batch headers from `from` (a batch boundary) up to `limit`, calling `f(header,
+/// position)` for each; `f` returns false to stop. Bodies are skipped without reading
+/// them when a batch is larger than the read size. Returns the position reached.
+pub(crate) async fn scan_headers(
+    seg: &Segment,
+    from: u64,
+    limit: u64,
+    read_bytes: usize,
+    mut f: impl FnMut(&BatchHeader, u64) -> bool,
+) -> Result<u64, StorageError> {
+    let dma = seg.dma_or_err()?;
+    let mut pos = from;
+    while pos < limit {
+        let len = (read_bytes as u64).min(limit - pos) as usize;
+        let buf = dma.read_at(pos, len).await?;
+        if buf.len() < BATCH_HEADER_LEN.min(len) {
+            return Err(seg.corrupt(pos, "short read"));
+        }
+        let mut rel = 0usize;
+        loop {
+            let at = pos + rel as u64;
+            if at >= limit {
+                return Ok(at);
+            }
+            if rel + BATCH_HEADER_LEN > buf.len() {
+                break;
+            }
+            let header =
+                BatchHeader::parse(&buf[rel..]).map_err(|e| seg.corrupt(at, e.to_string()))?;
+            let total = header.total_len();
+            if at + total as u64 > limit {
+                return Err(seg.corrupt(at, "batch crosses the end of written data"));
+            }
+            if !f(&header, at) {
+                return Ok(at);
+            }
+            rel += total;
+        }
+        pos += rel as u64;
+    }
+    Ok(pos)
+}
