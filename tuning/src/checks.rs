@@ -410,7 +410,9 @@ fn filesystem_check(dir: &Path) -> Check {
 fn direct_io_checks(dir: &Path) -> Vec<Check> {
     let block_size = sys::block_device_of(dir)
         .and_then(|(_, p)| sys::read_trimmed(p.join("queue/logical_block_size")))
-        .unwrap_or_else(|| "unknown".into());
+        .map_or(String::new(), |b| {
+            format!(" (device logical block size {b})")
+        });
     let tmp = match TempFile::create_in(dir, true) {
         Ok(t) => t,
         Err(e) => return vec![direct_io_failed(dir, &e, "open(O_DIRECT)")],
@@ -426,8 +428,8 @@ fn direct_io_checks(dir: &Path) -> Vec<Check> {
             "o_direct",
             Status::Ok,
             format!(
-                "O_DIRECT write of {DIRECT_IO_ALIGN_BYTES} aligned bytes + fdatasync works in {} \
-                 (device logical block size {block_size})",
+                "O_DIRECT write of {DIRECT_IO_ALIGN_BYTES} aligned bytes + fdatasync works in \
+                 {}{block_size}",
                 dir.display()
             ),
         ),

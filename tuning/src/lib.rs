@@ -12,8 +12,9 @@
 //!    `O_DIRECT` writes and `fallocate`. Each [`Check`] says what it found and, when it is not
 //!    fine, exactly what to change.
 //! 2. [`plan_io_memory`]: how much `io_memory` each glommio executor may register without
-//!    exceeding `RLIMIT_MEMLOCK` (glommio registers it on 3 rings per executor). The plan mirrors
-//!    what glommio 0.9 really does; see the [`memlock`] module docs.
+//!    exceeding `RLIMIT_MEMLOCK` (glommio registers it on 3 rings per executor, and the kernel
+//!    also charges the rings). The plan mirrors what glommio 0.9 and the kernel were measured to
+//!    do, and never leaves executors half-registered; see the [`memlock`] module docs.
 //! 3. [`plan_placement`]: which CPUs run shards and which are left to IRQs and the OS.
 //! 4. [`tune_report`] / [`tune_apply`] (`ringtail tune`): OS settings that matter for a
 //!    thread-per-core, O_DIRECT broker, with current and recommended values. Nothing is written
@@ -24,8 +25,9 @@
 //!    loopback TCP bandwidth).
 //!
 //! Invariants: the check and report functions never modify the system (the only writes are
-//! temporary files inside the given directory, removed before returning); only [`tune_apply`]
-//! and the explicit `raise_*` functions change anything. Every probe is bounded in bytes and time.
+//! temporary files inside the given directory, removed before returning; [`startup_checks`]
+//! raises this process's own soft rlimits to the hard ones). Only [`tune_apply`] and the explicit
+//! `raise_*` functions change settings. Every probe is bounded in bytes and time.
 //!
 //! Linux only: everything here reads procfs/sysfs or issues Linux syscalls. See
 //! `linux-only.md` at the repository root for the requirements and the exact messages.
@@ -43,9 +45,11 @@ use serde::Serialize;
 pub use checks::startup_checks;
 pub use cpus::{format_cpu_list, online_cpus, parse_cpu_list, CpuListError};
 pub use memlock::{
-    has_cap_ipc_lock, memlock_limit, plan_io_memory, plan_io_memory_for, raise_memlock_soft_limit,
-    raise_nofile_soft_limit, IoMemoryPlan, LimitChange, GLOMMIO_DEFAULT_IO_MEMORY_BYTES,
-    GLOMMIO_MIN_MEMLOCK_BYTES, GLOMMIO_RINGS_PER_EXECUTOR,
+    glommio_effective_io_memory, has_cap_ipc_lock, memlock_limit, nofile_limit, plan_io_memory,
+    plan_io_memory_for, raise_memlock_soft_limit, raise_nofile_soft_limit, IoMemoryPlan, Limit,
+    LimitChange, GLOMMIO_DEFAULT_IO_MEMORY_BYTES, GLOMMIO_MIN_MEMLOCK_BYTES,
+    GLOMMIO_RINGS_PER_EXECUTOR, GLOMMIO_RING_LOCKED_BYTES, IO_MEMORY_FLOOR_BYTES,
+    MEMLOCK_HEADROOM_BYTES,
 };
 pub use placement::{plan_placement, plan_placement_for_count, Placement};
 pub use probe::{probe_disk, probe_loopback, DiskProbe, ProbeOptions, SyncLatency};
