@@ -173,7 +173,13 @@ pub fn plan_io_memory_for(
                 .saturating_mul(rings),
         )
     };
+    // Release-mode invariant: a registered plan fits the limit with the rings and headroom.
+    let fits = |io: usize| {
+        (io as u64 + GLOMMIO_RING_LOCKED_BYTES).saturating_mul(rings) + MEMLOCK_HEADROOM_BYTES
+            <= limit_bytes
+    };
     if budget >= wanted as u64 {
+        assert!(fits(wanted), "io_memory plan exceeds RLIMIT_MEMLOCK");
         return Ok(plan(
             wanted,
             true,
@@ -190,6 +196,7 @@ pub fn plan_io_memory_for(
     if budget >= floor as u64 {
         // budget < wanted <= usize::MAX, so the conversion cannot fail.
         let io = usize::try_from(budget).unwrap_or(floor);
+        assert!(fits(io), "io_memory plan exceeds RLIMIT_MEMLOCK");
         return Ok(plan(
             io,
             true,
@@ -335,16 +342,26 @@ fn raise_soft_to_hard(
 /// Bit of `CAP_IPC_LOCK` in the capability masks of `/proc/<pid>/status`.
 const CAP_IPC_LOCK_BIT: u32 = 14;
 
-/// Whether this process has `CAP_IPC_LOCK` in its effective set (`CapEff` in
-/// `/proc/self/status`). Root normally has it; default Docker containers do not.
-///
-/// Caveat: inside a user namespace the bit may be set while the kernel's io_uring accounting
-/// (which asks about the initial namespace) still counts buffers against the limit.
+/// Whether this process has `CAP_IPC_LOCK` as io_uring's memory accounting sees it: the bit is
+/// in the effective set (`CapEff` in `/proc/self/status`) **and** the process is in the initial
+/// user namespace. The kernel asks `capable(CAP_IPC_LOCK)`, which is about the initial
+/// namespace, so "root" inside a rootless container (podman, user-namespaced Docker) is still
+/// charged. Root on the host normally has it; default Docker containers do not.
 pub fn has_cap_ipc_lock() -> bool {
-    std::fs::read_to_string("/proc/self/status")
+    let cap = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| cap_eff_from_status(&s))
-        .is_some_and(|mask| mask & (1u64 << CAP_IPC_LOCK_BIT) != 0)
+        .is_some_and(|mask| mask & (1u64 << CAP_IPC_LOCK_BIT) != 0);
+    // Without /proc/self/uid_map (no user namespace support) we are in the initial namespace.
+    let initial_ns =
+        std::fs::read_to_string("/proc/self/uid_map").map_or(true, |m| is_initial_uid_map(&m));
+    cap && initial_ns
+}
+
+/// The initial user namespace maps all 2^32 - 1 ids onto themselves: `0 0 4294967295`.
+fn is_initial_uid_map(map: &str) -> bool {
+    let fields: Vec<&str> = map.split_whitespace().collect();
+    fields == ["0", "0", "4294967295"]
 }
 
 fn cap_eff_from_status(status: &str) -> Option<u64> {
@@ -522,6 +539,16 @@ mod tests {
         );
         assert_eq!(cap_eff_from_status("Name: x\n"), None);
         assert_eq!(cap_eff_from_status("CapEff:\tzz\n"), None);
+    }
+
+    #[test]
+    fn initial_user_namespace() {
+        assert!(is_initial_uid_map("         0          0 4294967295\n"));
+        // Rootless podman: root inside maps to an unprivileged uid outside.
+        assert!(!is_initial_uid_map(
+            "         0       1000          1\n         1     100000      65536\n"
+        ));
+        assert!(!is_initial_uid_map(""));
     }
 
     #[test]

@@ -633,7 +633,8 @@ mod tests {
         let again = tune_report(dir.path());
         let values = |v: &[Check]| {
             v.iter()
-                .filter(|c| c.name != "aio_max_nr")
+                // Counters and IRQ placement may move on their own (aio-nr, irqbalance).
+                .filter(|c| c.name != "aio_max_nr" && c.name != "irq_affinity")
                 .map(|c| (c.name, c.current.clone()))
                 .collect::<Vec<_>>()
         };
