@@ -413,9 +413,20 @@ fn direct_io_checks(dir: &Path) -> Vec<Check> {
         .map_or(String::new(), |b| {
             format!(" (device logical block size {b})")
         });
-    let tmp = match TempFile::create_in(dir, true) {
-        Ok(t) => t,
-        Err(e) => return vec![direct_io_failed(dir, &e, "open(O_DIRECT)")],
+    let (tmp, mut out) = match TempFile::create_in(dir, true) {
+        Ok(t) => (t, Vec::new()),
+        Err(e) => {
+            let failed = direct_io_failed(dir, &e, "open(O_DIRECT)");
+            // Still say whether fallocate works, on a buffered file.
+            match TempFile::create_in(dir, false) {
+                Ok(t) => {
+                    let mut out = vec![failed];
+                    out.push(fallocate_check(&t));
+                    return out;
+                }
+                Err(_) => return vec![failed],
+            }
+        }
     };
     let write_result =
         AlignedBuf::new(DIRECT_IO_ALIGN_BYTES, DIRECT_IO_ALIGN_BYTES).and_then(|mut buf| {
@@ -423,7 +434,7 @@ fn direct_io_checks(dir: &Path) -> Vec<Check> {
             tmp.file.write_all_at(buf.as_slice(), 0)?;
             tmp.file.sync_data()
         });
-    let mut out = vec![match write_result {
+    out.push(match write_result {
         Ok(()) => Check::new(
             "o_direct",
             Status::Ok,
@@ -434,10 +445,15 @@ fn direct_io_checks(dir: &Path) -> Vec<Check> {
             ),
         ),
         Err(e) => direct_io_failed(dir, &e, "O_DIRECT write"),
-    }];
+    });
+    out.push(fallocate_check(&tmp));
+    out
+}
+
+fn fallocate_check(tmp: &TempFile) -> Check {
     // SAFETY: fallocate on an fd we own, with constant valid arguments; no memory is passed.
     let rc = unsafe { libc::fallocate(tmp.file.as_raw_fd(), 0, 0, 1 << 20) };
-    out.push(if rc == 0 {
+    if rc == 0 {
         Check::new(
             "fallocate",
             Status::Ok,
@@ -454,8 +470,7 @@ fn direct_io_checks(dir: &Path) -> Vec<Check> {
             ),
         )
         .with_fix("put the data directory on ext4 or xfs")
-    });
-    out
+    }
 }
 
 fn direct_io_failed(dir: &Path, e: &io::Error, what: &str) -> Check {

@@ -498,8 +498,17 @@ impl TempFile {
         if direct {
             opts.custom_flags(libc::O_DIRECT);
         }
-        let file = opts.open(&path)?;
-        Ok(TempFile { file, path })
+        match opts.open(&path) {
+            Ok(file) => Ok(TempFile { file, path }),
+            Err(e) => {
+                // The kernel creates the file before it rejects O_DIRECT (EINVAL on ramfs, old
+                // tmpfs): remove what we created. AlreadyExists means it is not ours.
+                if e.kind() != io::ErrorKind::AlreadyExists {
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(e)
+            }
+        }
     }
 }
 
