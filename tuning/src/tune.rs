@@ -298,6 +298,10 @@ fn clocksource() -> Item {
         ));
     };
     let available = read_trimmed(format!("{base}/available_clocksource")).unwrap_or_default();
+    clocksource_item(base, current, &available)
+}
+
+fn clocksource_item(base: &str, current: String, available: &str) -> Item {
     // Clocksources readable from the vDSO (no syscall per timestamp).
     const FAST: &[&str] = &[
         "tsc",
@@ -360,18 +364,7 @@ fn disk_items(data_dir: &Path) -> Vec<Item> {
         ))];
     };
     let queue = sysdir.join("queue");
-    // virtio-blk and Xen disks report rotational=1 whatever backs them; the host schedules
-    // their I/O, so the guest should not add a second elevator.
-    let virtual_disk = dev.starts_with("vd") || dev.starts_with("xvd");
-    let rotational =
-        !virtual_disk && read_trimmed(queue.join("rotational")).as_deref() == Some("1");
-    let kind = if virtual_disk {
-        "virtual disk"
-    } else if rotational {
-        "rotational"
-    } else {
-        "non-rotational"
-    };
+    let (kind, rotational) = disk_kind(&dev, read_trimmed(queue.join("rotational")).as_deref());
     let mut items = Vec::new();
 
     // Scheduler: none for SSD/NVMe/virtual disks (the device or the host schedules, and Ringtail
@@ -438,6 +431,18 @@ fn disk_items(data_dir: &Path) -> Vec<Item> {
         }
     }
     items
+}
+
+/// How to treat a disk: (description, rotational). virtio-blk (`vd*`) and Xen (`xvd*`) disks
+/// report rotational=1 whatever backs them, and the host schedules their I/O.
+fn disk_kind(dev: &str, rotational_flag: Option<&str>) -> (&'static str, bool) {
+    if dev.starts_with("vd") || dev.starts_with("xvd") {
+        ("virtual disk", false)
+    } else if rotational_flag == Some("1") {
+        ("rotational", true)
+    } else {
+        ("non-rotational", false)
+    }
 }
 
 fn irq_affinity(reserved: &[usize]) -> Item {
@@ -642,6 +647,33 @@ mod tests {
         assert!(serde_json::to_string(&before)
             .unwrap()
             .contains("can_apply"));
+    }
+
+    #[test]
+    fn clocksources() {
+        let base = "/nonexistent/clocksource0";
+        for fast in ["tsc", "kvm-clock", "arch_sys_counter"] {
+            let item = clocksource_item(base, fast.into(), "tsc hpet acpi_pm");
+            assert_eq!(item.check.status, Status::Ok);
+            assert!(item.writes.is_empty());
+        }
+        let item = clocksource_item(base, "hpet".into(), "tsc hpet acpi_pm");
+        assert_eq!(item.check.status, Status::Warn);
+        assert_eq!(item.check.recommended.as_deref(), Some("tsc"));
+        assert_eq!(item.writes.len(), 1);
+        assert!(!item.check.can_apply); // the file does not exist
+        let item = clocksource_item(base, "xen".into(), "xen");
+        assert_eq!(item.check.status, Status::Ok); // nothing better to offer
+        assert!(item.writes.is_empty());
+    }
+
+    #[test]
+    fn disk_kinds() {
+        assert_eq!(disk_kind("vda", Some("1")), ("virtual disk", false));
+        assert_eq!(disk_kind("xvdb", Some("1")), ("virtual disk", false));
+        assert_eq!(disk_kind("sda", Some("1")), ("rotational", true));
+        assert_eq!(disk_kind("nvme0n1", Some("0")), ("non-rotational", false));
+        assert_eq!(disk_kind("sdb", None), ("non-rotational", false));
     }
 
     #[test]
