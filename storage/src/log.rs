@@ -301,8 +301,10 @@ impl CacheEntry {
             .map_or(self.original.len(), |&(_, s)| s as usize)
     }
 
+    /// Memory charged to the cache budget: fixed at insertion (the original plus the
+    /// patched copy a read may build), so accounting never drifts.
     fn memory(&self) -> usize {
-        self.original.len() + self.patched.borrow().as_ref().map_or(0, |b| b.len())
+        2 * self.original.len()
     }
 }
 
@@ -507,6 +509,8 @@ pub(crate) struct Inner {
     writer_wake: Rc<Event>,
     /// Serialises checkpoint file writes (they share a temporary file name).
     checkpoint_lock: glommio::sync::Semaphore,
+    /// Test hook: number of upcoming (writes, fsyncs) to fail.
+    injected_faults: std::cell::Cell<(u32, u32)>,
 }
 
 impl Drop for Inner {
@@ -587,6 +591,7 @@ impl PartitionLog {
             changed: Rc::new(Event::default()),
             writer_wake: Rc::new(Event::default()),
             checkpoint_lock: glommio::sync::Semaphore::new(1),
+            injected_faults: std::cell::Cell::new((0, 0)),
         });
         let weak = Rc::downgrade(&inner);
         glommio::spawn_local(writer_loop(weak)).detach();
@@ -754,6 +759,13 @@ impl PartitionLog {
     /// (None = keep what the producer sent, normally -1).
     pub fn set_leader_epoch(&self, epoch: Option<i32>) {
         self.inner.st.borrow_mut().leader_epoch = epoch;
+    }
+
+    /// Test hook: makes the next `writes` group writes and `fsyncs` fdatasyncs fail with
+    /// an I/O error, to exercise rollback and poisoning without a broken disk.
+    #[doc(hidden)]
+    pub fn inject_faults(&self, writes: u32, fsyncs: u32) {
+        self.inner.injected_faults.set((writes, fsyncs));
     }
 
     /// Sets the memory budget of the recent-batch cache.
@@ -1449,6 +1461,11 @@ async fn write_run(inner: &Rc<Inner>, run: StagedRun) -> Result<(), StorageError
         roll_files(inner, &run.segment).await?;
     }
     let dma = run.segment.dma_or_err()?;
+    let (writes, fsyncs) = inner.injected_faults.get();
+    if writes > 0 {
+        inner.injected_faults.set((writes - 1, fsyncs));
+        return Err(StorageError::Io(io::Error::other("injected write failure")));
+    }
     let tail = run.tail();
     let mut writes = Vec::with_capacity(run.chunks.len());
     let mut pos = run.start_pos;
@@ -1558,7 +1575,15 @@ async fn fsync_active(inner: &Rc<Inner>) {
         (dma, st.hw)
     };
     let Some(dma) = dma else { return };
-    let res = dma.fdatasync().await;
+    let (writes, fsyncs) = inner.injected_faults.get();
+    let res = if fsyncs > 0 {
+        inner.injected_faults.set((writes, fsyncs - 1));
+        Err(glommio::GlommioError::IoError(io::Error::other(
+            "injected fsync failure",
+        )))
+    } else {
+        dma.fdatasync().await
+    };
     {
         let mut st = inner.st.borrow_mut();
         match res {

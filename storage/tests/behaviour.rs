@@ -1,0 +1,428 @@
+//! Retention, DeleteRecords, bad input, LogAppendTime, timestamp lookups, long-poll,
+//! failure handling (write rollback, fsync poisoning) and group commit.
+
+mod common;
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use common::*;
+use storage::batch::build_test_batch;
+use storage::{BatchHeader, Durability, LogConfig, PartitionLog, StorageError, ValidatedBatches};
+
+fn seg_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "log")
+        })
+        .count()
+}
+
+#[test]
+fn retention_by_time_and_bytes_deletes_whole_old_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ret");
+    run(move || async move {
+        let cfg = LogConfig {
+            segment_bytes: 8 << 10,
+            retention_ms: 1_000,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(path.clone(), cfg.clone()).await.unwrap();
+        // 40 batches of ~1 KiB: timestamps 0..40_000 step 1000.
+        let mut last = None;
+        for i in 0..40i64 {
+            last = Some(log.append(&batch(1, 1000, i * 1000), None).unwrap());
+        }
+        last.unwrap().wait(Durability::Fsynced).await.unwrap();
+        let segs_before = seg_files(&path);
+        assert!(segs_before >= 5, "{segs_before}");
+        // now = 20_500: segments whose newest timestamp < 19_500 go.
+        let out = log.apply_retention(20_500).await.unwrap();
+        assert!(out.segments_deleted > 0);
+        assert_eq!(seg_files(&path), segs_before - out.segments_deleted);
+        let lso = log.log_start_offset();
+        assert_eq!(out.log_start_offset, lso);
+        // Everything before the new start had timestamp < 19_500; the first kept batch
+        // belongs to a segment whose max timestamp is >= 19_500.
+        assert!(lso <= 20 && lso > 0, "lso {lso}");
+        assert!(matches!(
+            log.read(lso - 1, 100, true).await,
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
+        let first = log
+            .read(lso, 1, true)
+            .await
+            .unwrap()
+            .into_bytes()
+            .await
+            .unwrap();
+        assert_eq!(split(&first)[0].0, lso);
+        // Time retention with "now" far in the future never deletes the active segment.
+        let out = log.apply_retention(i64::MAX / 2).await.unwrap();
+        assert_eq!(seg_files(&path), 1, "{out:?}");
+        assert_eq!(
+            log.log_start_offset(),
+            log.log_end_offset() - {
+                let b = log
+                    .read(log.log_start_offset(), usize::MAX, true)
+                    .await
+                    .unwrap()
+                    .into_bytes()
+                    .await
+                    .unwrap();
+                split(&b).len() as i64
+            }
+        );
+        // Bytes retention on a fresh series.
+        let mut cfg2 = cfg.clone();
+        cfg2.retention_ms = -1;
+        cfg2.retention_bytes = 16 << 10;
+        log.update_config(cfg2);
+        let mut last = None;
+        for i in 0..40i64 {
+            last = Some(log.append(&batch(1, 1000, i), None).unwrap());
+        }
+        last.unwrap().wait(Durability::Written).await.unwrap();
+        log.apply_retention(0).await.unwrap();
+        let total: u64 = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .map(|p| std::fs::metadata(p).unwrap().len().min(8 << 10))
+            .sum();
+        assert!(total <= (16 << 10) + (8 << 10), "retained {total} bytes");
+        let lso = log.log_start_offset();
+        log.close().await.unwrap();
+        // The start offset survives a restart.
+        let log = PartitionLog::open(path.clone(), cfg).await.unwrap();
+        assert_eq!(log.log_start_offset(), lso);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn delete_records_moves_start_and_persists() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dr");
+    run(move || async move {
+        let cfg = LogConfig {
+            segment_bytes: 4 << 10,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(path.clone(), cfg.clone()).await.unwrap();
+        let mut last = None;
+        for i in 0..30i64 {
+            last = Some(log.append(&batch(2, 300, i), None).unwrap());
+        }
+        last.unwrap().wait(Durability::Written).await.unwrap();
+        let before = seg_files(&path);
+        assert!(matches!(
+            log.delete_records_before(1000).await,
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
+        log.delete_records_before(31).await.unwrap();
+        assert_eq!(log.log_start_offset(), 31);
+        assert!(seg_files(&path) < before);
+        assert!(matches!(
+            log.read(30, 100, true).await,
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
+        // Offset 31 is inside a batch (30..31): reads return that whole batch.
+        let b = log
+            .read(31, 1, true)
+            .await
+            .unwrap()
+            .into_bytes()
+            .await
+            .unwrap();
+        assert_eq!(split(&b)[0].0, 30);
+        log.close().await.unwrap();
+        let log = PartitionLog::open(path.clone(), cfg).await.unwrap();
+        assert_eq!(log.log_start_offset(), 31);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn bad_input_never_reaches_disk() {
+    let good = build_test_batch(3, 50, 1);
+    let mut bad_crc = good.to_vec();
+    bad_crc[80] ^= 0x40;
+    assert!(matches!(
+        ValidatedBatches::parse(Bytes::from(bad_crc)),
+        Err(storage::BatchError::BadCrc { .. })
+    ));
+    let mut bad_magic = good.to_vec();
+    bad_magic[16] = 0;
+    assert!(ValidatedBatches::parse(Bytes::from(bad_magic)).is_err());
+    let mut bad_len = good.to_vec();
+    bad_len[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
+    assert!(ValidatedBatches::parse(Bytes::from(bad_len)).is_err());
+    let mut neg_len = good.to_vec();
+    neg_len[8..12].copy_from_slice(&(-5i32).to_be_bytes());
+    assert!(ValidatedBatches::parse(Bytes::from(neg_len)).is_err());
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad");
+    run(move || async move {
+        let cfg = LogConfig {
+            max_message_bytes: 1000,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(path.clone(), cfg).await.unwrap();
+        let big = batch(1, 2000, 1);
+        assert!(matches!(
+            log.append(&big, None),
+            Err(StorageError::MessageTooLarge { .. })
+        ));
+        assert_eq!(log.log_end_offset(), 0);
+        let p = log.append(&batch(1, 100, 1), None).unwrap();
+        assert_eq!(p.base_offset, 0);
+        p.wait(Durability::Fsynced).await.unwrap();
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn log_append_time_and_leader_epoch_rewrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lat");
+    run(move || async move {
+        let log = PartitionLog::open(path.clone(), LogConfig::default())
+            .await
+            .unwrap();
+        log.set_leader_epoch(Some(7));
+        let vb = batches(&[build_test_batch(2, 30, 5), build_test_batch(3, 30, 6)]);
+        let p = log.append(&vb, Some(123_456)).unwrap();
+        assert_eq!(p.log_append_time_ms, Some(123_456));
+        assert_eq!((p.base_offset, p.last_offset), (0, 4));
+        p.wait(Durability::Written).await.unwrap();
+        for cache in [64 << 20, 0] {
+            log.set_read_cache_bytes(cache);
+            let b = log
+                .read(0, usize::MAX, true)
+                .await
+                .unwrap()
+                .into_bytes()
+                .await
+                .unwrap();
+            let parts = split(&b);
+            assert_eq!(parts.len(), 2);
+            for (i, (base, _, bytes)) in parts.iter().enumerate() {
+                let h = BatchHeader::parse_and_verify(bytes).unwrap();
+                assert_eq!(*base, [0, 2][i]);
+                assert!(h.timestamp_type_log_append());
+                assert_eq!(h.max_timestamp, 123_456);
+                assert_eq!(h.partition_leader_epoch, 7);
+            }
+        }
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn timestamp_lookup_and_header_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ts");
+    run(move || async move {
+        let cfg = LogConfig {
+            segment_bytes: 8 << 10,
+            index_interval_bytes: 512,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(path.clone(), cfg).await.unwrap();
+        let mut last = None;
+        for i in 0..100i64 {
+            last = Some(log.append(&batch(1, 200, 10 * i), None).unwrap());
+        }
+        last.unwrap().wait(Durability::Written).await.unwrap();
+        for ts in [0i64, 1, 9, 10, 11, 500, 989, 990] {
+            let b = log.find_batch_by_timestamp(ts).await.unwrap().unwrap();
+            let h = BatchHeader::parse_and_verify(&b).unwrap();
+            assert!(h.max_timestamp >= ts);
+            assert_eq!(h.base_offset, (ts + 9) / 10, "ts {ts}");
+        }
+        assert!(log.find_batch_by_timestamp(991).await.unwrap().is_none());
+        assert_eq!(log.max_timestamp_offset().await.unwrap(), Some((99, 990)));
+        let mut seen = Vec::new();
+        log.for_each_batch_header(42, |h| seen.push(h.base_offset))
+            .await
+            .unwrap();
+        assert_eq!(seen, (42..100).collect::<Vec<_>>());
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn wait_for_data_wakes_on_append_and_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wait");
+    run(move || async move {
+        let log = PartitionLog::open(path.clone(), LogConfig::default())
+            .await
+            .unwrap();
+        let l2 = log.clone();
+        let waiter = glommio::spawn_local(async move {
+            l2.wait_for_data(0).await;
+            l2.high_watermark()
+        });
+        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+        let p = log.append(&batch(1, 10, 1), None).unwrap();
+        assert!(waiter.await >= 1);
+        p.wait(Durability::Written).await.unwrap();
+        let l3 = log.clone();
+        let waiter = glommio::spawn_local(async move { l3.wait_for_data(100).await });
+        log.clone().close().await.unwrap();
+        waiter.await;
+        assert!(matches!(
+            log.read(0, 10, true).await,
+            Err(StorageError::Closed)
+        ));
+        assert!(matches!(
+            log.append(&batch(1, 10, 1), None),
+            Err(StorageError::Closed)
+        ));
+    });
+}
+
+#[test]
+fn failed_write_rolls_back_and_offsets_are_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fail");
+    run(move || async move {
+        let log = PartitionLog::open(path.clone(), LogConfig::default())
+            .await
+            .unwrap();
+        let a = log.append(&batch(2, 100, 1), None).unwrap();
+        a.wait(Durability::Fsynced).await.unwrap();
+        log.inject_faults(1, 0);
+        let b = log.append(&batch(3, 100, 2), None).unwrap();
+        let c = log.append(&batch(1, 100, 3), None).unwrap();
+        assert_eq!((b.base_offset, c.base_offset), (2, 5));
+        assert!(matches!(
+            b.wait(Durability::Written).await,
+            Err(StorageError::Io(_))
+        ));
+        assert!(matches!(
+            c.wait(Durability::Fsynced).await,
+            Err(StorageError::Io(_))
+        ));
+        assert_eq!(log.log_end_offset(), 2);
+        assert_eq!(log.high_watermark(), 2);
+        // Still readable, and the next append reuses the failed offsets.
+        let r = log
+            .read(0, usize::MAX, true)
+            .await
+            .unwrap()
+            .into_bytes()
+            .await
+            .unwrap();
+        assert_eq!(split(&r).len(), 1);
+        let d = log.append(&batch(1, 100, 4), None).unwrap();
+        assert_eq!(d.base_offset, 2);
+        d.wait(Durability::Fsynced).await.unwrap();
+        log.clone().close().await.unwrap();
+        let log = PartitionLog::open(path.clone(), LogConfig::default())
+            .await
+            .unwrap();
+        assert_eq!(log.log_end_offset(), 3);
+        let r = log
+            .read(0, usize::MAX, true)
+            .await
+            .unwrap()
+            .into_bytes()
+            .await
+            .unwrap();
+        let parts = split(&r);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(BatchHeader::parse(&parts[1].2).unwrap().max_timestamp, 4);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn failed_fsync_poisons_the_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("poison");
+    run(move || async move {
+        let log = PartitionLog::open(path.clone(), LogConfig::default())
+            .await
+            .unwrap();
+        let a = log.append(&batch(1, 100, 1), None).unwrap();
+        a.wait(Durability::Fsynced).await.unwrap();
+        log.inject_faults(0, 1);
+        let b = log.append(&batch(1, 100, 2), None).unwrap();
+        assert!(matches!(
+            b.wait(Durability::Fsynced).await,
+            Err(StorageError::Poisoned)
+        ));
+        assert!(log.is_poisoned());
+        assert!(matches!(
+            log.append(&batch(1, 100, 3), None),
+            Err(StorageError::Poisoned)
+        ));
+        assert!(matches!(log.flush().await, Err(StorageError::Poisoned)));
+        // Reads keep working up to the high watermark.
+        let r = log.read(0, usize::MAX, true).await.unwrap();
+        assert!(r.bytes > 0);
+        assert!(matches!(
+            log.clone().close().await,
+            Err(StorageError::Poisoned)
+        ));
+        // Reopening recovers (the data was in fact written here).
+        let log = PartitionLog::open(path.clone(), LogConfig::default())
+            .await
+            .unwrap();
+        assert!(log.log_end_offset() >= 1);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn concurrent_fsynced_appenders_get_dense_unique_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("group");
+    run(move || async move {
+        let log = PartitionLog::open(
+            path.clone(),
+            LogConfig {
+                segment_bytes: 64 << 10,
+                ..LogConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+        let offsets = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for t in 0..64 {
+            let log = log.clone();
+            let offsets = offsets.clone();
+            tasks.push(glommio::spawn_local(async move {
+                for i in 0..20 {
+                    let p = log.append(&batch(1 + (t % 3), 100, i), None).unwrap();
+                    let (b, l) = (p.base_offset, p.last_offset);
+                    p.wait(Durability::Fsynced).await.unwrap();
+                    offsets.borrow_mut().push((b, l));
+                }
+            }));
+        }
+        for t in tasks {
+            t.await;
+        }
+        let mut v = offsets.borrow().clone();
+        v.sort();
+        let mut next = 0;
+        for (b, l) in &v {
+            assert_eq!(*b, next);
+            next = l + 1;
+        }
+        assert_eq!(log.durable_offset(), next);
+        log.close().await.unwrap();
+    });
+}
