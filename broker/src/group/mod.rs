@@ -37,6 +37,8 @@ pub mod records;
 mod state;
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -439,7 +441,25 @@ impl Core {
         z ^ (z >> 31)
     }
 
-    /// Kafka's `generateMemberId`: `<client.id or group.instance.id>-<random UUID>`.
+    /// Kafka's `generateMemberId`: `<client.id or group.instance.id>-<random UUID>`, unique
+    /// within the group even if the driver reuses a seed across restarts (the clock is mixed
+    /// in, and collisions with current or pending members are retried).
+    fn generate_unique_member_id(
+        &mut self,
+        g: &ClassicGroup,
+        client_id: &str,
+        instance_id: Option<&str>,
+        now_ms: i64,
+    ) -> String {
+        self.rng_state ^= now_ms as u64;
+        loop {
+            let id = self.generate_member_id(client_id, instance_id);
+            if !g.members.contains_key(&id) && !g.pending_join_members.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
     fn generate_member_id(&mut self, client_id: &str, instance_id: Option<&str>) -> String {
         let hi = (self.next_u64() & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
         let lo = (self.next_u64() & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
@@ -2313,17 +2333,34 @@ impl GroupCoordinator {
             assert!(!g.is(State::Dead), "dead groups are dropped");
             if g.is(State::Empty) {
                 assert!(g.members.is_empty(), "{}: Empty with members", g.group_id);
-            } else {
+            } else if !g.is(State::PreparingRebalance) {
+                // PreparingRebalance may be memberless until its join timer fires (an
+                // initial rebalance is never completed early).
                 assert!(
                     !g.members.is_empty(),
                     "{}: {:?} without members",
                     g.group_id,
                     g.state
                 );
+            }
+            if !g.members.is_empty() {
                 let leader = g.leader_id.as_deref().unwrap_or("");
                 assert!(
                     g.members.contains_key(leader),
                     "{}: leader not a member",
+                    g.group_id
+                );
+            } else {
+                assert!(
+                    g.leader_id.is_none(),
+                    "{}: leader without members",
+                    g.group_id
+                );
+            }
+            if g.is(State::PreparingRebalance) {
+                assert!(
+                    g.join_timer.is_some(),
+                    "{}: rebalance without a join deadline",
                     g.group_id
                 );
             }
@@ -2455,8 +2492,12 @@ fn join_new_member(core: &mut Core, g: &mut ClassicGroup, join: JoinArgs, now_ms
             )),
         );
     }
-    let new_member_id =
-        core.generate_member_id(&join.client.client_id, join.instance_id.as_deref());
+    let new_member_id = core.generate_unique_member_id(
+        g,
+        &join.client.client_id,
+        join.instance_id.as_deref(),
+        now_ms,
+    );
     if let Some(instance) = join.instance_id.clone() {
         match g.static_members.get(&instance).cloned() {
             Some(old) => update_static_member_and_rebalance(

@@ -215,6 +215,13 @@ impl ClassicGroup {
 
     /// Adds a member (Kafka's `add`). The caller checked `supports_protocols`.
     pub fn add(&mut self, mut member: Member) {
+        // A duplicate id would silently drop the existing member and its parked requests.
+        assert!(
+            !self.members.contains_key(&member.member_id),
+            "member {} added twice to group {}",
+            member.member_id,
+            self.group_id
+        );
         if let Some(instance) = &member.group_instance_id {
             assert!(
                 !self.static_members.contains_key(instance),
