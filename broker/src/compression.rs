@@ -406,6 +406,46 @@ pub fn kp_decompress(
     )?)
 }
 
+// ---- broker glue ------------------------------------------------------------------------------
+
+/// Re-exported so produce / ListOffsets code can reach the record-level operations through
+/// `compression::` (they live in [`crate::records`]).
+pub use crate::records::{find_record_by_timestamp, recompress, RecordsError};
+
+impl From<crate::topic_config::CompressionType> for TopicCompression {
+    fn from(c: crate::topic_config::CompressionType) -> Self {
+        use crate::topic_config::CompressionType as T;
+        match c {
+            T::Producer => TopicCompression::Producer,
+            T::Uncompressed => TopicCompression::Codec(Codec::None),
+            T::Gzip => TopicCompression::Codec(Codec::Gzip),
+            T::Snappy => TopicCompression::Codec(Codec::Snappy),
+            T::Lz4 => TopicCompression::Codec(Codec::Lz4),
+            T::Zstd => TopicCompression::Codec(Codec::Zstd),
+        }
+    }
+}
+
+/// The codec a produced record set must be rewritten to before it is stored
+/// ([`recompress`]), or `None` when the topic keeps the producer's codec or every data batch
+/// already uses the topic's codec. Control batches are never rewritten. A batch with unknown
+/// codec bits asks for a rewrite, which then fails with `UNSUPPORTED_COMPRESSION_TYPE`.
+pub fn recompression_target(
+    topic: impl Into<TopicCompression>,
+    batches: &storage::batch::ValidatedBatches,
+) -> Option<Codec> {
+    let TopicCompression::Codec(target) = topic.into() else {
+        return None;
+    };
+    let control = crate::records::ATTR_CONTROL;
+    batches
+        .headers()
+        .iter()
+        .filter(|h| h.attributes & control == 0)
+        .any(|h| Codec::from_attributes(h.attributes).map_or(true, |c| c != target))
+        .then_some(target)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -574,6 +614,51 @@ mod tests {
                 bad[i] ^= 0x55;
                 let _ = decompress(codec, &Bytes::from(bad), 1 << 20);
             }
+        }
+    }
+
+    #[test]
+    fn recompression_target_follows_topic_config() {
+        use crate::records::{build_batch, BatchSpec, NewRecord};
+        use crate::topic_config::CompressionType as T;
+        let record = NewRecord {
+            timestamp: 1,
+            key: None,
+            value: Some(Bytes::from_static(b"v")),
+            headers: vec![],
+        };
+        let batch = |codec| {
+            let spec = BatchSpec {
+                codec,
+                ..BatchSpec::default()
+            };
+            build_batch(&spec, std::slice::from_ref(&record)).unwrap()
+        };
+        let lz4 = storage::batch::ValidatedBatches::parse(batch(Codec::Lz4)).unwrap();
+        assert_eq!(recompression_target(T::Producer, &lz4), None);
+        assert_eq!(recompression_target(T::Lz4, &lz4), None);
+        assert_eq!(recompression_target(T::Zstd, &lz4), Some(Codec::Zstd));
+        assert_eq!(
+            recompression_target(T::Uncompressed, &lz4),
+            Some(Codec::None)
+        );
+        let mut two = BytesMut::from(&batch(Codec::Gzip)[..]);
+        two.put_slice(&batch(Codec::Snappy));
+        let two = storage::batch::ValidatedBatches::parse(two.freeze()).unwrap();
+        assert_eq!(recompression_target(T::Gzip, &two), Some(Codec::Gzip));
+        assert_eq!(
+            TopicCompression::from(T::Uncompressed),
+            TopicCompression::Codec(Codec::None)
+        );
+        for t in [
+            T::Producer,
+            T::Uncompressed,
+            T::Gzip,
+            T::Snappy,
+            T::Lz4,
+            T::Zstd,
+        ] {
+            assert_eq!(TopicCompression::from(t).name(), t.name());
         }
     }
 
