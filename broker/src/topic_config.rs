@@ -26,11 +26,19 @@
 //! kafka-configs) set configs Ringtail does not act on yet. Rejecting them would break those tools,
 //! so every Kafka topic config is accepted, validated with Kafka's rules, stored and described;
 //! [`ConfigDef::supported`] says whether Ringtail gives it its Kafka meaning today.
+//!
+//! # Wiring
+//! - Start-up: [`BrokerDefaults::from_pairs`] (or `from_json_values` for a TOML table converted
+//!   with serde) on the file's Kafka-named settings.
+//! - CreateTopics: [`TopicConfig::for_create`]; legacy AlterConfigs (full replacement):
+//!   [`TopicConfig::validate_and_build`]; IncrementalAlterConfigs: [`TopicConfig::incremental`].
+//!   Errors carry Kafka's code ([`ConfigError::kafka_code`]) and message (`Display`).
+//! - DescribeConfigs: [`TopicConfig::describe`] / [`BrokerDefaults::describe`].
+//! - Data path: [`TopicConfig::settings`] and [`TopicSettings::log_config`], once per change.
+//! - Persistence: `TopicConfig` is serde-(de)serialisable as a `{name: value}` map.
 
 use std::collections::BTreeMap;
 use std::fmt;
-
-use serde::{Deserialize, Serialize};
 
 // ---------------------------------------------------------------------------------------------
 // Kafka's enums with their wire codes
@@ -514,6 +522,8 @@ macro_rules! topic_def {
 /// order, and the order DescribeConfigs returns here).
 #[rustfmt::skip]
 pub static TOPIC_CONFIGS: &[ConfigDef] = &[
+    // "delete" is enforced by storage retention; "compact" is accepted (Kafka Connect and
+    // Streams require it) and enforced by produce validation (null keys), compaction is pending.
     topic_def!("cleanup.policy", List, "delete", Validator::ListOf(CLEANUP_POLICIES),
         &["log.cleanup.policy"], true, false, DOC_CLEANUP_POLICY),
     topic_def!("compression.gzip.level", Int, "-1", Validator::GzipLevel,
@@ -794,6 +804,12 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     broker_def!("replica.lag.time.max.ms", Long, Some("30000"), Validator::None,
         "If a follower hasn't sent any fetch requests or hasn't consumed up to the leaders log \
          end offset for at least this time, the leader will remove the follower from isr"),
+    // Ringtail extension (the only non-Kafka name here; Kafka brokers also describe vendor keys).
+    broker_def!("ringtail.acks.all.fsync", Boolean, Some("true"), Validator::None,
+        "Ringtail: with acks=all (-1), acknowledge a produce only after the appended batches are \
+         fdatasync'ed (coalesced across requests), so a single replica survives power loss. \
+         false: acknowledge once written to the device, like acks=1; durability then relies on \
+         replication, as with Kafka's defaults (flush.messages unset)."),
     broker_def!("socket.request.max.bytes", Int, Some("104857600"), Validator::AtLeast(1),
         "The maximum number of bytes in a socket request"),
     broker_def!("transaction.max.timeout.ms", Int, Some("900000"), Validator::AtLeast(1),
@@ -1318,11 +1334,18 @@ impl BrokerDefaults {
     pub fn num_partitions(&self) -> i32 {
         self.int("num.partitions")
     }
-    pub fn default_replication_factor(&self) -> i32 {
-        self.int("default.replication.factor")
+    /// `default.replication.factor` (Kafka INT), as the i16 CreateTopics uses; values beyond
+    /// i16 saturate (CreateTopics then fails with INVALID_REPLICATION_FACTOR, as in Kafka).
+    pub fn default_replication_factor(&self) -> i16 {
+        let rf = self.long("default.replication.factor");
+        i16::try_from(rf).unwrap_or(if rf < 0 { i16::MIN } else { i16::MAX })
     }
-    pub fn auto_create_topics(&self) -> bool {
+    pub fn auto_create_topics_enable(&self) -> bool {
         self.boolean("auto.create.topics.enable")
+    }
+    /// `ringtail.acks.all.fsync` (default true): acks=all waits for fdatasync.
+    pub fn acks_all_fsync(&self) -> bool {
+        self.boolean("ringtail.acks.all.fsync")
     }
     pub fn delete_topic_enable(&self) -> bool {
         self.boolean("delete.topic.enable")
@@ -1566,30 +1589,209 @@ fn json_to_config_string(name: &str, value: &serde_json::Value) -> Result<String
 // Topic configs
 // ---------------------------------------------------------------------------------------------
 
-/// The explicit overrides of one topic. Always valid: every constructor validates.
+/// One topic's configuration: the overrides a client set explicitly (what is persisted and
+/// described as TOPIC_CONFIG) plus their resolution against the broker's defaults, so the data
+/// path reads plain fields ([`TopicConfig::settings`]) without lookups.
 ///
-/// Serialises as a `{name: value}` map of Kafka-canonical strings; deserialising validates names
-/// and values (not cross-config rules that depend on the broker's current defaults, so a stored
-/// topic still loads after the broker file changes).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(
-    into = "BTreeMap<String, String>",
-    try_from = "BTreeMap<String, String>"
-)]
+/// Every constructor validates. The resolution uses the [`BrokerDefaults`] passed to the
+/// constructor; broker defaults are fixed for the life of the process (Ringtail has no dynamic
+/// broker configs), so a `TopicConfig` never goes stale. `Default` resolves against Kafka's
+/// built-in defaults (for `#[serde(skip)]` fields); replace it with a broker-aware constructor.
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopicConfig {
-    overrides: BTreeMap<&'static str, Value>,
+    overrides: Overrides,
+    settings: TopicSettings,
 }
 
-impl From<TopicConfig> for BTreeMap<String, String> {
-    fn from(config: TopicConfig) -> Self {
-        config.to_map()
+impl Default for TopicConfig {
+    fn default() -> Self {
+        TopicConfig::defaults(&BrokerDefaults::default())
     }
 }
 
-impl TryFrom<BTreeMap<String, String>> for TopicConfig {
-    type Error = ConfigError;
-    fn try_from(map: BTreeMap<String, String>) -> Result<Self, ConfigError> {
-        TopicConfig::from_map(map)
+/// Validated explicit overrides, and the effective-value rules over them.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Overrides {
+    map: BTreeMap<&'static str, Value>,
+}
+
+impl Overrides {
+    fn parse_pairs(
+        pairs: impl IntoIterator<Item = (String, Option<String>)>,
+        reject_null: bool,
+    ) -> Result<Overrides, ConfigError> {
+        let pairs: Vec<(String, Option<String>)> = pairs.into_iter().collect();
+        let mut defs = Vec::with_capacity(pairs.len());
+        for (name, _) in &pairs {
+            defs.push(topic_config_def(name).ok_or_else(|| ConfigError::Unknown(name.clone()))?);
+        }
+        let mut overrides = BTreeMap::new();
+        for (def, (_, raw)) in defs.into_iter().zip(pairs) {
+            match raw {
+                Some(raw) => {
+                    let value = parse_value(def.name, def.ty, def.validator, &raw)?;
+                    overrides.insert(def.name, value);
+                }
+                None if reject_null => {
+                    return Err(ConfigError::invalid_value(
+                        def.name,
+                        "null",
+                        "Value must be non-null",
+                    ))
+                }
+                None => {
+                    overrides.remove(def.name);
+                }
+            }
+        }
+        Ok(Overrides { map: overrides })
+    }
+
+    /// Kafka's `LogConfig.validateValues` / `validateTopicLogConfigValues` on the effective values.
+    fn validate_combinations(&self, broker: &BrokerDefaults) -> Result<(), ConfigError> {
+        let min_lag = self.long("min.compaction.lag.ms", broker);
+        let max_lag = self.long("max.compaction.lag.ms", broker);
+        if min_lag > max_lag {
+            return Err(ConfigError::Invalid(format!(
+                "conflict topic config setting min.compaction.lag.ms ({min_lag}) > \
+                 max.compaction.lag.ms ({max_lag})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Effective typed value: override, else broker default, else the topic config default.
+    fn value(&self, def: &ConfigDef, broker: &BrokerDefaults) -> Value {
+        if let Some(v) = self.map.get(def.name) {
+            return v.clone();
+        }
+        if let Some(v) = broker.topic_default(def) {
+            return v;
+        }
+        parse_default(def.name, def.ty, def.default)
+    }
+
+    fn typed(&self, name: &str, broker: &BrokerDefaults) -> Value {
+        match topic_config_def(name) {
+            Some(def) => self.value(def, broker),
+            None => {
+                debug_assert!(false, "unknown topic config {name}");
+                Value::Str(String::new())
+            }
+        }
+    }
+
+    fn long(&self, name: &str, broker: &BrokerDefaults) -> i64 {
+        match self.typed(name, broker).as_i64() {
+            Some(v) => v,
+            None => {
+                debug_assert!(false, "{name} is not an integer topic config");
+                0
+            }
+        }
+    }
+
+    fn int(&self, name: &str, broker: &BrokerDefaults) -> i32 {
+        i32::try_from(self.long(name, broker)).unwrap_or(i32::MAX) // ok: INT configs fit in i32
+    }
+
+    fn boolean(&self, name: &str, broker: &BrokerDefaults) -> bool {
+        match self.typed(name, broker) {
+            Value::Bool(b) => b,
+            _ => {
+                debug_assert!(false, "{name} is not a boolean topic config");
+                false
+            }
+        }
+    }
+
+    fn string(&self, name: &str, broker: &BrokerDefaults) -> String {
+        self.typed(name, broker).to_kafka_string()
+    }
+
+    /// `message.timestamp.before/after.max.ms`, honouring the deprecated
+    /// `message.timestamp.difference.max.ms` where the bound itself was not set (topic level
+    /// first, then broker level), as Kafka 3.6–3.9 did.
+    fn timestamp_bound(&self, name: &'static str, broker: &BrokerDefaults) -> i64 {
+        const DIFF: &str = "message.timestamp.difference.max.ms";
+        let as_long = |v: &Value| v.as_i64();
+        if let Some(v) = self.map.get(name).and_then(as_long) {
+            return v;
+        }
+        if let Some(v) = self.map.get(DIFF).and_then(as_long) {
+            return v;
+        }
+        let broker_name = format!("log.{name}");
+        if let Some(v) = broker.long_opt(&broker_name) {
+            return v;
+        }
+        if let Some(v) = broker.long_opt("log.message.timestamp.difference.max.ms") {
+            return v;
+        }
+        self.long(name, broker)
+    }
+
+    /// Everything resolved, typed, for the data path.
+    fn resolve(&self, broker: &BrokerDefaults) -> TopicSettings {
+        let (cleanup_delete, cleanup_compact) = match self.typed("cleanup.policy", broker) {
+            Value::List(items) => (
+                items.iter().any(|p| p.eq_ignore_ascii_case("delete")),
+                items.iter().any(|p| p.eq_ignore_ascii_case("compact")),
+            ),
+            _ => (true, false),
+        };
+        let retention_ms = self.long("retention.ms", broker);
+        let retention_bytes = self.long("retention.bytes", broker);
+        // -2 means "same as the total retention" (Kafka's LogConfig.localRetentionMs/Bytes).
+        let local = |name: &str, total: i64| match self.long(name, broker) {
+            -2 => total,
+            v => v,
+        };
+        let segment_bytes = match self.map.get("internal.segment.bytes") {
+            Some(Value::Int(v)) => *v,
+            _ => self.int("segment.bytes", broker),
+        };
+        TopicSettings {
+            cleanup_delete,
+            cleanup_compact,
+            // ok: validated against the same list of names
+            compression: CompressionType::from_name(&self.string("compression.type", broker))
+                .unwrap_or(CompressionType::Producer),
+            compression_gzip_level: self.int("compression.gzip.level", broker),
+            compression_lz4_level: self.int("compression.lz4.level", broker),
+            compression_zstd_level: self.int("compression.zstd.level", broker),
+            delete_retention_ms: self.long("delete.retention.ms", broker),
+            file_delete_delay_ms: self.long("file.delete.delay.ms", broker),
+            flush_messages: self.long("flush.messages", broker),
+            flush_ms: self.long("flush.ms", broker),
+            index_interval_bytes: self.int("index.interval.bytes", broker),
+            local_retention_bytes: local("local.retention.bytes", retention_bytes),
+            local_retention_ms: local("local.retention.ms", retention_ms),
+            max_compaction_lag_ms: self.long("max.compaction.lag.ms", broker),
+            max_message_bytes: self.int("max.message.bytes", broker),
+            timestamp_type: if self.string("message.timestamp.type", broker) == "LogAppendTime" {
+                TimestampType::LogAppendTime
+            } else {
+                TimestampType::CreateTime
+            },
+            timestamp_before_max_ms: self
+                .timestamp_bound("message.timestamp.before.max.ms", broker),
+            timestamp_after_max_ms: self.timestamp_bound("message.timestamp.after.max.ms", broker),
+            min_cleanable_dirty_ratio: match self.typed("min.cleanable.dirty.ratio", broker) {
+                Value::Double(v) => v,
+                _ => 0.5,
+            },
+            min_compaction_lag_ms: self.long("min.compaction.lag.ms", broker),
+            min_insync_replicas: self.int("min.insync.replicas", broker),
+            preallocate: self.boolean("preallocate", broker),
+            retention_bytes,
+            retention_ms,
+            segment_bytes,
+            segment_index_bytes: self.int("segment.index.bytes", broker),
+            segment_jitter_ms: self.long("segment.jitter.ms", broker),
+            segment_ms: self.long("segment.ms", broker),
+            unclean_leader_election_enable: self.boolean("unclean.leader.election.enable", broker),
+        }
     }
 }
 
@@ -1661,8 +1863,16 @@ impl TopicSettings {
 
 impl TopicConfig {
     /// No overrides: every config takes the broker's default.
-    pub fn empty() -> Self {
-        Self::default()
+    pub fn defaults(broker: &BrokerDefaults) -> Self {
+        Self::from_overrides(Overrides::default(), broker)
+    }
+
+    fn from_overrides(overrides: Overrides, broker: &BrokerDefaults) -> Self {
+        let settings = overrides.resolve(broker);
+        TopicConfig {
+            overrides,
+            settings,
+        }
     }
 
     /// CreateTopics / legacy AlterConfigs (full replacement): validates names (Kafka checks all
@@ -1673,9 +1883,9 @@ impl TopicConfig {
         pairs: impl IntoIterator<Item = (String, Option<String>)>,
         broker: &BrokerDefaults,
     ) -> Result<TopicConfig, ConfigError> {
-        let config = Self::parse_pairs(pairs, false)?;
-        config.validate_combinations(broker)?;
-        Ok(config)
+        let overrides = Overrides::parse_pairs(pairs, false)?;
+        overrides.validate_combinations(broker)?;
+        Ok(Self::from_overrides(overrides, broker))
     }
 
     /// CreateTopics: like [`TopicConfig::validate_and_build`] but a null value is invalid, with
@@ -1684,53 +1894,9 @@ impl TopicConfig {
         pairs: impl IntoIterator<Item = (String, Option<String>)>,
         broker: &BrokerDefaults,
     ) -> Result<TopicConfig, ConfigError> {
-        let config = Self::parse_pairs(pairs, true)?;
-        config.validate_combinations(broker)?;
-        Ok(config)
-    }
-
-    fn parse_pairs(
-        pairs: impl IntoIterator<Item = (String, Option<String>)>,
-        reject_null: bool,
-    ) -> Result<TopicConfig, ConfigError> {
-        let pairs: Vec<(String, Option<String>)> = pairs.into_iter().collect();
-        let mut defs = Vec::with_capacity(pairs.len());
-        for (name, _) in &pairs {
-            defs.push(topic_config_def(name).ok_or_else(|| ConfigError::Unknown(name.clone()))?);
-        }
-        let mut overrides = BTreeMap::new();
-        for (def, (_, raw)) in defs.into_iter().zip(pairs) {
-            match raw {
-                Some(raw) => {
-                    let value = parse_value(def.name, def.ty, def.validator, &raw)?;
-                    overrides.insert(def.name, value);
-                }
-                None if reject_null => {
-                    return Err(ConfigError::invalid_value(
-                        def.name,
-                        "null",
-                        "Value must be non-null",
-                    ))
-                }
-                None => {
-                    overrides.remove(def.name);
-                }
-            }
-        }
-        Ok(TopicConfig { overrides })
-    }
-
-    /// Kafka's `LogConfig.validateValues` / `validateTopicLogConfigValues` on the effective values.
-    fn validate_combinations(&self, broker: &BrokerDefaults) -> Result<(), ConfigError> {
-        let min_lag = self.long("min.compaction.lag.ms", broker);
-        let max_lag = self.long("max.compaction.lag.ms", broker);
-        if min_lag > max_lag {
-            return Err(ConfigError::Invalid(format!(
-                "conflict topic config setting min.compaction.lag.ms ({min_lag}) > \
-                 max.compaction.lag.ms ({max_lag})"
-            )));
-        }
-        Ok(())
+        let overrides = Overrides::parse_pairs(pairs, true)?;
+        overrides.validate_combinations(broker)?;
+        Ok(Self::from_overrides(overrides, broker))
     }
 
     /// IncrementalAlterConfigs on this topic's overrides, as Kafka's
@@ -1794,14 +1960,21 @@ impl TopicConfig {
         Self::validate_and_build(current.into_iter().map(|(k, v)| (k, Some(v))), broker)
     }
 
-    /// Loads stored overrides: validates names and values, not broker-dependent rules.
-    pub fn from_map(map: BTreeMap<String, String>) -> Result<TopicConfig, ConfigError> {
-        Self::parse_pairs(map.into_iter().map(|(k, v)| (k, Some(v))), true)
+    /// Loads persisted overrides: validates names and values but not the cross-config rules
+    /// that depend on broker defaults, so a stored topic still loads after the broker's file
+    /// changed (use this, not `validate_and_build`, when reading the metadata file).
+    pub fn from_map(
+        map: BTreeMap<String, String>,
+        broker: &BrokerDefaults,
+    ) -> Result<TopicConfig, ConfigError> {
+        let overrides = Overrides::parse_pairs(map.into_iter().map(|(k, v)| (k, Some(v))), true)?;
+        Ok(Self::from_overrides(overrides, broker))
     }
 
     /// The overrides as Kafka-canonical strings (what DescribeConfigs shows as TOPIC_CONFIG).
     pub fn to_map(&self) -> BTreeMap<String, String> {
         self.overrides
+            .map
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_kafka_string()))
             .collect()
@@ -1809,170 +1982,42 @@ impl TopicConfig {
 
     /// The explicit override of `name`, canonical form.
     pub fn get_override(&self, name: &str) -> Option<String> {
-        self.overrides.get(name).map(Value::to_kafka_string)
+        self.overrides.map.get(name).map(Value::to_kafka_string)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.overrides.is_empty()
+        self.overrides.map.is_empty()
     }
 
-    /// Effective typed value: override, else broker default, else the topic config default.
-    fn value(&self, def: &ConfigDef, broker: &BrokerDefaults) -> Value {
-        if let Some(v) = self.overrides.get(def.name) {
-            return v.clone();
-        }
-        if let Some(v) = broker.topic_default(def) {
-            return v;
-        }
-        parse_default(def.name, def.ty, def.default)
-    }
-
-    fn typed(&self, name: &str, broker: &BrokerDefaults) -> Value {
-        match topic_config_def(name) {
-            Some(def) => self.value(def, broker),
-            None => {
-                debug_assert!(false, "unknown topic config {name}");
-                Value::Str(String::new())
-            }
-        }
-    }
-
-    fn long(&self, name: &str, broker: &BrokerDefaults) -> i64 {
-        match self.typed(name, broker).as_i64() {
-            Some(v) => v,
-            None => {
-                debug_assert!(false, "{name} is not an integer topic config");
-                0
-            }
-        }
-    }
-
-    fn int(&self, name: &str, broker: &BrokerDefaults) -> i32 {
-        i32::try_from(self.long(name, broker)).unwrap_or(i32::MAX) // ok: INT configs fit in i32
-    }
-
-    fn boolean(&self, name: &str, broker: &BrokerDefaults) -> bool {
-        match self.typed(name, broker) {
-            Value::Bool(b) => b,
-            _ => {
-                debug_assert!(false, "{name} is not a boolean topic config");
-                false
-            }
-        }
-    }
-
-    fn string(&self, name: &str, broker: &BrokerDefaults) -> String {
-        self.typed(name, broker).to_kafka_string()
-    }
-
-    /// `message.timestamp.before/after.max.ms`, honouring the deprecated
-    /// `message.timestamp.difference.max.ms` where the bound itself was not set (topic level
-    /// first, then broker level), as Kafka 3.6–3.9 did.
-    fn timestamp_bound(&self, name: &'static str, broker: &BrokerDefaults) -> i64 {
-        const DIFF: &str = "message.timestamp.difference.max.ms";
-        let as_long = |v: &Value| v.as_i64();
-        if let Some(v) = self.overrides.get(name).and_then(as_long) {
-            return v;
-        }
-        if let Some(v) = self.overrides.get(DIFF).and_then(as_long) {
-            return v;
-        }
-        let broker_name = format!("log.{name}");
-        if let Some(v) = broker.long_opt(&broker_name) {
-            return v;
-        }
-        if let Some(v) = broker.long_opt("log.message.timestamp.difference.max.ms") {
-            return v;
-        }
-        self.long(name, broker)
-    }
-
-    /// Everything resolved, typed, for the data path.
-    pub fn settings(&self, broker: &BrokerDefaults) -> TopicSettings {
-        let (cleanup_delete, cleanup_compact) = self.cleanup_policy(broker);
-        let retention_ms = self.long("retention.ms", broker);
-        let retention_bytes = self.long("retention.bytes", broker);
-        // -2 means "same as the total retention" (Kafka's LogConfig.localRetentionMs/Bytes).
-        let local = |name: &str, total: i64| match self.long(name, broker) {
-            -2 => total,
-            v => v,
-        };
-        let segment_bytes = match self.overrides.get("internal.segment.bytes") {
-            Some(Value::Int(v)) => *v,
-            _ => self.int("segment.bytes", broker),
-        };
-        TopicSettings {
-            cleanup_delete,
-            cleanup_compact,
-            compression: self.compression_type(broker),
-            compression_gzip_level: self.int("compression.gzip.level", broker),
-            compression_lz4_level: self.int("compression.lz4.level", broker),
-            compression_zstd_level: self.int("compression.zstd.level", broker),
-            delete_retention_ms: self.long("delete.retention.ms", broker),
-            file_delete_delay_ms: self.long("file.delete.delay.ms", broker),
-            flush_messages: self.long("flush.messages", broker),
-            flush_ms: self.long("flush.ms", broker),
-            index_interval_bytes: self.int("index.interval.bytes", broker),
-            local_retention_bytes: local("local.retention.bytes", retention_bytes),
-            local_retention_ms: local("local.retention.ms", retention_ms),
-            max_compaction_lag_ms: self.long("max.compaction.lag.ms", broker),
-            max_message_bytes: self.int("max.message.bytes", broker),
-            timestamp_type: if self.timestamp_type_log_append(broker) {
-                TimestampType::LogAppendTime
-            } else {
-                TimestampType::CreateTime
-            },
-            timestamp_before_max_ms: self
-                .timestamp_bound("message.timestamp.before.max.ms", broker),
-            timestamp_after_max_ms: self.timestamp_bound("message.timestamp.after.max.ms", broker),
-            min_cleanable_dirty_ratio: match self.typed("min.cleanable.dirty.ratio", broker) {
-                Value::Double(v) => v,
-                _ => 0.5,
-            },
-            min_compaction_lag_ms: self.long("min.compaction.lag.ms", broker),
-            min_insync_replicas: self.min_insync_replicas(broker),
-            preallocate: self.boolean("preallocate", broker),
-            retention_bytes,
-            retention_ms,
-            segment_bytes,
-            segment_index_bytes: self.int("segment.index.bytes", broker),
-            segment_jitter_ms: self.long("segment.jitter.ms", broker),
-            segment_ms: self.long("segment.ms", broker),
-            unclean_leader_election_enable: self.boolean("unclean.leader.election.enable", broker),
-        }
+    /// The resolved settings the data path reads.
+    pub fn settings(&self) -> &TopicSettings {
+        &self.settings
     }
 
     /// Effective values mapped to the storage layer's config.
-    pub fn log_config(&self, broker: &BrokerDefaults) -> storage::LogConfig {
-        self.settings(broker).log_config()
+    pub fn log_config(&self) -> storage::LogConfig {
+        self.settings.log_config()
     }
 
-    pub fn compression_type(&self, broker: &BrokerDefaults) -> CompressionType {
-        let name = self.string("compression.type", broker);
-        CompressionType::from_name(&name).unwrap_or(CompressionType::Producer) // ok: validated
+    pub fn compression_type(&self) -> CompressionType {
+        self.settings.compression
     }
 
-    pub fn timestamp_type_log_append(&self, broker: &BrokerDefaults) -> bool {
-        self.string("message.timestamp.type", broker) == "LogAppendTime"
+    pub fn timestamp_type_log_append(&self) -> bool {
+        self.settings.timestamp_type == TimestampType::LogAppendTime
     }
 
     /// `(delete, compact)`. Both false for an empty `cleanup.policy` (infinite retention).
-    pub fn cleanup_policy(&self, broker: &BrokerDefaults) -> (bool, bool) {
-        match self.typed("cleanup.policy", broker) {
-            Value::List(items) => (
-                items.iter().any(|p| p.eq_ignore_ascii_case("delete")),
-                items.iter().any(|p| p.eq_ignore_ascii_case("compact")),
-            ),
-            _ => (true, false),
-        }
+    pub fn cleanup_policy(&self) -> (bool, bool) {
+        (self.settings.cleanup_delete, self.settings.cleanup_compact)
     }
 
-    pub fn max_message_bytes(&self, broker: &BrokerDefaults) -> u32 {
-        u32::try_from(self.int("max.message.bytes", broker)).unwrap_or(0) // ok: validated >= 0
+    pub fn max_message_bytes(&self) -> u32 {
+        u32::try_from(self.settings.max_message_bytes).unwrap_or(0) // ok: validated >= 0
     }
 
-    pub fn min_insync_replicas(&self, broker: &BrokerDefaults) -> i32 {
-        self.int("min.insync.replicas", broker)
+    pub fn min_insync_replicas(&self) -> i32 {
+        self.settings.min_insync_replicas
     }
 
     /// One DescribeConfigs entry, as Kafka's `ConfigHelper.createTopicConfigEntry`. `None` for an
@@ -1980,18 +2025,18 @@ impl TopicConfig {
     pub fn effective(&self, name: &str, broker: &BrokerDefaults) -> Option<EffectiveValue> {
         let def = topic_config_def(name)?;
         let is_internal = INTERNAL_TOPIC_CONFIGS.iter().any(|d| d.name == def.name);
-        if is_internal && !self.overrides.contains_key(def.name) {
+        if is_internal && !self.overrides.map.contains_key(def.name) {
             return None;
         }
         let value = match def.name {
             "message.timestamp.before.max.ms" | "message.timestamp.after.max.ms" => {
-                Value::Long(self.timestamp_bound(def.name, broker))
+                Value::Long(self.overrides.timestamp_bound(def.name, broker))
             }
-            _ => self.value(def, broker),
+            _ => self.overrides.value(def, broker),
         };
         let value_string = value.to_kafka_string();
         let mut synonyms = Vec::new();
-        if self.overrides.contains_key(def.name) {
+        if self.overrides.map.contains_key(def.name) {
             synonyms.push(ConfigSynonym {
                 name: def.name.to_string(),
                 value: Some(value_string.clone()),
@@ -2150,8 +2195,8 @@ mod tests {
     #[test]
     fn defaults_without_broker_file() {
         let b = BrokerDefaults::default();
-        let t = TopicConfig::empty();
-        let s = t.settings(&b);
+        let t = TopicConfig::defaults(&b);
+        let s = t.settings().clone();
         assert!(s.cleanup_delete && !s.cleanup_compact);
         assert_eq!(s.compression, CompressionType::Producer);
         assert_eq!(s.retention_ms, 604_800_000);
@@ -2180,7 +2225,8 @@ mod tests {
         assert!((s.min_cleanable_dirty_ratio - 0.5).abs() < f64::EPSILON);
         assert_eq!(b.num_partitions(), 1);
         assert_eq!(b.default_replication_factor(), 1);
-        assert!(b.auto_create_topics());
+        assert!(b.auto_create_topics_enable());
+        assert!(b.acks_all_fsync());
         assert_eq!(b.socket_request_max_bytes(), 104_857_600);
         assert_eq!(b.message_max_bytes(), 1_048_588);
         assert_eq!(b.offsets_topic_num_partitions(), 50);
@@ -2231,31 +2277,37 @@ mod tests {
         assert!(matches!(err, Err(ConfigError::Invalid(m)) if m.contains("log.retention.ms")));
         // Topic effective value follows the broker, then the override wins.
         let b = broker(&[("log.retention.minutes", "10")]);
-        assert_eq!(TopicConfig::empty().settings(&b).retention_ms, 600_000);
+        assert_eq!(
+            TopicConfig::defaults(&b).settings().clone().retention_ms,
+            600_000
+        );
         let t = topic(&[("retention.ms", "5000")], &b).expect("valid");
-        assert_eq!(t.settings(&b).retention_ms, 5000);
+        assert_eq!(t.settings().clone().retention_ms, 5000);
     }
 
     #[test]
     fn roll_jitter_and_flush_precedence() {
         let b = broker(&[("log.roll.hours", "2"), ("log.roll.jitter.hours", "1")]);
-        let s = TopicConfig::empty().settings(&b);
+        let s = TopicConfig::defaults(&b).settings().clone();
         assert_eq!(s.segment_ms, 7_200_000);
         assert_eq!(s.segment_jitter_ms, 3_600_000);
         let b = broker(&[("log.roll.hours", "2"), ("log.roll.ms", "1000")]);
-        assert_eq!(TopicConfig::empty().settings(&b).segment_ms, 1000);
+        assert_eq!(
+            TopicConfig::defaults(&b).settings().clone().segment_ms,
+            1000
+        );
         let b = broker(&[("log.flush.scheduler.interval.ms", "3000")]);
-        assert_eq!(TopicConfig::empty().settings(&b).flush_ms, 3000);
+        assert_eq!(TopicConfig::defaults(&b).settings().clone().flush_ms, 3000);
         let b = broker(&[
             ("log.flush.scheduler.interval.ms", "3000"),
             ("log.flush.interval.ms", "10"),
         ]);
-        assert_eq!(TopicConfig::empty().settings(&b).flush_ms, 10);
+        assert_eq!(TopicConfig::defaults(&b).settings().clone().flush_ms, 10);
         let b = broker(&[
             ("log.flush.interval.messages", "1"),
             ("message.max.bytes", "2000"),
         ]);
-        let s = TopicConfig::empty().settings(&b);
+        let s = TopicConfig::defaults(&b).settings().clone();
         assert_eq!(s.flush_messages, 1);
         assert_eq!(s.max_message_bytes, 2000);
     }
@@ -2263,7 +2315,7 @@ mod tests {
     #[test]
     fn log_config_mapping() {
         let b = BrokerDefaults::default();
-        let lc = TopicConfig::empty().log_config(&b);
+        let lc = TopicConfig::defaults(&b).log_config();
         assert_eq!(lc.segment_bytes, 1_073_741_824);
         assert_eq!(lc.segment_ms, 604_800_000);
         assert_eq!(lc.retention_ms, 604_800_000);
@@ -2289,7 +2341,7 @@ mod tests {
             &b,
         )
         .expect("valid");
-        let lc = t.log_config(&b);
+        let lc = t.log_config();
         assert_eq!(lc.flush_messages, Some(1));
         assert_eq!(lc.flush_ms, Some(0));
         assert_eq!(lc.retention_ms, -1);
@@ -2309,7 +2361,7 @@ mod tests {
             "Invalid value 1000 for configuration segment.bytes: Value must be at least 1048576"
         );
         let t = topic(&[("internal.segment.bytes", "1000")], &b).expect("valid");
-        assert_eq!(t.log_config(&b).segment_bytes, 1000);
+        assert_eq!(t.log_config().segment_bytes, 1000);
         assert!(topic(&[("internal.segment.bytes", "13")], &b).is_err());
         // Listed (in name order) once overridden, as Kafka lists every config it holds.
         let all = t.describe(None, &b);
@@ -2319,7 +2371,7 @@ mod tests {
             Some(11),
             "between index.interval.bytes and leader.replication..."
         );
-        assert!(TopicConfig::empty()
+        assert!(TopicConfig::defaults(&b)
             .describe(None, &b)
             .iter()
             .all(|(n, _)| n != "internal.segment.bytes"));
@@ -2328,7 +2380,9 @@ mod tests {
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].1.value.as_deref(), Some("1000"));
         assert_eq!(one[0].1.source, ConfigSource::TopicConfig);
-        assert!(TopicConfig::empty().describe(Some(&keys), &b).is_empty());
+        assert!(TopicConfig::defaults(&b)
+            .describe(Some(&keys), &b)
+            .is_empty());
     }
 
     #[test]
@@ -2397,13 +2451,13 @@ mod tests {
         assert_eq!(m["retention.ms"], "42");
         assert_eq!(m["min.cleanable.dirty.ratio"], "1.0");
         assert_eq!(m["leader.replication.throttled.replicas"], "0:1,1:2");
-        assert_eq!(t.cleanup_policy(&b), (true, true));
-        assert_eq!(t.compression_type(&b), CompressionType::Zstd);
-        assert_eq!(t.compression_type(&b).batch_codec(), Some(4));
-        assert!(t.timestamp_type_log_append(&b));
+        assert_eq!(t.cleanup_policy(), (true, true));
+        assert_eq!(t.compression_type(), CompressionType::Zstd);
+        assert_eq!(t.compression_type().batch_codec(), Some(4));
+        assert!(t.timestamp_type_log_append());
         // An empty cleanup.policy is accepted: neither delete nor compact.
         let t = topic(&[("cleanup.policy", "")], &b).expect("valid");
-        assert_eq!(t.cleanup_policy(&b), (false, false));
+        assert_eq!(t.cleanup_policy(), (false, false));
         assert_eq!(t.to_map()["cleanup.policy"], "");
         // Empty throttled-replica list is the default and valid.
         assert!(topic(&[("leader.replication.throttled.replicas", "")], &b).is_ok());
@@ -2466,7 +2520,7 @@ mod tests {
     #[test]
     fn incremental_set_delete_append_subtract() {
         let b = BrokerDefaults::default();
-        let t = TopicConfig::empty();
+        let t = TopicConfig::defaults(&b);
         // APPEND to an unset list starts from the topic config default ("delete").
         let t = t
             .incremental(
@@ -2478,7 +2532,7 @@ mod tests {
             t.get_override("cleanup.policy").as_deref(),
             Some("delete,compact")
         );
-        assert_eq!(t.cleanup_policy(&b), (true, true));
+        assert_eq!(t.cleanup_policy(), (true, true));
         // Appending an existing element is a no-op.
         let t = t
             .incremental(&[op("cleanup.policy", AlterOp::Append, Some("delete"))], &b)
@@ -2494,7 +2548,7 @@ mod tests {
             )
             .expect("valid");
         assert_eq!(t.get_override("cleanup.policy").as_deref(), Some("compact"));
-        assert_eq!(t.cleanup_policy(&b), (false, true));
+        assert_eq!(t.cleanup_policy(), (false, true));
         let t = t
             .incremental(
                 &[op("cleanup.policy", AlterOp::Subtract, Some("compact"))],
@@ -2502,7 +2556,7 @@ mod tests {
             )
             .expect("valid");
         assert_eq!(t.get_override("cleanup.policy").as_deref(), Some(""));
-        assert_eq!(t.cleanup_policy(&b), (false, false));
+        assert_eq!(t.cleanup_policy(), (false, false));
         // APPEND of an invalid element fails validation.
         let err = t
             .incremental(&[op("cleanup.policy", AlterOp::Append, Some("bogus"))], &b)
@@ -2538,7 +2592,7 @@ mod tests {
     #[test]
     fn incremental_errors() {
         let b = BrokerDefaults::default();
-        let t = TopicConfig::empty();
+        let t = TopicConfig::defaults(&b);
         let err = t
             .incremental(&[op("retention.ms", AlterOp::Append, Some("5"))], &b)
             .unwrap_err();
@@ -2617,7 +2671,7 @@ mod tests {
         );
         // No override, log.retention.hours in the file: Kafka's value is derived from it but the
         // source stays DEFAULT_CONFIG with no synonyms (see BrokerDefaults::synonyms_for).
-        let t0 = TopicConfig::empty();
+        let t0 = TopicConfig::defaults(&b);
         let r0 = eff(&t0, "retention.ms", &b);
         assert_eq!(r0.value.as_deref(), Some("86400000"));
         assert_eq!(r0.source, ConfigSource::DefaultConfig);
@@ -2684,7 +2738,7 @@ mod tests {
     fn deprecated_timestamp_difference_fallback() {
         let b = BrokerDefaults::default();
         let t = topic(&[("message.timestamp.difference.max.ms", "1000")], &b).expect("valid");
-        let s = t.settings(&b);
+        let s = t.settings().clone();
         assert_eq!(s.timestamp_before_max_ms, 1000);
         assert_eq!(s.timestamp_after_max_ms, 1000);
         assert_eq!(
@@ -2701,11 +2755,11 @@ mod tests {
             &b,
         )
         .expect("valid");
-        let s = t.settings(&b);
+        let s = t.settings().clone();
         assert_eq!(s.timestamp_before_max_ms, 1000);
         assert_eq!(s.timestamp_after_max_ms, 7);
         let b = broker(&[("log.message.timestamp.difference.max.ms", "99")]);
-        let s = TopicConfig::empty().settings(&b);
+        let s = TopicConfig::defaults(&b).settings().clone();
         assert_eq!(
             (s.timestamp_before_max_ms, s.timestamp_after_max_ms),
             (99, 99)
@@ -2714,7 +2768,7 @@ mod tests {
             ("log.message.timestamp.difference.max.ms", "99"),
             ("log.message.timestamp.before.max.ms", "5"),
         ]);
-        let s = TopicConfig::empty().settings(&b);
+        let s = TopicConfig::defaults(&b).settings().clone();
         assert_eq!(
             (s.timestamp_before_max_ms, s.timestamp_after_max_ms),
             (5, 99)
@@ -2821,10 +2875,27 @@ mod tests {
             ("min.insync.replicas", "2"),
             ("log.message.timestamp.type", "LogAppendTime"),
         ]);
-        let t = TopicConfig::empty();
-        assert_eq!(t.cleanup_policy(&b), (false, true));
-        assert_eq!(t.min_insync_replicas(&b), 2);
-        assert!(t.timestamp_type_log_append(&b));
+        let t = TopicConfig::defaults(&b);
+        assert_eq!(t.cleanup_policy(), (false, true));
+        assert_eq!(t.min_insync_replicas(), 2);
+        assert!(t.timestamp_type_log_append());
+    }
+
+    #[test]
+    fn broker_ringtail_extension_and_replication_factor() {
+        let b = broker(&[
+            ("ringtail.acks.all.fsync", "false"),
+            ("default.replication.factor", "3"),
+        ]);
+        assert!(!b.acks_all_fsync());
+        assert_eq!(b.default_replication_factor(), 3_i16);
+        let b = broker(&[("default.replication.factor", "100000")]);
+        assert_eq!(b.default_replication_factor(), i16::MAX, "saturates");
+        // The broker-aware constructor and Default agree when there is no file.
+        assert_eq!(
+            TopicConfig::default(),
+            TopicConfig::defaults(&BrokerDefaults::default())
+        );
     }
 
     #[test]
@@ -2858,11 +2929,11 @@ mod tests {
         let map = v.as_object().cloned().unwrap_or_default();
         let b = BrokerDefaults::from_json_values(map).expect("valid");
         assert_eq!(b.log_retention_ms(), 86_400_000);
-        assert!(!b.auto_create_topics());
-        let t = TopicConfig::empty();
-        assert_eq!(t.cleanup_policy(&b), (true, true));
-        assert_eq!(t.compression_type(&b), CompressionType::Zstd);
-        assert!((t.settings(&b).min_cleanable_dirty_ratio - 0.25).abs() < f64::EPSILON);
+        assert!(!b.auto_create_topics_enable());
+        let t = TopicConfig::defaults(&b);
+        assert_eq!(t.cleanup_policy(), (true, true));
+        assert_eq!(t.compression_type(), CompressionType::Zstd);
+        assert!((t.settings().clone().min_cleanable_dirty_ratio - 0.25).abs() < f64::EPSILON);
         let bad = serde_json::json!({"num.partitions": null});
         let map = bad.as_object().cloned().unwrap_or_default();
         assert!(BrokerDefaults::from_json_values(map).is_err());
@@ -2880,17 +2951,66 @@ mod tests {
             &b,
         )
         .expect("valid");
-        let json = serde_json::to_string(&t).expect("serialise");
+        let map = t.to_map();
+        let json = serde_json::to_string(&map).expect("serialise");
         assert_eq!(
             json,
             r#"{"cleanup.policy":"compact,delete","min.cleanable.dirty.ratio":"0.25","retention.ms":"100"}"#
         );
-        let back: TopicConfig = serde_json::from_str(&json).expect("deserialise");
-        assert_eq!(back, t);
-        assert_eq!(TopicConfig::from_map(t.to_map()).expect("valid"), t);
+        let back: BTreeMap<String, String> = serde_json::from_str(&json).expect("deserialise");
+        assert_eq!(TopicConfig::from_map(back, &b).expect("valid"), t);
         // Stored junk is refused, not silently accepted.
-        assert!(serde_json::from_str::<TopicConfig>(r#"{"retention.ms":"x"}"#).is_err());
-        assert!(serde_json::from_str::<TopicConfig>(r#"{"bogus":"1"}"#).is_err());
+        let junk = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+        assert!(TopicConfig::from_map(junk("retention.ms", "x"), &b).is_err());
+        assert!(TopicConfig::from_map(junk("bogus", "1"), &b).is_err());
+        // Cross-config rules are not re-checked on load: a broker file change cannot make a
+        // stored topic unloadable.
+        let strict = broker(&[("log.cleaner.max.compaction.lag.ms", "10")]);
+        let stored = junk("min.compaction.lag.ms", "50");
+        assert!(TopicConfig::validate_and_build(
+            stored.clone().into_iter().map(|(k, v)| (k, Some(v))),
+            &strict
+        )
+        .is_err());
+        let loaded = TopicConfig::from_map(stored, &strict).expect("loads");
+        assert_eq!(loaded.settings().min_compaction_lag_ms, 50);
+        assert_eq!(loaded.settings().max_compaction_lag_ms, 10);
+    }
+
+    #[test]
+    fn canonical_strings_reparse_identically() {
+        // Whatever a client sends, the stored/described canonical form must parse back to the
+        // same value (persistence and DescribeConfigs depend on it).
+        for def in TOPIC_CONFIGS.iter().chain(INTERNAL_TOPIC_CONFIGS.iter()) {
+            let samples: Vec<String> = match def.ty {
+                ConfigType::Boolean => vec!["true".into(), " FALSE ".into(), "True".into()],
+                ConfigType::Double => vec!["0".into(), ".25".into(), "1e-1".into(), " 1 ".into()],
+                ConfigType::List => vec![
+                    def.default.into(),
+                    " compact , delete ".into(),
+                    "0:1, 2:3".into(),
+                    "*".into(),
+                ],
+                ConfigType::Int | ConfigType::Short | ConfigType::Long => vec![
+                    " +1048576 ".into(),
+                    "2147483647".into(),
+                    "9".into(),
+                    "-1".into(),
+                    "-2".into(),
+                ],
+                _ => vec![def.default.into()],
+            };
+            for raw in samples {
+                let Ok(first) = parse_value(def.name, def.ty, def.validator, &raw) else {
+                    continue; // out of this config's range: covered by the invalid-value tests
+                };
+                let canonical = first.to_kafka_string();
+                let again = parse_value(def.name, def.ty, def.validator, &canonical)
+                    .unwrap_or_else(|e| panic!("{}: {raw:?} -> {canonical:?}: {e}", def.name));
+                assert_eq!(again, first, "{} {raw:?}", def.name);
+                assert_eq!(again.to_kafka_string(), canonical, "{} {raw:?}", def.name);
+            }
+        }
     }
 
     #[test]
