@@ -23,9 +23,10 @@
 //!   (`INVALID_TIMESTAMP`), producers may not send `LogAppendTime` batches. Kafka iterates the
 //!   records (decompressing compressed batches) on every produce; that is its main produce CPU
 //!   cost. [`validate_records`] does these checks and computes the true max timestamp (Kafka
-//!   rewrites the header's max timestamp with it). Ringtail's hot path may skip it when the
-//!   topic is not compacted, the timestamp bounds are unbounded (`before` = `i64::MAX`, and
-//!   `after` = `i64::MAX`) and no recompression is needed; it must run it otherwise.
+//!   rewrites the header's max timestamp with it, see [`set_max_timestamp`]).
+//!   [`ValidationOptions::needs_record_validation`] says when it cannot reject anything (not
+//!   compacted, unbounded timestamp window, no producer-set LogAppendTime): only then may the
+//!   hot path skip it, and only if no recompression is needed either.
 //! - Inner offsets that are not `0..n-1` are not rejected by current Kafka: the batch is
 //!   rebuilt with sequential offsets. [`ValidationSummary::inner_offsets_sequential`] tells the
 //!   caller; [`rebuild_batch`] renumbers them.
@@ -331,7 +332,9 @@ pub struct DecodedBatch {
 impl DecodedBatch {
     /// Absolute offset of `record`.
     pub fn offset_of(&self, record: &Record) -> i64 {
-        self.info.base_offset + i64::from(record.offset_delta)
+        self.info
+            .base_offset
+            .saturating_add(i64::from(record.offset_delta))
     }
 
     /// Timestamp a consumer sees for `record`: the batch max timestamp for `LogAppendTime`
@@ -1880,8 +1883,8 @@ mod tests {
         proptest! {
             #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
             #[test]
-            fn build_recompress_decode(records in proptest::collection::vec(record(), 1..20), from in codec(), to in codec(), pid in -1i64..3, seq in 0i32..i32::MAX) {
-                let spec = BatchSpec { base_offset: 5, codec: from, producer_id: pid, producer_epoch: 0, base_sequence: if pid < 0 { -1 } else { seq }, ..BatchSpec::default() };
+            fn build_recompress_decode(records in proptest::collection::vec(record(), 1..20), from in codec(), to in codec(), pid in -1i64..3, seq in 0i32..i32::MAX, base_offset in prop_oneof![Just(5i64), any::<i64>()], now in any::<i64>(), window in any::<i64>()) {
+                let spec = BatchSpec { base_offset, codec: from, producer_id: pid, producer_epoch: 0, base_sequence: if pid < 0 { -1 } else { seq }, ..BatchSpec::default() };
                 let batch = build_batch(&spec, &records).unwrap();
                 validate_produce_batch(&batch).unwrap();
                 let a = decode_batch(&batch, LIMIT).unwrap();
@@ -1890,12 +1893,46 @@ mod tests {
                     prop_assert_eq!(&r.key, &want.key);
                     prop_assert_eq!(&r.value, &want.value);
                     prop_assert_eq!(&r.headers, &want.headers);
-                    prop_assert!(offset >= 5);
+                    prop_assert!(offset >= base_offset);
                 }
+                let opts = ValidationOptions { timestamp_before_max_ms: window, timestamp_after_max_ms: window, ..ValidationOptions::kafka_defaults(now) };
+                match validate_records(&batch, &opts) {
+                    Ok(summary) => prop_assert_eq!(summary.record_count as usize, records.len()),
+                    Err(e) => prop_assert_eq!(e.kafka_code(), 32),
+                }
+                prop_assert!(max_timestamp_record(&batch).unwrap().is_some());
                 let b = decode_batch(&recompress(&batch, to).unwrap(), LIMIT).unwrap();
                 prop_assert_eq!(b.info.codec().unwrap(), to);
                 prop_assert_eq!(&a.records, &b.records);
                 prop_assert_eq!(a.info.max_timestamp, b.info.max_timestamp);
+            }
+
+            #[test]
+            fn arbitrary_payloads_never_panic(payload in proptest::collection::vec(any::<u8>(), 0..300), count in -2i32..12, codec_bits in 0i16..8, lat in any::<bool>(), base_offset in any::<i64>(), base_ts in any::<i64>(), max_ts in any::<i64>()) {
+                let mut b = vec![0u8; BATCH_HEADER_BYTES];
+                b[..8].copy_from_slice(&base_offset.to_be_bytes());
+                b[BASE_TIMESTAMP_AT..BASE_TIMESTAMP_AT + 8].copy_from_slice(&base_ts.to_be_bytes());
+                b[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_ts.to_be_bytes());
+                b[MAGIC_AT] = MAGIC_V2 as u8;
+                let attributes = codec_bits | if lat { ATTR_LOG_APPEND_TIME } else { 0 };
+                b[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+                b[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&count.to_be_bytes());
+                b.extend_from_slice(&payload);
+                let len = (b.len() - LOG_OVERHEAD_BYTES) as i32;
+                b[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&len.to_be_bytes());
+                write_crc(&mut b);
+                let b = Bytes::from(b);
+                let opts = ValidationOptions { compacted: true, ..ValidationOptions::kafka_defaults(0) };
+                let _ = validate_produce_batch(&b);
+                if let Ok(d) = decode_batch(&b, 1 << 16) {
+                    // Whatever decodes must re-encode and decode to the same records.
+                    let again = decode_batch(&encode_batch(&d.info, &d.records, Codec::None).unwrap(), 1 << 16).unwrap();
+                    prop_assert_eq!(d.records, again.records);
+                }
+                let _ = validate_records(&b, &opts);
+                let _ = recompress_with_limit(&b, Codec::Gzip, 1 << 16);
+                let _ = find_record_by_timestamp(&b, 0);
+                let _ = max_timestamp_record(&b);
             }
         }
     }
