@@ -616,3 +616,270 @@ pub fn concat_chunks(chunks: &[Bytes]) -> Bytes {
     }
     out.freeze()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{fetch_request, metadata_request, produce_request};
+    use kafka_protocol::protocol::StrBytes;
+
+    fn round_trip(key: ApiKey, version: i16, req: RequestKind) {
+        let framed = encode_request(key, version, 42, Some("client-1"), &req).unwrap();
+        let size = i32::from_be_bytes([framed[0], framed[1], framed[2], framed[3]]) as usize;
+        assert_eq!(size, framed.len() - 4);
+        let frame = parse_request_header(framed.slice(4..)).unwrap();
+        assert_eq!(frame.api_key, key as i16);
+        assert_eq!(frame.api_version, version);
+        assert_eq!(frame.correlation_id, 42);
+        assert_eq!(frame.client_id.as_deref(), Some("client-1"));
+        let expected_header_len = 2
+            + 2
+            + 4
+            + 2
+            + "client-1".len()
+            + usize::from(key.request_header_version(version) >= 2);
+        assert_eq!(frame.header_len, expected_header_len);
+        let back = decode_request(&frame).unwrap();
+        assert_eq!(back, req, "{key:?} v{version}");
+    }
+
+    fn metadata(topics: &[&str]) -> MetadataRequest {
+        MetadataRequest::default().with_topics(Some(
+            topics
+                .iter()
+                .map(|t| {
+                    metadata_request::MetadataRequestTopic::default()
+                        .with_name(Some(TopicName(StrBytes::from_string(t.to_string()))))
+                })
+                .collect(),
+        ))
+    }
+
+    fn produce() -> ProduceRequest {
+        let partition = produce_request::PartitionProduceData::default()
+            .with_index(3)
+            .with_records(Some(Bytes::from_static(b"opaque-record-batch-bytes")));
+        let topic = produce_request::TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_data(vec![partition]);
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(30_000)
+            .with_topic_data(vec![topic])
+    }
+
+    fn fetch(version: i16) -> FetchRequest {
+        let partition = fetch_request::FetchPartition::default()
+            .with_partition(0)
+            .with_fetch_offset(1234)
+            .with_partition_max_bytes(1_048_576);
+        let topic = fetch_request::FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(vec![partition]);
+        FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(500)
+            .with_min_bytes(1)
+            .with_max_bytes(52_428_800)
+            // Sessions exist from v7; older versions silently drop the field.
+            .with_session_id(if version >= 7 { 1_987_654_321 } else { 0 })
+            .with_topics(vec![topic])
+    }
+
+    #[test]
+    fn round_trips_at_flexible_and_classic_versions() {
+        // Metadata: v8 classic header v1, v9+ flexible header v2.
+        round_trip(
+            ApiKey::Metadata,
+            1,
+            RequestKind::Metadata(metadata(&["a", "b"])),
+        );
+        round_trip(
+            ApiKey::Metadata,
+            9,
+            RequestKind::Metadata(metadata(&["a", "b"])),
+        );
+        round_trip(ApiKey::Produce, 3, RequestKind::Produce(produce()));
+        round_trip(ApiKey::Produce, 9, RequestKind::Produce(produce()));
+        // Fetch v4 classic; big plain i32 fields exercise the guarded double decode.
+        round_trip(ApiKey::Fetch, 4, RequestKind::Fetch(fetch(4)));
+        round_trip(ApiKey::Fetch, 12, RequestKind::Fetch(fetch(12)));
+        round_trip(
+            ApiKey::ApiVersions,
+            3,
+            RequestKind::ApiVersions(
+                ApiVersionsRequest::default()
+                    .with_client_software_name(StrBytes::from_static_str("x"))
+                    .with_client_software_version(StrBytes::from_static_str("1")),
+            ),
+        );
+    }
+
+    #[test]
+    fn produce_records_are_zero_copy_slices_of_the_frame() {
+        let framed = encode_request(
+            ApiKey::Produce,
+            9,
+            1,
+            None,
+            &RequestKind::Produce(produce()),
+        )
+        .unwrap();
+        let frame = parse_request_header(framed.slice(4..)).unwrap();
+        let RequestKind::Produce(req) = decode_request(&frame).unwrap() else {
+            panic!("not a produce");
+        };
+        let records = req.topic_data[0].partition_data[0].records.clone().unwrap();
+        let frame_range = framed.as_ptr() as usize..framed.as_ptr() as usize + framed.len();
+        assert!(frame_range.contains(&(records.as_ptr() as usize)));
+    }
+
+    #[test]
+    fn header_versions() {
+        assert_eq!(request_header_version(ApiKey::Produce as i16, 8), 1);
+        assert_eq!(request_header_version(ApiKey::Produce as i16, 9), 2);
+        assert_eq!(request_header_version(30_000, 0), 1);
+        assert_eq!(response_header_version(ApiKey::ApiVersions, 4), 0);
+        assert_eq!(response_header_version(ApiKey::Metadata, 9), 1);
+        assert_eq!(response_header_version(ApiKey::Metadata, 8), 0);
+    }
+
+    #[test]
+    fn unknown_api_key_still_yields_ids() {
+        let mut raw = BytesMut::new();
+        raw.put_i16(12_345);
+        raw.put_i16(7);
+        raw.put_i32(99);
+        raw.put_i16(2);
+        raw.put_slice(b"id");
+        raw.put_slice(b"body");
+        let frame = parse_request_header(raw.freeze()).unwrap();
+        assert_eq!(frame.client_id.as_deref(), Some("id"));
+        assert_eq!(&frame.body[..], b"body");
+        let err = decode_request(&frame).unwrap_err();
+        assert!(matches!(err, DecodeError::UnknownApiKey { .. }));
+        assert_eq!(
+            err.ids(),
+            Some(RequestIds {
+                api_key: 12_345,
+                api_version: 7,
+                correlation_id: 99
+            })
+        );
+    }
+
+    #[test]
+    fn short_and_truncated_headers() {
+        assert!(matches!(
+            parse_request_header(Bytes::from_static(&[0, 3, 0])),
+            Err(DecodeError::HeaderTooShort { len: 3 })
+        ));
+        // Metadata v1, client id claims 10 bytes, only 2 present.
+        let raw = Bytes::from_static(&[0, 3, 0, 1, 0, 0, 0, 5, 0, 10, b'a', b'b']);
+        let err = parse_request_header(raw).unwrap_err();
+        assert!(matches!(err, DecodeError::Header { .. }));
+        assert_eq!(err.ids().map(|i| i.correlation_id), Some(5));
+    }
+
+    #[test]
+    fn unsupported_version_is_checked_against_the_struct() {
+        let raw = Bytes::from_static(&[0, 22, 0, 6, 0, 0, 0, 5, 255, 255, 0]);
+        let frame = parse_request_header(raw).unwrap();
+        match decode_request(&frame) {
+            Err(DecodeError::UnsupportedVersion { min, max, .. }) => {
+                assert_eq!((min, max), (0, 5));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        let framed = encode_request(
+            ApiKey::Metadata,
+            1,
+            7,
+            None,
+            &RequestKind::Metadata(metadata(&["a"])),
+        )
+        .unwrap();
+        let mut raw = BytesMut::from(&framed[4..]);
+        raw.put_u8(0);
+        let frame = parse_request_header(raw.freeze()).unwrap();
+        assert!(matches!(
+            decode_request(&frame),
+            Err(DecodeError::TrailingBytes { trailing: 1, .. })
+        ));
+    }
+
+    /// Without the guard these would make kafka-protocol call `Vec::with_capacity` with ~2^31
+    /// elements, and the failed allocation would abort the whole test process.
+    #[test]
+    fn huge_length_prefixes_fail_without_allocating() {
+        // Metadata v1: topics array length i32::MAX.
+        let raw = Bytes::from_static(&[0, 3, 0, 1, 0, 0, 0, 1, 255, 255, 0x7f, 0xff, 0xff, 0xff]);
+        let frame = parse_request_header(raw).unwrap();
+        assert!(matches!(
+            decode_request(&frame),
+            Err(DecodeError::Body { .. })
+        ));
+        // Metadata v9 (flexible): compact topics array length u32::MAX as varint.
+        let raw = Bytes::from_static(&[
+            0, 3, 0, 9, 0, 0, 0, 1, 255, 255, 0, 0xff, 0xff, 0xff, 0xff, 0x0f,
+        ]);
+        let frame = parse_request_header(raw).unwrap();
+        assert!(matches!(
+            decode_request(&frame),
+            Err(DecodeError::Body { .. })
+        ));
+        // Produce v3: acks, timeout, then topic array of i32::MAX entries.
+        let raw = Bytes::from_static(&[
+            0, 0, 0, 3, 0, 0, 0, 1, 255, 255, 255, 255, 0, 1, 0, 0, 0x75, 0x30, 0x7f, 0xff, 0xff,
+            0xff,
+        ]);
+        let frame = parse_request_header(raw).unwrap();
+        assert!(matches!(
+            decode_request(&frame),
+            Err(DecodeError::Body { .. })
+        ));
+    }
+
+    #[test]
+    fn response_encoding_uses_the_right_header() {
+        let resp = ResponseKind::Metadata(MetadataResponse::default());
+        let v9 = concat_chunks(&encode_response(3, 9, 11, &resp).unwrap());
+        let v8 = concat_chunks(&encode_response(3, 8, 11, &resp).unwrap());
+        // v9 has a one-byte tagged-field section in the header that v8 lacks.
+        assert_eq!(&v9[4..8], &11i32.to_be_bytes());
+        assert_eq!(v9[8], 0);
+        let size9 = i32::from_be_bytes([v9[0], v9[1], v9[2], v9[3]]) as usize;
+        assert_eq!(size9, v9.len() - 4);
+        let mut body = v8.slice(8..);
+        let back = MetadataResponse::decode(&mut body, 8).unwrap();
+        assert!(body.is_empty());
+        assert_eq!(back, MetadataResponse::default());
+        // ApiVersions v3 is flexible but its response header stays v0.
+        let av = ResponseKind::ApiVersions(ApiVersionsResponse::default());
+        let framed = concat_chunks(&encode_response(18, 3, 5, &av).unwrap());
+        let mut body = framed.slice(8..);
+        ApiVersionsResponse::decode(&mut body, 3).unwrap();
+        assert!(body.is_empty());
+    }
+
+    #[test]
+    fn response_encoding_rejects_mismatches() {
+        let resp = ResponseKind::Metadata(MetadataResponse::default());
+        assert!(matches!(
+            encode_response(0, 9, 1, &resp),
+            Err(EncodeError::KindMismatch { .. })
+        ));
+        assert!(matches!(
+            encode_response(3, 99, 1, &resp),
+            Err(EncodeError::UnsupportedVersion { .. })
+        ));
+        assert!(matches!(
+            encode_response(-5, 0, 1, &resp),
+            Err(EncodeError::UnknownApiKey { .. })
+        ));
+    }
+}

@@ -59,6 +59,8 @@ impl Default for RouteConfig {
 }
 
 type Envelope<T> = (u64, T);
+type ResponseSender<Resp> = Rc<ConnectedSender<Envelope<Resp>>>;
+type SlotRef<T> = Rc<RefCell<Slot<T>>>;
 
 /// One shard's ends of every channel, ready to be moved into its executor.
 pub struct ShardEndpoints<Req: Send + 'static, Resp: Send + 'static> {
@@ -113,30 +115,22 @@ impl<Req: Send + 'static, Resp: Send + 'static> ShardEndpoints<Req, Resp> {
     /// Must run inside the shard's glommio executor.
     pub async fn connect(self) -> ShardRouter<Req, Resp> {
         let pending: Rc<PendingCalls<Resp>> = Rc::new(PendingCalls::default());
-        let mut req_tx = Vec::with_capacity(self.nr_shards);
-        for tx in self.req_tx {
-            req_tx.push(match tx {
-                Some(tx) => Some(tx.connect().await),
-                None => None,
-            });
-        }
-        let mut req_rx = Vec::with_capacity(self.nr_shards);
-        for rx in self.req_rx {
-            req_rx.push(match rx {
-                Some(rx) => Some(rx.connect().await),
-                None => None,
-            });
-        }
-        let mut resp_tx = Vec::with_capacity(self.nr_shards);
-        for tx in self.resp_tx {
-            resp_tx.push(match tx {
-                Some(tx) => Some(Rc::new(tx.connect().await)),
-                None => None,
-            });
-        }
-        for (peer, rx) in self.resp_rx.into_iter().enumerate() {
+        // `connect` waits until the other end is connected too, so every end is connected
+        // concurrently: connecting one at a time in a fixed order deadlocks across shards.
+        let req_tx = spawn_connects(self.req_tx, |tx| tx.connect());
+        let req_rx = spawn_connects(self.req_rx, |rx| rx.connect());
+        let resp_tx = spawn_connects(self.resp_tx, |tx| tx.connect());
+        let resp_rx = spawn_connects(self.resp_rx, |rx| rx.connect());
+        let req_tx = join_connects(req_tx).await;
+        let req_rx = join_connects(req_rx).await;
+        let resp_tx: Vec<_> = join_connects(resp_tx)
+            .await
+            .into_iter()
+            .map(|tx| tx.map(Rc::new))
+            .collect();
+        let resp_rx = join_connects(resp_rx).await;
+        for (peer, rx) in resp_rx.into_iter().enumerate() {
             let Some(rx) = rx else { continue };
-            let rx = rx.connect().await;
             let pending = pending.clone();
             let shard = self.shard;
             glommio::spawn_local(async move {
@@ -169,6 +163,30 @@ impl<Req: Send + 'static, Resp: Send + 'static> ShardEndpoints<Req, Resp> {
     }
 }
 
+fn spawn_connects<E, C, Fut>(
+    ends: Vec<Option<E>>,
+    connect: impl Fn(E) -> Fut,
+) -> Vec<Option<glommio::Task<C>>>
+where
+    Fut: Future<Output = C> + 'static,
+    C: 'static,
+{
+    ends.into_iter()
+        .map(|end| end.map(|end| glommio::spawn_local(connect(end))))
+        .collect()
+}
+
+async fn join_connects<C>(tasks: Vec<Option<glommio::Task<C>>>) -> Vec<Option<C>> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(match t {
+            Some(t) => Some(t.await),
+            None => None,
+        });
+    }
+    out
+}
+
 type LocalHandler<Req, Resp> = Rc<dyn Fn(Req) -> Pin<Box<dyn Future<Output = Resp>>>>;
 
 struct Inner<Req: Send + 'static, Resp: Send + 'static> {
@@ -178,7 +196,7 @@ struct Inner<Req: Send + 'static, Resp: Send + 'static> {
     req_tx: Vec<Option<ConnectedSender<Envelope<Req>>>>,
     /// Taken by `serve`.
     req_rx: RefCell<Vec<Option<ConnectedReceiver<Envelope<Req>>>>>,
-    resp_tx: RefCell<Vec<Option<Rc<ConnectedSender<Envelope<Resp>>>>>>,
+    resp_tx: RefCell<Vec<Option<ResponseSender<Resp>>>>,
     pending: Rc<PendingCalls<Resp>>,
     next_id: Cell<u64>,
     /// The serve handler, for calls to our own shard.
@@ -267,10 +285,13 @@ impl<Req: Send + 'static, Resp: Send + 'static> ShardRouter<Req, Resp> {
         replies
     }
 
-    /// Answers requests from other shards (and our own `call`s to ourselves) with `handler`,
-    /// each request as its own local task. Returns when every peer's request channel has
-    /// closed. Call once per shard; a second call returns at once.
-    pub async fn serve<F, Fut>(&self, handler: F)
+    /// Starts answering requests from other shards (and our own `call`s to ourselves) with
+    /// `handler`, each request as its own local task. Spawn the returned future as a local
+    /// task; it ends when every peer's request channel has closed (their routers were
+    /// dropped). It does not hold on to this router, so dropping every `ShardRouter` clone
+    /// closes our outgoing channels and lets the peers shut down. Call once per shard; a
+    /// second call's future finishes at once.
+    pub fn serve<F, Fut>(&self, handler: F) -> impl Future<Output = ()> + 'static
     where
         F: Fn(Req) -> Fut + 'static,
         Fut: Future<Output = Resp> + 'static,
@@ -294,34 +315,54 @@ impl<Req: Send + 'static, Resp: Send + 'static> ShardRouter<Req, Resp> {
             };
             let handler = handler.clone();
             let permits = permits.clone();
-            loops.push(glommio::spawn_local(async move {
-                while let Some((id, req)) = rx.recv().await {
-                    let Ok(permit) = permits.acquire_static_permit(1).await else {
-                        break; // ok: the semaphore is never closed
-                    };
-                    let fut = handler(req);
-                    let tx = tx.clone();
-                    glommio::spawn_local(async move {
-                        let resp = fut.await;
-                        drop(permit);
-                        if tx.send((id, resp)).await.is_err() {
-                            debug!(shard, peer, id, "caller's response channel closed");
-                        }
-                    })
-                    .detach();
-                }
-                debug!(shard, peer, "request channel closed");
-            }));
+            loops.push(serve_peer(shard, peer, rx, tx, handler, permits));
         }
-        for l in loops {
-            l.await;
+        async move {
+            let tasks: Vec<_> = loops.into_iter().map(glommio::spawn_local).collect();
+            for t in tasks {
+                t.await;
+            }
         }
     }
 }
 
+/// Takes requests from one peer off its queue and answers each in its own task.
+async fn serve_peer<Req, Resp, F, Fut>(
+    shard: usize,
+    peer: usize,
+    rx: ConnectedReceiver<Envelope<Req>>,
+    tx: Rc<ConnectedSender<Envelope<Resp>>>,
+    handler: Rc<F>,
+    permits: Rc<Semaphore>,
+) where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    F: Fn(Req) -> Fut + 'static,
+    Fut: Future<Output = Resp> + 'static,
+{
+    while let Some((id, req)) = rx.recv().await {
+        // Bound the work taken from peers; while saturated the queues fill and callers wait.
+        let Ok(permit) = permits.acquire_static_permit(1).await else {
+            break; // ok: the semaphore is never closed
+        };
+        let fut = handler(req);
+        let tx = tx.clone();
+        glommio::spawn_local(async move {
+            let resp = fut.await;
+            drop(permit);
+            if tx.send((id, resp)).await.is_err() {
+                debug!(shard, peer, id, "caller's response channel closed");
+            }
+        })
+        .detach();
+    }
+    debug!(shard, peer, "request channel closed");
+}
+
 /// Calls waiting for an answer, keyed by call id.
 struct PendingCalls<T> {
-    calls: RefCell<HashMap<u64, (usize, Rc<RefCell<Slot<T>>>)>>,
+    /// call id -> (peer shard, answer slot)
+    calls: RefCell<HashMap<u64, (usize, SlotRef<T>)>>,
 }
 
 impl<T> Default for PendingCalls<T> {

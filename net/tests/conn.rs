@@ -1,0 +1,216 @@
+//! Real sockets: a glommio executor serving an echo-ish handler, std clients pipelining.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use glommio::{LocalExecutorBuilder, Placement};
+use net::{ConnInfo, ConnLimits, Handler, HandlerResult, Listener, RequestFrame};
+
+/// Api keys with special meaning for the test handler.
+const API_CLOSE: i16 = 999;
+const API_NO_RESPONSE: i16 = 1000;
+const API_PANIC: i16 = 1001;
+
+/// Answers each request with `correlation id ++ body`, in two chunks, after a delay that
+/// makes later requests finish *earlier* (so in-order writing is actually exercised).
+struct Echo;
+
+impl Handler for Echo {
+    // Implementations may use `async fn` for the trait's `-> impl Future` method.
+    async fn handle(&self, req: RequestFrame, _conn: &ConnInfo) -> HandlerResult {
+        {
+            match req.api_key {
+                API_CLOSE => return HandlerResult::Close,
+                API_NO_RESPONSE => return HandlerResult::NoResponse,
+                API_PANIC => panic!("test handler panic"),
+                _ => {}
+            }
+            let delay_ms = 20u64.saturating_sub((req.correlation_id as u64 % 10) * 2);
+            glommio::timer::sleep(Duration::from_millis(delay_ms)).await;
+            let mut head = BytesMut::new();
+            head.put_i32(4 + req.body.len() as i32);
+            head.put_i32(req.correlation_id);
+            HandlerResult::Respond(vec![head.freeze(), req.body])
+        }
+    }
+}
+
+const MAX_FRAME: usize = 1 << 20;
+
+fn start_server() -> SocketAddr {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let ex = LocalExecutorBuilder::new(Placement::Unbound)
+            .make()
+            .expect("executor");
+        ex.run(async move {
+            let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), 0).expect("bind");
+            tx.send(listener.local_addr()).unwrap();
+            let limits = ConnLimits {
+                max_frame_bytes: MAX_FRAME,
+                max_in_flight: 4,
+            };
+            let _ = listener.serve(Rc::new(Echo), limits, 64).await;
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("server started")
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// A request frame: size, api key, version, correlation id, null client id, body.
+fn request(api_key: i16, correlation_id: i32, body: &[u8]) -> Vec<u8> {
+    let mut b = BytesMut::new();
+    b.put_i32((2 + 2 + 4 + 2 + body.len()) as i32);
+    b.put_i16(api_key);
+    b.put_i16(0);
+    b.put_i32(correlation_id);
+    b.put_i16(-1);
+    b.put_slice(body);
+    b.to_vec()
+}
+
+fn read_response(s: &mut TcpStream) -> std::io::Result<(i32, Bytes)> {
+    let mut size = [0u8; 4];
+    s.read_exact(&mut size)?;
+    let size = i32::from_be_bytes(size) as usize;
+    let mut body = vec![0u8; size];
+    s.read_exact(&mut body)?;
+    let corr = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+    Ok((corr, Bytes::from(body).slice(4..)))
+}
+
+/// True when the server closed the connection (EOF or reset) within the read timeout.
+fn is_closed(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(e) => panic!("expected close, got {e}"),
+        }
+    }
+}
+
+/// Unknown api keys (the handler decides) get a v1 header; use the "header only" key 7000.
+const API_ECHO: i16 = 7000;
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let addr = start_server();
+    let mut c = connect(addr);
+    let mut all = Vec::new();
+    for i in 0..40 {
+        all.extend(request(API_ECHO, i, format!("payload-{i}").as_bytes()));
+    }
+    // One write with every request: the server sees them pipelined, in several frames per
+    // read, and answers at most 4 concurrently.
+    c.write_all(&all).unwrap();
+    for i in 0..40 {
+        let (corr, body) = read_response(&mut c).unwrap();
+        assert_eq!(corr, i);
+        assert_eq!(&body[..], format!("payload-{i}").as_bytes());
+    }
+}
+
+#[test]
+fn requests_split_across_writes_are_reassembled() {
+    let addr = start_server();
+    let mut c = connect(addr);
+    let big = vec![0xabu8; 300_000];
+    let frame = request(API_ECHO, 5, &big);
+    for piece in frame.chunks(7_777) {
+        c.write_all(piece).unwrap();
+        c.flush().unwrap();
+    }
+    let (corr, body) = read_response(&mut c).unwrap();
+    assert_eq!(corr, 5);
+    assert_eq!(body.len(), big.len());
+    assert!(body.iter().all(|&b| b == 0xab));
+}
+
+#[test]
+fn no_response_requests_are_skipped_in_order() {
+    let addr = start_server();
+    let mut c = connect(addr);
+    let mut all = Vec::new();
+    all.extend(request(API_ECHO, 1, b"a"));
+    all.extend(request(API_NO_RESPONSE, 2, b"b"));
+    all.extend(request(API_ECHO, 3, b"c"));
+    c.write_all(&all).unwrap();
+    assert_eq!(read_response(&mut c).unwrap().0, 1);
+    assert_eq!(read_response(&mut c).unwrap().0, 3);
+}
+
+#[test]
+fn garbage_closes_only_its_own_connection() {
+    let addr = start_server();
+    let mut good = connect(addr);
+    good.write_all(&request(API_ECHO, 1, b"before")).unwrap();
+    assert_eq!(read_response(&mut good).unwrap().0, 1);
+
+    // Negative size.
+    let mut bad = connect(addr);
+    bad.write_all(&(-7i32).to_be_bytes()).unwrap();
+    assert!(is_closed(&mut bad));
+
+    // Oversize frame: closed as soon as the size is seen, without sending the body.
+    let mut big = connect(addr);
+    big.write_all(&((MAX_FRAME + 1) as i32).to_be_bytes())
+        .unwrap();
+    assert!(is_closed(&mut big));
+
+    // A frame too short to hold a request header.
+    let mut short = connect(addr);
+    short.write_all(&[0, 0, 0, 3, 1, 2, 3]).unwrap();
+    assert!(is_closed(&mut short));
+
+    // A handler that asks to close; earlier responses are still delivered.
+    let mut closing = connect(addr);
+    let mut both = request(API_ECHO, 10, b"x");
+    both.extend(request(API_CLOSE, 11, b""));
+    both.extend(request(API_ECHO, 12, b"never"));
+    closing.write_all(&both).unwrap();
+    assert_eq!(read_response(&mut closing).unwrap().0, 10);
+    assert!(is_closed(&mut closing));
+
+    // A panicking handler closes its connection but not the shard.
+    let mut panicking = connect(addr);
+    panicking.write_all(&request(API_PANIC, 1, b"")).unwrap();
+    assert!(is_closed(&mut panicking));
+
+    // The first connection still works, and new ones are accepted.
+    good.write_all(&request(API_ECHO, 2, b"after")).unwrap();
+    let (corr, body) = read_response(&mut good).unwrap();
+    assert_eq!((corr, &body[..]), (2, &b"after"[..]));
+    let mut fresh = connect(addr);
+    fresh.write_all(&request(API_ECHO, 3, b"fresh")).unwrap();
+    assert_eq!(read_response(&mut fresh).unwrap().0, 3);
+}
+
+#[test]
+fn client_half_close_still_gets_responses() {
+    let addr = start_server();
+    let mut c = connect(addr);
+    let mut all = Vec::new();
+    for i in 0..5 {
+        all.extend(request(API_ECHO, i, b"x"));
+    }
+    c.write_all(&all).unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    for i in 0..5 {
+        assert_eq!(read_response(&mut c).unwrap().0, i);
+    }
+    assert!(is_closed(&mut c));
+}

@@ -1,0 +1,135 @@
+//! Cross-shard routing between two real glommio executors, plus a round-trip measurement
+//! (printed, not asserted: timing depends on the machine and its load).
+
+use std::time::{Duration, Instant};
+
+use glommio::{LocalExecutorBuilder, Placement};
+use net::route::{build, RouteConfig, RouteError};
+
+#[derive(Debug)]
+enum Req {
+    Double(u64),
+    Slow(u64),
+}
+
+#[test]
+fn calls_broadcast_and_round_trip_cost() {
+    let config = RouteConfig {
+        queue_depth: 8,
+        max_concurrent_served: 64,
+    };
+    let mut endpoints = build::<Req, u64>(3, config).into_iter();
+    let (e0, e1, e2) = (
+        endpoints.next().unwrap(),
+        endpoints.next().unwrap(),
+        endpoints.next().unwrap(),
+    );
+    assert_eq!((e0.shard_id(), e1.shard_id(), e2.shard_id()), (0, 1, 2));
+
+    let serve_only = |e: net::route::ShardEndpoints<Req, u64>| {
+        LocalExecutorBuilder::new(Placement::Unbound)
+            .name("route-peer")
+            .spawn(move || async move {
+                let router = e.connect().await;
+                let shard = router.shard_id() as u64;
+                let serving = router.serve(move |req| async move {
+                    match req {
+                        Req::Double(x) => x * 2 + shard * 1_000_000,
+                        Req::Slow(x) => {
+                            glommio::timer::sleep(Duration::from_millis(50)).await;
+                            x
+                        }
+                    }
+                });
+                // Drop our own handle so shard 0 can shut down; serving ends when every
+                // peer has dropped its router.
+                drop(router);
+                serving.await;
+            })
+            .unwrap()
+    };
+    let p1 = serve_only(e1);
+    let p2 = serve_only(e2);
+
+    let main = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("route-main")
+        .spawn(move || async move {
+            let router = e0.connect().await;
+            assert_eq!(router.nr_shards(), 3);
+            // Before serve: a call to ourselves has nobody to answer it.
+            assert!(matches!(
+                router.call(0, Req::Double(1)).await,
+                Err(RouteError::NotServing { shard: 0 })
+            ));
+            glommio::spawn_local(router.serve(|req| async move {
+                match req {
+                    Req::Double(x) | Req::Slow(x) => x * 2,
+                }
+            }))
+            .detach();
+            assert_eq!(router.call(0, Req::Double(4)).await.unwrap(), 8);
+            assert_eq!(router.call(1, Req::Double(4)).await.unwrap(), 1_000_008);
+            assert_eq!(router.call(2, Req::Double(5)).await.unwrap(), 2_000_010);
+            assert!(matches!(
+                router.call(3, Req::Double(1)).await,
+                Err(RouteError::NoSuchShard {
+                    shard: 3,
+                    nr_shards: 3
+                })
+            ));
+
+            let replies = router.broadcast(|s| Req::Double(s as u64)).await;
+            let replies: Vec<_> = replies.into_iter().map(|(s, r)| (s, r.unwrap())).collect();
+            assert_eq!(replies, vec![(1, 1_000_002), (2, 2_000_004)]);
+
+            // A slow request does not block quick ones behind it on the same peer.
+            let slow = {
+                let r = router.clone();
+                glommio::spawn_local(async move { r.call(1, Req::Slow(9)).await })
+            };
+            let quick_started = Instant::now();
+            for i in 0..20 {
+                assert_eq!(
+                    router.call(1, Req::Double(i)).await.unwrap(),
+                    1_000_000 + i * 2
+                );
+            }
+            let quick_elapsed = quick_started.elapsed();
+            assert_eq!(slow.await.unwrap(), 9);
+
+            // More concurrent calls than the queue depth: back-pressure, not loss.
+            let mut tasks = Vec::new();
+            for i in 0..100u64 {
+                let r = router.clone();
+                tasks.push(glommio::spawn_local(async move {
+                    r.call(2, Req::Double(i)).await
+                }));
+            }
+            for (i, t) in tasks.into_iter().enumerate() {
+                assert_eq!(t.await.unwrap(), 2_000_000 + 2 * i as u64);
+            }
+
+            // Round-trip cost, sequential calls.
+            let n = 2_000;
+            let mut samples = Vec::with_capacity(n);
+            for i in 0..n as u64 {
+                let t = Instant::now();
+                router.call(1, Req::Double(i)).await.unwrap();
+                samples.push(t.elapsed());
+            }
+            samples.sort();
+            eprintln!(
+                "route round trip over {n} calls: p50 {:?}, p90 {:?}, p99 {:?}, max {:?} \
+                 (20 quick calls behind a 50 ms slow one took {:?})",
+                samples[n / 2],
+                samples[n * 9 / 10],
+                samples[n * 99 / 100],
+                samples[n - 1],
+                quick_elapsed
+            );
+        })
+        .unwrap();
+    main.join().unwrap();
+    p1.join().unwrap();
+    p2.join().unwrap();
+}
