@@ -339,7 +339,8 @@ impl Buf for GuardedBuf {
         self.varint_value |= u32::from(b & 0x7f) << (self.varint_len * 7);
         self.varint_len += 1;
         self.varint_resume_at = self.inner.remaining();
-        if b < 0x80 {
+        // kafka-protocol stops after 5 bytes even when the 5th has the continuation bit.
+        if b < 0x80 || self.varint_len >= 5 {
             let value = i64::from(self.varint_value);
             self.varint_len = 0;
             self.varint_value = 0;
@@ -389,6 +390,13 @@ macro_rules! decode_body_match {
                 $(ResponseKind::$name(_) => Some(ApiKey::$name),)*
                 #[allow(unreachable_patterns)]
                 _ => None,
+            }
+        }
+
+        /// A request of `key` with every field at its default (seeds for tests and fuzzing).
+        pub fn default_request(key: ApiKey) -> RequestKind {
+            match key {
+                $(ApiKey::$name => RequestKind::$name(<$req>::default()),)*
             }
         }
 
@@ -826,6 +834,16 @@ mod tests {
         // Metadata v9 (flexible): compact topics array length u32::MAX as varint.
         let raw = Bytes::from_static(&[
             0, 3, 0, 9, 0, 0, 0, 1, 255, 255, 0, 0xff, 0xff, 0xff, 0xff, 0x0f,
+        ]);
+        let frame = parse_request_header(raw).unwrap();
+        assert!(matches!(
+            decode_request(&frame),
+            Err(DecodeError::Body { .. })
+        ));
+        // A 5-byte varint whose last byte still has the continuation bit: kafka-protocol
+        // stops reading there and uses the (huge) value.
+        let raw = Bytes::from_static(&[
+            0, 3, 0, 9, 0, 0, 0, 1, 255, 255, 0, 0xff, 0xff, 0xff, 0xff, 0xff,
         ]);
         let frame = parse_request_header(raw).unwrap();
         assert!(matches!(

@@ -21,7 +21,7 @@ use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_lite::future::poll_once;
 use futures_lite::io::{AsyncWrite, AsyncWriteExt};
 use futures_lite::FutureExt;
@@ -82,8 +82,6 @@ pub struct ConnInfo {
 
 /// Responses gathered into one batch of writes before flushing, at most.
 const WRITE_BATCH_BYTES_MAX: usize = 1 << 20;
-/// Below this total a batch is copied into one buffer (one syscall beats several small ones).
-const WRITE_COALESCE_BYTES_MAX: usize = 64 * 1024;
 
 /// A request handed from the reader to the writer.
 struct InFlight {
@@ -256,7 +254,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 }
             }
         }
-        if let Err(e) = write_batch(&mut writer, &batch).await {
+        if let Err(e) = write_batch(&mut writer, fd, &batch).await {
             debug!(conn = info.id, error = %e, "write failed; closing connection");
             close = true;
         }
@@ -274,22 +272,82 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     shutdown_socket(fd);
 }
 
-async fn write_batch<W: AsyncWrite + Unpin>(writer: &mut W, chunks: &[Bytes]) -> io::Result<()> {
-    let total: usize = chunks.iter().map(Bytes::len).sum();
-    if total == 0 {
-        return Ok(());
-    }
-    if chunks.len() > 1 && total <= WRITE_COALESCE_BYTES_MAX {
-        let mut joined = BytesMut::with_capacity(total);
-        for c in chunks {
-            joined.extend_from_slice(c);
+/// Writes `chunks` back to back with gathered `sendmsg` calls straight from the chunks' memory
+/// (no joining copy). When the socket buffer is full, part of the current chunk goes through
+/// glommio's `write`, which parks the task until the socket is writable; then gathering resumes.
+async fn write_batch<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    fd: RawFd,
+    chunks: &[Bytes],
+) -> io::Result<()> {
+    let mut idx = 0;
+    let mut offset = 0;
+    while idx < chunks.len() {
+        if offset >= chunks[idx].len() {
+            idx += 1;
+            offset = 0;
+            continue;
         }
-        return writer.write_all(&joined).await;
-    }
-    for c in chunks {
-        writer.write_all(c).await?;
+        let written = match send_gathered(fd, &chunks[idx..], offset) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                writer.write(&chunks[idx][offset..]).await?
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        // Advance the (chunk, offset) cursor by `written` bytes.
+        let mut left = written;
+        while left > 0 && idx < chunks.len() {
+            let in_chunk = chunks[idx].len() - offset;
+            if left < in_chunk {
+                offset += left;
+                left = 0;
+            } else {
+                left -= in_chunk;
+                idx += 1;
+                offset = 0;
+            }
+        }
+        debug_assert_eq!(left, 0, "kernel reported more bytes than we offered");
     }
     Ok(())
+}
+
+/// iovecs per `sendmsg` (well under Linux's IOV_MAX of 1024).
+const IOVECS_MAX: usize = 64;
+
+/// One non-blocking `sendmsg` of up to [`IOVECS_MAX`] chunks, the first starting at `offset`.
+fn send_gathered(fd: RawFd, chunks: &[Bytes], offset: usize) -> io::Result<usize> {
+    let mut iov: Vec<libc::iovec> = Vec::with_capacity(chunks.len().min(IOVECS_MAX));
+    for (i, chunk) in chunks.iter().take(IOVECS_MAX).enumerate() {
+        let slice = if i == 0 { &chunk[offset..] } else { &chunk[..] };
+        if slice.is_empty() {
+            continue;
+        }
+        iov.push(libc::iovec {
+            iov_base: slice.as_ptr() as *mut libc::c_void,
+            iov_len: slice.len(),
+        });
+    }
+    if iov.is_empty() {
+        return Ok(0);
+    }
+    // SAFETY: an all-zero msghdr is a valid value (null name/control pointers, zero lengths).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len() as _;
+    // SAFETY: `fd` is the connection's socket, kept open by the stream halves for as long as
+    // the writer runs; every iovec points into a `Bytes` in `chunks`, borrowed for the whole
+    // call, and the kernel only reads from them; `msg` and `iov` outlive the call.
+    let rc = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc as usize) // ok: non-negative ssize_t
 }
 
 /// A bound listening socket on one shard (SO_REUSEPORT: every shard binds the same address
