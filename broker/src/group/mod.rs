@@ -31,6 +31,7 @@
 //! - Committed offsets change only when their record is durable, in log order, so the
 //!   in-memory offsets equal a replay ([`GroupCoordinator::load`]) of the log.
 
+pub mod find_coordinator;
 mod member;
 mod offsets;
 pub mod records;
@@ -123,7 +124,7 @@ impl Default for GroupConfig {
             offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
             offsets_retention_check_interval_ms: 600_000,
             group_record_bytes_max: 1_048_588,
-            member_id_seed: 0x5eed_0f_c0ffee,
+            member_id_seed: 0x5eed_0fc0_ffee,
         }
     }
 }

@@ -370,14 +370,24 @@ impl World {
                                 members.contains_key(&c.member_id),
                                 "leader not in its member list"
                             );
-                            let prev = self.generations.insert(
-                                (self.epoch, group.clone(), r.generation_id),
-                                members.clone(),
-                            );
-                            if let Some(prev) = prev {
-                                // A resent leader response must list the same members,
-                                // modulo static members that replaced their id.
-                                assert_eq!(prev.len(), members.len());
+                            // Union: a static member that replaced its id in this
+                            // generation appears under both ids (same instance id).
+                            let known = self
+                                .generations
+                                .entry((self.epoch, group.clone(), r.generation_id))
+                                .or_default();
+                            for (m, i) in &members {
+                                if let Some(instance) = i {
+                                    let same_slot = known
+                                        .values()
+                                        .filter(|x| x.as_ref() == Some(instance))
+                                        .count();
+                                    assert!(
+                                        same_slot <= 1 || known.contains_key(m),
+                                        "instance listed twice"
+                                    );
+                                }
+                                known.insert(m.clone(), i.clone());
                             }
                             c.members = members.keys().cloned().collect();
                         } else {
