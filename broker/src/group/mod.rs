@@ -23,6 +23,30 @@
 //!   that call. Completions must come in the order the `Persist` actions were emitted.
 //! - `ScheduleTick`: call `tick` at (or after) this time. Extra ticks are harmless.
 //!
+//! # Wiring (the shard shell)
+//! - One `GroupCoordinator` per `__consumer_offsets` partition, owned by the shard that owns
+//!   that partition (`Rc<RefCell<..>>`, never borrowed across an `.await`). A request for
+//!   group `g` goes to the coordinator of `group_partition(g, offsets.topic.num.partitions)`;
+//!   FindCoordinator answers with this node ([`find_coordinator`]).
+//! - JoinGroup / SyncGroup / Heartbeat / LeaveGroup / OffsetCommit / OffsetDelete: route
+//!   the whole request (keyed by its group id) as the matching [`Input`]. OffsetFetch v8+,
+//!   DescribeGroups and DeleteGroups may name several groups: split them by coordinator,
+//!   send each coordinator its subset, and concatenate the per-group results in request
+//!   order. ListGroups: ask every coordinator and concatenate.
+//! - Unknown topics: pass [`unknown_commit_partitions`] (from the metadata snapshot) with
+//!   OffsetCommit / OffsetDelete.
+//! - `Respond` may come out of any call (including `tick` and `persist_complete`) and for a
+//!   request other than the one just stepped; keep per-connection response order yourself.
+//! - `Persist`: encode each record ([`records::OffsetsRecord::encode`]) as a Kafka record
+//!   (key, value or null) in one batch on the offsets partition; once durable (acks=all
+//!   semantics) call `persist_complete(now, id, Ok(()))`, or `Err(PersistError)` on failure,
+//!   in emission order.
+//! - Timers: keep one timer per coordinator, reset to each `ScheduleTick { at_ms }`, and
+//!   call `tick(now)` when it fires (a coarse periodic tick also works).
+//! - Start-up: replay the partition with `load_raw(key, value)` for every record, then
+//!   `finish_load(now)`; only then route requests to it. On unload or shutdown call
+//!   `shutdown()` and send the answers it returns.
+//!
 //! # Invariants (asserted in tests, several in release builds)
 //! - Every request id handed to `step` gets exactly one `Respond`, eventually (requests
 //!   parked in the coordinator are answered with NOT_COORDINATOR by [`GroupCoordinator::shutdown`]).
@@ -1312,7 +1336,8 @@ impl GroupCoordinator {
             );
         }
         let is_unknown = member_id.is_empty();
-        if !self.groups.contains_key(&group_id) {
+        let created = !self.groups.contains_key(&group_id);
+        if created {
             if !is_unknown {
                 return reply(core, &member_id, ResponseError::UnknownMemberId.code());
             }
@@ -1364,6 +1389,15 @@ impl GroupCoordinator {
             join_new_member(core, g, join, now_ms);
         } else {
             join_existing_member(core, g, &member_id, join, now_ms);
+        }
+        // A join that was refused (e.g. no protocols) must not leave an empty group behind.
+        let untouched = g.is(State::Empty)
+            && g.members.is_empty()
+            && g.pending_join_members.is_empty()
+            && g.offsets.is_empty()
+            && g.pending_offset_commits.is_empty();
+        if created && untouched {
+            self.groups.remove(&group_id);
         }
     }
 

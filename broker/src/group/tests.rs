@@ -905,6 +905,11 @@ fn join_validation_errors() {
     // An empty protocol list is refused even for an empty group.
     let j = h.join_full(5, "g2", "", None, &[], 10_000, 60_000);
     assert_eq!(h.code(j), E::InconsistentGroupProtocol.code());
+    assert_eq!(
+        h.c.group_state("g2"),
+        None,
+        "refused join leaves no group behind"
+    );
 }
 
 #[test]
