@@ -1162,10 +1162,8 @@ impl GroupCoordinator {
     pub fn describe_group(&self, group_id: &str, api_version: i16) -> DescribedGroup {
         let mut d = DescribedGroup::default();
         d.group_id = GroupId(sb(group_id));
-        if group_id.is_empty() {
-            d.error_code = ResponseError::InvalidGroupId.code();
-            return d;
-        }
+        // Like Kafka, the empty group id is a valid (legacy) group for the admin and offset
+        // APIs; only the membership APIs refuse it.
         let Some(g) = self.groups.get(group_id) else {
             d.group_state = sb(State::Dead.name());
             if api_version >= 6 {
@@ -1699,10 +1697,6 @@ impl GroupCoordinator {
                 }
             }
         };
-        if group_id.is_empty() {
-            fail_known(&mut response, ResponseError::InvalidGroupId.code());
-            return core.respond(request_id, Response::OffsetCommit(response));
-        }
         if known == 0 {
             return core.respond(request_id, Response::OffsetCommit(response));
         }
@@ -1873,9 +1867,6 @@ impl GroupCoordinator {
         topics: Option<Vec<(String, Vec<i32>)>>,
         require_stable: bool,
     ) -> (i16, Vec<(String, Vec<(i32, i64, i32, String, i16)>)>) {
-        if group_id.is_empty() {
-            return (ResponseError::InvalidGroupId.code(), Vec::new());
-        }
         let group = self.groups.get(group_id).filter(|g| !g.is(State::Dead));
         let lookup = |topic: &str, p: i32| -> (i32, i64, i32, String, i16) {
             let Some(g) = group else {
@@ -1994,16 +1985,12 @@ impl GroupCoordinator {
             let group_id = id.0.as_str();
             let mut res = DeletableGroupResult::default();
             res.group_id = id.clone();
-            res.error_code = if group_id.is_empty() {
-                ResponseError::InvalidGroupId.code()
-            } else {
-                match self.groups.get(group_id).map(|g| g.state) {
-                    None | Some(State::Dead) => ResponseError::GroupIdNotFound.code(),
-                    Some(
-                        State::Stable | State::PreparingRebalance | State::CompletingRebalance,
-                    ) => ResponseError::NonEmptyGroup.code(),
-                    Some(State::Empty) => NONE,
+            res.error_code = match self.groups.get(group_id).map(|g| g.state) {
+                None | Some(State::Dead) => ResponseError::GroupIdNotFound.code(),
+                Some(State::Stable | State::PreparingRebalance | State::CompletingRebalance) => {
+                    ResponseError::NonEmptyGroup.code()
                 }
+                Some(State::Empty) => NONE,
             };
             if res.error_code == NONE {
                 if let Some(mut g) = self.groups.remove(group_id) {

@@ -986,6 +986,9 @@ fn standalone_commits_and_fetch() {
     assert_eq!(h.commit_result(id)[0].2, E::OffsetMetadataTooLarge.code());
     assert_eq!(h.fetch("solo", Some(&[("t", &[0])]))[0].2, 10);
 
+    // The empty group id is a legal (legacy) group for offsets, as in Kafka.
+    assert_eq!(h.commit("", "", -1, &[("t", 0, 3)]), vec![0]);
+    assert_eq!(h.fetch("", Some(&[("t", &[0])]))[0].2, 3);
     // A group with members refuses anonymous commits.
     let (ids, generation) = h.stable_group("g", 1);
     assert_eq!(
