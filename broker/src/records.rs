@@ -946,6 +946,21 @@ impl ValidationOptions {
         }
     }
 
+    /// The options a topic's effective settings ask for.
+    pub fn for_topic(settings: &crate::topic_config::TopicSettings, now_ms: i64) -> Self {
+        ValidationOptions {
+            compacted: settings.cleanup_compact,
+            timestamp_type: match settings.timestamp_type {
+                crate::topic_config::TimestampType::CreateTime => TimestampType::CreateTime,
+                crate::topic_config::TimestampType::LogAppendTime => TimestampType::LogAppendTime,
+            },
+            now_ms,
+            timestamp_before_max_ms: settings.timestamp_before_max_ms,
+            timestamp_after_max_ms: settings.timestamp_after_max_ms,
+            max_decompressed_bytes: compression::DEFAULT_MAX_DECOMPRESSED_BYTES,
+        }
+    }
+
     /// False when [`validate_records`] cannot reject `batch` (a batch that passed
     /// [`validate_produce_batch`]), so a hot path may skip decompressing it when no
     /// recompression is needed either. With Kafka 4 defaults (`after.max.ms` = 1 h) it is true
@@ -1118,6 +1133,77 @@ pub fn validate_records(
         offset_delta_of_max_timestamp: offset_delta_of_max,
         inner_offsets_sequential: sequential,
         uncompressed_bytes,
+    })
+}
+
+/// Result of [`validate_produce`]: the batch to store and what validation learned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProduceValidation {
+    /// The batch to append: the producer's bytes untouched, or a rebuilt / re-stamped copy.
+    pub batch: Bytes,
+    /// Header of `batch`.
+    pub info: BatchInfo,
+    /// True when `batch` is not the producer's bytes (recompressed, renumbered or max
+    /// timestamp corrected).
+    pub rewritten: bool,
+    /// True when the records were decoded and checked ([`validate_records`] ran).
+    pub records_checked: bool,
+}
+
+/// Kafka's `LogValidator` for one partition of a Produce request, in one call:
+/// 1. [`validate_produce_batch`] (always; header + CRC);
+/// 2. [`validate_records`] when it can reject something or the batch must be rebuilt
+///    (see [`ValidationOptions::needs_record_validation`]);
+/// 3. rebuild when the topic's `compression.type` differs from the batch codec or the inner
+///    offsets are not sequential ([`rebuild_batch`]);
+/// 4. for `CreateTime` topics, correct a header max timestamp that disagrees with the records
+///    (Kafka always rewrites it; the time index and ListOffsets depend on it).
+///
+/// `LogAppendTime` stamping, base offsets and the partition leader epoch are left to the
+/// append path ([`set_max_timestamp`], [`set_partition_leader_epoch`], storage).
+pub fn validate_produce(
+    records: &Bytes,
+    topic_compression: compression::TopicCompression,
+    opts: &ValidationOptions,
+) -> Result<ProduceValidation, RecordsError> {
+    let info = validate_produce_batch(records)?;
+    let codec = info.codec()?;
+    let target = topic_compression.target_codec(codec);
+    let recompress = target != codec;
+    if !recompress && !opts.needs_record_validation(&info) {
+        return Ok(ProduceValidation {
+            batch: records.clone(),
+            info,
+            rewritten: false,
+            records_checked: false,
+        });
+    }
+    let summary = validate_records(records, opts)?;
+    let mut batch = records.clone();
+    let mut rewritten = false;
+    if recompress || !summary.inner_offsets_sequential {
+        batch = rebuild_batch(records, target, opts.max_decompressed_bytes)?;
+        rewritten = true;
+    }
+    let current = BatchInfo::parse(&batch)?;
+    if opts.timestamp_type == TimestampType::CreateTime
+        && current.timestamp_type() == TimestampType::CreateTime
+        && current.max_timestamp != summary.max_timestamp
+    {
+        let mut copy = batch.to_vec();
+        set_max_timestamp(&mut copy, TimestampType::CreateTime, summary.max_timestamp)?;
+        batch = Bytes::from(copy);
+        rewritten = true;
+    }
+    let info = BatchInfo::parse(&batch)?;
+    // Pair assertion: whatever we produced still passes the header checks.
+    verify_crc(&batch)?;
+    assert_eq!(info.records_count, summary.record_count);
+    Ok(ProduceValidation {
+        batch,
+        info,
+        rewritten,
+        records_checked: true,
     })
 }
 
@@ -1742,6 +1828,109 @@ mod tests {
             ..opts
         };
         validate_records(&b, &strict).unwrap();
+    }
+
+    #[test]
+    fn options_from_topic_settings() {
+        let config = crate::topic_config::TopicConfig::default();
+        let o = ValidationOptions::for_topic(config.settings(), 42);
+        assert!(!o.compacted);
+        assert_eq!(o.timestamp_type, TimestampType::CreateTime);
+        assert_eq!(o.now_ms, 42);
+        assert_eq!(
+            o.timestamp_before_max_ms,
+            config.settings().timestamp_before_max_ms
+        );
+        let mut settings = config.settings().clone();
+        settings.cleanup_compact = true;
+        settings.timestamp_type = crate::topic_config::TimestampType::LogAppendTime;
+        let o = ValidationOptions::for_topic(&settings, 42);
+        assert!(o.compacted);
+        assert_eq!(o.timestamp_type, TimestampType::LogAppendTime);
+    }
+
+    #[test]
+    fn validate_produce_pipeline() {
+        use crate::compression::TopicCompression as TC;
+        let now = 1_700_000_000_000;
+        let lax = ValidationOptions {
+            timestamp_after_max_ms: i64::MAX,
+            ..ValidationOptions::kafka_defaults(now)
+        };
+        let strict = ValidationOptions::kafka_defaults(now);
+        let lz4 = build_batch(&idempotent_spec(Codec::Lz4), &sample_records()).unwrap();
+
+        // Nothing to check or change: the producer's bytes, untouched, not decoded.
+        let v = validate_produce(&lz4, TC::Producer, &lax).unwrap();
+        assert_eq!(v.batch, lz4);
+        assert!(!v.rewritten && !v.records_checked);
+
+        // Kafka 4 defaults bound future timestamps: records are checked, bytes kept.
+        let v = validate_produce(&lz4, TC::Codec(Codec::Lz4), &strict).unwrap();
+        assert!(v.records_checked && !v.rewritten);
+        assert_eq!(v.batch, lz4);
+
+        // Topic codec differs: recompressed, content identical.
+        let v = validate_produce(&lz4, TC::Codec(Codec::Zstd), &lax).unwrap();
+        assert!(v.rewritten && v.records_checked);
+        assert_eq!(v.info.codec().unwrap(), Codec::Zstd);
+        assert_same_content(
+            &decode_batch(&lz4, LIMIT).unwrap(),
+            &decode_batch(&v.batch, LIMIT).unwrap(),
+        );
+
+        // A wrong header max timestamp is corrected; a timestamp error rejects the batch.
+        let mut lying = lz4.to_vec();
+        lying[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&5i64.to_be_bytes());
+        write_crc(&mut lying);
+        let v = validate_produce(&Bytes::from(lying), TC::Producer, &strict).unwrap();
+        assert!(v.rewritten);
+        assert_eq!(v.info.max_timestamp, 1_700_000_002_000);
+        let future = ValidationOptions {
+            timestamp_after_max_ms: 10,
+            ..strict
+        };
+        let e = validate_produce(&lz4, TC::Producer, &future).unwrap_err();
+        assert_eq!(e.kafka_code(), 32);
+        let compacted = ValidationOptions {
+            compacted: true,
+            ..lax
+        };
+        let e = validate_produce(&lz4, TC::Producer, &compacted).unwrap_err();
+        assert_eq!(e.kafka_code(), 87);
+        assert_eq!(e.record_errors()[0].batch_index, 1);
+
+        // Non-sequential inner offsets are renumbered, as current Kafka does.
+        let mut d = decode_batch(&lz4, LIMIT).unwrap();
+        for (i, r) in d.records.iter_mut().enumerate() {
+            r.offset_delta = if i == 2 { 1 } else { i as i32 };
+        }
+        let mut info = d.info;
+        info.last_offset_delta = 2;
+        let odd = encode_batch(&info, &d.records, Codec::Gzip).unwrap();
+        let mut odd = odd.to_vec();
+        odd[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4].copy_from_slice(&2i32.to_be_bytes());
+        write_crc(&mut odd);
+        let v = validate_produce(&Bytes::from(odd), TC::Producer, &strict).unwrap();
+        assert!(v.rewritten);
+        assert_eq!(v.info.codec().unwrap(), Codec::Gzip);
+        let offsets: Vec<i32> = decode_batch(&v.batch, LIMIT)
+            .unwrap()
+            .records
+            .iter()
+            .map(|r| r.offset_delta)
+            .collect();
+        assert_eq!(offsets, vec![0, 1, 2]);
+
+        // Header-level failures come first.
+        let mut two = BytesMut::from(&lz4[..]);
+        two.put_slice(&lz4);
+        assert_eq!(
+            validate_produce(&two.freeze(), TC::Producer, &lax)
+                .unwrap_err()
+                .kafka_code(),
+            87
+        );
     }
 
     #[test]
