@@ -21,6 +21,27 @@ use kafka_protocol::ResponseError as E;
 
 use super::*;
 
+/// Encodes a response as the shard would; panics if the version cannot carry it.
+pub(super) fn encode_response(response: &Response, version: i16) {
+    use kafka_protocol::protocol::Encodable;
+    let mut buf = bytes::BytesMut::new();
+    let result = match response {
+        Response::Join(r) => r.encode(&mut buf, version),
+        Response::Sync(r) => r.encode(&mut buf, version),
+        Response::Heartbeat(r) => r.encode(&mut buf, version),
+        Response::Leave(r) => r.encode(&mut buf, version),
+        Response::OffsetCommit(r) => r.encode(&mut buf, version),
+        Response::OffsetFetch(r) => r.encode(&mut buf, version),
+        Response::OffsetDelete(r) => r.encode(&mut buf, version),
+        Response::DescribeGroups(r) => r.encode(&mut buf, version),
+        Response::ListGroups(r) => r.encode(&mut buf, version),
+        Response::DeleteGroups(r) => r.encode(&mut buf, version),
+    };
+    if let Err(e) = result {
+        panic!("response does not encode at v{version}: {e}: {response:?}");
+    }
+}
+
 pub(super) fn s(x: &str) -> StrBytes {
     StrBytes::from_string(x.to_owned())
 }
@@ -41,6 +62,8 @@ pub(super) struct Harness {
     /// Complete appends as soon as they are emitted.
     pub auto_persist: bool,
     pub sent: Vec<u64>,
+    /// API version of each request, to encode its answer with.
+    pub versions: BTreeMap<u64, i16>,
 }
 
 impl Harness {
@@ -58,6 +81,7 @@ impl Harness {
             log: Vec::new(),
             auto_persist: true,
             sent: Vec::new(),
+            versions: BTreeMap::new(),
         }
     }
 
@@ -72,6 +96,10 @@ impl Harness {
                         self.sent.contains(&request_id),
                         "answer for unknown request {request_id}"
                     );
+                    // The answer must encode at the request's version (kafka-protocol refuses
+                    // fields a version does not have).
+                    let version = self.versions[&request_id];
+                    encode_response(&response, version);
                     let dup = self.answers.insert(request_id, response);
                     assert!(dup.is_none(), "request {request_id} answered twice");
                 }
@@ -123,6 +151,19 @@ impl Harness {
         let id = self.next_request;
         self.next_request += 1;
         self.sent.push(id);
+        let version = match &input {
+            Input::Join { api_version, .. }
+            | Input::Sync { api_version, .. }
+            | Input::Heartbeat { api_version, .. }
+            | Input::Leave { api_version, .. }
+            | Input::OffsetCommit { api_version, .. }
+            | Input::OffsetFetch { api_version, .. }
+            | Input::OffsetDelete { api_version, .. }
+            | Input::DescribeGroups { api_version, .. }
+            | Input::ListGroups { api_version, .. }
+            | Input::DeleteGroups { api_version, .. } => *api_version,
+        };
+        self.versions.insert(id, version);
         let actions = self.c.step(self.now, id, input);
         self.absorb(actions);
         id
@@ -1396,4 +1437,130 @@ fn protocol_selection_by_votes() {
         );
     }
     let _ = protocols(&["t"]);
+}
+
+#[test]
+fn every_api_version_encodes() {
+    let mut h = Harness::new();
+    let sub = encode_subscription_v0(&["t"]);
+    for v in 0..=9i16 {
+        let group = format!("g{v}");
+        let instance = format!("i{v}");
+        let first = h.join_full(
+            v,
+            &group,
+            "",
+            (v >= 5).then_some(instance.as_str()),
+            &[("range", sub.clone())],
+            10_000,
+            20_000,
+        );
+        let j = if v >= 4 && v < 5 {
+            let id = h.join_resp(first).unwrap().member_id.as_str().to_owned();
+            h.join_full(
+                v,
+                &group,
+                &id,
+                None,
+                &[("range", sub.clone())],
+                10_000,
+                20_000,
+            )
+        } else {
+            first
+        };
+        h.advance(3_000);
+        let r = h.join_resp(j).unwrap().clone();
+        assert_eq!(r.error_code, 0, "join v{v}");
+        let member = r.member_id.as_str().to_owned();
+        let mut sr = SyncGroupRequest::default();
+        sr.group_id = gid(&group);
+        sr.member_id = s(&member);
+        sr.generation_id = r.generation_id;
+        let mut a = SyncGroupRequestAssignment::default();
+        a.member_id = s(&member);
+        a.assignment = Bytes::from_static(b"x");
+        sr.assignments = vec![a];
+        let id = h.send(Input::Sync {
+            api_version: v.min(5),
+            request: sr,
+        });
+        assert_eq!(h.code(id), 0);
+        let mut hb = HeartbeatRequest::default();
+        hb.group_id = gid(&group);
+        hb.member_id = s(&member);
+        hb.generation_id = r.generation_id;
+        let id = h.send(Input::Heartbeat {
+            api_version: v.min(4),
+            request: hb,
+        });
+        assert_eq!(h.code(id), 0);
+        if (2..=9).contains(&v) {
+            let res = h.commit_v(
+                v,
+                &group,
+                &member,
+                r.generation_id,
+                &[("t", 0, 1)],
+                &[("u", 0)],
+            );
+            assert_eq!(res[0].2, 0);
+        }
+        if v >= 1 {
+            let mut f = OffsetFetchRequest::default();
+            if v >= 8 {
+                let mut g = OffsetFetchRequestGroup::default();
+                g.group_id = gid(&group);
+                f.groups = vec![g];
+            } else {
+                f.group_id = gid(&group);
+                if v < 2 {
+                    let mut t = OffsetFetchRequestTopic::default();
+                    t.name = TopicName(s("t"));
+                    t.partition_indexes = vec![0, 1];
+                    f.topics = Some(vec![t]);
+                }
+            }
+            h.send(Input::OffsetFetch {
+                api_version: v,
+                request: f,
+            });
+        }
+        if v <= 6 {
+            let mut d = DescribeGroupsRequest::default();
+            d.groups = vec![gid(&group), gid("missing")];
+            h.send(Input::DescribeGroups {
+                api_version: v,
+                request: d,
+            });
+        }
+        if v <= 5 {
+            h.send(Input::ListGroups {
+                api_version: v,
+                request: ListGroupsRequest::default(),
+            });
+            let mut l = LeaveGroupRequest::default();
+            l.group_id = gid(&group);
+            if v >= 3 {
+                let mut m = MemberIdentity::default();
+                m.member_id = s(&member);
+                l.members = vec![m, MemberIdentity::default()];
+            } else {
+                l.member_id = s(&member);
+            }
+            let id = h.send(Input::Leave {
+                api_version: v,
+                request: l,
+            });
+            assert_eq!(h.code(id), 0, "leave v{v}");
+        }
+        if v <= 2 {
+            let mut d = DeleteGroupsRequest::default();
+            d.groups_names = vec![gid(&group), gid("missing")];
+            h.send(Input::DeleteGroups {
+                api_version: v,
+                request: d,
+            });
+        }
+    }
 }
