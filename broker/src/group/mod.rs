@@ -325,6 +325,22 @@ pub fn unknown_commit_partitions(
     out
 }
 
+/// The (topic, partition) pairs of an OffsetDelete for which `exists` is false.
+pub fn unknown_delete_partitions(
+    request: &OffsetDeleteRequest,
+    exists: impl Fn(&str, i32) -> bool,
+) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    for t in &request.topics {
+        for p in &t.partitions {
+            if !exists(t.name.0.as_str(), p.partition_index) {
+                out.push((t.name.0.as_str().to_owned(), p.partition_index));
+            }
+        }
+    }
+    out
+}
+
 /// Timers, ordered by deadline in a set; each key is armed at most once.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {
