@@ -21,6 +21,8 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 104_857_600;
 /// The smallest free space we ask the socket to fill in one read. Small frames arrive many per
 /// read; large frames get their whole size reserved at once (see [`FrameReader::next_frame`]).
 const READ_CHUNK_BYTES_MIN: usize = 64 * 1024;
+/// The most we zero-fill and hand to one read call.
+const READ_CHUNK_BYTES_MAX: usize = 1024 * 1024;
 
 /// Frame-level failures. Every one of them ends the connection: after a bad size prefix the
 /// byte stream cannot be resynchronised.
@@ -127,7 +129,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 None => SIZE_PREFIX_BYTES,
             };
             let missing = wanted_total.saturating_sub(self.buf.len());
-            let read_len = missing.max(READ_CHUNK_BYTES_MIN);
+            // Reserving is cheap (untouched pages are never committed), but only the part we
+            // read into next is zero-filled: a client that announces 100 MiB and then
+            // trickles bytes must not make us touch 100 MiB up front.
+            self.buf.reserve(missing.max(READ_CHUNK_BYTES_MIN));
+            let read_len = missing.clamp(READ_CHUNK_BYTES_MIN, READ_CHUNK_BYTES_MAX);
             let start = self.buf.len();
             self.buf.resize(start + read_len, 0);
             let read = self.reader.read(&mut self.buf[start..]).await;
