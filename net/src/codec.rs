@@ -14,12 +14,13 @@
 //! Errors carry the request's (api key, version, correlation id) whenever the header was
 //! readable, so the broker can still answer with an error response.
 
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::buf::ByteBuf;
-use kafka_protocol::protocol::Decodable;
+use kafka_protocol::protocol::buf::{ByteBuf, ByteBufMut};
+use kafka_protocol::protocol::{Decodable, Encodable};
 use tracing::{debug, warn};
 
 use crate::apis::for_each_api;
@@ -479,6 +480,134 @@ fn put_response_header(buf: &mut BytesMut, header_version: i16, correlation_id: 
     }
 }
 
+/// Fetch `records` blobs at least this large are written as their own chunk, referencing the
+/// stored bytes, instead of being copied into the response buffer.
+pub const SPLICE_RECORDS_BYTES_MIN: usize = 16 * 1024;
+
+/// A `ByteBufMut` that builds a response as a list of chunks: small fields are appended to a
+/// growing buffer, and a `put_slice` of one of the known large `records` blobs (recognised by
+/// address and length) closes the current chunk and adds the blob itself, zero-copy.
+struct ChunkedBuf {
+    done: Vec<Bytes>,
+    done_len: usize,
+    cur: BytesMut,
+    splice: HashMap<(usize, usize), Bytes>,
+    /// A seek/range into an already-closed chunk was requested: fall back to plain encoding.
+    broken: bool,
+}
+
+impl ChunkedBuf {
+    fn new(splice: HashMap<(usize, usize), Bytes>) -> Self {
+        Self {
+            done: Vec::new(),
+            done_len: 0,
+            cur: BytesMut::with_capacity(1024),
+            splice,
+            broken: false,
+        }
+    }
+
+    fn finish(mut self) -> Vec<Bytes> {
+        if !self.cur.is_empty() {
+            self.done.push(self.cur.freeze());
+        }
+        self.done
+    }
+}
+
+// SAFETY: every method forwards to the inner `BytesMut`, which upholds `BufMut`'s contract
+// (`chunk_mut` returns writable memory, `advance_mut` only after it was initialised);
+// `put_slice` either forwards or moves whole, already-initialised `Bytes` into `done`.
+unsafe impl BufMut for ChunkedBuf {
+    fn remaining_mut(&self) -> usize {
+        self.cur.remaining_mut()
+    }
+
+    unsafe fn advance_mut(&mut self, cnt: usize) {
+        // SAFETY: the caller guarantees `cnt` bytes of `chunk_mut()` — the inner buffer's
+        // chunk — were initialised, which is exactly `BytesMut::advance_mut`'s requirement.
+        unsafe { self.cur.advance_mut(cnt) }
+    }
+
+    fn chunk_mut(&mut self) -> &mut bytes::buf::UninitSlice {
+        self.cur.chunk_mut()
+    }
+
+    fn put_slice(&mut self, src: &[u8]) {
+        if src.len() >= SPLICE_RECORDS_BYTES_MIN {
+            if let Some(blob) = self.splice.get(&(src.as_ptr() as usize, src.len())) {
+                let blob = blob.clone();
+                if !self.cur.is_empty() {
+                    let head = self.cur.split().freeze();
+                    self.done_len += head.len();
+                    self.done.push(head);
+                }
+                self.done_len += blob.len();
+                self.done.push(blob);
+                return;
+            }
+        }
+        self.cur.put_slice(src);
+    }
+}
+
+impl ByteBufMut for ChunkedBuf {
+    fn offset(&self) -> usize {
+        self.done_len + self.cur.len()
+    }
+
+    fn seek(&mut self, offset: usize) {
+        match offset.checked_sub(self.done_len) {
+            Some(local) => self.cur.resize(local, 0),
+            None => self.broken = true,
+        }
+    }
+
+    fn range(&mut self, r: std::ops::Range<usize>) -> &mut [u8] {
+        let local = r.start.checked_sub(self.done_len).and_then(|start| {
+            let end = r.end.checked_sub(self.done_len)?;
+            (start <= end && end <= self.cur.len()).then_some(start..end)
+        });
+        match local {
+            Some(local) => &mut self.cur[local],
+            None => {
+                self.broken = true;
+                &mut []
+            }
+        }
+    }
+}
+
+/// The large `records` blobs of a Fetch response, keyed by (address, length).
+fn fetch_splice_candidates(resp: &FetchResponse) -> HashMap<(usize, usize), Bytes> {
+    let mut out = HashMap::new();
+    for topic in &resp.responses {
+        for partition in &topic.partitions {
+            if let Some(records) = &partition.records {
+                if records.len() >= SPLICE_RECORDS_BYTES_MIN {
+                    out.insert((records.as_ptr() as usize, records.len()), records.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Encodes a Fetch response body as chunks with the large record blobs spliced in. `None`
+/// when the encoder did something the chunked buffer cannot follow (then encode plainly).
+fn encode_fetch_chunked(
+    resp: &FetchResponse,
+    version: i16,
+    splice: HashMap<(usize, usize), Bytes>,
+) -> Option<anyhow::Result<Vec<Bytes>>> {
+    let mut buf = ChunkedBuf::new(splice);
+    let result = <FetchResponse as Encodable>::encode(resp, &mut buf, version);
+    if buf.broken {
+        return None;
+    }
+    Some(result.map(|()| buf.finish()))
+}
+
 /// Encodes a complete response frame: size prefix, response header, body.
 ///
 /// Returns one or more chunks to be written back to back; today it is always one chunk, but
@@ -512,6 +641,39 @@ pub fn encode_response(
             max: range.max,
         });
     }
+    if let ResponseKind::Fetch(fetch) = response {
+        let splice = fetch_splice_candidates(fetch);
+        if !splice.is_empty() {
+            let chunked = catch_unwind(AssertUnwindSafe(|| {
+                encode_fetch_chunked(fetch, api_version, splice)
+            }));
+            match chunked {
+                Ok(Some(Ok(body))) => {
+                    return frame_chunks(key, api_version, correlation_id, body);
+                }
+                Ok(Some(Err(e))) => {
+                    warn!(?key, api_version, error = %format!("{e:#}"), "response encoding failed");
+                    return Err(EncodeError::Body {
+                        api_key: key,
+                        api_version,
+                        reason: format!("{e:#}"),
+                    });
+                }
+                // The encoder seeked backwards across a spliced chunk: encode plainly.
+                Ok(None) => debug!(
+                    ?key,
+                    api_version, "chunked fetch encoding fell back to a copy"
+                ),
+                Err(_) => {
+                    warn!(?key, api_version, "kafka-protocol encoder panicked");
+                    return Err(EncodeError::Panicked {
+                        api_key: key,
+                        api_version,
+                    });
+                }
+            }
+        }
+    }
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0); // size, patched below
     put_response_header(
@@ -542,6 +704,39 @@ pub fn encode_response(
     let size_i32 = i32::try_from(size).map_err(|_| EncodeError::TooLarge { size })?;
     buf[..SIZE_PREFIX_BYTES].copy_from_slice(&size_i32.to_be_bytes());
     Ok(vec![buf.freeze()])
+}
+
+/// Prepends the size prefix and response header to body chunks. A small leading body chunk
+/// is copied into the header's buffer to save an iovec; spliced records are never copied.
+fn frame_chunks(
+    key: ApiKey,
+    api_version: i16,
+    correlation_id: i32,
+    body: Vec<Bytes>,
+) -> Result<Vec<Bytes>, EncodeError> {
+    let mut head = BytesMut::with_capacity(16);
+    head.put_i32(0);
+    put_response_header(
+        &mut head,
+        response_header_version(key, api_version),
+        correlation_id,
+    );
+    let body_len: usize = body.iter().map(Bytes::len).sum();
+    let size = head.len() - SIZE_PREFIX_BYTES + body_len;
+    let size_i32 = i32::try_from(size).map_err(|_| EncodeError::TooLarge { size })?;
+    head[..SIZE_PREFIX_BYTES].copy_from_slice(&size_i32.to_be_bytes());
+    let mut chunks = Vec::with_capacity(body.len() + 1);
+    let mut body = body.into_iter().peekable();
+    // Fold the first body chunk into the header when it is not a spliced blob.
+    if let Some(first) = body.peek() {
+        if first.len() < SPLICE_RECORDS_BYTES_MIN {
+            head.extend_from_slice(first);
+            body.next();
+        }
+    }
+    chunks.push(head.freeze());
+    chunks.extend(body);
+    Ok(chunks)
 }
 
 /// Encodes a complete request frame (size prefix, header, body). Used by tests, tools and the
@@ -899,5 +1094,56 @@ mod tests {
             encode_response(-5, 0, 1, &resp),
             Err(EncodeError::UnknownApiKey { .. })
         ));
+    }
+
+    fn fetch_response(blobs: &[Bytes]) -> FetchResponse {
+        use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+        let partitions = blobs
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                PartitionData::default()
+                    .with_partition_index(i as i32)
+                    .with_high_watermark(1000 + i as i64)
+                    .with_records(Some(b.clone()))
+            })
+            .collect();
+        FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+            .with_topic(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(partitions)])
+    }
+
+    #[test]
+    fn fetch_records_are_spliced_not_copied() {
+        let big1 = Bytes::from(vec![1u8; SPLICE_RECORDS_BYTES_MIN + 5]);
+        let small = Bytes::from(vec![2u8; 100]);
+        let big2 = Bytes::from(vec![3u8; 200_000]);
+        let resp = fetch_response(&[big1.clone(), small, big2.clone()]);
+        for version in [4i16, 11, 12, 16] {
+            let kind = ResponseKind::Fetch(resp.clone());
+            let chunks = encode_response(ApiKey::Fetch as i16, version, 9, &kind).unwrap();
+            // The big blobs are chunks of their own, pointing at the original memory.
+            assert!(chunks
+                .iter()
+                .any(|c| c.as_ptr() == big1.as_ptr() && c.len() == big1.len()));
+            assert!(chunks
+                .iter()
+                .any(|c| c.as_ptr() == big2.as_ptr() && c.len() == big2.len()));
+            // Byte for byte what a plain encode produces.
+            let mut plain = BytesMut::new();
+            plain.put_i32(0);
+            put_response_header(
+                &mut plain,
+                response_header_version(ApiKey::Fetch, version),
+                9,
+            );
+            kind.encode(&mut plain, version).unwrap();
+            let size = (plain.len() - 4) as i32;
+            plain[..4].copy_from_slice(&size.to_be_bytes());
+            assert_eq!(concat_chunks(&chunks), plain.freeze(), "v{version}");
+        }
+        // Small records only: one chunk, as before.
+        let kind = ResponseKind::Fetch(fetch_response(&[Bytes::from_static(b"tiny")]));
+        assert_eq!(encode_response(1, 12, 9, &kind).unwrap().len(), 1);
     }
 }
