@@ -274,6 +274,25 @@ pub enum CoordinatorError {
 }
 
 impl PersistError {
+    /// Classifies the Kafka error code of a failed append (e.g. `errors::storage_code`) the
+    /// way Kafka's coordinator does before answering clients.
+    pub fn from_append_error(code: i16) -> PersistError {
+        use ResponseError as E;
+        match ResponseError::try_from_code(code) {
+            Some(
+                E::UnknownTopicOrPartition
+                | E::NotEnoughReplicas
+                | E::NotEnoughReplicasAfterAppend
+                | E::RequestTimedOut,
+            ) => PersistError::CoordinatorNotAvailable,
+            Some(E::NotLeaderOrFollower | E::KafkaStorageError) => PersistError::NotCoordinator,
+            Some(E::MessageTooLarge | E::RecordListTooLarge | E::InvalidFetchSize) => {
+                PersistError::RecordTooLarge
+            }
+            _ => PersistError::Other,
+        }
+    }
+
     /// Kafka's `appendGroupMetadataErrorToResponseError`.
     fn group_error_code(self) -> i16 {
         match self {

@@ -1564,3 +1564,21 @@ fn every_api_version_encodes() {
         }
     }
 }
+
+#[test]
+fn append_errors_map_like_kafka() {
+    use PersistError as P;
+    assert_eq!(
+        P::from_append_error(E::KafkaStorageError.code()),
+        P::NotCoordinator
+    );
+    assert_eq!(
+        P::from_append_error(E::NotEnoughReplicas.code()),
+        P::CoordinatorNotAvailable
+    );
+    assert_eq!(
+        P::from_append_error(E::RecordListTooLarge.code()),
+        P::RecordTooLarge
+    );
+    assert_eq!(P::from_append_error(E::CorruptMessage.code()), P::Other);
+}
