@@ -1582,3 +1582,34 @@ fn append_errors_map_like_kafka() {
     );
     assert_eq!(P::from_append_error(E::CorruptMessage.code()), P::Other);
 }
+
+#[test]
+fn large_group_rebalances_and_assigns_everyone() {
+    let mut h = Harness::new();
+    let n = 300;
+    let (ids, generation) = h.stable_group("big", n);
+    assert_eq!(ids.len(), n);
+    assert_eq!(generation, 1);
+    // Every member got its own assignment (stable_group's leader assigns member id bytes).
+    let d = h.describe("big");
+    assert_eq!(d.members.len(), n);
+    for m in &d.members {
+        assert_eq!(
+            m.member_assignment.as_ref(),
+            m.member_id.as_str().as_bytes()
+        );
+    }
+    // Half leave at once (batch); the rest rejoin into generation 2.
+    let leaving: Vec<(&str, Option<&str>)> =
+        ids[..n / 2].iter().map(|m| (m.as_str(), None)).collect();
+    let l = h.leave("big", &leaving);
+    assert_eq!(h.code(l), 0);
+    let joins: Vec<u64> = ids[n / 2..]
+        .iter()
+        .map(|m| h.join("big", m, None))
+        .collect();
+    for j in joins {
+        assert_eq!(h.join_resp(j).unwrap().generation_id, 2);
+    }
+    assert_eq!(h.c.group_members("big").len(), n - n / 2);
+}
