@@ -32,7 +32,7 @@ use glommio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::codec::{parse_request_header, RequestFrame};
-use crate::frame::{FrameReader, DEFAULT_MAX_FRAME_BYTES};
+use crate::frame::{FrameError, FrameReader, DEFAULT_MAX_FRAME_BYTES};
 
 /// Implemented by the broker: one instance per shard, shared by that shard's connections.
 pub trait Handler: 'static {
@@ -124,6 +124,10 @@ pub async fn serve_connection<H: Handler>(
             Ok(Some(frame)) => frame,
             Ok(None) => {
                 debug!(conn = info.id, peer = %info.peer, "connection closed by peer");
+                break;
+            }
+            Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                info!(conn = info.id, peer = %info.peer, "closing idle connection");
                 break;
             }
             Err(e) => {
@@ -356,7 +360,11 @@ pub struct Listener {
     inner: TcpListener,
     local_addr: SocketAddr,
     shard: usize,
+    idle_timeout: Option<Duration>,
 }
+
+/// Kafka's `connections.max.idle.ms` default: 10 minutes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl Listener {
     /// Binds `addr` with SO_REUSEPORT. Must run inside a glommio executor.
@@ -369,7 +377,15 @@ impl Listener {
             inner,
             local_addr,
             shard,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
         })
+    }
+
+    /// Closes connections that send nothing for this long (Kafka `connections.max.idle.ms`,
+    /// default [`DEFAULT_IDLE_TIMEOUT`]); `None` keeps idle connections forever.
+    pub fn with_idle_timeout(mut self, idle_timeout: Option<Duration>) -> Self {
+        self.idle_timeout = idle_timeout;
+        self
     }
 
     /// The bound address (useful with port 0).
@@ -409,6 +425,9 @@ impl Listener {
                 warn!(shard = self.shard, %peer, max_connections, "connection limit reached; closing new connection");
                 drop(stream);
                 continue;
+            }
+            if let Err(e) = stream.set_read_timeout(self.idle_timeout) {
+                debug!(shard = self.shard, %peer, error = %e, "cannot set the idle timeout");
             }
             next_id += 1;
             let id = ((self.shard as u64) << 48) | (next_id & ((1 << 48) - 1));

@@ -58,17 +58,19 @@ impl Handler for Echo {
 const MAX_FRAME: usize = 1 << 20;
 
 fn start_server() -> SocketAddr {
-    start_server_with(64)
+    start_server_with(64, None)
 }
 
-fn start_server_with(max_connections: usize) -> SocketAddr {
+fn start_server_with(max_connections: usize, idle_timeout: Option<Duration>) -> SocketAddr {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let ex = LocalExecutorBuilder::new(Placement::Unbound)
             .make()
             .expect("executor");
         ex.run(async move {
-            let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), 0).expect("bind");
+            let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), 0)
+                .expect("bind")
+                .with_idle_timeout(idle_timeout);
             tx.send(listener.local_addr()).unwrap();
             let limits = ConnLimits {
                 max_frame_bytes: MAX_FRAME,
@@ -262,7 +264,7 @@ fn large_gathered_responses_survive_a_slow_reader() {
 
 #[test]
 fn connections_beyond_the_limit_are_closed() {
-    let addr = start_server_with(2);
+    let addr = start_server_with(2, None);
     let mut a = connect(addr);
     let mut b = connect(addr);
     for (i, c) in [&mut a, &mut b].into_iter().enumerate() {
@@ -287,4 +289,14 @@ fn connections_beyond_the_limit_are_closed() {
     }
     b.write_all(&request(API_ECHO, 11, b"z")).unwrap();
     assert_eq!(read_response(&mut b).unwrap().0, 11);
+}
+
+#[test]
+fn idle_connections_are_closed() {
+    let addr = start_server_with(64, Some(Duration::from_millis(300)));
+    let mut c = connect(addr);
+    c.write_all(&request(API_ECHO, 1, b"x")).unwrap();
+    assert_eq!(read_response(&mut c).unwrap().0, 1);
+    // Nothing more is sent: the server closes the connection after the idle timeout.
+    assert!(is_closed(&mut c));
 }
