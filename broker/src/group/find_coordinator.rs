@@ -26,7 +26,7 @@ pub struct CoordinatorNode {
 }
 
 /// Kafka's `Errors.message()`: the exception text, or the error name ("NONE") for success;
-/// Kafka brokers send that string in FindCoordinator responses.
+/// Kafka brokers send that string in FindCoordinator v1-v3 responses.
 fn error_message(code: i16) -> StrBytes {
     match ResponseError::try_from_code(code) {
         Some(e) => StrBytes::from_string(e.to_string()),
@@ -76,7 +76,7 @@ pub fn find_coordinator_response(
                 c.host = StrBytes::from_string(node.host);
                 c.port = node.port;
                 c.error_code = code;
-                c.error_message = Some(error_message(code));
+                // Kafka leaves the per-key message null.
                 c
             })
             .collect();
@@ -120,10 +120,7 @@ mod tests {
         assert_eq!(r.coordinators.len(), 2);
         assert_eq!(r.coordinators[0].host.as_str(), "h12");
         assert_eq!(r.coordinators[0].error_code, 0);
-        assert_eq!(
-            r.coordinators[0].error_message.as_ref().map(|m| m.as_str()),
-            Some("NONE")
-        );
+        assert_eq!(r.coordinators[0].error_message, None);
         assert_eq!(
             r.coordinators[1].error_code,
             ResponseError::CoordinatorNotAvailable.code()
@@ -135,8 +132,20 @@ mod tests {
 
         let mut req = FindCoordinatorRequest::default();
         req.key = StrBytes::from_static_str("my-group");
-        let r = find_coordinator_response(0, &req, locate);
+        let r = find_coordinator_response(1, &req, locate);
         assert_eq!((r.error_code, r.node_id.0, r.host.as_str()), (0, 1, "h12"));
+        assert_eq!(r.error_message.as_ref().map(|m| m.as_str()), Some("NONE"));
+        // Like Kafka, an empty group id is a valid key.
+        req.key = StrBytes::new();
+        assert_eq!(
+            find_coordinator_response(0, &req, |_, _| Ok(CoordinatorNode {
+                node_id: 1,
+                host: "h".into(),
+                port: 1,
+            }))
+            .error_code,
+            0
+        );
 
         req.key_type = 7;
         let r = find_coordinator_response(2, &req, locate);
