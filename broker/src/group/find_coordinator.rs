@@ -77,6 +77,7 @@ pub fn find_coordinator_response(
                 c.port = node.port;
                 c.error_code = code;
                 // Kafka leaves the per-key message null.
+                c.error_message = None;
                 c
             })
             .collect();
