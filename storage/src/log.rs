@@ -843,7 +843,12 @@ impl PartitionLog {
             let limit = seg.written_size.get();
             (seg, hw, lso, limit)
         };
-        let reader = seg.reader().ok_or(StorageError::Closed)?;
+        // No files: retention deleted the segment after we looked it up.
+        let reader = seg.reader().ok_or_else(|| StorageError::OffsetOutOfRange {
+            offset,
+            log_start_offset: self.log_start_offset(),
+            high_watermark: hw,
+        })?;
         let (_, index_pos) = seg.index.borrow().lookup(seg.base_offset, offset);
         let mut found = None;
         segment::scan_headers(&seg, index_pos as u64, limit, HEADER_SCAN_BYTES, |h, at| {

@@ -117,7 +117,15 @@ fn load_index(
 pub(crate) async fn recover(dir: &PathBuf, config: &LogConfig) -> Result<Recovered, StorageError> {
     let started = Instant::now();
     let mut stats = RecoveryStats::default();
-    std::fs::create_dir_all(dir)?;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        // Make the new directory's entry durable, or a power loss could drop the whole
+        // partition even after fsynced appends (the directory itself is synced with the
+        // checkpoint below).
+        if let Some(parent) = dir.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+    }
     segment::ensure_dma_probe(dir).await?;
     let bases = list_segments(dir)?;
     let cp = checkpoint::read(dir)?;

@@ -158,12 +158,143 @@ pub(crate) struct ScanOutcome {
 
 const SCAN_READ_BYTES: u64 = 4 << 20;
 
+/// Sequential aligned reads of a file with one read always in flight ahead.
+struct ReadAhead {
+    dma: Rc<DmaFile>,
+    next_pos: u64,
+    end: u64,
+    inflight: Option<glommio::task::JoinHandle<Result<glommio::io::ReadResult, StorageError>>>,
+}
+
+impl ReadAhead {
+    fn new(dma: Rc<DmaFile>, limit: u64) -> ReadAhead {
+        let mut r = ReadAhead {
+            dma,
+            next_pos: 0,
+            end: (limit + 4095) & !4095,
+            inflight: None,
+        };
+        r.issue();
+        r
+    }
+
+    fn issue(&mut self) {
+        if self.next_pos >= self.end {
+            return;
+        }
+        let len = SCAN_READ_BYTES.min(self.end - self.next_pos) as usize;
+        let (dma, pos) = (self.dma.clone(), self.next_pos);
+        self.next_pos += len as u64;
+        let task =
+            glommio::spawn_local(async move { Ok(dma.read_at_aligned(pos, len).await?) }).detach();
+        self.inflight = Some(task);
+    }
+
+    /// The next buffer in file order, or None at the end.
+    async fn next(&mut self) -> Result<Option<glommio::io::ReadResult>, StorageError> {
+        let Some(task) = self.inflight.take() else {
+            return Ok(None);
+        };
+        self.issue();
+        match task.await {
+            Some(r) => r.map(Some),
+            None => Err(StorageError::Io(std::io::Error::other(
+                "read-ahead task cancelled",
+            ))),
+        }
+    }
+}
+
+/// Where requested bytes are: inside the current read buffer, or stitched in `carry`.
+#[derive(Clone, Copy)]
+enum Span {
+    InBuf(usize),
+    Carry,
+}
+
+/// A cursor over the read-ahead stream that hands out contiguous byte ranges.
+struct Cursor {
+    stream: ReadAhead,
+    cur: Option<glommio::io::ReadResult>,
+    cur_start: u64,
+    carry: Vec<u8>,
+}
+
+impl Cursor {
+    fn cur_len(&self) -> u64 {
+        self.cur.as_ref().map_or(0, |b| b.len() as u64)
+    }
+
+    async fn advance(&mut self) -> Result<bool, StorageError> {
+        match self.stream.next().await? {
+            Some(b) if !b.is_empty() => {
+                self.cur_start += self.cur_len();
+                self.cur = Some(b);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Makes `[pos, pos + n)` available contiguously; None if the file ends first.
+    /// `pos` never goes backwards between calls, and a call with `pos` before the
+    /// current buffer continues the stitch started by the previous call at `pos`.
+    async fn get(&mut self, pos: u64, n: usize) -> Result<Option<Span>, StorageError> {
+        if pos >= self.cur_start {
+            while pos >= self.cur_start + self.cur_len() {
+                if !self.advance().await? {
+                    return Ok(None);
+                }
+            }
+            let rel = (pos - self.cur_start) as usize;
+            let Some(cur) = self.cur.as_ref() else {
+                return Ok(None);
+            };
+            if rel + n <= cur.len() {
+                return Ok(Some(Span::InBuf(rel)));
+            }
+            self.carry.clear();
+            self.carry.extend_from_slice(&cur[rel..]);
+        } else {
+            // Continue the previous stitch: carry holds [pos, pos + carry.len()).
+            let have_end = pos + self.carry.len() as u64;
+            if let Some(cur) = self.cur.as_ref() {
+                if have_end >= self.cur_start && have_end < self.cur_start + cur.len() as u64 {
+                    let from = (have_end - self.cur_start) as usize;
+                    let take = n.saturating_sub(self.carry.len()).min(cur.len() - from);
+                    self.carry.extend_from_slice(&cur[from..from + take]);
+                }
+            }
+        }
+        while self.carry.len() < n {
+            if !self.advance().await? {
+                return Ok(None);
+            }
+            let Some(cur) = self.cur.as_ref() else {
+                return Ok(None);
+            };
+            let take = (n - self.carry.len()).min(cur.len());
+            self.carry.extend_from_slice(&cur[..take]);
+        }
+        Ok(Some(Span::Carry))
+    }
+
+    fn slice(&self, span: Span, n: usize) -> &[u8] {
+        match (span, self.cur.as_ref()) {
+            (Span::InBuf(rel), Some(cur)) => &cur[rel..rel + n],
+            (Span::Carry, _) => &self.carry[..n],
+            (Span::InBuf(_), None) => &[],
+        }
+    }
+}
+
 /// Reads and validates every batch of a segment from position 0 up to `limit` bytes:
 /// length, magic, CRC32C and offset contiguity (each batch must start at the previous
 /// batch's last offset + 1, the first one at `base_offset`). Stops at the first bad
-/// batch. Rebuilds the sparse index as it goes.
+/// batch. Rebuilds the sparse index as it goes. Reads stream sequentially with one
+/// read in flight ahead; a batch spanning two reads is stitched in a buffer.
 pub(crate) async fn scan_and_validate(
-    dma: &DmaFile,
+    dma: &Rc<DmaFile>,
     base_offset: i64,
     limit: u64,
     index_interval: u32,
@@ -178,37 +309,25 @@ pub(crate) async fn scan_and_validate(
         stop_reason: None,
         tail_is_zeros: true,
     };
+    let mut cursor = Cursor {
+        stream: ReadAhead::new(dma.clone(), limit),
+        cur: None,
+        cur_start: 0,
+        carry: Vec::new(),
+    };
     let mut pos: u64 = 0;
-    // The current read: file position of its first byte and the bytes.
-    let mut cur: Option<(u64, glommio::io::ReadResult)> = None;
-    // Bytes wanted from `pos` by the next read (grows for batches larger than a read).
-    let mut want = BATCH_HEADER_LEN as u64;
     while pos < limit {
-        let have = match &cur {
-            Some((start, buf)) if pos >= *start => (*start + buf.len() as u64).saturating_sub(pos),
-            _ => 0,
+        let hn = (BATCH_HEADER_LEN as u64).min(limit - pos) as usize;
+        let Some(span) = cursor.get(pos, hn).await? else {
+            out.stop_reason = Some(format!("file shorter than its size at {pos}"));
+            out.tail_is_zeros = false;
+            break;
         };
-        if have < want.min(limit - pos) {
-            let start = pos & !4095;
-            let len = (pos - start + want).max(SCAN_READ_BYTES).min(limit - start);
-            let len = (len + 4095) & !4095;
-            let buf = dma.read_at_aligned(start, len as usize).await?;
-            let got = (start + buf.len() as u64).min(limit).saturating_sub(pos);
-            cur = Some((start, buf));
-            if got < want.min(limit - pos) {
-                out.stop_reason = Some(format!("short read at {pos}: {got} bytes"));
-                out.tail_is_zeros = false;
-                break;
-            }
-        }
-        let Some((start, buf)) = &cur else { break };
-        let rel = (pos - start) as usize;
-        let end = ((limit - start) as usize).min(buf.len());
-        let avail = &buf[rel..end];
-        let header = match BatchHeader::parse(avail) {
+        let header_bytes = cursor.slice(span, hn);
+        let header = match BatchHeader::parse(header_bytes) {
             Ok(h) => h,
             Err(e) => {
-                out.tail_is_zeros = avail.iter().take(4096).all(|b| *b == 0);
+                out.tail_is_zeros = header_bytes.iter().all(|b| *b == 0);
                 out.stop_reason = Some(e.to_string());
                 break;
             }
@@ -232,13 +351,12 @@ pub(crate) async fn scan_and_validate(
             out.tail_is_zeros = false;
             break;
         }
-        if (avail.len() as u64) < total {
-            // The batch continues past this read: read again from it, big enough.
-            want = total;
-            cur = None;
-            continue;
-        }
-        if let Err(e) = header.verify(avail) {
+        let Some(span) = cursor.get(pos, total as usize).await? else {
+            out.stop_reason = Some("file ended inside a batch".into());
+            out.tail_is_zeros = false;
+            break;
+        };
+        if let Err(e) = header.verify(cursor.slice(span, total as usize)) {
             out.stop_reason = Some(format!("batch at offset {}: {e}", header.base_offset));
             out.tail_is_zeros = false;
             break;
@@ -259,7 +377,6 @@ pub(crate) async fn scan_and_validate(
         out.next_offset = header.last_offset() + 1;
         pos += total;
         out.valid_size = pos;
-        want = BATCH_HEADER_LEN as u64;
     }
     Ok(out)
 }
