@@ -144,7 +144,7 @@ pub async fn serve_connection<H: Handler>(
         };
         // Wait for a pipelining slot; the permit is released once the response is written.
         let Ok(permit) = permits.acquire_static_permit(1).await else {
-            break; // ok: the semaphore is never closed; treat it like a writer shutdown
+            break; // the writer closed the semaphore on its way out: nothing more to do
         };
         let correlation_id = req.correlation_id;
         let api_key = req.api_key;
@@ -361,6 +361,17 @@ pub struct Listener {
     local_addr: SocketAddr,
     shard: usize,
     idle_timeout: Option<Duration>,
+    stats: Rc<ListenerStats>,
+}
+
+/// Per-shard connection counters, for metrics (`Listener::stats`).
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    /// Connections being served right now.
+    pub active: Cell<usize>,
+    pub accepted_total: Cell<u64>,
+    /// Closed at once because `max_connections` was reached.
+    pub rejected_total: Cell<u64>,
 }
 
 /// Kafka's `connections.max.idle.ms` default: 10 minutes.
@@ -378,7 +389,13 @@ impl Listener {
             local_addr,
             shard,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            stats: Rc::new(ListenerStats::default()),
         })
+    }
+
+    /// Live counters of this listener (take them before `serve` consumes the listener).
+    pub fn stats(&self) -> Rc<ListenerStats> {
+        self.stats.clone()
     }
 
     /// Closes connections that send nothing for this long (Kafka `connections.max.idle.ms`,
@@ -402,7 +419,7 @@ impl Listener {
         limits: ConnLimits,
         max_connections: usize,
     ) -> io::Result<()> {
-        let active = Rc::new(Cell::new(0usize));
+        let stats = self.stats.clone();
         let mut next_id: u64 = 0;
         info!(shard = self.shard, addr = %self.local_addr, "listening");
         loop {
@@ -421,7 +438,8 @@ impl Listener {
                     continue;
                 }
             };
-            if active.get() >= max_connections {
+            if stats.active.get() >= max_connections {
+                stats.rejected_total.set(stats.rejected_total.get() + 1);
                 warn!(shard = self.shard, %peer, max_connections, "connection limit reached; closing new connection");
                 drop(stream);
                 continue;
@@ -437,8 +455,9 @@ impl Listener {
                 shard: self.shard,
             };
             debug!(shard = self.shard, conn = id, %peer, "accepted connection");
-            active.set(active.get() + 1);
-            let guard = ActiveGuard(active.clone());
+            stats.active.set(stats.active.get() + 1);
+            stats.accepted_total.set(stats.accepted_total.get() + 1);
+            let guard = ActiveGuard(stats.clone());
             let handler = handler.clone();
             glommio::spawn_local(async move {
                 let _guard = guard;
@@ -450,11 +469,11 @@ impl Listener {
 }
 
 /// Decrements the shard's connection count when a connection task ends (even if cancelled).
-struct ActiveGuard(Rc<Cell<usize>>);
+struct ActiveGuard(Rc<ListenerStats>);
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
+        self.0.active.set(self.0.active.get().saturating_sub(1));
     }
 }
 

@@ -37,7 +37,9 @@ pub use codec::{
     decode_request, encode_request, encode_response, parse_request_header, DecodeError,
     EncodeError, RequestFrame, RequestIds,
 };
-pub use conn::{listen, serve_connection, ConnInfo, ConnLimits, Handler, HandlerResult, Listener};
+pub use conn::{
+    listen, serve_connection, ConnInfo, ConnLimits, Handler, HandlerResult, Listener, ListenerStats,
+};
 pub use frame::FrameError;
 pub use route::{RouteError, ShardRouter};
 pub use versions::{encode_api_versions_fallback, ApiVersionTable, VersionSupport};
