@@ -188,6 +188,56 @@ pub fn comparison_chart(results: &[BenchResult], path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Horizontal bars of MB/s (and records/s in the label) for several results.
+pub fn throughput_bars(results: &[BenchResult], path: &Path) -> Result<()> {
+    let height = (80 + 28 * results.len() as u32).max(200);
+    let root = SVGBackend::new(path, (SIZE.0, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let xmax = results
+        .iter()
+        .map(|r| r.mb_per_sec)
+        .fold(0.0f64, f64::max)
+        .max(0.001)
+        * 1.45;
+    let n = results.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("throughput (MB/s of record values)", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(10)
+        .build_cartesian_2d(0f64..xmax, 0f64..n)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .disable_y_axis()
+        .x_desc("MB/s")
+        .draw()
+        .map_err(err)?;
+    for (i, r) in results.iter().enumerate() {
+        let y = n - i as f64 - 1.0;
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(0.0, y + 0.15), (r.mb_per_sec, y + 0.85)],
+                color.filled(),
+            )))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!(
+                    "{}  {:.1} MB/s, {:.0} rec/s",
+                    r.name, r.mb_per_sec, r.records_per_sec
+                ),
+                (r.mb_per_sec + xmax * 0.01, y + 0.75),
+                ("sans-serif", 13),
+            )))
+            .map_err(err)?;
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,6 +275,11 @@ mod tests {
                 f.display()
             );
         }
+        let bars = dir.path().join("bars.svg");
+        throughput_bars(&[r.clone(), r], &bars).expect("bars");
+        assert!(std::fs::read_to_string(&bars)
+            .expect("svg")
+            .contains("<rect"));
         assert!((nines(99.9) - 3.0).abs() < 1e-9);
         assert_eq!(nines(100.0), NINES_MAX);
     }

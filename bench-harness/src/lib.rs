@@ -13,6 +13,7 @@
 //! - [`batch`]: v2 record batch encoder/decoder (all five codecs).
 //! - [`stats`], [`charts`], [`compare`]: histograms, JSON results, SVG charts, side-by-side.
 //! - [`procstat`]: broker CPU/RSS from /proc when the broker is local.
+//! - [`rawlimits`]: O_DIRECT write and loopback TCP bandwidth, measured beside the results.
 //! - [`proxy`]: a TCP proxy that delays traffic (and rewrites Metadata so clients stay on it),
 //!   used to validate the latency numbers.
 //!
@@ -30,6 +31,7 @@ pub mod payload;
 pub mod procstat;
 pub mod produce;
 pub mod proxy;
+pub mod rawlimits;
 pub mod runner;
 pub mod stats;
 pub mod workload;

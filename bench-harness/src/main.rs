@@ -42,6 +42,9 @@ enum Cmd {
         /// Write the comparison chart (latency percentile curves) to this SVG file.
         #[arg(long)]
         svg: Option<PathBuf>,
+        /// Write a throughput bar chart to this SVG file.
+        #[arg(long)]
+        throughput_svg: Option<PathBuf>,
         /// Print the table as Markdown.
         #[arg(long)]
         markdown: bool,
@@ -51,6 +54,16 @@ enum Cmd {
         json: PathBuf,
         #[arg(long)]
         out_dir: Option<PathBuf>,
+    },
+    /// Measure physical limits: O_DIRECT sequential write bandwidth of DIR's filesystem and
+    /// loopback TCP bandwidth (writer on core 0, reader on core 1).
+    RawLimits {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
     /// TCP proxy that delays every chunk by N ms in each direction (order preserved) and
     /// rewrites Metadata responses so clients keep talking through it.
@@ -309,6 +322,7 @@ fn main() -> Result<()> {
         Cmd::Compare {
             files,
             svg,
+            throughput_svg,
             markdown,
         } => {
             let results = files
@@ -330,7 +344,11 @@ fn main() -> Result<()> {
             print!("{}", compare::table(&results, markdown));
             if let Some(svg) = svg {
                 charts::comparison_chart(&results, &svg)?;
-                println!("chart: {}", svg.display());
+                eprintln!("chart: {}", svg.display());
+            }
+            if let Some(svg) = throughput_svg {
+                charts::throughput_bars(&results, &svg)?;
+                eprintln!("chart: {}", svg.display());
             }
             Ok(())
         }
@@ -343,6 +361,20 @@ fn main() -> Result<()> {
             };
             for f in charts::write_result_charts(&r, &base)? {
                 println!("chart: {}", f.display());
+            }
+            Ok(())
+        }
+        Cmd::RawLimits { dir, seconds, json } => {
+            let r = bench_harness::rawlimits::measure(&dir, seconds)?;
+            println!(
+                "O_DIRECT sequential write ({} KiB blocks) on {}: {:.0} MB/s; loopback TCP: {:.0} MB/s",
+                r.disk_write_block_bytes >> 10,
+                r.disk_dir,
+                r.disk_write_mb_per_sec,
+                r.loopback_mb_per_sec
+            );
+            if let Some(j) = json {
+                std::fs::write(&j, serde_json::to_string_pretty(&r)?)?;
             }
             Ok(())
         }

@@ -260,11 +260,17 @@ impl Producer {
                         }
                     }
                 }
-                // 2. Seal batches whose linger expired.
+                // 2. Seal batches whose linger expired, but only when their broker can take a
+                //    request now: while every in-flight slot is busy the batch stays open and
+                //    keeps growing (as in Kafka's RecordAccumulator), instead of queueing many
+                //    tiny batches that each need their own request.
                 let now = clock.elapsed_ns();
                 for p in 0..npart {
                     let ps = &self.parts[p as usize];
-                    if !ps.builder.is_empty() && now >= ps.first_append_ns + linger_ns {
+                    if !ps.builder.is_empty()
+                        && now >= ps.first_append_ns + linger_ns
+                        && self.can_send(ps.broker)
+                    {
                         self.seal(p)?;
                         if p == sticky {
                             sticky = (sticky + 1) % npart;
@@ -289,7 +295,8 @@ impl Producer {
                     wake = now; // closed loop: generate more right away
                 }
                 for ps in &self.parts {
-                    if !ps.builder.is_empty() {
+                    // A blocked partition waits for an acknowledgement (the signal), not a timer.
+                    if !ps.builder.is_empty() && self.can_send(ps.broker) {
                         wake = wake.min(ps.first_append_ns + linger_ns);
                     }
                 }
@@ -352,6 +359,17 @@ impl Producer {
                 .note_error(format!("producer {} ({}): {e:#}", self.index, self.topic));
         }
         result
+    }
+
+    /// Whether a request to `broker` could be written now.
+    fn can_send(&self, broker: i32) -> bool {
+        match self.links.get(&broker) {
+            Some(l) => {
+                l.ready.is_empty()
+                    && (self.w.acks == 0 || l.inflight.borrow().len() < self.w.max_in_flight)
+            }
+            None => false,
+        }
     }
 
     fn seal(&mut self, p: i32) -> Result<()> {
@@ -458,12 +476,17 @@ impl Producer {
                     })
                     .collect();
                 if self.w.acks != 0 {
+                    let sent: Vec<u64> = batches
+                        .iter()
+                        .flat_map(|b| b.intended_ns.iter().copied())
+                        .collect();
                     link.inflight.borrow_mut().push_back(InFlight {
                         correlation_id: corr,
                         batches,
                     });
                     stats.borrow_mut().requests_sent += 1;
                     link.writer.write_frame(&frame).await?;
+                    stats.borrow_mut().on_sent(clock.elapsed_ns(), &sent);
                 } else {
                     link.writer.write_frame(&frame).await?;
                     // acks=0: no response exists; "acknowledged" = written to the socket.
@@ -471,6 +494,7 @@ impl Producer {
                     let mut st = stats.borrow_mut();
                     st.requests_sent += 1;
                     for b in &batches {
+                        st.on_sent(now, &b.intended_ns);
                         st.on_acked(now, &b.intended_ns, b.payload_bytes, b.checksum);
                         acked_global.fetch_add(b.intended_ns.len() as u64, Ordering::Relaxed);
                     }

@@ -63,6 +63,9 @@ pub struct SecondBucket {
 /// Counters of one worker thread; merged after the run.
 pub struct WorkerStats {
     pub produce_latency_us: Histogram<u64>,
+    /// Time from intended send to the request being written to the socket: the harness's
+    /// own (plus batching/linger) share of the produce latency.
+    pub send_lag_us: Histogram<u64>,
     pub e2e_latency_us: Histogram<u64>,
     pub produced_all: u64,
     pub produced_in_window: u64,
@@ -84,6 +87,7 @@ impl WorkerStats {
     pub fn new(w: &Workload) -> WorkerStats {
         WorkerStats {
             produce_latency_us: new_latency_histogram(),
+            send_lag_us: new_latency_histogram(),
             e2e_latency_us: new_latency_histogram(),
             produced_all: 0,
             produced_in_window: 0,
@@ -147,6 +151,16 @@ impl WorkerStats {
         }
     }
 
+    /// A batch was written to the socket at `sent_ns`.
+    pub fn on_sent(&mut self, sent_ns: u64, intended_ns: &[u64]) {
+        for &t in intended_ns {
+            if self.in_window(t) {
+                self.send_lag_us
+                    .saturating_record((sent_ns.saturating_sub(t) / 1000).max(1));
+            }
+        }
+    }
+
     /// One record was consumed at `now_ns`; `intended_ns` comes from the record if it carries
     /// the harness's header.
     pub fn on_consumed(
@@ -177,6 +191,9 @@ impl WorkerStats {
             .context("merge histogram")?;
         self.e2e_latency_us
             .add(&o.e2e_latency_us)
+            .context("merge histogram")?;
+        self.send_lag_us
+            .add(&o.send_lag_us)
             .context("merge histogram")?;
         self.produced_all += o.produced_all;
         self.produced_in_window += o.produced_in_window;
@@ -292,6 +309,9 @@ pub struct BenchResult {
     pub latency_ms: Option<LatencySummary>,
     pub produce_latency_ms: Option<LatencySummary>,
     pub e2e_latency_ms: Option<LatencySummary>,
+    /// Intended send -> request written (batching, linger, in-flight limit, harness delays).
+    #[serde(default)]
+    pub send_lag_ms: Option<LatencySummary>,
     pub produced_acked_all: u64,
     pub produce_errors: u64,
     /// Wrapping sum of crc32(key ++ value) over acknowledged records (key empty if null).
@@ -354,6 +374,7 @@ impl BenchResult {
             latency_ms: latency,
             produce_latency_ms: produce,
             e2e_latency_ms: e2e,
+            send_lag_ms: LatencySummary::from_us(&s.send_lag_us),
             produced_acked_all: s.produced_all,
             produce_errors: s.produce_errors,
             produce_checksum: s.produce_checksum,
@@ -388,6 +409,10 @@ impl BenchResult {
             o += &format!(
                 "produce latency (ack - intended send): {}\n",
                 lat(&self.produce_latency_ms)
+            );
+            o += &format!(
+                "  of which send lag (written - intended): {}\n",
+                lat(&self.send_lag_ms)
             );
         }
         if self.mode != "produce" {

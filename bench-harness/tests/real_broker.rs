@@ -1,0 +1,318 @@
+//! Validation of the harness against a real broker process (no mocks):
+//! 1. counts and checksums of what the harness reports as produced are read back by
+//!    independent clients (kcat; confluent-kafka when Python has it);
+//! 2. a delay proxy adding 5 ms per round trip moves the measured p50 by about 5 ms.
+//!
+//! The broker binary comes from `RINGTAIL_BIN` (default `../target/release/ringtail`). If it
+//! is missing the tests print SKIP and pass; if it exists but does not serve, they fail.
+//! Timing asserts are limited to the broad 3.5..8 ms band on a median of three runs.
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bench_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ringtail-bench"))
+}
+
+fn broker_bin() -> Option<PathBuf> {
+    let p = std::env::var_os("RINGTAIL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/ringtail")
+        });
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!("SKIP: broker binary {} not built (set RINGTAIL_BIN or build -p ringtail-broker --release)", p.display());
+        None
+    }
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Kills the child on drop so a failing assert does not leak processes.
+struct Proc(Child, &'static str);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_listening(port: u16, p: &mut Proc) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = p.0.try_wait() {
+            let mut err = String::new();
+            if let Some(e) = p.0.stderr.as_mut() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!(
+                "{} exited with {status} before listening on {port}: {err}",
+                p.1
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{} not listening on {port} after 60 s", p.1);
+}
+
+fn start_broker(bin: &Path, dir: &Path) -> (Proc, u16) {
+    let port = free_port();
+    let child = Command::new(bin)
+        .args([
+            "serve",
+            "--kafka-addr",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir)
+        .args(["--cores", "1", "--admin-addr", "off"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start broker");
+    let mut p = Proc(child, "broker");
+    wait_listening(port, &mut p);
+    (p, port)
+}
+
+fn run_bench(args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("r.json");
+    let out = Command::new(bench_bin())
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .arg("--no-charts")
+        .output()
+        .expect("run ringtail-bench");
+    assert!(
+        out.status.success(),
+        "ringtail-bench {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&json).expect("result json");
+    serde_json::from_str(&text).expect("valid json")
+}
+
+fn u(v: &serde_json::Value, k: &str) -> u64 {
+    v[k].as_u64()
+        .unwrap_or_else(|| panic!("{k} missing in {v}"))
+}
+
+/// Reads the whole topic with kcat; returns (count, checksum) with the harness's definition
+/// (wrapping sum of crc32(key ++ value)).
+fn kcat_readback(port: u16, topic: &str) -> (u64, u64) {
+    let out = Command::new("kcat")
+        .args([
+            "-C",
+            "-b",
+            &format!("127.0.0.1:{port}"),
+            "-t",
+            topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ])
+        .args(["-f", "%k %s\\n"])
+        .output()
+        .expect("run kcat (apt install kcat)");
+    assert!(
+        out.status.success(),
+        "kcat failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut n = 0u64;
+    let mut sum = 0u64;
+    for line in out.stdout.split(|&b| b == b'\n') {
+        if line.is_empty() {
+            continue;
+        }
+        let sp = line
+            .iter()
+            .position(|&b| b == b' ')
+            .expect("key and value separated by a space");
+        let mut h = crc32fast::Hasher::new();
+        h.update(&line[..sp]);
+        h.update(&line[sp + 1..]);
+        sum = sum.wrapping_add(h.finalize() as u64);
+        n += 1;
+    }
+    (n, sum)
+}
+
+/// The same read-back with confluent-kafka (librdkafka 2.x) if Python has it.
+fn confluent_readback(port: u16, topic: &str) -> Option<(u64, u64)> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/readback.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args([
+            "--bootstrap",
+            &format!("127.0.0.1:{port}"),
+            "--topic",
+            topic,
+        ])
+        .output()
+        .ok()?;
+    if out.status.code() == Some(3) {
+        eprintln!("note: confluent-kafka not importable; skipped its read-back");
+        return None;
+    }
+    assert!(
+        out.status.success(),
+        "readback.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("readback json");
+    Some((u(&v, "count"), u(&v, "checksum")))
+}
+
+#[test]
+fn produced_counts_and_checksums_are_read_back_by_independent_clients() {
+    let Some(bin) = broker_bin() else { return };
+    let data = tempfile::tempdir().expect("tempdir");
+    let (_broker, port) = start_broker(&bin, data.path());
+    let bootstrap = format!("127.0.0.1:{port}");
+    for (topic, codec, acks, extra) in [
+        ("verify-none", "none", "1", vec![]),
+        ("verify-zstd", "zstd", "all", vec!["--idempotence"]),
+    ] {
+        let mut args = vec![
+            "produce",
+            "--bootstrap",
+            &bootstrap,
+            "--topic",
+            topic,
+            "--partitions",
+            "3",
+            "--record-size",
+            "40..300",
+            "--key-cardinality",
+            "1000",
+            "--acks",
+            acks,
+            "--compression",
+            codec,
+            "--rate",
+            "5000",
+            "--duration",
+            "3",
+        ];
+        args.extend(extra.iter());
+        let r = run_bench(&args);
+        let produced = u(&r, "produced_acked_all");
+        assert!(produced > 5_000, "too few records produced: {produced}");
+        assert_eq!(u(&r, "produce_errors"), 0);
+        let checksum = u(&r, "produce_checksum");
+        let (n, sum) = kcat_readback(port, topic);
+        assert_eq!(
+            n, produced,
+            "{topic}: kcat read {n} records, harness reported {produced}"
+        );
+        assert_eq!(sum, checksum, "{topic}: kcat checksum differs");
+        if let Some((n2, sum2)) = confluent_readback(port, topic) {
+            assert_eq!(
+                (n2, sum2),
+                (produced, checksum),
+                "{topic}: confluent-kafka read-back differs"
+            );
+        }
+        // The harness's own consumer agrees too.
+        let c = run_bench(&[
+            "consume",
+            "--bootstrap",
+            &bootstrap,
+            "--topic",
+            topic,
+            "--no-create-topics",
+            "--from",
+            "earliest",
+            "--records",
+            &produced.to_string(),
+            "--duration",
+            "60",
+        ]);
+        assert_eq!(u(&c, "consumed_total"), produced);
+        assert_eq!(u(&c, "consume_checksum"), checksum);
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+#[test]
+fn delay_proxy_moves_p50_by_the_injected_delay() {
+    let Some(bin) = broker_bin() else { return };
+    let data = tempfile::tempdir().expect("tempdir");
+    let (_broker, port) = start_broker(&bin, data.path());
+    let proxy_port = free_port();
+    let proxy = Command::new(bench_bin())
+        .args([
+            "delay-proxy",
+            "--listen",
+            &format!("127.0.0.1:{proxy_port}"),
+            "--upstream",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--delay-ms", "5"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start proxy");
+    let mut proxy = Proc(proxy, "delay-proxy");
+    wait_listening(proxy_port, &mut proxy);
+    let p50 = |bootstrap: String| -> f64 {
+        let r = run_bench(&[
+            "produce",
+            "--bootstrap",
+            &bootstrap,
+            "--topic",
+            "latency",
+            "--partitions",
+            "1",
+            "--record-size",
+            "100",
+            "--acks",
+            "1",
+            "--rate",
+            "1000",
+            "--duration",
+            "4",
+            "--warmup",
+            "1",
+            "--linger-ms",
+            "0",
+        ]);
+        r["latency_ms"]["p50"].as_f64().expect("p50")
+    };
+    let mut direct = Vec::new();
+    let mut proxied = Vec::new();
+    for _ in 0..3 {
+        direct.push(p50(format!("127.0.0.1:{port}")));
+        proxied.push(p50(format!("127.0.0.1:{proxy_port}")));
+    }
+    let (d, p) = (median(direct.clone()), median(proxied.clone()));
+    eprintln!(
+        "p50 direct {direct:?} -> median {d:.3} ms; through proxy {proxied:?} -> median {p:.3} ms"
+    );
+    let diff = p - d;
+    assert!(
+        (3.5..=8.0).contains(&diff),
+        "p50 moved by {diff:.3} ms, expected about 5 ms"
+    );
+}
