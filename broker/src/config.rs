@@ -99,11 +99,17 @@ impl BrokerConfig {
         let kafka_addr: SocketAddr = kafka_addr_text
             .parse()
             .with_context(|| format!("--kafka-addr {kafka_addr_text:?} is not HOST:PORT"))?;
-        let (advertised_host, advertised_port) =
-            match over.advertised_addr.clone().or(file.advertised_addr.clone()) {
-                Some(text) => parse_host_port(&text)?,
-                None => (default_advertised_host(&kafka_addr), i32::from(kafka_addr.port())),
-            };
+        let (advertised_host, advertised_port) = match over
+            .advertised_addr
+            .clone()
+            .or(file.advertised_addr.clone())
+        {
+            Some(text) => parse_host_port(&text)?,
+            None => (
+                default_advertised_host(&kafka_addr),
+                i32::from(kafka_addr.port()),
+            ),
+        };
         let admin_addr = match over
             .admin_addr
             .clone()
@@ -129,7 +135,9 @@ impl BrokerConfig {
                     .map_err(|e| anyhow::anyhow!("--cores {list:?}: {e}"))?;
                 for cpu in &cpus {
                     if !online.contains(cpu) {
-                        bail!("--cores {list:?}: CPU {cpu} is not online here (online: {online:?})");
+                        bail!(
+                            "--cores {list:?}: CPU {cpu} is not online here (online: {online:?})"
+                        );
                     }
                 }
                 cpus
@@ -143,6 +151,15 @@ impl BrokerConfig {
         for (name, value) in &file.kafka {
             let text = match value {
                 toml::Value::String(s) => s.clone(),
+                // Kafka lists are comma-separated strings.
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|v| match v {
+                        toml::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
                 other => other.to_string(),
             };
             pairs.push((name.clone(), text));
@@ -187,7 +204,9 @@ fn parse_host_port(text: &str) -> anyhow::Result<(String, i32)> {
     let (host, port) = text
         .rsplit_once(':')
         .with_context(|| format!("{text:?} is not HOST:PORT"))?;
-    let port: u16 = port.parse().with_context(|| format!("{text:?}: bad port"))?;
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("{text:?}: bad port"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
         bail!("{text:?}: empty host");

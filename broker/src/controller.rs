@@ -170,7 +170,7 @@ impl Controller {
                         format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered."),
                     ));
                 }
-                let config = TopicConfig::validate_and_build(t.configs.clone(), broker)?;
+                let config = TopicConfig::for_create(t.configs.clone(), broker)?;
                 let topic = Arc::new(TopicMeta {
                     name: t.name.clone(),
                     id: Uuid::new_v4(),
@@ -313,7 +313,11 @@ impl Controller {
     }
 
     /// Persist, then make every shard adopt the snapshot before returning.
-    async fn publish(&self, shard: &Rc<Shard>, snapshot: MetaSnapshot) -> Result<(), PartitionError> {
+    async fn publish(
+        &self,
+        shard: &Rc<Shard>,
+        snapshot: MetaSnapshot,
+    ) -> Result<(), PartitionError> {
         self.store.save(&snapshot).map_err(|e| {
             warn!(error = %e, "persisting metadata failed");
             PartitionError::with_message(E::KafkaStorageError, format!("persisting metadata: {e}"))

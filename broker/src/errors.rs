@@ -76,7 +76,7 @@ impl From<crate::topic_config::ConfigError> for PartitionError {
 
 impl From<crate::compression::RecordsError> for PartitionError {
     fn from(e: crate::compression::RecordsError) -> PartitionError {
-        PartitionError::with_message(E::CorruptMessage, e.to_string())
+        PartitionError::from_code(e.kafka_code(), Some(e.to_string()))
     }
 }
 

@@ -22,6 +22,7 @@ pub mod compression;
 pub mod config;
 pub mod controller;
 pub mod errors;
+pub mod group;
 pub mod meta;
 pub mod producer_state;
 pub mod records;

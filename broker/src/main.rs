@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "ringtail", version, about = "A Kafka-compatible event-streaming broker, thread-per-core on io_uring")]
+#[command(
+    name = "ringtail",
+    version,
+    about = "A Kafka-compatible event-streaming broker, thread-per-core on io_uring"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,6 +64,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -107,7 +112,12 @@ fn tune(data_dir: &std::path::Path, apply: bool, json: bool) -> anyhow::Result<(
         return Ok(());
     }
     for c in &checks {
-        println!("{:<5} {:<28} {}", format!("{:?}", c.status), c.name, c.detail);
+        println!(
+            "{:<5} {:<28} {}",
+            format!("{:?}", c.status),
+            c.name,
+            c.detail
+        );
         if let Some(fix) = &c.fix {
             println!("      {:<28} fix: {fix}", "");
         }

@@ -161,16 +161,10 @@ impl MetaStore {
                 snapshot.version = file.version;
                 snapshot.cluster_id = file.cluster_id;
                 for mut topic in file.topics {
-                    topic.config = TopicConfig::validate_and_build(
-                        topic
-                            .configs
-                            .iter()
-                            .map(|(k, v)| (k.clone(), Some(v.clone()))),
-                        broker,
-                    )
-                    .map_err(|e| {
-                        anyhow::anyhow!("stored config of topic {}: {e}", topic.name)
-                    })?;
+                    topic.config =
+                        TopicConfig::from_map(topic.configs.clone(), broker).map_err(|e| {
+                            anyhow::anyhow!("stored config of topic {}: {e}", topic.name)
+                        })?;
                     snapshot.topics.insert(topic.name.clone(), Arc::new(topic));
                 }
             }
@@ -208,8 +202,7 @@ impl MetaStore {
 
 /// Kafka cluster ids are 16 random bytes in URL-safe base64 without padding.
 fn new_cluster_id() -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bytes = Uuid::new_v4().into_bytes();
     let mut out = String::with_capacity(22);
     let mut acc: u32 = 0;
@@ -246,7 +239,10 @@ mod tests {
     fn owners_spread_and_are_stable() {
         let owners: Vec<usize> = (0..12).map(|p| owner_of("t", p, 2)).collect();
         assert_eq!(owners.iter().filter(|&&s| s == 0).count(), 6);
-        assert_eq!(owners, (0..12).map(|p| owner_of("t", p, 2)).collect::<Vec<_>>());
+        assert_eq!(
+            owners,
+            (0..12).map(|p| owner_of("t", p, 2)).collect::<Vec<_>>()
+        );
         assert!((0..100).all(|p| owner_of("x", p, 1) == 0));
     }
 

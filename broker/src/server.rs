@@ -32,9 +32,8 @@ static SHUTDOWN: AtomicBool = AtomicBool::new(false);
 /// when the machine lacks something the broker needs.
 pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let shards = config.shards();
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!("cannot create the data dir {}", config.data_dir.display())
-    })?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
     let mut fatal = Vec::new();
     for check in tuning::startup_checks(&config.data_dir, shards) {
         match check.status {
@@ -48,17 +47,26 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
                     "{}: {}{}",
                     check.name,
                     check.detail,
-                    check.fix.map(|f| format!(" (fix: {f})")).unwrap_or_default()
+                    check
+                        .fix
+                        .map(|f| format!(" (fix: {f})"))
+                        .unwrap_or_default()
                 ));
             }
         }
     }
     if !fatal.is_empty() {
-        bail!("this machine cannot run Ringtail:\n  {}", fatal.join("\n  "));
+        bail!(
+            "this machine cannot run Ringtail:\n  {}",
+            fatal.join("\n  ")
+        );
     }
     let io_plan = tuning::plan_io_memory(shards, IO_MEMORY_WANTED_BYTES)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    info!(io_memory_bytes = io_plan.io_memory_bytes, "{}", io_plan.explanation);
+    info!(
+        io_memory_bytes = io_plan.io_memory_bytes,
+        "{}", io_plan.explanation
+    );
 
     let _lock = lock_data_dir(&config)?;
     let store = MetaStore::new(&config.data_dir);
@@ -67,7 +75,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
         config.data_dir.join("meta").join("producer_ids"),
         crate::producer_state::PRODUCER_ID_BLOCK_SIZE,
     )
-        .map_err(|e| anyhow::anyhow!("producer id allocator: {e}"))?;
+    .map_err(|e| anyhow::anyhow!("producer id allocator: {e}"))?;
     info!(
         cluster_id = %snapshot.cluster_id,
         topics = snapshot.topics.len(),
@@ -91,27 +99,36 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
 
     let config = Arc::new(config);
     let endpoints = net::route::build::<ShardReq, ShardResp>(shards, Default::default());
-    let mut controller = Some(Controller::new(store, producer_ids));
+    // The controller is built inside shard 0's executor: it holds thread-local primitives.
+    let mut controller_parts = Some((store, producer_ids));
     let mut handles = Vec::new();
     for (endpoint, cpu) in endpoints.into_iter().zip(config.shard_cpus.clone()) {
         let id = endpoint.shard_id();
         let config = config.clone();
         let snapshot = snapshot.clone();
         let ready = ready.clone();
-        let controller = if id == 0 { controller.take() } else { None };
+        let controller_parts = if id == 0 {
+            controller_parts.take()
+        } else {
+            None
+        };
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{id}"))
             .io_memory(io_plan.io_memory_bytes)
             .spawn(move || async move {
                 let router = endpoint.connect().await;
+                let controller = controller_parts.map(|(store, ids)| Controller::new(store, ids));
                 if let Err(e) = shard_main(id, config, router, snapshot, controller, ready).await {
                     error!(shard = id, "shard failed: {e:#}");
                     SHUTDOWN.store(true, Ordering::SeqCst);
                     // Wake the signal-waiting main thread so the process exits.
-                    let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::SIGTERM);
+                    let _ =
+                        nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::SIGTERM);
                 }
             })
-            .with_context(|| format!("starting the executor of shard {id} on CPU {cpu}"))?;
+            .map_err(|e| {
+                anyhow::anyhow!("starting the executor of shard {id} on CPU {cpu}: {e}")
+            })?;
         handles.push(handle);
     }
 
@@ -157,10 +174,17 @@ async fn shard_main(
     .detach();
 
     shard.apply_meta(snapshot).await;
-    info!(shard = id, partitions = shard.partition_count(), "partitions recovered");
+    info!(
+        shard = id,
+        partitions = shard.partition_count(),
+        "partitions recovered"
+    );
 
     let listener = net::conn::Listener::bind(config.kafka_addr, id).with_context(|| {
-        format!("cannot listen on --kafka-addr {} (shard {id})", config.kafka_addr)
+        format!(
+            "cannot listen on --kafka-addr {} (shard {id})",
+            config.kafka_addr
+        )
     })?;
     let handler = Rc::new(KafkaHandler::new(shard.clone()));
     let limits = net::conn::ConnLimits {

@@ -24,6 +24,7 @@ use crate::controller::{Controller, ControllerReq, ControllerResp};
 use crate::errors::PartitionError;
 use crate::meta::{partition_dir, MetaSnapshot, TopicMeta};
 use crate::producer_state::{ProducerBatch, ProducerStateTable, SeqCheck};
+use crate::records::{self, ValidationOptions};
 
 /// How often each shard applies retention to its partitions (Kafka's
 /// `log.retention.check.interval.ms` default).
@@ -35,7 +36,10 @@ pub enum ShardReq {
     /// Partitions of one produce request owned by the target shard; appended concurrently.
     Produce(Vec<ProducePart>),
     /// Partitions of one fetch owned by the target shard, read in order within `max_bytes`.
-    Read { parts: Vec<ReadPart>, max_bytes: usize },
+    Read {
+        parts: Vec<ReadPart>,
+        max_bytes: usize,
+    },
     /// Resolve when any of the partitions has data beyond its offset, or after `timeout_ms`.
     WaitForData {
         parts: Vec<(String, i32, i64)>,
@@ -297,8 +301,7 @@ impl Shard {
                 match existing {
                     Some(p) if Arc::ptr_eq(&p.topic, topic) => {}
                     Some(p) => {
-                        p.log
-                            .update_config(topic.config.log_config(&self.config.kafka));
+                        p.log.update_config(topic.config.log_config());
                         let replaced = Rc::new(Partition {
                             topic: topic.clone(),
                             index,
@@ -333,8 +336,7 @@ impl Shard {
         index: i32,
     ) -> Result<Partition, storage::StorageError> {
         let dir = partition_dir(&self.config.data_dir, &topic.name, index);
-        let log =
-            PartitionLog::open(dir, topic.config.log_config(&self.config.kafka)).await?;
+        let log = PartitionLog::open(dir, topic.config.log_config()).await?;
         // Rebuild idempotent-producer state from the log so retried batches sent before a
         // restart are still recognised as duplicates.
         let mut producers = ProducerStateTable::default();
@@ -386,21 +388,22 @@ impl Shard {
         let records = records.ok_or_else(|| {
             PartitionError::with_message(E::CorruptMessage, "produce request without records")
         })?;
-        let mut batches = ValidatedBatches::parse(records)?;
         let topic_config = &partition.topic.config;
+        // Kafka's LogValidator: exactly one v2 batch per partition (Produce v3+), CRC, and the
+        // record-level checks the topic's settings call for; recompresses when the topic's
+        // compression.type asks for it.
+        let options = ValidationOptions::for_topic(topic_config.settings(), now_ms());
+        let validated =
+            records::validate_produce(&records, topic_config.compression_type().into(), &options)?;
+        let batches = ValidatedBatches::parse(validated.batch)?;
         let headers = batches.headers();
-        let idempotent = headers.iter().any(|h| h.producer_id >= 0);
-        if headers.iter().any(|h| h.is_transactional() || h.is_control()) {
+        if headers
+            .iter()
+            .any(|h| h.is_transactional() || h.is_control())
+        {
             return Err(PartitionError::with_message(
                 E::InvalidRecord,
                 "transactional batches are not supported by this broker yet",
-            ));
-        }
-        if idempotent && headers.len() != 1 {
-            // Kafka: "Compressed/idempotent produce requests must only have one batch".
-            return Err(PartitionError::with_message(
-                E::InvalidRecord,
-                "an idempotent produce request must carry exactly one batch per partition",
             ));
         }
         let seq = headers.first().filter(|h| h.producer_id >= 0).map(|h| {
@@ -413,30 +416,35 @@ impl Shard {
             )
         });
         if let Some((pid, epoch, first, last, _)) = seq {
-            match partition.producers.borrow().check(pid, epoch, first, last) {
+            let check = partition.producers.borrow().check(pid, epoch, first, last);
+            match check {
                 SeqCheck::Append => {}
                 SeqCheck::Duplicate {
                     base_offset,
+                    last_offset,
                     log_append_time_ms,
-                    ..
                 } => {
+                    // The original may still be in flight: answer only once it is as durable
+                    // as this request asks.
+                    let durable = match acks {
+                        0 => true,
+                        1 => last_offset < partition.log.high_watermark(),
+                        _ => last_offset < partition.log.durable_offset(),
+                    };
+                    if !durable {
+                        partition.log.flush().await?;
+                    }
                     return Ok(ProduceResult {
                         error: None,
                         base_offset,
                         log_append_time_ms,
                         log_start_offset: partition.log.log_start_offset(),
-                    })
+                    });
                 }
                 SeqCheck::Reject(e) => return Err(e.into()),
             }
         }
-        let target = topic_config.compression_type();
-        if let Some(target) = compression::recompression_target(target, &batches) {
-            let rewritten = compression::recompress(batches.bytes(), target)?;
-            batches = ValidatedBatches::parse(rewritten)?;
-        }
-        let log_append_time =
-            topic_config.timestamp_type_log_append().then(now_ms);
+        let log_append_time = topic_config.timestamp_type_log_append().then(now_ms);
         // Offsets are assigned synchronously here, right after the sequence check: nothing
         // else can run on this shard in between.
         let pending = partition.log.append(&batches, log_append_time)?;
@@ -589,8 +597,12 @@ impl Shard {
     }
 
     pub async fn close_all(&self) {
-        let partitions: Vec<Rc<Partition>> =
-            self.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
+        let partitions: Vec<Rc<Partition>> = self
+            .partitions
+            .borrow_mut()
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
         for p in partitions {
             let log = p.log.clone();
             drop(p);

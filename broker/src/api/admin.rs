@@ -17,7 +17,9 @@ use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult, CreateTopicsResponse,
 };
 use kafka_protocol::messages::delete_topics_request::DeleteTopicsRequest;
-use kafka_protocol::messages::delete_topics_response::{DeletableTopicResult, DeleteTopicsResponse};
+use kafka_protocol::messages::delete_topics_response::{
+    DeletableTopicResult, DeleteTopicsResponse,
+};
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsRequest;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResponse, DescribeConfigsResult,
@@ -135,7 +137,11 @@ pub async fn create_topics(
                         .map(|(name, v)| {
                             let mut c = CreatableTopicConfigs::default();
                             c.name = str_bytes(&name);
-                            c.value = if v.sensitive { None } else { Some(str_bytes(&v.value)) };
+                            c.value = if v.sensitive {
+                                None
+                            } else {
+                                v.value.as_deref().map(str_bytes)
+                            };
                             c.read_only = v.read_only;
                             c.config_source = v.source.code();
                             c.is_sensitive = v.sensitive;
@@ -190,8 +196,9 @@ pub async fn delete_topics(
     }
     let names: Vec<String> = resolved.iter().filter_map(|r| r.clone().ok()).collect();
     let n = names.len();
-    let mut results =
-        controller_topics(shard, ControllerReq::DeleteTopics { names }, n).await.into_iter();
+    let mut results = controller_topics(shard, ControllerReq::DeleteTopics { names }, n)
+        .await
+        .into_iter();
     let mut resp = DeleteTopicsResponse::default();
     for ((name, id), r) in wanted.into_iter().zip(resolved) {
         let mut out = DeletableTopicResult::default();
@@ -262,10 +269,19 @@ pub async fn create_partitions(
     resp
 }
 
-fn describe_entry(name: &str, v: EffectiveValue, synonyms: bool, docs: bool) -> DescribeConfigsResourceResult {
+fn describe_entry(
+    name: &str,
+    v: EffectiveValue,
+    synonyms: bool,
+    docs: bool,
+) -> DescribeConfigsResourceResult {
     let mut c = DescribeConfigsResourceResult::default();
     c.name = str_bytes(name);
-    c.value = if v.sensitive { None } else { Some(str_bytes(&v.value)) };
+    c.value = if v.sensitive {
+        None
+    } else {
+        v.value.as_deref().map(str_bytes)
+    };
     c.read_only = v.read_only;
     c.config_source = v.source.code();
     c.is_sensitive = v.sensitive;
@@ -274,11 +290,11 @@ fn describe_entry(name: &str, v: EffectiveValue, synonyms: bool, docs: bool) -> 
         c.synonyms = v
             .synonyms
             .iter()
-            .map(|(name, value, source)| {
+            .map(|syn| {
                 let mut s = DescribeConfigsSynonym::default();
-                s.name = str_bytes(name);
-                s.value = Some(str_bytes(value));
-                s.source = source.code();
+                s.name = str_bytes(&syn.name);
+                s.value = syn.value.as_deref().map(str_bytes);
+                s.source = syn.source.code();
                 s
             })
             .collect();
@@ -312,7 +328,9 @@ pub fn describe_configs(
                         .config
                         .describe(keys.as_deref(), broker)
                         .into_iter()
-                        .map(|(n, v)| describe_entry(&n, v, req.include_synonyms, req.include_documentation))
+                        .map(|(n, v)| {
+                            describe_entry(&n, v, req.include_synonyms, req.include_documentation)
+                        })
                         .collect();
                 }
                 None => {
@@ -329,11 +347,16 @@ pub fn describe_configs(
                     out.configs = broker
                         .describe(keys.as_deref())
                         .into_iter()
-                        .map(|(n, v)| describe_entry(&n, v, req.include_synonyms, req.include_documentation))
+                        .map(|(n, v)| {
+                            describe_entry(&n, v, req.include_synonyms, req.include_documentation)
+                        })
                         .collect();
                 } else {
                     out.error_code = E::InvalidRequest.code();
-                    out.error_message = Some(str_bytes(&format!("Unexpected broker id, expected {} but received {name}", shard.config.node_id)));
+                    out.error_message = Some(str_bytes(&format!(
+                        "Unexpected broker id, expected {} but received {name}",
+                        shard.config.node_id
+                    )));
                 }
             }
             other => {
@@ -362,9 +385,16 @@ async fn alter_resources(
     let mut results = if n == 0 {
         Vec::new().into_iter()
     } else {
-        controller_topics(shard, ControllerReq::AlterConfigs { changes, validate_only }, n)
-            .await
-            .into_iter()
+        controller_topics(
+            shard,
+            ControllerReq::AlterConfigs {
+                changes,
+                validate_only,
+            },
+            n,
+        )
+        .await
+        .into_iter()
     };
     resources
         .into_iter()
@@ -402,7 +432,11 @@ pub async fn alter_configs(
                 .iter()
                 .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
                 .collect();
-            (r.resource_type, r.resource_name, ConfigChange::Replace(pairs))
+            (
+                r.resource_type,
+                r.resource_name,
+                ConfigChange::Replace(pairs),
+            )
         })
         .collect();
     let mut resp = AlterConfigsResponse::default();
@@ -433,14 +467,20 @@ pub async fn incremental_alter_configs(
             let mut bad = false;
             for c in &r.configs {
                 match AlterOp::from_code(c.config_operation) {
-                    Some(op) => {
-                        ops.push((c.name.to_string(), op, c.value.as_ref().map(|v| v.to_string())))
-                    }
+                    Some(op) => ops.push((
+                        c.name.to_string(),
+                        op,
+                        c.value.as_ref().map(|v| v.to_string()),
+                    )),
                     None => bad = true,
                 }
             }
             invalid_op.push(bad);
-            (r.resource_type, r.resource_name, ConfigChange::Incremental(ops))
+            (
+                r.resource_type,
+                r.resource_name,
+                ConfigChange::Incremental(ops),
+            )
         })
         .collect::<Vec<_>>();
     // A resource with an unknown operation code fails alone, as in Kafka.
@@ -448,13 +488,20 @@ pub async fn incremental_alter_configs(
         .into_iter()
         .zip(invalid_op)
         .partition(|(_, bad)| !*bad);
-    let mut done = alter_resources(shard, good.into_iter().map(|(r, _)| r).collect(), req.validate_only)
-        .await;
+    let mut done = alter_resources(
+        shard,
+        good.into_iter().map(|(r, _)| r).collect(),
+        req.validate_only,
+    )
+    .await;
     for ((ty, name, _), _) in bad {
         done.push((
             ty,
             name,
-            Err(PartitionError::with_message(E::InvalidRequest, "unknown config operation")),
+            Err(PartitionError::with_message(
+                E::InvalidRequest,
+                "unknown config operation",
+            )),
         ));
     }
     let mut resp = IncrementalAlterConfigsResponse::default();

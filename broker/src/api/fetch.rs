@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::FetchRequest;
-use kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    FetchResponse, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::BrokerId;
 use kafka_protocol::ResponseError as E;
 
@@ -95,9 +97,9 @@ pub async fn fetch(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> FetchR
             .filter_map(|s| s.reply.as_ref())
             .map(|r| r.records.len())
             .sum();
-        let any_error = slots.iter().any(|s| {
-            s.target.is_err() || s.reply.as_ref().is_some_and(|r| r.error.is_some())
-        });
+        let any_error = slots
+            .iter()
+            .any(|s| s.target.is_err() || s.reply.as_ref().is_some_and(|r| r.error.is_some()));
         let now = Instant::now();
         if total >= min_bytes.max(1) || any_error || now >= deadline || slots.is_empty() {
             break;
@@ -159,8 +161,9 @@ pub async fn fetch(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> FetchR
 
 /// Read every readable slot, one message per owning shard.
 async fn read_round(shard: &Rc<Shard>, slots: &mut [Slot], names: &[String], max_bytes: usize) {
-    let mut by_shard: Vec<(Vec<usize>, Vec<ReadPart>)> =
-        (0..shard.shards()).map(|_| (Vec::new(), Vec::new())).collect();
+    let mut by_shard: Vec<(Vec<usize>, Vec<ReadPart>)> = (0..shard.shards())
+        .map(|_| (Vec::new(), Vec::new()))
+        .collect();
     for (i, slot) in slots.iter().enumerate() {
         if let Ok(target) = slot.target {
             by_shard[target].0.push(i);
@@ -179,8 +182,12 @@ async fn read_round(shard: &Rc<Shard>, slots: &mut [Slot], names: &[String], max
         .filter(|(_, (ids, _))| !ids.is_empty())
         .map(|(target, (ids, parts))| async move {
             let n = parts.len();
-            let replies =
-                expect_read(shard.call(target, ShardReq::Read { parts, max_bytes }).await, n);
+            let replies = expect_read(
+                shard
+                    .call(target, ShardReq::Read { parts, max_bytes })
+                    .await,
+                n,
+            );
             (ids, replies)
         });
     for (ids, replies) in futures::future::join_all(calls).await {

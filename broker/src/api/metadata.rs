@@ -88,7 +88,11 @@ pub async fn metadata(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> 
     let requested = match req.topics {
         Some(list) if !(version == 0 && list.is_empty()) => list,
         _ => {
-            resp.topics = meta.topics.values().map(|t| topic_entry(shard, t)).collect();
+            resp.topics = meta
+                .topics
+                .values()
+                .map(|t| topic_entry(shard, t))
+                .collect();
             return resp;
         }
     };
@@ -133,7 +137,9 @@ pub async fn metadata(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> 
                     None if validate_topic_name(&name).is_err() => {
                         error_topic(Some(&name), Uuid::nil(), E::InvalidTopicException.code())
                     }
-                    None => error_topic(Some(&name), Uuid::nil(), E::UnknownTopicOrPartition.code()),
+                    None => {
+                        error_topic(Some(&name), Uuid::nil(), E::UnknownTopicOrPartition.code())
+                    }
                 }
             }
             (None, id) => match meta.topic_by_id(&id) {

@@ -13,7 +13,7 @@ use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use net::codec::RequestFrame;
 use net::conn::{ConnInfo, HandlerResult};
-use net::versions::{ApiVersionTable, Lookup};
+use net::versions::{ApiVersionTable, VersionSupport};
 use tracing::{debug, warn};
 
 use crate::shard::Shard;
@@ -50,6 +50,16 @@ pub fn topic_name(s: &str) -> kafka_protocol::messages::TopicName {
     kafka_protocol::messages::TopicName(str_bytes(s))
 }
 
+impl net::Handler for KafkaHandler {
+    fn handle(
+        &self,
+        req: RequestFrame,
+        conn: &ConnInfo,
+    ) -> impl std::future::Future<Output = HandlerResult> {
+        self.handle_frame(req, conn)
+    }
+}
+
 /// The per-shard request handler that `net` drives for every connection on this shard.
 pub struct KafkaHandler {
     pub shard: Rc<Shard>,
@@ -68,10 +78,10 @@ impl KafkaHandler {
         let api = req.api_key;
         let version = req.api_version;
         match self.table.lookup(api, version) {
-            Lookup::Supported => {}
-            Lookup::UnsupportedVersion if api == ApiKey::ApiVersions as i16 => {
+            VersionSupport::Supported => {}
+            VersionSupport::UnsupportedVersion { .. } if api == ApiKey::ApiVersions as i16 => {
                 // KIP-511: answer with UNSUPPORTED_VERSION and our range, at v0 framing.
-                return HandlerResult::Respond(net::codec::encode_api_versions_fallback(
+                return HandlerResult::Respond(net::versions::encode_api_versions_fallback(
                     req.correlation_id,
                     &self.table,
                 ));

@@ -13,7 +13,7 @@ use crate::shard::{expect_list_offset, Shard, ShardReq};
 pub async fn list_offsets(
     shard: &Rc<Shard>,
     req: ListOffsetsRequest,
-    _version: i16,
+    version: i16,
 ) -> ListOffsetsResponse {
     let meta = shard.meta();
     let mut resp = ListOffsetsResponse::default();
@@ -32,7 +32,9 @@ pub async fn list_offsets(
             let (index, timestamp) = (p.partition_index, p.timestamp);
             lookups.push(async move {
                 match target {
-                    None => Err(crate::errors::PartitionError::new(E::UnknownTopicOrPartition)),
+                    None => Err(crate::errors::PartitionError::new(
+                        E::UnknownTopicOrPartition,
+                    )),
                     Some(owner) => expect_list_offset(
                         shard
                             .call(
@@ -60,13 +62,15 @@ pub async fn list_offsets(
                 Some(Ok((offset, timestamp))) => {
                     pr.offset = offset;
                     pr.timestamp = timestamp;
-                    pr.leader_epoch = if offset >= 0 { 0 } else { -1 };
+                    // leader_epoch exists from v4 on (kafka-protocol refuses it earlier).
+                    if version >= 4 && offset >= 0 {
+                        pr.leader_epoch = 0;
+                    }
                 }
                 Some(Err(e)) => {
                     pr.error_code = e.code;
                     pr.offset = -1;
                     pr.timestamp = -1;
-                    pr.leader_epoch = -1;
                 }
                 None => pr.error_code = E::UnknownServerError.code(),
             }

@@ -18,7 +18,9 @@ use kafka_protocol::ResponseError as E;
 use super::str_bytes;
 use crate::controller::{ControllerReq, ControllerResp};
 use crate::errors::PartitionError;
-use crate::shard::{expect_controller, expect_produce, ProducePart, ProduceResult, Shard, ShardReq};
+use crate::shard::{
+    expect_controller, expect_produce, ProducePart, ProduceResult, Shard, ShardReq,
+};
 
 fn failed(e: E) -> ProduceResult {
     ProduceResult {
@@ -36,8 +38,9 @@ pub async fn produce(shard: &Rc<Shard>, req: ProduceRequest, _version: i16) -> P
     // One slot per partition in request order; parts grouped by owning shard so each shard
     // gets one message per request.
     let mut slots: Vec<Option<ProduceResult>> = Vec::new();
-    let mut by_shard: Vec<(Vec<usize>, Vec<ProducePart>)> =
-        (0..shard.shards()).map(|_| (Vec::new(), Vec::new())).collect();
+    let mut by_shard: Vec<(Vec<usize>, Vec<ProducePart>)> = (0..shard.shards())
+        .map(|_| (Vec::new(), Vec::new()))
+        .collect();
     for topic in req.topic_data {
         let name = topic.name.0.to_string();
         let topic_meta = meta.topic(&name).cloned();
