@@ -48,7 +48,10 @@ def admin(bootstrap: str) -> AdminClient:
 
 def create_topic(bootstrap: str, name: str, partitions: int = 1, config: dict | None = None) -> None:
     """Create a topic with AdminClient and wait until metadata shows every partition led."""
-    futures = admin(bootstrap).create_topics(
+    # Keep the client referenced until the future resolves: a collected AdminClient
+    # destroys its handle and fails the pending request with _DESTROY.
+    client = admin(bootstrap)
+    futures = client.create_topics(
         [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})],
         operation_timeout=30,
         request_timeout=DEADLINE_S,
@@ -79,7 +82,7 @@ def producer(bootstrap: str, capture: LogCapture | None = None, **overrides) -> 
     config = {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5}
     if capture is not None:
         config["logger"] = capture.logger
-    config.update({k.replace("_", "."): v for k, v in overrides.items()})
+    config.update(overrides)
     return Producer(config)
 
 
@@ -115,7 +118,7 @@ def consumer(bootstrap: str, capture: LogCapture | None = None, **overrides) -> 
     }
     if capture is not None:
         config["logger"] = capture.logger
-    config.update({k.replace("_", "."): v for k, v in overrides.items()})
+    config.update(overrides)
     return Consumer(config)
 
 

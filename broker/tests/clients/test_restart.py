@@ -89,7 +89,8 @@ def test_restart_keeps_every_acknowledged_record(broker_factory, topic_name, how
     assert not more.failed
     assert {m.partition: m.offset for m in more.ok} == end
     res = ConfigResource("topic", topic_name)
-    entries = kclients.admin(broker.bootstrap).describe_configs([res], request_timeout=60)[res].result(timeout=60)
+    client = kclients.admin(broker.bootstrap)
+    entries = client.describe_configs([res], request_timeout=60)[res].result(timeout=60)
     assert entries["retention.ms"].value == "7200000"
 
 
