@@ -39,7 +39,7 @@ BENCH_BIN="${BENCH_BIN:-$target/release/ringtail-bench}"
 [[ -x "$BENCH_BIN" ]] || { echo "bench binary $BENCH_BIN missing" >&2; exit 1; }
 
 mkdir -p "$out/raw"
-work="$(mktemp -d "$DATA_ROOT/ringtail-suite.XXXXXX")"
+work="$(mktemp -d "$DATA_ROOT/rtb-suite.XXXXXX")"
 broker_pid=""
 cleanup() {
   if [[ -n "$broker_pid" ]]; then kill "$broker_pid" 2>/dev/null || true; wait "$broker_pid" 2>/dev/null || true; fi
@@ -52,7 +52,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 start_broker() {
   local dir="$1" port="$2"
   mkdir -p "$dir"
-  taskset -c "$BROKER_CORE" "$RINGTAIL_BIN" serve --kafka-addr "127.0.0.1:$port" --data-dir "$dir" --cores 1 \
+  taskset -c "$BROKER_CORE" "$RINGTAIL_BIN" serve --kafka-addr "127.0.0.1:$port" --data-dir "$dir" --cores "$BROKER_CORE" --admin-addr off \
     >"$dir.log" 2>&1 &
   broker_pid=$!
   for _ in $(seq 1 300); do

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64> {
+pub fn cpu_ticks(pid: u32) -> Result<u64> {
     let stat =
         std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading /proc/PID/stat")?;
     // The command name may contain spaces; fields resume after the last ')'.
@@ -84,6 +84,14 @@ pub fn find_listener_pid(port: u16) -> Option<u32> {
 }
 
 /// Background sampler; `finish` returns the usage summary and per-second (cpu %, RSS MB).
+/// CPU use of this process (all threads) between two calls, as % of one core.
+pub fn own_cpu_pct(ticks_before: u64, secs: f64) -> Option<f64> {
+    let now = cpu_ticks(std::process::id()).ok()?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(now.saturating_sub(ticks_before) as f64 / hz / secs.max(1e-3) * 100.0)
+}
+
 pub struct Sampler {
     stop: Arc<AtomicBool>,
     handle: std::thread::JoinHandle<Vec<(f64, f64)>>,

@@ -50,14 +50,30 @@ struct Sealed {
     intended_ns: Vec<u64>,
     checksum: u64,
     payload_bytes: u64,
+    attempts: u32,
 }
 
 /// A batch in flight: what is needed to account for its acknowledgement.
-struct Pending {
-    partition: i32,
-    intended_ns: Vec<u64>,
-    checksum: u64,
-    payload_bytes: u64,
+/// Kafka error codes a producer retries (the broker may succeed later):
+/// UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER,
+/// REQUEST_TIMED_OUT, NOT_ENOUGH_REPLICAS(_AFTER_APPEND), KAFKA_STORAGE_ERROR,
+/// and OUT_OF_ORDER_SEQUENCE_NUMBER (follows a retried batch when idempotent).
+const RETRIABLE: &[i16] = &[3, 5, 6, 7, 19, 20, 45, 56];
+/// DUPLICATE_SEQUENCE_NUMBER: the broker already has the batch; counts as success.
+const DUPLICATE_SEQUENCE: i16 = 46;
+const RETRIES_MAX: u32 = 20;
+const RETRY_BACKOFF_NS: u64 = 20_000_000;
+
+type Pending = Sealed;
+
+/// Per-link state shared with the link's acknowledgement task.
+#[derive(Clone)]
+struct LinkShared {
+    inflight: Rc<RefCell<VecDeque<InFlight>>>,
+    failed: Rc<Cell<bool>>,
+    /// Batches to send again (retriable errors), in the order they failed.
+    retry: Rc<RefCell<VecDeque<Sealed>>>,
+    backoff_until_ns: Rc<Cell<u64>>,
 }
 
 struct InFlight {
@@ -70,8 +86,7 @@ struct Link {
     version: i16,
     next_correlation_id: i32,
     ready: VecDeque<Sealed>,
-    inflight: Rc<RefCell<VecDeque<InFlight>>>,
-    failed: Rc<Cell<bool>>,
+    shared: LinkShared,
     _reader_task: Option<glommio::Task<()>>,
 }
 
@@ -129,8 +144,12 @@ impl Producer {
                     version,
                     next_correlation_id,
                     ready: VecDeque::new(),
-                    inflight: Rc::new(RefCell::new(VecDeque::new())),
-                    failed: Rc::new(Cell::new(false)),
+                    shared: LinkShared {
+                        inflight: Rc::new(RefCell::new(VecDeque::new())),
+                        failed: Rc::new(Cell::new(false)),
+                        retry: Rc::new(RefCell::new(VecDeque::new())),
+                        backoff_until_ns: Rc::new(Cell::new(0)),
+                    },
                     _reader_task: None,
                 });
             }
@@ -181,8 +200,7 @@ impl Producer {
                 let task = glommio::spawn_local(ack_loop(
                     reader,
                     link.version,
-                    link.inflight.clone(),
-                    link.failed.clone(),
+                    link.shared.clone(),
                     self.signal_tx.clone(),
                     clock,
                     stats.clone(),
@@ -325,10 +343,11 @@ impl Producer {
             let deadline = clock.elapsed_ns() + DRAIN_TIMEOUT.as_nanos() as u64;
             loop {
                 self.dispatch(&clock, &stats, &acked_global).await?;
-                let idle = self
-                    .links
-                    .values()
-                    .all(|l| l.ready.is_empty() && l.inflight.borrow().is_empty());
+                let idle = self.links.values().all(|l| {
+                    l.ready.is_empty()
+                        && l.shared.retry.borrow().is_empty()
+                        && l.shared.inflight.borrow().is_empty()
+                });
                 if idle {
                     break;
                 }
@@ -366,7 +385,8 @@ impl Producer {
         match self.links.get(&broker) {
             Some(l) => {
                 l.ready.is_empty()
-                    && (self.w.acks == 0 || l.inflight.borrow().len() < self.w.max_in_flight)
+                    && l.shared.retry.borrow().is_empty()
+                    && (self.w.acks == 0 || l.shared.inflight.borrow().len() < self.w.max_in_flight)
             }
             None => false,
         }
@@ -394,6 +414,7 @@ impl Producer {
             intended_ns: std::mem::take(&mut ps.intended_ns),
             checksum: std::mem::take(&mut ps.checksum),
             payload_bytes: std::mem::take(&mut ps.payload_bytes),
+            attempts: 0,
         };
         let broker = ps.broker;
         self.links
@@ -414,11 +435,18 @@ impl Producer {
     ) -> Result<usize> {
         let mut released = 0;
         for (broker, link) in self.links.iter_mut() {
-            if link.failed.get() {
+            if link.shared.failed.get() {
                 bail!("connection to broker {broker} failed");
             }
+            // Retried batches go first, in their original order.
+            while let Some(b) = link.shared.retry.borrow_mut().pop_back() {
+                link.ready.push_front(b);
+            }
+            if clock.elapsed_ns() < link.shared.backoff_until_ns.get() {
+                continue;
+            }
             while !link.ready.is_empty()
-                && (self.w.acks == 0 || link.inflight.borrow().len() < self.w.max_in_flight)
+                && (self.w.acks == 0 || link.shared.inflight.borrow().len() < self.w.max_in_flight)
             {
                 // One batch per partition per request (Kafka's rule), in queue order so
                 // sequences stay ordered.
@@ -467,12 +495,7 @@ impl Producer {
                     .into_iter()
                     .map(|s| {
                         released += s.payload_bytes as usize + s.intended_ns.len() * 16;
-                        Pending {
-                            partition: s.partition,
-                            intended_ns: s.intended_ns,
-                            checksum: s.checksum,
-                            payload_bytes: s.payload_bytes,
-                        }
+                        s
                     })
                     .collect();
                 if self.w.acks != 0 {
@@ -480,7 +503,7 @@ impl Producer {
                         .iter()
                         .flat_map(|b| b.intended_ns.iter().copied())
                         .collect();
-                    link.inflight.borrow_mut().push_back(InFlight {
+                    link.shared.inflight.borrow_mut().push_back(InFlight {
                         correlation_id: corr,
                         batches,
                     });
@@ -510,13 +533,18 @@ impl Producer {
 async fn ack_loop(
     mut reader: FrameReader,
     version: i16,
-    inflight: Rc<RefCell<VecDeque<InFlight>>>,
-    failed: Rc<Cell<bool>>,
+    shared: LinkShared,
     signal: Rc<LocalSender<()>>,
     clock: Clock,
     stats: Rc<RefCell<WorkerStats>>,
     acked_global: Arc<AtomicU64>,
 ) {
+    let LinkShared {
+        inflight,
+        failed,
+        retry,
+        backoff_until_ns,
+    } = shared;
     let res: Result<()> = async {
         loop {
             let frame = reader.read_frame().await?;
@@ -532,16 +560,23 @@ async fn ack_loop(
             let resp =
                 ProduceResponse::decode(&mut body, version).context("decoding Produce response")?;
             let mut st = stats.borrow_mut();
-            for b in &entry.batches {
+            for b in entry.batches {
                 let pr = resp
                     .responses
                     .iter()
                     .flat_map(|t| t.partition_responses.iter())
                     .find(|p| p.index == b.partition);
                 match pr {
-                    Some(p) if p.error_code == 0 => {
+                    Some(p) if p.error_code == 0 || p.error_code == DUPLICATE_SEQUENCE => {
                         st.on_acked(now, &b.intended_ns, b.payload_bytes, b.checksum);
                         acked_global.fetch_add(b.intended_ns.len() as u64, Ordering::Relaxed);
+                    }
+                    Some(p) if RETRIABLE.contains(&p.error_code) && b.attempts < RETRIES_MAX => {
+                        st.produce_retries += b.intended_ns.len() as u64;
+                        backoff_until_ns.set(now + RETRY_BACKOFF_NS);
+                        let mut b = b;
+                        b.attempts += 1;
+                        retry.borrow_mut().push_back(b);
                     }
                     Some(p) => {
                         st.produce_errors += b.intended_ns.len() as u64;

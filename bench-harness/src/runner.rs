@@ -211,6 +211,7 @@ pub fn run(w: Workload, spin_us: u64) -> Result<BenchResult> {
         .broker_pid
         .or_else(|| local_port(&w.bootstrap).and_then(find_listener_pid));
     let sampler = broker_pid.map(|pid| Sampler::start(pid, clock.t0));
+    let own_ticks = crate::procstat::cpu_ticks(std::process::id()).ok();
     go.wait();
     let mut total = WorkerStats::new(&w);
     let mut first_err = None;
@@ -229,7 +230,10 @@ pub fn run(w: Workload, spin_us: u64) -> Result<BenchResult> {
     if let Some(e) = first_err {
         return Err(e);
     }
-    Ok(BenchResult::build(&w, &total, started_at_unix_s, broker))
+    let mut result = BenchResult::build(&w, &total, started_at_unix_s, broker);
+    result.harness_cpu_pct =
+        own_ticks.and_then(|t| crate::procstat::own_cpu_pct(t, clock.t0.elapsed().as_secs_f64()));
+    Ok(result)
 }
 
 /// The port of a loopback bootstrap address, for /proc sampling of a local broker.

@@ -71,6 +71,8 @@ pub struct WorkerStats {
     pub produced_in_window: u64,
     pub produced_bytes_in_window: u64,
     pub produce_errors: u64,
+    /// Records re-sent after a retriable error (each attempt counted).
+    pub produce_retries: u64,
     pub produce_checksum: u64,
     pub consumed_all: u64,
     pub consumed_in_window: u64,
@@ -93,6 +95,7 @@ impl WorkerStats {
             produced_in_window: 0,
             produced_bytes_in_window: 0,
             produce_errors: 0,
+            produce_retries: 0,
             produce_checksum: 0,
             consumed_all: 0,
             consumed_in_window: 0,
@@ -199,6 +202,7 @@ impl WorkerStats {
         self.produced_in_window += o.produced_in_window;
         self.produced_bytes_in_window += o.produced_bytes_in_window;
         self.produce_errors += o.produce_errors;
+        self.produce_retries += o.produce_retries;
         self.produce_checksum = self.produce_checksum.wrapping_add(o.produce_checksum);
         self.consumed_all += o.consumed_all;
         self.consumed_in_window += o.consumed_in_window;
@@ -314,6 +318,8 @@ pub struct BenchResult {
     pub send_lag_ms: Option<LatencySummary>,
     pub produced_acked_all: u64,
     pub produce_errors: u64,
+    #[serde(default)]
+    pub produce_retries: u64,
     /// Wrapping sum of crc32(key ++ value) over acknowledged records (key empty if null).
     pub produce_checksum: u64,
     pub consumed_total: u64,
@@ -324,6 +330,10 @@ pub struct BenchResult {
     pub latency_percentiles: Vec<(f64, f64)>,
     pub series: Vec<SeriesPoint>,
     pub broker: Option<BrokerUsage>,
+    /// CPU used by the harness itself during the run, % of one core: near 100% per worker
+    /// core means the harness, not the broker, may be the limit.
+    #[serde(default)]
+    pub harness_cpu_pct: Option<f64>,
     pub errors: Vec<String>,
     pub workload: Option<Workload>,
 }
@@ -377,6 +387,7 @@ impl BenchResult {
             send_lag_ms: LatencySummary::from_us(&s.send_lag_us),
             produced_acked_all: s.produced_all,
             produce_errors: s.produce_errors,
+            produce_retries: s.produce_retries,
             produce_checksum: s.produce_checksum,
             consumed_total: s.consumed_all,
             consumed_records_per_sec: s.consumed_in_window as f64 / window_s,
@@ -386,6 +397,7 @@ impl BenchResult {
             latency_percentiles: percentile_curve(curve_h),
             series,
             broker: broker.map(|b| b.0),
+            harness_cpu_pct: None,
             errors: s.errors.clone(),
             workload: Some(w.clone()),
         }
@@ -403,8 +415,8 @@ impl BenchResult {
         o += &format!("== {} ({}) ==\n", self.name, self.mode);
         if self.mode != "consume" {
             o += &format!(
-                "produced : {} records in {:.1} s window = {:.0} rec/s, {:.2} MB/s  (acked total {}, errors {})\n",
-                self.records_total, self.window_s, self.records_per_sec, self.mb_per_sec, self.produced_acked_all, self.produce_errors
+                "produced : {} records in {:.1} s window = {:.0} rec/s, {:.2} MB/s  (acked total {}, errors {}, retried {})\n",
+                self.records_total, self.window_s, self.records_per_sec, self.mb_per_sec, self.produced_acked_all, self.produce_errors, self.produce_retries
             );
             o += &format!(
                 "produce latency (ack - intended send): {}\n",
@@ -437,6 +449,9 @@ impl BenchResult {
                 "broker pid {}: CPU mean {:.0}% max {:.0}%, RSS max {:.1} MB\n",
                 b.pid, b.cpu_pct_mean, b.cpu_pct_max, b.rss_mb_max
             );
+        }
+        if let Some(c) = self.harness_cpu_pct {
+            o += &format!("harness CPU: {c:.0}% of one core\n");
         }
         for e in self.errors.iter().take(5) {
             o += &format!("error: {e}\n");
