@@ -142,3 +142,21 @@ fn every_seed_decodes_back() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// Writes the seeds as a cargo-fuzz corpus:
+/// `NET_FUZZ_CORPUS=net/fuzz/corpus/decode_request cargo test -p ringtail-net --test fuzz_decode -- --ignored`
+#[test]
+#[ignore]
+fn write_fuzz_corpus() {
+    let Some(dir) = std::env::var_os("NET_FUZZ_CORPUS") else {
+        return;
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, seed) in seeds().iter().enumerate() {
+        std::fs::write(
+            std::path::Path::new(&dir).join(format!("seed-{i:04}")),
+            seed,
+        )
+        .unwrap();
+    }
+}
