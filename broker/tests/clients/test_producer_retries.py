@@ -69,3 +69,35 @@ def first_difference(values: list[str], p: int, n: int) -> str:
         if a != b:
             return f"partition {p}: offset {i} holds {a!r}, expected {b!r} (context {values[max(0, i - 3):i + 3]})"
     return f"partition {p}: {len(values)} records, expected {n}"
+
+
+def test_kafka_python_idempotent_retries_store_each_record_exactly_once_in_order(broker_factory, topic_name):
+    """The same, with kafka-python's own idempotent producer (its default configuration)."""
+    from kafka import KafkaProducer
+
+    broker = broker_factory(env={"RINGTAIL_TEST_DROP_PRODUCE_RESPONSES": "3"})
+    partitions = 2
+    per_partition = 1000
+    kclients.create_topic(broker.bootstrap, topic_name, partitions)
+    prod = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=2, batch_size=2048,
+                         retry_backoff_ms=20, request_timeout_ms=30000, delivery_timeout_ms=180000)
+    assert prod.config["enable_idempotence"]
+    futures = []
+    for i in range(per_partition):
+        for p in range(partitions):
+            futures.append((p, i, prod.send(topic_name, partition=p, value=f"{p}:{i}".encode())))
+    prod.flush(timeout=240)
+    for p, i, fut in futures:
+        md = fut.get(timeout=60)
+        assert (md.partition, md.offset) == (p, i), f"record {p}:{i} acknowledged at {md.partition}@{md.offset}"
+    prod.close(timeout=30)
+
+    got = kclients.consume_all(broker.bootstrap, topic_name, partitions,
+                               until={p: per_partition for p in range(partitions)})
+    hw = kclients.high_watermarks(broker.bootstrap, topic_name, partitions)
+    for p in range(partitions):
+        assert hw[p] == per_partition, f"partition {p} holds {hw[p]} records, {per_partition} produced"
+        values = [m.value.decode() for m in got[p]]
+        assert values == [f"{p}:{i}" for i in range(per_partition)], first_difference(values, p, per_partition)
+    # Drops really happened (the broker logs each one: "test switch: dropping this produce response").
+    assert "dropping this produce response" in broker.log_text(), "no produce response was dropped"
