@@ -50,9 +50,15 @@ pub fn write_result_charts(r: &BenchResult, json_path: &Path) -> Result<Vec<Path
 pub fn throughput_chart(r: &BenchResult, path: &Path) -> Result<()> {
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
-    let n = r.series.len().max(1) as f64;
-    let ymax = r
-        .series
+    // Only whole seconds of the run: the drain after the end is partial and would read as a
+    // throughput drop.
+    let full_s = r
+        .workload
+        .as_ref()
+        .map_or(r.series.len(), |w| w.duration_s.floor() as usize);
+    let series = &r.series[..r.series.len().min(full_s.max(1))];
+    let n = series.len().max(1) as f64;
+    let ymax = series
         .iter()
         .map(|p| p.produced_records_per_sec.max(p.consumed_records_per_sec))
         .max()
@@ -78,8 +84,7 @@ pub fn throughput_chart(r: &BenchResult, path: &Path) -> Result<()> {
         .y_desc("records/s")
         .draw()
         .map_err(err)?;
-    let produced: Vec<(f64, f64)> = r
-        .series
+    let produced: Vec<(f64, f64)> = series
         .iter()
         .map(|p| (p.t_s as f64 + 0.5, p.produced_records_per_sec as f64))
         .collect();
@@ -90,8 +95,7 @@ pub fn throughput_chart(r: &BenchResult, path: &Path) -> Result<()> {
             .label("produced (acked)")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
     }
-    let consumed: Vec<(f64, f64)> = r
-        .series
+    let consumed: Vec<(f64, f64)> = series
         .iter()
         .map(|p| (p.t_s as f64 + 0.5, p.consumed_records_per_sec as f64))
         .collect();
@@ -107,7 +111,7 @@ pub fn throughput_chart(r: &BenchResult, path: &Path) -> Result<()> {
             chart
                 .draw_series(LineSeries::new(
                     vec![(w.warmup_s, 0.0), (w.warmup_s, ymax)],
-                    BLACK.mix(0.4),
+                    RGBColor(120, 120, 120).stroke_width(2),
                 ))
                 .map_err(err)?
                 .label("end of warm-up")
@@ -134,6 +138,13 @@ pub fn comparison_chart(results: &[BenchResult], path: &Path) -> Result<()> {
         .fold(0.0f64, f64::max)
         .max(0.001)
         * 1.1;
+    let ymin = results
+        .iter()
+        .flat_map(|r| r.latency_percentiles.iter().map(|p| p.1))
+        .filter(|v| *v > 0.0)
+        .fold(f64::MAX, f64::min)
+        .clamp(0.001, ymax / 2.0)
+        / 1.5;
     let title = if results.len() == 1 {
         format!(
             "{}: latency by percentile ({})",
@@ -147,7 +158,7 @@ pub fn comparison_chart(results: &[BenchResult], path: &Path) -> Result<()> {
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..NINES_MAX, (0.001f64..ymax).log_scale())
+        .build_cartesian_2d(0f64..NINES_MAX, (ymin..ymax).log_scale())
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -162,7 +173,7 @@ pub fn comparison_chart(results: &[BenchResult], path: &Path) -> Result<()> {
         let pts: Vec<(f64, f64)> = r
             .latency_percentiles
             .iter()
-            .map(|&(p, ms)| (nines(p), ms.max(0.001)))
+            .map(|&(p, ms)| (nines(p), ms.max(ymin)))
             .collect();
         if pts.is_empty() {
             continue;

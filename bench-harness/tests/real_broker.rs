@@ -3,7 +3,7 @@
 //!    independent clients (kcat; confluent-kafka when Python has it);
 //! 2. a delay proxy adding 5 ms per round trip moves the measured p50 by about 5 ms.
 //!
-//! The broker binary comes from `RINGTAIL_BIN` (default `../target/release/ringtail`). If it
+//! The broker binary comes from `RINGTAIL_BIN` (default `$CARGO_TARGET_DIR/release/ringtail`, else `../target/release/ringtail`). If it
 //! is missing the tests print SKIP and pass; if it exists but does not serve, they fail.
 //! Timing asserts are limited to the broad 3.5..8 ms band on a median of three runs.
 
@@ -21,7 +21,10 @@ fn broker_bin() -> Option<PathBuf> {
     let p = std::env::var_os("RINGTAIL_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/ringtail")
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+            target.join("release/ringtail")
         });
     if p.exists() {
         Some(p)
@@ -29,6 +32,14 @@ fn broker_bin() -> Option<PathBuf> {
         eprintln!("SKIP: broker binary {} not built (set RINGTAIL_BIN or build -p ringtail-broker --release)", p.display());
         None
     }
+}
+
+/// The two tests each start a broker; running them one at a time keeps the latency test's
+/// machine quieter (a poisoned lock from a failed test is still a lock).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn free_port() -> u16 {
@@ -185,6 +196,7 @@ fn confluent_readback(port: u16, topic: &str) -> Option<(u64, u64)> {
 #[test]
 fn produced_counts_and_checksums_are_read_back_by_independent_clients() {
     let Some(bin) = broker_bin() else { return };
+    let _serial = serial();
     let data = tempfile::tempdir().expect("tempdir");
     let (_broker, port) = start_broker(&bin, data.path());
     let bootstrap = format!("127.0.0.1:{port}");
@@ -260,6 +272,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[test]
 fn delay_proxy_moves_p50_by_the_injected_delay() {
     let Some(bin) = broker_bin() else { return };
+    let _serial = serial();
     let data = tempfile::tempdir().expect("tempdir");
     let (_broker, port) = start_broker(&bin, data.path());
     let proxy_port = free_port();
