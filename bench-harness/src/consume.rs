@@ -183,66 +183,85 @@ async fn fetch_loop(
             glommio::timer::sleep(Duration::from_millis(100)).await;
             continue;
         }
-        let mut consumed = 0u64;
-        let mut st = stats.borrow_mut();
-        for t in &resp.responses {
-            for pd in &t.partitions {
-                let Some(next) = f.offsets.get_mut(&pd.partition_index) else {
-                    continue;
-                };
-                if pd.error_code != 0 {
-                    st.note_error(format!(
-                        "fetch {}/{}: error {}",
-                        f.topic, pd.partition_index, pd.error_code
-                    ));
-                    // OFFSET_OUT_OF_RANGE: restart from the log start the broker reports.
-                    if pd.error_code == 1 && pd.log_start_offset >= 0 {
-                        *next = pd.log_start_offset;
-                    }
-                    continue;
-                }
-                let Some(records) = pd.records.clone() else {
-                    continue;
-                };
-                for batch in split_batches(records, true)
-                    .with_context(|| format!("{}/{}", f.topic, pd.partition_index))?
-                {
-                    if batch.last_offset < *next {
-                        continue;
-                    }
-                    if !batch.is_control {
-                        for r in batch.iter() {
-                            let r = r?;
-                            if r.offset < *next {
-                                continue; // compressed batches may start before our offset
-                            }
-                            let value = r.value.unwrap_or(&[]);
-                            let intended_unix = parse_intended(value);
-                            let (intended_rel, e2e_us) = match intended_unix {
-                                Some(t) if t >= clock.t0_unix_ns => (
-                                    Some(t - clock.t0_unix_ns),
-                                    Some(now_unix.saturating_sub(t) / 1000),
-                                ),
-                                _ => (None, None),
-                            };
-                            st.on_consumed(now_ns, value.len() as u64, intended_rel, e2e_us);
-                            st.consume_checksum = st
-                                .consume_checksum
-                                .wrapping_add(record_checksum(r.key, value));
-                            consumed += 1;
-                        }
-                    }
-                    *next = batch.last_offset + 1;
-                }
-            }
-        }
-        drop(st);
+        // Accounting is synchronous so the stats borrow can never live across an await.
+        let consumed = account(
+            &mut f,
+            &resp,
+            &clock,
+            now_ns,
+            now_unix,
+            &mut stats.borrow_mut(),
+        )?;
         progress.consumed.fetch_add(consumed, Ordering::Relaxed);
         if resp.throttle_time_ms > 0 {
             glommio::timer::sleep(Duration::from_millis(resp.throttle_time_ms as u64)).await;
         }
     }
     Ok(())
+}
+
+/// Counts the records of one Fetch response and advances the fetch offsets.
+fn account(
+    f: &mut Fetcher,
+    resp: &kafka_protocol::messages::FetchResponse,
+    clock: &Clock,
+    now_ns: u64,
+    now_unix: u64,
+    st: &mut WorkerStats,
+) -> Result<u64> {
+    let mut consumed = 0u64;
+    for t in &resp.responses {
+        for pd in &t.partitions {
+            let Some(next) = f.offsets.get_mut(&pd.partition_index) else {
+                continue;
+            };
+            if pd.error_code != 0 {
+                st.note_error(format!(
+                    "fetch {}/{}: error {}",
+                    f.topic, pd.partition_index, pd.error_code
+                ));
+                // OFFSET_OUT_OF_RANGE: restart from the log start the broker reports.
+                if pd.error_code == 1 && pd.log_start_offset >= 0 {
+                    *next = pd.log_start_offset;
+                }
+                continue;
+            }
+            let Some(records) = pd.records.clone() else {
+                continue;
+            };
+            for batch in split_batches(records, true)
+                .with_context(|| format!("{}/{}", f.topic, pd.partition_index))?
+            {
+                if batch.last_offset < *next {
+                    continue;
+                }
+                if !batch.is_control {
+                    for r in batch.iter() {
+                        let r = r?;
+                        if r.offset < *next {
+                            continue; // compressed batches may start before our offset
+                        }
+                        let value = r.value.unwrap_or(&[]);
+                        let intended_unix = parse_intended(value);
+                        let (intended_rel, e2e_us) = match intended_unix {
+                            Some(t) if t >= clock.t0_unix_ns => (
+                                Some(t - clock.t0_unix_ns),
+                                Some(now_unix.saturating_sub(t) / 1000),
+                            ),
+                            _ => (None, None),
+                        };
+                        st.on_consumed(now_ns, value.len() as u64, intended_rel, e2e_us);
+                        st.consume_checksum = st
+                            .consume_checksum
+                            .wrapping_add(record_checksum(r.key, value));
+                        consumed += 1;
+                    }
+                }
+                *next = batch.last_offset + 1;
+            }
+        }
+    }
+    Ok(consumed)
 }
 
 /// Splits partitions `0..n` over `consumers` consumers (round-robin, like Kafka's

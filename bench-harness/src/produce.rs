@@ -268,7 +268,8 @@ impl Producer {
                         .checksum
                         .wrapping_add(record_checksum(key, &self.gen.value));
                     ps.payload_bytes += self.gen.value.len() as u64;
-                    buffered_bytes += self.gen.value.len() + key.map_or(0, |k| k.len()) + 16;
+                    // Same measure as released in dispatch(): value bytes + 16 per record.
+                    buffered_bytes += self.gen.value.len() + 16;
                     seq += 1;
                     generated += 1;
                     if ps.builder.size_bytes() >= self.w.batch_bytes {
@@ -491,13 +492,13 @@ impl Producer {
                 let corr = link.next_correlation_id;
                 link.next_correlation_id = link.next_correlation_id.wrapping_add(1);
                 let frame = encode_frame(ApiKey::Produce, link.version, corr, &req)?;
-                let batches: Vec<Pending> = taken
-                    .into_iter()
-                    .map(|s| {
-                        released += s.payload_bytes as usize + s.intended_ns.len() * 16;
-                        s
-                    })
-                    .collect();
+                // Buffer space is released on the first send; retries were already counted.
+                released += taken
+                    .iter()
+                    .filter(|s| s.attempts == 0)
+                    .map(|s| s.payload_bytes as usize + s.intended_ns.len() * 16)
+                    .sum::<usize>();
+                let batches: Vec<Pending> = taken;
                 if self.w.acks != 0 {
                     let sent: Vec<u64> = batches
                         .iter()

@@ -29,7 +29,7 @@ pub fn disk_write_mb_per_sec(
     bytes_max: u64,
 ) -> Result<f64> {
     ensure!(
-        block % ALIGN == 0 && block > 0,
+        block.is_multiple_of(ALIGN) && block > 0,
         "block must be a multiple of {ALIGN}"
     );
     let path = dir.join(format!(".ringtail-bench-odirect-{}", std::process::id()));
@@ -74,8 +74,8 @@ pub fn disk_write_mb_per_sec(
         }
         Ok(written as f64 / 1e6 / start.elapsed().as_secs_f64())
     })();
-    // SAFETY: buf was allocated with this layout (or is null, which dealloc must not get).
     if !buf.is_null() {
+        // SAFETY: buf was allocated above with exactly this layout and is freed once.
         unsafe { std::alloc::dealloc(buf, layout) };
     }
     // SAFETY: fd is open and closed exactly once.
