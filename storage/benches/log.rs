@@ -249,6 +249,34 @@ fn recovery_scan(c: &mut Criterion) {
             total
         })
     });
+    // The same bytes read back with plain sequential 4 MiB O_DIRECT reads (no
+    // validation): the ceiling for the scan on this file system.
+    let file = path.join("00000000000000000000.log");
+    g.bench_function("raw_read_4MiB", |b| {
+        b.iter_custom(|n| {
+            let mut total = Duration::ZERO;
+            for _ in 0..n {
+                let f = file.clone();
+                total += run(move || async move {
+                    let dma = OpenOptions::new()
+                        .read(true)
+                        .dma_open(&f)
+                        .await
+                        .expect("open");
+                    let start = Instant::now();
+                    let mut pos = 0u64;
+                    while pos < LOG_BYTES as u64 {
+                        let r = dma.read_at_aligned(pos, 4 << 20).await.expect("read");
+                        pos += r.len() as u64;
+                    }
+                    let t = start.elapsed();
+                    dma.close().await.expect("close");
+                    t
+                });
+            }
+            total
+        })
+    });
     g.finish();
 }
 

@@ -1473,6 +1473,7 @@ async fn write_run(inner: &Rc<Inner>, run: StagedRun) -> Result<(), StorageError
     }
     let tail = run.tail();
     let mut writes = Vec::with_capacity(run.chunks.len());
+    let mut lens = Vec::with_capacity(run.chunks.len());
     let mut pos = run.start_pos;
     for (mut buf, used) in run.chunks {
         let len = align_up(used as u64) as usize;
@@ -1480,26 +1481,31 @@ async fn write_run(inner: &Rc<Inner>, run: StagedRun) -> Result<(), StorageError
         buf.as_bytes_mut()[used..len].fill(0);
         buf.trim_to_size(len);
         writes.push(dma.write_at(buf, pos));
+        lens.push(len);
         pos += len as u64;
     }
     let results = crate::event::join_all(writes).await;
-    for (i, r) in results.into_iter().enumerate() {
+    for (i, (r, len)) in results.into_iter().zip(lens).enumerate() {
+        let path = run.segment.log_path.display();
         match r {
+            // A short count happens e.g. at RLIMIT_FSIZE: the rest never reached the
+            // file, so this is a failed write like any other.
+            Ok(n) if n < len => {
+                return Err(StorageError::Io(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    format!("short write of chunk {i} of {path}: {n} of {len} bytes"),
+                )));
+            }
             Ok(_) => {}
             Err(e) => {
                 let e: io::Error = e.into();
                 return Err(StorageError::Io(io::Error::new(
                     e.kind(),
-                    format!(
-                        "writing chunk {i} of {}: {e}",
-                        run.segment.log_path.display()
-                    ),
+                    format!("writing chunk {i} of {path}: {e}"),
                 )));
             }
         }
     }
-    // Short writes: glommio reports the byte count; a full disk shows up as ENOSPC on
-    // the op, so a short count would be a kernel oddity, but check anyway.
     {
         let mut st = inner.st.borrow_mut();
         run.segment.written_size.set(run.end_pos);

@@ -41,6 +41,18 @@ fn retention_by_time_and_bytes_deletes_whole_old_segments() {
         }
         last.unwrap().wait(Durability::Fsynced).await.unwrap();
         let segs_before = seg_files(&path);
+        let mut bases_before: Vec<i64> = std::fs::read_dir(&path)
+            .unwrap()
+            .filter_map(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_str()?
+                    .strip_suffix(".log")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        bases_before.sort();
         assert!(segs_before >= 5, "{segs_before}");
         // now = 20_500: segments whose newest timestamp < 19_500 go.
         let out = log.apply_retention(20_500).await.unwrap();
@@ -48,9 +60,21 @@ fn retention_by_time_and_bytes_deletes_whole_old_segments() {
         assert_eq!(seg_files(&path), segs_before - out.segments_deleted);
         let lso = log.log_start_offset();
         assert_eq!(out.log_start_offset, lso);
-        // Everything before the new start had timestamp < 19_500; the first kept batch
-        // belongs to a segment whose max timestamp is >= 19_500.
-        assert!(lso <= 20 && lso > 0, "lso {lso}");
+        // Batch i has offset i and timestamp 1000 * i, so a segment is older than
+        // 19_500 exactly when it ends at or before offset 20: the first kept segment is
+        // the one holding offset 20.
+        let expected_start = bases_before
+            .iter()
+            .copied()
+            .filter(|b| *b <= 20)
+            .max()
+            .unwrap();
+        assert_eq!(lso, expected_start, "bases {bases_before:?}");
+        assert_eq!(
+            out.segments_deleted,
+            bases_before.iter().filter(|b| **b < expected_start).count()
+        );
+        assert!(lso > 0);
         assert!(matches!(
             log.read(lso - 1, 100, true).await,
             Err(StorageError::OffsetOutOfRange { .. })
