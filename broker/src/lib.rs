@@ -21,6 +21,7 @@ pub mod api;
 pub mod compression;
 pub mod config;
 pub mod controller;
+pub mod coordinator;
 pub mod errors;
 pub mod group;
 pub mod meta;

@@ -179,6 +179,9 @@ async fn shard_main(
         partitions = shard.partition_count(),
         "partitions recovered"
     );
+    if shard.controller.is_some() {
+        crate::coordinator::ensure_offsets_topic(&shard).await;
+    }
 
     let listener = net::conn::Listener::bind(config.kafka_addr, id).with_context(|| {
         format!(

@@ -52,6 +52,8 @@ pub enum ShardReq {
     },
     ApplyMeta(Arc<MetaSnapshot>),
     Controller(ControllerReq),
+    /// For the consumer-group coordinators of the target shard (see `coordinator`).
+    Group(crate::coordinator::GroupReq),
 }
 
 #[derive(Debug)]
@@ -61,6 +63,7 @@ pub enum ShardResp {
     Done,
     ListOffset(Result<(i64, i64), PartitionError>),
     Controller(ControllerResp),
+    Group(crate::coordinator::GroupResp),
     /// The call itself failed (target shard unreachable).
     Failed(PartitionError),
 }
@@ -140,6 +143,8 @@ pub struct Shard {
     apply_lock: glommio::sync::Semaphore,
     /// Only on shard 0.
     pub controller: Option<Controller>,
+    /// One group coordinator per `__consumer_offsets` partition this shard owns.
+    pub coordinators: crate::coordinator::Coordinators,
     produce_responses: Cell<u64>,
     pub ready_shards: Arc<AtomicUsize>,
 }
@@ -168,6 +173,7 @@ impl Shard {
             partitions: RefCell::new(HashMap::new()),
             apply_lock: glommio::sync::Semaphore::new(1),
             controller,
+            coordinators: Default::default(),
             produce_responses: Cell::new(0),
             ready_shards,
         }
@@ -246,6 +252,7 @@ impl Shard {
                 Some(controller) => ShardResp::Controller(controller.handle(self, req).await),
                 None => ShardResp::Controller(ControllerResp::NotController),
             },
+            ShardReq::Group(req) => ShardResp::Group(self.coordinators.serve(self, req).await),
         }
     }
 
@@ -275,6 +282,9 @@ impl Shard {
             .collect();
         for (key, partition) in stale {
             self.partitions.borrow_mut().remove(&key);
+            if key.0 == crate::group::OFFSETS_TOPIC {
+                self.coordinators.close(key.1);
+            }
             let deleted = snapshot
                 .topic(&key.0)
                 .is_none_or(|t| t.id != partition.topic.id);
@@ -322,6 +332,9 @@ impl Shard {
                     self.partitions
                         .borrow_mut()
                         .insert((topic.name.clone(), index), Rc::new(p));
+                    if topic.name == crate::group::OFFSETS_TOPIC {
+                        self.coordinators.open(self, index);
+                    }
                 }
                 Err(e) => {
                     warn!(topic = %topic.name, partition = index, error = %e, "cannot open partition; it stays offline")
@@ -480,6 +493,22 @@ impl Shard {
         })
     }
 
+    /// Append a batch the broker built itself (internal topics such as `__consumer_offsets`)
+    /// on this, the owning, shard. Offsets are assigned before this returns, so appends land
+    /// in call order; await the result for durability.
+    pub(crate) fn append_built(
+        &self,
+        topic: &str,
+        index: i32,
+        batch: Bytes,
+    ) -> Result<storage::PendingAppend, PartitionError> {
+        let partition = self
+            .partition(topic, index)
+            .ok_or_else(|| PartitionError::new(E::UnknownTopicOrPartition))?;
+        let batches = ValidatedBatches::parse(batch)?;
+        Ok(partition.log.append(&batches, None)?)
+    }
+
     /// Read partitions in order, sharing `max_bytes` (Kafka's fetch.max.bytes): each gets at
     /// most its own limit and what is left; `min_one` is kept only until some data was read.
     pub async fn read_many_local(&self, parts: Vec<ReadPart>, max_bytes: usize) -> Vec<ReadReply> {
@@ -597,6 +626,8 @@ impl Shard {
     }
 
     pub async fn close_all(&self) {
+        // Coordinators first: their parked requests are answered before the logs go.
+        self.coordinators.close_all();
         let partitions: Vec<Rc<Partition>> = self
             .partitions
             .borrow_mut()

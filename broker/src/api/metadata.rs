@@ -1,6 +1,7 @@
 //! ApiVersions, Metadata, FindCoordinator, DescribeCluster: what a client learns about the
 //! cluster before it does anything else.
 
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
@@ -9,7 +10,7 @@ use kafka_protocol::messages::describe_cluster_response::{
     DescribeClusterBroker, DescribeClusterResponse,
 };
 use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
-use kafka_protocol::messages::find_coordinator_response::{Coordinator, FindCoordinatorResponse};
+use kafka_protocol::messages::find_coordinator_response::FindCoordinatorResponse;
 use kafka_protocol::messages::metadata_request::MetadataRequest;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -21,8 +22,10 @@ use uuid::Uuid;
 
 use super::{str_bytes, topic_name};
 use crate::controller::{ControllerReq, ControllerResp, NewTopic};
+use crate::coordinator::{coordinator_of, GroupReq, GroupResp};
+use crate::group::find_coordinator::{find_coordinator_response, CoordinatorNode, KEY_TYPE_GROUP};
 use crate::meta::{validate_topic_name, TopicMeta};
-use crate::shard::{expect_controller, Shard, ShardReq};
+use crate::shard::{expect_controller, Shard, ShardReq, ShardResp};
 
 /// Kafka's "authorized operations not requested" marker.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
@@ -152,60 +155,69 @@ pub async fn metadata(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> 
     resp
 }
 
-pub fn find_coordinator(
+/// FindCoordinator: a group's coordinator is this node once the coordinator of its
+/// `__consumer_offsets` partition has loaded (COORDINATOR_LOAD_IN_PROGRESS until then, as in
+/// Kafka; COORDINATOR_NOT_AVAILABLE before the offsets topic exists). Like Kafka, the empty
+/// group id is a valid key.
+pub async fn find_coordinator(
     shard: &Rc<Shard>,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let mut resp = FindCoordinatorResponse::default();
-    let answer = |key: &str| -> (i16, Option<String>) {
-        match req.key_type {
-            0 if key.is_empty() => (E::InvalidRequest.code(), Some("empty group id".into())),
-            0 => (0, None),
-            1 => (
-                E::CoordinatorNotAvailable.code(),
-                Some("transactions are not supported by this broker yet".into()),
-            ),
-            other => (
-                E::InvalidRequest.code(),
-                Some(format!("unknown coordinator key type {other}")),
-            ),
-        }
-    };
-    let node = BrokerId(shard.config.node_id);
-    let host = str_bytes(&shard.config.advertised_host);
-    let port = shard.config.advertised_port;
-    if version >= 4 {
-        for key in &req.coordinator_keys {
-            let (code, message) = answer(key);
-            let mut c = Coordinator::default();
-            c.key = key.clone();
-            c.error_code = code;
-            c.error_message = message.as_deref().map(str_bytes);
-            if code == 0 {
-                c.node_id = node;
-                c.host = host.clone();
-                c.port = port;
-            } else {
-                c.node_id = BrokerId(-1);
-                c.port = -1;
-            }
-            resp.coordinators.push(c);
-        }
+    let keys: Vec<&str> = if version >= 4 {
+        req.coordinator_keys.iter().map(|k| k.as_str()).collect()
     } else {
-        let (code, message) = answer(&req.key);
-        resp.error_code = code;
-        resp.error_message = message.as_deref().map(str_bytes);
-        if code == 0 {
-            resp.node_id = node;
-            resp.host = host;
-            resp.port = port;
-        } else {
-            resp.node_id = BrokerId(-1);
-            resp.port = -1;
+        vec![req.key.as_str()]
+    };
+    let statuses = coordinator_statuses(shard, &keys).await;
+    let node = CoordinatorNode {
+        node_id: shard.config.node_id,
+        host: shard.config.advertised_host.clone(),
+        port: shard.config.advertised_port,
+    };
+    find_coordinator_response(version, &req, |key_type, key| match key_type {
+        KEY_TYPE_GROUP => match statuses.get(key).copied() {
+            Some(0) => Ok(node.clone()),
+            Some(code) => Err(code),
+            None => Err(E::CoordinatorNotAvailable.code()),
+        },
+        // Transactions are not supported by this broker yet.
+        _ => Err(E::CoordinatorNotAvailable.code()),
+    })
+}
+
+/// Per group key: 0 when its coordinator serves requests, else the error code to answer.
+async fn coordinator_statuses(shard: &Rc<Shard>, keys: &[&str]) -> HashMap<String, i16> {
+    let mut by_owner: BTreeMap<usize, Vec<(String, i32)>> = BTreeMap::new();
+    let mut statuses = HashMap::new();
+    for key in keys {
+        match coordinator_of(shard, key) {
+            Some((partition, owner)) => by_owner
+                .entry(owner)
+                .or_default()
+                .push((key.to_string(), partition)),
+            None => {
+                statuses.insert(key.to_string(), E::CoordinatorNotAvailable.code());
+            }
         }
     }
-    resp
+    let calls = by_owner.into_iter().map(|(owner, asked)| async move {
+        let partitions = asked.iter().map(|(_, p)| *p).collect();
+        let reply = shard
+            .call(owner, ShardReq::Group(GroupReq::Status { partitions }))
+            .await;
+        (asked, reply)
+    });
+    for (asked, reply) in futures::future::join_all(calls).await {
+        let codes = match reply {
+            ShardResp::Group(GroupResp::Status(codes)) if codes.len() == asked.len() => codes,
+            _ => vec![E::CoordinatorNotAvailable.code(); asked.len()],
+        };
+        for ((key, _), code) in asked.into_iter().zip(codes) {
+            statuses.insert(key, code);
+        }
+    }
+    statuses
 }
 
 pub fn describe_cluster(

@@ -3,6 +3,7 @@
 
 mod admin;
 mod fetch;
+mod groups;
 mod metadata;
 mod offsets;
 mod produce;
@@ -36,6 +37,17 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    // Consumer groups (classic protocol), answered by the coordinators in `coordinator`.
+    (ApiKey::OffsetCommit, 0, 9),
+    (ApiKey::OffsetFetch, 0, 9),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 pub fn api_table() -> ApiVersionTable {
@@ -125,7 +137,38 @@ impl KafkaHandler {
                 ResponseKind::ListOffsets(offsets::list_offsets(shard, r, version).await)
             }
             RequestKind::FindCoordinator(r) => {
-                ResponseKind::FindCoordinator(metadata::find_coordinator(shard, r, version))
+                ResponseKind::FindCoordinator(metadata::find_coordinator(shard, r, version).await)
+            }
+            RequestKind::JoinGroup(r) => {
+                let client = groups::client_info(req.client_id.as_deref(), conn.peer);
+                ResponseKind::JoinGroup(groups::join_group(shard, r, version, client).await)
+            }
+            RequestKind::SyncGroup(r) => {
+                ResponseKind::SyncGroup(groups::sync_group(shard, r, version).await)
+            }
+            RequestKind::Heartbeat(r) => {
+                ResponseKind::Heartbeat(groups::heartbeat(shard, r, version).await)
+            }
+            RequestKind::LeaveGroup(r) => {
+                ResponseKind::LeaveGroup(groups::leave_group(shard, r, version).await)
+            }
+            RequestKind::OffsetCommit(r) => {
+                ResponseKind::OffsetCommit(groups::offset_commit(shard, r, version).await)
+            }
+            RequestKind::OffsetFetch(r) => {
+                ResponseKind::OffsetFetch(groups::offset_fetch(shard, r, version).await)
+            }
+            RequestKind::OffsetDelete(r) => {
+                ResponseKind::OffsetDelete(groups::offset_delete(shard, r, version).await)
+            }
+            RequestKind::DescribeGroups(r) => {
+                ResponseKind::DescribeGroups(groups::describe_groups(shard, r, version).await)
+            }
+            RequestKind::ListGroups(r) => {
+                ResponseKind::ListGroups(groups::list_groups(shard, r, version).await)
+            }
+            RequestKind::DeleteGroups(r) => {
+                ResponseKind::DeleteGroups(groups::delete_groups(shard, r, version).await)
             }
             RequestKind::DescribeCluster(r) => {
                 ResponseKind::DescribeCluster(metadata::describe_cluster(shard, r, version))

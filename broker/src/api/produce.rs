@@ -58,6 +58,10 @@ pub async fn produce(shard: &Rc<Shard>, req: ProduceRequest, _version: i16) -> P
                 continue;
             }
             match &topic_meta {
+                // Kafka: the offsets topic is written only by the group coordinators.
+                Some(t) if t.internal && t.name == crate::group::OFFSETS_TOPIC => {
+                    slots[slot] = Some(failed(E::InvalidTopicException))
+                }
                 Some(t) if part.index >= 0 && part.index < t.partitions => {
                     let (slot_ids, parts) = &mut by_shard[meta.owner(&name, part.index)];
                     slot_ids.push(slot);
