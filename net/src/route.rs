@@ -38,6 +38,11 @@ pub enum RouteError {
     /// A call to our own shard before `serve` was started here.
     #[error("shard {shard} is not serving requests")]
     NotServing { shard: usize },
+    #[error("shard {shard} did not answer within {timeout:?}")]
+    TimedOut {
+        shard: usize,
+        timeout: std::time::Duration,
+    },
 }
 
 /// Sizing of the routing fabric.
@@ -262,6 +267,24 @@ impl<Req: Send + 'static, Resp: Send + 'static> ShardRouter<Req, Resp> {
             Some(resp) => Ok(resp),
             None => Err(RouteError::Disconnected { shard }),
         }
+    }
+
+    /// [`call`](Self::call) with a deadline. A peer that stops without dropping its tasks
+    /// (glommio leaks the tasks of an executor that exits) never answers nor disconnects, so
+    /// use this where a stuck or dead shard must not hang the caller. The late answer, if it
+    /// ever comes, is discarded.
+    pub async fn call_timeout(
+        &self,
+        shard: usize,
+        req: Req,
+        timeout: std::time::Duration,
+    ) -> Result<Resp, RouteError> {
+        let call = self.call(shard, req);
+        let deadline = async {
+            glommio::timer::sleep(timeout).await;
+            Err(RouteError::TimedOut { shard, timeout })
+        };
+        futures_lite::future::or(call, deadline).await
     }
 
     /// Calls every other shard concurrently with `make(shard)` and gathers the replies in

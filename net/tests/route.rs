@@ -133,3 +133,55 @@ fn calls_broadcast_and_round_trip_cost() {
     p1.join().unwrap();
     p2.join().unwrap();
 }
+
+#[test]
+fn calls_fail_cleanly_when_a_peer_is_gone_or_stuck() {
+    let mut endpoints = build::<u64, u64>(3, RouteConfig::default()).into_iter();
+    let (e0, e1, e2) = (
+        endpoints.next().unwrap(),
+        endpoints.next().unwrap(),
+        endpoints.next().unwrap(),
+    );
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let stop_rx = std::sync::Mutex::new(stop_rx);
+    // Shard 1 connects and drops its router without serving: its request queues close.
+    let gone = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("route-gone")
+        .spawn(move || async move {
+            drop(e1.connect().await);
+        })
+        .unwrap();
+    // Shard 2 takes requests but never answers them.
+    let stuck = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("route-stuck")
+        .spawn(move || async move {
+            let router = e2.connect().await;
+            glommio::spawn_local(router.serve(|_req| std::future::pending::<u64>())).detach();
+            loop {
+                if stop_rx.lock().unwrap().try_recv().is_ok() {
+                    break;
+                }
+                glommio::timer::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .unwrap();
+    let main = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("route-caller")
+        .spawn(move || async move {
+            let router = e0.connect().await;
+            gone.join().unwrap();
+            assert_eq!(
+                router.call(1, 8).await,
+                Err(RouteError::Disconnected { shard: 1 })
+            );
+            let timeout = Duration::from_millis(100);
+            assert_eq!(
+                router.call_timeout(2, 7, timeout).await,
+                Err(RouteError::TimedOut { shard: 2, timeout })
+            );
+            stop_tx.send(()).unwrap();
+        })
+        .unwrap();
+    main.join().unwrap();
+    stuck.join().unwrap();
+}
