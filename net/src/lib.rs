@@ -9,9 +9,13 @@
 //! - [`versions`]: the advertised ApiVersions table, the real version ranges of the
 //!   `kafka-protocol` structs, and the KIP-511 fallback response.
 //! - [`conn`]: serving connections on a glommio shard — pipelined requests, in-order
-//!   responses, SO_REUSEPORT listeners and connection limits — around a broker-provided
-//!   [`Handler`].
+//!   responses written with gathered `sendmsg`, SO_REUSEPORT listeners, connection limits and
+//!   idle timeouts — around a broker-provided [`Handler`].
 //! - [`route`]: typed request/response between shards over bounded glommio shared channels.
+//!
+//! Zero copy: a request body is a slice of the socket read buffer (Produce `records` reach the
+//! broker without a copy), and Fetch `records` of 16 KiB or more are emitted by
+//! [`encode_response`] as separate chunks that the connection hands straight to `sendmsg`.
 //!
 //! What it does not own: Kafka *semantics*. It knows no topics, logs or groups; it does not
 //! decide which APIs or versions are supported (the broker does, with [`ApiVersionTable`]).
