@@ -30,12 +30,16 @@ fn bench_dir() -> tempfile::TempDir {
 fn run<T: Send + 'static, Fut: std::future::Future<Output = T> + 'static>(
     f: impl FnOnce() -> Fut + Send + 'static,
 ) -> T {
-    LocalExecutorBuilder::new(Placement::Unbound)
-        .io_memory(2 << 20)
-        .spawn(f)
-        .expect("executor")
-        .join()
-        .expect("join")
+    // Default io_memory (10 MiB of registered buffers; needs CAP_IPC_LOCK, i.e. root
+    // here). `RINGTAIL_BENCH_IO_MEMORY` overrides it, e.g. 524288 for non-root runs.
+    let mut b = LocalExecutorBuilder::new(Placement::Unbound);
+    if let Some(m) = std::env::var("RINGTAIL_BENCH_IO_MEMORY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        b = b.io_memory(m);
+    }
+    b.spawn(f).expect("executor").join().expect("join")
 }
 
 /// One batch of `size` bytes total (a single large record, like a linger'd producer).

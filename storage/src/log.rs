@@ -875,7 +875,7 @@ impl PartitionLog {
         if first_len > max_bytes as u64 && !min_one {
             return Ok(res);
         }
-        let want_end = start + (max_bytes as u64).max(first_len);
+        let want_end = start.saturating_add((max_bytes as u64).max(first_len));
         let mut end = start + first_len;
         if want_end > end && end < limit {
             // Whole batches lie before any index entry: jump to the last one in range.

@@ -63,7 +63,10 @@ fn segments(dir: &Path) -> Vec<(i64, PathBuf)> {
 
 /// Reopens, reads everything, appends one more batch; returns the batches read and
 /// the offset the new append got.
-fn reopen_and_read(path: PathBuf, cfg: LogConfig) -> (Vec<(i64, i64, Vec<u8>)>, i64, i64) {
+/// (base offset, last offset, bytes) of every batch.
+type Batches = Vec<(i64, i64, Vec<u8>)>;
+
+fn reopen_and_read(path: PathBuf, cfg: LogConfig) -> (Batches, i64, i64) {
     run(move || async move {
         let log = PartitionLog::open(path, cfg).await.unwrap();
         log.set_read_cache_bytes(0);

@@ -109,6 +109,16 @@ fn index_lookup_at_every_offset() {
                 );
                 let none = log.read(off, 1, false).await.unwrap();
                 assert_eq!(none.bytes, 0);
+                if off % 17 == 0 {
+                    // Unbounded reads stop at the segment end with whole, dense batches.
+                    let all = log.read(off, usize::MAX, false).await.unwrap();
+                    let b = all.into_bytes().await.unwrap();
+                    let parts = split(&b);
+                    assert!(parts[0].0 <= off && off <= parts[0].1);
+                    for w in parts.windows(2) {
+                        assert_eq!(w[0].1 + 1, w[1].0);
+                    }
+                }
             }
         };
         check(log.clone()).await;
