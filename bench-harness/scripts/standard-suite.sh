@@ -80,6 +80,9 @@ taskset -c "$BENCH_CORE,$BROKER_CORE" "$BENCH_BIN" raw-limits --dir "$work" --se
   echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
   echo "cores=$(nproc) broker_core=$BROKER_CORE bench_core=$BENCH_CORE"
   echo "runs=$RUNS duration_s=$DURATION warmup_s=$WARMUP latency_rate=$LATENCY_RATE"
+  echo "loadavg_at_start=$(cat /proc/loadavg)"
+  echo "psi_cpu_at_start=$(head -1 /proc/pressure/cpu 2>/dev/null)"
+  echo "psi_io_at_start=$(head -1 /proc/pressure/io 2>/dev/null)"
 } >"$out/environment.txt"
 
 cells=()
@@ -110,6 +113,9 @@ run_cell() {
     echo "-- $slug run $run: ${cmd[*]}"
     echo "${cmd[*]}" >"$out/raw/$slug-run$run.cmd"
     "${cmd[@]}" || echo "!! run failed: $slug run $run" >&2
+    # How shared the machine was: other processes' CPU and I/O pressure during the run.
+    { echo "loadavg $(cat /proc/loadavg)"; for r in cpu io; do echo "psi_$r $(head -1 /proc/pressure/$r 2>/dev/null)"; done; } \
+      >"$out/raw/$slug-run$run.env"
     stop_broker
     rm -rf "$dir"
   done

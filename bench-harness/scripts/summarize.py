@@ -31,6 +31,12 @@ def main():
         cmd_file = f[:-5] + ".cmd"
         r["_cmd"] = open(cmd_file).read().strip() if os.path.exists(cmd_file) else ""
         r["_file"] = f
+        env_file = f[:-5] + ".env"
+        r["_load1"] = None
+        if os.path.exists(env_file):
+            for line in open(env_file):
+                if line.startswith("loadavg "):
+                    r["_load1"] = float(line.split()[1])
         cells.setdefault(slug, []).append(r)
     disk = limits["disk_write_mb_per_sec"]
     loop = limits["loopback_mb_per_sec"]
@@ -59,6 +65,10 @@ def main():
             "errors": sum(r.get("produce_errors", 0) for r in runs),
             "broker_cpu_pct": med([(r.get("broker") or {}).get("cpu_pct_mean") for r in runs]),
             "broker_rss_mb": med([(r.get("broker") or {}).get("rss_mb_max") for r in runs]),
+            "broker_runq_wait_pct": med([(r.get("broker") or {}).get("runq_wait_pct_mean") for r in runs]),
+            "harness_cpu_pct": med([r.get("harness_cpu_pct") for r in runs]),
+            "harness_runq_wait_pct": med([r.get("harness_runq_wait_pct") for r in runs]),
+            "load1": med([r["_load1"] for r in runs]),
             "records_per_sec_runs": [round(r["records_per_sec"]) for r in runs],
             "command": runs[0]["_cmd"],
         }
@@ -78,8 +88,8 @@ def main():
         f"Raw limits: O_DIRECT sequential write {disk:,.0f} MB/s ({limits['disk_write_block_bytes'] >> 10} KiB blocks), "
         f"loopback TCP {loop:,.0f} MB/s (MB = 10^6 B).",
         "",
-        "| record | acks | partitions | codec | rate | rec/s (median) | MB/s | of disk | of loopback | p50 ms | p99 ms | p99.9 ms | p99.99 ms | max ms | broker CPU % | broker RSS MB | errors | runs rec/s |",
-        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| record | acks | partitions | codec | rate | rec/s (median) | MB/s | of disk | of loopback | p50 ms | p99 ms | p99.9 ms | p99.99 ms | max ms | broker CPU % | broker RSS MB | broker / harness CPU-wait % | harness CPU % | load (1 min) | errors | runs rec/s |",
+        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
@@ -88,14 +98,28 @@ def main():
             f"{fmt(100 * r['disk_ratio'] if r['disk_ratio'] is not None else None, 1)}% | "
             f"{fmt(100 * r['loopback_ratio'] if r['loopback_ratio'] is not None else None, 1)}% | "
             f"{fmt(r['p50_ms'], 2)} | {fmt(r['p99_ms'], 2)} | {fmt(r['p999_ms'], 2)} | {fmt(r['p9999_ms'], 2)} | {fmt(r['max_ms'], 2)} | "
-            f"{fmt(r['broker_cpu_pct'], 0)} | {fmt(r['broker_rss_mb'], 0)} | {r['errors']} | {r['records_per_sec_runs']} |"
+            f"{fmt(r['broker_cpu_pct'], 0)} | {fmt(r['broker_rss_mb'], 0)} | "
+            f"{fmt(r['broker_runq_wait_pct'], 0)} / {fmt(r['harness_runq_wait_pct'], 0)} | {fmt(r['harness_cpu_pct'], 0)} | "
+            f"{fmt(r['load1'], 1)} | {r['errors']} | {r['records_per_sec_runs']} |"
         )
+    env_file = os.path.join(a.out, "environment.txt")
+    if os.path.exists(env_file):
+        lines += ["", "Environment:", "", "```", open(env_file).read().strip(), "```"]
     open(os.path.join(a.out, "summary.md"), "w").write("\n".join(lines) + "\n")
     if median_files:
-        subprocess.run(
-            [a.bench, "compare", "--svg", os.path.join(a.out, "suite-latency.svg"),
-             "--throughput-svg", os.path.join(a.out, "suite-throughput.svg"), "--markdown"] + median_files,
-            check=True, stdout=open(os.path.join(a.out, "compare.md"), "w"))
+        # One table with every cell; charts per group so each stays readable.
+        subprocess.run([a.bench, "compare", "--markdown"] + median_files, check=True,
+                       stdout=open(os.path.join(a.out, "compare.md"), "w"))
+        groups = {}
+        for f in median_files:
+            slug = os.path.basename(f)[:-5]
+            size = slug.split("-")[0]
+            kind = "rate" if re.search(r"-r\d+$", slug) else "max"
+            groups.setdefault((size, kind), []).append(f)
+        for (size, kind), files in sorted(groups.items()):
+            subprocess.run([a.bench, "compare", "--svg", os.path.join(a.out, f"suite-latency-{size}-{kind}.svg")]
+                           + (["--throughput-svg", os.path.join(a.out, f"suite-throughput-{size}-{kind}.svg")] if kind == "max" else [])
+                           + files, check=True, stdout=subprocess.DEVNULL)
     print("\n".join(lines))
 
 

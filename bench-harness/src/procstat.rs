@@ -83,7 +83,31 @@ pub fn find_listener_pid(port: u16) -> Option<u32> {
     None
 }
 
-/// Background sampler; `finish` returns the usage summary and per-second (cpu %, RSS MB).
+/// Background sampler; `finish` returns the usage summary and per-second
+/// (cpu %, RSS MB, run-queue wait %).
+/// Nanoseconds the threads of `pid` have spent runnable but waiting for a CPU (sum over
+/// threads of the second field of /proc/PID/task/TID/schedstat). On a shared machine this
+/// shows how much of a run was lost to other processes.
+pub fn runq_wait_ns(pid: u32) -> Result<u64> {
+    let mut total = 0u64;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .context("reading task list")?
+        .flatten()
+    {
+        let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) else {
+            continue;
+        };
+        if let Some(w) = s
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            total += w;
+        }
+    }
+    Ok(total)
+}
+
 /// CPU use of this process (all threads) between two calls, as % of one core.
 pub fn own_cpu_pct(ticks_before: u64, secs: f64) -> Option<f64> {
     let now = cpu_ticks(std::process::id()).ok()?;
@@ -94,7 +118,7 @@ pub fn own_cpu_pct(ticks_before: u64, secs: f64) -> Option<f64> {
 
 pub struct Sampler {
     stop: Arc<AtomicBool>,
-    handle: std::thread::JoinHandle<Vec<(f64, f64)>>,
+    handle: std::thread::JoinHandle<Vec<(f64, f64, f64)>>,
     pid: u32,
 }
 
@@ -108,6 +132,7 @@ impl Sampler {
             let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
             let mut out = Vec::new();
             let mut last = cpu_ticks(pid).ok();
+            let mut last_wait = runq_wait_ns(pid).ok();
             let mut last_t = Instant::now();
             let mut i = 1u32;
             while !s.load(Ordering::Relaxed) {
@@ -125,8 +150,14 @@ impl Sampler {
                 let cpu = last
                     .map(|l| (t.saturating_sub(l)) as f64 / hz / dt * 100.0)
                     .unwrap_or(0.0);
-                out.push((cpu, rss));
+                let wait = runq_wait_ns(pid).ok();
+                let wait_pct = match (last_wait, wait) {
+                    (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e9 / dt * 100.0,
+                    _ => 0.0,
+                };
+                out.push((cpu, rss, wait_pct));
                 last = Some(t);
+                last_wait = wait;
                 last_t = Instant::now();
             }
             out
@@ -134,7 +165,7 @@ impl Sampler {
         Sampler { stop, handle, pid }
     }
 
-    pub fn finish(self) -> Option<(BrokerUsage, Vec<(f64, f64)>)> {
+    pub fn finish(self) -> Option<(BrokerUsage, Vec<(f64, f64, f64)>)> {
         self.stop.store(true, Ordering::Relaxed);
         let samples = self.handle.join().ok()?;
         if samples.is_empty() {
@@ -147,6 +178,7 @@ impl Sampler {
                 cpu_pct_mean: samples.iter().map(|s| s.0).sum::<f64>() / n,
                 cpu_pct_max: samples.iter().map(|s| s.0).fold(0.0, f64::max),
                 rss_mb_max: samples.iter().map(|s| s.1).fold(0.0, f64::max),
+                runq_wait_pct_mean: samples.iter().map(|s| s.2).sum::<f64>() / n,
             },
             samples,
         ))

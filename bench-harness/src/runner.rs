@@ -212,6 +212,7 @@ pub fn run(w: Workload, spin_us: u64) -> Result<BenchResult> {
         .or_else(|| local_port(&w.bootstrap).and_then(find_listener_pid));
     let sampler = broker_pid.map(|pid| Sampler::start(pid, clock.t0));
     let own_ticks = crate::procstat::cpu_ticks(std::process::id()).ok();
+    let own_wait = crate::procstat::runq_wait_ns(std::process::id()).ok();
     go.wait();
     let mut total = WorkerStats::new(&w);
     let mut first_err = None;
@@ -231,6 +232,11 @@ pub fn run(w: Workload, spin_us: u64) -> Result<BenchResult> {
         return Err(e);
     }
     let mut result = BenchResult::build(&w, &total, started_at_unix_s, broker);
+    let elapsed_s = clock.t0.elapsed().as_secs_f64().max(1e-3);
+    result.harness_runq_wait_pct = own_wait.and_then(|a| {
+        let b = crate::procstat::runq_wait_ns(std::process::id()).ok()?;
+        Some(b.saturating_sub(a) as f64 / 1e9 / elapsed_s * 100.0)
+    });
     result.harness_cpu_pct =
         own_ticks.and_then(|t| crate::procstat::own_cpu_pct(t, clock.t0.elapsed().as_secs_f64()));
     Ok(result)

@@ -295,6 +295,10 @@ pub struct BrokerUsage {
     pub cpu_pct_mean: f64,
     pub cpu_pct_max: f64,
     pub rss_mb_max: f64,
+    /// Time the broker's threads were runnable but not running, % of wall time (summed over
+    /// threads): CPU taken by other processes on a shared machine.
+    #[serde(default)]
+    pub runq_wait_pct_mean: f64,
 }
 
 /// The JSON result file. `records_total`, `records_per_sec`, `mb_per_sec` and `latency_ms`
@@ -334,6 +338,9 @@ pub struct BenchResult {
     /// core means the harness, not the broker, may be the limit.
     #[serde(default)]
     pub harness_cpu_pct: Option<f64>,
+    /// Time the harness's threads were runnable but waiting for a CPU, % of wall time.
+    #[serde(default)]
+    pub harness_runq_wait_pct: Option<f64>,
     pub errors: Vec<String>,
     pub workload: Option<Workload>,
 }
@@ -343,7 +350,7 @@ impl BenchResult {
         w: &Workload,
         s: &WorkerStats,
         started_at_unix_s: u64,
-        broker: Option<(BrokerUsage, Vec<(f64, f64)>)>,
+        broker: Option<(BrokerUsage, Vec<(f64, f64, f64)>)>,
     ) -> BenchResult {
         let window_s = (w.duration_s - w.warmup_s).max(1e-9);
         let produce = LatencySummary::from_us(&s.produce_latency_us);
@@ -398,6 +405,7 @@ impl BenchResult {
             series,
             broker: broker.map(|b| b.0),
             harness_cpu_pct: None,
+            harness_runq_wait_pct: None,
             errors: s.errors.clone(),
             workload: Some(w.clone()),
         }
@@ -446,12 +454,15 @@ impl BenchResult {
         }
         if let Some(b) = &self.broker {
             o += &format!(
-                "broker pid {}: CPU mean {:.0}% max {:.0}%, RSS max {:.1} MB\n",
-                b.pid, b.cpu_pct_mean, b.cpu_pct_max, b.rss_mb_max
+                "broker pid {}: CPU mean {:.0}% max {:.0}%, RSS max {:.1} MB; runnable but waiting for a CPU: {:.0}%\n",
+                b.pid, b.cpu_pct_mean, b.cpu_pct_max, b.rss_mb_max, b.runq_wait_pct_mean
             );
         }
         if let Some(c) = self.harness_cpu_pct {
-            o += &format!("harness CPU: {c:.0}% of one core\n");
+            o += &format!(
+                "harness CPU: {c:.0}% of one core; runnable but waiting for a CPU: {:.0}%\n",
+                self.harness_runq_wait_pct.unwrap_or(0.0)
+            );
         }
         for e in self.errors.iter().take(5) {
             o += &format!("error: {e}\n");

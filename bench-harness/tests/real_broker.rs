@@ -331,3 +331,32 @@ fn delay_proxy_moves_p50_by_the_injected_delay() {
         "p50 moved by {diff:.3} ms, expected about 5 ms"
     );
 }
+
+#[test]
+fn omb_e2e_workload_consumes_everything_it_produces() {
+    let Some(bin) = broker_bin() else { return };
+    let _serial = serial();
+    let data = tempfile::tempdir().expect("tempdir");
+    let (_broker, port) = start_broker(&bin, data.path());
+    let workload = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/smoke-e2e.yaml");
+    let r = run_bench(&[
+        "omb",
+        "--workload",
+        workload.to_str().expect("utf-8 path"),
+        "--bootstrap",
+        &format!("127.0.0.1:{port}"),
+        "--topic",
+        "omb-smoke",
+    ]);
+    assert_eq!(r["mode"], "e2e");
+    let produced = u(&r, "produced_acked_all");
+    assert!(produced >= 6_000, "too few records: {produced}");
+    assert_eq!(
+        u(&r, "consumed_total"),
+        produced,
+        "every produced record is consumed once"
+    );
+    assert_eq!(u(&r, "consume_checksum"), u(&r, "produce_checksum"));
+    let e2e = r["e2e_latency_ms"]["p50"].as_f64().expect("e2e p50");
+    assert!(e2e > 0.0);
+}
