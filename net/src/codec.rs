@@ -4,7 +4,7 @@
 //! layered:
 //! 1. the version is checked against the request struct's *real* range (see
 //!    [`crate::versions::request_struct_versions`]), not `ApiKey::valid_versions`;
-//! 2. the body is decoded through [`GuardedBuf`], which stops the `kafka-protocol` decoders from
+//! 2. the body is decoded through `GuardedBuf`, which stops the `kafka-protocol` decoders from
 //!    pre-allocating a `Vec` from an absurd length prefix (they call `Vec::with_capacity(n)`
 //!    with `n` straight from the wire, and an allocation failure aborts the process — no
 //!    `catch_unwind` can stop that);
