@@ -578,7 +578,7 @@ enum LoadError {
 
 /// The record bytes of an offsets batch, for tests: key and value of every record.
 #[cfg(test)]
-fn batch_records(batch: &bytes::Bytes) -> Vec<(Option<Bytes>, Option<Bytes>)> {
+fn batch_records(batch: &bytes::Bytes) -> Vec<(Option<bytes::Bytes>, Option<bytes::Bytes>)> {
     records::decode_batch(batch, LOAD_BATCH_DECOMPRESSED_BYTES_MAX)
         .map(|d| d.records.into_iter().map(|r| (r.key, r.value)).collect())
         .unwrap_or_default()

@@ -6,6 +6,9 @@
 //! - [`shard`]: one core's partitions and the cross-shard messages it answers. Shard state is
 //!   `Rc`/`RefCell`: it cannot leave its thread; other shards reach it only by message.
 //! - [`controller`]: the single writer of cluster metadata (on shard 0).
+//! - [`coordinator`]: the shard shell of the group coordinators (one per `__consumer_offsets`
+//!   partition the shard owns): loading, appends, timers, cross-shard group requests.
+//! - [`cli`]: operator commands speaking the Kafka protocol to a running broker (`group`).
 //! - [`meta`]: topics, partition ownership, persisted metadata snapshots.
 //! - [`api`]: Kafka request handlers (Produce, Fetch, Metadata, admin APIs, ...).
 //! - [`errors`]: the one place internal errors become Kafka error codes.
@@ -18,6 +21,7 @@
 
 pub mod admin_http;
 pub mod api;
+pub mod cli;
 pub mod compression;
 pub mod config;
 pub mod controller;

@@ -479,3 +479,34 @@ pub fn client_info(client_id: Option<&str>, peer: std::net::SocketAddr) -> Clien
         client_host: format!("/{}", peer.ip()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::ApiKey;
+
+    const GROUP_APIS: &[ApiKey] = &[
+        ApiKey::JoinGroup,
+        ApiKey::SyncGroup,
+        ApiKey::Heartbeat,
+        ApiKey::LeaveGroup,
+        ApiKey::OffsetCommit,
+        ApiKey::OffsetFetch,
+        ApiKey::OffsetDelete,
+        ApiKey::DescribeGroups,
+        ApiKey::ListGroups,
+        ApiKey::DeleteGroups,
+    ];
+
+    #[test]
+    fn advertised_group_versions_round_trip_through_the_structs() {
+        let ours: Vec<_> = super::super::SUPPORTED_APIS
+            .iter()
+            .filter(|(key, _, _)| GROUP_APIS.contains(key))
+            .copied()
+            .collect();
+        assert_eq!(ours.len(), GROUP_APIS.len(), "every group API is advertised");
+        if let Err(problems) = net::versions::ApiVersionTable::new(ours).verify() {
+            panic!("{problems:?}");
+        }
+    }
+}
