@@ -808,7 +808,7 @@ impl PartitionLog {
         max_bytes: usize,
         min_one: bool,
     ) -> Result<ReadResult, StorageError> {
-        let (seg, hw, lso, limit) = {
+        let (seg, hw, lso, limit, stable_end) = {
             let st = self.inner.st.borrow();
             if st.closed {
                 return Err(StorageError::Closed);
@@ -841,7 +841,14 @@ impl PartitionLog {
                 });
             };
             let limit = seg.written_size.get();
-            (seg, hw, lso, limit)
+            // Bytes of the active segment's partial last block get rewritten by the
+            // next write; never hand them out as a file range (see below).
+            let stable_end = if Rc::ptr_eq(&seg, st.active()) {
+                align_down(limit)
+            } else {
+                limit
+            };
+            (seg, hw, lso, limit, stable_end)
         };
         // No files: retention deleted the segment after we looked it up.
         let reader = seg.reader().ok_or_else(|| StorageError::OffsetOutOfRange {
@@ -898,13 +905,29 @@ impl PartitionLog {
             .await?;
             end = reached;
         }
-        let len = end - start;
-        res.chunks.push(Chunk::File {
-            file: reader,
-            offset: start,
-            len: len as u32,
-        });
-        res.bytes = len as usize;
+        // The partial last block of the active segment is rewritten in place by
+        // O_DIRECT as the log grows. The kernel invalidates cached pages after a direct
+        // write, but that can fail while a buffered read holds the page, leaving stale
+        // bytes for a later sendfile. So that block is copied (DMA read) instead.
+        let file_end = end.min(stable_end.max(start));
+        if file_end > start {
+            res.chunks.push(Chunk::File {
+                file: reader,
+                offset: start,
+                len: (file_end - start) as u32,
+            });
+        }
+        if end > file_end {
+            let dma = seg.dma_or_err()?;
+            let n = (end - file_end) as usize;
+            let buf = dma.read_at(file_end, n).await?;
+            if buf.len() < n {
+                return Err(seg.corrupt(file_end, "short read of the tail block"));
+            }
+            res.chunks
+                .push(Chunk::Cached(Bytes::copy_from_slice(&buf[..n])));
+        }
+        res.bytes = (end - start) as usize;
         Ok(res)
     }
 
