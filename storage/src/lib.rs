@@ -32,6 +32,29 @@
 //!   [`ValidatedBatches::parse`] before anything is queued; every [`BatchError`] maps to
 //!   Kafka's `CORRUPT_MESSAGE`.
 //!
+//! ## Durability, precisely
+//! - `Durability::Written`: the O_DIRECT write completed (device queue / write-back
+//!   cache). Survives a process crash (`kill -9`), not necessarily a power loss.
+//! - `Durability::Fsynced`: an fdatasync of the segment, started after the write
+//!   completed, returned. Segment creation also fsyncs the directory, and a segment is
+//!   truncated and fsynced before the next one is created (sealing).
+//! - `flush.messages` / `flush.ms` trigger fsyncs without waiters; `None` = never.
+//!
+//! ## Reads and zero copy
+//! A read returns [`Chunk::Cached`] for batches still in the per-partition cache
+//! (default 8 MiB, [`PartitionLog::set_read_cache_bytes`]) and [`Chunk::File`] ranges of a
+//! buffered read-only fd otherwise (sendfile/splice-able). The active segment's partial
+//! last block is rewritten in place by later appends, so it is never handed out as a
+//! file range (it is copied instead); every other file byte below the high watermark is
+//! immutable until retention deletes the segment (open fds keep it readable).
+//!
+//! ## glommio notes
+//! - glommio probes poll-ring support with the first DMA file a thread opens; an empty
+//!   file makes the probe lie and later O_DIRECT reads fail with EOPNOTSUPP on virtio.
+//!   `open` first opens a non-empty scratch file to avoid that.
+//! - Tests use `LocalExecutorBuilder::new(Placement::Unbound).io_memory(512 << 10)`,
+//!   which also works without CAP_IPC_LOCK under RLIMIT_MEMLOCK = 8 MiB.
+//!
 //! ## Files
 //! `<dir>/00000000000000000000.log|.index|.timeindex` per segment (named by base
 //! offset) and `<dir>/partition.checkpoint` (log start offset, recovery point, clean

@@ -3,7 +3,7 @@
 //! `durable <base_offset> <last_offset> <timestamp>`. The `crash` integration test
 //! kills it with SIGKILL and checks that every printed append survives.
 //!
-//! Usage: storage-crash-appender <dir> [appenders] [record_bytes]
+//! Usage: `storage-crash-appender DIR [APPENDERS] [RECORD_BYTES]`
 
 use std::io::Write;
 use std::path::PathBuf;
