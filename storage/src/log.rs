@@ -551,6 +551,17 @@ impl PartitionLog {
     /// Opens (creating if needed) the partition directory and recovers it: see
     /// [`crate::recovery`]. Must run inside a glommio executor; spawns the writer task.
     pub async fn open(dir: PathBuf, config: LogConfig) -> Result<PartitionLog, StorageError> {
+        Self::open_in(dir, config, None).await
+    }
+
+    /// Like [`PartitionLog::open`], but runs the partition's writer task in the given
+    /// glommio task queue (default: the queue of the caller of `open`). Give it a
+    /// latency-sensitive queue: producers wait on it.
+    pub async fn open_in(
+        dir: PathBuf,
+        config: LogConfig,
+        writer_queue: Option<glommio::TaskQueueHandle>,
+    ) -> Result<PartitionLog, StorageError> {
         let recovered = crate::recovery::recover(&dir, &config).await?;
         let leo = recovered.next_offset;
         let st = State {
@@ -594,7 +605,10 @@ impl PartitionLog {
             injected_faults: std::cell::Cell::new((0, 0)),
         });
         let weak = Rc::downgrade(&inner);
-        glommio::spawn_local(writer_loop(weak)).detach();
+        match writer_queue {
+            Some(q) => glommio::spawn_local_into(writer_loop(weak), q)?.detach(),
+            None => glommio::spawn_local(writer_loop(weak)).detach(),
+        };
         Ok(PartitionLog { inner })
     }
 

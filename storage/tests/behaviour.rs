@@ -450,3 +450,23 @@ fn concurrent_fsynced_appenders_get_dense_unique_offsets() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn writer_task_in_a_chosen_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("queue");
+    run(move || async move {
+        let q = glommio::executor().create_task_queue(
+            glommio::Shares::Static(1000),
+            glommio::Latency::NotImportant,
+            "storage-writer",
+        );
+        let log = PartitionLog::open_in(path, LogConfig::default(), Some(q))
+            .await
+            .unwrap();
+        let p = log.append(&batch(3, 100, 1), None).unwrap();
+        p.wait(Durability::Fsynced).await.unwrap();
+        assert_eq!(log.durable_offset(), 3);
+        log.close().await.unwrap();
+    });
+}
