@@ -37,7 +37,9 @@ impl PartitionError {
 pub fn storage_code(e: &StorageError) -> E {
     match e {
         StorageError::MessageTooLarge { .. } => E::MessageTooLarge,
+        StorageError::Corrupt(b) if b.is_invalid_record() => E::InvalidRecord,
         StorageError::Corrupt(_) => E::CorruptMessage,
+        StorageError::RecordListTooLarge { .. } => E::RecordListTooLarge,
         StorageError::OffsetOutOfRange { .. } => E::OffsetOutOfRange,
         // A poisoned or failed log is Kafka's "log dir offline" case.
         _ => E::KafkaStorageError,
@@ -58,7 +60,12 @@ impl From<StorageError> for PartitionError {
 
 impl From<storage::batch::BatchError> for PartitionError {
     fn from(e: storage::batch::BatchError) -> PartitionError {
-        PartitionError::with_message(E::CorruptMessage, e.to_string())
+        let code = if e.is_invalid_record() {
+            E::InvalidRecord
+        } else {
+            E::CorruptMessage
+        };
+        PartitionError::with_message(code, e.to_string())
     }
 }
 
