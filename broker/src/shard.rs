@@ -618,10 +618,13 @@ impl Shard {
     pub async fn retention_pass(&self) {
         let partitions: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
         let now = now_ms();
+        let producer_expiration_ms = i64::from(self.config.kafka.producer_id_expiration_ms());
         for p in partitions {
             if let Err(e) = p.log.apply_retention(now).await {
                 warn!(topic = %p.topic.name, partition = p.index, error = %e, "retention failed");
             }
+            // Kafka forgets idle idempotent producers after producer.id.expiration.ms.
+            p.producers.borrow_mut().expire(now, producer_expiration_ms);
         }
     }
 
