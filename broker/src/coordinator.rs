@@ -48,7 +48,7 @@ const LOAD_BATCH_DECOMPRESSED_BYTES_MAX: usize = 64 << 20;
 #[derive(Debug)]
 pub enum GroupReq {
     /// One request for the coordinator of offsets partition `partition`.
-    Step { partition: i32, input: Input },
+    Step { partition: i32, input: Box<Input> },
     /// ListGroups on every coordinator of the target shard.
     ListAll {
         api_version: i16,
@@ -138,6 +138,9 @@ enum Phase {
     Unavailable,
 }
 
+/// An append of `Action::Persist { persist_id }`, as queued for the persister.
+type QueuedAppend = (u64, Result<PendingAppend, PersistError>);
+
 /// One coordinator and its I/O: waiters, append queue and timer.
 struct Shell {
     partition: i32,
@@ -146,7 +149,7 @@ struct Shell {
     waiters: RefCell<HashMap<u64, oneshot::Sender<Response>>>,
     next_request_id: Cell<u64>,
     /// Appends in emission order; the persister task awaits each and completes it.
-    persist_tx: RefCell<Option<mpsc::UnboundedSender<(u64, Result<PendingAppend, PersistError>)>>>,
+    persist_tx: RefCell<Option<mpsc::UnboundedSender<QueuedAppend>>>,
     /// Wakes the timer task when the tick moved earlier.
     tick_tx: RefCell<Option<mpsc::UnboundedSender<()>>>,
     tick_at_ms: Cell<Option<i64>>,
@@ -214,7 +217,7 @@ impl Coordinators {
             GroupReq::Step { partition, input } => {
                 let shell = self.by_partition.borrow().get(&partition).cloned();
                 match shell {
-                    Some(shell) => GroupResp::Step(shell.step(shard, input).await),
+                    Some(shell) => GroupResp::Step(shell.step(shard, *input).await),
                     None => GroupResp::Step(Err(E::NotCoordinator.code())),
                 }
             }
@@ -493,7 +496,7 @@ impl Shell {
 async fn persister(
     shard: Rc<Shard>,
     shell: Rc<Shell>,
-    mut rx: mpsc::UnboundedReceiver<(u64, Result<PendingAppend, PersistError>)>,
+    mut rx: mpsc::UnboundedReceiver<QueuedAppend>,
 ) {
     while let Some((persist_id, append)) = rx.next().await {
         let result = match append {

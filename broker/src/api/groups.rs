@@ -42,7 +42,10 @@ async fn call(
     partition: i32,
     input: Input,
 ) -> Result<Response, i16> {
-    let req = ShardReq::Group(GroupReq::Step { partition, input });
+    let req = ShardReq::Group(GroupReq::Step {
+        partition,
+        input: Box::new(input),
+    });
     match shard.call(owner, req).await {
         ShardResp::Group(GroupResp::Step(result)) => result,
         ShardResp::Failed(e) => {
@@ -504,7 +507,11 @@ mod tests {
             .filter(|(key, _, _)| GROUP_APIS.contains(key))
             .copied()
             .collect();
-        assert_eq!(ours.len(), GROUP_APIS.len(), "every group API is advertised");
+        assert_eq!(
+            ours.len(),
+            GROUP_APIS.len(),
+            "every group API is advertised"
+        );
         if let Err(problems) = net::versions::ApiVersionTable::new(ours).verify() {
             panic!("{problems:?}");
         }
