@@ -90,8 +90,8 @@ else
 fi
 
 failed=0
-log "cargo test --release --workspace"
-if cargo test --release --workspace; then
+log "cargo test --release --workspace --no-fail-fast"
+if cargo test --release --workspace --no-fail-fast; then
   status_cargo_test="ok"
 else
   status_cargo_test="FAILED"
