@@ -108,6 +108,12 @@ pub fn runq_wait_ns(pid: u32) -> Result<u64> {
     Ok(total)
 }
 
+/// Run-queue wait of the calling thread, in ns.
+pub fn thread_runq_wait_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// CPU use of this process (all threads) between two calls, as % of one core.
 pub fn own_cpu_pct(ticks_before: u64, secs: f64) -> Option<f64> {
     let now = cpu_ticks(std::process::id()).ok()?;

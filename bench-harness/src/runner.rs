@@ -165,6 +165,9 @@ pub fn run(w: Workload, spin_us: u64) -> Result<BenchResult> {
                 }
                 ready.wait();
                 go.wait();
+                // Per-thread scheduler stats vanish when the thread exits, so each worker
+                // measures its own run-queue wait.
+                let wait_start = crate::procstat::thread_runq_wait_ns();
                 if let Some(e) = setup_err {
                     return Err(e.context("setup"));
                 }
@@ -196,9 +199,12 @@ pub fn run(w: Workload, spin_us: u64) -> Result<BenchResult> {
                 for t in tasks {
                     t.await;
                 }
-                let stats = Rc::try_unwrap(stats)
+                let mut stats = Rc::try_unwrap(stats)
                     .map_err(|_| anyhow!("stats still shared"))?
                     .into_inner();
+                if let (Some(a), Some(b)) = (wait_start, crate::procstat::thread_runq_wait_ns()) {
+                    stats.runq_wait_ns = b.saturating_sub(a);
+                }
                 Ok(stats)
             })
             .map_err(|e| anyhow!("starting worker on core {core}: {e}"))?;
@@ -233,10 +239,13 @@ pub fn run(w: Workload, spin_us: u64) -> Result<BenchResult> {
     }
     let mut result = BenchResult::build(&w, &total, started_at_unix_s, broker);
     let elapsed_s = clock.t0.elapsed().as_secs_f64().max(1e-3);
-    result.harness_runq_wait_pct = own_wait.and_then(|a| {
+    // Worker threads (measured by themselves) plus the rest of the process.
+    let rest_wait = own_wait.and_then(|a| {
         let b = crate::procstat::runq_wait_ns(std::process::id()).ok()?;
-        Some(b.saturating_sub(a) as f64 / 1e9 / elapsed_s * 100.0)
+        Some(b.saturating_sub(a))
     });
+    result.harness_runq_wait_pct =
+        Some((total.runq_wait_ns + rest_wait.unwrap_or(0)) as f64 / 1e9 / elapsed_s * 100.0);
     result.harness_cpu_pct =
         own_ticks.and_then(|t| crate::procstat::own_cpu_pct(t, clock.t0.elapsed().as_secs_f64()));
     Ok(result)

@@ -79,6 +79,8 @@ pub struct WorkerStats {
     pub consumed_bytes_in_window: u64,
     pub consume_checksum: u64,
     pub requests_sent: u64,
+    /// Run-queue wait of the worker thread during the run (ns).
+    pub runq_wait_ns: u64,
     pub series: Vec<SecondBucket>,
     pub errors: Vec<String>,
     pub window_start_ns: u64,
@@ -102,6 +104,7 @@ impl WorkerStats {
             consumed_bytes_in_window: 0,
             consume_checksum: 0,
             requests_sent: 0,
+            runq_wait_ns: 0,
             series: Vec::new(),
             errors: Vec::new(),
             window_start_ns: (w.warmup_s * 1e9) as u64,
@@ -209,6 +212,7 @@ impl WorkerStats {
         self.consumed_bytes_in_window += o.consumed_bytes_in_window;
         self.consume_checksum = self.consume_checksum.wrapping_add(o.consume_checksum);
         self.requests_sent += o.requests_sent;
+        self.runq_wait_ns += o.runq_wait_ns;
         if self.series.len() < o.series.len() {
             self.series.resize(o.series.len(), SecondBucket::default());
         }
