@@ -1,6 +1,6 @@
 //! Samples a local broker's CPU and RSS from /proc once per second.
 
-use crate::stats::BrokerUsage;
+use crate::stats::{BrokerSample, BrokerUsage};
 use anyhow::{anyhow, Context, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -124,7 +124,7 @@ pub fn own_cpu_pct(ticks_before: u64, secs: f64) -> Option<f64> {
 
 pub struct Sampler {
     stop: Arc<AtomicBool>,
-    handle: std::thread::JoinHandle<Vec<(f64, f64, f64)>>,
+    handle: std::thread::JoinHandle<Vec<BrokerSample>>,
     pid: u32,
 }
 
@@ -171,7 +171,7 @@ impl Sampler {
         Sampler { stop, handle, pid }
     }
 
-    pub fn finish(self) -> Option<(BrokerUsage, Vec<(f64, f64, f64)>)> {
+    pub fn finish(self) -> Option<(BrokerUsage, Vec<BrokerSample>)> {
         self.stop.store(true, Ordering::Relaxed);
         let samples = self.handle.join().ok()?;
         if samples.is_empty() {

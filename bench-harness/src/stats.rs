@@ -293,6 +293,9 @@ pub struct SeriesPoint {
     pub broker_rss_mb: Option<f64>,
 }
 
+/// One per-second broker sample: (CPU % of one core, RSS MB, run-queue wait %).
+pub type BrokerSample = (f64, f64, f64);
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct BrokerUsage {
     pub pid: u32,
@@ -354,7 +357,7 @@ impl BenchResult {
         w: &Workload,
         s: &WorkerStats,
         started_at_unix_s: u64,
-        broker: Option<(BrokerUsage, Vec<(f64, f64, f64)>)>,
+        broker: Option<(BrokerUsage, Vec<BrokerSample>)>,
     ) -> BenchResult {
         let window_s = (w.duration_s - w.warmup_s).max(1e-9);
         let produce = LatencySummary::from_us(&s.produce_latency_us);
