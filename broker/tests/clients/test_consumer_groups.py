@@ -420,3 +420,38 @@ def test_bad_input_gets_kafka_errors(broker, topic_name):
     prod.produce("__consumer_offsets", b"x", key=b"k", partition=0, on_delivery=report)
     prod.flush(60)
     assert report.failed and "INVALID_TOPIC" in report.failed[0][0].upper().replace(" ", "_"), report.failed
+
+
+def test_find_coordinator_batched_keys_and_empty_group(broker):
+    """FindCoordinator v4 (KIP-699 batched keys) answers every key with this broker; v0
+    accepts the empty group id as Kafka does."""
+    import kwire
+
+    def compact_str(r: kwire.Reader) -> str | None:
+        n = r.uvarint()
+        return None if n == 0 else r.take(n - 1).decode()
+
+    keys = [group_name(), group_name(), ""]
+    body = kwire.i8(0) + kwire.uvarint(len(keys) + 1) + b"".join(kwire.compact_string(k) for k in keys)
+    body += kwire.uvarint(0)
+    host, port = broker.bootstrap.rsplit(":", 1)
+    deadline = time.monotonic() + DEADLINE_S
+    with kwire.Conn(broker.bootstrap) as conn:
+        while True:
+            r = conn.request(10, 4, body, flexible_request=True, flexible_response=True)
+            r.i32()  # throttle
+            answers = []
+            for _ in range(r.uvarint() - 1):
+                key = compact_str(r)
+                node, got_host, got_port, code = r.i32(), compact_str(r), r.i32(), r.i16()
+                compact_str(r)  # message
+                r.skip_tagged_fields()
+                answers.append((key, node, got_host, got_port, code))
+            # 14: COORDINATOR_LOAD_IN_PROGRESS right after start-up.
+            if all(a[4] == 0 for a in answers) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert answers == [(k, 0, host, int(port), 0) for k in keys], answers
+        r = conn.request(10, 0, kwire.string(""))
+        assert r.i16() == 0
+        assert (r.i32(), r.string(), r.i32()) == (0, host, int(port))
