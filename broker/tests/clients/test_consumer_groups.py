@@ -455,3 +455,62 @@ def test_find_coordinator_batched_keys_and_empty_group(broker):
         r = conn.request(10, 0, kwire.string(""))
         assert r.i16() == 0
         assert (r.i32(), r.string(), r.i32()) == (0, host, int(port))
+
+
+def test_admin_client_lists_describes_and_deletes_groups(broker, topic_name):
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    from confluent_kafka.admin import AdminClient
+
+    create_topic(broker.bootstrap, topic_name, 2)
+    produce_numbered(broker.bootstrap, topic_name, 2, 5)
+    group = group_name()
+    c = consumer(broker.bootstrap, **{"group.id": group, "session.timeout.ms": 10000,
+                                      "client.id": "admin-test-client"})
+    c.subscribe([topic_name])
+    got = []
+    poll_until([c], lambda: len(got) >= 10, on_msg=lambda _c, m: got.append(m))
+    c.commit(asynchronous=False)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    try:
+        described = admin.describe_consumer_groups([group], request_timeout=60)[group].result(timeout=60)
+        assert described.group_id == group
+        assert len(described.members) == 1
+        assert described.members[0].client_id == "admin-test-client"
+        assigned = {tp.partition for tp in described.members[0].assignment.topic_partitions}
+        assert assigned == {0, 1}
+        listed = admin.list_consumer_groups(request_timeout=60).result(timeout=60)
+        assert group in {g.group_id for g in listed.valid}
+        offsets = admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group, [TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)])]
+        )[group].result(timeout=60)
+        assert {tp.partition: tp.offset for tp in offsets.topic_partitions} == {0: 5, 1: 5}
+        # A group with a member cannot be deleted (NON_EMPTY_GROUP); once empty it can.
+        with pytest.raises(KafkaException) as err:
+            admin.delete_consumer_groups([group], request_timeout=60)[group].result(timeout=60)
+        assert err.value.args[0].code() == KafkaError.NON_EMPTY_GROUP
+    finally:
+        c.close()
+    admin.delete_consumer_groups([group], request_timeout=60)[group].result(timeout=60)
+    c = consumer(broker.bootstrap, **{"group.id": group})
+    try:
+        committed = c.committed([TopicPartition(topic_name, 0)], timeout=60)
+        assert committed[0].offset < 0, committed  # deleted with the group
+    finally:
+        c.close()
+
+
+@pytest.mark.slow
+def test_offsets_of_empty_groups_expire(broker_factory, topic_name):
+    b = broker_factory(config={"offsets.retention.minutes": 1, "offsets.retention.check.interval.ms": 1000})
+    create_topic(b.bootstrap, topic_name, 1)
+    group = group_name()
+    c = consumer(b.bootstrap, **{"group.id": group})
+    try:
+        c.commit(offsets=[TopicPartition(topic_name, 0, 3)], asynchronous=False)
+        assert c.committed([TopicPartition(topic_name, 0)], timeout=60)[0].offset == 3
+        deadline = time.monotonic() + 240
+        while c.committed([TopicPartition(topic_name, 0)], timeout=60)[0].offset == 3:
+            assert time.monotonic() < deadline, "offset still committed 4 minutes after a 1 minute retention"
+            time.sleep(2)
+    finally:
+        c.close()
