@@ -385,6 +385,14 @@ impl Shell {
             warn!(partition = self.partition, error = %e, "cannot build an offsets batch");
             PersistError::Other
         })?;
+        // Pair assertion with the replay at load: what goes to disk is one batch holding
+        // every record, in order.
+        let info = records::BatchInfo::parse(&batch).map_err(|_| PersistError::Other)?;
+        assert_eq!(
+            usize::try_from(info.records_count).ok(),
+            Some(records.len()),
+            "offsets batch must hold every record"
+        );
         shard
             .append_built(OFFSETS_TOPIC, self.partition, batch)
             .map_err(|e| {
@@ -498,7 +506,14 @@ async fn persister(
     shell: Rc<Shell>,
     mut rx: mpsc::UnboundedReceiver<QueuedAppend>,
 ) {
+    let mut last_persist_id = None;
     while let Some((persist_id, append)) = rx.next().await {
+        // The coordinator numbers its appends in emission order; so must the completions.
+        assert!(
+            last_persist_id.is_none_or(|last| persist_id > last),
+            "persist {persist_id} after {last_persist_id:?}"
+        );
+        last_persist_id = Some(persist_id);
         let result = match append {
             Ok(pending) => pending.wait(shell.durability).await.map_err(|e| {
                 warn!(partition = shell.partition, error = %e, "offsets append not durable");
