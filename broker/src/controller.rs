@@ -229,43 +229,27 @@ impl Controller {
         topics: Vec<(String, i32)>,
         validate_only: bool,
     ) -> ControllerResp {
-        let current = shard.meta();
-        let mut next = current.topics.clone();
-        let mut results = Vec::with_capacity(topics.len());
-        for (name, count) in topics {
-            let result = match next.get(&name) {
-                None => Err(PartitionError::with_message(
-                    E::UnknownTopicOrPartition,
-                    format!("The topic '{name}' does not exist."),
-                )),
-                Some(t) if count <= t.partitions => Err(PartitionError::with_message(
+        self.change_topics(shard, topics, validate_only, |t, count| {
+            if count <= t.partitions {
+                return Err(PartitionError::with_message(
                     E::InvalidPartitions,
                     format!(
                         "Topic currently has {} partitions, which is higher than the requested {count}.",
                         t.partitions
                     ),
-                )),
-                Some(_) if count > PARTITIONS_PER_TOPIC_MAX => Err(PartitionError::with_message(
+                ));
+            }
+            if count > PARTITIONS_PER_TOPIC_MAX {
+                return Err(PartitionError::with_message(
                     E::InvalidPartitions,
                     format!("Number of partitions must be at most {PARTITIONS_PER_TOPIC_MAX}."),
-                )),
-                Some(t) => {
-                    let mut grown = (**t).clone();
-                    grown.partitions = count;
-                    Ok(Arc::new(grown))
-                }
-            };
-            if let Ok(t) = &result {
-                next.insert(name.clone(), t.clone());
+                ));
             }
-            results.push(result);
-        }
-        if !validate_only && results.iter().any(|r| r.is_ok()) {
-            if let Err(e) = self.publish(shard, current.with_topics(next)).await {
-                return ControllerResp::Failed(e);
-            }
-        }
-        ControllerResp::Topics(results)
+            let mut grown = t.clone();
+            grown.partitions = count;
+            Ok(grown)
+        })
+        .await
     }
 
     async fn alter_configs(
@@ -274,33 +258,42 @@ impl Controller {
         changes: Vec<(String, ConfigChange)>,
         validate_only: bool,
     ) -> ControllerResp {
+        let broker = shard.config.kafka.clone();
+        self.change_topics(shard, changes, validate_only, |t, change| {
+            let config = match change {
+                ConfigChange::Replace(pairs) => TopicConfig::validate_and_build(pairs, &broker),
+                ConfigChange::Incremental(ops) => t.config.incremental(&ops, &broker),
+            }?;
+            let mut altered = t.clone();
+            altered.configs = config.to_map();
+            altered.config = config;
+            Ok(altered)
+        })
+        .await
+    }
+
+    /// Apply `change` to each named existing topic (later entries see earlier changes), then
+    /// publish once if anything changed and this is not a dry run. One result per entry.
+    async fn change_topics<T>(
+        &self,
+        shard: &Rc<Shard>,
+        items: Vec<(String, T)>,
+        validate_only: bool,
+        mut change: impl FnMut(&TopicMeta, T) -> Result<TopicMeta, PartitionError>,
+    ) -> ControllerResp {
         let current = shard.meta();
-        let broker = &shard.config.kafka;
         let mut next: BTreeMap<String, Arc<TopicMeta>> = current.topics.clone();
-        let mut results = Vec::with_capacity(changes.len());
-        for (name, change) in changes {
+        let mut results = Vec::with_capacity(items.len());
+        for (name, item) in items {
             let result = match next.get(&name) {
                 None => Err(PartitionError::with_message(
                     E::UnknownTopicOrPartition,
-                    format!("Topic {name} does not exist"),
+                    format!("The topic '{name}' does not exist."),
                 )),
-                Some(t) => {
-                    let built = match change {
-                        ConfigChange::Replace(pairs) => {
-                            TopicConfig::validate_and_build(pairs, broker)
-                        }
-                        ConfigChange::Incremental(ops) => t.config.incremental(&ops, broker),
-                    };
-                    built.map_err(PartitionError::from).map(|config| {
-                        let mut altered = (**t).clone();
-                        altered.configs = config.to_map();
-                        altered.config = config;
-                        Arc::new(altered)
-                    })
-                }
+                Some(t) => change(t, item).map(Arc::new),
             };
             if let Ok(t) = &result {
-                next.insert(name.clone(), t.clone());
+                next.insert(name, t.clone());
             }
             results.push(result);
         }
