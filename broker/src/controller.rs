@@ -176,7 +176,7 @@ impl Controller {
                     id: Uuid::new_v4(),
                     partitions,
                     configs: config.to_map(),
-                    internal: t.name.starts_with("__"),
+                    internal: crate::meta::is_internal_topic(&t.name),
                     config,
                 });
                 Ok(topic)
@@ -204,6 +204,13 @@ impl Controller {
         let results: Vec<_> = names
             .iter()
             .map(|name| {
+                if crate::meta::is_internal_topic(name) && next.contains_key(name) {
+                    // Deleting it would drop every group's committed offsets.
+                    return Err(PartitionError::with_message(
+                        E::InvalidRequest,
+                        format!("Deleting the internal topic {name} is not allowed."),
+                    ));
+                }
                 next.remove(name).ok_or_else(|| {
                     PartitionError::with_message(
                         E::UnknownTopicOrPartition,

@@ -22,6 +22,12 @@ pub const TOPIC_NAME_LEN_MAX: usize = 249;
 /// A sanity bound on partitions per topic (Kafka has none; we keep memory per topic bounded).
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 100_000;
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
+
+/// Kafka's internal topics: clients may not produce to or delete them.
+pub fn is_internal_topic(name: &str) -> bool {
+    name == OFFSETS_TOPIC || name == TRANSACTION_STATE_TOPIC
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TopicMeta {

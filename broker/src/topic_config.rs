@@ -1845,7 +1845,9 @@ impl TopicSettings {
             i64::MAX => None,
             v => u64::try_from(v).ok(),
         };
-        let unlimited_if_negative = |v: i64| v.max(-1);
+        // Time and size retention only delete segments under cleanup.policy "delete"; a
+        // compact-only topic (e.g. __consumer_offsets) keeps every segment, as in Kafka.
+        let unlimited_if_negative = |v: i64| if self.cleanup_delete { v.max(-1) } else { -1 };
         storage::LogConfig {
             segment_bytes: u64::from(to_u32(self.segment_bytes)),
             segment_ms: self.segment_ms,

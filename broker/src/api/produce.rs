@@ -59,7 +59,7 @@ pub async fn produce(shard: &Rc<Shard>, req: ProduceRequest, _version: i16) -> P
             }
             match &topic_meta {
                 // Kafka: the offsets topic is written only by the group coordinators.
-                Some(t) if t.internal && t.name == crate::group::OFFSETS_TOPIC => {
+                Some(t) if crate::meta::is_internal_topic(&t.name) => {
                     slots[slot] = Some(failed(E::InvalidTopicException))
                 }
                 Some(t) if part.index >= 0 && part.index < t.partitions => {
