@@ -81,6 +81,7 @@ class Broker:
         self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        self._log_offset_at_start = 0
         # Set when the harness itself stopped the process, so an exit is not a crash.
         self.stopped_on_purpose = True
 
@@ -123,6 +124,22 @@ class Broker:
         return cmd + self.extra_args
 
     def start(self, ready_timeout_s: float = READY_TIMEOUT_S) -> "Broker":
+        """Start and wait until ready. On the first start only, a port taken between
+        free_port() and the broker's bind is retried with fresh ports (restarts must keep theirs)."""
+        attempts = 3 if self.starts == 0 else 1
+        for attempt in range(attempts):
+            try:
+                return self._start_once(ready_timeout_s)
+            except BrokerError:
+                if not self._lost_port_race() or attempt == attempts - 1:
+                    raise
+                self.kill9()
+                self._note("port already in use: retrying with fresh ports")
+                self.kafka_port = free_port()
+                self.admin_port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, ready_timeout_s: float) -> "Broker":
         if not self.binary.exists():
             raise BrokerError(
                 f"broker binary {self.binary} does not exist (build it with "
@@ -135,6 +152,7 @@ class Broker:
         env.setdefault("RUST_BACKTRACE", "1")
         env.update(self.env)
         cmd = self.command()
+        self._log_offset_at_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== harness: start #{self.starts}: {' '.join(cmd)}\n".encode())
             log.flush()
@@ -155,6 +173,8 @@ class Broker:
         deadline = time.monotonic() + timeout_s
         last_status = "no answer yet"
         while time.monotonic() < deadline:
+            if self._lost_port_race():
+                raise BrokerError("broker could not bind its port (Address already in use)\n" + self.tail())
             if self.proc is not None and self.proc.poll() is not None:
                 raise BrokerError(
                     f"broker exited with code {self.proc.returncode} before it was ready\n"
@@ -173,6 +193,15 @@ class Broker:
         raise BrokerError(
             f"broker not ready after {timeout_s:.0f} s (last /ready: {last_status})\n" + self.tail()
         )
+
+    def _lost_port_race(self) -> bool:
+        """Did this start fail because someone else took one of our ports?"""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(self._log_offset_at_start)
+                return b"Address already in use" in log.read()
+        except FileNotFoundError:
+            return False
 
     def _kafka_port_open(self) -> bool:
         try:
