@@ -1,0 +1,1 @@
+taskset -c 0 /work/target-bench/suite/rtb-bench produce --bootstrap 127.0.0.1:43475 --topic bench --partitions 12 --record-size 100 --acks 1 --compression none --rate 0 --duration 10 --warmup 2 --cores 0 --broker-pid 30787 --name s100-a1-p12-none --json /work/main/bench-harness/results/raw/s100-a1-p12-none-run2.json --no-charts

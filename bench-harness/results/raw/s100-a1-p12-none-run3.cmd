@@ -1,0 +1,1 @@
+taskset -c 0 /work/target-bench/suite/rtb-bench produce --bootstrap 127.0.0.1:47655 --topic bench --partitions 12 --record-size 100 --acks 1 --compression none --rate 0 --duration 10 --warmup 2 --cores 0 --broker-pid 31155 --name s100-a1-p12-none --json /work/main/bench-harness/results/raw/s100-a1-p12-none-run3.json --no-charts

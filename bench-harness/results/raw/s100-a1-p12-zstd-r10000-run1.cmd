@@ -1,0 +1,1 @@
+taskset -c 0 /work/target-bench/suite/rtb-bench produce --bootstrap 127.0.0.1:43235 --topic bench --partitions 12 --record-size 100 --acks 1 --compression zstd --rate 10000 --duration 10 --warmup 2 --cores 0 --broker-pid 400 --name s100-a1-p12-zstd-r10000 --json /work/main/bench-harness/results/raw/s100-a1-p12-zstd-r10000-run1.json --no-charts

@@ -1,0 +1,1 @@
+taskset -c 0 /work/target-bench/suite/rtb-bench produce --bootstrap 127.0.0.1:47377 --topic bench --partitions 12 --record-size 100 --acks all --compression none --rate 10000 --duration 10 --warmup 2 --cores 0 --broker-pid 4450 --name s100-aall-p12-none-r10000 --json /work/main/bench-harness/results/raw/s100-aall-p12-none-r10000-run1.json --no-charts

@@ -1,0 +1,1 @@
+taskset -c 0 /work/target-bench/suite/rtb-bench produce --bootstrap 127.0.0.1:48437 --topic bench --partitions 12 --record-size 100 --acks all --compression zstd --rate 10000 --duration 10 --warmup 2 --cores 0 --broker-pid 5986 --name s100-aall-p12-zstd-r10000 --json /work/main/bench-harness/results/raw/s100-aall-p12-zstd-r10000-run2.json --no-charts

@@ -1,0 +1,1 @@
+taskset -c 0 /work/target-bench/suite/rtb-bench produce --bootstrap 127.0.0.1:59345 --topic bench --partitions 1 --record-size 1024 --acks 1 --compression none --rate 0 --duration 10 --warmup 2 --cores 0 --broker-pid 7202 --name s1024-a1-p1-none --json /work/main/bench-harness/results/raw/s1024-a1-p1-none-run1.json --no-charts

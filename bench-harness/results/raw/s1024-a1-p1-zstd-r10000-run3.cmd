@@ -1,0 +1,1 @@
+taskset -c 0 /work/target-bench/suite/rtb-bench produce --bootstrap 127.0.0.1:50335 --topic bench --partitions 1 --record-size 1024 --acks 1 --compression zstd --rate 10000 --duration 10 --warmup 2 --cores 0 --broker-pid 12011 --name s1024-a1-p1-zstd-r10000 --json /work/main/bench-harness/results/raw/s1024-a1-p1-zstd-r10000-run3.json --no-charts

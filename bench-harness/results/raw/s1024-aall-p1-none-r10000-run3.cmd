@@ -1,0 +1,1 @@
+taskset -c 0 /work/target-bench/suite/rtb-bench produce --bootstrap 127.0.0.1:51409 --topic bench --partitions 1 --record-size 1024 --acks all --compression none --rate 10000 --duration 10 --warmup 2 --cores 0 --broker-pid 15042 --name s1024-aall-p1-none-r10000 --json /work/main/bench-harness/results/raw/s1024-aall-p1-none-r10000-run3.json --no-charts

@@ -1,0 +1,1 @@
+taskset -c 0 /work/target-bench/suite/rtb-bench produce --bootstrap 127.0.0.1:33273 --topic bench --partitions 1 --record-size 1024 --acks all --compression zstd --rate 0 --duration 10 --warmup 2 --cores 0 --broker-pid 15315 --name s1024-aall-p1-zstd --json /work/main/bench-harness/results/raw/s1024-aall-p1-zstd-run2.json --no-charts

@@ -1,0 +1,1 @@
+taskset -c 0 /work/target-bench/suite/rtb-bench produce --bootstrap 127.0.0.1:56457 --topic bench --partitions 12 --record-size 1024 --acks all --compression none --rate 0 --duration 10 --warmup 2 --cores 0 --broker-pid 16199 --name s1024-aall-p12-none --json /work/main/bench-harness/results/raw/s1024-aall-p12-none-run1.json --no-charts
