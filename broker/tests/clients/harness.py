@@ -133,7 +133,6 @@ class Broker:
             except BrokerError:
                 if not self._lost_port_race() or attempt == attempts - 1:
                     raise
-                self.kill9()
                 self._note("port already in use: retrying with fresh ports")
                 self.kafka_port = free_port()
                 self.admin_port = free_port()
@@ -165,7 +164,12 @@ class Broker:
                 start_new_session=True,
             )
         self.stopped_on_purpose = False
-        self.wait_ready(ready_timeout_s)
+        try:
+            self.wait_ready(ready_timeout_s)
+        except BrokerError:
+            # Never leave a half-started broker behind: no fixture teardown will see it.
+            self.kill9()
+            raise
         return self
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
