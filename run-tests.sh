@@ -19,6 +19,22 @@ as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
+status_tools="FAILED"
+status_cargo_build="not run"
+status_cargo_test="not run"
+status_pytest="not run"
+
+summary() {
+  local rc=$?
+  local verdict="PASSED"
+  [ "$rc" -eq 0 ] || verdict="FAILED (exit $rc)"
+  echo
+  echo "run-tests: $verdict — test tools: $status_tools; cargo build: $status_cargo_build;" \
+    "cargo test: $status_cargo_test; client tests: $status_pytest"
+}
+trap summary EXIT
+
 # --- 1. Tools the client tests need ---------------------------------------------------
 if ! command -v kcat >/dev/null 2>&1; then
   log "installing kcat (apt)"
@@ -65,22 +81,9 @@ if [ -n "$missing_requirements" ]; then
   # shellcheck disable=SC2086 # word splitting of the requirement list is intended
   python3 -m pip install --quiet --disable-pip-version-check $missing_requirements
 fi
+status_tools="ok"
 
 # --- 2. Rust build and unit/integration tests -----------------------------------------
-target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
-status_cargo_build="not run"
-status_cargo_test="not run"
-status_pytest="not run"
-
-summary() {
-  local rc=$?
-  local verdict="PASSED"
-  [ "$rc" -eq 0 ] || verdict="FAILED (exit $rc)"
-  echo
-  echo "run-tests: $verdict — cargo build: $status_cargo_build; cargo test: $status_cargo_test; client tests: $status_pytest"
-}
-trap summary EXIT
-
 log "cargo build --release --workspace"
 if cargo build --release --workspace; then
   status_cargo_build="ok"
