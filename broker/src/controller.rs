@@ -323,9 +323,13 @@ impl Controller {
             PartitionError::with_message(E::KafkaStorageError, format!("persisting metadata: {e}"))
         })?;
         let snapshot = Arc::new(snapshot);
-        let calls = (0..shard.shards())
+        // Two phases: no shard routes to a new partition before its owner has opened it.
+        let opens = (0..shard.shards())
+            .map(|target| shard.call(target, ShardReq::OpenPartitions(snapshot.clone())));
+        futures::future::join_all(opens).await;
+        let applies = (0..shard.shards())
             .map(|target| shard.call(target, ShardReq::ApplyMeta(snapshot.clone())));
-        futures::future::join_all(calls).await;
+        futures::future::join_all(applies).await;
         Ok(())
     }
 }

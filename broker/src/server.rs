@@ -26,7 +26,15 @@ const IO_MEMORY_WANTED_BYTES: usize = 10 << 20;
 /// How often an idle shard looks at the shutdown flag. Cheap: one timer wake-up.
 const SHUTDOWN_POLL_MS: u64 = 200;
 
+/// How long shutdown may take before the process exits anyway (a shard stuck waiting on a
+/// dead peer must not keep a broken broker alive).
+const SHUTDOWN_GRACE_MS: u64 = 30_000;
+
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+/// Set when a shard could not start or stopped on an error: the process must exit non-zero.
+static SHARD_FAILED: AtomicBool = AtomicBool::new(false);
+/// Shards that bound the Kafka port (the start-up barrier).
+static BOUND_SHARDS: AtomicUsize = AtomicUsize::new(0);
 
 /// Run the broker until SIGTERM/SIGINT. Returns an error with an operator-facing explanation
 /// when the machine lacks something the broker needs.
@@ -69,6 +77,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     );
 
     let _lock = lock_data_dir(&config)?;
+    check_kafka_port_free(&config)?;
     let store = MetaStore::new(&config.data_dir);
     let snapshot = Arc::new(store.load(shards, &config.kafka)?);
     let producer_ids = ProducerIdAllocator::open(
@@ -120,6 +129,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
                 let controller = controller_parts.map(|(store, ids)| Controller::new(store, ids));
                 if let Err(e) = shard_main(id, config, router, snapshot, controller, ready).await {
                     error!(shard = id, "shard failed: {e:#}");
+                    SHARD_FAILED.store(true, Ordering::SeqCst);
                     SHUTDOWN.store(true, Ordering::SeqCst);
                     // Wake the signal-waiting main thread so the process exits.
                     let _ =
@@ -135,10 +145,21 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     wait_for_shutdown_signal();
     info!("shutting down: closing partitions");
     SHUTDOWN.store(true, Ordering::SeqCst);
+    std::thread::Builder::new()
+        .name("shutdown-watchdog".into())
+        .spawn(|| {
+            std::thread::sleep(Duration::from_millis(SHUTDOWN_GRACE_MS));
+            error!("shutdown did not finish within {SHUTDOWN_GRACE_MS} ms; exiting");
+            std::process::exit(1);
+        })
+        .context("starting the shutdown watchdog")?;
     for h in handles {
         if let Err(e) = h.join() {
             warn!("shard ended with an error: {e}");
         }
+    }
+    if SHARD_FAILED.load(Ordering::SeqCst) {
+        bail!("a shard failed (see the error above); the broker stopped");
     }
     info!("stopped");
     Ok(())
@@ -173,6 +194,21 @@ async fn shard_main(
     })
     .detach();
 
+    let listener = net::conn::Listener::bind(config.kafka_addr, id).with_context(|| {
+        format!(
+            "cannot listen on --kafka-addr {} (shard {id})",
+            config.kafka_addr
+        )
+    })?;
+    // Start-up barrier: no shard talks to another before every shard is up, so a shard
+    // that failed to start cannot leave the others waiting on it forever.
+    BOUND_SHARDS.fetch_add(1, Ordering::SeqCst);
+    while BOUND_SHARDS.load(Ordering::SeqCst) < config.shards() {
+        if SHARD_FAILED.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
     shard.apply_meta(snapshot).await;
     info!(
         shard = id,
@@ -183,12 +219,6 @@ async fn shard_main(
         crate::coordinator::ensure_offsets_topic(&shard).await;
     }
 
-    let listener = net::conn::Listener::bind(config.kafka_addr, id).with_context(|| {
-        format!(
-            "cannot listen on --kafka-addr {} (shard {id})",
-            config.kafka_addr
-        )
-    })?;
     let handler = Rc::new(KafkaHandler::new(shard.clone()));
     let limits = net::conn::ConnLimits {
         max_frame_bytes: config.kafka.socket_request_max_bytes(),
@@ -218,6 +248,22 @@ async fn shard_main(
     shard.close_all().await;
     info!(shard = id, "shard stopped");
     Ok(())
+}
+
+/// Shards bind with SO_REUSEPORT, which would let a second broker silently share a port that
+/// another SO_REUSEPORT process (e.g. another Ringtail) holds. A plain bind first fails with
+/// "address in use" exactly as Kafka would.
+fn check_kafka_port_free(config: &BrokerConfig) -> anyhow::Result<()> {
+    match std::net::TcpListener::bind(config.kafka_addr) {
+        Ok(probe) => {
+            drop(probe);
+            Ok(())
+        }
+        Err(e) => bail!(
+            "cannot listen on --kafka-addr {}: {e} (is another broker running?)",
+            config.kafka_addr
+        ),
+    }
 }
 
 /// Two brokers on one data dir would corrupt it: hold an exclusive flock for our lifetime.

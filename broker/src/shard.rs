@@ -50,6 +50,11 @@ pub enum ShardReq {
         partition: i32,
         timestamp: i64,
     },
+    /// First phase of publishing metadata: open the partitions the snapshot adds here.
+    OpenPartitions(Arc<MetaSnapshot>),
+    /// Second phase, once every shard opened its new partitions: adopt the snapshot (so
+    /// requests route to the new partitions only when they are open everywhere), then close
+    /// or delete what it dropped.
     ApplyMeta(Arc<MetaSnapshot>),
     Controller(ControllerReq),
     /// For the consumer-group coordinators of the target shard (see `coordinator`).
@@ -244,6 +249,10 @@ impl Shard {
                 partition,
                 timestamp,
             } => ShardResp::ListOffset(self.list_offset_local(&topic, partition, timestamp).await),
+            ShardReq::OpenPartitions(snapshot) => {
+                self.open_partitions(&snapshot).await;
+                ShardResp::Done
+            }
             ShardReq::ApplyMeta(snapshot) => {
                 self.apply_meta(snapshot).await;
                 ShardResp::Done
@@ -300,8 +309,7 @@ impl Shard {
             }
         }
 
-        // Open what is new, update what changed.
-        let mut to_open = Vec::new();
+        // Update what changed, open what is new (usually done already by OpenPartitions).
         for topic in snapshot.topics.values() {
             for index in 0..topic.partitions {
                 if snapshot.owner(&topic.name, index) != self.id {
@@ -309,7 +317,7 @@ impl Shard {
                 }
                 let existing = self.partition(&topic.name, index);
                 match existing {
-                    Some(p) if Arc::ptr_eq(&p.topic, topic) => {}
+                    Some(p) if Arc::ptr_eq(&p.topic, topic) || p.topic.id != topic.id => {}
                     Some(p) => {
                         p.log.update_config(topic.config.log_config());
                         let replaced = Rc::new(Partition {
@@ -322,7 +330,35 @@ impl Shard {
                             .borrow_mut()
                             .insert((topic.name.clone(), index), replaced);
                     }
-                    None => to_open.push((topic.clone(), index)),
+                    None => {}
+                }
+            }
+        }
+        self.open_new_partitions(&snapshot).await;
+    }
+
+    /// Phase one of a metadata change (see [`ShardReq::OpenPartitions`]).
+    async fn open_partitions(self: &Rc<Self>, snapshot: &Arc<MetaSnapshot>) {
+        if self.apply_lock.acquire(1).await.is_err() {
+            return;
+        }
+        let _release = scopeguard(|| self.apply_lock.signal(1));
+        if snapshot.version < self.meta.borrow().version {
+            return;
+        }
+        self.open_new_partitions(snapshot).await;
+    }
+
+    /// Open the partitions of `snapshot` owned here that are not open yet. A partition of an
+    /// older incarnation of the topic (same name, other id) is left to the commit phase.
+    async fn open_new_partitions(self: &Rc<Self>, snapshot: &MetaSnapshot) {
+        let mut to_open = Vec::new();
+        for topic in snapshot.topics.values() {
+            for index in 0..topic.partitions {
+                if snapshot.owner(&topic.name, index) == self.id
+                    && self.partition(&topic.name, index).is_none()
+                {
+                    to_open.push((topic.clone(), index));
                 }
             }
         }
@@ -408,7 +444,8 @@ impl Shard {
         let options = ValidationOptions::for_topic(topic_config.settings(), now_ms());
         let validated =
             records::validate_produce(&records, topic_config.compression_type().into(), &options)?;
-        let batches = ValidatedBatches::parse(validated.batch)?;
+        // validate_produce verified the CRC (once, on the bytes it returns).
+        let batches = ValidatedBatches::parse_crc_verified(validated.batch)?;
         let headers = batches.headers();
         if headers
             .iter()
