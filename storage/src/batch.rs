@@ -299,6 +299,42 @@ impl ValidatedBatches {
         })
     }
 
+    /// [`ValidatedBatches::parse`] for bytes whose CRC32C the caller has already verified
+    /// (the broker's produce validation checks it once; a second pass over every produced
+    /// batch cost ~9% of the broker's CPU with 100-byte records). Lengths, magic and counts
+    /// are still checked here; only the checksum is trusted.
+    pub fn parse_crc_verified(bytes: Bytes) -> Result<Self, BatchError> {
+        let mut headers = Vec::new();
+        let mut record_count = 0u64;
+        let mut max_timestamp = i64::MIN;
+        let mut pos = 0usize;
+        while pos < bytes.len() {
+            let rest = &bytes[pos..];
+            let header = BatchHeader::parse(rest)?;
+            if rest.len() < header.total_len() {
+                return Err(BatchError::TooShort {
+                    needed: header.total_len(),
+                    available: rest.len(),
+                });
+            }
+            header.check_counts()?;
+            record_count += header.records_count as u64;
+            max_timestamp = max_timestamp.max(header.max_timestamp);
+            pos += header.total_len();
+            headers.push(header);
+        }
+        if headers.is_empty() {
+            return Err(BatchError::Empty);
+        }
+        debug_assert_eq!(pos, bytes.len());
+        Ok(ValidatedBatches {
+            bytes,
+            headers,
+            record_count,
+            max_timestamp,
+        })
+    }
+
     /// Headers in order; `base_offset` is whatever the producer sent (usually 0).
     pub fn headers(&self) -> &[BatchHeader] {
         &self.headers
@@ -392,6 +428,33 @@ mod tests {
         assert_eq!(vb.record_count(), 5);
         assert_eq!(vb.offset_count(), 5);
         assert_eq!(vb.max_timestamp(), 9);
+    }
+
+    #[test]
+    fn parse_crc_verified_checks_everything_but_the_crc() {
+        let a = build_test_batch(3, 10, 5);
+        let b = build_test_batch(2, 100, 9);
+        let mut v = a.to_vec();
+        v.extend_from_slice(&b);
+        let both = Bytes::from(v);
+        let full = ValidatedBatches::parse(both.clone()).unwrap();
+        let trusted = ValidatedBatches::parse_crc_verified(both.clone()).unwrap();
+        assert_eq!(full.headers(), trusted.headers());
+        assert_eq!(full.record_count(), trusted.record_count());
+        assert_eq!(full.max_timestamp(), trusted.max_timestamp());
+        // A truncated second batch is still caught without the checksum.
+        assert!(matches!(
+            ValidatedBatches::parse_crc_verified(both.slice(..both.len() - 1)),
+            Err(BatchError::TooShort { .. })
+        ));
+        // So are lying counts.
+        let mut counts = a.to_vec();
+        counts[57..61].copy_from_slice(&7i32.to_be_bytes());
+        assert!(ValidatedBatches::parse_crc_verified(Bytes::from(counts)).is_err());
+        assert!(matches!(
+            ValidatedBatches::parse_crc_verified(Bytes::new()),
+            Err(BatchError::Empty)
+        ));
     }
 
     #[test]
