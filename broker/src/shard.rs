@@ -210,7 +210,7 @@ impl Shard {
         };
         let n = self.produce_responses.get() + 1;
         self.produce_responses.set(n);
-        n % every == 0
+        n.is_multiple_of(every)
     }
 
     /// Send a request to `shard`, or run it here when it is this shard.
