@@ -26,6 +26,8 @@ const IO_MEMORY_WANTED_BYTES: usize = 10 << 20;
 /// How often an idle shard looks at the shutdown flag. Cheap: one timer wake-up.
 const SHUTDOWN_POLL_MS: u64 = 200;
 
+/// How long a listener found on the Kafka port may take to go away before start-up fails.
+const PORT_PROBE_MS: u64 = 5_000;
 /// How long shutdown may take before the process exits anyway (a shard stuck waiting on a
 /// dead peer must not keep a broken broker alive).
 const SHUTDOWN_GRACE_MS: u64 = 30_000;
@@ -251,19 +253,34 @@ async fn shard_main(
 }
 
 /// Shards bind with SO_REUSEPORT, which would let a second broker silently share a port that
-/// another SO_REUSEPORT process (e.g. another Ringtail) holds. A plain bind first fails with
-/// "address in use" exactly as Kafka would.
+/// another SO_REUSEPORT process (e.g. another Ringtail) listens on. Refuse to start when
+/// something already accepts connections there, as Kafka's "address in use" would. (A trial
+/// bind is no good: sockets of a just-killed broker linger on the port and fail it.)
 fn check_kafka_port_free(config: &BrokerConfig) -> anyhow::Result<()> {
-    match std::net::TcpListener::bind(config.kafka_addr) {
-        Ok(probe) => {
-            drop(probe);
-            Ok(())
-        }
-        Err(e) => bail!(
-            "cannot listen on --kafka-addr {}: {e} (is another broker running?)",
-            config.kafka_addr
-        ),
+    let mut probe = config.kafka_addr;
+    if probe.port() == 0 {
+        return Ok(());
     }
+    if probe.ip().is_unspecified() {
+        probe.set_ip(if probe.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    // The listening socket of a broker that was just killed can outlive it briefly (io_uring
+    // tears its requests down asynchronously): only a listener that stays counts.
+    let deadline = std::time::Instant::now() + Duration::from_millis(PORT_PROBE_MS);
+    while std::net::TcpStream::connect_timeout(&probe, Duration::from_secs(1)).is_ok() {
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "cannot listen on --kafka-addr {}: Address already in use (another process is listening there; is another broker running?)",
+                config.kafka_addr
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
 }
 
 /// Two brokers on one data dir would corrupt it: hold an exclusive flock for our lifetime.

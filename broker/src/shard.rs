@@ -146,6 +146,9 @@ pub struct Shard {
     partitions: RefCell<HashMap<(String, i32), Rc<Partition>>>,
     /// Serialises metadata application (opening and deleting partitions awaits I/O).
     apply_lock: glommio::sync::Semaphore,
+    /// Newest snapshot version whose partitions were opened ([`ShardReq::OpenPartitions`]).
+    /// An older snapshot arriving later must not be applied: it would delete them.
+    prepared_version: Cell<u64>,
     /// Only on shard 0.
     pub controller: Option<Controller>,
     /// One group coordinator per `__consumer_offsets` partition this shard owns.
@@ -177,6 +180,7 @@ impl Shard {
             meta: RefCell::new(meta),
             partitions: RefCell::new(HashMap::new()),
             apply_lock: glommio::sync::Semaphore::new(1),
+            prepared_version: Cell::new(0),
             controller,
             coordinators: Default::default(),
             produce_responses: Cell::new(0),
@@ -272,7 +276,9 @@ impl Shard {
             return;
         }
         let _release = scopeguard(|| self.apply_lock.signal(1));
-        if snapshot.version < self.meta.borrow().version {
+        if snapshot.version < self.meta.borrow().version
+            || snapshot.version < self.prepared_version.get()
+        {
             return; // an older snapshot overtaken by a newer one
         }
         *self.meta.borrow_mut() = snapshot.clone();
@@ -346,6 +352,8 @@ impl Shard {
         if snapshot.version < self.meta.borrow().version {
             return;
         }
+        self.prepared_version
+            .set(self.prepared_version.get().max(snapshot.version));
         self.open_new_partitions(snapshot).await;
     }
 
