@@ -88,8 +88,6 @@ pub enum DecodeError {
     UnsupportedVersion { ids: RequestIds, min: i16, max: i16 },
     #[error("malformed body for {ids}: {reason}")]
     Body { ids: RequestIds, reason: String },
-    #[error("{trailing} trailing bytes after the body of {ids}")]
-    TrailingBytes { ids: RequestIds, trailing: usize },
     #[error("decoder panicked on the body of {ids}")]
     Panicked { ids: RequestIds },
 }
@@ -103,7 +101,6 @@ impl DecodeError {
             | DecodeError::UnknownApiKey { ids }
             | DecodeError::UnsupportedVersion { ids, .. }
             | DecodeError::Body { ids, .. }
-            | DecodeError::TrailingBytes { ids, .. }
             | DecodeError::Panicked { ids } => Some(*ids),
         }
     }
