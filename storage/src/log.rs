@@ -53,6 +53,11 @@ const CHUNK_MAX: usize = 1 << 20;
 pub const DEFAULT_READ_CACHE_BYTES: usize = 8 << 20;
 /// How many past write failures are remembered so late waiters learn their fate.
 const FAILURES_KEPT: usize = 64;
+/// Space ahead of the writer is allocated in steps that start here and double with the
+/// segment's size up to [`ALLOC_STEP_MAX`]: small for the many idle partitions, large
+/// for busy ones (few fallocate calls).
+const ALLOC_STEP_MIN: u64 = 1 << 20;
+const ALLOC_STEP_MAX: u64 = 32 << 20;
 /// Read size when walking batch headers on disk.
 const HEADER_SCAN_BYTES: usize = 16 << 10;
 
@@ -1508,6 +1513,7 @@ async fn write_run(inner: &Rc<Inner>, run: StagedRun) -> Result<(), StorageError
         inner.injected_faults.set((writes - 1, fsyncs));
         return Err(StorageError::Io(io::Error::other("injected write failure")));
     }
+    ensure_allocated(inner, &run.segment, &dma, align_up(run.end_pos)).await;
     let tail = run.tail();
     let mut writes = Vec::with_capacity(run.chunks.len());
     let mut lens = Vec::with_capacity(run.chunks.len());
@@ -1557,6 +1563,42 @@ async fn write_run(inner: &Rc<Inner>, run: StagedRun) -> Result<(), StorageError
     Ok(())
 }
 
+/// Makes sure the file space up to `end` is allocated and inside the file size before a
+/// write lands there.
+///
+/// Why: an O_DIRECT write that extends a file cannot be issued without blocking (ext4
+/// needs the inode lock exclusively and new blocks), so io_uring hands every such write
+/// to one of its kernel worker threads: a context switch and a wake-up per write, on the
+/// shard's own core. A write into allocated space below the file size is issued inline
+/// from the shard's ring instead, and several are submitted to the device together.
+/// So the file is grown ahead of the writer with `fallocate` (keeping the file size in
+/// step; recovery treats the zeros after the last batch as the end of the log, and
+/// sealing truncates them), in steps that grow with the segment.
+/// A failed allocation (e.g. ENOSPC, or a file system without fallocate) is not an error:
+/// the write itself may still fit, so the segment just stops trying.
+async fn ensure_allocated(
+    inner: &Rc<Inner>,
+    seg: &Rc<Segment>,
+    dma: &Rc<glommio::io::DmaFile>,
+    end: u64,
+) {
+    let allocated = seg.allocated.get();
+    if end <= allocated {
+        return;
+    }
+    let segment_bytes = align_up(inner.config.borrow().segment_bytes_clamped());
+    let step = allocated.clamp(ALLOC_STEP_MIN, ALLOC_STEP_MAX);
+    let target = (allocated + step).min(segment_bytes).max(end);
+    match dma.pre_allocate(target, false).await {
+        Ok(()) => seg.allocated.set(target),
+        Err(e) => {
+            warn!(segment = %seg.log_path.display(), bytes = target, error = %e,
+                "could not allocate segment space ahead of writes; writes will extend the file (slower)");
+            seg.allocated.set(u64::MAX);
+        }
+    }
+}
+
 /// Seals the previous segment and creates the files of a freshly rolled one.
 async fn roll_files(inner: &Rc<Inner>, seg: &Rc<Segment>) -> Result<(), StorageError> {
     let prev = {
@@ -1591,12 +1633,15 @@ async fn roll_files(inner: &Rc<Inner>, seg: &Rc<Segment>) -> Result<(), StorageE
     let files = segment::open_files(&seg.log_path, true).await?;
     let cfg = inner.config.borrow().clone();
     if cfg.preallocate {
-        if let Err(e) = files
+        match files
             .dma
             .pre_allocate(cfg.segment_bytes_clamped(), false)
             .await
         {
-            warn!(segment = %seg.log_path.display(), error = %e, "preallocation failed; continuing without");
+            Ok(()) => seg.allocated.set(cfg.segment_bytes_clamped()),
+            Err(e) => {
+                warn!(segment = %seg.log_path.display(), error = %e, "preallocation failed; continuing without")
+            }
         }
     }
     let dir = inner.dir.clone();

@@ -233,11 +233,14 @@ pub(crate) async fn recover(dir: &PathBuf, config: &LogConfig) -> Result<Recover
     let next_offset = active.next_offset.get();
     let dma = active.dma_or_err()?;
     if config.preallocate {
-        if let Err(e) = dma
+        match dma
             .pre_allocate(config.segment_bytes_clamped(), false)
             .await
         {
-            warn!(segment = %active.log_path.display(), error = %e, "preallocation failed; continuing without");
+            Ok(()) => active.allocated.set(config.segment_bytes_clamped()),
+            Err(e) => {
+                warn!(segment = %active.log_path.display(), error = %e, "preallocation failed; continuing without")
+            }
         }
     }
     let size = active.written_size.get();

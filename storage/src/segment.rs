@@ -48,6 +48,9 @@ pub(crate) struct Segment {
     pub offset_of_max_timestamp: Cell<i64>,
     /// Wall-clock time the segment counts its age from (for `segment.ms`).
     pub roll_base_ms: Cell<i64>,
+    /// File bytes known to be allocated (fallocated, inside the file size) ahead of the
+    /// writer; `u64::MAX` once allocation failed and the segment gave up on it.
+    pub allocated: Cell<u64>,
 }
 
 impl Segment {
@@ -63,6 +66,7 @@ impl Segment {
             max_timestamp: Cell::new(-1),
             offset_of_max_timestamp: Cell::new(-1),
             roll_base_ms: Cell::new(roll_base_ms),
+            allocated: Cell::new(0),
         }
     }
 

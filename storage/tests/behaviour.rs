@@ -470,3 +470,56 @@ fn writer_task_in_a_chosen_queue() {
         log.close().await.unwrap();
     });
 }
+
+/// Segment space is allocated ahead of the writer (so O_DIRECT writes land inside the file
+/// instead of extending it), the zeros after the last batch are the end of the log when it
+/// is reopened without a clean close, and a clean close trims the file to its data.
+#[test]
+fn space_is_allocated_ahead_and_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ahead");
+    run(move || async move {
+        let cfg = LogConfig {
+            segment_bytes: 64 << 20,
+            preallocate: false,
+            ..LogConfig::default()
+        };
+        let log_file = path.join(format!("{:020}.log", 0));
+        let file_len = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
+        let log = PartitionLog::open(path.clone(), cfg.clone()).await.unwrap();
+        let mut data_bytes = 0u64;
+        for i in 0..300i64 {
+            let vb = batch(10, 900, 1000 + i);
+            data_bytes += vb.len() as u64;
+            log.append(&vb, None)
+                .unwrap()
+                .wait(Durability::Written)
+                .await
+                .unwrap();
+        }
+        let len = file_len(&log_file);
+        assert!(
+            len > data_bytes + 4096,
+            "file ({len} B) should be allocated beyond its {data_bytes} B of data"
+        );
+        assert!(len <= 64 << 20, "never beyond segment.bytes: {len}");
+        // Reopen without a clean close, as after a crash: the allocated zeros end the log.
+        drop(log);
+        let log = PartitionLog::open(path.clone(), cfg.clone()).await.unwrap();
+        assert_eq!(log.log_end_offset(), 3000);
+        let r = log.read(0, usize::MAX, true).await.unwrap();
+        let got = split(&r.into_bytes().await.unwrap());
+        assert_eq!(got.len(), 300);
+        assert_eq!(got.last().map(|b| b.1), Some(2999));
+        // Appends continue right after the recovered data.
+        let p = log.append(&batch(5, 100, 5000), None).unwrap();
+        assert_eq!(p.base_offset, 3000);
+        p.wait(Durability::Fsynced).await.unwrap();
+        let extra = batch(5, 100, 5000).len() as u64;
+        log.close().await.unwrap();
+        assert_eq!(file_len(&log_file), data_bytes + extra, "close trims the file");
+        let log = PartitionLog::open(path.clone(), cfg).await.unwrap();
+        assert_eq!(log.log_end_offset(), 3005);
+        log.close().await.unwrap();
+    });
+}
