@@ -93,9 +93,16 @@ impl FrameDecoder {
 }
 
 /// Reads frames from an async byte stream.
+///
+/// The read buffer's length covers the bytes read so far (`filled`) plus a zero-filled
+/// area the next read writes into. That area is kept across reads: a socket read usually
+/// returns far less than it was offered, and zero-filling the offered space again for
+/// every read cost as much CPU as copying the data.
 pub struct FrameReader<R> {
     reader: R,
+    /// `buf[..filled]` holds unread stream bytes; `buf[filled..]` is zeroed space.
     buf: BytesMut,
+    filled: usize,
     decoder: FrameDecoder,
 }
 
@@ -104,13 +111,29 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         Self {
             reader,
             buf: BytesMut::with_capacity(READ_CHUNK_BYTES_MIN),
+            filled: 0,
             decoder: FrameDecoder::new(max_frame_bytes),
         }
     }
 
     /// Bytes read from the socket but not yet returned as frames.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.filled
+    }
+
+    /// Splits the next complete frame off the front of the buffer, if there is one.
+    fn take_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        let Some(size) = self.decoder.peek_size(&self.buf[..self.filled])? else {
+            return Ok(None);
+        };
+        let total = SIZE_PREFIX_BYTES + size;
+        if self.filled < total {
+            return Ok(None);
+        }
+        let mut frame = self.buf.split_to(total);
+        frame.advance(SIZE_PREFIX_BYTES);
+        self.filled -= total;
+        Ok(Some(frame.freeze()))
     }
 
     /// The next complete frame body; `Ok(None)` on a clean EOF between frames.
@@ -119,43 +142,43 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// so dropping the future loses nothing.
     pub async fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
         loop {
-            if let Some(frame) = self.decoder.decode(&mut self.buf)? {
+            if let Some(frame) = self.take_frame()? {
                 return Ok(Some(frame));
             }
-            // Reserve the whole announced frame when we know its size, so a large produce is
-            // read into one contiguous allocation; otherwise at least a read chunk.
-            let wanted_total = match self.decoder.peek_size(&self.buf)? {
+            // Offer the read the whole announced frame when we know its size, so a large
+            // produce is read into one contiguous allocation; otherwise at least a read chunk.
+            let wanted_total = match self.decoder.peek_size(&self.buf[..self.filled])? {
                 Some(size) => SIZE_PREFIX_BYTES + size,
                 None => SIZE_PREFIX_BYTES,
             };
-            let missing = wanted_total.saturating_sub(self.buf.len());
-            // Reserving is cheap (untouched pages are never committed), but only the part we
-            // read into next is zero-filled: a client that announces 100 MiB and then
-            // trickles bytes must not make us touch 100 MiB up front.
-            self.buf.reserve(missing.max(READ_CHUNK_BYTES_MIN));
+            let missing = wanted_total.saturating_sub(self.filled);
+            // Only the part offered to the next read is zero-filled (and only once, see the
+            // type docs): a client that announces 100 MiB and then trickles bytes must not
+            // make us touch 100 MiB up front.
             let read_len = missing.clamp(READ_CHUNK_BYTES_MIN, READ_CHUNK_BYTES_MAX);
-            let start = self.buf.len();
-            self.buf.resize(start + read_len, 0);
-            let read = self.reader.read(&mut self.buf[start..]).await;
-            let got = match read {
+            let end = self.filled + read_len;
+            // Reserving the whole frame is cheap (untouched pages are never committed) and
+            // keeps a large frame in one allocation instead of re-copying it as it grows.
+            let whole = self.filled + missing.max(READ_CHUNK_BYTES_MIN);
+            self.buf.reserve(whole.saturating_sub(self.buf.len()));
+            if self.buf.len() < end {
+                self.buf.resize(end, 0);
+            }
+            let start = self.filled;
+            let got = match self.reader.read(&mut self.buf[start..end]).await {
                 Ok(n) => n,
-                Err(e) => {
-                    self.buf.truncate(start);
-                    if e.kind() == std::io::ErrorKind::Interrupted {
-                        continue;
-                    }
-                    return Err(FrameError::Io(e));
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(FrameError::Io(e)),
             };
-            self.buf.truncate(start + got);
             if got == 0 {
-                if self.buf.is_empty() {
+                if self.filled == 0 {
                     return Ok(None);
                 }
                 return Err(FrameError::Eof {
-                    buffered: self.buf.len(),
+                    buffered: self.filled,
                 });
             }
+            self.filled += got;
         }
     }
 
@@ -285,5 +308,40 @@ mod tests {
             assert!(reader.next_frame().await.unwrap().is_some());
             assert!(reader.next_frame().await.unwrap().is_none());
         });
+    }
+
+    proptest::proptest! {
+        /// Whatever the read sizes, the frames come out whole and in order, and the zeroed
+        /// read area kept between reads never leaks into a frame.
+        #[test]
+        fn reader_returns_frames_for_any_read_split(
+            sizes in proptest::collection::vec(0usize..300_000, 1..6),
+            cuts in proptest::collection::vec(1usize..200_000, 1..40),
+        ) {
+            let mut stream = Vec::new();
+            let mut bodies = Vec::new();
+            for (i, n) in sizes.iter().enumerate() {
+                let body: Vec<u8> = (0..*n).map(|j| (i * 31 + j % 251 + 1) as u8).collect();
+                stream.extend(framed(&body));
+                bodies.push(body);
+            }
+            let mut pieces = std::collections::VecDeque::new();
+            let mut rest = &stream[..];
+            let mut c = 0;
+            while !rest.is_empty() {
+                let n = cuts[c % cuts.len()].min(rest.len());
+                pieces.push_back(rest[..n].to_vec());
+                rest = &rest[n..];
+                c += 1;
+            }
+            let mut reader = FrameReader::new(Pieces(pieces), 1 << 20);
+            futures_lite::future::block_on(async {
+                for body in &bodies {
+                    let f = reader.next_frame().await.unwrap().unwrap();
+                    assert_eq!(&f[..], &body[..]);
+                }
+                assert!(reader.next_frame().await.unwrap().is_none());
+            });
+        }
     }
 }
