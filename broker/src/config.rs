@@ -27,6 +27,9 @@ pub const ADMIN_ADDR_DEFAULT: &str = "127.0.0.1:9644";
 pub const MAX_CONNECTIONS_PER_SHARD_DEFAULT: usize = 10_000;
 /// Requests of one connection processed at once (pipelining depth honoured).
 pub const MAX_IN_FLIGHT_PER_CONNECTION_DEFAULT: usize = 32;
+/// Memory for recently produced batches kept to serve tailing consumers, per shard (all of
+/// its partitions together; each partition also keeps at most 8 MiB).
+pub const BATCH_CACHE_BYTES_PER_SHARD_DEFAULT: usize = storage::log::DEFAULT_SHARD_CACHE_BYTES;
 
 /// What the TOML file may hold. Every field is optional: absent means "use the default".
 #[derive(Debug, Default, Deserialize)]
@@ -40,6 +43,7 @@ pub struct FileConfig {
     pub node_id: Option<i32>,
     pub max_connections_per_shard: Option<usize>,
     pub max_in_flight_per_connection: Option<usize>,
+    pub batch_cache_bytes_per_shard: Option<usize>,
     /// Kafka broker settings by their Kafka names (`log.retention.hours`, `num.partitions`, ...).
     #[serde(default)]
     pub kafka: BTreeMap<String, toml::Value>,
@@ -67,6 +71,7 @@ pub struct BrokerConfig {
     pub node_id: i32,
     pub max_connections_per_shard: usize,
     pub max_in_flight_per_connection: usize,
+    pub batch_cache_bytes_per_shard: usize,
     pub kafka: BrokerDefaults,
     /// Test-only fault injection: drop (close the connection instead of answering) every Nth
     /// produce response. Set by `RINGTAIL_TEST_DROP_PRODUCE_RESPONSES`.
@@ -190,6 +195,9 @@ impl BrokerConfig {
                 .max_in_flight_per_connection
                 .unwrap_or(MAX_IN_FLIGHT_PER_CONNECTION_DEFAULT)
                 .max(1),
+            batch_cache_bytes_per_shard: file
+                .batch_cache_bytes_per_shard
+                .unwrap_or(BATCH_CACHE_BYTES_PER_SHARD_DEFAULT),
             kafka,
             test_drop_produce_every,
         })

@@ -175,6 +175,7 @@ async fn shard_main(
     controller: Option<Controller>,
     ready: Arc<AtomicUsize>,
 ) -> anyhow::Result<()> {
+    storage::set_shard_cache_bytes(config.batch_cache_bytes_per_shard);
     let shard = Rc::new(Shard::new(
         id,
         config.clone(),

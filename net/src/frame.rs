@@ -160,6 +160,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             // Reserving the whole frame is cheap (untouched pages are never committed) and
             // keeps a large frame in one allocation instead of re-copying it as it grows.
             let whole = self.filled + missing.max(READ_CHUNK_BYTES_MIN);
+            if self.buf.capacity() < whole {
+                // Growing may move to a new allocation: drop the zeroed area first so only
+                // unread bytes are copied.
+                self.buf.truncate(self.filled);
+            }
             self.buf.reserve(whole.saturating_sub(self.buf.len()));
             if self.buf.len() < end {
                 self.buf.resize(end, 0);

@@ -79,5 +79,8 @@ mod segment;
 pub use batch::{BatchError, BatchHeader, ValidatedBatches};
 pub use config::{Durability, LogConfig};
 pub use error::StorageError;
-pub use log::{Chunk, PartitionLog, PendingAppend, ReadResult, RetentionOutcome};
+pub use log::{
+    set_shard_cache_bytes, shard_cache_bytes, Chunk, PartitionLog, PendingAppend, ReadResult,
+    RetentionOutcome,
+};
 pub use recovery::{last_recovery_stats, RecoveryStats};

@@ -51,6 +51,90 @@ const CHUNK_MIN: usize = 64 << 10;
 const CHUNK_MAX: usize = 1 << 20;
 /// Default budget of the per-partition cache of recent batches.
 pub const DEFAULT_READ_CACHE_BYTES: usize = 8 << 20;
+/// Appends smaller than this are copied into the cache rather than shared (see `append`).
+const CACHE_COPY_BELOW: usize = 32 << 10;
+/// Default budget of all recent-batch caches of one shard (thread) together.
+pub const DEFAULT_SHARD_CACHE_BYTES: usize = 128 << 20;
+
+/// The recent-batch caches of all partitions of one shard share one memory budget, so a
+/// shard with thousands of partitions does not hold thousands times the per-partition
+/// budget. Entries are evicted globally in insertion order (oldest first), which for
+/// each partition is also its own oldest entry. One per thread: a shard is a thread.
+struct ShardCache {
+    max: usize,
+    /// Memory of every live cache entry of this thread (kept exact by `CacheEntry::drop`).
+    bytes: usize,
+    live: usize,
+    /// Insertion order; entries already dropped by their partition are skipped lazily.
+    order: VecDeque<(Weak<CacheEntry>, Weak<Inner>)>,
+}
+
+thread_local! {
+    static SHARD_CACHE: RefCell<ShardCache> = const {
+        RefCell::new(ShardCache {
+            max: DEFAULT_SHARD_CACHE_BYTES,
+            bytes: 0,
+            live: 0,
+            order: VecDeque::new(),
+        })
+    };
+}
+
+/// Sets the memory budget shared by the recent-batch caches of every partition log of
+/// the calling thread (shard), evicting at once if it is now exceeded.
+pub fn set_shard_cache_bytes(bytes: usize) {
+    SHARD_CACHE.with(|c| c.borrow_mut().max = bytes);
+    evict_shard_cache();
+}
+
+/// Memory currently held by the recent-batch caches of the calling thread.
+pub fn shard_cache_bytes() -> usize {
+    SHARD_CACHE.with(|c| c.borrow().bytes)
+}
+
+fn note_cache_insert(entry: &Rc<CacheEntry>, part: Weak<Inner>) {
+    SHARD_CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        c.bytes += entry.memory();
+        c.live += 1;
+        c.order.push_back((Rc::downgrade(entry), part));
+        // Entries dropped by their own partition stay in `order` until they reach the
+        // front; compact when they dominate, so the queue stays proportional.
+        if c.order.len() > 1024 && c.order.len() > 2 * c.live {
+            c.order.retain(|(e, _)| e.strong_count() > 0);
+        }
+    });
+}
+
+/// Drops the globally oldest cache entries until the shard is within its budget. Runs
+/// with no partition state borrowed (after an append, not inside it).
+fn evict_shard_cache() {
+    loop {
+        let victim = SHARD_CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.bytes <= c.max {
+                return None;
+            }
+            while let Some((e, part)) = c.order.pop_front() {
+                if let Some(e) = e.upgrade() {
+                    return Some((e, part));
+                }
+            }
+            None
+        });
+        let Some((entry, part)) = victim else { return };
+        if let Some(inner) = part.upgrade() {
+            if let Ok(mut st) = inner.st.try_borrow_mut() {
+                if let Some(i) = st.cache.iter().position(|x| Rc::ptr_eq(x, &entry)) {
+                    if let Some(e) = st.cache.remove(i) {
+                        st.cache_bytes -= e.memory();
+                    }
+                }
+            }
+        }
+        // `entry` is dropped here, outside the SHARD_CACHE borrow (its Drop updates it).
+    }
+}
 /// How many past write failures are remembered so late waiters learn their fate.
 const FAILURES_KEPT: usize = 64;
 /// Space ahead of the writer is allocated in steps that start here and double with the
@@ -313,6 +397,19 @@ impl CacheEntry {
     }
 }
 
+impl Drop for CacheEntry {
+    fn drop(&mut self) {
+        let memory = self.memory();
+        // try_with: a thread-local may already be gone while a thread exits.
+        let _ = SHARD_CACHE.try_with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                c.bytes = c.bytes.saturating_sub(memory);
+                c.live = c.live.saturating_sub(1);
+            }
+        });
+    }
+}
+
 struct Failure {
     epoch: u64,
     first_failed_offset: i64,
@@ -443,9 +540,11 @@ impl State {
         }
     }
 
-    fn push_cache(&mut self, entry: CacheEntry) {
+    fn push_cache(&mut self, entry: CacheEntry, part: Weak<Inner>) {
         self.cache_bytes += entry.memory();
-        self.cache.push_back(Rc::new(entry));
+        let entry = Rc::new(entry);
+        note_cache_insert(&entry, part);
+        self.cache.push_back(entry);
         while self.cache_bytes > self.cache_bytes_max && self.cache.len() > 1 {
             if let Some(e) = self.cache.pop_front() {
                 self.cache_bytes -= e.memory();
@@ -728,18 +827,29 @@ impl PartitionLog {
             );
         }
         st.leo = cursor;
-        st.push_cache(CacheEntry {
-            base_offset,
-            next_offset: cursor,
-            original: src.clone(),
-            batches: batch_starts.into_boxed_slice(),
-            leader_epoch,
-            log_append_time: log_append_time_ms,
-            patched: RefCell::new(None),
-        });
+        st.push_cache(
+            CacheEntry {
+                base_offset,
+                next_offset: cursor,
+                // A small append is copied: sharing it would pin the whole request buffer it
+                // arrived in (often 64 KiB or more for a few KiB of batches), and with
+                // thousands of partitions the cache would hold many times its budget.
+                original: if src.len() < CACHE_COPY_BELOW {
+                    Bytes::copy_from_slice(src)
+                } else {
+                    src.clone()
+                },
+                batches: batch_starts.into_boxed_slice(),
+                leader_epoch,
+                log_append_time: log_append_time_ms,
+                patched: RefCell::new(None),
+            },
+            Rc::downgrade(&self.inner),
+        );
         let epoch = st.epoch;
         drop(st);
         drop(cfg);
+        evict_shard_cache();
         self.inner.writer_wake.notify_all();
         Ok(PendingAppend {
             base_offset,

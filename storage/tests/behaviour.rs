@@ -523,3 +523,58 @@ fn space_is_allocated_ahead_and_trimmed() {
         log.close().await.unwrap();
     });
 }
+
+/// The recent-batch caches of all partitions of a shard share one budget: with many
+/// partitions the total stays under it, the oldest entries go first, and evicted data is
+/// still read back from disk.
+#[test]
+fn shard_wide_cache_budget_bounds_many_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    run(move || async move {
+        let budget = 2 << 20;
+        storage::set_shard_cache_bytes(budget);
+        let mut logs = Vec::new();
+        for p in 0..40 {
+            logs.push(
+                PartitionLog::open(root.join(format!("p{p}")), small_config())
+                    .await
+                    .unwrap(),
+            );
+        }
+        // 40 partitions x 20 batches of ~10 KiB: 8 MiB of data, far over the budget
+        // (and each partition stays under its own 8 MiB cap).
+        for round in 0..20 {
+            for log in &logs {
+                log.append(&batch(10, 1000, 1000 + round), None)
+                    .unwrap()
+                    .wait(Durability::Written)
+                    .await
+                    .unwrap();
+                assert!(
+                    storage::shard_cache_bytes() <= budget,
+                    "shard cache {} over budget {budget}",
+                    storage::shard_cache_bytes()
+                );
+            }
+        }
+        assert!(storage::shard_cache_bytes() > budget / 2, "the budget is used");
+        // Everything is still readable (evicted parts from disk), in order.
+        for log in &logs {
+            let mut bases = Vec::new();
+            let mut offset = 0;
+            while offset < log.high_watermark() {
+                let r = log.read(offset, usize::MAX, true).await.unwrap();
+                for (base, last, _) in split(&r.into_bytes().await.unwrap()) {
+                    bases.push(base);
+                    offset = last + 1;
+                }
+            }
+            assert_eq!(bases, (0..20).map(|i| i * 10).collect::<Vec<_>>());
+        }
+        for log in logs {
+            log.close().await.unwrap();
+        }
+        assert_eq!(storage::shard_cache_bytes(), 0, "closing releases every entry");
+    });
+}
