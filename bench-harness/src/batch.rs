@@ -95,10 +95,17 @@ impl ProducerStamp {
 }
 
 /// Accumulates records for one partition and seals them into one v2 batch.
+///
+/// The records are written straight into the buffer that becomes the batch: the first
+/// [`BATCH_HEADER_BYTES`] are reserved for the header, filled in by [`BatchBuilder::seal`], so an
+/// uncompressed batch is sealed without copying its records (the CRC32C pass reads them once
+/// while they are still in cache).
 #[derive(Debug)]
 pub struct BatchBuilder {
-    /// Uncompressed record section.
-    records: BytesMut,
+    /// Header placeholder followed by the uncompressed record section.
+    buf: BytesMut,
+    /// Allocation size of a fresh buffer.
+    capacity_bytes: usize,
     count: i32,
     base_timestamp_ms: i64,
     max_timestamp_ms: i64,
@@ -112,12 +119,27 @@ impl Default for BatchBuilder {
 
 impl BatchBuilder {
     pub fn new(capacity_bytes: usize) -> Self {
-        Self {
-            records: BytesMut::with_capacity(capacity_bytes),
+        let capacity_bytes = capacity_bytes.max(BATCH_HEADER_BYTES + 64);
+        let mut b = Self {
+            buf: BytesMut::new(),
+            capacity_bytes,
             count: 0,
             base_timestamp_ms: 0,
             max_timestamp_ms: 0,
+        };
+        b.reset_buffer();
+        b
+    }
+
+    /// Starts an empty batch: a buffer with room for `capacity_bytes` and the header
+    /// placeholder.
+    fn reset_buffer(&mut self) {
+        if self.buf.capacity() < self.capacity_bytes / 2 {
+            self.buf = BytesMut::with_capacity(self.capacity_bytes);
         }
+        self.buf.clear();
+        self.buf.put_bytes(0, BATCH_HEADER_BYTES);
+        debug_assert_eq!(self.buf.len(), BATCH_HEADER_BYTES);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -130,11 +152,26 @@ impl BatchBuilder {
 
     /// Bytes of the uncompressed batch if sealed now.
     pub fn size_bytes(&self) -> usize {
-        BATCH_HEADER_BYTES + self.records.len()
+        self.buf.len()
     }
 
     /// Appends one record (no headers). Offsets are deltas from the batch start.
     pub fn append(&mut self, timestamp_ms: i64, key: Option<&[u8]>, value: &[u8]) {
+        self.append_with(timestamp_ms, key, value.len(), |out| out.put_slice(value));
+    }
+
+    /// Appends one record whose `value_len` value bytes are written by `write_value` straight
+    /// into the batch (no intermediate copy); returns the value as written.
+    ///
+    /// Panics if `write_value` does not append exactly `value_len` bytes: that would corrupt
+    /// the batch, and it is a bug in the caller, never a property of the data.
+    pub fn append_with<F: FnOnce(&mut BytesMut)>(
+        &mut self,
+        timestamp_ms: i64,
+        key: Option<&[u8]>,
+        value_len: usize,
+        write_value: F,
+    ) -> &[u8] {
         if self.count == 0 {
             self.base_timestamp_ms = timestamp_ms;
             self.max_timestamp_ms = timestamp_ms;
@@ -148,56 +185,77 @@ impl BatchBuilder {
             + varint_len(offset_delta)
             + varint_len(key_len)
             + key.map_or(0, |k| k.len())
-            + varint_len(value.len() as i64)
-            + value.len()
+            + varint_len(value_len as i64)
+            + value_len
             + varint_len(0);
-        put_varint(&mut self.records, body_len as i64);
-        self.records.put_i8(0); // record attributes: unused
-        put_varint(&mut self.records, ts_delta);
-        put_varint(&mut self.records, offset_delta);
-        put_varint(&mut self.records, key_len);
+        self.buf.reserve(body_len + varint_len(body_len as i64));
+        put_varint(&mut self.buf, body_len as i64);
+        self.buf.put_i8(0); // record attributes: unused
+        put_varint(&mut self.buf, ts_delta);
+        put_varint(&mut self.buf, offset_delta);
+        put_varint(&mut self.buf, key_len);
         if let Some(k) = key {
-            self.records.put_slice(k);
+            self.buf.put_slice(k);
         }
-        put_varint(&mut self.records, value.len() as i64);
-        self.records.put_slice(value);
-        put_varint(&mut self.records, 0); // header count
+        put_varint(&mut self.buf, value_len as i64);
+        let value_start = self.buf.len();
+        write_value(&mut self.buf);
+        let value_end = self.buf.len();
+        assert_eq!(
+            value_end - value_start,
+            value_len,
+            "record value writer wrote the wrong length"
+        );
+        self.buf.put_u8(0); // header count: varint 0
         self.count += 1;
+        &self.buf[value_start..value_end]
     }
 
-    /// Seals the batch: compresses the record section, writes the header and CRC32C, and
-    /// resets the builder for reuse.
+    /// Seals the batch: compresses the record section if asked, writes the header and CRC32C,
+    /// and resets the builder for reuse. An uncompressed batch is handed out without a copy.
     pub fn seal(&mut self, codec: Codec, stamp: ProducerStamp) -> Result<Bytes> {
         ensure!(self.count > 0, "sealing an empty batch");
-        let body = self.records.split();
-        let compressed;
-        let body: &[u8] = match codec {
-            Codec::None => &body,
+        let out = match codec {
+            Codec::None => {
+                let mut out = self.buf.split();
+                self.write_header(&mut out, codec, stamp);
+                out
+            }
             _ => {
-                compressed = compress(codec, &body)?;
-                &compressed
+                let body = compress(codec, &self.buf[BATCH_HEADER_BYTES..])?;
+                let mut out = BytesMut::with_capacity(BATCH_HEADER_BYTES + body.len());
+                out.put_bytes(0, BATCH_HEADER_BYTES);
+                out.put_slice(&body);
+                self.write_header(&mut out, codec, stamp);
+                out
             }
         };
-        let mut out = BytesMut::with_capacity(BATCH_HEADER_BYTES + body.len());
-        out.put_i64(0); // base offset: assigned by the broker
-        out.put_i32((BATCH_HEADER_BYTES - 12 + body.len()) as i32);
-        out.put_i32(-1); // partition leader epoch: assigned by the broker
-        out.put_i8(MAGIC_V2);
-        out.put_u32(0); // crc placeholder
-        out.put_i16(codec.attribute_bits()); // create-time timestamps, not transactional
-        out.put_i32(self.count - 1);
-        out.put_i64(self.base_timestamp_ms);
-        out.put_i64(self.max_timestamp_ms);
-        out.put_i64(stamp.producer_id);
-        out.put_i16(stamp.producer_epoch);
-        out.put_i32(stamp.base_sequence);
-        out.put_i32(self.count);
-        out.put_slice(body);
-        let crc = crc32c::crc32c(&out[CRC_START..]);
-        out[17..21].copy_from_slice(&crc.to_be_bytes());
-        debug_assert_eq!(out.len(), BATCH_HEADER_BYTES + body.len());
         self.count = 0;
+        self.reset_buffer();
         Ok(out.freeze())
+    }
+
+    /// Fills the header placeholder of `batch` (header + record section) and its CRC32C.
+    fn write_header(&self, batch: &mut BytesMut, codec: Codec, stamp: ProducerStamp) {
+        assert!(batch.len() > BATCH_HEADER_BYTES, "batch without records");
+        let body_len = batch.len() - BATCH_HEADER_BYTES;
+        let mut h = &mut batch[..BATCH_HEADER_BYTES];
+        h.put_i64(0); // base offset: assigned by the broker
+        h.put_i32((BATCH_HEADER_BYTES - 12 + body_len) as i32);
+        h.put_i32(-1); // partition leader epoch: assigned by the broker
+        h.put_i8(MAGIC_V2);
+        h.put_u32(0); // crc placeholder
+        h.put_i16(codec.attribute_bits()); // create-time timestamps, not transactional
+        h.put_i32(self.count - 1);
+        h.put_i64(self.base_timestamp_ms);
+        h.put_i64(self.max_timestamp_ms);
+        h.put_i64(stamp.producer_id);
+        h.put_i16(stamp.producer_epoch);
+        h.put_i32(stamp.base_sequence);
+        h.put_i32(self.count);
+        debug_assert!(h.is_empty());
+        let crc = crc32c::crc32c(&batch[CRC_START..]);
+        batch[17..21].copy_from_slice(&crc.to_be_bytes());
     }
 }
 

@@ -5,7 +5,9 @@
 //! time as 20 decimal digits of wall-clock nanoseconds, and `:`; the rest is filler drawn from
 //! a seeded pool of random printable bytes (roughly as compressible as random base-64 text).
 
+use crate::batch::BatchBuilder;
 use crate::workload::{KeyMode, SizeDist};
+use bytes::BufMut;
 
 pub const HEADER_BYTES: usize = 23;
 const POOL_BYTES: usize = 1 << 20;
@@ -39,8 +41,53 @@ pub struct PayloadGen {
     key_mode: KeyMode,
     key_cardinality: u64,
     next_key: u64,
-    pub key: Vec<u8>,
-    pub value: Vec<u8>,
+    /// The value header of the last intended time written (records generated together in
+    /// closed loop share one), so the 20 digits are formatted once per distinct time.
+    header: [u8; HEADER_BYTES],
+    header_time_ns: Option<u64>,
+}
+
+/// A record key: `k` and up to 20 decimal digits, kept inline (no allocation per record).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key {
+    buf: [u8; 21],
+    len: u8,
+}
+
+impl Key {
+    fn new(k: u64) -> Key {
+        let mut buf = [0u8; 21];
+        buf[0] = b'k';
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut v = k;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        let n = digits.len() - i;
+        buf[1..1 + n].copy_from_slice(&digits[i..]);
+        Key {
+            buf,
+            len: (1 + n) as u8,
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+}
+
+/// What [`PayloadGen::append_record`] wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub value_len: usize,
+    /// [`record_checksum`] of the record, computed over the bytes as written into the batch.
+    pub checksum: u64,
 }
 
 impl PayloadGen {
@@ -56,33 +103,16 @@ impl PayloadGen {
             key_mode,
             key_cardinality,
             next_key: 0,
-            key: Vec::with_capacity(24),
-            value: Vec::with_capacity(size.max()),
+            header: [0; HEADER_BYTES],
+            header_time_ns: None,
         }
     }
 
-    /// Fills `self.key` / `self.value` for the next record; returns whether it has a key.
-    pub fn next_record(&mut self, intended_unix_ns: u64) -> bool {
-        let len = match self.size {
-            SizeDist::Fixed { bytes } => bytes,
-            SizeDist::Uniform { min, max } => min + self.rng.below((max - min + 1) as u64) as usize,
-        };
-        self.value.clear();
-        if len >= HEADER_BYTES {
-            self.value.extend_from_slice(b"RT");
-            push_digits20(&mut self.value, intended_unix_ns);
-            self.value.push(b':');
-        }
-        let mut need = len - self.value.len();
-        while need > 0 {
-            let start = self.rng.below(POOL_BYTES as u64) as usize;
-            let take = need.min(POOL_BYTES - start);
-            self.value
-                .extend_from_slice(&self.pool[start..start + take]);
-            need -= take;
-        }
+    /// The next record's key (`None` without keys). Drawn before the value because the key
+    /// chooses the partition, i.e. the batch the value is written into.
+    pub fn next_key(&mut self) -> Option<Key> {
         let k = match self.key_mode {
-            KeyMode::None => return false,
+            KeyMode::None => return None,
             KeyMode::RoundRobin => {
                 let k = self.next_key;
                 self.next_key = (self.next_key + 1) % self.key_cardinality.max(1);
@@ -90,10 +120,61 @@ impl PayloadGen {
             }
             KeyMode::Random => self.rng.below(self.key_cardinality.max(1)),
         };
-        self.key.clear();
-        self.key.push(b'k');
-        push_decimal(&mut self.key, k);
-        true
+        Some(Key::new(k))
+    }
+
+    /// Draws the next value and appends the record straight into `batch` (one copy, from the
+    /// pool into the batch); the checksum is computed over the bytes just written, while they
+    /// are in cache.
+    pub fn append_record(
+        &mut self,
+        batch: &mut BatchBuilder,
+        timestamp_ms: i64,
+        intended_unix_ns: u64,
+        key: Option<&Key>,
+    ) -> Appended {
+        let len = match self.size {
+            SizeDist::Fixed { bytes } => bytes,
+            SizeDist::Uniform { min, max } => min + self.rng.below((max - min + 1) as u64) as usize,
+        };
+        let with_header = len >= HEADER_BYTES;
+        if with_header && self.header_time_ns != Some(intended_unix_ns) {
+            self.header[..2].copy_from_slice(b"RT");
+            write_digits20(&mut self.header[2..22], intended_unix_ns);
+            self.header[22] = b':';
+            self.header_time_ns = Some(intended_unix_ns);
+        }
+        let key = key.map(|k| k.as_bytes());
+        // The checksum reads the source bytes (pool and header, in cache) rather than the copy
+        // just written into the batch: reading freshly stored bytes back stalls until the
+        // stores drain, which cost more than the CRC itself.
+        let mut crc = crc32fast::Hasher::new();
+        if let Some(k) = key {
+            crc.update(k);
+        }
+        let (pool, rng, header) = (&self.pool, &mut self.rng, &self.header);
+        let value = batch.append_with(timestamp_ms, key, len, |out| {
+            let mut need = len;
+            if with_header {
+                out.put_slice(header);
+                crc.update(header);
+                need -= HEADER_BYTES;
+            }
+            while need > 0 {
+                let start = rng.below(POOL_BYTES as u64) as usize;
+                let take = need.min(POOL_BYTES - start);
+                let chunk = &pool[start..start + take];
+                crc.update(chunk);
+                out.put_slice(chunk);
+                need -= take;
+            }
+        });
+        let checksum = crc.finalize() as u64;
+        debug_assert_eq!(checksum, record_checksum(key, value));
+        Appended {
+            value_len: len,
+            checksum,
+        }
     }
 
     pub fn rng(&mut self) -> &mut Rng {
@@ -101,28 +182,21 @@ impl PayloadGen {
     }
 }
 
-fn push_digits20(out: &mut Vec<u8>, mut v: u64) {
-    let mut d = [b'0'; 20];
-    for slot in d.iter_mut().rev() {
-        *slot = b'0' + (v % 10) as u8;
-        v /= 10;
-    }
-    out.extend_from_slice(&d);
-}
+/// Two decimal digits per entry: halves the divisions of the timestamp header.
+const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
 
-fn push_decimal(out: &mut Vec<u8>, v: u64) {
-    let mut d = [0u8; 20];
-    let mut i = d.len();
-    let mut v = v;
-    loop {
-        i -= 1;
-        d[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+/// Writes `v` as exactly 20 decimal digits (u64::MAX has 20).
+fn write_digits20(out: &mut [u8], mut v: u64) {
+    assert_eq!(out.len(), 20);
+    for pair in out.chunks_exact_mut(2).rev() {
+        let d = (v % 100) as usize * 2;
+        v /= 100;
+        pair.copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
     }
-    out.extend_from_slice(&d[i..]);
 }
 
 /// The intended send time (wall-clock ns) embedded by [`PayloadGen`], if present.
@@ -195,24 +269,79 @@ mod tests {
 
     #[test]
     fn header_round_trips_and_sizes_hold() {
+        use crate::batch::{split_batches, Codec, ProducerStamp};
         let mut g = PayloadGen::new(
             1,
             SizeDist::Uniform { min: 10, max: 300 },
             KeyMode::RoundRobin,
             3,
         );
+        let mut b = BatchBuilder::new(1024);
+        let mut want = Vec::new();
         for i in 0..1000u64 {
-            let t = 1_763_000_000_000_000_000 + i;
-            assert!(g.next_record(t));
-            assert!((10..=300).contains(&g.value.len()));
-            assert!(g.value.iter().all(|c| c.is_ascii_graphic()));
-            if g.value.len() >= HEADER_BYTES {
-                assert_eq!(parse_intended(&g.value), Some(t));
-            } else {
-                assert_eq!(parse_intended(&g.value), None);
-            }
-            assert_eq!(g.key, format!("k{}", i % 3).into_bytes());
+            // Pairs of records share an intended time, as in closed loop.
+            let t = 1_763_000_000_000_000_000 + i / 2;
+            let key = g.next_key();
+            assert_eq!(
+                key.map(|k| k.as_bytes().to_vec()),
+                Some(format!("k{}", i % 3).into_bytes())
+            );
+            let a = g.append_record(&mut b, 7, t, key.as_ref());
+            want.push((t, a));
         }
+        let batch = b.seal(Codec::None, ProducerStamp::NONE).expect("seal");
+        let decoded = split_batches(batch, true).expect("decode");
+        assert_eq!(decoded.len(), 1);
+        let mut n = 0;
+        for (r, (t, a)) in decoded[0].iter().zip(&want) {
+            let r = r.expect("record");
+            let value = r.value.expect("value");
+            assert_eq!(value.len(), a.value_len);
+            assert!((10..=300).contains(&value.len()));
+            assert!(value.iter().all(|c| c.is_ascii_graphic()));
+            assert_eq!(record_checksum(r.key, value), a.checksum);
+            if value.len() >= HEADER_BYTES {
+                assert_eq!(parse_intended(value), Some(*t));
+            } else {
+                assert_eq!(parse_intended(value), None);
+            }
+            n += 1;
+        }
+        assert_eq!(n, want.len());
+    }
+
+    #[test]
+    fn values_differ_between_records_and_seeds() {
+        let size = SizeDist::Fixed { bytes: 100 };
+        let values = |seed: u64| {
+            let mut g = PayloadGen::new(seed, size, KeyMode::None, 0);
+            let mut b = BatchBuilder::new(1 << 16);
+            (0..200)
+                .map(|_| g.append_record(&mut b, 0, 42, None).checksum)
+                .collect::<Vec<_>>()
+        };
+        let a = values(1);
+        let mut distinct = a.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(
+            distinct.len(),
+            a.len(),
+            "records with one intended time must differ"
+        );
+        assert_eq!(a, values(1), "same seed, same records");
+        assert_ne!(a, values(2));
+    }
+
+    #[test]
+    fn digits20_pads_and_covers_u64() {
+        let mut d = [0u8; 20];
+        write_digits20(&mut d, 0);
+        assert_eq!(&d, b"00000000000000000000");
+        write_digits20(&mut d, u64::MAX);
+        assert_eq!(&d, b"18446744073709551615");
+        write_digits20(&mut d, 1_763_000_000_123_456_789);
+        assert_eq!(&d, b"01763000000123456789");
     }
 
     #[test]

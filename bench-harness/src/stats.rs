@@ -60,6 +60,60 @@ pub struct SecondBucket {
     pub consumed_bytes: u64,
 }
 
+/// Intended send times (ns since the clock's origin) of a batch's records in order,
+/// run-length encoded: records generated together in closed loop share one time, so a batch
+/// of a thousand small records carries a few dozen entries and its latencies are recorded
+/// once per run instead of once per record. Open-loop times are all distinct (one run each).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IntendedTimes {
+    runs: Vec<(u64, u32)>,
+    records: u64,
+}
+
+impl IntendedTimes {
+    pub fn with_capacity(runs: usize) -> IntendedTimes {
+        IntendedTimes {
+            runs: Vec::with_capacity(runs),
+            records: 0,
+        }
+    }
+
+    pub fn push(&mut self, t_ns: u64) {
+        self.records += 1;
+        if let Some(last) = self.runs.last_mut() {
+            if last.0 == t_ns && last.1 < u32::MAX {
+                last.1 += 1;
+                return;
+            }
+        }
+        self.runs.push((t_ns, 1));
+    }
+
+    /// Number of records.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// `(time, records)` pairs in order.
+    pub fn runs(&self) -> &[(u64, u32)] {
+        &self.runs
+    }
+}
+
+impl FromIterator<u64> for IntendedTimes {
+    fn from_iter<I: IntoIterator<Item = u64>>(iter: I) -> Self {
+        let mut t = IntendedTimes::default();
+        for x in iter {
+            t.push(x);
+        }
+        t
+    }
+}
+
 /// Counters of one worker thread; merged after the run.
 pub struct WorkerStats {
     pub produce_latency_us: Histogram<u64>,
@@ -135,11 +189,11 @@ impl WorkerStats {
     pub fn on_acked(
         &mut self,
         ack_ns: u64,
-        intended_ns: &[u64],
+        intended: &IntendedTimes,
         payload_bytes: u64,
         checksum: u64,
     ) {
-        let n = intended_ns.len() as u64;
+        let n = intended.records();
         self.produced_all += n;
         self.produce_checksum = self.produce_checksum.wrapping_add(checksum);
         let b = self.bucket(ack_ns);
@@ -149,20 +203,21 @@ impl WorkerStats {
             self.produced_in_window += n;
             self.produced_bytes_in_window += payload_bytes;
         }
-        for &t in intended_ns {
+        for &(t, count) in intended.runs() {
             if self.in_window(t) {
                 let us = ack_ns.saturating_sub(t) / 1000;
-                self.produce_latency_us.saturating_record(us.max(1));
+                self.produce_latency_us
+                    .saturating_record_n(us.max(1), count as u64);
             }
         }
     }
 
     /// A batch was written to the socket at `sent_ns`.
-    pub fn on_sent(&mut self, sent_ns: u64, intended_ns: &[u64]) {
-        for &t in intended_ns {
+    pub fn on_sent(&mut self, sent_ns: u64, intended: &IntendedTimes) {
+        for &(t, count) in intended.runs() {
             if self.in_window(t) {
                 self.send_lag_us
-                    .saturating_record((sent_ns.saturating_sub(t) / 1000).max(1));
+                    .saturating_record_n((sent_ns.saturating_sub(t) / 1000).max(1), count as u64);
             }
         }
     }
@@ -491,11 +546,26 @@ mod tests {
         };
         let mut s = WorkerStats::new(&w);
         // Intended in warm-up, acked in window: counts for throughput, not latency.
-        s.on_acked(1_500_000_000, &[900_000_000], 100, 7);
+        s.on_acked(
+            1_500_000_000,
+            &IntendedTimes::from_iter([900_000_000]),
+            100,
+            7,
+        );
         // Intended and acked in window: 5 ms latency.
-        s.on_acked(2_005_000_000, &[2_000_000_000], 100, 8);
+        s.on_acked(
+            2_005_000_000,
+            &IntendedTimes::from_iter([2_000_000_000]),
+            100,
+            8,
+        );
         // Acked after the window: neither throughput nor (intended inside) ... latency counts.
-        s.on_acked(3_100_000_000, &[2_900_000_000], 100, 9);
+        s.on_acked(
+            3_100_000_000,
+            &IntendedTimes::from_iter([2_900_000_000]),
+            100,
+            9,
+        );
         assert_eq!(s.produced_all, 3);
         assert_eq!(s.produced_in_window, 2);
         assert_eq!(s.produce_latency_us.len(), 2);
@@ -507,5 +577,28 @@ mod tests {
         assert!((l.p50 - 5.0).abs() < 0.01, "{l:?}");
         assert!((l.max - 200.0).abs() < 0.5, "{l:?}");
         assert_eq!(r.series.len(), 4);
+    }
+
+    #[test]
+    fn intended_runs_weigh_latency_by_record_count() {
+        let w = Workload {
+            warmup_s: 0.0,
+            duration_s: 10.0,
+            ..Workload::default()
+        };
+        let t: IntendedTimes = [1_000_000, 1_000_000, 1_000_000, 2_000_000]
+            .into_iter()
+            .collect();
+        assert_eq!(t.records(), 4);
+        assert_eq!(t.runs(), &[(1_000_000, 3), (2_000_000, 1)]);
+        let mut s = WorkerStats::new(&w);
+        s.on_sent(3_000_000, &t);
+        s.on_acked(11_000_000, &t, 400, 5);
+        assert_eq!(s.produced_all, 4);
+        assert_eq!(s.produce_latency_us.len(), 4);
+        assert_eq!(s.send_lag_us.len(), 4);
+        // Three records at 10 ms, one at 9 ms.
+        assert_eq!(s.produce_latency_us.value_at_quantile(0.5) / 100, 100);
+        assert_eq!(s.produce_latency_us.min() / 100, 90);
     }
 }
