@@ -45,7 +45,24 @@ pub struct PayloadGen {
     /// closed loop share one), so the 20 digits are formatted once per distinct time.
     header: [u8; HEADER_BYTES],
     header_time_ns: Option<u64>,
+    /// Pool offsets of the next records' filler, drawn ahead so their cache lines can be
+    /// prefetched: the pool does not stay in L2 while batches stream through it, and waiting
+    /// for a random slice to arrive from L3 cost more than copying and checksumming it.
+    starts: [usize; PREFETCH_AHEAD],
+    next_slot: usize,
+    /// Bytes of a record's filler worth prefetching.
+    prefetch_bytes: usize,
+    /// CRC register after the cached header (see `header`), from the standard initial
+    /// register: the checksum of unkeyed records starts from it.
+    header_reg: u32,
+    /// O(1) checksums of fixed-length filler slices (fixed record sizes only).
+    slice_crc: Option<SliceCrc>,
 }
+
+/// Records whose filler is prefetched ahead of the one being written.
+const PREFETCH_AHEAD: usize = 4;
+/// Prefetch at most this much per record; the hardware prefetcher follows longer values.
+const PREFETCH_BYTES_MAX: usize = 2048;
 
 /// A record key: `k` and up to 20 decimal digits, kept inline (no allocation per record).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,10 +110,27 @@ pub struct Appended {
 impl PayloadGen {
     pub fn new(seed: u64, size: SizeDist, key_mode: KeyMode, key_cardinality: u64) -> PayloadGen {
         let mut rng = Rng::new(seed);
-        let pool = (0..POOL_BYTES)
+        let pool: Vec<u8> = (0..POOL_BYTES)
             .map(|_| ALPHABET[(rng.next_u64() & 63) as usize])
             .collect();
+        let mut starts = [0; PREFETCH_AHEAD];
+        for s in &mut starts {
+            *s = rng.below(POOL_BYTES as u64) as usize;
+        }
+        let filler_len = match size {
+            SizeDist::Fixed { bytes } if bytes >= HEADER_BYTES => Some(bytes - HEADER_BYTES),
+            SizeDist::Fixed { bytes } => Some(bytes),
+            SizeDist::Uniform { .. } => None,
+        };
+        let slice_crc = filler_len
+            .filter(|&l| (SLICE_CRC_MIN_BYTES..=POOL_BYTES).contains(&l))
+            .map(|l| SliceCrc::new(&pool, l));
         PayloadGen {
+            header_reg: 0,
+            slice_crc,
+            starts,
+            next_slot: 0,
+            prefetch_bytes: size.max().min(PREFETCH_BYTES_MAX),
             pool,
             rng,
             size,
@@ -143,43 +177,213 @@ impl PayloadGen {
             write_digits20(&mut self.header[2..22], intended_unix_ns);
             self.header[22] = b':';
             self.header_time_ns = Some(intended_unix_ns);
+            self.header_reg = !crc32fast::hash(&self.header);
         }
+        let filler_len = if with_header { len - HEADER_BYTES } else { len };
         let key = key.map(|k| k.as_bytes());
-        // The checksum reads the source bytes (pool and header, in cache) rather than the copy
-        // just written into the batch: reading freshly stored bytes back stalls until the
-        // stores drain, which cost more than the CRC itself.
-        let mut crc = crc32fast::Hasher::new();
-        if let Some(k) = key {
-            crc.update(k);
+        // This record's first filler offset was drawn PREFETCH_AHEAD records ago; draw the
+        // replacement now and start loading its lines.
+        let slot = self.next_slot;
+        self.next_slot = (slot + 1) % PREFETCH_AHEAD;
+        let first = self.starts[slot];
+        let ahead = self.rng.below(POOL_BYTES as u64) as usize;
+        self.starts[slot] = ahead;
+        prefetch(&self.pool[ahead..(ahead + self.prefetch_bytes).min(POOL_BYTES)]);
+        if let Some(sc) = &self.slice_crc {
+            sc.prefetch(ahead);
         }
         let (pool, rng, header) = (&self.pool, &mut self.rng, &self.header);
-        let value = batch.append_with(timestamp_ms, key, len, |out| {
-            let mut need = len;
-            if with_header {
-                out.put_slice(header);
-                crc.update(header);
-                need -= HEADER_BYTES;
+        match &self.slice_crc {
+            // Fast path: the filler is one pool slice of the precomputed length, so its CRC
+            // comes from two table lookups instead of a pass over the bytes.
+            Some(sc) if sc.len == filler_len && first + filler_len <= POOL_BYTES => {
+                let reg = match (key, with_header) {
+                    (None, true) => self.header_reg,
+                    (None, false) => !0,
+                    (Some(k), _) => {
+                        let mut h = crc32fast::Hasher::new();
+                        h.update(k);
+                        if with_header {
+                            h.update(header);
+                        }
+                        !h.finalize()
+                    }
+                };
+                let checksum = !sc.extend(reg, first) as u64;
+                let chunk = &pool[first..first + filler_len];
+                let value = batch.append_with(timestamp_ms, key, len, |out| {
+                    if with_header {
+                        out.put_slice(header);
+                    }
+                    out.put_slice(chunk);
+                });
+                debug_assert_eq!(checksum, record_checksum(key, value));
+                Appended {
+                    value_len: len,
+                    checksum,
+                }
             }
-            while need > 0 {
-                let start = rng.below(POOL_BYTES as u64) as usize;
-                let take = need.min(POOL_BYTES - start);
-                let chunk = &pool[start..start + take];
-                crc.update(chunk);
-                out.put_slice(chunk);
-                need -= take;
+            _ => {
+                // The checksum reads the source bytes (pool and header, in cache) rather than
+                // the copy just written into the batch: reading freshly stored bytes back
+                // stalls until the stores drain, which cost more than the CRC itself.
+                let mut crc = crc32fast::Hasher::new();
+                if let Some(k) = key {
+                    crc.update(k);
+                }
+                let mut first_start = Some(first);
+                let value = batch.append_with(timestamp_ms, key, len, |out| {
+                    let mut need = len;
+                    if with_header {
+                        out.put_slice(header);
+                        crc.update(header);
+                        need -= HEADER_BYTES;
+                    }
+                    while need > 0 {
+                        let start = match first_start.take() {
+                            Some(s) => s,
+                            None => rng.below(POOL_BYTES as u64) as usize,
+                        };
+                        let take = need.min(POOL_BYTES - start);
+                        let chunk = &pool[start..start + take];
+                        crc.update(chunk);
+                        out.put_slice(chunk);
+                        need -= take;
+                    }
+                });
+                let checksum = crc.finalize() as u64;
+                debug_assert_eq!(checksum, record_checksum(key, value));
+                Appended {
+                    value_len: len,
+                    checksum,
+                }
             }
-        });
-        let checksum = crc.finalize() as u64;
-        debug_assert_eq!(checksum, record_checksum(key, value));
-        Appended {
-            value_len: len,
-            checksum,
         }
     }
 
     pub fn rng(&mut self) -> &mut Rng {
         &mut self.rng
     }
+}
+
+/// Shortest filler worth the slice-CRC tables (below it a direct CRC is as fast).
+const SLICE_CRC_MIN_BYTES: usize = 16;
+
+/// Byte-at-a-time table of the reflected CRC-32 (IEEE) polynomial, as zlib's.
+const CRC_TABLE: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        t[i] = c;
+        i += 1;
+    }
+    t
+};
+
+/// One byte into a CRC-32 register (no initial or final inversion).
+fn crc_step(reg: u32, byte: u8) -> u32 {
+    CRC_TABLE[((reg ^ byte as u32) & 0xff) as usize] ^ (reg >> 8)
+}
+
+/// CRC-32 of pool slices of one length `len` in O(1).
+///
+/// The register update is linear over GF(2): processing bytes `m` from register `r` gives
+/// `Z(r) ^ F(m)`, where `Z` appends `len(m)` zero bytes and `F(m)` is the register after `m`
+/// from zero. With `P(i)` the register after `pool[..i]` from zero,
+/// `F(pool[s..s+len]) = P(s+len) ^ Z_len(P(s))`, so processing the slice from register `r`
+/// gives `Z_len(r ^ P(s)) ^ P(s+len)`: two lookups in `prefix` and one application of the
+/// linear map `Z_len`, kept as four byte tables.
+struct SliceCrc {
+    len: usize,
+    /// `P(i)` for every `i` in `0..=POOL_BYTES`.
+    prefix: Vec<u32>,
+    /// `Z_len` split by register byte: `Z_len(r) = xor of shift[k][byte k of r]`.
+    shift: Box<[[u32; 256]; 4]>,
+}
+
+impl SliceCrc {
+    fn new(pool: &[u8], len: usize) -> SliceCrc {
+        assert!(len <= pool.len());
+        let mut prefix = Vec::with_capacity(pool.len() + 1);
+        let mut reg = 0u32;
+        prefix.push(reg);
+        for &b in pool {
+            reg = crc_step(reg, b);
+            prefix.push(reg);
+        }
+        // Z_len of each single-bit register, then of every byte value by linearity.
+        let mut basis = [0u32; 32];
+        for (bit, img) in basis.iter_mut().enumerate() {
+            let mut r = 1u32 << bit;
+            for _ in 0..len {
+                r = crc_step(r, 0);
+            }
+            *img = r;
+        }
+        let mut shift = Box::new([[0u32; 256]; 4]);
+        for (k, table) in shift.iter_mut().enumerate() {
+            for (b, entry) in table.iter_mut().enumerate() {
+                *entry = (0..8)
+                    .filter(|i| b & (1 << i) != 0)
+                    .fold(0, |acc, i| acc ^ basis[8 * k + i]);
+            }
+        }
+        SliceCrc { len, prefix, shift }
+    }
+
+    /// Register after processing `pool[start..start + len]` from register `reg`.
+    #[inline]
+    fn extend(&self, reg: u32, start: usize) -> u32 {
+        let a = reg ^ self.prefix[start];
+        let s = &self.shift;
+        s[0][(a & 0xff) as usize]
+            ^ s[1][((a >> 8) & 0xff) as usize]
+            ^ s[2][((a >> 16) & 0xff) as usize]
+            ^ s[3][(a >> 24) as usize]
+            ^ self.prefix[start + self.len]
+    }
+
+    /// Starts loading the two prefix entries a slice at `start` will need.
+    fn prefetch(&self, start: usize) {
+        if let Some(a) = self.prefix.get(start) {
+            prefetch_line(a as *const u32 as *const u8);
+        }
+        if let Some(b) = self.prefix.get(start + self.len) {
+            prefetch_line(b as *const u32 as *const u8);
+        }
+    }
+}
+
+/// Asks the CPU to bring `bytes` into cache (a hint: no effect on results).
+#[inline]
+fn prefetch(bytes: &[u8]) {
+    for line in bytes.chunks(64) {
+        prefetch_line(line.as_ptr());
+    }
+}
+
+/// Asks the CPU to bring the cache line holding `p` into cache.
+#[inline]
+fn prefetch_line(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch is only a hint: it never faults and reads nothing observable;
+        // callers pass addresses inside live allocations anyway.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p as *const i8) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// Two decimal digits per entry: halves the divisions of the timestamp header.
@@ -331,6 +535,67 @@ mod tests {
         );
         assert_eq!(a, values(1), "same seed, same records");
         assert_ne!(a, values(2));
+    }
+
+    #[test]
+    fn slice_crc_matches_direct_crc_at_every_kind_of_offset() {
+        let pool: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+            .collect();
+        for len in [16, 77, 1001] {
+            let sc = SliceCrc::new(&pool, len);
+            for start in [0, 1, 15, 64, 333, pool.len() - len] {
+                let slice = &pool[start..start + len];
+                // From the standard initial register (no prefix) ...
+                assert_eq!(
+                    !sc.extend(!0, start),
+                    crc32fast::hash(slice),
+                    "len {len} at {start}"
+                );
+                // ... and after a prefix, as for key ++ header ++ filler.
+                let mut h = crc32fast::Hasher::new();
+                h.update(b"k42RT:prefix");
+                let reg = !h.clone().finalize();
+                h.update(slice);
+                assert_eq!(!sc.extend(reg, start), h.finalize(), "len {len} at {start}");
+            }
+        }
+    }
+
+    #[test]
+    fn fixed_and_uniform_sizes_checksum_alike() {
+        use crate::batch::{split_batches, Codec, ProducerStamp};
+        // Fixed sizes take the slice-CRC path, with and without keys and headers.
+        for (size, keys) in [
+            (100, KeyMode::None),
+            (1024, KeyMode::Random),
+            (20, KeyMode::None),
+        ] {
+            let mut g = PayloadGen::new(9, SizeDist::Fixed { bytes: size }, keys, 50);
+            assert_eq!(
+                g.slice_crc.is_some(),
+                size >= 16 + HEADER_BYTES || (16..HEADER_BYTES).contains(&size)
+            );
+            let mut b = BatchBuilder::new(1 << 16);
+            let mut sums = Vec::new();
+            for i in 0..500u64 {
+                let key = g.next_key();
+                sums.push(
+                    g.append_record(&mut b, 1, 1_763_000_000_000_000_000 + i / 7, key.as_ref())
+                        .checksum,
+                );
+            }
+            let batch = b.seal(Codec::None, ProducerStamp::NONE).expect("seal");
+            let decoded = split_batches(batch, true).expect("decode");
+            let got: Vec<u64> = decoded[0]
+                .iter()
+                .map(|r| {
+                    let r = r.expect("record");
+                    record_checksum(r.key, r.value.expect("value"))
+                })
+                .collect();
+            assert_eq!(got, sums, "size {size}");
+        }
     }
 
     #[test]
