@@ -556,45 +556,67 @@ impl Shard {
 
     /// Read partitions in order, sharing `max_bytes` (Kafka's fetch.max.bytes): each gets at
     /// most its own limit and what is left; `min_one` is kept only until some data was read.
+    ///
+    /// Two phases: the byte ranges are chosen partition by partition (cheap: cache and index
+    /// lookups), then every range not in the cache is loaded from disk at once, so a fetch of
+    /// cold data over many partitions keeps several reads in flight instead of one.
     pub async fn read_many_local(&self, parts: Vec<ReadPart>, max_bytes: usize) -> Vec<ReadReply> {
         let mut remaining = max_bytes;
         let mut min_one = true;
-        let mut replies = Vec::with_capacity(parts.len());
+        let mut planned = Vec::with_capacity(parts.len());
         for mut part in parts {
             part.max_bytes = part.max_bytes.min(remaining);
             part.min_one &= min_one;
-            let reply = self.read_local(part).await;
-            if !reply.records.is_empty() {
-                min_one = false;
-                remaining = remaining.saturating_sub(reply.records.len());
+            let plan = self.plan_read(&part).await;
+            if let Ok((_, read)) = &plan {
+                if read.bytes > 0 {
+                    min_one = false;
+                    remaining = remaining.saturating_sub(read.bytes);
+                }
             }
-            replies.push(reply);
+            planned.push(plan);
         }
-        replies
+        futures::future::join_all(planned.into_iter().map(|plan| self.finish_read(plan))).await
     }
 
-    pub async fn read_local(&self, part: ReadPart) -> ReadReply {
+    /// Chooses the byte range of one partition read (nothing is loaded from disk yet).
+    async fn plan_read(
+        &self,
+        part: &ReadPart,
+    ) -> Result<(Rc<Partition>, storage::ReadResult), ReadReply> {
         let Some(partition) = self.partition(&part.topic, part.partition) else {
-            return ReadReply::failed(PartitionError::new(E::UnknownTopicOrPartition));
+            return Err(ReadReply::failed(PartitionError::new(
+                E::UnknownTopicOrPartition,
+            )));
+        };
+        match partition
+            .log
+            .read(part.offset, part.max_bytes, part.min_one)
+            .await
+        {
+            Ok(read) => Ok((partition, read)),
+            Err(e) => Err(read_error(&partition.log, &e)),
+        }
+    }
+
+    /// Loads a planned read's bytes and builds the reply.
+    async fn finish_read(
+        &self,
+        plan: Result<(Rc<Partition>, storage::ReadResult), ReadReply>,
+    ) -> ReadReply {
+        let (partition, read) = match plan {
+            Ok(p) => p,
+            Err(reply) => return reply,
         };
         let log = &partition.log;
-        let result = match log.read(part.offset, part.max_bytes, part.min_one).await {
-            Ok(read) => read.into_bytes().await.map(|b| (b, log.high_watermark())),
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok((records, hw)) => ReadReply {
+        match read.into_bytes().await {
+            Ok(records) => ReadReply {
                 error: None,
-                high_watermark: hw,
+                high_watermark: log.high_watermark(),
                 log_start_offset: log.log_start_offset(),
                 records,
             },
-            Err(e) => ReadReply {
-                error: Some(PartitionError::from(&e)),
-                high_watermark: log.high_watermark(),
-                log_start_offset: log.log_start_offset(),
-                records: Bytes::new(),
-            },
+            Err(e) => read_error(log, &e),
         }
     }
 
@@ -751,4 +773,14 @@ pub fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
         }
     }
     Guard(Some(f))
+}
+
+/// The reply for a failed read of `log`.
+fn read_error(log: &PartitionLog, e: &storage::StorageError) -> ReadReply {
+    ReadReply {
+        error: Some(PartitionError::from(e)),
+        high_watermark: log.high_watermark(),
+        log_start_offset: log.log_start_offset(),
+        records: Bytes::new(),
+    }
 }

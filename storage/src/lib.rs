@@ -42,8 +42,9 @@
 //!
 //! ## Reads and zero copy
 //! A read returns [`Chunk::Cached`] for batches still in the per-partition cache
-//! (default 8 MiB, [`PartitionLog::set_read_cache_bytes`]) and [`Chunk::File`] ranges of a
-//! buffered read-only fd otherwise (sendfile/splice-able). The active segment's partial
+//! (default 8 MiB, [`PartitionLog::set_read_cache_bytes`], and a shard-wide budget,
+//! [`set_shard_cache_bytes`]) and [`Chunk::File`] ranges otherwise: a buffered read-only fd
+//! (sendfile/splice-able) plus the O_DIRECT fd that [`Chunk::load`] reads with. The active segment's partial
 //! last block is rewritten in place by later appends, so it is never handed out as a
 //! file range (it is copied instead); every other file byte below the high watermark is
 //! immutable until retention deletes the segment (open fds keep it readable).

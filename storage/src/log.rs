@@ -28,7 +28,6 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -51,6 +50,10 @@ const CHUNK_MIN: usize = 64 << 10;
 const CHUNK_MAX: usize = 1 << 20;
 /// Default budget of the per-partition cache of recent batches.
 pub const DEFAULT_READ_CACHE_BYTES: usize = 8 << 20;
+/// Largest single O_DIRECT read when loading a file range. Large: every read costs a
+/// device notification (on a VM, an exit to the hypervisor, which dominated cold reads
+/// at 1 MiB pieces), while the device splits a large read into requests by itself.
+const LOAD_PIECE_BYTES: usize = 8 << 20;
 /// Appends smaller than this are copied into the cache rather than shared (see `append`).
 const CACHE_COPY_BELOW: usize = 32 << 10;
 /// Default budget of all recent-batch caches of one shard (thread) together.
@@ -168,10 +171,12 @@ pub enum Chunk {
     Cached(Bytes),
     /// A range of a segment file. `file` is a buffered read-only descriptor, so the
     /// range can go to a socket with `sendfile`/`splice` without passing through
-    /// user space. The file may have been unlinked by retention meanwhile; the open
-    /// descriptor keeps the bytes readable.
+    /// user space; `dma` is the segment's O_DIRECT file, which [`Chunk::load`] reads.
+    /// The file may have been unlinked by retention meanwhile; the open descriptors
+    /// keep the bytes readable.
     File {
         file: Rc<File>,
+        dma: Rc<glommio::io::DmaFile>,
         offset: u64,
         len: u32,
     },
@@ -189,22 +194,47 @@ impl Chunk {
         self.len() == 0
     }
 
-    /// The chunk's bytes in memory (a copy for `File`, read on glommio's blocking pool
-    /// so a cold page cache does not stall the shard).
+    /// The chunk's bytes in memory (a copy for `File`).
+    ///
+    /// File ranges are read with O_DIRECT through the shard's io_uring: segments are
+    /// written with O_DIRECT, so their data is not in the page cache anyway, and a
+    /// buffered read of cold data goes through the kernel's small readahead window
+    /// (≈ 0.33 GB/s on the reference VM against ≈ 1.8 GB/s for large direct reads).
     pub async fn load(&self) -> Result<Bytes, StorageError> {
         match self {
             Chunk::Cached(b) => Ok(b.clone()),
-            Chunk::File { file, offset, len } => {
-                let file = file.try_clone()?;
-                let (offset, len) = (*offset, *len as usize);
-                let res = glommio::executor()
-                    .spawn_blocking(move || -> io::Result<Vec<u8>> {
-                        let mut buf = vec![0u8; len];
-                        file.read_exact_at(&mut buf, offset)?;
-                        Ok(buf)
-                    })
-                    .await?;
-                Ok(Bytes::from(res))
+            Chunk::File {
+                dma, offset, len, ..
+            } => {
+                let len = *len as usize;
+                let mut out = Vec::with_capacity(len);
+                let mut pos = *offset;
+                // Bounded pieces keep each DMA buffer bounded; a range larger than one
+                // piece becomes several reads in flight at once.
+                let mut reads = Vec::new();
+                while pos < *offset + len as u64 {
+                    let n = (*offset + len as u64 - pos).min(LOAD_PIECE_BYTES as u64);
+                    reads.push((pos, n as usize, dma.read_at(pos, n as usize)));
+                    pos += n;
+                }
+                let results = crate::event::join_all(
+                    reads
+                        .into_iter()
+                        .map(|(p, n, f)| async move { (p, n, f.await) })
+                        .collect(),
+                )
+                .await;
+                for (p, n, r) in results {
+                    let buf = r?;
+                    if buf.len() < n {
+                        return Err(StorageError::Io(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("short read at {p}: {} of {n} bytes", buf.len()),
+                        )));
+                    }
+                    out.extend_from_slice(&buf[..n]);
+                }
+                Ok(Bytes::from(out))
             }
         }
     }
@@ -1042,6 +1072,7 @@ impl PartitionLog {
         if file_end > start {
             res.chunks.push(Chunk::File {
                 file: reader,
+                dma: seg.dma_or_err()?,
                 offset: start,
                 len: (file_end - start) as u32,
             });
