@@ -5,7 +5,8 @@
 //! `i / r` after the start, fixed in advance. If the broker (or the harness) stalls, records
 //! are generated late but keep their intended times, so the stall shows up in the latency of
 //! every record that should have been sent during it. With no rate (`rate = 0`) the producer
-//! is closed-loop: intended time = creation time, bounded by `buffer_bytes`.
+//! is closed-loop: intended time = creation time (one clock reading shared by up to
+//! `CLOSED_LOOP_GROUP` records generated back to back), bounded by `buffer_bytes`.
 
 use crate::batch::{BatchBuilder, ProducerStamp};
 use crate::client::{
