@@ -530,8 +530,16 @@ impl State {
                 seg.staged_size.get(),
                 "staging must continue at the segment's end"
             );
-            let size =
-                (align_up((tail.len() + src.len()) as u64) as usize).clamp(CHUNK_MIN, CHUNK_MAX);
+            // A partial tail block gets a chunk (so a write) of its own: that block is
+            // already written on disk while the blocks after it are only allocated, and
+            // ext4 issues an O_DIRECT write without blocking only when the whole range
+            // is one kind of extent. A write spanning both is handed by io_uring to a
+            // kernel worker thread (measured: 85% of writes at 100 k small requests/s).
+            let size = if tail.is_empty() {
+                (align_up(src.len() as u64) as usize).clamp(CHUNK_MIN, CHUNK_MAX)
+            } else {
+                ALIGN as usize
+            };
             let mut buf = self.alloc_buffer(size);
             buf.as_bytes_mut()[..tail.len()].copy_from_slice(&tail);
             self.staging.push(StagedRun {
