@@ -30,6 +30,8 @@ pub const MAX_IN_FLIGHT_PER_CONNECTION_DEFAULT: usize = 32;
 /// Memory for recently produced batches kept to serve tailing consumers, per shard (all of
 /// its partitions together; each partition also keeps at most 8 MiB).
 pub const BATCH_CACHE_BYTES_PER_SHARD_DEFAULT: usize = storage::log::DEFAULT_SHARD_CACHE_BYTES;
+/// The same, for one partition.
+pub const BATCH_CACHE_BYTES_PER_PARTITION_DEFAULT: usize = storage::log::DEFAULT_READ_CACHE_BYTES;
 
 /// What the TOML file may hold. Every field is optional: absent means "use the default".
 #[derive(Debug, Default, Deserialize)]
@@ -44,6 +46,7 @@ pub struct FileConfig {
     pub max_connections_per_shard: Option<usize>,
     pub max_in_flight_per_connection: Option<usize>,
     pub batch_cache_bytes_per_shard: Option<usize>,
+    pub batch_cache_bytes_per_partition: Option<usize>,
     /// Kafka broker settings by their Kafka names (`log.retention.hours`, `num.partitions`, ...).
     #[serde(default)]
     pub kafka: BTreeMap<String, toml::Value>,
@@ -72,6 +75,7 @@ pub struct BrokerConfig {
     pub max_connections_per_shard: usize,
     pub max_in_flight_per_connection: usize,
     pub batch_cache_bytes_per_shard: usize,
+    pub batch_cache_bytes_per_partition: usize,
     pub kafka: BrokerDefaults,
     /// Test-only fault injection: drop (close the connection instead of answering) every Nth
     /// produce response. Set by `RINGTAIL_TEST_DROP_PRODUCE_RESPONSES`.
@@ -198,6 +202,9 @@ impl BrokerConfig {
             batch_cache_bytes_per_shard: file
                 .batch_cache_bytes_per_shard
                 .unwrap_or(BATCH_CACHE_BYTES_PER_SHARD_DEFAULT),
+            batch_cache_bytes_per_partition: file
+                .batch_cache_bytes_per_partition
+                .unwrap_or(BATCH_CACHE_BYTES_PER_PARTITION_DEFAULT),
             kafka,
             test_drop_produce_every,
         })

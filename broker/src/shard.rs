@@ -394,6 +394,7 @@ impl Shard {
     ) -> Result<Partition, storage::StorageError> {
         let dir = partition_dir(&self.config.data_dir, &topic.name, index);
         let log = PartitionLog::open(dir, topic.config.log_config()).await?;
+        log.set_read_cache_bytes(self.config.batch_cache_bytes_per_partition);
         // Rebuild idempotent-producer state from the log so retried batches sent before a
         // restart are still recognised as duplicates.
         let mut producers = ProducerStateTable::default();
