@@ -30,6 +30,10 @@ pub const MAX_IN_FLIGHT_PER_CONNECTION_DEFAULT: usize = 32;
 /// Memory for recently produced batches kept to serve tailing consumers, per shard (all of
 /// its partitions together; each partition also keeps at most 8 MiB).
 pub const BATCH_CACHE_BYTES_PER_SHARD_DEFAULT: usize = storage::log::DEFAULT_SHARD_CACHE_BYTES;
+/// How long a shard keeps polling its rings after running out of work before it sleeps
+/// (Seastar's `--idle-poll-time-us`, also 200 µs there). Under load a shard then never
+/// pays the wake-up latency of a parked thread; an idle shard sleeps after this long.
+pub const IDLE_POLL_US_DEFAULT: u64 = 200;
 /// The same, for one partition.
 pub const BATCH_CACHE_BYTES_PER_PARTITION_DEFAULT: usize = storage::log::DEFAULT_READ_CACHE_BYTES;
 
@@ -47,6 +51,7 @@ pub struct FileConfig {
     pub max_in_flight_per_connection: Option<usize>,
     pub batch_cache_bytes_per_shard: Option<usize>,
     pub batch_cache_bytes_per_partition: Option<usize>,
+    pub idle_poll_us: Option<u64>,
     /// Kafka broker settings by their Kafka names (`log.retention.hours`, `num.partitions`, ...).
     #[serde(default)]
     pub kafka: BTreeMap<String, toml::Value>,
@@ -76,6 +81,7 @@ pub struct BrokerConfig {
     pub max_in_flight_per_connection: usize,
     pub batch_cache_bytes_per_shard: usize,
     pub batch_cache_bytes_per_partition: usize,
+    pub idle_poll_us: u64,
     pub kafka: BrokerDefaults,
     /// Test-only fault injection: drop (close the connection instead of answering) every Nth
     /// produce response. Set by `RINGTAIL_TEST_DROP_PRODUCE_RESPONSES`.
@@ -205,6 +211,7 @@ impl BrokerConfig {
             batch_cache_bytes_per_partition: file
                 .batch_cache_bytes_per_partition
                 .unwrap_or(BATCH_CACHE_BYTES_PER_PARTITION_DEFAULT),
+            idle_poll_us: file.idle_poll_us.unwrap_or(IDLE_POLL_US_DEFAULT),
             kafka,
             test_drop_produce_every,
         })

@@ -123,9 +123,14 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
         } else {
             None
         };
-        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+        let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{id}"))
-            .io_memory(io_plan.io_memory_bytes)
+            .io_memory(io_plan.io_memory_bytes);
+        if config.idle_poll_us > 0 {
+            builder =
+                builder.spin_before_park(std::time::Duration::from_micros(config.idle_poll_us));
+        }
+        let handle = builder
             .spawn(move || async move {
                 let router = endpoint.connect().await;
                 let controller = controller_parts.map(|(store, ids)| Controller::new(store, ids));

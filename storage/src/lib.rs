@@ -36,8 +36,10 @@
 //! - `Durability::Written`: the O_DIRECT write completed (device queue / write-back
 //!   cache). Survives a process crash (`kill -9`), not necessarily a power loss.
 //! - `Durability::Fsynced`: an fdatasync of the segment, started after the write
-//!   completed, returned. Segment creation also fsyncs the directory, and a segment is
-//!   truncated and fsynced before the next one is created (sealing).
+//!   completed, returned. When a segment rolls, the directory fsync and the sealing of
+//!   the previous segment (truncate, fdatasync, index files, checkpoint) run in the
+//!   background, in roll order; an fsync for durability waits for them first, so
+//!   `Fsynced` still covers every earlier segment.
 //! - `flush.messages` / `flush.ms` trigger fsyncs without waiters; `None` = never.
 //!
 //! ## Reads and zero copy

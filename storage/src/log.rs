@@ -469,6 +469,8 @@ struct State {
     closing: bool,
     closed: bool,
     writer_running: bool,
+    /// Rolled segments whose background seal (see `roll_files`) has not finished.
+    seals_in_flight: usize,
     leader_epoch: Option<i32>,
     unflushed_since: Option<Instant>,
 }
@@ -651,6 +653,9 @@ pub(crate) struct Inner {
     writer_wake: Rc<Event>,
     /// Serialises checkpoint file writes (they share a temporary file name).
     checkpoint_lock: glommio::sync::Semaphore,
+    /// Keeps background segment seals in roll order (the recovery point only moves forward
+    /// over sealed segments).
+    seal_lock: glommio::sync::Semaphore,
     /// Test hook: number of upcoming (writes, fsyncs) to fail.
     injected_faults: std::cell::Cell<(u32, u32)>,
 }
@@ -734,6 +739,7 @@ impl PartitionLog {
             closing: false,
             closed: false,
             writer_running: true,
+            seals_in_flight: 0,
             leader_epoch: None,
             unflushed_since: None,
         };
@@ -744,6 +750,7 @@ impl PartitionLog {
             changed: Rc::new(Event::default()),
             writer_wake: Rc::new(Event::default()),
             checkpoint_lock: glommio::sync::Semaphore::new(1),
+            seal_lock: glommio::sync::Semaphore::new(1),
             injected_faults: std::cell::Cell::new((0, 0)),
         });
         let weak = Rc::downgrade(&inner);
@@ -1410,6 +1417,7 @@ impl PartitionLog {
             }
             listener.await;
         }
+        wait_for_seals(&self.inner).await;
         let poisoned = self.inner.st.borrow().poisoned;
         let mut result = Ok(());
         if clean && !poisoned {
@@ -1764,20 +1772,6 @@ async fn roll_files(inner: &Rc<Inner>, seg: &Rc<Segment>) -> Result<(), StorageE
             prev.staged_size.get(),
             "sealing a segment with unwritten bytes"
         );
-        let dma = prev.dma_or_err()?;
-        dma.truncate(prev.written_size.get()).await?;
-        if let Err(e) = dma.fdatasync().await {
-            error!(segment = %prev.log_path.display(), error = %e, "fdatasync failed");
-            return Err(StorageError::Poisoned);
-        }
-        let hw = inner.st.borrow().hw;
-        {
-            let mut st = inner.st.borrow_mut();
-            if st.durable < hw {
-                st.durable = hw;
-            }
-        }
-        write_index_files(&inner.dir, prev).await;
     }
     let files = segment::open_files(&seg.log_path, true).await?;
     let cfg = inner.config.borrow().clone();
@@ -1793,24 +1787,94 @@ async fn roll_files(inner: &Rc<Inner>, seg: &Rc<Segment>) -> Result<(), StorageE
             }
         }
     }
-    let dir = inner.dir.clone();
-    let synced = glommio::executor()
-        .spawn_blocking(move || File::open(&dir).and_then(|d| d.sync_all()))
-        .await;
     *seg.files.borrow_mut() = Some(files);
-    if let Err(e) = synced {
-        error!(dir = %inner.dir.display(), error = %e, "directory fsync failed");
-        return Err(StorageError::Poisoned);
-    }
     inner.changed.notify_all();
-    if prev.is_some() {
-        inner.st.borrow_mut().recovery_point = seg.base_offset;
-        write_checkpoint(inner, false).await?;
-    }
+    // The directory fsync for the new file and the sealing of the previous segment
+    // (truncate, fdatasync, index files, checkpoint) run in the background: an fdatasync
+    // of a whole segment can take hundreds of milliseconds, and writes into the new
+    // segment need neither (acks=1 survives a process crash without them). Durability
+    // waiters do need them: `fsync_active` waits for the seals in flight first.
+    inner.st.borrow_mut().seals_in_flight += 1;
+    let task_inner = inner.clone();
+    let new_base = seg.base_offset;
+    glommio::spawn_local(async move {
+        let inner = task_inner;
+        if let Err(e) = seal_rolled(&inner, prev, new_base).await {
+            error!(dir = %inner.dir.display(), error = %e, "sealing a rolled segment failed; partition poisoned");
+            let mut st = inner.st.borrow_mut();
+            st.poisoned = true;
+            st.staging.clear();
+        }
+        inner.st.borrow_mut().seals_in_flight -= 1;
+        inner.changed.notify_all();
+        inner.writer_wake.notify_all();
+    })
+    .detach();
     Ok(())
 }
 
+/// Background part of a roll, in roll order (`seal_lock`): makes the new segment's
+/// directory entry durable, then seals `prev` and moves the recovery point past it.
+async fn seal_rolled(
+    inner: &Rc<Inner>,
+    prev: Option<Rc<Segment>>,
+    new_base: i64,
+) -> Result<(), StorageError> {
+    let _order = inner.seal_lock.acquire_permit(1).await?;
+    let dir = inner.dir.clone();
+    glommio::executor()
+        .spawn_blocking(move || File::open(&dir).and_then(|d| d.sync_all()))
+        .await
+        .map_err(|e| {
+            error!(dir = %inner.dir.display(), error = %e, "directory fsync failed");
+            StorageError::Poisoned
+        })?;
+    let Some(prev) = prev else { return Ok(()) };
+    // No files: retention or DeleteRecords removed the segment already.
+    let Some(dma) = prev.dma() else { return Ok(()) };
+    dma.truncate(prev.written_size.get()).await?;
+    if let Err(e) = dma.fdatasync().await {
+        error!(segment = %prev.log_path.display(), error = %e, "fdatasync failed");
+        return Err(StorageError::Poisoned);
+    }
+    {
+        let mut st = inner.st.borrow_mut();
+        let end = prev.next_offset.get();
+        if st.durable < end {
+            st.durable = end;
+        }
+        if st.recovery_point < new_base {
+            st.recovery_point = new_base;
+        }
+    }
+    inner.changed.notify_all();
+    // Retention may have deleted the segment meanwhile: then it must not get index files.
+    let still_there = inner
+        .st
+        .borrow()
+        .segments
+        .get(&prev.base_offset)
+        .is_some_and(|s| Rc::ptr_eq(s, &prev));
+    if still_there {
+        write_index_files(&inner.dir, &prev).await;
+    }
+    write_checkpoint(inner, false).await
+}
+
+/// Waits until no segment seal runs in the background.
+async fn wait_for_seals(inner: &Rc<Inner>) {
+    loop {
+        let listener = inner.changed.listen();
+        if inner.st.borrow().seals_in_flight == 0 {
+            return;
+        }
+        listener.await;
+    }
+}
+
 async fn fsync_active(inner: &Rc<Inner>) {
+    // Earlier segments and the directory must be durable before anything after them is.
+    wait_for_seals(inner).await;
     let (dma, target) = {
         let st = inner.st.borrow();
         let dma = st.segments.values().rev().find_map(|s| s.dma());

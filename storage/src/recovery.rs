@@ -174,7 +174,14 @@ pub(crate) async fn recover(dir: &PathBuf, config: &LogConfig) -> Result<Recover
             if out.valid_size < file_size {
                 let dropped = file_size - out.valid_size;
                 let reason = out.stop_reason.as_deref().unwrap_or("end of data");
-                if is_last && out.tail_is_zeros {
+                // A rolled segment is sealed (its allocated tail trimmed) in the
+                // background, so a crash can leave allocated zeros after the data of a
+                // segment that is not the last. If its data ends exactly where the next
+                // segment starts, nothing is missing: trim it like the seal would have.
+                let unsealed = out.tail_is_zeros && next_base == Some(out.next_offset);
+                if unsealed && !is_last {
+                    info!(segment = %seg.log_path.display(), position = out.valid_size, "trimming an unsealed rolled segment (zeros follow its data)");
+                } else if is_last && out.tail_is_zeros {
                     debug!(segment = %seg.log_path.display(), position = out.valid_size, "end of data (zeros follow)");
                 } else {
                     stats.bytes_truncated += dropped;
@@ -188,7 +195,7 @@ pub(crate) async fn recover(dir: &PathBuf, config: &LogConfig) -> Result<Recover
                     );
                 }
                 files.dma.truncate(out.valid_size).await?;
-                if !is_last {
+                if !is_last && !unsealed {
                     cut_after = Some(i);
                 }
             }

@@ -276,3 +276,47 @@ fn recovery_scan_stitches_batches_across_reads() {
     assert_eq!(end as usize, idx);
     assert_eq!(got.len(), idx);
 }
+
+/// Rolled segments are sealed (trimmed, fsynced) in the background, so a crash can leave
+/// allocated zeros after the data of a segment that is not the last one. Recovery must
+/// trim them and keep every later segment (it used to treat that as a torn segment and
+/// delete everything after it).
+#[test]
+fn unsealed_rolled_segment_keeps_later_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("unsealed");
+    let cfg = LogConfig {
+        segment_bytes: 16 << 10,
+        preallocate: false,
+        ..LogConfig::default()
+    };
+    let sizes: Vec<(i32, usize)> = (0..40)
+        .map(|i| (1 + i % 3, 500 + (i as usize * 97) % 900))
+        .collect();
+    let written = build_log(path.clone(), sizes, cfg.clone());
+    let segs = segments(&path);
+    assert!(segs.len() >= 3, "need several segments, got {}", segs.len());
+    // Simulate a crash before the seal of the second-to-last segment: allocated zeros
+    // after its data, and no trusted checkpoint.
+    let (_, victim) = &segs[segs.len() - 2];
+    let len = std::fs::metadata(victim).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(victim)
+        .unwrap()
+        .set_len(len + (1 << 20))
+        .unwrap();
+    let _ = std::fs::remove_file(path.join("partition.checkpoint"));
+    let (batches, end, next) = reopen_and_read(path.clone(), cfg);
+    assert_eq!(batches.len(), written.len(), "no batch lost");
+    for (got, want) in batches.iter().zip(&written) {
+        assert_eq!((got.0, got.1), (want.0, want.1));
+    }
+    assert_eq!(end, written.last().unwrap().1 + 1);
+    assert_eq!(next, end);
+    assert!(segments(&path).len() >= segs.len(), "no segment deleted");
+    assert!(
+        std::fs::metadata(victim).unwrap().len() <= len,
+        "zeros trimmed"
+    );
+}
