@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Issue 6 performance targets on this machine: broker pinned to CPU 1 (`--cores 1`),
+# harness pinned to CPU 0; fresh broker + data dir per run; raw limits measured in the
+# same invocation. Prints one line per run and writes JSON to $OUT.
+#
+# Usage: bench-harness/scripts/perf-targets.sh [OUT_DIR]   Env: RUNS=3 DATA_ROOT=/var/tmp RINGTAIL_BIN BENCH_BIN ONLY=<section>
+set -uo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"; repo="$(cd "$here/../.." && pwd)"
+OUT="${1:-/tmp/ringtail-perf}"; RUNS="${RUNS:-3}"; DATA_ROOT="${DATA_ROOT:-/var/tmp}"; ONLY="${ONLY:-}"
+BIN="${RINGTAIL_BIN:-$repo/target/release/ringtail}"; BENCH="${BENCH_BIN:-$repo/target/release/ringtail-bench}"
+mkdir -p "$OUT"
+bp=""; dir=""; port=""
+cleanup() { [[ -n "$bp" ]] && kill "$bp" 2>/dev/null; wait "$bp" 2>/dev/null; [[ -n "$dir" ]] && rm -rf "$dir" "$dir.log"; }
+trap cleanup EXIT
+start_broker() { # [extra serve args...]
+  [[ -n "$dir" ]] || dir=$(mktemp -d "$DATA_ROOT/rt-perf.XXXX")
+  port=$((20000 + RANDOM % 20000))
+  taskset -c 1 "$BIN" serve --kafka-addr 127.0.0.1:$port --data-dir "$dir" --cores 1 --admin-addr off "$@" >>"$dir.log" 2>&1 &
+  bp=$!
+  for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && return 0; sleep 0.1; done
+  echo "broker did not start" >&2; cat "$dir.log" >&2; return 1
+}
+stop_broker() { kill "$bp" 2>/dev/null; wait "$bp" 2>/dev/null; bp=""; }
+fresh() { cleanup; bp=""; dir=""; }
+bench() { taskset -c 0 "$BENCH" "$@" --bootstrap 127.0.0.1:$port --cores 0 --no-charts; }
+summary() { python3 - "$@" <<'PY'
+import json,sys
+d=json.load(open(sys.argv[1])); l=d.get('latency_ms') or {}; b=d.get('broker') or {}; e=d.get('e2e_latency_ms') or {}
+s=[x for x in d['series'] if x.get('consumed_records_per_sec',0)>0]
+cons=f" consumed {d['consumed_mb_per_sec']:.0f} MB/s (busy seconds: {[round(x['consumed_mb_per_sec']) for x in s]})" if d['consumed_total'] else ""
+e2e=f" e2e p50 {e['p50']:.2f} p99 {e['p99']:.2f} p99.9 {e['p999']:.2f} p99.99 {e['p9999']:.2f} ms" if e else ""
+ack=f" ack p50 {l['p50']:.2f} p99 {l['p99']:.2f} p99.99 {l['p9999']:.2f} ms" if l else ""
+print(f"{d['name']}: {d['records_per_sec']:,.0f} rec/s {d['mb_per_sec']:.1f} MB/s{ack}{e2e}{cons} | broker CPU {b.get('cpu_pct_mean',0):.0f}% wait {b.get('runq_wait_pct_mean',0):.0f}% RSS {b.get('rss_mb_max',0):.0f} MB | harness CPU {d['harness_cpu_pct']:.0f}% | errors {d['produce_errors']}")
+PY
+}
+want() { [[ -z "$ONLY" || "$1" == *"$ONLY"* ]]; }
+
+echo "== $(date -u +%FT%TZ) git $(cd "$repo" && git rev-parse --short HEAD) load $(cut -d' ' -f1-3 /proc/loadavg)"
+if want raw; then
+  d=$(mktemp -d "$DATA_ROOT/rt-raw.XXXX")
+  taskset -c 0,1 "$BENCH" raw-limits --dir "$d" --seconds 3 --json "$OUT/raw-limits.json" | tail -1
+  if command -v fio >/dev/null; then
+    fio --name=w --filename="$d/f" --ioengine=io_uring --direct=1 --rw=write --bs=1m --size=3g --output-format=terse >/dev/null 2>&1
+    sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
+    taskset -c 1 fio --name=r --filename="$d/f" --ioengine=io_uring --direct=1 --rw=read --bs=1m --iodepth=4 --size=3g --output-format=terse 2>/dev/null \
+      | awk -F';' '{printf "O_DIRECT sequential read (fio, 1 MiB, QD 4, CPU 1): %.0f MB/s\n", $7*1024/1e6}' | tee "$OUT/raw-read.txt"
+  fi
+  rm -rf "$d"
+fi
+produce_cell() { # name, serve-args-string, bench args...
+  local name=$1 sargs=$2; shift 2
+  for r in $(seq 1 "$RUNS"); do
+    fresh; start_broker $sargs || continue
+    bench produce --topic t --json "$OUT/$name-$r.json" --name "$name" "$@" >"$OUT/$name-$r.log" 2>&1
+    stop_broker; summary "$OUT/$name-$r.json"
+  done
+}
+want p100 && produce_cell p100-a1-p1 "" --partitions 1 --record-size 100 --acks 1 --duration 10 --warmup 2
+want p1k && produce_cell p1k-a1-p12 "" --partitions 12 --record-size 1024 --acks 1 --duration 10 --warmup 2
+want p1k && produce_cell p1k-aall-p12 "" --partitions 12 --record-size 1024 --acks all --duration 10 --warmup 2
+want p1k1 && produce_cell p1k-a1-p1 "" --partitions 1 --record-size 1024 --acks 1 --duration 10 --warmup 2
+if want e2e; then
+  for rate in ${E2E_RATES:-300000}; do
+    for r in $(seq 1 "$RUNS"); do
+      fresh; start_broker || continue
+      bench e2e --topic t --json "$OUT/e2e-$rate-$r.json" --name "e2e-1k-p1-$rate" --partitions 1 --record-size 1024 --acks 1 \
+        --rate "$rate" --linger-ms 0 --duration 12 --warmup 2 ${E2E_ARGS:-} >"$OUT/e2e-$rate-$r.log" 2>&1
+      stop_broker; summary "$OUT/e2e-$rate-$r.json"
+    done
+  done
+fi
+if want read; then
+  for r in $(seq 1 "$RUNS"); do
+    fresh; start_broker --config "$here/perf-bigcache.toml" || continue
+    bench produce --topic t --json "$OUT/fill-$r.json" --name fill --partitions 12 --record-size 1024 --acks 1 --duration 3 --warmup 0 >/dev/null 2>&1
+    n=$(python3 -c "import json;print(json.load(open('$OUT/fill-$r.json'))['produced_acked_all'])")
+    # From the batch cache: 4 independent readers of everything just written (all cached).
+    bench consume --topic t --json "$OUT/cache-$r.json" --name "cache-read" --partitions 12 --record-size 1024 --from earliest \
+      --records $((n * 4)) --subscriptions 4 --duration 60 --warmup 0 >"$OUT/cache-$r.log" 2>&1
+    summary "$OUT/cache-$r.json"
+    # Cold: restart (empty cache), drop the page cache, 4 consumers of 3 partitions each.
+    stop_broker; sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; start_broker || continue
+    bench consume --topic t --json "$OUT/cold-$r.json" --name "cold-read" --partitions 12 --record-size 1024 --from earliest \
+      --records "$n" --consumers 4 --duration 60 --warmup 0 >"$OUT/cold-$r.log" 2>&1
+    stop_broker; summary "$OUT/cold-$r.json"
+  done
+fi
+if want idle; then
+  fresh; start_broker || exit 1
+  bench produce --topic idle --json "$OUT/idle-fill.json" --name idle-fill --partitions 1000 --record-size 1024 --acks 1 --rate 20000 \
+    --duration 10 --warmup 0 --key-cardinality 5000 --key-mode round-robin >/dev/null 2>&1
+  sleep 5; hz=$(getconf CLK_TCK)
+  t0=$(awk '{print $14+$15}' /proc/$bp/stat); s0=$(date +%s.%N); sleep 30
+  t1=$(awk '{print $14+$15}' /proc/$bp/stat); s1=$(date +%s.%N)
+  echo "1000 partitions (each written): idle CPU over 30 s $(python3 -c "print(f'{100*($t1-$t0)/$hz/($s1-$s0):.2f}')")%, peak RSS $(awk '/VmHWM/{printf "%.0f MiB", $2/1024}' /proc/$bp/status)"
+  stop_broker
+fi
