@@ -22,6 +22,15 @@ use std::time::Duration;
 /// Largest response frame accepted: a guard against garbage length prefixes.
 pub const FRAME_BYTES_MAX: usize = 512 << 20;
 pub const CLIENT_ID: &str = "ringtail-bench";
+/// A socket write that makes no progress for this long fails: the broker stopped reading
+/// (hung or dead shard). Without it a producer blocked on a full socket waits forever; with
+/// acks=0 nothing else would ever notice. Same order as Kafka's `request.timeout.ms`.
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default bound on one round trip of [`Conn::call`] (ApiVersions, Metadata, CreateTopics,
+/// ListOffsets, Fetch): a broker that accepts connections but never answers fails the run
+/// instead of hanging it. Above the 30 s the broker may take for CreateTopics; a caller that
+/// asks the broker to wait (Fetch max wait) extends it with [`Conn::set_call_timeout`].
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Highest versions this client encodes and decodes, per API. Capped below topic-ID-only
 /// versions (Produce 13, Fetch 13+) so topic names work with every broker.
@@ -221,13 +230,34 @@ impl FrameWriter {
             match err.kind() {
                 std::io::ErrorKind::Interrupted => continue,
                 std::io::ErrorKind::WouldBlock => {
-                    // Socket buffer full: let glommio wait for room, then try vectored again.
-                    self.w
-                        .write_all(&parts[idx][off..])
-                        .await
-                        .context("writing to broker")?;
-                    idx += 1;
-                    off = 0;
+                    // Socket buffer full: let glommio wait until the socket takes part of the
+                    // current slice, then go on vectored. Waiting without progress for
+                    // WRITE_STALL_TIMEOUT means the broker stopped reading (a hung or dead
+                    // shard whose socket stays open): fail instead of waiting forever.
+                    let write = async { Some(self.w.write(&parts[idx][off..]).await) };
+                    let stall = async {
+                        glommio::timer::sleep(WRITE_STALL_TIMEOUT).await;
+                        None
+                    };
+                    // The timer goes first: when it fires, the write is not given a last
+                    // try. (glommio's write would first retry `send`, and a socket whose
+                    // reader stopped still takes a few bytes now and then without ever
+                    // becoming writable, so the stall would pass unnoticed, 30 s at a time.)
+                    match futures_lite::future::or(stall, write).await {
+                        Some(Ok(0)) => bail!("writing to broker: the socket took no bytes"),
+                        Some(Ok(n)) => {
+                            ensure!(
+                                n <= parts[idx].len() - off,
+                                "write reported more bytes than given"
+                            );
+                            off += n;
+                        }
+                        Some(Err(e)) => return Err(e).context("writing to broker"),
+                        None => bail!(
+                            "writing to broker: no progress for {WRITE_STALL_TIMEOUT:?} \
+                             (the broker stopped reading)"
+                        ),
+                    }
                 }
                 _ => return Err(err).context("writing to broker"),
             }
@@ -331,6 +361,7 @@ pub struct Conn {
     writer: FrameWriter,
     pub versions: Versions,
     next_correlation_id: i32,
+    call_timeout: Duration,
 }
 
 impl Conn {
@@ -353,9 +384,15 @@ impl Conn {
             writer: FrameWriter { w, fd },
             versions: Versions::default(),
             next_correlation_id: 1,
+            call_timeout: CALL_TIMEOUT,
         };
         conn.negotiate().await?;
         Ok(conn)
+    }
+
+    /// Sets how long one [`Conn::call`] round trip may take before it fails.
+    pub fn set_call_timeout(&mut self, timeout: Duration) {
+        self.call_timeout = timeout;
     }
 
     pub fn next_correlation_id(&mut self) -> i32 {
@@ -417,8 +454,18 @@ impl Conn {
     ) -> Result<Bytes> {
         let corr = self.next_correlation_id();
         let frame = encode_frame(key, version, corr, req)?;
-        self.writer.write_frame(&frame).await?;
-        let resp = self.reader.read_frame().await?;
+        let addr = self.addr.clone();
+        let limit = self.call_timeout;
+        let round_trip = async {
+            self.writer.write_frame(&frame).await?;
+            self.reader.read_frame().await
+        };
+        let timeout = async {
+            glommio::timer::sleep(limit).await;
+            Err(anyhow!("{key:?} to {addr}: no response within {limit:?}"))
+        };
+        // On timeout the connection is left mid-exchange; the error ends its use.
+        let resp = futures_lite::future::or(round_trip, timeout).await?;
         let (got, body) = split_response(key, version, resp)?;
         ensure!(got == corr, "correlation id {got}, expected {corr}");
         Ok(body)

@@ -3,7 +3,7 @@
 //! broker, one Fetch in flight per connection, as librdkafka does.
 
 use crate::batch::split_batches;
-use crate::client::{list_offsets, ClusterMeta, Conn, EARLIEST, LATEST};
+use crate::client::{list_offsets, ClusterMeta, Conn, CALL_TIMEOUT, EARLIEST, LATEST};
 use crate::payload::{parse_intended, record_checksum};
 use crate::stats::{Clock, WorkerStats};
 use crate::workload::{Mode, StartFrom, Workload};
@@ -67,6 +67,10 @@ impl Consumer {
         let mut fetchers = Vec::new();
         for (_, (addr, parts)) in by_broker {
             let mut conn = Conn::connect(&addr).await?;
+            // Fetches may be held by the broker for up to their max wait.
+            conn.set_call_timeout(
+                CALL_TIMEOUT + Duration::from_millis(w.fetch_max_wait_ms.max(0) as u64),
+            );
             let ts = match w.start_from {
                 StartFrom::Earliest => EARLIEST,
                 StartFrom::Latest => LATEST,

@@ -205,8 +205,8 @@ impl Producer {
                 .links
                 .get_mut(&broker)
                 .ok_or_else(|| anyhow!("link {broker}"))?;
-            if acks != 0 {
-                let task = glommio::spawn_local(ack_loop(
+            let task = if acks != 0 {
+                glommio::spawn_local(ack_loop(
                     reader,
                     link.version,
                     link.shared.clone(),
@@ -214,9 +214,16 @@ impl Producer {
                     clock,
                     stats.clone(),
                     acked_global.clone(),
-                ));
-                link._reader_task = Some(task);
-            }
+                ))
+            } else {
+                glommio::spawn_local(watch_unacked(
+                    reader,
+                    link.shared.failed.clone(),
+                    self.signal_tx.clone(),
+                    stats.clone(),
+                ))
+            };
+            link._reader_task = Some(task);
         }
         let end_ns = (self.w.duration_s * 1e9) as u64;
         let interval_ns = if self.rate_per_sec > 0.0 {
@@ -387,9 +394,38 @@ impl Producer {
         }
         .await;
         if let Err(e) = &result {
-            stats
-                .borrow_mut()
-                .note_error(format!("producer {} ({}): {e:#}", self.index, self.topic));
+            // Records generated but never acknowledged are failures, so the run reports them
+            // (and exits non-zero) instead of only noting the cause.
+            let lost = if acks == 0 {
+                // Nothing else counts errors at acks=0; the batches of a failed write were
+                // dropped with it.
+                seq.saturating_sub(acked_global.load(Ordering::Relaxed))
+            } else {
+                // What the acknowledgement task has not accounted for (it empties `inflight`
+                // itself when its connection fails).
+                let queued: u64 = self
+                    .links
+                    .values()
+                    .map(|l| {
+                        let batches = |q: &VecDeque<Sealed>| -> u64 {
+                            q.iter().map(|b| b.intended.records()).sum()
+                        };
+                        batches(&l.ready)
+                            + batches(&l.shared.retry.borrow())
+                            + l.shared
+                                .inflight
+                                .borrow()
+                                .iter()
+                                .flat_map(|f| f.batches.iter())
+                                .map(|b| b.intended.records())
+                                .sum::<u64>()
+                    })
+                    .sum();
+                queued + self.parts.iter().map(|p| p.intended.records()).sum::<u64>()
+            };
+            let mut st = stats.borrow_mut();
+            st.produce_errors += lost;
+            st.note_error(format!("producer {} ({}): {e:#}", self.index, self.topic));
         }
         result
     }
@@ -661,4 +697,25 @@ async fn ack_loop(
         drop(st);
         let _ = signal.try_send(());
     }
+}
+
+/// acks=0: the broker sends no Produce responses, and on an error it closes the connection
+/// instead of answering. Reads the connection only to notice that (or a stray response),
+/// so the producer fails fast rather than writing into a dead socket.
+async fn watch_unacked(
+    mut reader: FrameReader,
+    failed: Rc<Cell<bool>>,
+    signal: Rc<LocalSender<()>>,
+    stats: Rc<RefCell<WorkerStats>>,
+) {
+    let msg = match reader.read_frame().await {
+        Ok(frame) => format!(
+            "produce connection: unexpected {}-byte response to acks=0 requests",
+            frame.len()
+        ),
+        Err(e) => format!("produce connection (acks=0): {e:#}"),
+    };
+    failed.set(true);
+    stats.borrow_mut().note_error(msg);
+    let _ = signal.try_send(());
 }

@@ -360,3 +360,164 @@ fn omb_e2e_workload_consumes_everything_it_produces() {
     let e2e = r["e2e_latency_ms"]["p50"].as_f64().expect("e2e p50");
     assert!(e2e > 0.0);
 }
+
+/// acks=0: the broker sends no Produce responses, so a record counts as produced once its
+/// request is fully written to the socket. The run must still end (it once waited forever
+/// on a socket the broker had stopped reading) and, against a healthy broker over loopback,
+/// everything written must be stored.
+#[test]
+fn acks_zero_run_ends_and_everything_written_is_stored() {
+    let Some(bin) = broker_bin() else { return };
+    let _serial = serial();
+    let data = tempfile::tempdir().expect("tempdir");
+    let (_broker, port) = start_broker(&bin, data.path());
+    let bootstrap = format!("127.0.0.1:{port}");
+    let topic = "acks-zero";
+    let started = Instant::now();
+    let r = run_bench(&[
+        "produce",
+        "--bootstrap",
+        &bootstrap,
+        "--topic",
+        topic,
+        "--partitions",
+        "2",
+        "--record-size",
+        "100",
+        "--acks",
+        "0",
+        "--rate",
+        "20000",
+        "--duration",
+        "3",
+        "--warmup",
+        "1",
+    ]);
+    let took = started.elapsed();
+    // A 3 s run plus setup; the bound only catches a run that does not end (the old
+    // behaviour), it is no timing measurement.
+    assert!(
+        took < Duration::from_secs(90),
+        "acks=0 run of 3 s took {took:?}"
+    );
+    let produced = u(&r, "produced_acked_all");
+    assert!(produced > 10_000, "too few records produced: {produced}");
+    assert_eq!(u(&r, "produce_errors"), 0);
+    assert!(
+        r["latency_ms"]["p50"].as_f64().expect("p50") > 0.0,
+        "acks=0 latency (write completion - intended time) is measured"
+    );
+    let checksum = u(&r, "produce_checksum");
+    // No response means no flow control beyond the socket: give the broker a moment to
+    // append what is still in its socket buffer before reading back.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (n, sum) = loop {
+        let (n, sum) = kcat_readback(port, topic);
+        if n >= produced || Instant::now() > deadline {
+            break (n, sum);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(
+        n, produced,
+        "kcat read {n} records, harness reported {produced} written"
+    );
+    assert_eq!(sum, checksum, "kcat checksum differs");
+    let c = run_bench(&[
+        "consume",
+        "--bootstrap",
+        &bootstrap,
+        "--topic",
+        topic,
+        "--no-create-topics",
+        "--from",
+        "earliest",
+        "--records",
+        &produced.to_string(),
+        "--duration",
+        "60",
+    ]);
+    assert_eq!(u(&c, "consumed_total"), produced);
+    assert_eq!(u(&c, "consume_checksum"), checksum);
+}
+
+/// A broker that stops reading (here: SIGSTOP; in the original report a shard that had
+/// panicked while the process kept its sockets open) once left an acks=0 producer blocked on
+/// the full socket forever. The run must instead fail, naming the stall, after the harness's
+/// write-stall timeout (30 s).
+#[test]
+fn acks_zero_run_fails_instead_of_hanging_when_the_broker_stops_reading() {
+    let Some(bin) = broker_bin() else { return };
+    let _serial = serial();
+    let data = tempfile::tempdir().expect("tempdir");
+    let (broker, port) = start_broker(&bin, data.path());
+    let broker_pid = broker.0.id().to_string();
+    // Closed loop: writes as fast as the socket takes them, so it fills right after the stop.
+    let bench = Command::new(bench_bin())
+        .args([
+            "produce",
+            "--bootstrap",
+            &format!("127.0.0.1:{port}"),
+            "--topic",
+            "acks-zero-stall",
+            "--partitions",
+            "1",
+            "--record-size",
+            "100",
+            "--acks",
+            "0",
+            "--duration",
+            "5",
+            "--warmup",
+            "1",
+            "--no-charts",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ringtail-bench");
+    let mut bench = Proc(bench, "ringtail-bench");
+    std::thread::sleep(Duration::from_millis(2500));
+    let stop = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &broker_pid])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill {sig} {broker_pid} failed");
+    };
+    stop("-STOP");
+    // 30 s stall timeout plus generous slack for a loaded machine; the old harness never
+    // ended here.
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let status = loop {
+        if let Ok(Some(s)) = bench.0.try_wait() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    stop("-CONT");
+    let Some(status) = status else {
+        panic!("acks=0 run still going 150 s after the broker stopped reading");
+    };
+    let mut out = String::new();
+    if let Some(o) = bench.0.stdout.as_mut() {
+        let _ = o.read_to_string(&mut out);
+    }
+    if let Some(e) = bench.0.stderr.as_mut() {
+        let _ = e.read_to_string(&mut out);
+    }
+    assert!(
+        !status.success(),
+        "a run whose broker stopped reading must fail:\n{out}"
+    );
+    // Normally the write stall; if the stop caught the run still in setup, the
+    // administrative call's timeout reports it instead.
+    assert!(
+        out.contains("stopped reading") || out.contains("no response within"),
+        "the failure names the stall:\n{out}"
+    );
+}
