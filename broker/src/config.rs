@@ -86,6 +86,9 @@ pub struct BrokerConfig {
     /// Test-only fault injection: drop (close the connection instead of answering) every Nth
     /// produce response. Set by `RINGTAIL_TEST_DROP_PRODUCE_RESPONSES`.
     pub test_drop_produce_every: Option<u64>,
+    /// Test-only fault injection: a produce to this topic makes a background task of the
+    /// owning shard panic (as a storage bug would). Set by `RINGTAIL_TEST_PANIC_TOPIC`.
+    pub test_panic_topic: Option<String>,
 }
 
 /// Command-line / environment overrides, already parsed by clap.
@@ -190,6 +193,9 @@ impl BrokerConfig {
             }
             _ => None,
         };
+        let test_panic_topic = std::env::var("RINGTAIL_TEST_PANIC_TOPIC")
+            .ok()
+            .filter(|t| !t.is_empty());
         Ok(BrokerConfig {
             kafka_addr,
             advertised_host,
@@ -214,6 +220,7 @@ impl BrokerConfig {
             idle_poll_us: file.idle_poll_us.unwrap_or(IDLE_POLL_US_DEFAULT),
             kafka,
             test_drop_produce_every,
+            test_panic_topic,
         })
     }
 

@@ -146,7 +146,31 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
             .map_err(|e| {
                 anyhow::anyhow!("starting the executor of shard {id} on CPU {cpu}: {e}")
             })?;
-        handles.push(handle);
+        // A shard whose thread dies (a panic in one of its tasks) must stop the broker:
+        // otherwise the process keeps its listening socket and connections open while
+        // nothing reads them, and every client hangs. The watcher joins the executor and,
+        // unless a shutdown is already under way, starts one.
+        let watcher = std::thread::Builder::new()
+            .name(format!("shard-{id}-watch"))
+            .spawn(move || {
+                let result = handle.join();
+                if let Err(e) = &result {
+                    error!(
+                        shard = id,
+                        "shard thread ended abnormally: {e}; stopping the broker"
+                    );
+                    SHARD_FAILED.store(true, Ordering::SeqCst);
+                    if !SHUTDOWN.swap(true, Ordering::SeqCst) {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::getpid(),
+                            nix::sys::signal::SIGTERM,
+                        );
+                    }
+                }
+                result.map(|_| ()).map_err(|e| e.to_string())
+            })
+            .context("starting a shard watcher thread")?;
+        handles.push(watcher);
     }
 
     wait_for_shutdown_signal();
@@ -161,8 +185,10 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
         })
         .context("starting the shutdown watchdog")?;
     for h in handles {
-        if let Err(e) = h.join() {
-            warn!("shard ended with an error: {e}");
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!("shard ended with an error: {e}"),
+            Err(_) => warn!("a shard watcher thread panicked"),
         }
     }
     if SHARD_FAILED.load(Ordering::SeqCst) {

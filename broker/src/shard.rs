@@ -423,6 +423,14 @@ impl Shard {
 
     /// Append one partition's records on this (owning) shard.
     pub async fn produce_local(&self, part: ProducePart) -> ProduceResult {
+        if self.config.test_panic_topic.as_deref() == Some(part.topic.as_str()) {
+            // A detached task, like a partition's writer: its panic is not caught by the
+            // connection's handler and ends the shard's thread.
+            glommio::spawn_local(async {
+                panic!("test fault injection (RINGTAIL_TEST_PANIC_TOPIC)")
+            })
+            .detach();
+        }
         let Some(partition) = self.partition(&part.topic, part.partition) else {
             return ProduceResult::failed(PartitionError::new(E::UnknownTopicOrPartition));
         };

@@ -58,27 +58,17 @@ impl Future for Listener {
     }
 }
 
-/// Polls all futures concurrently and returns their outputs in order (a small
-/// `join_all`, to keep the dependency list short). Every future is polled on each wake,
-/// which is fine for the handful of writes of one group.
+/// Polls all futures concurrently and returns their outputs in order.
+///
+/// Each future is polled only when its own waker fires (`FuturesOrdered`), never on
+/// another one's wake-up: a glommio I/O future keeps a clone of the waker from every poll
+/// until the I/O completes, so re-polling all pending writes of a large group on each
+/// completion grew the clones quadratically and overflowed the task's reference count.
 pub(crate) async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(move |cx| {
-        let mut pending = false;
-        for (f, out) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if out.is_none() {
-                match f.as_mut().poll(cx) {
-                    Poll::Ready(v) => *out = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(outputs.iter_mut().filter_map(Option::take).collect())
-        }
-    })
-    .await
+    use futures::StreamExt;
+    futures
+        .into_iter()
+        .collect::<futures::stream::FuturesOrdered<F>>()
+        .collect()
+        .await
 }

@@ -578,3 +578,33 @@ fn shard_wide_cache_budget_bounds_many_partitions() {
         assert_eq!(storage::shard_cache_bytes(), 0, "closing releases every entry");
     });
 }
+
+/// A write group of hundreds of chunks (appends queued faster than the writer drains them,
+/// as under acks=0) completes. Re-polling every pending write on each wake-up used to leave
+/// a glommio waker clone per poll on each write and overflowed the writer task's reference
+/// count (a panic that took the shard down).
+#[test]
+fn write_group_of_many_chunks_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many");
+    run(move || async move {
+        let cfg = LogConfig {
+            segment_bytes: 1 << 30,
+            preallocate: false,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(path.clone(), cfg).await.unwrap();
+        let mut pending = Vec::new();
+        for i in 0..5000i64 {
+            // ~64 KiB each: one staging chunk per append, all in one run.
+            pending.push(log.append(&batch(60, 1070, i), None).unwrap());
+        }
+        let end = log.log_end_offset();
+        for p in pending {
+            p.wait(Durability::Written).await.unwrap();
+        }
+        assert_eq!(log.high_watermark(), end);
+        assert_eq!(end, 5000 * 60);
+        log.close().await.unwrap();
+    });
+}
