@@ -60,7 +60,8 @@ impl LogConfig {
 /// How long [`crate::PendingAppend::wait`] waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// acks=0: do not wait at all.
+    /// acks=0: do not wait for this append; only for room when the partition already has
+    /// more than [`crate::log::QUEUED_BACKLOG_MAX`] bytes waiting for the writer.
     Queued,
     /// acks=1: the O_DIRECT write completed (the data is in the device's queue/cache).
     Written,

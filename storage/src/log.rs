@@ -50,6 +50,9 @@ const CHUNK_MIN: usize = 64 << 10;
 const CHUNK_MAX: usize = 1 << 20;
 /// Default budget of the per-partition cache of recent batches.
 pub const DEFAULT_READ_CACHE_BYTES: usize = 8 << 20;
+/// Appended bytes of one partition that may wait for the writer before a `Queued`
+/// (acks=0) wait blocks: the only backpressure acks=0 producers get.
+pub const QUEUED_BACKLOG_MAX: u64 = 64 << 20;
 /// Largest single O_DIRECT read when loading a file range. Large: every read costs a
 /// device notification (on a VM, an exit to the hypervisor, which dominated cold reads
 /// at 1 MiB pieces), while the device splits a large read into requests by itself.
@@ -298,7 +301,23 @@ impl PendingAppend {
     /// Waits until the append reached `d`. `Queued` returns at once.
     pub async fn wait(self, d: Durability) -> Result<(), StorageError> {
         if d == Durability::Queued {
-            return Ok(());
+            // Nothing to wait for but room: without this, a producer with acks=0 that is
+            // faster than the disk grows the staged backlog (and the broker's memory)
+            // without bound, since its requests get no responses to pace it.
+            loop {
+                let listener = self.inner.changed.listen();
+                {
+                    let st = self.inner.st.borrow();
+                    if st.poisoned
+                        || st.closing
+                        || st.closed
+                        || st.unwritten_bytes() <= QUEUED_BACKLOG_MAX
+                    {
+                        return Ok(());
+                    }
+                }
+                listener.await;
+            }
         }
         let end = self.last_offset + 1;
         if d == Durability::Fsynced {
@@ -476,6 +495,19 @@ struct State {
 }
 
 impl State {
+    /// Appended bytes not yet written (staged or being written).
+    fn unwritten_bytes(&self) -> u64 {
+        let mut total = 0;
+        for seg in self.segments.values().rev() {
+            let (staged, written) = (seg.staged_size.get(), seg.written_size.get());
+            if staged <= written {
+                break;
+            }
+            total += staged - written;
+        }
+        total
+    }
+
     fn failure_for(&self, epoch: u64, base_offset: i64) -> Option<StorageError> {
         if epoch == self.epoch {
             return None;
@@ -912,6 +944,11 @@ impl PartitionLog {
     /// The next offset to assign.
     pub fn log_end_offset(&self) -> i64 {
         self.inner.st.borrow().leo
+    }
+
+    /// Appended bytes the writer has not finished writing yet.
+    pub fn unwritten_bytes(&self) -> u64 {
+        self.inner.st.borrow().unwritten_bytes()
     }
 
     /// End of what has been written; readers see up to here.

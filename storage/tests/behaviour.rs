@@ -608,3 +608,37 @@ fn write_group_of_many_chunks_completes() {
         log.close().await.unwrap();
     });
 }
+
+/// acks=0 appends (`Durability::Queued`) get backpressure: when the writer falls behind,
+/// the wait returns only once the partition's unwritten backlog is back under the bound,
+/// so a producer faster than the disk cannot grow the broker's memory without bound.
+#[test]
+fn queued_appends_are_paced_by_the_unwritten_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("paced");
+    run(move || async move {
+        let cfg = LogConfig {
+            preallocate: false,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(path.clone(), cfg).await.unwrap();
+        let max = storage::log::QUEUED_BACKLOG_MAX;
+        let mut peak = 0;
+        let one = batch(200, 1000, 1).len() as u64;
+        for i in 0..1200i64 {
+            // ~200 KiB per append, 240 MB in all: several times the bound.
+            let p = log.append(&batch(200, 1000, i), None).unwrap();
+            peak = peak.max(log.unwritten_bytes());
+            p.wait(Durability::Queued).await.unwrap();
+            assert!(
+                log.unwritten_bytes() <= max,
+                "backlog {} over {max} after a Queued wait",
+                log.unwritten_bytes()
+            );
+        }
+        assert!(peak <= max + one, "peak backlog {peak}");
+        log.flush().await.unwrap();
+        assert_eq!(log.high_watermark(), 1200 * 200);
+        log.close().await.unwrap();
+    });
+}
