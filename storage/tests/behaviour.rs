@@ -517,7 +517,11 @@ fn space_is_allocated_ahead_and_trimmed() {
         p.wait(Durability::Fsynced).await.unwrap();
         let extra = batch(5, 100, 5000).len() as u64;
         log.close().await.unwrap();
-        assert_eq!(file_len(&log_file), data_bytes + extra, "close trims the file");
+        assert_eq!(
+            file_len(&log_file),
+            data_bytes + extra,
+            "close trims the file"
+        );
         let log = PartitionLog::open(path.clone(), cfg).await.unwrap();
         assert_eq!(log.log_end_offset(), 3005);
         log.close().await.unwrap();
@@ -558,7 +562,10 @@ fn shard_wide_cache_budget_bounds_many_partitions() {
                 );
             }
         }
-        assert!(storage::shard_cache_bytes() > budget / 2, "the budget is used");
+        assert!(
+            storage::shard_cache_bytes() > budget / 2,
+            "the budget is used"
+        );
         // Everything is still readable (evicted parts from disk), in order.
         for log in &logs {
             let mut bases = Vec::new();
@@ -575,7 +582,11 @@ fn shard_wide_cache_budget_bounds_many_partitions() {
         for log in logs {
             log.close().await.unwrap();
         }
-        assert_eq!(storage::shard_cache_bytes(), 0, "closing releases every entry");
+        assert_eq!(
+            storage::shard_cache_bytes(),
+            0,
+            "closing releases every entry"
+        );
     });
 }
 
