@@ -245,22 +245,7 @@ fn produced_counts_and_checksums_are_read_back_by_independent_clients() {
             );
         }
         // The harness's own consumer agrees too.
-        let c = run_bench(&[
-            "consume",
-            "--bootstrap",
-            &bootstrap,
-            "--topic",
-            topic,
-            "--no-create-topics",
-            "--from",
-            "earliest",
-            "--records",
-            &produced.to_string(),
-            "--duration",
-            "60",
-        ]);
-        assert_eq!(u(&c, "consumed_total"), produced);
-        assert_eq!(u(&c, "consume_checksum"), checksum);
+        assert_own_consumer_reads(&bootstrap, topic, produced, checksum);
     }
 }
 
@@ -423,22 +408,7 @@ fn acks_zero_run_ends_and_everything_written_is_stored() {
         "kcat read {n} records, harness reported {produced} written"
     );
     assert_eq!(sum, checksum, "kcat checksum differs");
-    let c = run_bench(&[
-        "consume",
-        "--bootstrap",
-        &bootstrap,
-        "--topic",
-        topic,
-        "--no-create-topics",
-        "--from",
-        "earliest",
-        "--records",
-        &produced.to_string(),
-        "--duration",
-        "60",
-    ]);
-    assert_eq!(u(&c, "consumed_total"), produced);
-    assert_eq!(u(&c, "consume_checksum"), checksum);
+    assert_own_consumer_reads(&bootstrap, topic, produced, checksum);
 }
 
 /// A broker that stops reading (here: SIGSTOP; in the original report a shard that had
@@ -520,4 +490,24 @@ fn acks_zero_run_fails_instead_of_hanging_when_the_broker_stops_reading() {
         out.contains("stopped reading") || out.contains("no response within"),
         "the failure names the stall:\n{out}"
     );
+}
+
+/// The harness's own consumer reads back exactly `produced` records with `checksum`.
+fn assert_own_consumer_reads(bootstrap: &str, topic: &str, produced: u64, checksum: u64) {
+    let c = run_bench(&[
+        "consume",
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        "--no-create-topics",
+        "--from",
+        "earliest",
+        "--records",
+        &produced.to_string(),
+        "--duration",
+        "60",
+    ]);
+    assert_eq!(u(&c, "consumed_total"), produced);
+    assert_eq!(u(&c, "consume_checksum"), checksum);
 }
