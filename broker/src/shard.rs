@@ -585,7 +585,7 @@ impl Shard {
             }
             planned.push(plan);
         }
-        futures::future::join_all(planned.into_iter().map(|plan| self.finish_read(plan))).await
+        futures::future::join_all(planned.into_iter().map(finish_read)).await
     }
 
     /// Chooses the byte range of one partition read (nothing is loaded from disk yet).
@@ -605,27 +605,6 @@ impl Shard {
         {
             Ok(read) => Ok((partition, read)),
             Err(e) => Err(read_error(&partition.log, &e)),
-        }
-    }
-
-    /// Loads a planned read's bytes and builds the reply.
-    async fn finish_read(
-        &self,
-        plan: Result<(Rc<Partition>, storage::ReadResult), ReadReply>,
-    ) -> ReadReply {
-        let (partition, read) = match plan {
-            Ok(p) => p,
-            Err(reply) => return reply,
-        };
-        let log = &partition.log;
-        match read.into_bytes().await {
-            Ok(records) => ReadReply {
-                error: None,
-                high_watermark: log.high_watermark(),
-                log_start_offset: log.log_start_offset(),
-                records,
-            },
-            Err(e) => read_error(log, &e),
         }
     }
 
@@ -782,6 +761,24 @@ pub fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
         }
     }
     Guard(Some(f))
+}
+
+/// Loads a planned read's bytes and builds the reply.
+async fn finish_read(plan: Result<(Rc<Partition>, storage::ReadResult), ReadReply>) -> ReadReply {
+    let (partition, read) = match plan {
+        Ok(p) => p,
+        Err(reply) => return reply,
+    };
+    let log = &partition.log;
+    match read.into_bytes().await {
+        Ok(records) => ReadReply {
+            error: None,
+            high_watermark: log.high_watermark(),
+            log_start_offset: log.log_start_offset(),
+            records,
+        },
+        Err(e) => read_error(log, &e),
+    }
 }
 
 /// The reply for a failed read of `log`.
