@@ -114,16 +114,21 @@ pub struct ReadReply {
     pub error: Option<PartitionError>,
     pub high_watermark: i64,
     pub log_start_offset: i64,
-    pub records: Bytes,
+    /// Whole batches, in order, possibly in several chunks.
+    pub records: Vec<Bytes>,
 }
 
 impl ReadReply {
+    pub fn records_len(&self) -> usize {
+        self.records.iter().map(Bytes::len).sum()
+    }
+
     pub fn failed(error: PartitionError) -> ReadReply {
         ReadReply {
             error: Some(error),
             high_watermark: -1,
             log_start_offset: -1,
-            records: Bytes::new(),
+            records: Vec::new(),
         }
     }
 }
@@ -770,7 +775,7 @@ async fn finish_read(plan: Result<(Rc<Partition>, storage::ReadResult), ReadRepl
         Err(reply) => return reply,
     };
     let log = &partition.log;
-    match read.into_bytes().await {
+    match read.into_chunks().await {
         Ok(records) => ReadReply {
             error: None,
             high_watermark: log.high_watermark(),
@@ -787,6 +792,6 @@ fn read_error(log: &PartitionLog, e: &storage::StorageError) -> ReadReply {
         error: Some(PartitionError::from(e)),
         high_watermark: log.high_watermark(),
         log_start_offset: log.log_start_offset(),
-        records: Bytes::new(),
+        records: Vec::new(),
     }
 }

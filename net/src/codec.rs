@@ -490,13 +490,13 @@ struct ChunkedBuf {
     done: Vec<Bytes>,
     done_len: usize,
     cur: BytesMut,
-    splice: HashMap<(usize, usize), Bytes>,
+    splice: HashMap<(usize, usize), Vec<Bytes>>,
     /// A seek/range into an already-closed chunk was requested: fall back to plain encoding.
     broken: bool,
 }
 
 impl ChunkedBuf {
-    fn new(splice: HashMap<(usize, usize), Bytes>) -> Self {
+    fn new(splice: HashMap<(usize, usize), Vec<Bytes>>) -> Self {
         Self {
             done: Vec::new(),
             done_len: 0,
@@ -534,15 +534,16 @@ unsafe impl BufMut for ChunkedBuf {
 
     fn put_slice(&mut self, src: &[u8]) {
         if src.len() >= SPLICE_RECORDS_BYTES_MIN {
-            if let Some(blob) = self.splice.get(&(src.as_ptr() as usize, src.len())) {
-                let blob = blob.clone();
+            if let Some(blobs) = self.splice.get(&(src.as_ptr() as usize, src.len())) {
                 if !self.cur.is_empty() {
                     let head = self.cur.split().freeze();
                     self.done_len += head.len();
                     self.done.push(head);
                 }
-                self.done_len += blob.len();
-                self.done.push(blob);
+                for blob in blobs {
+                    self.done_len += blob.len();
+                    self.done.push(blob.clone());
+                }
                 return;
             }
         }
@@ -577,14 +578,128 @@ impl ByteBufMut for ChunkedBuf {
     }
 }
 
-/// The large `records` blobs of a Fetch response, keyed by (address, length).
-fn fetch_splice_candidates(resp: &FetchResponse) -> HashMap<(usize, usize), Bytes> {
+/// The `records` of fetched partitions that are made of several chunks (stored batches as
+/// they lie in the cache, or several cached entries), sent back to back without joining them.
+///
+/// The kafka-protocol encoder wants one contiguous `Bytes` per partition. Instead of copying
+/// the chunks together, [`FetchRecords::records`] returns a placeholder of the right length:
+/// a slice of a read-only, never-touched anonymous mapping (no memory behind it), at an
+/// address unique within the response. The chunked encoder recognises the placeholder by
+/// address and length and sends the chunks in its place; the placeholder's (zero) bytes are
+/// never sent — every other encoding path first swaps the real bytes back in.
+#[derive(Default)]
+pub struct FetchRecords {
+    spliced: HashMap<(usize, usize), Vec<Bytes>>,
+    /// Offset of the next placeholder within the mapping.
+    next: usize,
+}
+
+/// Address space reserved for placeholders: bounds one response's total spliced records.
+const PLACEHOLDER_SPACE: usize = 1 << 30;
+
+/// The read-only zero mapping placeholders point into, or `None` if it cannot be made.
+fn placeholder_space() -> Option<&'static [u8]> {
+    static SPACE: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    let addr = (*SPACE.get_or_init(|| {
+        // SAFETY: an anonymous private mapping at an address of the kernel's choosing
+        // touches no existing memory. MAP_NORESERVE: nothing is ever written (PROT_READ),
+        // so it costs address space only.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                PLACEHOLDER_SPACE,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            warn!(error = %std::io::Error::last_os_error(), "cannot map fetch placeholders; multi-chunk fetch records will be copied");
+            None
+        } else {
+            Some(p as usize)
+        }
+    }))?;
+    // SAFETY: `addr` is the start of a PROT_READ mapping of PLACEHOLDER_SPACE bytes that is
+    // never unmapped nor made writable, so it is valid, initialised (zero) and immutable for
+    // 'static.
+    Some(unsafe { std::slice::from_raw_parts(addr as *const u8, PLACEHOLDER_SPACE) })
+}
+
+impl FetchRecords {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The `records` value for a partition whose record bytes are `chunks`, in order.
+    pub fn records(&mut self, mut chunks: Vec<Bytes>) -> Bytes {
+        chunks.retain(|c| !c.is_empty());
+        if chunks.len() <= 1 {
+            return chunks.pop().unwrap_or_default();
+        }
+        let len: usize = chunks.iter().map(Bytes::len).sum();
+        if len >= SPLICE_RECORDS_BYTES_MIN {
+            if let Some(space) = placeholder_space() {
+                if let Some(slot) = space.get(self.next..self.next + len) {
+                    // Consecutive placeholders start one byte apart: (address, length) stays
+                    // unique within the response while using little of the space.
+                    self.next += 1;
+                    let placeholder = Bytes::from_static(slot);
+                    self.spliced
+                        .insert((placeholder.as_ptr() as usize, len), chunks);
+                    return placeholder;
+                }
+            }
+        }
+        let mut out = BytesMut::with_capacity(len);
+        for c in &chunks {
+            out.extend_from_slice(c);
+        }
+        out.freeze()
+    }
+
+    /// `resp` with every placeholder replaced by its joined chunks (for encoders that do not
+    /// splice).
+    fn materialize(&self, resp: &FetchResponse) -> FetchResponse {
+        let mut out = resp.clone();
+        for topic in &mut out.responses {
+            for partition in &mut topic.partitions {
+                if let Some(records) = &mut partition.records {
+                    if let Some(chunks) = self
+                        .spliced
+                        .get(&(records.as_ptr() as usize, records.len()))
+                    {
+                        let mut joined = BytesMut::with_capacity(records.len());
+                        for c in chunks {
+                            joined.extend_from_slice(c);
+                        }
+                        *records = joined.freeze();
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The large `records` blobs of a Fetch response, keyed by (address, length): single blobs
+/// as they are, placeholders as their chunks.
+fn fetch_splice_candidates(
+    resp: &FetchResponse,
+    spliced: &FetchRecords,
+) -> HashMap<(usize, usize), Vec<Bytes>> {
     let mut out = HashMap::new();
     for topic in &resp.responses {
         for partition in &topic.partitions {
             if let Some(records) = &partition.records {
                 if records.len() >= SPLICE_RECORDS_BYTES_MIN {
-                    out.insert((records.as_ptr() as usize, records.len()), records.clone());
+                    let key = (records.as_ptr() as usize, records.len());
+                    let chunks = match spliced.spliced.get(&key) {
+                        Some(chunks) => chunks.clone(),
+                        None => vec![records.clone()],
+                    };
+                    out.insert(key, chunks);
                 }
             }
         }
@@ -597,7 +712,7 @@ fn fetch_splice_candidates(resp: &FetchResponse) -> HashMap<(usize, usize), Byte
 fn encode_fetch_chunked(
     resp: &FetchResponse,
     version: i16,
-    splice: HashMap<(usize, usize), Bytes>,
+    splice: HashMap<(usize, usize), Vec<Bytes>>,
 ) -> Option<anyhow::Result<Vec<Bytes>>> {
     let mut buf = ChunkedBuf::new(splice);
     let result = <FetchResponse as Encodable>::encode(resp, &mut buf, version);
@@ -616,6 +731,24 @@ pub fn encode_response(
     api_version: i16,
     correlation_id: i32,
     response: &ResponseKind,
+) -> Result<Vec<Bytes>, EncodeError> {
+    encode_response_with(
+        api_key,
+        api_version,
+        correlation_id,
+        response,
+        &FetchRecords::default(),
+    )
+}
+
+/// [`encode_response`] for a Fetch response whose `records` may be placeholders made by
+/// `spliced`.
+pub fn encode_response_with(
+    api_key: i16,
+    api_version: i16,
+    correlation_id: i32,
+    response: &ResponseKind,
+    spliced: &FetchRecords,
 ) -> Result<Vec<Bytes>, EncodeError> {
     let Ok(key) = ApiKey::try_from(api_key) else {
         warn!(api_key, "cannot encode a response for an unknown api key");
@@ -640,8 +773,10 @@ pub fn encode_response(
             max: range.max,
         });
     }
+    let materialized;
+    let mut response = response;
     if let ResponseKind::Fetch(fetch) = response {
-        let splice = fetch_splice_candidates(fetch);
+        let splice = fetch_splice_candidates(fetch, spliced);
         if !splice.is_empty() {
             let chunked = catch_unwind(AssertUnwindSafe(|| {
                 encode_fetch_chunked(fetch, api_version, splice)
@@ -671,6 +806,11 @@ pub fn encode_response(
                     });
                 }
             }
+        }
+        // Never encode a placeholder's bytes.
+        if !spliced.spliced.is_empty() {
+            materialized = ResponseKind::Fetch(spliced.materialize(fetch));
+            response = &materialized;
         }
     }
     let mut buf = BytesMut::with_capacity(256);
@@ -1144,5 +1284,70 @@ mod tests {
         // Small records only: one chunk, as before.
         let kind = ResponseKind::Fetch(fetch_response(&[Bytes::from_static(b"tiny")]));
         assert_eq!(encode_response(1, 12, 9, &kind).unwrap().len(), 1);
+    }
+
+    /// Records made of several chunks go out as those chunks, and the frame is byte for byte
+    /// the plain encoding of the joined records; a placeholder's own bytes never go out.
+    #[test]
+    fn multi_chunk_records_are_sent_as_their_chunks() {
+        let parts_a: Vec<Bytes> = (0..40u8)
+            .map(|i| Bytes::from(vec![i; 61 + usize::from(i) * 97]))
+            .collect();
+        let parts_b: Vec<Bytes> = vec![
+            Bytes::from(vec![7u8; 10]),
+            Bytes::new(),
+            Bytes::from(vec![8u8; 20]),
+        ];
+        // Same total length as A, so only the placeholder address tells them apart.
+        let total_a: usize = parts_a.iter().map(Bytes::len).sum();
+        let parts_c = vec![
+            Bytes::from(vec![9u8; total_a / 2]),
+            Bytes::from(vec![10u8; total_a - total_a / 2]),
+        ];
+        let join = |parts: &[Bytes]| -> Bytes {
+            Bytes::from(
+                parts
+                    .iter()
+                    .flat_map(|p| p.iter().copied())
+                    .collect::<Vec<u8>>(),
+            )
+        };
+        let mut spliced = FetchRecords::new();
+        let a = spliced.records(parts_a.clone());
+        let b = spliced.records(parts_b.clone());
+        let c = spliced.records(parts_c.clone());
+        assert_eq!(a.len(), total_a);
+        assert_ne!(a.as_ptr(), c.as_ptr());
+        // Small totals are joined right away (one small copy instead of many iovecs).
+        assert_eq!(b, join(&parts_b));
+        let real = fetch_response(&[join(&parts_a), b.clone(), join(&parts_c)]);
+        let with_placeholders = fetch_response(&[a, b, c]);
+        for version in [4i16, 11, 12, 16] {
+            let chunks = encode_response_with(
+                ApiKey::Fetch as i16,
+                version,
+                5,
+                &ResponseKind::Fetch(with_placeholders.clone()),
+                &spliced,
+            )
+            .unwrap();
+            for part in parts_a.iter().chain(&parts_c) {
+                assert!(
+                    chunks.iter().any(|c| c.as_ptr() == part.as_ptr()),
+                    "a record chunk was copied (v{version})"
+                );
+            }
+            let plain = encode_response(
+                ApiKey::Fetch as i16,
+                version,
+                5,
+                &ResponseKind::Fetch(real.clone()),
+            )
+            .unwrap();
+            assert_eq!(concat_chunks(&chunks), concat_chunks(&plain), "v{version}");
+        }
+        // Encoders that cannot splice get the joined bytes, never the placeholders' zeros.
+        let materialized = spliced.materialize(&with_placeholders);
+        assert_eq!(materialized, real);
     }
 }

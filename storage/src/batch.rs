@@ -249,15 +249,16 @@ pub(crate) fn set_partition_leader_epoch(buf: &mut [u8], epoch: i32) {
     buf[12..16].copy_from_slice(&epoch.to_be_bytes());
 }
 
-/// Marks the batch at the start of `buf` (whole batch, `total` bytes) as LogAppendTime
-/// with `max_timestamp = ts`, and recomputes the CRC, as Kafka does for topics with
-/// `message.timestamp.type=LogAppendTime`.
-pub(crate) fn set_log_append_time(buf: &mut [u8], total: usize, ts: i64) {
-    let attributes = be_i16(buf, 21) | ATTR_TIMESTAMP_TYPE;
-    buf[21..23].copy_from_slice(&attributes.to_be_bytes());
-    buf[35..43].copy_from_slice(&ts.to_be_bytes());
-    let crc = crc32c::crc32c(&buf[CRC_START..total]);
-    buf[17..21].copy_from_slice(&crc.to_be_bytes());
+/// Marks a batch as LogAppendTime with `max_timestamp = ts` and recomputes its CRC, as
+/// Kafka does for topics with `message.timestamp.type=LogAppendTime`. `header` is the
+/// batch's first [`BATCH_HEADER_LEN`] bytes, rewritten in place; `rest` is everything after
+/// them, which the CRC covers but which does not change (so it can stay shared).
+pub(crate) fn set_log_append_time(header: &mut [u8; BATCH_HEADER_LEN], rest: &[u8], ts: i64) {
+    let attributes = be_i16(header, 21) | ATTR_TIMESTAMP_TYPE;
+    header[21..23].copy_from_slice(&attributes.to_be_bytes());
+    header[35..43].copy_from_slice(&ts.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&header[CRC_START..]), rest);
+    header[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// One or more concatenated record batches (a produce request's `records`), fully
@@ -492,10 +493,11 @@ mod tests {
     #[test]
     fn log_append_time_rewrite_keeps_crc_valid() {
         let mut b = build_test_batch(2, 10, 5).to_vec();
-        let total = b.len();
         set_base_offset(&mut b, 77);
         set_partition_leader_epoch(&mut b, 3);
-        set_log_append_time(&mut b, total, 999);
+        let (head, rest) = b.split_at_mut(BATCH_HEADER_LEN);
+        let head: &mut [u8; BATCH_HEADER_LEN] = head.try_into().unwrap();
+        set_log_append_time(head, rest, 999);
         let h = BatchHeader::parse_and_verify(&b).unwrap();
         assert_eq!(h.base_offset, 77);
         assert_eq!(h.partition_leader_epoch, 3);

@@ -36,7 +36,7 @@ use bytes::Bytes;
 use glommio::io::DmaBuffer;
 use tracing::{debug, error, info, warn};
 
-use crate::batch::{self, BatchHeader, ValidatedBatches, BATCH_HEADER_LEN, CRC_START};
+use crate::batch::{self, BatchHeader, ValidatedBatches, BATCH_HEADER_LEN};
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::{Durability, LogConfig};
 use crate::event::Event;
@@ -59,6 +59,8 @@ pub const QUEUED_BACKLOG_MAX: u64 = 64 << 20;
 const LOAD_PIECE_BYTES: usize = 8 << 20;
 /// Appends smaller than this are copied into the cache rather than shared (see `append`).
 const CACHE_COPY_BELOW: usize = 32 << 10;
+/// Appends whose batches average less than this are copied into the cache too (see `append`).
+const SPLIT_BATCH_MIN: usize = 4 << 10;
 /// Default budget of all recent-batch caches of one shard (thread) together.
 pub const DEFAULT_SHARD_CACHE_BYTES: usize = 128 << 20;
 
@@ -255,6 +257,15 @@ pub struct ReadResult {
 }
 
 impl ReadResult {
+    /// Each chunk's bytes, in order (cached chunks are shared, file ranges are loaded).
+    pub async fn into_chunks(self) -> Result<Vec<Bytes>, StorageError> {
+        let mut out = Vec::with_capacity(self.chunks.len());
+        for c in &self.chunks {
+            out.push(c.load().await?);
+        }
+        Ok(out)
+    }
+
     /// All chunks concatenated (no copy when there is a single cached chunk).
     pub async fn into_bytes(self) -> Result<Bytes, StorageError> {
         if self.chunks.len() == 1 {
@@ -394,55 +405,69 @@ impl StagedRun {
     }
 }
 
-/// Recent appends, kept as the producer's original bytes; the copy with assigned
-/// offsets is built on the first read and shared by later ones.
+/// Recent appends, kept the way readers get them: offsets, leader epoch and append time
+/// already written in, so a read of cached data copies nothing.
 struct CacheEntry {
     base_offset: i64,
     next_offset: i64,
-    original: Bytes,
-    /// (assigned base offset, start within `original`) per batch.
+    data: CacheData,
+    /// (assigned base offset, start within the entry's batch bytes) per batch.
     batches: Box<[(i64, u32)]>,
-    leader_epoch: Option<i32>,
-    log_append_time: Option<i64>,
-    patched: RefCell<Option<Bytes>>,
+}
+
+enum CacheData {
+    /// A copy of the batches with their headers patched.
+    Patched(Bytes),
+    /// The producer's bytes, shared with the request buffer they arrived in, and each
+    /// batch's patched header ([`BATCH_HEADER_LEN`] bytes per batch, in order): a batch is
+    /// read as its patched header followed by the rest of its original bytes.
+    Split { original: Bytes, headers: Bytes },
 }
 
 impl CacheEntry {
-    fn patched(&self) -> Bytes {
-        if let Some(b) = self.patched.borrow().as_ref() {
-            return b.clone();
+    /// Total length of the entry's batches.
+    fn len(&self) -> usize {
+        match &self.data {
+            CacheData::Patched(b) => b.len(),
+            CacheData::Split { original, .. } => original.len(),
         }
-        let mut v = self.original.to_vec();
-        for (i, &(offset, start)) in self.batches.iter().enumerate() {
-            let end = self
-                .batches
-                .get(i + 1)
-                .map_or(v.len(), |&(_, s)| s as usize);
-            let b = &mut v[start as usize..end];
-            batch::set_base_offset(b, offset);
-            if let Some(e) = self.leader_epoch {
-                batch::set_partition_leader_epoch(b, e);
-            }
-            if let Some(ts) = self.log_append_time {
-                let total = b.len();
-                batch::set_log_append_time(b, total, ts);
-            }
-        }
-        let b = Bytes::from(v);
-        *self.patched.borrow_mut() = Some(b.clone());
-        b
     }
 
     fn batch_end(&self, i: usize) -> usize {
         self.batches
             .get(i + 1)
-            .map_or(self.original.len(), |&(_, s)| s as usize)
+            .map_or(self.len(), |&(_, s)| s as usize)
     }
 
-    /// Memory charged to the cache budget: fixed at insertion (the original plus the
-    /// patched copy a read may build), so accounting never drifts.
+    /// Appends chunks for batches `first..end_batch` (byte range `start..end`).
+    fn push_chunks(
+        &self,
+        out: &mut Vec<Chunk>,
+        first: usize,
+        end_batch: usize,
+        start: usize,
+        end: usize,
+    ) {
+        match &self.data {
+            CacheData::Patched(b) => out.push(Chunk::Cached(b.slice(start..end))),
+            CacheData::Split { original, headers } => {
+                for i in first..end_batch {
+                    let from = self.batches[i].1 as usize; // ok: i < batches.len()
+                    let to = self.batch_end(i);
+                    let h = i * BATCH_HEADER_LEN;
+                    out.push(Chunk::Cached(headers.slice(h..h + BATCH_HEADER_LEN)));
+                    out.push(Chunk::Cached(original.slice(from + BATCH_HEADER_LEN..to)));
+                }
+            }
+        }
+    }
+
+    /// Memory charged to the cache budget: fixed at insertion, so accounting never drifts.
     fn memory(&self) -> usize {
-        2 * self.original.len()
+        match &self.data {
+            CacheData::Patched(b) => b.len(),
+            CacheData::Split { original, headers } => original.len() + headers.len(),
+        }
     }
 }
 
@@ -849,6 +874,8 @@ impl PartitionLog {
         let src = batches.bytes();
         let mut pos_in_src = 0usize;
         let mut batch_starts = Vec::with_capacity(batches.headers().len());
+        let mut patched_headers: Vec<u8> =
+            Vec::with_capacity(batches.headers().len() * BATCH_HEADER_LEN);
         let leader_epoch = st.leader_epoch;
         for h in batches.headers() {
             let len = h.total_len();
@@ -861,16 +888,7 @@ impl PartitionLog {
             }
             let mut max_ts = h.max_timestamp;
             if let Some(ts) = log_append_time_ms {
-                // Same transformation as batch::set_log_append_time, computed without
-                // materialising the whole batch: CRC of the patched header + body.
-                let attributes = h.attributes | 0x08;
-                hdr[21..23].copy_from_slice(&attributes.to_be_bytes());
-                hdr[35..43].copy_from_slice(&ts.to_be_bytes());
-                let crc = crc32c::crc32c_append(
-                    crc32c::crc32c(&hdr[CRC_START..]),
-                    &body[BATCH_HEADER_LEN..],
-                );
-                hdr[17..21].copy_from_slice(&crc.to_be_bytes());
+                batch::set_log_append_time(&mut hdr, &body[BATCH_HEADER_LEN..], ts);
                 max_ts = ts;
             }
             let position = seg.staged_size.get();
@@ -888,6 +906,7 @@ impl PartitionLog {
             seg.note_batch(&assigned, max_ts);
             st.stage(&seg, &hdr);
             st.stage(&seg, &body[BATCH_HEADER_LEN..]);
+            patched_headers.extend_from_slice(&hdr);
             seg.staged_size.set(position + len as u64);
             batch_starts.push((cursor, pos_in_src as u32));
             cursor = assigned.last_offset() + 1;
@@ -904,22 +923,34 @@ impl PartitionLog {
             );
         }
         st.leo = cursor;
+        let data = if src.len() < CACHE_COPY_BELOW
+            || src.len() / batch_starts.len().max(1) < SPLIT_BATCH_MIN
+        {
+            // A small append is copied: sharing it would pin the whole request buffer it
+            // arrived in (often 64 KiB or more for a few KiB of batches), and with
+            // thousands of partitions the cache would hold many times its budget. Small
+            // batches are copied too: as header + body pairs they would cost a reader two
+            // iovecs per few hundred bytes.
+            let mut copy = src.to_vec();
+            for (i, &(_, start)) in batch_starts.iter().enumerate() {
+                let at = start as usize;
+                let h = i * BATCH_HEADER_LEN;
+                copy[at..at + BATCH_HEADER_LEN]
+                    .copy_from_slice(&patched_headers[h..h + BATCH_HEADER_LEN]);
+            }
+            CacheData::Patched(Bytes::from(copy))
+        } else {
+            CacheData::Split {
+                original: src.clone(),
+                headers: Bytes::from(patched_headers),
+            }
+        };
         st.push_cache(
             CacheEntry {
                 base_offset,
                 next_offset: cursor,
-                // A small append is copied: sharing it would pin the whole request buffer it
-                // arrived in (often 64 KiB or more for a few KiB of batches), and with
-                // thousands of partitions the cache would hold many times its budget.
-                original: if src.len() < CACHE_COPY_BELOW {
-                    Bytes::copy_from_slice(src)
-                } else {
-                    src.clone()
-                },
+                data,
                 batches: batch_starts.into_boxed_slice(),
-                leader_epoch,
-                log_append_time: log_append_time_ms,
-                patched: RefCell::new(None),
             },
             Rc::downgrade(&self.inner),
         );
@@ -1571,7 +1602,7 @@ fn read_cached(st: &State, offset: i64, max_bytes: usize, min_one: bool) -> Opti
     };
     let mut first = true;
     'entries: while let Some(entry) = st.cache.get(idx) {
-        let mut b = if first {
+        let first_batch = if first {
             entry
                 .batches
                 .partition_point(|&(base, _)| base <= offset)
@@ -1580,30 +1611,28 @@ fn read_cached(st: &State, offset: i64, max_bytes: usize, min_one: bool) -> Opti
             0
         };
         first = false;
+        let mut b = first_batch;
         let start = entry.batches.get(b).map_or(0, |&(_, s)| s as usize);
         let mut end = start;
+        let mut full = false;
         while let Some(&(base, _)) = entry.batches.get(b) {
             if base >= st.hw {
                 break;
             }
             let len = entry.batch_end(b) - end;
             if res.bytes + len > max_bytes && !(min_one && res.bytes == 0) {
-                if end > start {
-                    res.chunks
-                        .push(Chunk::Cached(entry.patched().slice(start..end)));
-                }
-                break 'entries;
+                full = true;
+                break;
             }
             res.bytes += len;
             end += len;
             b += 1;
         }
         if end > start {
-            res.chunks
-                .push(Chunk::Cached(entry.patched().slice(start..end)));
+            entry.push_chunks(&mut res.chunks, first_batch, b, start, end);
         }
-        if b < entry.batches.len() {
-            break;
+        if full || b < entry.batches.len() {
+            break 'entries;
         }
         idx += 1;
     }

@@ -215,39 +215,54 @@ fn bad_input_never_reaches_disk() {
 
 #[test]
 fn log_append_time_and_leader_epoch_rewrite() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("lat");
-    run(move || async move {
-        let log = PartitionLog::open(path.clone(), LogConfig::default())
-            .await
-            .unwrap();
-        log.set_leader_epoch(Some(7));
-        let vb = batches(&[build_test_batch(2, 30, 5), build_test_batch(3, 30, 6)]);
-        let p = log.append(&vb, Some(123_456)).unwrap();
-        assert_eq!(p.log_append_time_ms, Some(123_456));
-        assert_eq!((p.base_offset, p.last_offset), (0, 4));
-        p.wait(Durability::Written).await.unwrap();
-        for cache in [64 << 20, 0] {
-            log.set_read_cache_bytes(cache);
-            let b = log
-                .read(0, usize::MAX, true)
-                .await
-                .unwrap()
-                .into_bytes()
+    // Small batches are cached as a patched copy; large ones as the producer's bytes plus
+    // patched headers (read as header + body chunks). Both must read back exactly as the
+    // bytes on disk.
+    for (name, record_len, per_batch) in [("small", 30, 2), ("large", 1024, 12)] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        run(move || async move {
+            let log = PartitionLog::open(path.clone(), LogConfig::default())
                 .await
                 .unwrap();
-            let parts = split(&b);
-            assert_eq!(parts.len(), 2);
-            for (i, (base, _, bytes)) in parts.iter().enumerate() {
-                let h = BatchHeader::parse_and_verify(bytes).unwrap();
-                assert_eq!(*base, [0, 2][i]);
-                assert!(h.timestamp_type_log_append());
-                assert_eq!(h.max_timestamp, 123_456);
-                assert_eq!(h.partition_leader_epoch, 7);
+            log.set_leader_epoch(Some(7));
+            let parts: Vec<Bytes> = (0..5)
+                .map(|i| build_test_batch(per_batch, record_len, 5 + i))
+                .collect();
+            let vb = batches(&parts);
+            let p = log.append(&vb, Some(123_456)).unwrap();
+            assert_eq!(p.log_append_time_ms, Some(123_456));
+            assert_eq!(
+                (p.base_offset, p.last_offset),
+                (0, 5 * i64::from(per_batch) - 1)
+            );
+            p.wait(Durability::Written).await.unwrap();
+            let mut seen = Vec::new();
+            for cache in [64 << 20, 0] {
+                log.set_read_cache_bytes(cache);
+                let chunks = log
+                    .read(0, usize::MAX, true)
+                    .await
+                    .unwrap()
+                    .into_chunks()
+                    .await
+                    .unwrap();
+                let b: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+                let batches = split(&b);
+                assert_eq!(batches.len(), 5);
+                for (i, (base, _, bytes)) in batches.iter().enumerate() {
+                    let h = BatchHeader::parse_and_verify(bytes).unwrap();
+                    assert_eq!(*base, i as i64 * i64::from(per_batch));
+                    assert!(h.timestamp_type_log_append());
+                    assert_eq!(h.max_timestamp, 123_456);
+                    assert_eq!(h.partition_leader_epoch, 7);
+                }
+                seen.push(b);
             }
-        }
-        log.close().await.unwrap();
-    });
+            assert_eq!(seen[0], seen[1], "cached bytes differ from stored bytes");
+            log.close().await.unwrap();
+        });
+    }
 }
 
 #[test]

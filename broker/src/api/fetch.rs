@@ -15,6 +15,7 @@ use kafka_protocol::messages::fetch_response::{
 };
 use kafka_protocol::messages::BrokerId;
 use kafka_protocol::ResponseError as E;
+use net::codec::FetchRecords;
 
 use crate::errors::PartitionError;
 use crate::shard::{expect_read, ReadPart, ReadReply, Shard, ShardReq};
@@ -33,7 +34,13 @@ struct Slot {
     reply: Option<ReadReply>,
 }
 
-pub async fn fetch(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> FetchResponse {
+/// Records of several chunks are handed to `spliced`, which sends them without joining them.
+pub async fn fetch(
+    shard: &Rc<Shard>,
+    req: FetchRequest,
+    version: i16,
+    spliced: &mut FetchRecords,
+) -> FetchResponse {
     let mut response = FetchResponse::default();
     if version >= 7 && req.session_id != 0 {
         response.error_code = E::FetchSessionIdNotFound.code();
@@ -95,7 +102,7 @@ pub async fn fetch(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> FetchR
         let total: usize = slots
             .iter()
             .filter_map(|s| s.reply.as_ref())
-            .map(|r| r.records.len())
+            .map(ReadReply::records_len)
             .sum();
         let any_error = slots
             .iter()
@@ -139,10 +146,10 @@ pub async fn fetch(shard: &Rc<Shard>, req: FetchRequest, version: i16) -> FetchR
                     pd.error_code = e.code;
                     pd.records = Some(Bytes::new());
                 } else {
-                    let len = reply.records.len();
+                    let len = reply.records_len();
                     if used == 0 || used + len <= max_bytes {
                         used += len;
-                        pd.records = Some(reply.records);
+                        pd.records = Some(spliced.records(reply.records));
                     } else {
                         pd.records = Some(Bytes::new());
                     }

@@ -114,6 +114,7 @@ impl KafkaHandler {
         };
         debug!(peer = %conn.peer, api, version, correlation_id = req.correlation_id, "request");
         let shard = &self.shard;
+        let mut spliced = net::codec::FetchRecords::new();
         let response: ResponseKind = match request {
             RequestKind::ApiVersions(_) => {
                 ResponseKind::ApiVersions(metadata::api_versions(&self.table, version))
@@ -133,7 +134,9 @@ impl KafkaHandler {
                 }
                 ResponseKind::Produce(resp)
             }
-            RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::fetch(shard, r, version).await),
+            RequestKind::Fetch(r) => {
+                ResponseKind::Fetch(fetch::fetch(shard, r, version, &mut spliced).await)
+            }
             RequestKind::ListOffsets(r) => {
                 ResponseKind::ListOffsets(offsets::list_offsets(shard, r, version).await)
             }
@@ -200,7 +203,13 @@ impl KafkaHandler {
                 return HandlerResult::Close;
             }
         };
-        match net::codec::encode_response(api, version, req.correlation_id, &response) {
+        match net::codec::encode_response_with(
+            api,
+            version,
+            req.correlation_id,
+            &response,
+            &spliced,
+        ) {
             Ok(chunks) => HandlerResult::Respond(chunks),
             Err(e) => {
                 warn!(peer = %conn.peer, api, version, error = %e, "cannot encode response; closing connection");
