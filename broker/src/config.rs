@@ -51,6 +51,7 @@ pub struct FileConfig {
     pub max_in_flight_per_connection: Option<usize>,
     pub batch_cache_bytes_per_shard: Option<usize>,
     pub batch_cache_bytes_per_partition: Option<usize>,
+    pub read_ahead_bytes_per_shard: Option<usize>,
     pub idle_poll_us: Option<u64>,
     /// Kafka broker settings by their Kafka names (`log.retention.hours`, `num.partitions`, ...).
     #[serde(default)]
@@ -81,6 +82,7 @@ pub struct BrokerConfig {
     pub max_in_flight_per_connection: usize,
     pub batch_cache_bytes_per_shard: usize,
     pub batch_cache_bytes_per_partition: usize,
+    pub read_ahead_bytes_per_shard: usize,
     pub idle_poll_us: u64,
     pub kafka: BrokerDefaults,
     /// Test-only fault injection: drop (close the connection instead of answering) every Nth
@@ -217,6 +219,9 @@ impl BrokerConfig {
             batch_cache_bytes_per_partition: file
                 .batch_cache_bytes_per_partition
                 .unwrap_or(BATCH_CACHE_BYTES_PER_PARTITION_DEFAULT),
+            read_ahead_bytes_per_shard: file
+                .read_ahead_bytes_per_shard
+                .unwrap_or(storage::DEFAULT_SHARD_READ_AHEAD_BYTES),
             idle_poll_us: file.idle_poll_us.unwrap_or(IDLE_POLL_US_DEFAULT),
             kafka,
             test_drop_produce_every,

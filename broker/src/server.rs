@@ -207,6 +207,7 @@ async fn shard_main(
     ready: Arc<AtomicUsize>,
 ) -> anyhow::Result<()> {
     storage::set_shard_cache_bytes(config.batch_cache_bytes_per_shard);
+    storage::set_shard_read_ahead_bytes(config.read_ahead_bytes_per_shard);
     let shard = Rc::new(Shard::new(
         id,
         config.clone(),

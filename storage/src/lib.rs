@@ -76,6 +76,7 @@ mod error;
 mod event;
 mod index;
 pub mod log;
+mod readahead;
 pub mod recovery;
 mod segment;
 
@@ -85,5 +86,8 @@ pub use error::StorageError;
 pub use log::{
     set_shard_cache_bytes, shard_cache_bytes, Chunk, PartitionLog, PendingAppend, ReadResult,
     RetentionOutcome,
+};
+pub use readahead::{
+    set_shard_read_ahead_bytes, shard_read_ahead_bytes, DEFAULT_SHARD_READ_AHEAD_BYTES,
 };
 pub use recovery::{last_recovery_stats, RecoveryStats};

@@ -41,6 +41,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::config::{Durability, LogConfig};
 use crate::event::Event;
 use crate::index::SegmentFooter;
+use crate::readahead::{read_ahead_len, ReadAhead};
 use crate::segment::{self, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 use crate::StorageError;
 
@@ -53,10 +54,6 @@ pub const DEFAULT_READ_CACHE_BYTES: usize = 8 << 20;
 /// Appended bytes of one partition that may wait for the writer before a `Queued`
 /// (acks=0) wait blocks: the only backpressure acks=0 producers get.
 pub const QUEUED_BACKLOG_MAX: u64 = 64 << 20;
-/// Largest single O_DIRECT read when loading a file range. Large: every read costs a
-/// device notification (on a VM, an exit to the hypervisor, which dominated cold reads
-/// at 1 MiB pieces), while the device splits a large read into requests by itself.
-const LOAD_PIECE_BYTES: usize = 8 << 20;
 /// Appends smaller than this are copied into the cache rather than shared (see `append`).
 const CACHE_COPY_BELOW: usize = 32 << 10;
 /// Appends whose batches average less than this are copied into the cache too (see `append`).
@@ -210,37 +207,7 @@ impl Chunk {
             Chunk::Cached(b) => Ok(b.clone()),
             Chunk::File {
                 dma, offset, len, ..
-            } => {
-                let len = *len as usize;
-                let mut out = Vec::with_capacity(len);
-                let mut pos = *offset;
-                // Bounded pieces keep each DMA buffer bounded; a range larger than one
-                // piece becomes several reads in flight at once.
-                let mut reads = Vec::new();
-                while pos < *offset + len as u64 {
-                    let n = (*offset + len as u64 - pos).min(LOAD_PIECE_BYTES as u64);
-                    reads.push((pos, n as usize, dma.read_at(pos, n as usize)));
-                    pos += n;
-                }
-                let results = crate::event::join_all(
-                    reads
-                        .into_iter()
-                        .map(|(p, n, f)| async move { (p, n, f.await) })
-                        .collect(),
-                )
-                .await;
-                for (p, n, r) in results {
-                    let buf = r?;
-                    if buf.len() < n {
-                        return Err(StorageError::Io(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            format!("short read at {p}: {} of {n} bytes", buf.len()),
-                        )));
-                    }
-                    out.extend_from_slice(&buf[..n]);
-                }
-                Ok(Bytes::from(out))
-            }
+            } => crate::readahead::load_range(dma, *offset, *len as usize).await,
         }
     }
 }
@@ -715,6 +682,8 @@ pub(crate) struct Inner {
     seal_lock: glommio::sync::Semaphore,
     /// Test hook: number of upcoming (writes, fsyncs) to fail.
     injected_faults: std::cell::Cell<(u32, u32)>,
+    /// The next range of the segment a sequential reader is reading from disk.
+    read_ahead: RefCell<Option<Rc<ReadAhead>>>,
 }
 
 impl Drop for Inner {
@@ -809,6 +778,7 @@ impl PartitionLog {
             checkpoint_lock: glommio::sync::Semaphore::new(1),
             seal_lock: glommio::sync::Semaphore::new(1),
             injected_faults: std::cell::Cell::new((0, 0)),
+            read_ahead: RefCell::new(None),
         });
         let weak = Rc::downgrade(&inner);
         match writer_queue {
@@ -1092,6 +1062,24 @@ impl PartitionLog {
             };
             (seg, hw, lso, limit, stable_end)
         };
+        let ra_len = read_ahead_len(max_bytes);
+        let ahead = self.inner.read_ahead.borrow().clone();
+        if let Some(ra) = ahead.filter(|ra| ra.continues(&seg, offset)) {
+            if let Some(data) = ra.data().await {
+                if let Some((len, next)) =
+                    whole_batches_in(&seg, &data, ra.pos, offset, limit, max_bytes, min_one)?
+                {
+                    let end = ra.pos + len as u64;
+                    self.read_ahead_from(&seg, end, next, ra_len, stable_end);
+                    return Ok(ReadResult {
+                        chunks: vec![Chunk::Cached(data.slice(..len))],
+                        bytes: len,
+                        high_watermark: hw,
+                        log_start_offset: lso,
+                    });
+                }
+            }
+        }
         // No files: retention deleted the segment after we looked it up.
         let reader = seg.reader().ok_or_else(|| StorageError::OffsetOutOfRange {
             offset,
@@ -1102,14 +1090,14 @@ impl PartitionLog {
         let mut found = None;
         segment::scan_headers(&seg, index_pos as u64, limit, HEADER_SCAN_BYTES, |h, at| {
             if h.last_offset() >= offset {
-                found = Some((at, h.total_len() as u64));
+                found = Some((at, h.total_len() as u64, h.last_offset() + 1));
                 false
             } else {
                 true
             }
         })
         .await?;
-        let Some((start, first_len)) = found else {
+        let Some((start, first_len, mut next_offset)) = found else {
             return Err(seg.corrupt(
                 index_pos as u64,
                 format!("offset {offset} not found below the high watermark"),
@@ -1135,17 +1123,28 @@ impl PartitionLog {
                 }
             }
             let mut reached = end;
+            // After an index jump, the offset that follows is only known from a header.
+            let mut reached_offset = (end == start + first_len).then_some(next_offset);
             segment::scan_headers(&seg, end, limit, HEADER_SCAN_BYTES, |h, at| {
                 let next = at + h.total_len() as u64;
                 if next <= want_end {
                     reached = next;
+                    reached_offset = Some(h.last_offset() + 1);
                     true
                 } else {
+                    if at == reached {
+                        reached_offset = Some(h.base_offset);
+                    }
                     false
                 }
             })
             .await?;
             end = reached;
+            match reached_offset {
+                Some(o) => next_offset = o,
+                // Unknown: no read-ahead this time (position `end` is the segment's end).
+                None => next_offset = -1,
+            }
         }
         // The partial last block of the active segment is rewritten in place by
         // O_DIRECT as the log grows. The kernel invalidates cached pages after a direct
@@ -1171,7 +1170,28 @@ impl PartitionLog {
                 .push(Chunk::Cached(Bytes::copy_from_slice(&buf[..n])));
         }
         res.bytes = (end - start) as usize;
+        if next_offset >= 0 {
+            self.read_ahead_from(&seg, end, next_offset, ra_len, stable_end);
+        }
         Ok(res)
+    }
+
+    /// Starts loading the range of `seg` a sequential reader asks for next: from `pos`
+    /// (where the batch holding `next_offset` starts), `len` bytes at most, never past
+    /// `stable_end` (bytes after it may still be rewritten).
+    fn read_ahead_from(
+        &self,
+        seg: &Rc<Segment>,
+        pos: u64,
+        next_offset: i64,
+        len: usize,
+        stable_end: u64,
+    ) {
+        let mut slot = self.inner.read_ahead.borrow_mut();
+        // Release the old one first: it counts against the budget.
+        *slot = None;
+        let len = stable_end.saturating_sub(pos).min(len as u64) as usize;
+        *slot = ReadAhead::start(seg, pos, len, next_offset);
     }
 
     /// ListOffsets by timestamp: the first batch (at or after the log start) whose
@@ -1586,6 +1606,37 @@ pub(crate) async fn write_index_files(dir: &Path, seg: &Segment) {
     if let Err(e) = res {
         warn!(base_offset = base, error = %e, "could not write index files; recovery will rebuild them");
     }
+}
+
+/// Whole batches at the start of `data` (loaded from `seg` at `pos`, the batch holding
+/// `offset`), up to `max_bytes` (at least one if `min_one`) and below `limit`: their
+/// length and the offset after them. `None` when not even the first batch is in `data`.
+fn whole_batches_in(
+    seg: &Segment,
+    data: &[u8],
+    pos: u64,
+    offset: i64,
+    limit: u64,
+    max_bytes: usize,
+    min_one: bool,
+) -> Result<Option<(usize, i64)>, StorageError> {
+    let avail = data.len().min(limit.saturating_sub(pos) as usize);
+    let mut len = 0usize;
+    let mut next = offset;
+    while len + BATCH_HEADER_LEN <= avail {
+        let h = BatchHeader::parse(&data[len..])
+            .map_err(|e| seg.corrupt(pos + len as u64, e.to_string()))?;
+        let total = h.total_len();
+        if len == 0 && h.last_offset() < offset {
+            return Ok(None);
+        }
+        if len + total > avail || (len + total > max_bytes && !(min_one && len == 0)) {
+            break;
+        }
+        len += total;
+        next = h.last_offset() + 1;
+    }
+    Ok((len > 0).then_some((len, next)))
 }
 
 fn read_cached(st: &State, offset: i64, max_bytes: usize, min_one: bool) -> Option<ReadResult> {

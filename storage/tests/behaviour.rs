@@ -668,3 +668,48 @@ fn queued_appends_are_paced_by_the_unwritten_backlog() {
         log.close().await.unwrap();
     });
 }
+
+#[test]
+fn sequential_disk_reads_are_read_ahead_within_the_shard_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ra");
+    run(move || async move {
+        let log = PartitionLog::open(path.clone(), LogConfig::default())
+            .await
+            .unwrap();
+        let mut last = None;
+        for i in 0..64i64 {
+            last = Some(log.append(&batch(4, 4000, i), None).unwrap());
+        }
+        last.unwrap().wait(Durability::Written).await.unwrap();
+        log.set_read_cache_bytes(0);
+        for budget in [storage::DEFAULT_SHARD_READ_AHEAD_BYTES, 0] {
+            storage::set_shard_read_ahead_bytes(budget);
+            let (mut off, mut reads, mut ahead_seen) = (0i64, 0, 0usize);
+            while off < log.log_end_offset() {
+                let b = log
+                    .read(off, 100 << 10, true)
+                    .await
+                    .unwrap()
+                    .into_bytes()
+                    .await
+                    .unwrap();
+                for (base, last, bytes) in split(&b) {
+                    assert_eq!(base, off);
+                    BatchHeader::parse_and_verify(&bytes).unwrap();
+                    off = last + 1;
+                }
+                reads += 1;
+                ahead_seen = ahead_seen.max(storage::shard_read_ahead_bytes());
+            }
+            assert_eq!(off, 256);
+            assert!(reads > 5, "{reads}");
+            if budget == 0 {
+                assert_eq!(ahead_seen, 0);
+            } else {
+                assert!(ahead_seen > 0 && ahead_seen <= budget, "{ahead_seen}");
+            }
+        }
+        log.close().await.unwrap();
+    });
+}

@@ -16,8 +16,9 @@ enum Op {
     Append(Vec<(i32, usize)>),
     /// The next write fails: the appends are lost and their offsets reused.
     AppendFailing(Vec<(i32, usize)>),
-    /// Read from a position (fraction of the log) with a byte limit.
-    Read(u16, usize),
+    /// Read from a position (fraction of the log) with a byte limit, then keep reading
+    /// sequentially for `steps` more reads; from disk only (cache emptied) if `disk`.
+    Read(u16, usize, bool, u8),
     /// DeleteRecords up to a fraction of the log.
     DeleteRecords(u16),
     Reopen {
@@ -30,7 +31,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => batches.clone().prop_map(Op::Append),
         1 => batches.prop_map(Op::AppendFailing),
-        4 => (any::<u16>(), 1usize..20_000).prop_map(|(p, m)| Op::Read(p, m)),
+        4 => (any::<u16>(), 1usize..20_000, any::<bool>(), 0u8..4)
+            .prop_map(|(p, m, disk, steps)| Op::Read(p, m, disk, steps)),
         1 => any::<u16>().prop_map(Op::DeleteRecords),
         1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
     ]
@@ -91,23 +93,35 @@ fn check_ops(path: PathBuf, ops: Vec<Op>) {
                     }
                     assert_eq!(log.log_end_offset(), end);
                 }
-                Op::Read(pos, max) => {
+                Op::Read(pos, max, disk, steps) => {
                     if end == lso {
                         continue;
                     }
-                    let off = lso + (pos as i64 * (end - lso)) / (u16::MAX as i64 + 1);
-                    let r = log.read(off, max, true).await.unwrap();
-                    assert_eq!(r.high_watermark, end);
-                    let b = r.into_bytes().await.unwrap();
-                    let parts = split(&b);
-                    assert!(!parts.is_empty());
-                    let first = model.iter().position(|m| m.0 <= off && off <= m.1).unwrap();
-                    for (i, (base, last, bytes)) in parts.iter().enumerate() {
-                        let m = &model[first + i];
-                        assert_eq!((*base, *last), (m.0, m.1));
-                        assert_eq!(&bytes[8..], &m.2[..]);
+                    if disk {
+                        log.set_read_cache_bytes(0);
                     }
-                    assert!(parts.len() == 1 || b.len() <= max);
+                    let mut off = lso + (pos as i64 * (end - lso)) / (u16::MAX as i64 + 1);
+                    for _ in 0..=steps {
+                        if off >= end {
+                            break;
+                        }
+                        let r = log.read(off, max, true).await.unwrap();
+                        assert_eq!(r.high_watermark, end);
+                        let b = r.into_bytes().await.unwrap();
+                        let parts = split(&b);
+                        assert!(!parts.is_empty());
+                        let first = model.iter().position(|m| m.0 <= off && off <= m.1).unwrap();
+                        for (i, (base, last, bytes)) in parts.iter().enumerate() {
+                            let m = &model[first + i];
+                            assert_eq!((*base, *last), (m.0, m.1));
+                            assert_eq!(&bytes[8..], &m.2[..]);
+                            off = last + 1;
+                        }
+                        assert!(parts.len() == 1 || b.len() <= max);
+                    }
+                    if disk {
+                        log.set_read_cache_bytes(storage::log::DEFAULT_READ_CACHE_BYTES);
+                    }
                 }
                 Op::DeleteRecords(pos) => {
                     let off = lso + (pos as i64 * (end - lso)) / (u16::MAX as i64 + 1);
@@ -149,7 +163,7 @@ fn check_ops(path: PathBuf, ops: Vec<Op>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
 
     #[test]
     fn random_operations_match_the_model(ops in prop::collection::vec(op(), 1..40)) {
