@@ -469,6 +469,15 @@ pub fn records_payload(
     max_decompressed_bytes: usize,
 ) -> Result<Bytes, RecordsError> {
     let info = BatchInfo::parse(batch)?;
+    payload_of(batch, &info, max_decompressed_bytes)
+}
+
+/// [`records_payload`] for a batch whose header `info` was parsed from `batch`.
+fn payload_of(
+    batch: &Bytes,
+    info: &BatchInfo,
+    max_decompressed_bytes: usize,
+) -> Result<Bytes, RecordsError> {
     let payload = batch.slice(BATCH_HEADER_BYTES..);
     Ok(compression::decompress(
         info.codec()?,
@@ -555,6 +564,181 @@ fn decode_payload(payload: &Bytes, count: i32) -> Result<Vec<Record>, RecordsErr
         )));
     }
     Ok(records)
+}
+
+/// A record parse error, attributed to the record at `index` (`record_errors`), as
+/// `decode_payload` reports it.
+fn at_record(index: i32, e: RecordsError) -> RecordsError {
+    match e {
+        RecordsError::InvalidRecord { message, .. } => RecordsError::InvalidRecord {
+            record_errors: vec![RecordError {
+                batch_index: index,
+                message: message.clone(),
+            }],
+            message,
+        },
+        other => other,
+    }
+}
+
+/// Bytes after the last declared record, as `decode_payload` reports them.
+fn trailing_bytes(left: usize, count: i32) -> RecordsError {
+    RecordsError::invalid(format!(
+        "{left} bytes left after the {count} records the batch declares"
+    ))
+}
+
+// ---- in-place record walk (produce validation) ----------------------------------------------
+
+/// What produce validation reads of one record. Keys, values and headers are stepped over in
+/// place: no `Bytes` slices (an atomic refcount increment and decrement each), no `Record`,
+/// no `Vec<Header>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RecordFields {
+    timestamp_delta: i64,
+    offset_delta: i32,
+    has_key: bool,
+}
+
+/// A forward-only reader over record bytes for [`walk_record`]. `rest` is what is left of the
+/// payload, or of one record while its fields are read (so "truncated" means: past the end of
+/// the record, as [`Cursor`] with its `end` set to the record's end).
+///
+/// Deliberately separate from [`Cursor`]: the decoding path (and the decoding validator the
+/// walk is property-tested against) keeps its own primitives, and this one stays a plain slice
+/// walk that the compiler can inline into the record loop. Error messages are [`Cursor`]'s.
+struct Walk<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Walk<'a> {
+    #[cold]
+    #[inline(never)]
+    fn err(what: &str) -> RecordsError {
+        Cursor::err(what)
+    }
+
+    #[inline(always)]
+    fn u8(&mut self) -> Result<u8, RecordsError> {
+        let Some((&b, rest)) = self.rest.split_first() else {
+            return Err(Self::err("truncated"));
+        };
+        self.rest = rest;
+        Ok(b)
+    }
+
+    /// [`Cursor::varint`]: at most 5 bytes, zig-zag; bits past 32 are dropped as there.
+    #[inline(always)]
+    fn varint(&mut self) -> Result<i32, RecordsError> {
+        let mut value: u32 = 0;
+        for (i, &b) in self.rest.iter().take(5).enumerate() {
+            value |= u32::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                self.rest = &self.rest[i + 1..];
+                return Ok(((value >> 1) as i32) ^ -((value & 1) as i32));
+            }
+        }
+        // No terminating byte: the bytes ran out first, or five did not end it.
+        Err(Self::err(if self.rest.len() < 5 {
+            "truncated"
+        } else {
+            "varint longer than 5 bytes"
+        }))
+    }
+
+    /// [`Cursor::varlong`]: at most 10 bytes, zig-zag.
+    #[inline(always)]
+    fn varlong(&mut self) -> Result<i64, RecordsError> {
+        let mut value: u64 = 0;
+        for (i, &b) in self.rest.iter().take(10).enumerate() {
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                self.rest = &self.rest[i + 1..];
+                return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
+            }
+        }
+        Err(Self::err(if self.rest.len() < 10 {
+            "truncated"
+        } else {
+            "varlong longer than 10 bytes"
+        }))
+    }
+
+    /// Steps over `len` bytes ([`Cursor::bytes`] without the slice).
+    #[inline(always)]
+    fn skip(&mut self, len: usize) -> Result<(), RecordsError> {
+        match self.rest.get(len..) {
+            Some(rest) => {
+                self.rest = rest;
+                Ok(())
+            }
+            None => Err(Self::err("field runs past the record")),
+        }
+    }
+
+    /// Steps over a varint length and that many bytes, -1 being null
+    /// ([`Cursor::nullable_bytes`]); true when the field is not null.
+    #[inline(always)]
+    fn skip_nullable(&mut self, what: &str) -> Result<bool, RecordsError> {
+        match self.varint()? {
+            -1 => Ok(false),
+            l if l < -1 => Err(Self::negative_length(what, l)),
+            l => self.skip(l as usize).map(|()| true),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn negative_length(what: &str, len: i32) -> RecordsError {
+        Cursor::err(&format!("negative {what} length {len}"))
+    }
+}
+
+/// Reads one record with exactly the checks of [`decode_record`], in the same order, so the
+/// same bytes fail with the same error; the equivalence is property-tested against the
+/// decoding validator (`tests::walk_equivalence`). Keep the two in step.
+#[inline(always)]
+fn walk_record(payload: &mut Walk<'_>) -> Result<RecordFields, RecordsError> {
+    let length = payload.varint()?;
+    if length < 0 {
+        return Err(Walk::err("negative record length"));
+    }
+    let length = length as usize;
+    if length > payload.rest.len() {
+        return Err(Walk::err("record length runs past the batch"));
+    }
+    let (body, after) = payload.rest.split_at(length);
+    let mut cur = Walk { rest: body };
+    cur.u8()?; // record attributes: unused by Kafka
+    let timestamp_delta = cur.varlong()?;
+    let offset_delta = cur.varint()?;
+    let has_key = cur.skip_nullable("key")?;
+    cur.skip_nullable("value")?;
+    let header_count = cur.varint()?;
+    if header_count < 0 {
+        return Err(Walk::err("negative header count"));
+    }
+    // Every header takes at least one byte, so a lying count stops at the record's end.
+    for _ in 0..header_count {
+        let key_len = cur.varint()?;
+        if key_len < 0 {
+            return Err(Walk::err("negative header key length"));
+        }
+        cur.skip(key_len as usize)?;
+        cur.skip_nullable("header value")?;
+    }
+    if !cur.rest.is_empty() {
+        return Err(Walk::err(&format!(
+            "record size {length} but fields used {}",
+            length - cur.rest.len()
+        )));
+    }
+    payload.rest = after;
+    Ok(RecordFields {
+        timestamp_delta,
+        offset_delta,
+        has_key,
+    })
 }
 
 /// Verifies the CRC and decodes every record of one batch (decompressing if needed).
@@ -1065,95 +1249,140 @@ pub fn validate_records(
 }
 
 /// [`validate_records`] without its CRC pass, for a batch whose CRC was just verified.
+///
+/// Walks the (decompressed) records in place ([`walk_record`]): nothing is allocated per
+/// record, only the error list when a record is rejected. Parse errors win over rejections
+/// (the first malformed record is reported alone), as when the batch was decoded first.
 fn validate_records_crc_checked(
     batch: &Bytes,
     opts: &ValidationOptions,
 ) -> Result<ValidationSummary, RecordsError> {
-    let (decoded, uncompressed_bytes) =
-        decode_batch_crc_checked(batch, opts.max_decompressed_bytes)?;
-    let info = decoded.info;
+    let info = BatchInfo::parse(batch)?;
+    let payload = payload_of(batch, &info, opts.max_decompressed_bytes)?;
+    let count = info.records_count;
+    if count < 0 {
+        return Err(RecordsError::invalid(format!(
+            "negative record count {count}"
+        )));
+    }
+    let log_append_time = info.timestamp_type() == TimestampType::LogAppendTime;
+    let mut walk = Walk { rest: &payload };
     let mut errors: Vec<(bool, RecordError)> = Vec::new();
     let mut max_timestamp = NO_TIMESTAMP;
     let mut offset_delta_of_max = -1;
     let mut sequential = true;
-    for (index, record) in decoded.records.iter().enumerate() {
-        let index = index as i32; // ok: at most records_count (an i32) records
+    for index in 0..count {
+        let record = walk_record(&mut walk).map_err(|e| at_record(index, e))?;
         if record.offset_delta != index {
             sequential = false;
         }
-        // The record's own timestamp (Kafka's `record.timestamp()` for v2).
-        let timestamp = decoded.timestamp_of(record);
-        if opts.compacted && record.key.is_none() {
-            errors.push((
-                false,
-                RecordError {
-                    batch_index: index,
-                    message: "Compacted topic cannot accept message without key".into(),
-                },
-            ));
-        } else if opts.timestamp_type == TimestampType::CreateTime && timestamp != NO_TIMESTAMP {
-            let diff = i128::from(opts.now_ms) - i128::from(timestamp);
-            if diff > i128::from(opts.timestamp_before_max_ms)
-                || -diff > i128::from(opts.timestamp_after_max_ms)
-            {
-                errors.push((
-                    true,
-                    RecordError {
-                        batch_index: index,
-                        message: format!(
-                            "Timestamp {timestamp} of message with offset {} is out of range. The timestamp should be within [{}, {}]",
-                            decoded.offset_of(record),
-                            opts.now_ms.saturating_sub(opts.timestamp_before_max_ms),
-                            opts.now_ms.saturating_add(opts.timestamp_after_max_ms)
-                        ),
-                    },
-                ));
-            }
-        } else if info.timestamp_type() == TimestampType::LogAppendTime {
-            errors.push((
-                true,
-                RecordError {
-                    batch_index: index,
-                    message: "Invalid timestamp type in message. Producer should not set timestamp type to LogAppendTime.".into(),
-                },
-            ));
+        // The record's own timestamp (Kafka's `record.timestamp()` for v2, as
+        // `DecodedBatch::timestamp_of`).
+        let timestamp = if log_append_time {
+            info.max_timestamp
+        } else {
+            info.base_timestamp.wrapping_add(record.timestamp_delta)
+        };
+        if let Some(error) = check_record(&info, opts, index, &record, timestamp) {
+            errors.push(error);
         }
         if timestamp > max_timestamp {
             max_timestamp = timestamp;
             offset_delta_of_max = index;
         }
     }
+    if !walk.rest.is_empty() {
+        return Err(trailing_bytes(walk.rest.len(), count));
+    }
     if !errors.is_empty() {
-        let timestamp_error = errors.iter().any(|(t, _)| *t);
-        let record_errors: Vec<RecordError> = errors.into_iter().map(|(_, e)| e).collect();
-        return Err(if timestamp_error {
-            RecordsError::InvalidTimestamp {
-                message: "One or more records have been rejected due to invalid timestamp".into(),
-                record_errors,
-            }
-        } else {
-            let shown: Vec<&str> = record_errors
-                .iter()
-                .take(3)
-                .map(|e| e.message.as_str())
-                .collect();
-            RecordsError::InvalidRecord {
-                message: format!(
-                    "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: {:?}",
-                    record_errors.len(),
-                    shown
-                ),
-                record_errors,
-            }
-        });
+        return Err(rejection(errors));
     }
     Ok(ValidationSummary {
-        record_count: decoded.records.len() as i32, // ok: equals records_count
+        record_count: count,
         max_timestamp,
         offset_delta_of_max_timestamp: offset_delta_of_max,
         inner_offsets_sequential: sequential,
-        uncompressed_bytes,
+        uncompressed_bytes: payload.len(),
     })
+}
+
+/// Kafka's per-record checks (`LogValidator.validateRecord`): at most one error per record,
+/// `(is_timestamp_error, error)`.
+fn check_record(
+    info: &BatchInfo,
+    opts: &ValidationOptions,
+    index: i32,
+    record: &RecordFields,
+    timestamp: i64,
+) -> Option<(bool, RecordError)> {
+    if opts.compacted && !record.has_key {
+        Some((
+            false,
+            RecordError {
+                batch_index: index,
+                message: "Compacted topic cannot accept message without key".into(),
+            },
+        ))
+    } else if opts.timestamp_type == TimestampType::CreateTime && timestamp != NO_TIMESTAMP {
+        let diff = i128::from(opts.now_ms) - i128::from(timestamp);
+        if diff > i128::from(opts.timestamp_before_max_ms)
+            || -diff > i128::from(opts.timestamp_after_max_ms)
+        {
+            let offset = info
+                .base_offset
+                .saturating_add(i64::from(record.offset_delta));
+            Some((
+                true,
+                RecordError {
+                    batch_index: index,
+                    message: format!(
+                        "Timestamp {timestamp} of message with offset {offset} is out of range. The timestamp should be within [{}, {}]",
+                        opts.now_ms.saturating_sub(opts.timestamp_before_max_ms),
+                        opts.now_ms.saturating_add(opts.timestamp_after_max_ms)
+                    ),
+                },
+            ))
+        } else {
+            None
+        }
+    } else if info.timestamp_type() == TimestampType::LogAppendTime {
+        Some((
+            true,
+            RecordError {
+                batch_index: index,
+                message: "Invalid timestamp type in message. Producer should not set timestamp type to LogAppendTime.".into(),
+            },
+        ))
+    } else {
+        None
+    }
+}
+
+/// The batch-level error for a non-empty list of record errors: `INVALID_TIMESTAMP` if any is
+/// a timestamp error, else `INVALID_RECORD` quoting the first three, every error listed.
+fn rejection(errors: Vec<(bool, RecordError)>) -> RecordsError {
+    let timestamp_error = errors.iter().any(|(t, _)| *t);
+    let record_errors: Vec<RecordError> = errors.into_iter().map(|(_, e)| e).collect();
+    if timestamp_error {
+        RecordsError::InvalidTimestamp {
+            message: "One or more records have been rejected due to invalid timestamp".into(),
+            record_errors,
+        }
+    } else {
+        let shown: Vec<&str> = record_errors
+            .iter()
+            .take(3)
+            .map(|e| e.message.as_str())
+            .collect();
+        RecordsError::InvalidRecord {
+            message: format!(
+                "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: {:?}",
+                record_errors.len(),
+                shown
+            ),
+            record_errors,
+        }
+    }
 }
 
 /// Result of [`validate_produce`]: the batch to store and what validation learned.
@@ -1235,6 +1464,104 @@ pub fn validate_produce(
 mod tests {
     use super::*;
     use crate::compression::DEFAULT_MAX_DECOMPRESSED_BYTES as LIMIT;
+
+    /// The decoding validator that [`validate_records_crc_checked`] replaced (unchanged but
+    /// for its name and the CRC pass of [`validate_records`]): it materialises every record
+    /// with [`decode_batch_crc_checked`] and checks the decoded fields. The walk must answer
+    /// exactly what this answers, for every input.
+    fn reference_validate_records(
+        batch: &Bytes,
+        opts: &ValidationOptions,
+    ) -> Result<ValidationSummary, RecordsError> {
+        verify_crc(batch)?;
+        let (decoded, uncompressed_bytes) =
+            decode_batch_crc_checked(batch, opts.max_decompressed_bytes)?;
+        let info = decoded.info;
+        let mut errors: Vec<(bool, RecordError)> = Vec::new();
+        let mut max_timestamp = NO_TIMESTAMP;
+        let mut offset_delta_of_max = -1;
+        let mut sequential = true;
+        for (index, record) in decoded.records.iter().enumerate() {
+            let index = index as i32; // ok: at most records_count (an i32) records
+            if record.offset_delta != index {
+                sequential = false;
+            }
+            // The record's own timestamp (Kafka's `record.timestamp()` for v2).
+            let timestamp = decoded.timestamp_of(record);
+            if opts.compacted && record.key.is_none() {
+                errors.push((
+                    false,
+                    RecordError {
+                        batch_index: index,
+                        message: "Compacted topic cannot accept message without key".into(),
+                    },
+                ));
+            } else if opts.timestamp_type == TimestampType::CreateTime && timestamp != NO_TIMESTAMP
+            {
+                let diff = i128::from(opts.now_ms) - i128::from(timestamp);
+                if diff > i128::from(opts.timestamp_before_max_ms)
+                    || -diff > i128::from(opts.timestamp_after_max_ms)
+                {
+                    errors.push((
+                        true,
+                        RecordError {
+                            batch_index: index,
+                            message: format!(
+                                "Timestamp {timestamp} of message with offset {} is out of range. The timestamp should be within [{}, {}]",
+                                decoded.offset_of(record),
+                                opts.now_ms.saturating_sub(opts.timestamp_before_max_ms),
+                                opts.now_ms.saturating_add(opts.timestamp_after_max_ms)
+                            ),
+                        },
+                    ));
+                }
+            } else if info.timestamp_type() == TimestampType::LogAppendTime {
+                errors.push((
+                    true,
+                    RecordError {
+                        batch_index: index,
+                        message: "Invalid timestamp type in message. Producer should not set timestamp type to LogAppendTime.".into(),
+                    },
+                ));
+            }
+            if timestamp > max_timestamp {
+                max_timestamp = timestamp;
+                offset_delta_of_max = index;
+            }
+        }
+        if !errors.is_empty() {
+            let timestamp_error = errors.iter().any(|(t, _)| *t);
+            let record_errors: Vec<RecordError> = errors.into_iter().map(|(_, e)| e).collect();
+            return Err(if timestamp_error {
+                RecordsError::InvalidTimestamp {
+                    message: "One or more records have been rejected due to invalid timestamp"
+                        .into(),
+                    record_errors,
+                }
+            } else {
+                let shown: Vec<&str> = record_errors
+                    .iter()
+                    .take(3)
+                    .map(|e| e.message.as_str())
+                    .collect();
+                RecordsError::InvalidRecord {
+                    message: format!(
+                        "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: {:?}",
+                        record_errors.len(),
+                        shown
+                    ),
+                    record_errors,
+                }
+            });
+        }
+        Ok(ValidationSummary {
+            record_count: decoded.records.len() as i32, // ok: equals records_count
+            max_timestamp,
+            offset_delta_of_max_timestamp: offset_delta_of_max,
+            inner_offsets_sequential: sequential,
+            uncompressed_bytes,
+        })
+    }
 
     fn h(key: &[u8], value: Option<&[u8]>) -> Header {
         Header {
@@ -2012,7 +2339,7 @@ mod tests {
             }
             write_crc(&mut b); // make the parser, not the CRC, see the damage
             let b = Bytes::from(b);
-            let _ = validate_records(&b, &opts);
+            let _ = assert_same_as_reference(&b, &opts);
             let _ = recompress(&b, Codec::Zstd);
             let _ = find_record_by_timestamp(&b, 0);
         }
@@ -2052,6 +2379,663 @@ mod tests {
             assert_eq!(out.len(), varlong_len(v), "{v}");
             let bytes = Bytes::from(out);
             assert_eq!(Cursor::new(&bytes).varlong().unwrap(), v);
+        }
+    }
+
+    /// Asserts that the in-place walk ([`validate_records`]) answers exactly what the decoding
+    /// validator answered: the same summary, or the same error variant, fields, message and
+    /// `record_errors`. Returns the answer.
+    fn assert_same_as_reference(
+        batch: &Bytes,
+        opts: &ValidationOptions,
+    ) -> Result<ValidationSummary, RecordsError> {
+        let want = reference_validate_records(batch, opts);
+        let got = validate_records(batch, opts);
+        // Debug shows the variant and every field (record_errors included).
+        assert_eq!(format!("{got:?}"), format!("{want:?}"), "batch {batch:?}");
+        if let (Err(g), Err(w)) = (&got, &want) {
+            assert_eq!(g.to_string(), w.to_string());
+            assert_eq!(g.kafka_code(), w.kafka_code());
+            assert_eq!(g.record_errors(), w.record_errors());
+        }
+        got
+    }
+
+    /// A batch around hand-encoded record bytes (`count` declared records), valid CRC.
+    fn raw_batch(payload: &[u8], count: i32, codec: Codec) -> Bytes {
+        let mut b = build_batch(&BatchSpec::default(), &sample_records()).unwrap()
+            [..BATCH_HEADER_BYTES]
+            .to_vec();
+        b[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&count.to_be_bytes());
+        b[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&codec.id().to_be_bytes());
+        b.extend_from_slice(&compression::compress(codec, payload).unwrap());
+        let len = (b.len() - LOG_OVERHEAD_BYTES) as i32;
+        b[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&len.to_be_bytes());
+        write_crc(&mut b);
+        Bytes::from(b)
+    }
+
+    /// `fields` prefixed with their varint length: one encoded record.
+    fn raw_record(fields: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_varint(&mut out, fields.len() as i32);
+        out.extend_from_slice(fields);
+        out
+    }
+
+    fn varint(v: i32) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_varint(&mut out, v);
+        out
+    }
+
+    #[test]
+    fn walk_reports_each_malformation_like_the_decoder() {
+        let now = 1_700_000_000_000;
+        let opts = ValidationOptions::kafka_defaults(now);
+        // attributes 0, timestamp delta 0, offset delta 0
+        let prefix = [0u8, 0, 0];
+        let ok_record =
+            raw_record(&[&prefix[..], &varint(1), b"k", &varint(-1), &varint(0)].concat());
+        let cases: Vec<(Vec<u8>, i32, &str)> = vec![
+            (varint(-2), 1, "malformed record: negative record length"),
+            (
+                [&varint(100)[..], &[0u8; 4]].concat(),
+                1,
+                "malformed record: record length runs past the batch",
+            ),
+            (raw_record(&[]), 1, "malformed record: truncated"),
+            (
+                raw_record(&[&[0u8][..], &[0xff; 11]].concat()),
+                1,
+                "malformed record: varlong longer than 10 bytes",
+            ),
+            (
+                raw_record(&[&[0u8, 0][..], &[0xff; 6]].concat()),
+                1,
+                "malformed record: varint longer than 5 bytes",
+            ),
+            // Continuation bits up to the record's end: truncated, not overlong.
+            (
+                raw_record(&[&[0u8][..], &[0xff; 9]].concat()),
+                1,
+                "malformed record: truncated",
+            ),
+            (
+                raw_record(&[&[0u8, 0][..], &[0xff; 4]].concat()),
+                1,
+                "malformed record: truncated",
+            ),
+            (
+                raw_record(&[&prefix[..], &varint(-2), &varint(-1), &varint(0)].concat()),
+                1,
+                "malformed record: negative key length -2",
+            ),
+            (
+                raw_record(&[&prefix[..], &varint(9), b"k", &varint(-1), &varint(0)].concat()),
+                1,
+                "malformed record: field runs past the record",
+            ),
+            (
+                raw_record(&[&prefix[..], &varint(-1), &varint(-7), &varint(0)].concat()),
+                1,
+                "malformed record: negative value length -7",
+            ),
+            (
+                raw_record(&[&prefix[..], &varint(-1), &varint(-1), &varint(-1)].concat()),
+                1,
+                "malformed record: negative header count",
+            ),
+            (
+                raw_record(
+                    &[
+                        &prefix[..],
+                        &varint(-1),
+                        &varint(-1),
+                        &varint(1),
+                        &varint(-1),
+                    ]
+                    .concat(),
+                ),
+                1,
+                "malformed record: negative header key length",
+            ),
+            (
+                raw_record(
+                    &[
+                        &prefix[..],
+                        &varint(-1),
+                        &varint(-1),
+                        &varint(1),
+                        &varint(3),
+                        b"ab",
+                    ]
+                    .concat(),
+                ),
+                1,
+                "malformed record: field runs past the record",
+            ),
+            (
+                raw_record(
+                    &[
+                        &prefix[..],
+                        &varint(-1),
+                        &varint(-1),
+                        &varint(1),
+                        &varint(1),
+                        b"a",
+                        &varint(-3),
+                    ]
+                    .concat(),
+                ),
+                1,
+                "malformed record: negative header value length -3",
+            ),
+            // A header count the record cannot hold runs out of bytes.
+            (
+                raw_record(&[&prefix[..], &varint(-1), &varint(-1), &varint(i32::MAX)].concat()),
+                1,
+                "malformed record: truncated",
+            ),
+            (
+                raw_record(
+                    &[
+                        &prefix[..],
+                        &varint(-1),
+                        &varint(-1),
+                        &varint(0),
+                        &[7u8, 7][..],
+                    ]
+                    .concat(),
+                ),
+                1,
+                "malformed record: record size 8 but fields used 6",
+            ),
+            // The second record is the bad one: it is the one listed.
+            (
+                [&ok_record[..], &varint(-2)].concat(),
+                2,
+                "malformed record: negative record length",
+            ),
+            (
+                [&ok_record[..], &[1u8, 2][..]].concat(),
+                1,
+                "invalid record: 2 bytes left after the 1 records the batch declares",
+            ),
+            (ok_record.clone(), 2, "malformed record: truncated"),
+            (
+                ok_record.clone(),
+                -1,
+                "invalid record: negative record count -1",
+            ),
+        ];
+        for codec in Codec::ALL {
+            for (payload, count, want) in &cases {
+                let b = raw_batch(payload, *count, codec);
+                let e = assert_same_as_reference(&b, &opts).unwrap_err();
+                assert!(e.to_string().contains(want), "{codec:?}: {e} (want {want})");
+                assert_eq!(e.kafka_code(), 87);
+                if want.starts_with("malformed") {
+                    // The two-record cases start with a good record: the second is bad.
+                    let index = if *count == 2 { 1 } else { 0 };
+                    assert_eq!(e.record_errors().len(), 1, "{want}");
+                    assert_eq!(e.record_errors()[0].batch_index, index, "{want}");
+                } else {
+                    assert!(e.record_errors().is_empty());
+                }
+            }
+            // And the well-formed one passes with its summary.
+            let s = assert_same_as_reference(&raw_batch(&ok_record, 1, codec), &opts).unwrap();
+            assert_eq!((s.record_count, s.offset_delta_of_max_timestamp), (1, 0));
+            assert_eq!(s.uncompressed_bytes, ok_record.len());
+        }
+    }
+
+    #[test]
+    fn walk_matches_reference_on_rejections_and_summaries() {
+        let now = 1_700_000_000_000;
+        let base = ValidationOptions::kafka_defaults(now);
+        let variants = [
+            base,
+            ValidationOptions {
+                compacted: true,
+                ..base
+            },
+            ValidationOptions {
+                timestamp_after_max_ms: 1_000,
+                ..base
+            },
+            ValidationOptions {
+                timestamp_before_max_ms: 999,
+                compacted: true,
+                ..base
+            },
+            ValidationOptions {
+                timestamp_type: TimestampType::LogAppendTime,
+                ..base
+            },
+            ValidationOptions {
+                max_decompressed_bytes: 100,
+                ..base
+            },
+        ];
+        for codec in Codec::ALL {
+            for lat in [false, true] {
+                let spec = BatchSpec {
+                    base_offset: 1 << 40,
+                    timestamp_type: if lat {
+                        TimestampType::LogAppendTime
+                    } else {
+                        TimestampType::CreateTime
+                    },
+                    log_append_time_ms: now + 5,
+                    ..idempotent_spec(codec)
+                };
+                let b = build_batch(&spec, &sample_records()).unwrap();
+                for opts in &variants {
+                    let _ = assert_same_as_reference(&b, opts);
+                }
+            }
+            // Non-sequential inner offsets and a NO_TIMESTAMP record.
+            let mut d = decode_batch(&ts_batch(codec, &[5, -1, 9, 9]), LIMIT).unwrap();
+            for (r, delta) in d.records.iter_mut().zip([0, 3, 1, 2]) {
+                r.offset_delta = delta;
+            }
+            let odd = encode_batch(&d.info, &d.records, codec).unwrap();
+            let s = assert_same_as_reference(&odd, &base).unwrap();
+            assert!(!s.inner_offsets_sequential);
+            assert_eq!((s.max_timestamp, s.offset_delta_of_max_timestamp), (9, 2));
+        }
+        // Many small records (a 1 MiB batch of 100-byte values): the loop runs to the end.
+        let records: Vec<NewRecord> = (0..10_000)
+            .map(|i| NewRecord {
+                timestamp: now - 10_000 + i,
+                key: Some(Bytes::from(format!("k{i}"))),
+                value: Some(Bytes::from(vec![b'v'; 100])),
+                headers: vec![],
+            })
+            .collect();
+        for codec in [Codec::None, Codec::Zstd] {
+            let b = build_batch(&idempotent_spec(codec), &records).unwrap();
+            let s = assert_same_as_reference(&b, &base).unwrap();
+            assert_eq!(s.record_count, 10_000);
+            assert_eq!(
+                (s.max_timestamp, s.offset_delta_of_max_timestamp),
+                (now - 1, 9_999)
+            );
+            let strict = ValidationOptions {
+                timestamp_before_max_ms: 5_000,
+                ..base
+            };
+            let e = assert_same_as_reference(&b, &strict).unwrap_err();
+            assert_eq!(e.record_errors().len(), 5_000);
+        }
+    }
+
+    /// Property test: generated batches — valid, rejected and damaged — get the same answer
+    /// from the in-place walk and from the decoding validator it replaced.
+    mod walk_equivalence {
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::strategy::ValueTree;
+        use proptest::test_runner::TestRunner;
+
+        #[derive(Debug, Clone)]
+        struct GenRecord {
+            /// 0: at `now - before`, 1: at `now + after`, 2: near now, 3: raw, 4: NO_TIMESTAMP.
+            ts_kind: u8,
+            ts_jitter: i64,
+            ts_raw: i64,
+            key: Option<Vec<u8>>,
+            value: Option<Vec<u8>>,
+            headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+        }
+
+        /// Damage done to the batch, before compression (`Plain*`, `Count`) or after.
+        #[derive(Debug, Clone)]
+        enum Damage {
+            PlainFlip(usize, u8),
+            PlainTruncate(usize),
+            PlainAppend(Vec<u8>),
+            Count(i32),
+            PackedFlip(usize, u8),
+            HeaderFlip(usize, u8),
+            PackedTruncate(usize),
+        }
+
+        #[derive(Debug, Clone)]
+        struct GenCase {
+            records: Vec<GenRecord>,
+            codec: Codec,
+            batch_lat: bool,
+            log_append_time_ms: i64,
+            base_offset: i64,
+            offset_deltas: Option<Vec<i32>>,
+            compacted: bool,
+            topic_lat: bool,
+            now_ms: i64,
+            before_ms: i64,
+            after_ms: i64,
+            limit_bytes: usize,
+            damage: Vec<Damage>,
+            bad_crc: bool,
+        }
+
+        fn small_bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+            proptest::collection::vec(any::<u8>(), 0..max)
+        }
+
+        fn gen_record() -> impl Strategy<Value = GenRecord> {
+            (
+                0u8..5,
+                -2i64..=2,
+                any::<i64>(),
+                proptest::option::weighted(0.8, small_bytes(12)),
+                proptest::option::weighted(0.9, small_bytes(160)),
+                proptest::collection::vec(
+                    (small_bytes(6), proptest::option::of(small_bytes(6))),
+                    0..3,
+                ),
+            )
+                .prop_map(|(ts_kind, ts_jitter, ts_raw, key, value, headers)| {
+                    GenRecord {
+                        ts_kind,
+                        ts_jitter,
+                        ts_raw,
+                        key,
+                        value,
+                        headers,
+                    }
+                })
+        }
+
+        fn window() -> impl Strategy<Value = i64> {
+            prop_oneof![
+                3 => Just(i64::MAX),
+                1 => Just(0i64),
+                2 => Just(3_600_000i64),
+                2 => 0i64..10_000,
+                1 => any::<i64>(),
+            ]
+        }
+
+        fn damage() -> impl Strategy<Value = Damage> {
+            prop_oneof![
+                (any::<usize>(), 1u8..=255).prop_map(|(at, x)| Damage::PlainFlip(at, x)),
+                any::<usize>().prop_map(Damage::PlainTruncate),
+                small_bytes(8).prop_map(Damage::PlainAppend),
+                prop_oneof![-2i32..=2, any::<i32>()].prop_map(Damage::Count),
+                (any::<usize>(), 1u8..=255).prop_map(|(at, x)| Damage::PackedFlip(at, x)),
+                (0usize..BATCH_HEADER_BYTES, 1u8..=255)
+                    .prop_map(|(at, x)| Damage::HeaderFlip(at, x)),
+                any::<usize>().prop_map(Damage::PackedTruncate),
+            ]
+        }
+
+        fn gen_case() -> impl Strategy<Value = GenCase> {
+            (
+                (
+                    proptest::collection::vec(gen_record(), 1..12),
+                    proptest::sample::select(Codec::ALL.to_vec()),
+                    proptest::bool::weighted(0.15),
+                    any::<i64>(),
+                    // Near i64::MAX: absolute offsets saturate (Kafka's error message).
+                    prop_oneof![Just(0i64), Just(i64::MAX - 2), any::<i64>()],
+                    proptest::option::weighted(
+                        0.15,
+                        proptest::collection::vec(prop_oneof![0i32..12, any::<i32>()], 12),
+                    ),
+                ),
+                (
+                    proptest::bool::weighted(0.3),
+                    proptest::bool::weighted(0.15),
+                    prop_oneof![Just(1_700_000_000_000i64), any::<i64>()],
+                    window(),
+                    window(),
+                    prop_oneof![4 => Just(LIMIT), 1 => 0usize..4096],
+                    // Mostly undamaged: the accept/reject logic needs parseable batches.
+                    prop_oneof![
+                        2 => Just(Vec::new()),
+                        3 => proptest::collection::vec(damage(), 1..4),
+                    ],
+                    proptest::bool::weighted(0.05),
+                ),
+            )
+                .prop_map(
+                    |(
+                        (records, codec, batch_lat, log_append_time_ms, base_offset, offset_deltas),
+                        (
+                            compacted,
+                            topic_lat,
+                            now_ms,
+                            before_ms,
+                            after_ms,
+                            limit_bytes,
+                            damage,
+                            bad_crc,
+                        ),
+                    )| GenCase {
+                        records,
+                        codec,
+                        batch_lat,
+                        log_append_time_ms,
+                        base_offset,
+                        offset_deltas,
+                        compacted,
+                        topic_lat,
+                        now_ms,
+                        before_ms,
+                        after_ms,
+                        limit_bytes,
+                        damage,
+                        bad_crc,
+                    },
+                )
+        }
+
+        fn to_bytes(v: &Option<Vec<u8>>) -> Option<Bytes> {
+            v.as_ref().map(|b| Bytes::copy_from_slice(b))
+        }
+
+        fn materialise(c: &GenCase) -> (Bytes, ValidationOptions) {
+            let ts_type = |lat: bool| {
+                if lat {
+                    TimestampType::LogAppendTime
+                } else {
+                    TimestampType::CreateTime
+                }
+            };
+            let opts = ValidationOptions {
+                compacted: c.compacted,
+                timestamp_type: ts_type(c.topic_lat),
+                now_ms: c.now_ms,
+                timestamp_before_max_ms: c.before_ms,
+                timestamp_after_max_ms: c.after_ms,
+                max_decompressed_bytes: c.limit_bytes,
+            };
+            let records: Vec<NewRecord> = c
+                .records
+                .iter()
+                .map(|r| NewRecord {
+                    timestamp: match r.ts_kind {
+                        0 => c
+                            .now_ms
+                            .saturating_sub(c.before_ms)
+                            .saturating_add(r.ts_jitter),
+                        1 => c
+                            .now_ms
+                            .saturating_add(c.after_ms)
+                            .saturating_add(r.ts_jitter),
+                        2 => c.now_ms.saturating_add(r.ts_jitter),
+                        3 => r.ts_raw,
+                        _ => NO_TIMESTAMP,
+                    },
+                    key: to_bytes(&r.key),
+                    value: to_bytes(&r.value),
+                    headers: r
+                        .headers
+                        .iter()
+                        .map(|(k, v)| Header {
+                            key: Bytes::copy_from_slice(k),
+                            value: to_bytes(v),
+                        })
+                        .collect(),
+                })
+                .collect();
+            let spec = BatchSpec {
+                base_offset: c.base_offset,
+                timestamp_type: ts_type(c.batch_lat),
+                log_append_time_ms: c.log_append_time_ms,
+                ..BatchSpec::default()
+            };
+            let mut plain = build_batch(&spec, &records).unwrap();
+            if let Some(deltas) = &c.offset_deltas {
+                let mut d = decode_batch(&plain, LIMIT).unwrap();
+                for (r, delta) in d.records.iter_mut().zip(deltas) {
+                    r.offset_delta = *delta;
+                }
+                plain = encode_batch(&d.info, &d.records, Codec::None).unwrap();
+            }
+            let mut header = plain[..BATCH_HEADER_BYTES].to_vec();
+            let mut payload = plain[BATCH_HEADER_BYTES..].to_vec();
+            for d in &c.damage {
+                match d {
+                    Damage::PlainFlip(at, x) if !payload.is_empty() => {
+                        let at = at % payload.len();
+                        payload[at] ^= x;
+                    }
+                    Damage::PlainTruncate(n) => {
+                        payload.truncate(payload.len() - n % (payload.len() + 1));
+                    }
+                    Damage::PlainAppend(extra) => payload.extend_from_slice(extra),
+                    Damage::Count(delta) => {
+                        let count = be_i32(&header, RECORDS_COUNT_AT).wrapping_add(*delta);
+                        header[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4]
+                            .copy_from_slice(&count.to_be_bytes());
+                    }
+                    _ => {}
+                }
+            }
+            let attributes =
+                (be_i16(&header, ATTRIBUTES_AT) & !ATTR_COMPRESSION_MASK) | c.codec.id();
+            header[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+            let mut batch = header;
+            batch.extend_from_slice(&compression::compress(c.codec, &payload).unwrap());
+            for d in &c.damage {
+                if let Damage::PackedTruncate(n) = d {
+                    let spare = batch.len() - BATCH_HEADER_BYTES;
+                    batch.truncate(batch.len() - n % (spare + 1));
+                }
+            }
+            let len = (batch.len() - LOG_OVERHEAD_BYTES) as i32;
+            batch[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&len.to_be_bytes());
+            for d in &c.damage {
+                match d {
+                    Damage::PackedFlip(at, x) if batch.len() > BATCH_HEADER_BYTES => {
+                        let at = BATCH_HEADER_BYTES + at % (batch.len() - BATCH_HEADER_BYTES);
+                        batch[at] ^= x;
+                    }
+                    Damage::HeaderFlip(at, x) => batch[*at] ^= x,
+                    _ => {}
+                }
+            }
+            if !c.bad_crc {
+                write_crc(&mut batch);
+            }
+            (Bytes::from(batch), opts)
+        }
+
+        /// Which kind of answer a case got, to check the generator reaches each of them.
+        fn outcome(r: &Result<ValidationSummary, RecordsError>) -> &'static str {
+            match r {
+                Ok(s) if s.inner_offsets_sequential => "ok",
+                Ok(_) => "ok, offsets renumbered",
+                Err(RecordsError::InvalidTimestamp { record_errors, .. })
+                    if record_errors
+                        .iter()
+                        .any(|e| e.message.contains("LogAppendTime")) =>
+                {
+                    "producer-set LogAppendTime"
+                }
+                Err(RecordsError::InvalidTimestamp { .. }) => "timestamp out of range",
+                Err(RecordsError::InvalidRecord { message, .. })
+                    if message.contains("record errors in total") =>
+                {
+                    "null key on compacted topic"
+                }
+                Err(RecordsError::InvalidRecord { message, .. })
+                    if message.contains("malformed record") =>
+                {
+                    "malformed record"
+                }
+                Err(RecordsError::InvalidRecord { message, .. })
+                    if message.contains("bytes left after") =>
+                {
+                    "trailing bytes"
+                }
+                Err(RecordsError::InvalidRecord { .. }) => "other invalid record",
+                Err(RecordsError::Compression(CompressionError::TooLarge { .. })) => "too large",
+                Err(RecordsError::Compression(_)) => "compression error",
+                Err(RecordsError::CrcMismatch { .. }) => "crc",
+                Err(RecordsError::Corrupt(_) | RecordsError::UnsupportedMagic(_)) => "header",
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 1000, .. ProptestConfig::default() })]
+            #[test]
+            fn walk_matches_decoding_validator(c in gen_case()) {
+                let (batch, opts) = materialise(&c);
+                let want = reference_validate_records(&batch, &opts);
+                let got = validate_records(&batch, &opts);
+                prop_assert_eq!(format!("{got:?}"), format!("{want:?}"));
+                if let (Err(g), Err(w)) = (&got, &want) {
+                    prop_assert_eq!(g.to_string(), w.to_string());
+                    prop_assert_eq!(g.kafka_code(), w.kafka_code());
+                }
+            }
+        }
+
+        /// A fixed-seed run of the same generator: every kind of answer must occur, so the
+        /// property above is not only ever comparing one kind of error.
+        #[test]
+        fn generator_reaches_every_outcome() {
+            let mut runner = TestRunner::deterministic();
+            let strategy = gen_case();
+            let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+            let mut codecs = std::collections::BTreeSet::new();
+            for _ in 0..3000 {
+                let c = strategy.new_tree(&mut runner).unwrap().current();
+                let (batch, opts) = materialise(&c);
+                let got = assert_same_as_reference(&batch, &opts);
+                *seen.entry(outcome(&got)).or_default() += 1;
+                if got.is_ok() {
+                    codecs.insert(c.codec.id());
+                }
+            }
+            for kind in [
+                "ok",
+                "ok, offsets renumbered",
+                "producer-set LogAppendTime",
+                "timestamp out of range",
+                "null key on compacted topic",
+                "malformed record",
+                "trailing bytes",
+                "too large",
+                "compression error",
+                "crc",
+                "header",
+            ] {
+                assert!(
+                    seen.get(kind).copied().unwrap_or(0) > 0,
+                    "{kind} never generated: {seen:?}"
+                );
+            }
+            assert_eq!(
+                codecs.len(),
+                Codec::ALL.len(),
+                "every codec accepted at least once"
+            );
         }
     }
 
@@ -2142,7 +3126,9 @@ mod tests {
                     let again = decode_batch(&encode_batch(&d.info, &d.records, Codec::None).unwrap(), 1 << 16).unwrap();
                     prop_assert_eq!(d.records, again.records);
                 }
-                let _ = validate_records(&b, &opts);
+                let _ = assert_same_as_reference(&b, &opts);
+                let lax = ValidationOptions { compacted: false, timestamp_after_max_ms: 0, ..opts };
+                let _ = assert_same_as_reference(&b, &lax);
                 let _ = recompress_with_limit(&b, Codec::Gzip, 1 << 16);
                 let _ = find_record_by_timestamp(&b, 0);
                 let _ = max_timestamp_record(&b);
