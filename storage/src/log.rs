@@ -1570,6 +1570,7 @@ async fn write_checkpoint(inner: &Rc<Inner>, clean: bool) -> Result<(), StorageE
 /// An error here is an fsync-class failure for the caller.
 pub(crate) async fn seal_segment(inner: &Rc<Inner>, seg: &Rc<Segment>) -> Result<(), StorageError> {
     let dma = seg.dma_or_err()?;
+    wait_for_allocation(inner, seg).await;
     let size = seg.written_size.get();
     dma.truncate(size).await?;
     dma.fdatasync().await?;
@@ -1857,14 +1858,47 @@ async fn ensure_allocated(
     end: u64,
 ) {
     let allocated = seg.allocated.get();
-    if end <= allocated {
-        return;
-    }
     let segment_bytes = align_up(inner.config.borrow().segment_bytes_clamped());
     let step = allocated.clamp(ALLOC_STEP_MIN, ALLOC_STEP_MAX);
-    let target = (allocated + step).min(segment_bytes).max(end);
+    if end <= allocated {
+        // Half of the last step used: allocate the next one in the background, so
+        // writes do not wait for fallocate (always a kernel worker round trip with
+        // io_uring) at a step boundary.
+        if allocated - end < step / 2 && allocated < segment_bytes && !seg.allocating.get() {
+            let target = (allocated + step).min(segment_bytes);
+            seg.allocating.set(true);
+            let (inner, seg, dma) = (inner.clone(), seg.clone(), dma.clone());
+            glommio::spawn_local(async move {
+                allocate(&seg, &dma, target).await;
+                seg.allocating.set(false);
+                inner.changed.notify_all();
+            })
+            .detach();
+        }
+        return;
+    }
+    allocate(seg, dma, (allocated + step).min(segment_bytes).max(end)).await;
+}
+
+/// Waits for `seg`'s background allocation, which could extend the file after a trim.
+async fn wait_for_allocation(inner: &Inner, seg: &Segment) {
+    loop {
+        let listener = inner.changed.listen();
+        if !seg.allocating.get() {
+            return;
+        }
+        listener.await;
+    }
+}
+
+/// Allocates `seg`'s file up to `target` bytes (extending its size).
+async fn allocate(seg: &Segment, dma: &glommio::io::DmaFile, target: u64) {
     match dma.pre_allocate(target, false).await {
-        Ok(()) => seg.allocated.set(target),
+        Ok(()) => {
+            if seg.allocated.get() != u64::MAX {
+                seg.allocated.set(seg.allocated.get().max(target));
+            }
+        }
         Err(e) => {
             warn!(segment = %seg.log_path.display(), bytes = target, error = %e,
                 "could not allocate segment space ahead of writes; writes will extend the file (slower)");
@@ -1949,6 +1983,7 @@ async fn seal_rolled(
     let Some(prev) = prev else { return Ok(()) };
     // No files: retention or DeleteRecords removed the segment already.
     let Some(dma) = prev.dma() else { return Ok(()) };
+    wait_for_allocation(inner, &prev).await;
     dma.truncate(prev.written_size.get()).await?;
     if let Err(e) = dma.fdatasync().await {
         error!(segment = %prev.log_path.display(), error = %e, "fdatasync failed");

@@ -51,6 +51,9 @@ pub(crate) struct Segment {
     /// File bytes known to be allocated (fallocated, inside the file size) ahead of the
     /// writer; `u64::MAX` once allocation failed and the segment gave up on it.
     pub allocated: Cell<u64>,
+    /// A background allocation ahead of `allocated` is in flight (sealing waits for it:
+    /// it may extend the file).
+    pub allocating: Cell<bool>,
 }
 
 impl Segment {
@@ -67,6 +70,7 @@ impl Segment {
             offset_of_max_timestamp: Cell::new(-1),
             roll_base_ms: Cell::new(roll_base_ms),
             allocated: Cell::new(0),
+            allocating: Cell::new(false),
         }
     }
 

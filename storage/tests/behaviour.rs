@@ -713,3 +713,48 @@ fn sequential_disk_reads_are_read_ahead_within_the_shard_budget() {
         log.close().await.unwrap();
     });
 }
+
+/// Space is allocated ahead in the background while a segment fills; a rolled segment is
+/// still trimmed to exactly its batches (the seal waits for an allocation in flight).
+#[test]
+fn rolled_segments_are_trimmed_to_their_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rolls");
+    run(move || async move {
+        let cfg = LogConfig {
+            segment_bytes: 3 << 20,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(path.clone(), cfg).await.unwrap();
+        let mut last = None;
+        for i in 0..2400i64 {
+            let p = log.append(&batch(4, 1000, i), None).unwrap();
+            if i % 16 == 0 {
+                p.wait(Durability::Written).await.unwrap();
+            } else {
+                last = Some(p);
+            }
+        }
+        last.unwrap().wait(Durability::Fsynced).await.unwrap();
+        let mut logs: Vec<_> = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        logs.sort();
+        assert!(logs.len() >= 3, "{logs:?}");
+        for file in &logs[..logs.len() - 1] {
+            let data = std::fs::read(file).unwrap();
+            let batches = split(&data);
+            let used: usize = batches.iter().map(|b| b.2.len()).sum();
+            assert!(!batches.is_empty());
+            assert_eq!(
+                used,
+                data.len(),
+                "{} has bytes after its batches",
+                file.display()
+            );
+        }
+        log.close().await.unwrap();
+    });
+}
