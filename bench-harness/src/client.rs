@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
     TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::time::Duration;
 
@@ -354,7 +354,24 @@ fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
     buf.push(v as u8);
 }
 
+/// Requests a [`Conn`] may have sent and not yet received the response of. The consumer
+/// keeps one Fetch ahead; the bound only catches a caller that stops receiving.
+pub const CONN_IN_FLIGHT_MAX: usize = 16;
+
+/// A request sent on a [`Conn`] whose response is still to be received.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    correlation_id: i32,
+    key: ApiKey,
+    version: i16,
+}
+
 /// A connection used for request/response calls, splittable for pipelining.
+///
+/// [`Conn::call`] is one round trip; [`Conn::send`] and [`Conn::receive`] split it so a
+/// caller can have a request on the wire while it works on the previous response. Kafka
+/// answers the requests of one connection in the order they were sent, so responses are
+/// received in send order.
 pub struct Conn {
     pub addr: String,
     reader: FrameReader,
@@ -362,6 +379,11 @@ pub struct Conn {
     pub versions: Versions,
     next_correlation_id: i32,
     call_timeout: Duration,
+    /// Sent requests awaiting their responses, oldest first.
+    in_flight: VecDeque<Pending>,
+    /// Set when a write or read failed or timed out mid-frame: the byte stream is then at an
+    /// unknown position, and reading on would misparse, so every later use fails with this.
+    broken: Option<String>,
 }
 
 impl Conn {
@@ -385,12 +407,15 @@ impl Conn {
             versions: Versions::default(),
             next_correlation_id: 1,
             call_timeout: CALL_TIMEOUT,
+            in_flight: VecDeque::new(),
+            broken: None,
         };
         conn.negotiate().await?;
         Ok(conn)
     }
 
-    /// Sets how long one [`Conn::call`] round trip may take before it fails.
+    /// Sets how long one [`Conn::call`] round trip (or one [`Conn::send`] write, or one
+    /// [`Conn::receive`] wait) may take before it fails.
     pub fn set_call_timeout(&mut self, timeout: Duration) {
         self.call_timeout = timeout;
     }
@@ -446,43 +471,176 @@ impl Conn {
         Ok(())
     }
 
+    /// Requests sent and not yet received.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    fn usable(&self) -> Result<()> {
+        match &self.broken {
+            None => Ok(()),
+            Some(why) => bail!(
+                "connection to {} unusable after an earlier failure: {why}",
+                self.addr
+            ),
+        }
+    }
+
+    /// Records that the stream is at an unknown position (see `broken`) and passes `e` on.
+    fn poison<T>(&mut self, e: anyhow::Error) -> Result<T> {
+        self.broken.get_or_insert_with(|| format!("{e:#}"));
+        Err(e)
+    }
+
+    /// Writes one request frame; returns its correlation id.
+    async fn raw_send<R: Encodable>(&mut self, key: ApiKey, version: i16, req: &R) -> Result<i32> {
+        self.usable()?;
+        ensure!(
+            self.in_flight.len() < CONN_IN_FLIGHT_MAX,
+            "{key:?} to {}: {} requests already in flight",
+            self.addr,
+            self.in_flight.len()
+        );
+        let corr = self.next_correlation_id();
+        let frame = encode_frame(key, version, corr, req)?;
+        let limit = self.call_timeout;
+        let addr = self.addr.clone();
+        let write = self.writer.write_frame(&frame);
+        let timeout = async {
+            glommio::timer::sleep(limit).await;
+            Err(anyhow!(
+                "{key:?} to {addr}: request not written within {limit:?}"
+            ))
+        };
+        if let Err(e) = futures_lite::future::or(write, timeout).await {
+            // Part of the frame may be on the wire.
+            return self.poison(e);
+        }
+        self.in_flight.push_back(Pending {
+            correlation_id: corr,
+            key,
+            version,
+        });
+        Ok(corr)
+    }
+
+    /// Reads the response to `corr`, which must be the oldest request in flight; returns its
+    /// body. The call timeout counts from this call, not from the send: time the caller spent
+    /// between the two is its own, not the broker's.
+    async fn raw_receive(&mut self, corr: i32) -> Result<(ApiKey, i16, Bytes)> {
+        self.usable()?;
+        let Some(&due) = self.in_flight.front() else {
+            bail!(
+                "no request in flight on {} (receive of correlation id {corr})",
+                self.addr
+            );
+        };
+        ensure!(
+            due.correlation_id == corr,
+            "receive of correlation id {corr} on {}, but {} ({:?}) is answered first",
+            self.addr,
+            due.correlation_id,
+            due.key
+        );
+        let (key, version) = (due.key, due.version);
+        let limit = self.call_timeout;
+        let addr = self.addr.clone();
+        let read = self.reader.read_frame();
+        let timeout = async {
+            glommio::timer::sleep(limit).await;
+            Err(anyhow!("{key:?} to {addr}: no response within {limit:?}"))
+        };
+        let frame = match futures_lite::future::or(read, timeout).await {
+            Ok(f) => f,
+            // On timeout the connection is left mid-exchange; the error ends its use.
+            Err(e) => return self.poison(e),
+        };
+        self.in_flight.pop_front();
+        let (got, body) = match split_response(key, version, frame) {
+            Ok(x) => x,
+            Err(e) => return self.poison(e),
+        };
+        if got != corr {
+            return self.poison(anyhow!(
+                "{key:?} to {}: correlation id {got}, expected {corr}",
+                self.addr
+            ));
+        }
+        Ok((key, version, body))
+    }
+
     async fn raw_call<R: Encodable>(
         &mut self,
         key: ApiKey,
         version: i16,
         req: &R,
     ) -> Result<Bytes> {
-        let corr = self.next_correlation_id();
-        let frame = encode_frame(key, version, corr, req)?;
-        let addr = self.addr.clone();
-        let limit = self.call_timeout;
-        let round_trip = async {
-            self.writer.write_frame(&frame).await?;
-            self.reader.read_frame().await
-        };
-        let timeout = async {
-            glommio::timer::sleep(limit).await;
-            Err(anyhow!("{key:?} to {addr}: no response within {limit:?}"))
-        };
-        // On timeout the connection is left mid-exchange; the error ends its use.
-        let resp = futures_lite::future::or(round_trip, timeout).await?;
-        let (got, body) = split_response(key, version, resp)?;
-        ensure!(got == corr, "correlation id {got}, expected {corr}");
-        Ok(body)
+        let corr = self.raw_send(key, version, req).await?;
+        Ok(self.raw_receive(corr).await?.2)
     }
 
-    /// One request/response round trip at the negotiated version.
-    pub async fn call<R: Request>(&mut self, req: &R) -> Result<R::Response> {
-        let key = ApiKey::try_from(R::KEY).map_err(|_| anyhow!("unknown api key {}", R::KEY))?;
+    /// Sends `req` at the negotiated version without waiting for its response; returns the
+    /// correlation id to pass to [`Conn::receive`].
+    pub async fn send<R: Request>(&mut self, req: &R) -> Result<i32> {
+        let key = api_key::<R>()?;
         let version = self.versions.get(key)?;
-        let mut body = self.raw_call(key, version, req).await?;
+        self.raw_send(key, version, req).await
+    }
+
+    /// Receives and decodes the response to the request [`Conn::send`] returned `corr` for;
+    /// that request must be the oldest one in flight and of type `R`.
+    pub async fn receive<R: Request>(&mut self, corr: i32) -> Result<R::Response> {
+        let key = api_key::<R>()?;
+        if let Some(due) = self.in_flight.front() {
+            ensure!(
+                due.correlation_id != corr || due.key == key,
+                "correlation id {corr} on {} is a {:?}, received as {key:?}",
+                self.addr,
+                due.key
+            );
+        }
+        let (_, version, mut body) = self.raw_receive(corr).await?;
         R::Response::decode(&mut body, version)
             .with_context(|| format!("decoding {key:?} v{version} response"))
     }
 
+    /// One request/response round trip at the negotiated version.
+    pub async fn call<R: Request>(&mut self, req: &R) -> Result<R::Response> {
+        let corr = self.send(req).await?;
+        self.receive::<R>(corr).await
+    }
+
+    /// Ends the connection with a FIN. Refuses while responses are outstanding: closing a
+    /// socket with unread bytes makes the kernel reset it, and the broker would see its
+    /// response writes fail.
+    pub async fn close(mut self) -> Result<()> {
+        ensure!(
+            self.in_flight.is_empty(),
+            "closing {} with {} responses not received",
+            self.addr,
+            self.in_flight.len()
+        );
+        self.writer
+            .w
+            .close()
+            .await
+            .with_context(|| format!("closing the connection to {}", self.addr))
+    }
+
+    /// Splits the connection for pipelining. Only between exchanges: a response still due
+    /// would be read by the new owner as the answer to its own first request.
     pub fn into_split(self) -> (FrameReader, FrameWriter, Versions) {
+        assert!(
+            self.in_flight.is_empty() && self.broken.is_none(),
+            "split of {} mid-exchange",
+            self.addr
+        );
         (self.reader, self.writer, self.versions)
     }
+}
+
+fn api_key<R: Request>() -> Result<ApiKey> {
+    ApiKey::try_from(R::KEY).map_err(|_| anyhow!("unknown api key {}", R::KEY))
 }
 
 /// Leaders and broker addresses for the topics of a run.

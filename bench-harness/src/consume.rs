@@ -1,13 +1,20 @@
 //! Consumers: statically assigned partitions fetched with plain Fetch requests (no group
 //! protocol, so any broker that serves Fetch can be measured). One connection per leader
 //! broker, one Fetch in flight per connection, as librdkafka does.
+//!
+//! Like librdkafka and the Java consumer, a connection prefetches: as soon as a response
+//! arrives, the next fetch offsets are read off its batch headers and the next Fetch is sent;
+//! only then are the response's records processed (CRCs, every record, checksums, latency).
+//! The broker thus works on the next Fetch while the harness processes the previous one,
+//! instead of idling through every processing step. Exactly one Fetch is ahead: the offsets
+//! of a Fetch depend on the response before it, so a second one could only repeat data.
 
-use crate::batch::split_batches;
+use crate::batch::{split_batches, BATCH_BYTES_MAX, BATCH_HEADER_BYTES};
 use crate::client::{list_offsets, ClusterMeta, Conn, CALL_TIMEOUT, EARLIEST, LATEST};
 use crate::payload::{parse_intended, record_checksum};
 use crate::stats::{Clock, WorkerStats};
 use crate::workload::{Mode, StartFrom, Workload};
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -144,6 +151,49 @@ fn consumer_fanout(w: &Workload) -> u64 {
     w.subscriptions_per_topic.max(1) as u64
 }
 
+fn fetch_request(w: &Workload, topic: &TopicName, offsets: &BTreeMap<i32, i64>) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(w.fetch_max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(FETCH_BYTES_MAX)
+        .with_isolation_level(0)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic.clone())
+            .with_partitions(
+                offsets
+                    .iter()
+                    .map(|(&p, &o)| {
+                        FetchPartition::default()
+                            .with_partition(p)
+                            .with_current_leader_epoch(-1)
+                            .with_fetch_offset(o)
+                            .with_last_fetched_epoch(-1)
+                            .with_log_start_offset(-1)
+                            .with_partition_max_bytes(PARTITION_FETCH_BYTES)
+                    })
+                    .collect(),
+            )])
+}
+
+/// A Fetch on the wire: its correlation id and the offsets it asked for, which the accounting
+/// of its response starts from.
+struct InFlightFetch {
+    correlation_id: i32,
+    offsets: BTreeMap<i32, i64>,
+}
+
+async fn send_fetch(f: &mut Fetcher, w: &Workload, topic: &TopicName) -> Result<InFlightFetch> {
+    let req = fetch_request(w, topic, &f.offsets);
+    let correlation_id = f.conn.send(&req).await.context("Fetch")?;
+    Ok(InFlightFetch {
+        correlation_id,
+        offsets: f.offsets.clone(),
+    })
+}
+
 async fn fetch_loop(
     mut f: Fetcher,
     w: Arc<Workload>,
@@ -152,32 +202,23 @@ async fn fetch_loop(
     progress: Arc<Progress>,
 ) -> Result<()> {
     let topic_name = TopicName(StrBytes::from_string(f.topic.clone()));
-    while !should_stop(&w, &clock, &progress) {
-        let req = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(w.fetch_max_wait_ms)
-            .with_min_bytes(1)
-            .with_max_bytes(FETCH_BYTES_MAX)
-            .with_isolation_level(0)
-            .with_session_id(0)
-            .with_session_epoch(-1)
-            .with_topics(vec![FetchTopic::default()
-                .with_topic(topic_name.clone())
-                .with_partitions(
-                    f.offsets
-                        .iter()
-                        .map(|(&p, &o)| {
-                            FetchPartition::default()
-                                .with_partition(p)
-                                .with_current_leader_epoch(-1)
-                                .with_fetch_offset(o)
-                                .with_last_fetched_epoch(-1)
-                                .with_log_start_offset(-1)
-                                .with_partition_max_bytes(PARTITION_FETCH_BYTES)
-                        })
-                        .collect(),
-                )]);
-        let resp = f.conn.call(&req).await.context("Fetch")?;
+    // The Fetch whose response is next; `None` when nothing is on the wire.
+    let mut ahead: Option<InFlightFetch> = None;
+    loop {
+        let current = match ahead.take() {
+            Some(a) => a,
+            None => {
+                if should_stop(&w, &clock, &progress) {
+                    break;
+                }
+                send_fetch(&mut f, &w, &topic_name).await?
+            }
+        };
+        let resp = f
+            .conn
+            .receive::<FetchRequest>(current.correlation_id)
+            .await
+            .context("Fetch")?;
         let now_ns = clock.elapsed_ns();
         let now_unix = clock.t0_unix_ns + now_ns;
         if resp.error_code != 0 {
@@ -185,28 +226,127 @@ async fn fetch_loop(
                 .borrow_mut()
                 .note_error(format!("Fetch error {}", resp.error_code));
             glommio::timer::sleep(Duration::from_millis(100)).await;
-            continue;
+            continue; // nothing is ahead: the same offsets are fetched again
         }
-        // Accounting is synchronous so the stats borrow can never live across an await.
-        let consumed = account(
-            &mut f,
-            &resp,
-            &clock,
-            now_ns,
-            now_unix,
-            &mut stats.borrow_mut(),
-        )?;
-        progress.consumed.fetch_add(consumed, Ordering::Relaxed);
+        // Prefetch: the next offsets from the batch headers alone, then the next Fetch out
+        // before the expensive part. A throttled client must wait before asking again.
+        let mut next = current.offsets.clone();
+        next_offsets_from_headers(&mut next, &resp)
+            .with_context(|| format!("Fetch response for {}", f.topic))?;
+        f.offsets = next;
         if resp.throttle_time_ms > 0 {
             glommio::timer::sleep(Duration::from_millis(resp.throttle_time_ms as u64)).await;
+        }
+        if !should_stop(&w, &clock, &progress) {
+            ahead = Some(send_fetch(&mut f, &w, &topic_name).await?);
+        }
+        // Accounting is synchronous so the stats borrow can never live across an await.
+        let mut accounted = current.offsets;
+        let consumed = {
+            let mut st = stats.borrow_mut();
+            let consumed = account(
+                &f.topic,
+                &mut accounted,
+                &resp,
+                &clock,
+                now_ns,
+                now_unix,
+                &mut st,
+            )?;
+            if accounted != f.offsets {
+                // The Fetch ahead already asked for `f.offsets`; keep them, say so loudly.
+                st.note_error(format!(
+                    "{}: next offsets from batch headers {:?} differ from the accounting's {:?} \
+                     (prefetch bug)",
+                    f.topic, f.offsets, accounted
+                ));
+            }
+            consumed
+        };
+        progress.consumed.fetch_add(consumed, Ordering::Relaxed);
+        // Without prefetch the next Fetch would be sent only now, after this check; a
+        // prefetched one the check would not have sent is received (so the connection closes
+        // with nothing unread) but not counted, which keeps --records and --duration exact.
+        if ahead.is_some() && should_stop(&w, &clock, &progress) {
+            if let Some(a) = ahead.take() {
+                f.conn
+                    .receive::<FetchRequest>(a.correlation_id)
+                    .await
+                    .context("Fetch sent ahead, received uncounted at the end of the run")?;
+            }
+            break;
+        }
+    }
+    f.conn.close().await
+}
+
+/// Advances `offsets` (the ones the Fetch asked for) past the complete batches of `resp`,
+/// reading batch headers only: no CRC, no decompression, no records. Must agree with
+/// [`account`], which checks it.
+fn next_offsets_from_headers(
+    offsets: &mut BTreeMap<i32, i64>,
+    resp: &kafka_protocol::messages::FetchResponse,
+) -> Result<()> {
+    for t in &resp.responses {
+        for pd in &t.partitions {
+            let Some(next) = offsets.get_mut(&pd.partition_index) else {
+                continue;
+            };
+            if pd.error_code != 0 {
+                // OFFSET_OUT_OF_RANGE: restart from the log start the broker reports.
+                if pd.error_code == 1 && pd.log_start_offset >= 0 {
+                    *next = pd.log_start_offset;
+                }
+                continue;
+            }
+            let Some(records) = pd.records.as_ref() else {
+                continue;
+            };
+            let mut data = &records[..];
+            // Batch framing: base offset (8), batch length (4) counting what follows it;
+            // last offset delta at byte 23. A partial trailing batch ends the scan, as in
+            // `split_batches`.
+            while data.len() >= 12 {
+                let batch_len = i32::from_be_bytes([data[8], data[9], data[10], data[11]]);
+                ensure!(
+                    batch_len >= 0,
+                    "partition {}: negative batch length",
+                    pd.partition_index
+                );
+                let total = 12 + batch_len as usize;
+                ensure!(
+                    total <= BATCH_BYTES_MAX,
+                    "partition {}: batch length {total} over limit",
+                    pd.partition_index
+                );
+                if data.len() < total {
+                    break;
+                }
+                ensure!(
+                    total >= BATCH_HEADER_BYTES,
+                    "partition {}: batch shorter than its header",
+                    pd.partition_index
+                );
+                let mut base = [0u8; 8];
+                base.copy_from_slice(&data[..8]);
+                let base_offset = i64::from_be_bytes(base);
+                let last_delta = i32::from_be_bytes([data[23], data[24], data[25], data[26]]);
+                let last_offset = base_offset + last_delta as i64;
+                if last_offset >= *next {
+                    *next = last_offset + 1;
+                }
+                data = &data[total..];
+            }
         }
     }
     Ok(())
 }
 
-/// Counts the records of one Fetch response and advances the fetch offsets.
+/// Counts the records of one Fetch response and advances `offsets` (on entry the offsets the
+/// Fetch asked for) past them.
 fn account(
-    f: &mut Fetcher,
+    topic: &str,
+    offsets: &mut BTreeMap<i32, i64>,
     resp: &kafka_protocol::messages::FetchResponse,
     clock: &Clock,
     now_ns: u64,
@@ -216,13 +356,13 @@ fn account(
     let mut consumed = 0u64;
     for t in &resp.responses {
         for pd in &t.partitions {
-            let Some(next) = f.offsets.get_mut(&pd.partition_index) else {
+            let Some(next) = offsets.get_mut(&pd.partition_index) else {
                 continue;
             };
             if pd.error_code != 0 {
                 st.note_error(format!(
                     "fetch {}/{}: error {}",
-                    f.topic, pd.partition_index, pd.error_code
+                    topic, pd.partition_index, pd.error_code
                 ));
                 // OFFSET_OUT_OF_RANGE: restart from the log start the broker reports.
                 if pd.error_code == 1 && pd.log_start_offset >= 0 {
@@ -234,7 +374,7 @@ fn account(
                 continue;
             };
             for batch in split_batches(records, true)
-                .with_context(|| format!("{}/{}", f.topic, pd.partition_index))?
+                .with_context(|| format!("{}/{}", topic, pd.partition_index))?
             {
                 if batch.last_offset < *next {
                     continue;
@@ -274,4 +414,122 @@ pub fn assign(partitions: i32, consumers: u32, index: u32) -> Vec<i32> {
     (0..partitions)
         .filter(|p| (*p as u32) % consumers.max(1) == index)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{BatchBuilder, Codec, ProducerStamp};
+    use bytes::{Bytes, BytesMut};
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::FetchResponse;
+
+    /// One batch of `n` records at offsets `base..base+n`; returns it and the checksums of
+    /// its records by offset.
+    fn batch(codec: Codec, base: i64, n: usize) -> (Bytes, Vec<(i64, u64)>) {
+        let mut b = BatchBuilder::new(1024);
+        let mut sums = Vec::new();
+        for i in 0..n {
+            let key = format!("k{base}-{i}").into_bytes();
+            let value = format!("v{base}-{i}-{}", "x".repeat(i % 50)).into_bytes();
+            b.append(1_700_000_000_000, Some(&key), &value);
+            sums.push((base + i as i64, record_checksum(Some(&key), &value)));
+        }
+        let sealed = b.seal(codec, ProducerStamp::NONE).expect("seal");
+        // The base offset is outside the CRC: a broker assigns it the same way.
+        let mut out = BytesMut::from(&sealed[..]);
+        out[..8].copy_from_slice(&base.to_be_bytes());
+        (out.freeze(), sums)
+    }
+
+    fn partition(index: i32, records: Option<Bytes>) -> PartitionData {
+        PartitionData::default()
+            .with_partition_index(index)
+            .with_high_watermark(1_000)
+            .with_records(records)
+    }
+
+    /// The header-only offsets the prefetch sends must be exactly where the full accounting
+    /// ends, over every case the accounting handles: whole batches before the fetch offset, a
+    /// batch (compressed or not) that starts before it, a partial trailing batch, a partition
+    /// error with and without a log start, no records, and a partition not asked for.
+    #[test]
+    fn header_offsets_agree_with_accounting() {
+        let (a0, _) = batch(Codec::None, 0, 10);
+        let (a1, s1) = batch(Codec::None, 10, 10);
+        let (a2, _) = batch(Codec::None, 20, 10);
+        let mut p0 = BytesMut::new();
+        p0.extend_from_slice(&a0);
+        p0.extend_from_slice(&a1);
+        p0.extend_from_slice(&a2[..a2.len() - 5]); // cut by partition_max_bytes
+        let (z, sz) = batch(Codec::Zstd, 100, 50);
+        let (other, _) = batch(Codec::None, 0, 3);
+        let resp = FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+            .with_partitions(vec![
+                partition(0, Some(p0.freeze())),
+                partition(1, Some(z)),
+                partition(2, None)
+                    .with_error_code(1)
+                    .with_log_start_offset(7),
+                partition(3, None).with_error_code(6),
+                partition(4, Some(Bytes::new())),
+                partition(9, Some(other)),
+            ])]);
+        let asked: BTreeMap<i32, i64> = [(0, 15), (1, 120), (2, 50), (3, 4), (4, 33)].into();
+
+        let mut from_headers = asked.clone();
+        next_offsets_from_headers(&mut from_headers, &resp).expect("headers");
+        let want: BTreeMap<i32, i64> = [(0, 20), (1, 150), (2, 7), (3, 4), (4, 33)].into();
+        assert_eq!(from_headers, want);
+
+        let w = Workload::default();
+        let mut st = WorkerStats::new(&w);
+        let clock = Clock::now();
+        let mut accounted = asked.clone();
+        let consumed = account(
+            "t",
+            &mut accounted,
+            &resp,
+            &clock,
+            1,
+            clock.t0_unix_ns,
+            &mut st,
+        )
+        .expect("account");
+        assert_eq!(accounted, from_headers);
+        // Offsets 15..19 of partition 0 and 120..149 of partition 1, each once.
+        assert_eq!(consumed, 5 + 30);
+        assert_eq!(st.consumed_all, 35);
+        let want_sum = s1
+            .iter()
+            .filter(|(o, _)| *o >= 15)
+            .chain(sz.iter().filter(|(o, _)| *o >= 120))
+            .fold(0u64, |acc, (_, c)| acc.wrapping_add(*c));
+        assert_eq!(st.consume_checksum, want_sum);
+        assert_eq!(
+            st.errors.len(),
+            2,
+            "partition errors noted: {:?}",
+            st.errors
+        );
+    }
+
+    #[test]
+    fn header_scan_rejects_what_the_accounting_rejects() {
+        let (mut bad, _) = {
+            let (b, s) = batch(Codec::None, 0, 2);
+            (BytesMut::from(&b[..]), s)
+        };
+        bad[8..12].copy_from_slice(&(-1i32).to_be_bytes());
+        let resp = FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+            .with_partitions(vec![partition(0, Some(bad.freeze()))])]);
+        let mut offs: BTreeMap<i32, i64> = [(0, 0)].into();
+        assert!(next_offsets_from_headers(&mut offs, &resp).is_err());
+        // A header too short for a batch, yet complete by its length field.
+        let mut short = BytesMut::from(&[0u8; 30][..]);
+        short[8..12].copy_from_slice(&18i32.to_be_bytes());
+        let resp = FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+            .with_partitions(vec![partition(0, Some(short.freeze()))])]);
+        assert!(next_offsets_from_headers(&mut offs, &resp).is_err());
+    }
 }
