@@ -630,6 +630,21 @@ impl<'a> Walk<'a> {
     /// [`Cursor::varint`]: at most 5 bytes, zig-zag; bits past 32 are dropped as there.
     #[inline(always)]
     fn varint(&mut self) -> Result<i32, RecordsError> {
+        // A record's varints (lengths up to 8 KiB, deltas, counts) are mostly one or two bytes:
+        // take those without the loop.
+        match *self.rest {
+            [b0, ref rest @ ..] if b0 & 0x80 == 0 => {
+                self.rest = rest;
+                let value = u32::from(b0);
+                return Ok(((value >> 1) as i32) ^ -((value & 1) as i32));
+            }
+            [b0, b1, ref rest @ ..] if b1 & 0x80 == 0 => {
+                self.rest = rest;
+                let value = u32::from(b0 & 0x7f) | u32::from(b1) << 7;
+                return Ok(((value >> 1) as i32) ^ -((value & 1) as i32));
+            }
+            _ => {}
+        }
         let mut value: u32 = 0;
         for (i, &b) in self.rest.iter().take(5).enumerate() {
             value |= u32::from(b & 0x7f) << (7 * i);
@@ -649,6 +664,19 @@ impl<'a> Walk<'a> {
     /// [`Cursor::varlong`]: at most 10 bytes, zig-zag.
     #[inline(always)]
     fn varlong(&mut self) -> Result<i64, RecordsError> {
+        match *self.rest {
+            [b0, ref rest @ ..] if b0 & 0x80 == 0 => {
+                self.rest = rest;
+                let value = u64::from(b0);
+                return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
+            }
+            [b0, b1, ref rest @ ..] if b1 & 0x80 == 0 => {
+                self.rest = rest;
+                let value = u64::from(b0 & 0x7f) | u64::from(b1) << 7;
+                return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
+            }
+            _ => {}
+        }
         let mut value: u64 = 0;
         for (i, &b) in self.rest.iter().take(10).enumerate() {
             value |= u64::from(b & 0x7f) << (7 * i);
@@ -2978,6 +3006,30 @@ mod tests {
                 Err(RecordsError::Compression(_)) => "compression error",
                 Err(RecordsError::CrcMismatch { .. }) => "crc",
                 Err(RecordsError::Corrupt(_) | RecordsError::UnsupportedMagic(_)) => "header",
+            }
+        }
+
+        proptest! {
+            // The walk's varint fast paths against the decoder's byte-at-a-time loop.
+            #[test]
+            fn walk_varints_match_cursor(bytes in proptest::collection::vec(prop_oneof![any::<u8>(), 0x80u8..=0xff], 0..13)) {
+                let b = Bytes::from(bytes.clone());
+                let mut cursor = Cursor::new(&b);
+                let mut walk = Walk { rest: &bytes };
+                let want = cursor.varint();
+                let got = walk.varint();
+                prop_assert_eq!(format!("{got:?}"), format!("{want:?}"));
+                if want.is_ok() {
+                    prop_assert_eq!(walk.rest.len(), b.len() - cursor.pos);
+                }
+                let mut cursor = Cursor::new(&b);
+                let mut walk = Walk { rest: &bytes };
+                let want = cursor.varlong();
+                let got = walk.varlong();
+                prop_assert_eq!(format!("{got:?}"), format!("{want:?}"));
+                if want.is_ok() {
+                    prop_assert_eq!(walk.rest.len(), b.len() - cursor.pos);
+                }
             }
         }
 
