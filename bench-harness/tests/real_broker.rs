@@ -492,6 +492,111 @@ fn acks_zero_run_fails_instead_of_hanging_when_the_broker_stops_reading() {
     );
 }
 
+/// The consumer sends its next Fetch before processing a response (prefetch). Counts and
+/// checksums stay exact with several connections per subscription and several subscriptions;
+/// a run stopped by --records does not count the response that was fetched ahead; a run
+/// stopped by --duration ends cleanly.
+#[test]
+fn prefetching_consumer_counts_every_record_exactly_once() {
+    let Some(bin) = broker_bin() else { return };
+    let _serial = serial();
+    let data = tempfile::tempdir().expect("tempdir");
+    let (_broker, port) = start_broker(&bin, data.path());
+    let bootstrap = format!("127.0.0.1:{port}");
+    let topic = "prefetch";
+    let partitions = 4u64;
+    let record_bytes = 1000u64;
+    let p = run_bench(&[
+        "produce",
+        "--bootstrap",
+        &bootstrap,
+        "--topic",
+        topic,
+        "--partitions",
+        &partitions.to_string(),
+        "--record-size",
+        &record_bytes.to_string(),
+        "--acks",
+        "1",
+        "--rate",
+        "10000",
+        "--duration",
+        "3",
+        "--warmup",
+        "0",
+    ]);
+    let produced = u(&p, "produced_acked_all");
+    assert!(produced > 10_000, "too few records produced: {produced}");
+    assert_eq!(u(&p, "produce_errors"), 0);
+    let checksum = u(&p, "produce_checksum");
+    let consume = |extra: &[&str]| {
+        let mut args = vec![
+            "consume",
+            "--bootstrap",
+            &bootstrap,
+            "--topic",
+            topic,
+            "--no-create-topics",
+            "--from",
+            "earliest",
+        ];
+        args.extend_from_slice(extra);
+        run_bench(&args)
+    };
+    let no_errors = |r: &serde_json::Value| {
+        let errors = r["errors"].as_array().expect("errors array");
+        assert!(errors.is_empty(), "consume errors: {errors:?}");
+    };
+
+    // Two subscriptions of two consumers each: four connections, every record read twice.
+    let subs = 2u64;
+    let r = consume(&[
+        "--subscriptions",
+        "2",
+        "--consumers",
+        "2",
+        "--records",
+        &(produced * subs).to_string(),
+        "--duration",
+        "60",
+    ]);
+    assert_eq!(u(&r, "consumed_total"), produced * subs);
+    assert_eq!(
+        u(&r, "consume_checksum"),
+        checksum.wrapping_mul(subs),
+        "each subscription's records sum to the produce checksum"
+    );
+    no_errors(&r);
+
+    // --records 1 on one connection: the first response counts, as it did before prefetch;
+    // the one fetched ahead while it was processed does not. A response holds at most
+    // PARTITION_FETCH_BYTES (4 MiB) per partition, plus one batch (the default batch of
+    // 128 KiB holds 131 records of 1000 bytes) if the broker completes a batch past it.
+    let per_partition_max = (4u64 << 20) / record_bytes + (128 << 10) / record_bytes;
+    let first_response_max = partitions * per_partition_max;
+    assert!(
+        produced > first_response_max,
+        "the topic ({produced} records) must outgrow one response ({first_response_max}) \
+         for this check to mean anything"
+    );
+    let r = consume(&["--records", "1", "--duration", "60"]);
+    let counted = u(&r, "consumed_total");
+    eprintln!(
+        "--records 1: {counted} counted of {produced} (one response holds <= {first_response_max})"
+    );
+    assert!(
+        (1..=first_response_max).contains(&counted),
+        "--records 1 counted {counted} records: more than one response"
+    );
+    no_errors(&r);
+
+    // Stopped by time, not count: everything there is, once, and a clean end.
+    let r = consume(&["--duration", "10", "--warmup", "0"]);
+    assert_eq!(u(&r, "consumed_total"), produced);
+    assert_eq!(u(&r, "consume_checksum"), checksum);
+    no_errors(&r);
+}
+
 /// The harness's own consumer reads back exactly `produced` records with `checksum`.
 fn assert_own_consumer_reads(bootstrap: &str, topic: &str, produced: u64, checksum: u64) {
     let c = run_bench(&[
