@@ -23,7 +23,10 @@
 //!   (`INVALID_TIMESTAMP`), producers may not send `LogAppendTime` batches. Kafka iterates the
 //!   records (decompressing compressed batches) on every produce; that is its main produce CPU
 //!   cost. [`validate_records`] does these checks and computes the true max timestamp (Kafka
-//!   rewrites the header's max timestamp with it, see [`set_max_timestamp`]).
+//!   rewrites the header's max timestamp with it, see [`set_max_timestamp`]). It walks the
+//!   record bytes in place (lengths, timestamp and offset deltas, key presence) and allocates
+//!   nothing per record; materialising [`Record`]s ([`decode_batch`]) is for the paths that
+//!   need their contents (recompression, coordinators, ListOffsets).
 //!   [`ValidationOptions::needs_record_validation`] says when it cannot reject anything (not
 //!   compacted, unbounded timestamp window, no producer-set LogAppendTime): only then may the
 //!   hot path skip it, and only if no recompression is needed either.
