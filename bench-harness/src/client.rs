@@ -1,9 +1,11 @@
 //! A minimal Kafka protocol client on glommio: framing, version negotiation, and the few
 //! administrative calls the harness needs (Metadata, CreateTopics, ListOffsets, InitProducerId).
 //!
-//! Requests are pipelined on the produce and fetch paths: a connection is split into a
-//! [`FrameWriter`] and a [`FrameReader`], and responses are matched in order (Kafka answers
-//! requests on one connection in the order they were sent).
+//! Requests are pipelined on the produce path: a connection is split into a [`FrameWriter`]
+//! and a [`FrameReader`], and responses are matched in order (Kafka answers requests on one
+//! connection in the order they were sent). The fetch path keeps the [`Conn`] whole and uses
+//! [`Conn::send`] / [`Conn::receive`] to have its next Fetch on the wire while it processes
+//! the previous response.
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -859,6 +861,131 @@ mod tests {
     use super::*;
     use kafka_protocol::messages::ProduceRequest;
     use kafka_protocol::protocol::decode_request_header_from_buffer;
+
+    /// A stand-in broker on a std thread: answers ApiVersions (offering Metadata v12) and
+    /// Metadata, in order, to the first `answers` requests; then reads on without answering.
+    fn fake_broker(answers: usize) -> (String, std::thread::JoinHandle<()>) {
+        use kafka_protocol::messages::api_versions_response::ApiVersion;
+        use kafka_protocol::messages::MetadataResponse;
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let h = std::thread::spawn(move || {
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
+            let mut answered = 0;
+            loop {
+                let mut len = [0u8; 4];
+                if s.read_exact(&mut len).is_err() {
+                    return;
+                }
+                let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
+                if s.read_exact(&mut frame).is_err() {
+                    return;
+                }
+                if answered == answers {
+                    continue;
+                }
+                answered += 1;
+                let mut req = Bytes::from(frame);
+                let h = decode_request_header_from_buffer(&mut req).expect("header");
+                let key = ApiKey::try_from(h.request_api_key).expect("key");
+                let v = h.request_api_version;
+                let mut out = BytesMut::new();
+                out.put_i32(0);
+                ResponseHeader::default()
+                    .with_correlation_id(h.correlation_id)
+                    .encode(&mut out, key.response_header_version(v))
+                    .expect("encode header");
+                match key {
+                    ApiKey::ApiVersions => ApiVersionsResponse::default()
+                        .with_api_keys(vec![ApiVersion::default()
+                            .with_api_key(ApiKey::Metadata as i16)
+                            .with_min_version(0)
+                            .with_max_version(12)])
+                        .encode(&mut out, v),
+                    _ => MetadataResponse::default()
+                        .with_throttle_time_ms(h.correlation_id)
+                        .encode(&mut out, v),
+                }
+                .expect("encode body");
+                let n = (out.len() - 4) as i32;
+                out[..4].copy_from_slice(&n.to_be_bytes());
+                if s.write_all(&out).is_err() {
+                    return;
+                }
+            }
+        });
+        (addr, h)
+    }
+
+    fn on_glommio<F, Fut>(f: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(f)
+            .expect("executor")
+            .join()
+            .expect("test body");
+    }
+
+    /// send/receive pair responses with requests in send order; a receive out of order is an
+    /// error that leaves the connection usable; `call` still works around them.
+    #[test]
+    fn send_and_receive_in_order() {
+        let (addr, broker) = fake_broker(usize::MAX);
+        on_glommio(move || async move {
+            let mut c = Conn::connect(&addr).await.expect("connect");
+            let req = MetadataRequest::default().with_topics(Some(vec![]));
+            let a = c.send(&req).await.expect("send a");
+            let b = c.send(&req).await.expect("send b");
+            assert_eq!(c.in_flight(), 2);
+            let err = c
+                .receive::<MetadataRequest>(b)
+                .await
+                .expect_err("b before a");
+            assert!(format!("{err:#}").contains("answered first"), "{err:#}");
+            // The fake broker echoes the correlation id in throttle_time_ms.
+            let ra = c.receive::<MetadataRequest>(a).await.expect("receive a");
+            assert_eq!(ra.throttle_time_ms, a);
+            let rb = c.receive::<MetadataRequest>(b).await.expect("receive b");
+            assert_eq!(rb.throttle_time_ms, b);
+            assert_eq!(c.in_flight(), 0);
+            assert!(c.receive::<MetadataRequest>(b + 1).await.is_err());
+            let r = c.call(&req).await.expect("call");
+            assert_eq!(r.throttle_time_ms, b + 1);
+            c.close().await.expect("close");
+        });
+        broker.join().expect("fake broker");
+    }
+
+    /// A response that does not come within the call timeout fails the receive, and the
+    /// connection refuses further use instead of reading a late frame as another answer.
+    #[test]
+    fn receive_timeout_poisons_the_connection() {
+        // ApiVersions and one Metadata are answered; the second Metadata never is.
+        let (addr, broker) = fake_broker(2);
+        on_glommio(move || async move {
+            let mut c = Conn::connect(&addr).await.expect("connect");
+            // Long enough for the answered request on a loaded machine.
+            c.set_call_timeout(Duration::from_secs(2));
+            let req = MetadataRequest::default().with_topics(Some(vec![]));
+            let a = c.send(&req).await.expect("send a");
+            let b = c.send(&req).await.expect("send b");
+            c.receive::<MetadataRequest>(a)
+                .await
+                .expect("a is answered");
+            let err = c.receive::<MetadataRequest>(b).await.expect_err("b is not");
+            assert!(format!("{err:#}").contains("no response within"), "{err:#}");
+            let err = c.send(&req).await.expect_err("poisoned");
+            assert!(format!("{err:#}").contains("unusable"), "{err:#}");
+        });
+        // The connection closed with the executor: the fake broker's read ends.
+        broker.join().expect("fake broker");
+    }
 
     #[test]
     fn frames_decode_with_kafka_protocol() {
