@@ -633,65 +633,50 @@ impl<'a> Walk<'a> {
     /// [`Cursor::varint`]: at most 5 bytes, zig-zag; bits past 32 are dropped as there.
     #[inline(always)]
     fn varint(&mut self) -> Result<i32, RecordsError> {
-        // A record's varints (lengths up to 8 KiB, deltas, counts) are mostly one or two bytes:
-        // take those without the loop.
-        match *self.rest {
-            [b0, ref rest @ ..] if b0 & 0x80 == 0 => {
-                self.rest = rest;
-                let value = u32::from(b0);
-                return Ok(((value >> 1) as i32) ^ -((value & 1) as i32));
-            }
-            [b0, b1, ref rest @ ..] if b1 & 0x80 == 0 => {
-                self.rest = rest;
-                let value = u32::from(b0 & 0x7f) | u32::from(b1) << 7;
-                return Ok(((value >> 1) as i32) ^ -((value & 1) as i32));
-            }
-            _ => {}
-        }
-        let mut value: u32 = 0;
-        for (i, &b) in self.rest.iter().take(5).enumerate() {
-            value |= u32::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                self.rest = &self.rest[i + 1..];
-                return Ok(((value >> 1) as i32) ^ -((value & 1) as i32));
-            }
-        }
-        // No terminating byte: the bytes ran out first, or five did not end it.
-        Err(Self::err(if self.rest.len() < 5 {
-            "truncated"
-        } else {
-            "varint longer than 5 bytes"
-        }))
+        let value = self.unsigned_varint(5, "varint longer than 5 bytes")? as u32;
+        Ok(((value >> 1) as i32) ^ -((value & 1) as i32))
     }
 
     /// [`Cursor::varlong`]: at most 10 bytes, zig-zag.
     #[inline(always)]
     fn varlong(&mut self) -> Result<i64, RecordsError> {
+        let value = self.unsigned_varint(10, "varlong longer than 10 bytes")?;
+        Ok(((value >> 1) as i64) ^ -((value & 1) as i64))
+    }
+
+    /// An unsigned base-128 varint of at most `max_len` bytes (bits past 64 are dropped).
+    #[inline(always)]
+    fn unsigned_varint(
+        &mut self,
+        max_len: usize,
+        too_long: &'static str,
+    ) -> Result<u64, RecordsError> {
+        // A record's varints (lengths up to 8 KiB, deltas, counts) are mostly one or two bytes:
+        // take those without the loop.
         match *self.rest {
             [b0, ref rest @ ..] if b0 & 0x80 == 0 => {
                 self.rest = rest;
-                let value = u64::from(b0);
-                return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
+                return Ok(u64::from(b0));
             }
             [b0, b1, ref rest @ ..] if b1 & 0x80 == 0 => {
                 self.rest = rest;
-                let value = u64::from(b0 & 0x7f) | u64::from(b1) << 7;
-                return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
+                return Ok(u64::from(b0 & 0x7f) | u64::from(b1) << 7);
             }
             _ => {}
         }
         let mut value: u64 = 0;
-        for (i, &b) in self.rest.iter().take(10).enumerate() {
+        for (i, &b) in self.rest.iter().take(max_len).enumerate() {
             value |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
                 self.rest = &self.rest[i + 1..];
-                return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
+                return Ok(value);
             }
         }
-        Err(Self::err(if self.rest.len() < 10 {
+        // No terminating byte: the bytes ran out first, or `max_len` did not end it.
+        Err(Self::err(if self.rest.len() < max_len {
             "truncated"
         } else {
-            "varlong longer than 10 bytes"
+            too_long
         }))
     }
 
