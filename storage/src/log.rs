@@ -41,7 +41,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::config::{Durability, LogConfig};
 use crate::event::Event;
 use crate::index::SegmentFooter;
-use crate::readahead::{read_ahead_len, ReadAhead};
+use crate::readahead::{read_ahead_len, Stream};
 use crate::segment::{self, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 use crate::StorageError;
 
@@ -682,8 +682,8 @@ pub(crate) struct Inner {
     seal_lock: glommio::sync::Semaphore,
     /// Test hook: number of upcoming (writes, fsyncs) to fail.
     injected_faults: std::cell::Cell<(u32, u32)>,
-    /// The next range of the segment a sequential reader is reading from disk.
-    read_ahead: RefCell<Option<Rc<ReadAhead>>>,
+    /// What a sequential reader of the segment files will read next, loaded ahead.
+    read_ahead: RefCell<Option<Stream>>,
 }
 
 impl Drop for Inner {
@@ -1063,21 +1063,18 @@ impl PartitionLog {
             (seg, hw, lso, limit, stable_end)
         };
         let ra_len = read_ahead_len(max_bytes);
-        let ahead = self.inner.read_ahead.borrow().clone();
-        if let Some(ra) = ahead.filter(|ra| ra.continues(&seg, offset)) {
-            if let Some(data) = ra.data().await {
-                if let Some((len, next)) =
-                    whole_batches_in(&seg, &data, ra.pos, offset, limit, max_bytes, min_one)?
-                {
-                    let end = ra.pos + len as u64;
-                    self.read_ahead_from(&seg, end, next, ra_len, stable_end);
-                    return Ok(ReadResult {
-                        chunks: vec![Chunk::Cached(data.slice(..len))],
-                        bytes: len,
-                        high_watermark: hw,
-                        log_start_offset: lso,
-                    });
-                }
+        // Taken out while in use: a concurrent read of this partition goes to disk.
+        let stream = self.inner.read_ahead.borrow_mut().take();
+        if let Some(mut stream) = stream.filter(|s| s.continues(&seg, offset)) {
+            if let Some((chunks, bytes)) = stream.read(&seg, limit, max_bytes, min_one).await? {
+                stream.top_up(&seg, stable_end, ra_len);
+                *self.inner.read_ahead.borrow_mut() = Some(stream);
+                return Ok(ReadResult {
+                    chunks: chunks.into_iter().map(Chunk::Cached).collect(),
+                    bytes,
+                    high_watermark: hw,
+                    log_start_offset: lso,
+                });
             }
         }
         // No files: retention deleted the segment after we looked it up.
@@ -1176,22 +1173,23 @@ impl PartitionLog {
         Ok(res)
     }
 
-    /// Starts loading the range of `seg` a sequential reader asks for next: from `pos`
-    /// (where the batch holding `next_offset` starts), `len` bytes at most, never past
-    /// `stable_end` (bytes after it may still be rewritten).
+    /// Starts loading what a sequential reader asks for next: the bytes of `seg` from `pos`
+    /// (where the batch holding `next_offset` starts), never past `stable_end` (bytes after
+    /// it may still be rewritten).
     fn read_ahead_from(
         &self,
         seg: &Rc<Segment>,
         pos: u64,
         next_offset: i64,
-        len: usize,
+        range_len: usize,
         stable_end: u64,
     ) {
         let mut slot = self.inner.read_ahead.borrow_mut();
-        // Release the old one first: it counts against the budget.
+        // Release the old ranges first: they count against the budget.
         *slot = None;
-        let len = stable_end.saturating_sub(pos).min(len as u64) as usize;
-        *slot = ReadAhead::start(seg, pos, len, next_offset);
+        let mut stream = Stream::new(seg, pos, next_offset);
+        stream.top_up(seg, stable_end, range_len);
+        *slot = Some(stream);
     }
 
     /// ListOffsets by timestamp: the first batch (at or after the log start) whose
@@ -1607,37 +1605,6 @@ pub(crate) async fn write_index_files(dir: &Path, seg: &Segment) {
     if let Err(e) = res {
         warn!(base_offset = base, error = %e, "could not write index files; recovery will rebuild them");
     }
-}
-
-/// Whole batches at the start of `data` (loaded from `seg` at `pos`, the batch holding
-/// `offset`), up to `max_bytes` (at least one if `min_one`) and below `limit`: their
-/// length and the offset after them. `None` when not even the first batch is in `data`.
-fn whole_batches_in(
-    seg: &Segment,
-    data: &[u8],
-    pos: u64,
-    offset: i64,
-    limit: u64,
-    max_bytes: usize,
-    min_one: bool,
-) -> Result<Option<(usize, i64)>, StorageError> {
-    let avail = data.len().min(limit.saturating_sub(pos) as usize);
-    let mut len = 0usize;
-    let mut next = offset;
-    while len + BATCH_HEADER_LEN <= avail {
-        let h = BatchHeader::parse(&data[len..])
-            .map_err(|e| seg.corrupt(pos + len as u64, e.to_string()))?;
-        let total = h.total_len();
-        if len == 0 && h.last_offset() < offset {
-            return Ok(None);
-        }
-        if len + total > avail || (len + total > max_bytes && !(min_one && len == 0)) {
-            break;
-        }
-        len += total;
-        next = h.last_offset() + 1;
-    }
-    Ok((len > 0).then_some((len, next)))
 }
 
 fn read_cached(st: &State, offset: i64, max_bytes: usize, min_one: bool) -> Option<ReadResult> {

@@ -3,19 +3,22 @@
 //! Segments are written and read with O_DIRECT, so the kernel's page-cache readahead never
 //! helps: without this, every fetch of cold data waits for its header scans and its data
 //! read while the disk is idle during the previous response's send. After a read served
-//! from a segment file, the next range of that segment is loaded in the background; when the
-//! consumer's next fetch asks for exactly the offset that follows, its batch headers are
-//! parsed from memory and its records are slices of the loaded bytes.
+//! from a segment file, the following bytes of that segment are loaded in the background, a
+//! few ranges deep ([`Stream`]); when the consumer's next fetch asks for exactly the offset
+//! that follows, its batch headers are parsed from memory and its records are slices of the
+//! loaded bytes, and the stream is topped up again.
 //!
-//! Each partition keeps at most one read-ahead, and all read-aheads of a shard (thread)
-//! share a memory budget ([`set_shard_read_ahead_bytes`]); past it, reads simply go to disk.
+//! Each partition keeps at most one stream, and all loaded ranges of a shard (thread) share a
+//! memory budget ([`set_shard_read_ahead_bytes`]); past it, reads simply go to disk.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
 use bytes::Bytes;
 use glommio::io::DmaFile;
 
+use crate::batch::{BatchHeader, BATCH_HEADER_LEN};
 use crate::event::Event;
 use crate::segment::Segment;
 use crate::StorageError;
@@ -46,19 +49,146 @@ pub fn shard_read_ahead_bytes() -> usize {
     BUDGET.with(|b| b.get().1)
 }
 
-/// Size of the read-ahead after a read of at most `max_bytes`.
+/// Size of one read-ahead range for reads of at most `max_bytes`.
 pub(crate) fn read_ahead_len(max_bytes: usize) -> usize {
     max_bytes.clamp(READ_AHEAD_MIN, READ_AHEAD_MAX)
 }
 
+/// Ranges a stream keeps loaded or loading ahead of its reader.
+const STREAM_DEPTH_RANGES: u64 = 4;
+
+/// The bytes of one segment after a sequential reader's position, loaded ahead in
+/// contiguous ranges (a batch may span two ranges).
+pub(crate) struct Stream {
+    seg: Weak<Segment>,
+    /// Contiguous; the first one holds `cursor_pos` (when there is one).
+    ranges: VecDeque<Rc<ReadAhead>>,
+    /// Where the reader's next batch starts, and the offset it will ask for.
+    cursor_pos: u64,
+    cursor_offset: i64,
+}
+
+impl Stream {
+    /// A stream for a reader that will continue at `offset`, whose batch starts at `pos`.
+    pub(crate) fn new(seg: &Rc<Segment>, pos: u64, offset: i64) -> Stream {
+        Stream {
+            seg: Rc::downgrade(seg),
+            ranges: VecDeque::new(),
+            cursor_pos: pos,
+            cursor_offset: offset,
+        }
+    }
+
+    /// Whether a read of `offset` in `seg` continues where the reader stopped.
+    pub(crate) fn continues(&self, seg: &Rc<Segment>, offset: i64) -> bool {
+        self.cursor_offset == offset && std::ptr::eq(self.seg.as_ptr(), Rc::as_ptr(seg))
+    }
+
+    fn end_pos(&self) -> u64 {
+        self.ranges
+            .back()
+            .map_or(self.cursor_pos, |r| r.pos + r.len as u64)
+    }
+
+    /// Starts loading ranges of `range_len` bytes until the stream reaches
+    /// [`STREAM_DEPTH_RANGES`] ranges past the reader, `stable_end` (bytes after it may still
+    /// be rewritten) or the shard's budget.
+    pub(crate) fn top_up(&mut self, seg: &Rc<Segment>, stable_end: u64, range_len: usize) {
+        let depth = STREAM_DEPTH_RANGES * range_len as u64;
+        loop {
+            let end = self.end_pos();
+            if end >= stable_end || end - self.cursor_pos >= depth {
+                return;
+            }
+            let len = (stable_end - end).min(range_len as u64) as usize;
+            match ReadAhead::start(seg, end, len) {
+                Some(ra) => self.ranges.push_back(ra),
+                None => return,
+            }
+        }
+    }
+
+    /// Whole batches from the reader's position, up to `max_bytes` (at least one if
+    /// `min_one`) and below `limit`, as slices of the loaded ranges, with their length; the
+    /// reader's position moves past them. `None` when not even one batch is loaded (or a
+    /// load failed): read from disk instead.
+    pub(crate) async fn read(
+        &mut self,
+        seg: &Segment,
+        limit: u64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<Option<(Vec<Bytes>, usize)>, StorageError> {
+        let start = self.cursor_pos;
+        let mut pos = start;
+        let mut next = self.cursor_offset;
+        let end_pos = self.end_pos().min(limit);
+        while pos + BATCH_HEADER_LEN as u64 <= end_pos {
+            let Some(header) = self.copy_out::<BATCH_HEADER_LEN>(pos).await else {
+                return Ok(None);
+            };
+            let h = BatchHeader::parse(&header).map_err(|e| seg.corrupt(pos, e.to_string()))?;
+            let total = h.total_len() as u64;
+            let len = pos - start;
+            if len == 0 && h.last_offset() < self.cursor_offset {
+                return Ok(None);
+            }
+            if pos + total > end_pos || (len + total > max_bytes as u64 && !(min_one && len == 0)) {
+                break;
+            }
+            pos += total;
+            next = h.last_offset() + 1;
+        }
+        if pos == start {
+            return Ok(None);
+        }
+        let Some(chunks) = self.slices(start, pos).await else {
+            return Ok(None);
+        };
+        self.cursor_pos = pos;
+        self.cursor_offset = next;
+        while self
+            .ranges
+            .front()
+            .is_some_and(|r| r.pos + r.len as u64 <= pos)
+        {
+            self.ranges.pop_front();
+        }
+        Ok(Some((chunks, (pos - start) as usize)))
+    }
+
+    /// The loaded bytes `[from, to)` as slices of the ranges, waiting for their loads.
+    async fn slices(&self, from: u64, to: u64) -> Option<Vec<Bytes>> {
+        let mut out = Vec::new();
+        for r in &self.ranges {
+            let (r_start, r_end) = (r.pos, r.pos + r.len as u64);
+            if r_end <= from || r_start >= to {
+                continue;
+            }
+            let data = r.data().await?;
+            let a = (from.max(r_start) - r_start) as usize;
+            let b = (to.min(r_end) - r_start) as usize;
+            out.push(data.get(a..b).map(|_| data.slice(a..b))?);
+        }
+        Some(out)
+    }
+
+    /// `N` loaded bytes at `pos` (possibly spanning two ranges).
+    async fn copy_out<const N: usize>(&self, pos: u64) -> Option<[u8; N]> {
+        let mut out = [0u8; N];
+        let mut filled = 0;
+        for chunk in self.slices(pos, pos + N as u64).await? {
+            let n = chunk.len().min(N - filled);
+            out[filled..filled + n].copy_from_slice(&chunk[..n]);
+            filled += n;
+        }
+        (filled == N).then_some(out)
+    }
+}
+
 /// One range of a segment being loaded (or loaded) ahead of the reader.
 pub(crate) struct ReadAhead {
-    seg: Weak<Segment>,
-    /// File position of the range, a batch boundary.
-    pub(crate) pos: u64,
-    /// The offset a reader continuing sequentially asks for next: the batch at `pos` is
-    /// the first one holding it.
-    pub(crate) first_offset: i64,
+    pos: u64,
     len: usize,
     /// `None` while loading; then the bytes, or `None` if the load failed.
     state: RefCell<Option<Option<Bytes>>>,
@@ -68,12 +198,7 @@ pub(crate) struct ReadAhead {
 impl ReadAhead {
     /// Starts loading `len` bytes of `seg` at `pos`; `None` when the shard's budget is
     /// spent or the segment has no open file.
-    pub(crate) fn start(
-        seg: &Rc<Segment>,
-        pos: u64,
-        len: usize,
-        first_offset: i64,
-    ) -> Option<Rc<ReadAhead>> {
+    fn start(seg: &Rc<Segment>, pos: u64, len: usize) -> Option<Rc<ReadAhead>> {
         if len == 0 {
             return None;
         }
@@ -90,9 +215,7 @@ impl ReadAhead {
             return None;
         }
         let ra = Rc::new(ReadAhead {
-            seg: Rc::downgrade(seg),
             pos,
-            first_offset,
             len,
             state: RefCell::new(None),
             done: Rc::new(Event::default()),
@@ -112,13 +235,8 @@ impl ReadAhead {
         Some(ra)
     }
 
-    /// Whether a read of `offset` in `seg` continues where this read-ahead starts.
-    pub(crate) fn continues(&self, seg: &Rc<Segment>, offset: i64) -> bool {
-        self.first_offset == offset && std::ptr::eq(self.seg.as_ptr(), Rc::as_ptr(seg))
-    }
-
     /// The loaded bytes, waiting for the load; `None` if it failed.
-    pub(crate) async fn data(&self) -> Option<Bytes> {
+    async fn data(&self) -> Option<Bytes> {
         loop {
             let listener = self.done.listen();
             if let Some(loaded) = self.state.borrow().as_ref() {
