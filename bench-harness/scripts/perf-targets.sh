@@ -69,20 +69,41 @@ if want e2e; then
     done
   done
 fi
+# Raw read bandwidth in the cold read's shape (12 files read at once with O_DIRECT), measured
+# right before each cold run: this VM's disk varies too much between runs for one figure.
+raw_read12() {
+  command -v fio >/dev/null || { echo 0; return; }
+  local d; d=$(mktemp -d "$DATA_ROOT/rt-raw12.XXXX")
+  fio --name=w --directory="$d" --numjobs=12 --size=256M --bs=1M --rw=write --direct=1 --ioengine=io_uring \
+    --iodepth=4 --group_reporting --output-format=terse >/dev/null 2>&1
+  sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null
+  taskset -c 1 fio --name=r --directory="$d" --numjobs=12 --size=256M --bs=1M --rw=read --direct=1 --ioengine=io_uring \
+    --iodepth=2 --group_reporting --output-format=terse 2>/dev/null | awk -F';' '{printf "%.0f", $7*1024/1e6}'
+  rm -rf "$d"
+}
 if want read; then
   for r in $(seq 1 "$RUNS"); do
     fresh; start_broker --config "$here/perf-bigcache.toml" || continue
-    bench produce --topic t --json "$OUT/fill-$r.json" --name fill --partitions 12 --record-size 1024 --acks 1 --duration 3 --warmup 0 >/dev/null 2>&1
+    bench produce --topic t --json "$OUT/fill-$r.json" --name fill --partitions 12 --record-size 1024 --acks 1 --duration 5 --warmup 0 >/dev/null 2>&1
     n=$(python3 -c "import json;print(json.load(open('$OUT/fill-$r.json'))['produced_acked_all'])")
     # From the batch cache: 4 independent readers of everything just written (all cached).
     bench consume --topic t --json "$OUT/cache-$r.json" --name "cache-read" --partitions 12 --record-size 1024 --from earliest \
       --records $((n * 4)) --subscriptions 4 --duration 60 --warmup 0 >"$OUT/cache-$r.log" 2>&1
     summary "$OUT/cache-$r.json"
     # Cold: restart (empty cache), drop the page cache, 4 consumers of 3 partitions each.
-    stop_broker; sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; start_broker || continue
+    stop_broker; raw=$(raw_read12); sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; start_broker || continue
     bench consume --topic t --json "$OUT/cold-$r.json" --name "cold-read" --partitions 12 --record-size 1024 --from earliest \
       --records "$n" --consumers 4 --duration 60 --warmup 0 >"$OUT/cold-$r.log" 2>&1
     stop_broker; summary "$OUT/cold-$r.json"
+    python3 - "$OUT/cold-$r.json" "$raw" <<'PY'
+import json, statistics, sys
+d = json.load(open(sys.argv[1])); raw = float(sys.argv[2])
+busy = [x['consumed_mb_per_sec'] for x in d['series'] if x.get('consumed_records_per_sec', 0) > 0]
+busy = busy[:-1] if len(busy) > 1 else busy  # the last second is partial
+if busy and raw > 0:
+    m = statistics.median(busy)
+    print(f"cold-read vs fio 12-stream O_DIRECT read just before: {m:.0f} / {raw:.0f} MB/s = {m / raw:.2f} x")
+PY
   done
 fi
 if want idle; then
