@@ -88,6 +88,7 @@ pub use log::{
     RetentionOutcome,
 };
 pub use readahead::{
-    set_shard_read_ahead_bytes, shard_read_ahead_bytes, DEFAULT_SHARD_READ_AHEAD_BYTES,
+    set_shard_read_ahead_bytes, shard_read_ahead_bytes, shard_read_ahead_hits,
+    DEFAULT_SHARD_READ_AHEAD_BYTES,
 };
 pub use recovery::{last_recovery_stats, RecoveryStats};

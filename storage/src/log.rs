@@ -1062,12 +1062,11 @@ impl PartitionLog {
             };
             (seg, hw, lso, limit, stable_end)
         };
-        let ra_len = read_ahead_len(max_bytes);
         // Taken out while in use: a concurrent read of this partition goes to disk.
         let stream = self.inner.read_ahead.borrow_mut().take();
         if let Some(mut stream) = stream.filter(|s| s.continues(&seg, offset)) {
             if let Some((chunks, bytes)) = stream.read(&seg, limit, max_bytes, min_one).await? {
-                stream.top_up(&seg, stable_end, ra_len);
+                stream.top_up(&seg, stable_end);
                 *self.inner.read_ahead.borrow_mut() = Some(stream);
                 return Ok(ReadResult {
                     chunks: chunks.into_iter().map(Chunk::Cached).collect(),
@@ -1110,6 +1109,9 @@ impl PartitionLog {
             return Ok(res);
         }
         let want_end = start.saturating_add((max_bytes as u64).max(first_len));
+        // The largest batch seen (including the first one past this read), so read-ahead
+        // ranges can hold the batches that follow.
+        let mut largest_batch = first_len;
         let mut end = start + first_len;
         if want_end > end && end < limit {
             // Whole batches lie before any index entry: jump to the last one in range.
@@ -1124,6 +1126,7 @@ impl PartitionLog {
             let mut reached_offset = (end == start + first_len).then_some(next_offset);
             segment::scan_headers(&seg, end, limit, HEADER_SCAN_BYTES, |h, at| {
                 let next = at + h.total_len() as u64;
+                largest_batch = largest_batch.max(h.total_len() as u64);
                 if next <= want_end {
                     reached = next;
                     reached_offset = Some(h.last_offset() + 1);
@@ -1168,7 +1171,8 @@ impl PartitionLog {
         }
         res.bytes = (end - start) as usize;
         if next_offset >= 0 {
-            self.read_ahead_from(&seg, end, next_offset, ra_len, stable_end);
+            let range_len = read_ahead_len(max_bytes, largest_batch as usize);
+            self.read_ahead_from(&seg, end, next_offset, range_len, stable_end);
         }
         Ok(res)
     }
@@ -1187,8 +1191,8 @@ impl PartitionLog {
         let mut slot = self.inner.read_ahead.borrow_mut();
         // Release the old ranges first: they count against the budget.
         *slot = None;
-        let mut stream = Stream::new(seg, pos, next_offset);
-        stream.top_up(seg, stable_end, range_len);
+        let mut stream = Stream::new(seg, pos, next_offset, range_len);
+        stream.top_up(seg, stable_end);
         *slot = Some(stream);
     }
 

@@ -36,6 +36,13 @@ const LOAD_PIECE_BYTES: usize = 8 << 20;
 thread_local! {
     /// (budget, bytes held or being loaded by this thread's read-aheads)
     static BUDGET: Cell<(usize, usize)> = const { Cell::new((DEFAULT_SHARD_READ_AHEAD_BYTES, 0)) };
+    /// Reads of this thread served from read-ahead.
+    static HITS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Reads of the calling thread (shard) served from read-ahead so far.
+pub fn shard_read_ahead_hits() -> u64 {
+    HITS.with(Cell::get)
 }
 
 /// Sets the memory budget shared by the read-aheads of every partition log of the calling
@@ -49,9 +56,12 @@ pub fn shard_read_ahead_bytes() -> usize {
     BUDGET.with(|b| b.get().1)
 }
 
-/// Size of one read-ahead range for reads of at most `max_bytes`.
-pub(crate) fn read_ahead_len(max_bytes: usize) -> usize {
-    max_bytes.clamp(READ_AHEAD_MIN, READ_AHEAD_MAX)
+/// Size of one read-ahead range for reads of at most `max_bytes` of batches up to
+/// `batch_bytes` long (a stream must be able to hold a whole batch to serve it).
+pub(crate) fn read_ahead_len(max_bytes: usize, batch_bytes: usize) -> usize {
+    max_bytes
+        .max(batch_bytes)
+        .clamp(READ_AHEAD_MIN, READ_AHEAD_MAX)
 }
 
 /// Ranges a stream keeps loaded or loading ahead of its reader.
@@ -66,16 +76,19 @@ pub(crate) struct Stream {
     /// Where the reader's next batch starts, and the offset it will ask for.
     cursor_pos: u64,
     cursor_offset: i64,
+    range_len: usize,
 }
 
 impl Stream {
-    /// A stream for a reader that will continue at `offset`, whose batch starts at `pos`.
-    pub(crate) fn new(seg: &Rc<Segment>, pos: u64, offset: i64) -> Stream {
+    /// A stream of `range_len`-byte ranges for a reader that will continue at `offset`,
+    /// whose batch starts at `pos`.
+    pub(crate) fn new(seg: &Rc<Segment>, pos: u64, offset: i64, range_len: usize) -> Stream {
         Stream {
             seg: Rc::downgrade(seg),
             ranges: VecDeque::new(),
             cursor_pos: pos,
             cursor_offset: offset,
+            range_len,
         }
     }
 
@@ -90,10 +103,10 @@ impl Stream {
             .map_or(self.cursor_pos, |r| r.pos + r.len as u64)
     }
 
-    /// Starts loading ranges of `range_len` bytes until the stream reaches
-    /// [`STREAM_DEPTH_RANGES`] ranges past the reader, `stable_end` (bytes after it may still
-    /// be rewritten) or the shard's budget.
-    pub(crate) fn top_up(&mut self, seg: &Rc<Segment>, stable_end: u64, range_len: usize) {
+    /// Starts loading ranges until the stream reaches [`STREAM_DEPTH_RANGES`] ranges past
+    /// the reader, `stable_end` (bytes after it may still be rewritten) or the shard's budget.
+    pub(crate) fn top_up(&mut self, seg: &Rc<Segment>, stable_end: u64) {
+        let range_len = self.range_len;
         let depth = STREAM_DEPTH_RANGES * range_len as u64;
         loop {
             let end = self.end_pos();
@@ -147,6 +160,7 @@ impl Stream {
         };
         self.cursor_pos = pos;
         self.cursor_offset = next;
+        HITS.with(|h| h.set(h.get() + 1));
         while self
             .ranges
             .front()

@@ -671,47 +671,60 @@ fn queued_appends_are_paced_by_the_unwritten_backlog() {
 
 #[test]
 fn sequential_disk_reads_are_read_ahead_within_the_shard_budget() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ra");
-    run(move || async move {
-        let log = PartitionLog::open(path.clone(), LogConfig::default())
-            .await
-            .unwrap();
-        let mut last = None;
-        for i in 0..64i64 {
-            last = Some(log.append(&batch(4, 4000, i), None).unwrap());
-        }
-        last.unwrap().wait(Durability::Written).await.unwrap();
-        log.set_read_cache_bytes(0);
-        for budget in [storage::DEFAULT_SHARD_READ_AHEAD_BYTES, 0] {
-            storage::set_shard_read_ahead_bytes(budget);
-            let (mut off, mut reads, mut ahead_seen) = (0i64, 0, 0usize);
-            while off < log.log_end_offset() {
-                let b = log
-                    .read(off, 100 << 10, true)
-                    .await
-                    .unwrap()
-                    .into_bytes()
-                    .await
-                    .unwrap();
-                for (base, last, bytes) in split(&b) {
-                    assert_eq!(base, off);
-                    BatchHeader::parse_and_verify(&bytes).unwrap();
-                    off = last + 1;
+    // Batches smaller than a read, and batches far larger than one (the read-ahead ranges
+    // must grow to hold them, or every read would go to disk).
+    for (name, records, batches, max_bytes) in
+        [("small", 4, 64i64, 100 << 10), ("large", 300, 12, 64 << 10)]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        run(move || async move {
+            let cfg = LogConfig {
+                max_message_bytes: 4 << 20,
+                ..LogConfig::default()
+            };
+            let log = PartitionLog::open(path.clone(), cfg).await.unwrap();
+            let mut last = None;
+            for i in 0..batches {
+                last = Some(log.append(&batch(records, 4000, i), None).unwrap());
+            }
+            last.unwrap().wait(Durability::Written).await.unwrap();
+            log.set_read_cache_bytes(0);
+            for budget in [storage::DEFAULT_SHARD_READ_AHEAD_BYTES, 0] {
+                storage::set_shard_read_ahead_bytes(budget);
+                let hits_before = storage::shard_read_ahead_hits();
+                let (mut off, mut reads, mut ahead_seen) = (0i64, 0, 0usize);
+                while off < log.log_end_offset() {
+                    let b = log
+                        .read(off, max_bytes, true)
+                        .await
+                        .unwrap()
+                        .into_bytes()
+                        .await
+                        .unwrap();
+                    for (base, last, bytes) in split(&b) {
+                        assert_eq!(base, off);
+                        BatchHeader::parse_and_verify(&bytes).unwrap();
+                        off = last + 1;
+                    }
+                    reads += 1;
+                    ahead_seen = ahead_seen.max(storage::shard_read_ahead_bytes());
                 }
-                reads += 1;
-                ahead_seen = ahead_seen.max(storage::shard_read_ahead_bytes());
+                assert_eq!(off, batches * i64::from(records));
+                assert!(reads > 5, "{reads}");
+                let hits = storage::shard_read_ahead_hits() - hits_before;
+                if budget == 0 {
+                    assert_eq!((ahead_seen, hits), (0, 0));
+                } else {
+                    assert!(ahead_seen > 0 && ahead_seen <= budget, "{ahead_seen}");
+                    // All but the first read (from disk) and the ones right after a
+                    // segment or range boundary come from read-ahead.
+                    assert!(hits * 2 >= reads, "{name}: {hits} of {reads} reads");
+                }
             }
-            assert_eq!(off, 256);
-            assert!(reads > 5, "{reads}");
-            if budget == 0 {
-                assert_eq!(ahead_seen, 0);
-            } else {
-                assert!(ahead_seen > 0 && ahead_seen <= budget, "{ahead_seen}");
-            }
-        }
-        log.close().await.unwrap();
-    });
+            log.close().await.unwrap();
+        });
+    }
 }
 
 /// Space is allocated ahead in the background while a segment fills; a rolled segment is
