@@ -27,7 +27,7 @@ use std::time::Duration;
 
 /// Bytes per partition per Fetch: 1 MiB, the default of librdkafka
 /// (`fetch.message.max.bytes`) and of the Java consumer (`max.partition.fetch.bytes`).
-const PARTITION_FETCH_BYTES: i32 = 1 << 20;
+pub const PARTITION_FETCH_BYTES: i32 = 1 << 20;
 /// Bytes per Fetch response.
 const FETCH_BYTES_MAX: i32 = 64 << 20;
 /// After the run, how long consumers may take to catch up with what was produced.

@@ -570,9 +570,10 @@ fn prefetching_consumer_counts_every_record_exactly_once() {
 
     // --records 1 on one connection: the first response counts, as it did before prefetch;
     // the one fetched ahead while it was processed does not. A response holds at most
-    // PARTITION_FETCH_BYTES (4 MiB) per partition, plus one batch (the default batch of
-    // 128 KiB holds 131 records of 1000 bytes) if the broker completes a batch past it.
-    let per_partition_max = (4u64 << 20) / record_bytes + (128 << 10) / record_bytes;
+    // PARTITION_FETCH_BYTES per partition, plus one batch (the default batch of 128 KiB holds
+    // 131 records of 1000 bytes) if the broker completes a batch past it.
+    let fetch_bytes = bench_harness::consume::PARTITION_FETCH_BYTES as u64;
+    let per_partition_max = fetch_bytes / record_bytes + (128 << 10) / record_bytes;
     let first_response_max = partitions * per_partition_max;
     assert!(
         produced > first_response_max,
