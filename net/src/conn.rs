@@ -118,7 +118,7 @@ pub async fn serve_connection<H: Handler>(
     ))
     .detach();
 
-    let mut frames = FrameReader::new(read_half, limits.max_frame_bytes);
+    let mut frames = FrameReader::with_socket(read_half, limits.max_frame_bytes, fd);
     loop {
         let frame = match frames.next_frame().await {
             Ok(Some(frame)) => frame,

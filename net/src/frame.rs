@@ -11,6 +11,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::io::{AsyncRead, AsyncReadExt};
+use std::os::fd::RawFd;
 
 /// Bytes of the size prefix in front of every request and response.
 pub const SIZE_PREFIX_BYTES: usize = 4;
@@ -23,6 +24,16 @@ pub const DEFAULT_MAX_FRAME_BYTES: usize = 104_857_600;
 const READ_CHUNK_BYTES_MIN: usize = 64 * 1024;
 /// The most we zero-fill and hand to one read call.
 const READ_CHUNK_BYTES_MAX: usize = 1024 * 1024;
+/// With a direct socket, the most a waiting read is offered (and so zero-filled): once
+/// bytes arrive, direct reads take the rest.
+const WAIT_READ_BYTES: usize = 16 * 1024;
+
+/// What one direct `recv` gave.
+enum DirectRead {
+    Got(usize),
+    WouldBlock,
+    Failed(std::io::Error),
+}
 
 /// Frame-level failures. Every one of them ends the connection: after a bad size prefix the
 /// byte stream cannot be resynchronised.
@@ -98,12 +109,23 @@ impl FrameDecoder {
 /// area the next read writes into. That area is kept across reads: a socket read usually
 /// returns far less than it was offered, and zero-filling the offered space again for
 /// every read cost as much CPU as copying the data.
+///
+/// Given the socket's descriptor ([`FrameReader::with_socket`]), the reader first asks the
+/// kernel directly (a non-blocking `recv`) to write into the buffer's uninitialised spare
+/// capacity, and only falls back to the async reader, with a small zeroed area, when no
+/// bytes are waiting. Under load almost every read is then a direct one and the buffer is
+/// never zero-filled: for large produce requests that memset was the broker's largest single
+/// cost (18% of its CPU at 1.2 GB/s).
 pub struct FrameReader<R> {
     reader: R,
     /// `buf[..filled]` holds unread stream bytes; `buf[filled..]` is zeroed space.
     buf: BytesMut,
     filled: usize,
     decoder: FrameDecoder,
+    /// The socket `reader` reads from, for direct non-blocking reads.
+    socket: Option<RawFd>,
+    /// Bytes received by direct reads (statistics and tests).
+    direct_bytes: u64,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -113,7 +135,26 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             buf: BytesMut::with_capacity(READ_CHUNK_BYTES_MIN),
             filled: 0,
             decoder: FrameDecoder::new(max_frame_bytes),
+            socket: None,
+            direct_bytes: 0,
         }
+    }
+
+    /// A reader that also receives directly from `socket`, the descriptor of the stream
+    /// `reader` reads, with non-blocking `recv` calls into uninitialised buffer space.
+    ///
+    /// `socket` must stay open for as long as the `FrameReader` lives, and nothing else may
+    /// read from it (in-order delivery depends on it); a connection that owns both the
+    /// stream and this reader satisfies both.
+    pub fn with_socket(reader: R, max_frame_bytes: usize, socket: RawFd) -> Self {
+        let mut frames = Self::new(reader, max_frame_bytes);
+        frames.socket = Some(socket);
+        frames
+    }
+
+    /// Bytes received with direct reads so far.
+    pub fn direct_bytes(&self) -> u64 {
+        self.direct_bytes
     }
 
     /// Bytes read from the socket but not yet returned as frames.
@@ -152,11 +193,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 None => SIZE_PREFIX_BYTES,
             };
             let missing = wanted_total.saturating_sub(self.filled);
-            // Only the part offered to the next read is zero-filled (and only once, see the
-            // type docs): a client that announces 100 MiB and then trickles bytes must not
-            // make us touch 100 MiB up front.
             let read_len = missing.clamp(READ_CHUNK_BYTES_MIN, READ_CHUNK_BYTES_MAX);
-            let end = self.filled + read_len;
             // Reserving the whole frame is cheap (untouched pages are never committed) and
             // keeps a large frame in one allocation instead of re-copying it as it grows.
             let whole = self.filled + missing.max(READ_CHUNK_BYTES_MIN);
@@ -166,6 +203,29 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 self.buf.truncate(self.filled);
             }
             self.buf.reserve(whole.saturating_sub(self.buf.len()));
+            let end = self.filled + read_len;
+            let mut wait_len = read_len;
+            if let Some(fd) = self.socket {
+                match self.recv_direct(fd, read_len) {
+                    DirectRead::Got(0) => return self.eof(),
+                    DirectRead::Got(n) => {
+                        self.filled += n;
+                        self.direct_bytes += n as u64;
+                        continue;
+                    }
+                    // Nothing waiting: wait through the async reader, offering it only a
+                    // small zeroed area; the rest of the frame comes in direct reads.
+                    DirectRead::WouldBlock => wait_len = read_len.min(WAIT_READ_BYTES),
+                    DirectRead::Failed(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                        continue
+                    }
+                    DirectRead::Failed(e) => return Err(FrameError::Io(e)),
+                }
+            }
+            // Only the part offered to the next read is zero-filled (and only once, see the
+            // type docs): a client that announces 100 MiB and then trickles bytes must not
+            // make us touch 100 MiB up front.
+            let end = end.min(self.filled + wait_len);
             if self.buf.len() < end {
                 self.buf.resize(end, 0);
             }
@@ -176,15 +236,56 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 Err(e) => return Err(FrameError::Io(e)),
             };
             if got == 0 {
-                if self.filled == 0 {
-                    return Ok(None);
-                }
-                return Err(FrameError::Eof {
-                    buffered: self.filled,
-                });
+                return self.eof();
             }
             self.filled += got;
         }
+    }
+
+    /// A clean end of stream between frames, or an error in the middle of one.
+    fn eof(&self) -> Result<Option<Bytes>, FrameError> {
+        if self.filled == 0 {
+            return Ok(None);
+        }
+        Err(FrameError::Eof {
+            buffered: self.filled,
+        })
+    }
+
+    /// One non-blocking `recv` of up to `len` bytes into the buffer right after the unread
+    /// bytes, which may be uninitialised capacity.
+    fn recv_direct(&mut self, fd: RawFd, len: usize) -> DirectRead {
+        let start = self.filled;
+        debug_assert!(self.buf.capacity() >= start + len);
+        if self.buf.capacity() < start + len {
+            return DirectRead::WouldBlock; // never: `next_frame` reserved it; take the safe path
+        }
+        // SAFETY: `start + len <= capacity`, so the `len` bytes from `start` lie inside the
+        // buffer's allocation; `recv` only writes to them (never reads), and at most `len`.
+        let rc = unsafe {
+            libc::recv(
+                fd,
+                self.buf.as_mut_ptr().add(start).cast::<libc::c_void>(),
+                len,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            return if e.kind() == std::io::ErrorKind::WouldBlock {
+                DirectRead::WouldBlock
+            } else {
+                DirectRead::Failed(e)
+            };
+        }
+        let n = rc as usize; // ok: non-negative and at most `len`
+        if start + n > self.buf.len() {
+            // SAFETY: bytes up to `start` were initialised before (`start` is within the
+            // old length or equal to it, as `filled <= len` always holds) and `recv` has just
+            // written `n` bytes from `start`; `start + n <= capacity`.
+            unsafe { self.buf.set_len(start + n) };
+        }
+        DirectRead::Got(n)
     }
 
     pub fn into_inner(self) -> R {
@@ -348,5 +449,59 @@ mod tests {
                 assert!(reader.next_frame().await.unwrap().is_none());
             });
         }
+    }
+
+    /// Direct reads from a real socket (uninitialised buffer space, no zero-fill): frames of
+    /// any size arrive whole and in order while the writer sends them in uneven pieces with
+    /// pauses, so both the direct path and the waiting fallback are taken.
+    #[test]
+    fn reader_with_socket_reads_directly_and_in_order() {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let sizes = [0usize, 3, 70_000, 1, 900_000, 5_000, 2_500_000, 17];
+        let bodies: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (0..*n).map(|j| (i * 7 + j % 241 + 1) as u8).collect())
+            .collect();
+        let mut stream = Vec::new();
+        for body in &bodies {
+            stream.extend(framed(body));
+        }
+        let writer = std::thread::spawn(move || {
+            let mut a = a;
+            let mut rest = &stream[..];
+            let mut step = 1usize;
+            while !rest.is_empty() {
+                let n = (step * 7919 % 300_000 + 1).min(rest.len());
+                a.write_all(&rest[..n]).unwrap();
+                rest = &rest[n..];
+                step += 1;
+                if step.is_multiple_of(5) {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            }
+        });
+        let fd = b.as_raw_fd();
+        // The async side is a blocking read on the same socket: it only runs when a direct
+        // read found nothing, i.e. it is the "wait for bytes" path.
+        let mut reader =
+            FrameReader::with_socket(futures_lite::io::AssertAsync::new(&b), 8 << 20, fd);
+        futures_lite::future::block_on(async {
+            for body in &bodies {
+                let f = reader.next_frame().await.unwrap().unwrap();
+                assert_eq!(f.len(), body.len());
+                assert!(f[..] == body[..], "frame of {} bytes corrupted", body.len());
+            }
+            writer.join().unwrap();
+            assert!(reader.next_frame().await.unwrap().is_none());
+        });
+        let total: usize = sizes.iter().sum();
+        assert!(
+            reader.direct_bytes() > (total / 2) as u64,
+            "only {} of {total} bytes came through direct reads",
+            reader.direct_bytes()
+        );
     }
 }
