@@ -254,7 +254,7 @@ impl BatchBuilder {
         h.put_i32(stamp.base_sequence);
         h.put_i32(self.count);
         debug_assert!(h.is_empty());
-        let crc = crc32c::crc32c(&batch[CRC_START..]);
+        let crc = crc_fast::crc32_iscsi(&batch[CRC_START..]);
         batch[17..21].copy_from_slice(&crc.to_be_bytes());
     }
 }
@@ -377,7 +377,7 @@ pub fn split_batches(mut data: Bytes, verify_crc: bool) -> Result<Vec<DecodedBat
         if verify_crc {
             let want = u32::from_be_bytes([b[17], b[18], b[19], b[20]]);
             ensure!(
-                crc32c::crc32c(&b[CRC_START..]) == want,
+                crc_fast::crc32_iscsi(&b[CRC_START..]) == want,
                 "batch CRC mismatch"
             );
         }

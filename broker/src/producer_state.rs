@@ -493,7 +493,7 @@ impl ProducerStateTable {
                 out.extend_from_slice(&b.timestamp_ms.to_be_bytes());
             }
         }
-        let crc = crc32c::crc32c(&out[SNAPSHOT_PREFIX_BYTES..]);
+        let crc = storage::batch::crc32c(&out[SNAPSHOT_PREFIX_BYTES..]);
         out[6..10].copy_from_slice(&crc.to_be_bytes());
         out
     }
@@ -514,7 +514,7 @@ impl ProducerStateTable {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
         let stored = r.u32()?;
-        let computed = crc32c::crc32c(&bytes[SNAPSHOT_PREFIX_BYTES..]);
+        let computed = storage::batch::crc32c(&bytes[SNAPSHOT_PREFIX_BYTES..]);
         if stored != computed {
             return Err(SnapshotError::Checksum { stored, computed });
         }
@@ -759,7 +759,7 @@ fn decode_pid_file(path: &Path, bytes: &[u8]) -> Result<i64, ProducerIdError> {
     }
     let reserved_end = r.i64().map_err(|_| corrupt("truncated"))?;
     let stored = r.u32().map_err(|_| corrupt("truncated"))?;
-    if stored != crc32c::crc32c(&bytes[..PID_FILE_BYTES - 4]) {
+    if stored != storage::batch::crc32c(&bytes[..PID_FILE_BYTES - 4]) {
         return Err(corrupt("checksum mismatch"));
     }
     if reserved_end < 0 {
@@ -777,7 +777,7 @@ fn write_pid_file(path: &Path, reserved_end: i64) -> Result<(), ProducerIdError>
     bytes.extend_from_slice(&PID_FILE_MAGIC);
     bytes.extend_from_slice(&PID_FILE_VERSION.to_be_bytes());
     bytes.extend_from_slice(&reserved_end.to_be_bytes());
-    let crc = crc32c::crc32c(&bytes);
+    let crc = storage::batch::crc32c(&bytes);
     bytes.extend_from_slice(&crc.to_be_bytes());
     assert_eq!(bytes.len(), PID_FILE_BYTES);
 
@@ -1101,7 +1101,7 @@ mod tests {
     fn snapshot_rejects_huge_counts_without_allocating() {
         let mut bytes = ProducerStateTable::new().snapshot();
         bytes[18..22].copy_from_slice(&u32::MAX.to_be_bytes());
-        let crc = crc32c::crc32c(&bytes[SNAPSHOT_PREFIX_BYTES..]);
+        let crc = storage::batch::crc32c(&bytes[SNAPSHOT_PREFIX_BYTES..]);
         bytes[6..10].copy_from_slice(&crc.to_be_bytes());
         assert!(matches!(
             ProducerStateTable::restore(&bytes),

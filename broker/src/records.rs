@@ -259,7 +259,7 @@ pub fn verify_crc(batch: &[u8]) -> Result<(), RecordsError> {
         ));
     }
     let stored = be_i32(batch, CRC_AT) as u32;
-    let computed = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
+    let computed = storage::batch::crc32c(&batch[ATTRIBUTES_AT..]);
     if stored != computed {
         return Err(RecordsError::CrcMismatch { stored, computed });
     }
@@ -267,7 +267,7 @@ pub fn verify_crc(batch: &[u8]) -> Result<(), RecordsError> {
 }
 
 fn write_crc(batch: &mut [u8]) {
-    let crc = crc32c::crc32c(&batch[ATTRIBUTES_AT..]);
+    let crc = storage::batch::crc32c(&batch[ATTRIBUTES_AT..]);
     batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
 }
 

@@ -352,7 +352,10 @@ mod tests {
                 }
                 assert_eq!(start % BLOCK, 0, "range at {start} not aligned");
                 let stop = start + len as u64;
-                assert!(stop == stable_end || stop.is_multiple_of(BLOCK), "range end {stop}");
+                assert!(
+                    stop == stable_end || stop.is_multiple_of(BLOCK),
+                    "range end {stop}"
+                );
                 assert!(stop == stable_end || len >= range_len, "short range {len}");
                 ranges.push((start, len));
                 end = stop;
