@@ -41,7 +41,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::config::{Durability, LogConfig};
 use crate::event::Event;
 use crate::index::SegmentFooter;
-use crate::readahead::{read_ahead_len, Stream};
+use crate::readahead::{read_ahead_len, Stream, READ_AHEAD_STREAMS};
 use crate::segment::{self, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 use crate::StorageError;
 
@@ -682,8 +682,10 @@ pub(crate) struct Inner {
     seal_lock: glommio::sync::Semaphore,
     /// Test hook: number of upcoming (writes, fsyncs) to fail.
     injected_faults: std::cell::Cell<(u32, u32)>,
-    /// What a sequential reader of the segment files will read next, loaded ahead.
-    read_ahead: RefCell<Option<Stream>>,
+    /// What sequential readers of the segment files will read next, loaded ahead: one
+    /// stream per reader position (consumer groups replaying from different places each
+    /// keep theirs), least recently used first, at most [`READ_AHEAD_STREAMS`].
+    read_ahead: RefCell<VecDeque<Stream>>,
 }
 
 impl Drop for Inner {
@@ -778,7 +780,7 @@ impl PartitionLog {
             checkpoint_lock: glommio::sync::Semaphore::new(1),
             seal_lock: glommio::sync::Semaphore::new(1),
             injected_faults: std::cell::Cell::new((0, 0)),
-            read_ahead: RefCell::new(None),
+            read_ahead: RefCell::new(VecDeque::new()),
         });
         let weak = Rc::downgrade(&inner);
         match writer_queue {
@@ -1062,12 +1064,17 @@ impl PartitionLog {
             };
             (seg, hw, lso, limit, stable_end)
         };
-        // Taken out while in use: a concurrent read of this partition goes to disk.
-        let stream = self.inner.read_ahead.borrow_mut().take();
-        if let Some(mut stream) = stream.filter(|s| s.continues(&seg, offset)) {
+        // The stream this reader left off at, taken out while in use (a concurrent read at
+        // the same position goes to disk).
+        let stream = {
+            let mut streams = self.inner.read_ahead.borrow_mut();
+            let at = streams.iter().position(|s| s.continues(&seg, offset));
+            at.and_then(|i| streams.remove(i))
+        };
+        if let Some(mut stream) = stream {
             if let Some((chunks, bytes)) = stream.read(&seg, limit, max_bytes, min_one).await? {
                 stream.top_up(&seg, stable_end);
-                *self.inner.read_ahead.borrow_mut() = Some(stream);
+                self.inner.read_ahead.borrow_mut().push_back(stream);
                 return Ok(ReadResult {
                     chunks: chunks.into_iter().map(Chunk::Cached).collect(),
                     bytes,
@@ -1188,12 +1195,21 @@ impl PartitionLog {
         range_len: usize,
         stable_end: u64,
     ) {
-        let mut slot = self.inner.read_ahead.borrow_mut();
-        // Release the old ranges first: they count against the budget.
-        *slot = None;
+        let mut streams = self.inner.read_ahead.borrow_mut();
+        // A reader that got here has no stream that continues where it is (it is new, it
+        // moved, or its stream failed): start one, retiring the least recently used. Their
+        // ranges are released first, since they count against the shard's budget.
+        while streams.len() >= READ_AHEAD_STREAMS {
+            streams.pop_front();
+        }
         let mut stream = Stream::new(seg, pos, next_offset, range_len);
         stream.top_up(seg, stable_end);
-        *slot = Some(stream);
+        // Out of budget: this partition's idle streams give way to the reader that is here
+        // now (a reader that left keeps nothing loaded for long).
+        while !stream.loading() && pos < stable_end && streams.pop_front().is_some() {
+            stream.top_up(seg, stable_end);
+        }
+        streams.push_back(stream);
     }
 
     /// ListOffsets by timestamp: the first batch (at or after the log start) whose

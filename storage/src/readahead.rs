@@ -64,6 +64,9 @@ pub(crate) fn read_ahead_len(max_bytes: usize, batch_bytes: usize) -> usize {
         .clamp(READ_AHEAD_MIN, READ_AHEAD_MAX)
 }
 
+/// Read-ahead streams a partition keeps (one per sequential reader position).
+pub(crate) const READ_AHEAD_STREAMS: usize = 4;
+
 /// Ranges a stream keeps loaded or loading ahead of its reader.
 const STREAM_DEPTH_RANGES: u64 = 4;
 
@@ -98,6 +101,11 @@ impl Stream {
     /// Whether a read of `offset` in `seg` continues where the reader stopped.
     pub(crate) fn continues(&self, seg: &Rc<Segment>, offset: i64) -> bool {
         self.cursor_offset == offset && std::ptr::eq(self.seg.as_ptr(), Rc::as_ptr(seg))
+    }
+
+    /// Whether any range is loaded or loading.
+    pub(crate) fn loading(&self) -> bool {
+        !self.ranges.is_empty()
     }
 
     fn end_pos(&self) -> u64 {

@@ -727,6 +727,58 @@ fn sequential_disk_reads_are_read_ahead_within_the_shard_budget() {
     }
 }
 
+/// Two sequential readers at different places in the same partition (two consumer groups
+/// replaying) each keep their own read-ahead stream: with one stream per partition they
+/// replaced each other's on every read and neither was ever served from memory.
+#[test]
+fn interleaved_sequential_readers_each_keep_their_read_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("two-readers");
+    run(move || async move {
+        let log = PartitionLog::open(path.clone(), LogConfig::default())
+            .await
+            .unwrap();
+        let batches = 128i64;
+        let mut last = None;
+        for i in 0..batches {
+            last = Some(log.append(&batch(4, 4000, i), None).unwrap());
+        }
+        last.unwrap().wait(Durability::Written).await.unwrap();
+        log.set_read_cache_bytes(0);
+        storage::set_shard_read_ahead_bytes(storage::DEFAULT_SHARD_READ_AHEAD_BYTES);
+        let end = log.log_end_offset();
+        // Reader 0 starts at the beginning, reader 1 in the middle; they take turns.
+        let mut next = [0i64, end / 2];
+        let stop = [end / 2, end];
+        let (mut reads, hits_before) = (0, storage::shard_read_ahead_hits());
+        while (0..2).any(|r| next[r] < stop[r]) {
+            for r in 0..2 {
+                if next[r] >= stop[r] {
+                    continue;
+                }
+                let b = log
+                    .read(next[r], 64 << 10, true)
+                    .await
+                    .unwrap()
+                    .into_bytes()
+                    .await
+                    .unwrap();
+                for (base, last, bytes) in split(&b) {
+                    assert_eq!(base, next[r], "reader {r}");
+                    BatchHeader::parse_and_verify(&bytes).unwrap();
+                    next[r] = last + 1;
+                }
+                reads += 1;
+            }
+        }
+        let hits = storage::shard_read_ahead_hits() - hits_before;
+        assert!(reads > 20, "{reads}");
+        // All but each reader's first read (and reads right after a range boundary) hit.
+        assert!(hits * 2 >= reads, "{hits} of {reads} reads from read-ahead");
+        log.close().await.unwrap();
+    });
+}
+
 /// Space is allocated ahead in the background while a segment fills; a rolled segment is
 /// still trimmed to exactly its batches (the seal waits for an allocation in flight).
 #[test]
