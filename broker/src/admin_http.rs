@@ -1,6 +1,7 @@
 //! A minimal HTTP endpoint for operators and orchestrators: `GET /health` (the process is up)
 //! and `GET /ready` (every shard finished recovery and is listening). Runs on its own plain
-//! thread, away from the shards; it grows `/metrics` later.
+//! thread, away from the shards. `GET /metrics` serves the shards' counters in Prometheus
+//! text format (see [`crate::metrics`]).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -16,6 +17,7 @@ const REQUEST_BYTES_MAX: usize = 8 * 1024;
 pub struct AdminState {
     pub ready_shards: Arc<AtomicUsize>,
     pub shards: usize,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// Binds now (so a bad address fails start-up) and serves on a background thread.
@@ -23,7 +25,7 @@ pub fn start(addr: SocketAddr, state: AdminState) -> anyhow::Result<SocketAddr> 
     let listener = TcpListener::bind(addr)
         .map_err(|e| anyhow::anyhow!("cannot bind the admin endpoint --admin-addr {addr}: {e}"))?;
     let local = listener.local_addr()?;
-    info!(addr = %local, "admin endpoint listening (/health, /ready)");
+    info!(addr = %local, "admin endpoint listening (/health, /ready, /metrics)");
     std::thread::Builder::new()
         .name("admin-http".into())
         .spawn(move || {
@@ -61,8 +63,13 @@ fn answer(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
     }
     let path = first.split_whitespace().nth(1).unwrap_or("");
     let ready = state.ready_shards.load(Ordering::SeqCst) >= state.shards;
+    let mut content_type = "text/plain";
     let (status, body) = match path {
         "/health" => ("200 OK", "ok\n".to_string()),
+        "/metrics" => {
+            content_type = "text/plain; version=0.0.4";
+            ("200 OK", state.metrics.render())
+        }
         "/ready" if ready => ("200 OK", "ready\n".to_string()),
         "/ready" => (
             "503 Service Unavailable",
@@ -77,7 +84,7 @@ fn answer(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
     let mut out = stream;
     write!(
         out,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
     out.flush()

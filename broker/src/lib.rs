@@ -29,6 +29,7 @@ pub mod coordinator;
 pub mod errors;
 pub mod group;
 pub mod meta;
+pub mod metrics;
 pub mod producer_state;
 pub mod records;
 pub mod server;

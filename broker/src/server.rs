@@ -97,12 +97,14 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     );
 
     let ready = Arc::new(AtomicUsize::new(0));
+    let metrics = crate::metrics::Metrics::new(shards);
     if let Some(addr) = config.admin_addr {
         crate::admin_http::start(
             addr,
             crate::admin_http::AdminState {
                 ready_shards: ready.clone(),
                 shards,
+                metrics: metrics.clone(),
             },
         )?;
     }
@@ -118,6 +120,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
         let config = config.clone();
         let snapshot = snapshot.clone();
         let ready = ready.clone();
+        let metrics = metrics.clone();
         let controller_parts = if id == 0 {
             controller_parts.take()
         } else {
@@ -134,7 +137,9 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
             .spawn(move || async move {
                 let router = endpoint.connect().await;
                 let controller = controller_parts.map(|(store, ids)| Controller::new(store, ids));
-                if let Err(e) = shard_main(id, config, router, snapshot, controller, ready).await {
+                if let Err(e) =
+                    shard_main(id, config, router, snapshot, controller, ready, metrics).await
+                {
                     error!(shard = id, "shard failed: {e:#}");
                     SHARD_FAILED.store(true, Ordering::SeqCst);
                     SHUTDOWN.store(true, Ordering::SeqCst);
@@ -205,6 +210,7 @@ async fn shard_main(
     snapshot: Arc<MetaSnapshot>,
     controller: Option<Controller>,
     ready: Arc<AtomicUsize>,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> anyhow::Result<()> {
     storage::set_shard_cache_bytes(config.batch_cache_bytes_per_shard);
     storage::set_shard_read_ahead_bytes(config.read_ahead_bytes_per_shard);
@@ -215,6 +221,7 @@ async fn shard_main(
         snapshot.clone(),
         controller,
         ready,
+        metrics,
     ));
     let serving = shard.clone();
     glommio::spawn_local(async move {

@@ -160,6 +160,8 @@ pub struct Shard {
     pub coordinators: crate::coordinator::Coordinators,
     produce_responses: Cell<u64>,
     pub ready_shards: Arc<AtomicUsize>,
+    /// Every shard's counters (this one updates only its own).
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub fn now_ms() -> i64 {
@@ -177,6 +179,7 @@ impl Shard {
         meta: Arc<MetaSnapshot>,
         controller: Option<Controller>,
         ready_shards: Arc<AtomicUsize>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Shard {
         Shard {
             id,
@@ -190,6 +193,7 @@ impl Shard {
             coordinators: Default::default(),
             produce_responses: Cell::new(0),
             ready_shards,
+            metrics,
         }
     }
 
@@ -223,10 +227,16 @@ impl Shard {
     }
 
     /// Send a request to `shard`, or run it here when it is this shard.
+    /// This shard's counters.
+    pub fn metrics(&self) -> &crate::metrics::ShardMetrics {
+        self.metrics.shard(self.id)
+    }
+
     pub async fn call(self: &Rc<Self>, shard: usize, req: ShardReq) -> ShardResp {
         if shard == self.id {
             return self.serve(req).await;
         }
+        self.metrics().cross_shard_call();
         match self.router.call(shard, req).await {
             Ok(resp) => resp,
             Err(e) => {
@@ -520,6 +530,8 @@ impl Shard {
         // Offsets are assigned synchronously here, right after the sequence check: nothing
         // else can run on this shard in between.
         let pending = partition.log.append(&batches, log_append_time)?;
+        self.metrics()
+            .produced(batches.bytes().len(), batches.headers().len());
         if let Some((producer_id, producer_epoch, first_seq, last_seq, max_ts)) = seq {
             partition.producers.borrow_mut().record(&ProducerBatch {
                 producer_id,
@@ -590,7 +602,11 @@ impl Shard {
             }
             planned.push(plan);
         }
-        futures::future::join_all(planned.into_iter().map(finish_read)).await
+        let replies = futures::future::join_all(planned.into_iter().map(finish_read)).await;
+        let metrics = self.metrics();
+        metrics.fetched(replies.iter().map(ReadReply::records_len).sum());
+        metrics.set_read_ahead_hits(storage::shard_read_ahead_hits());
+        replies
     }
 
     /// Chooses the byte range of one partition read (nothing is loaded from disk yet).

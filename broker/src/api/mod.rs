@@ -105,6 +105,7 @@ impl KafkaHandler {
                 return HandlerResult::Close;
             }
         }
+        self.shard.metrics().request(api);
         let request = match net::codec::decode_request(&req) {
             Ok(r) => r,
             Err(e) => {

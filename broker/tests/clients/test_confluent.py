@@ -5,6 +5,7 @@ offsets_for_times and seek/replay, and the AdminClient."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import zlib
 
@@ -273,3 +274,50 @@ def test_admin_legacy_alter_configs(broker, topic_name):
     assert source_of(entries["retention.bytes"]) == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
     # retention.ms was not in the new set, so it is back to Kafka's default (7 days).
     assert entries["retention.ms"].value == "604800000"
+
+
+def scrape_metrics(broker) -> dict[tuple[str, str], int]:
+    """GET /metrics, summed over shards: {(family, api label or ""): value}."""
+    status, body = broker.http_get("/metrics")
+    assert status == 200, body
+    out: dict[tuple[str, str], int] = {}
+    for line in body.decode().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        series, value = line.rsplit(" ", 1)
+        name, labels = series.split("{", 1)
+        api = re.search(r'api="([^"]+)"', labels)
+        key = (name, api.group(1) if api else "")
+        out[key] = out.get(key, 0) + int(value)
+    return out
+
+
+def test_metrics_count_requests_bytes_and_cross_shard_calls(broker, topic_name):
+    partitions = 4
+    count, size = 2000, 500
+    kclients.create_topic(broker.bootstrap, topic_name, partitions)
+    before = scrape_metrics(broker)
+    deliveries = kclients.Deliveries()
+    prod = kclients.producer(broker.bootstrap)
+    for i in range(count):
+        prod.produce(topic_name, value=bytes([i % 251]) * size, partition=i % partitions, on_delivery=deliveries)
+    kclients.flush_all(prod)
+    assert not deliveries.failed and len(deliveries.ok) == count
+    got = kclients.consume_all(broker.bootstrap, topic_name, partitions)
+    assert sum(len(msgs) for msgs in got.values()) == count
+    after = scrape_metrics(broker)
+
+    def grew(family: str, api: str = "") -> int:
+        return after.get((family, api), 0) - before.get((family, api), 0)
+
+    assert grew("ringtail_requests_total", "Produce") >= 1
+    assert grew("ringtail_requests_total", "Fetch") >= 1
+    assert grew("ringtail_requests_total", "Metadata") >= 1
+    # Uncompressed batches: what was stored and fetched holds at least every value byte.
+    assert grew("ringtail_produce_bytes_total") >= count * size
+    assert grew("ringtail_produce_batches_total") >= partitions
+    assert grew("ringtail_fetch_bytes_total") >= count * size
+    # The shared broker runs two shards, which own alternate partitions of a topic, while a
+    # client connection is served by one of them: requests for all four partitions make
+    # that shard call the other.
+    assert grew("ringtail_cross_shard_calls_total") > 0
