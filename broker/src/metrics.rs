@@ -114,7 +114,7 @@ impl Metrics {
                 );
             }
         }
-        let per_shard: [(&str, &str, fn(&ShardMetrics) -> &AtomicU64); 5] = [
+        let per_shard: [(&str, &str, Field); 5] = [
             (
                 "ringtail_cross_shard_calls_total",
                 "Calls a shard made to another shard: requests for partitions or groups it does not own.",
@@ -150,6 +150,9 @@ impl Metrics {
         out
     }
 }
+
+/// Picks one counter out of a shard's.
+type Field = fn(&ShardMetrics) -> &AtomicU64;
 
 fn family(out: &mut String, name: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
