@@ -32,7 +32,7 @@ use glommio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::codec::{parse_request_header, RequestFrame};
-use crate::frame::{FrameError, FrameReader, DEFAULT_MAX_FRAME_BYTES};
+use crate::frame::{FrameReader, DEFAULT_MAX_FRAME_BYTES};
 
 /// Implemented by the broker: one instance per shard, shared by that shard's connections.
 pub trait Handler: 'static {
@@ -100,6 +100,7 @@ pub async fn serve_connection<H: Handler>(
     handler: Rc<H>,
     limits: ConnLimits,
     info: ConnInfo,
+    idle_timeout: Option<Duration>,
 ) {
     if let Err(e) = stream.set_nodelay(true) {
         debug!(conn = info.id, error = %e, "set_nodelay failed");
@@ -119,15 +120,19 @@ pub async fn serve_connection<H: Handler>(
     .detach();
 
     let mut frames = FrameReader::with_socket(read_half, limits.max_frame_bytes, fd);
+    let idle = Rc::new(Cell::new(false));
+    // Dropped (so cancelled) when the reader stops, before the socket can be closed.
+    let watchdog = idle_timeout
+        .map(|t| glommio::spawn_local(watch_idle(frames.received(), t, fd, idle.clone())));
     loop {
         let frame = match frames.next_frame().await {
             Ok(Some(frame)) => frame,
-            Ok(None) => {
-                debug!(conn = info.id, peer = %info.peer, "connection closed by peer");
+            Ok(None) | Err(_) if idle.get() => {
+                info!(conn = info.id, peer = %info.peer, "closing idle connection");
                 break;
             }
-            Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::TimedOut => {
-                info!(conn = info.id, peer = %info.peer, "closing idle connection");
+            Ok(None) => {
+                debug!(conn = info.id, peer = %info.peer, "connection closed by peer");
                 break;
             }
             Err(e) => {
@@ -176,10 +181,49 @@ pub async fn serve_connection<H: Handler>(
             break;
         }
     }
+    drop(watchdog);
     // Dropping the sender lets the writer drain what is in flight and then finish.
     drop(tx);
     let _ = writer.await;
     debug!(conn = info.id, "connection done");
+}
+
+/// Kafka's `connections.max.idle.ms`: ends the connection's reading once no byte has arrived
+/// for `timeout` (checked twice per timeout, so after 1 to 1.5 timeouts). Shutting down the
+/// read side wakes the reader with an end of stream; responses to requests already in
+/// flight are still written.
+///
+/// Why a watchdog instead of a read timeout on the socket: glommio's read timeout inserts a
+/// reactor timer (a clock read and a B-tree insert) for every read that waits and removes
+/// it for every read that completes, thousands of times a second under load; with the
+/// watchdog, the broker's samples in `clock_gettime` and the timer B-tree fell from about 5%
+/// to about 2.5% at 1 KiB x 12 partitions. This sleeps on the reactor's timer twice per
+/// timeout instead.
+async fn watch_idle(received: Rc<Cell<u64>>, timeout: Duration, fd: RawFd, fired: Rc<Cell<bool>>) {
+    let step = (timeout / 2).max(Duration::from_millis(1));
+    let mut seen = received.get();
+    let mut quiet = Duration::ZERO;
+    loop {
+        glommio::timer::sleep(step).await;
+        let now = received.get();
+        if now != seen {
+            seen = now;
+            quiet = Duration::ZERO;
+            continue;
+        }
+        quiet += step;
+        if quiet >= timeout {
+            fired.set(true);
+            // SAFETY: this task is cancelled (dropped) by `serve_connection` before the
+            // stream that owns `fd` can be dropped, so `fd` is still this connection's
+            // socket; shutdown does not close or invalidate the descriptor.
+            let rc = unsafe { libc::shutdown(fd, libc::SHUT_RD) };
+            if rc != 0 {
+                debug!(fd, error = %io::Error::last_os_error(), "idle shutdown failed");
+            }
+            return;
+        }
+    }
 }
 
 /// Shuts the socket down both ways, waking a reader blocked on it.
@@ -444,9 +488,6 @@ impl Listener {
                 drop(stream);
                 continue;
             }
-            if let Err(e) = stream.set_read_timeout(self.idle_timeout) {
-                debug!(shard = self.shard, %peer, error = %e, "cannot set the idle timeout");
-            }
             next_id += 1;
             let id = ((self.shard as u64) << 48) | (next_id & ((1 << 48) - 1));
             let info = ConnInfo {
@@ -459,9 +500,10 @@ impl Listener {
             stats.accepted_total.set(stats.accepted_total.get() + 1);
             let guard = ActiveGuard(stats.clone());
             let handler = handler.clone();
+            let idle_timeout = self.idle_timeout;
             glommio::spawn_local(async move {
                 let _guard = guard;
-                serve_connection(stream, handler, limits, info).await;
+                serve_connection(stream, handler, limits, info, idle_timeout).await;
             })
             .detach();
         }

@@ -11,7 +11,9 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_lite::io::{AsyncRead, AsyncReadExt};
+use std::cell::Cell;
 use std::os::fd::RawFd;
+use std::rc::Rc;
 
 /// Bytes of the size prefix in front of every request and response.
 pub const SIZE_PREFIX_BYTES: usize = 4;
@@ -126,6 +128,8 @@ pub struct FrameReader<R> {
     socket: Option<RawFd>,
     /// Bytes received by direct reads (statistics and tests).
     direct_bytes: u64,
+    /// Every byte received so far; shared with whoever watches the connection for idleness.
+    received: Rc<Cell<u64>>,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -137,7 +141,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             decoder: FrameDecoder::new(max_frame_bytes),
             socket: None,
             direct_bytes: 0,
+            received: Rc::new(Cell::new(0)),
         }
+    }
+
+    /// A counter of the bytes received so far, which keeps counting while the reader reads.
+    pub fn received(&self) -> Rc<Cell<u64>> {
+        self.received.clone()
     }
 
     /// A reader that also receives directly from `socket`, the descriptor of the stream
@@ -211,6 +221,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     DirectRead::Got(n) => {
                         self.filled += n;
                         self.direct_bytes += n as u64;
+                        self.received.set(self.received.get() + n as u64);
                         continue;
                     }
                     // Nothing waiting: wait through the async reader, offering it only a
@@ -238,6 +249,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if got == 0 {
                 return self.eof();
             }
+            self.received.set(self.received.get() + got as u64);
             self.filled += got;
         }
     }

@@ -300,3 +300,28 @@ fn idle_connections_are_closed() {
     // Nothing more is sent: the server closes the connection after the idle timeout.
     assert!(is_closed(&mut c));
 }
+
+/// Idleness means no bytes at all: a connection that keeps sending requests, or one whose
+/// request trickles in a byte at a time for longer than the timeout, stays open; once it goes
+/// quiet it is closed.
+#[test]
+fn only_quiet_connections_count_as_idle() {
+    let timeout = Duration::from_secs(2);
+    let addr = start_server_with(64, Some(timeout));
+    let mut c = connect(addr);
+    // Requests every 100 ms for about 2.5 timeouts.
+    for i in 0..50 {
+        c.write_all(&request(API_ECHO, i, b"x")).unwrap();
+        assert_eq!(read_response(&mut c).unwrap().0, i);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // One request, a byte every 100 ms (about 2.5 timeouts end to end).
+    let frame = request(API_ECHO, 99, &[7u8; 40]);
+    for byte in &frame {
+        c.write_all(std::slice::from_ref(byte)).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (corr, body) = read_response(&mut c).unwrap();
+    assert_eq!((corr, &body[..]), (99, &[7u8; 40][..]));
+    assert!(is_closed(&mut c));
+}
