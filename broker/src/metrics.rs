@@ -25,6 +25,12 @@ pub struct ShardMetrics {
     produce_batches: AtomicU64,
     fetch_bytes: AtomicU64,
     read_ahead_hits: AtomicU64,
+    connections_accepted: AtomicU64,
+    connections_rejected: AtomicU64,
+    // Gauges, refreshed by the shard about once a second (see `record_shard_state`).
+    connections_active: AtomicU64,
+    batch_cache_bytes: AtomicU64,
+    read_ahead_bytes: AtomicU64,
 }
 
 impl ShardMetrics {
@@ -36,7 +42,25 @@ impl ShardMetrics {
             produce_batches: AtomicU64::new(0),
             fetch_bytes: AtomicU64::new(0),
             read_ahead_hits: AtomicU64::new(0),
+            connections_accepted: AtomicU64::new(0),
+            connections_rejected: AtomicU64::new(0),
+            connections_active: AtomicU64::new(0),
+            batch_cache_bytes: AtomicU64::new(0),
+            read_ahead_bytes: AtomicU64::new(0),
         }
+    }
+
+    /// The shard's connection counts and memory held for readers, as of now.
+    pub fn record_shard_state(&self, state: ShardState) {
+        self.connections_active
+            .store(state.connections_active, Relaxed);
+        self.connections_accepted
+            .store(state.connections_accepted, Relaxed);
+        self.connections_rejected
+            .store(state.connections_rejected, Relaxed);
+        self.batch_cache_bytes
+            .store(state.batch_cache_bytes, Relaxed);
+        self.read_ahead_bytes.store(state.read_ahead_bytes, Relaxed);
     }
 
     /// A request with this API key was received (and its version is supported).
@@ -71,6 +95,16 @@ impl ShardMetrics {
     }
 }
 
+/// What a shard reports about itself periodically ([`ShardMetrics::record_shard_state`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShardState {
+    pub connections_active: u64,
+    pub connections_accepted: u64,
+    pub connections_rejected: u64,
+    pub batch_cache_bytes: u64,
+    pub read_ahead_bytes: u64,
+}
+
 /// The counters of every shard.
 pub struct Metrics {
     shards: Box<[ShardMetrics]>,
@@ -97,6 +131,7 @@ impl Metrics {
             &mut out,
             "ringtail_requests_total",
             "Kafka requests received, by shard and API.",
+            "counter",
         );
         for (id, s) in self.shards.iter().enumerate() {
             for (key, count) in s.requests.iter().enumerate() {
@@ -114,7 +149,7 @@ impl Metrics {
                 );
             }
         }
-        let per_shard: [(&str, &str, Field); 5] = [
+        let per_shard: [(&str, &str, Field); 10] = [
             (
                 "ringtail_cross_shard_calls_total",
                 "Calls a shard made to another shard: requests for partitions or groups it does not own.",
@@ -140,9 +175,39 @@ impl Metrics {
                 "Disk reads served from read-ahead instead of the disk.",
                 |s| &s.read_ahead_hits,
             ),
+            (
+                "ringtail_connections_accepted_total",
+                "Kafka connections accepted.",
+                |s| &s.connections_accepted,
+            ),
+            (
+                "ringtail_connections_rejected_total",
+                "Kafka connections closed at once: the shard's connection limit was reached.",
+                |s| &s.connections_rejected,
+            ),
+            (
+                "ringtail_connections_active",
+                "Kafka connections open now.",
+                |s| &s.connections_active,
+            ),
+            (
+                "ringtail_batch_cache_bytes",
+                "Memory held by the recent-batch cache that serves tailing consumers.",
+                |s| &s.batch_cache_bytes,
+            ),
+            (
+                "ringtail_read_ahead_bytes",
+                "Memory held by read-ahead for sequential disk readers.",
+                |s| &s.read_ahead_bytes,
+            ),
         ];
         for (name, help, field) in per_shard {
-            family(&mut out, name, help);
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            family(&mut out, name, help, kind);
             for (id, s) in self.shards.iter().enumerate() {
                 let _ = writeln!(out, "{name}{{shard=\"{id}\"}} {}", field(s).load(Relaxed));
             }
@@ -154,8 +219,8 @@ impl Metrics {
 /// Picks one counter out of a shard's.
 type Field = fn(&ShardMetrics) -> &AtomicU64;
 
-fn family(out: &mut String, name: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+fn family(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 #[cfg(test)]
@@ -175,6 +240,12 @@ mod tests {
         m.shard(0).produced(1000, 2);
         m.shard(1).fetched(300);
         m.shard(1).set_read_ahead_hits(9);
+        m.shard(0).record_shard_state(ShardState {
+            connections_active: 3,
+            connections_accepted: 5,
+            batch_cache_bytes: 4096,
+            ..ShardState::default()
+        });
         let text = m.render();
         for line in [
             "ringtail_requests_total{shard=\"0\",api=\"Produce\"} 2",
@@ -186,6 +257,11 @@ mod tests {
             "ringtail_fetch_bytes_total{shard=\"1\"} 300",
             "ringtail_read_ahead_hits_total{shard=\"1\"} 9",
             "# TYPE ringtail_requests_total counter",
+            "ringtail_connections_active{shard=\"0\"} 3",
+            "ringtail_connections_accepted_total{shard=\"0\"} 5",
+            "ringtail_batch_cache_bytes{shard=\"0\"} 4096",
+            "# TYPE ringtail_connections_active gauge",
+            "# TYPE ringtail_connections_accepted_total counter",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

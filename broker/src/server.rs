@@ -267,6 +267,24 @@ async fn shard_main(
         max_in_flight: config.max_in_flight_per_connection,
     };
     let max_connections = config.max_connections_per_shard;
+    // Shard-local state for `/metrics`, refreshed once a second.
+    let stats = listener.stats();
+    let reporter = shard.clone();
+    glommio::spawn_local(async move {
+        loop {
+            reporter
+                .metrics()
+                .record_shard_state(crate::metrics::ShardState {
+                    connections_active: stats.active.get() as u64,
+                    connections_accepted: stats.accepted_total.get(),
+                    connections_rejected: stats.rejected_total.get(),
+                    batch_cache_bytes: storage::shard_cache_bytes() as u64,
+                    read_ahead_bytes: storage::shard_read_ahead_bytes() as u64,
+                });
+            glommio::timer::sleep(Duration::from_secs(1)).await;
+        }
+    })
+    .detach();
     glommio::spawn_local(async move {
         if let Err(e) = listener.serve(handler, limits, max_connections).await {
             error!(shard = id, error = %e, "listener stopped");

@@ -321,3 +321,10 @@ def test_metrics_count_requests_bytes_and_cross_shard_calls(broker, topic_name):
     # client connection is served by one of them: requests for all four partitions make
     # that shard call the other.
     assert grew("ringtail_cross_shard_calls_total") > 0
+    # Connection counts are refreshed by each shard once a second: wait for the clients above.
+    deadline = time.monotonic() + 30
+    while grew("ringtail_connections_accepted_total") < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        after = scrape_metrics(broker)
+    assert grew("ringtail_connections_accepted_total") >= 2, "a producer and a consumer connected"
+    assert ("ringtail_batch_cache_bytes", "") in after and ("ringtail_connections_active", "") in after
