@@ -236,12 +236,14 @@ async fn shard_main(
     })
     .detach();
 
-    let listener = net::conn::Listener::bind(config.kafka_addr, id).with_context(|| {
-        format!(
-            "cannot listen on --kafka-addr {} (shard {id})",
-            config.kafka_addr
-        )
-    })?;
+    let listener = net::conn::Listener::bind(config.kafka_addr, id)
+        .with_context(|| {
+            format!(
+                "cannot listen on --kafka-addr {} (shard {id})",
+                config.kafka_addr
+            )
+        })?
+        .with_idle_timeout(Some(config.kafka.connections_max_idle()));
     // Start-up barrier: no shard talks to another before every shard is up, so a shard
     // that failed to start cannot leave the others waiting on it forever.
     BOUND_SHARDS.fetch_add(1, Ordering::SeqCst);

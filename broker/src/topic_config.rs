@@ -637,6 +637,9 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
         DOC_COMPRESSION_TYPE),
     broker_def!("compression.zstd.level", Int, Some("3"), Validator::Between(-131072, 22),
         DOC_ZSTD_LEVEL),
+    broker_def!("connections.max.idle.ms", Long, Some("600000"), Validator::AtLeast(1),
+        "Idle connections timeout: the server socket processor threads close the connections \
+         that idle more than this"),
     broker_def!("default.replication.factor", Int, Some("1"), Validator::None,
         "The replication factor for automatically created topics, and for topics created with -1 \
          as the replication factor"),
@@ -1362,6 +1365,12 @@ impl BrokerDefaults {
     }
     pub fn unclean_leader_election_enable(&self) -> bool {
         self.boolean("unclean.leader.election.enable")
+    }
+    /// `connections.max.idle.ms`: connections that send nothing for this long are closed.
+    pub fn connections_max_idle(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            u64::try_from(self.long("connections.max.idle.ms")).unwrap_or(1),
+        ) // ok: validated >= 1
     }
     pub fn log_retention_check_interval_ms(&self) -> i64 {
         self.long("log.retention.check.interval.ms")

@@ -187,6 +187,25 @@ def metadata_v4(conn: kwire.Conn, topic: str, allow_auto_create: bool):
     return topics[0]
 
 
+def test_idle_connections_closed_after_connections_max_idle_ms(broker_factory, topic_name):
+    """Kafka's `connections.max.idle.ms`: a connection that sends nothing for that long is
+    closed by the broker, while one that keeps sending stays open."""
+    broker = broker_factory(config={"connections.max.idle.ms": 1500})
+    with kwire.Conn(broker.bootstrap) as idle, kwire.Conn(broker.bootstrap) as busy:
+        for conn in (idle, busy):
+            metadata_v4(conn, topic_name, allow_auto_create=True)
+        # The busy one asks for metadata every 200 ms for about three idle timeouts.
+        for _ in range(25):
+            time.sleep(0.2)
+            metadata_v4(busy, topic_name, allow_auto_create=False)
+        idle.sock.settimeout(60)
+        try:
+            data = idle.sock.recv(1)
+        except ConnectionResetError:
+            data = b""
+        assert data == b"", "the idle connection should have been closed"
+
+
 def test_unknown_topic_with_auto_create_disabled(broker_factory, topic_name):
     broker = broker_factory(config={"auto.create.topics.enable": False})
     with kwire.Conn(broker.bootstrap) as conn:
