@@ -669,6 +669,28 @@ fn queued_appends_are_paced_by_the_unwritten_backlog() {
     });
 }
 
+/// One read of at least one batch from `offset`, checked to continue exactly there (`split`
+/// verifies every batch's CRC); returns the offset after it.
+async fn read_on(log: &PartitionLog, offset: i64, max_bytes: usize) -> i64 {
+    let bytes = log
+        .read(offset, max_bytes, true)
+        .await
+        .unwrap()
+        .into_bytes()
+        .await
+        .unwrap();
+    let mut next = offset;
+    for (base, last, _) in split(&bytes) {
+        assert_eq!(
+            base, next,
+            "a read from {offset} skipped or repeated records"
+        );
+        next = last + 1;
+    }
+    assert!(next > offset, "a read from {offset} returned nothing");
+    next
+}
+
 #[test]
 fn sequential_disk_reads_are_read_ahead_within_the_shard_budget() {
     // Batches smaller than a read, and batches far larger than one (the read-ahead ranges
@@ -695,18 +717,7 @@ fn sequential_disk_reads_are_read_ahead_within_the_shard_budget() {
                 let hits_before = storage::shard_read_ahead_hits();
                 let (mut off, mut reads, mut ahead_seen) = (0i64, 0, 0usize);
                 while off < log.log_end_offset() {
-                    let b = log
-                        .read(off, max_bytes, true)
-                        .await
-                        .unwrap()
-                        .into_bytes()
-                        .await
-                        .unwrap();
-                    for (base, last, bytes) in split(&b) {
-                        assert_eq!(base, off);
-                        BatchHeader::parse_and_verify(&bytes).unwrap();
-                        off = last + 1;
-                    }
+                    off = read_on(&log, off, max_bytes).await;
                     reads += 1;
                     ahead_seen = ahead_seen.max(storage::shard_read_ahead_bytes());
                 }
@@ -756,18 +767,7 @@ fn interleaved_sequential_readers_each_keep_their_read_ahead() {
                 if next[r] >= stop[r] {
                     continue;
                 }
-                let b = log
-                    .read(next[r], 64 << 10, true)
-                    .await
-                    .unwrap()
-                    .into_bytes()
-                    .await
-                    .unwrap();
-                for (base, last, bytes) in split(&b) {
-                    assert_eq!(base, next[r], "reader {r}");
-                    BatchHeader::parse_and_verify(&bytes).unwrap();
-                    next[r] = last + 1;
-                }
+                next[r] = read_on(&log, next[r], 64 << 10).await;
                 reads += 1;
             }
         }
