@@ -1,8 +1,12 @@
-//! Decode/encode costs on the hot paths: Produce and Fetch requests, Fetch responses with
-//! spliced records. `cargo bench -p ringtail-net --bench codec`.
+//! Decode/encode costs on the hot paths: request frames split off the byte stream, Produce
+//! and Fetch requests, Fetch responses with spliced records (one buffer per partition, and
+//! the several stored chunks per partition the broker sends from its cache).
+//! `cargo bench -p ringtail-net --bench codec`.
 
-use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, Criterion};
+use bytes::{BufMut, Bytes, BytesMut};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use net::codec::{encode_response_with, FetchRecords};
+use net::frame::FrameDecoder;
 use net::kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use net::kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use net::kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -99,6 +103,49 @@ fn bench(c: &mut Criterion) {
             b.iter(|| encode_response(ApiKey::Fetch as i16, 12, 1, &resp).unwrap())
         });
     }
+    // What the broker does per fetch from its cache: each partition's records are several
+    // stored chunks (header + body per batch), given to the encoder as placeholders and sent
+    // as separate buffers.
+    let chunks: Vec<Bytes> = (0..8).map(|_| Bytes::from(vec![5u8; 128 << 10])).collect();
+    c.bench_function("encode/fetch_resp_v12_12x1MiB_chunked", |b| {
+        b.iter(|| {
+            let mut spliced = FetchRecords::new();
+            let parts = (0..12)
+                .map(|i| {
+                    PartitionData::default()
+                        .with_partition_index(i)
+                        .with_high_watermark(1_000_000)
+                        .with_records(Some(spliced.records(chunks.clone())))
+                })
+                .collect();
+            let resp = ResponseKind::Fetch(FetchResponse::default().with_responses(vec![
+                FetchableTopicResponse::default()
+                    .with_topic(topic())
+                    .with_partitions(parts),
+            ]));
+            encode_response_with(ApiKey::Fetch as i16, 12, 1, &resp, &spliced).unwrap()
+        })
+    });
+    // Splitting request frames off the received bytes (16 frames of 64 KiB).
+    let mut stream = BytesMut::new();
+    for _ in 0..16 {
+        stream.put_i32(64 << 10);
+        stream.put_slice(&[3u8; 64 << 10]);
+    }
+    let decoder = FrameDecoder::new(1 << 20);
+    c.bench_function("frame/decode_16x64KiB", |b| {
+        b.iter_batched(
+            || stream.clone(),
+            |mut buf| {
+                let mut n = 0;
+                while let Some(frame) = decoder.decode(&mut buf).unwrap() {
+                    n += frame.len();
+                }
+                assert_eq!(n, 16 << 16);
+            },
+            BatchSize::SmallInput,
+        )
+    });
 }
 
 criterion_group! {
