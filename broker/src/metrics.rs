@@ -61,6 +61,7 @@ impl ShardMetrics {
         self.batch_cache_bytes
             .store(state.batch_cache_bytes, Relaxed);
         self.read_ahead_bytes.store(state.read_ahead_bytes, Relaxed);
+        self.read_ahead_hits.store(state.read_ahead_hits, Relaxed);
     }
 
     /// A request with this API key was received (and its version is supported).
@@ -88,11 +89,6 @@ impl ShardMetrics {
     pub fn fetched(&self, bytes: usize) {
         self.fetch_bytes.fetch_add(bytes as u64, Relaxed);
     }
-
-    /// The shard's read-ahead hit count so far (kept by storage on the shard's thread).
-    pub fn set_read_ahead_hits(&self, hits: u64) {
-        self.read_ahead_hits.store(hits, Relaxed);
-    }
 }
 
 /// What a shard reports about itself periodically ([`ShardMetrics::record_shard_state`]).
@@ -103,6 +99,8 @@ pub struct ShardState {
     pub connections_rejected: u64,
     pub batch_cache_bytes: u64,
     pub read_ahead_bytes: u64,
+    /// Storage's thread-local count of reads served from read-ahead.
+    pub read_ahead_hits: u64,
 }
 
 /// The counters of every shard.
@@ -239,7 +237,10 @@ mod tests {
         m.shard(1).cross_shard_call();
         m.shard(0).produced(1000, 2);
         m.shard(1).fetched(300);
-        m.shard(1).set_read_ahead_hits(9);
+        m.shard(1).record_shard_state(ShardState {
+            read_ahead_hits: 9,
+            ..ShardState::default()
+        });
         m.shard(0).record_shard_state(ShardState {
             connections_active: 3,
             connections_accepted: 5,

@@ -282,6 +282,7 @@ async fn shard_main(
                     connections_rejected: stats.rejected_total.get(),
                     batch_cache_bytes: storage::shard_cache_bytes() as u64,
                     read_ahead_bytes: storage::shard_read_ahead_bytes() as u64,
+                    read_ahead_hits: storage::shard_read_ahead_hits(),
                 });
             glommio::timer::sleep(Duration::from_secs(1)).await;
         }

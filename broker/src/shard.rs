@@ -603,9 +603,8 @@ impl Shard {
             planned.push(plan);
         }
         let replies = futures::future::join_all(planned.into_iter().map(finish_read)).await;
-        let metrics = self.metrics();
-        metrics.fetched(replies.iter().map(ReadReply::records_len).sum());
-        metrics.set_read_ahead_hits(storage::shard_read_ahead_hits());
+        self.metrics()
+            .fetched(replies.iter().map(ReadReply::records_len).sum());
         replies
     }
 
