@@ -17,6 +17,8 @@ pub const BATCH_HEADER_BYTES: usize = 61;
 const CRC_START: usize = 21;
 /// Magic value of v2 batches.
 const MAGIC_V2: i8 = 2;
+/// Attributes bit of control batches (transaction markers).
+const ATTR_CONTROL: i16 = 0x20;
 /// Largest batch the decoder accepts: a guard against garbage lengths.
 pub const BATCH_BYTES_MAX: usize = 256 << 20;
 
@@ -333,6 +335,114 @@ fn decompress(codec: Codec, data: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The fields of a v2 batch's fixed header that a consumer needs to count and skip it,
+/// read at their fixed offsets: nothing past byte 61 is touched, no CRC is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    /// Base offset + last offset delta.
+    pub last_offset: i64,
+    pub record_count: i32,
+    pub attributes: i16,
+    /// What the batch occupies in the Fetch response: 12 (base offset and length fields) +
+    /// the batch length.
+    pub wire_bytes: usize,
+}
+
+impl BatchHeader {
+    /// Control batches (transaction markers) carry no application records.
+    pub fn is_control(&self) -> bool {
+        self.attributes & ATTR_CONTROL != 0
+    }
+
+    /// Records at offsets >= `next`, from the header alone.
+    ///
+    /// A batch starting at or after `next` counts its record count. One that starts before
+    /// (brokers serve whole batches, so the first batch after a reset, or a compressed batch,
+    /// may) counts `last_offset - next + 1`: exact when the batch's offsets are contiguous, as
+    /// in every batch a producer writes (uncompressed or not) that compaction has not
+    /// thinned; for a compacted batch it is an upper bound. Never more than the record count.
+    pub fn records_from(&self, next: i64) -> u64 {
+        let count = self.record_count.max(0) as u64;
+        if self.base_offset >= next {
+            return count;
+        }
+        let from_next = (self.last_offset - next + 1).max(0) as u64;
+        from_next.min(count)
+    }
+}
+
+/// Walks the complete batches of a Fetch `records` blob by their headers; see [`walk_batches`].
+pub struct BatchWalk<'a> {
+    data: &'a [u8],
+}
+
+/// Walks the complete v2 batches of a Fetch `records` blob, yielding each batch's header and
+/// its bytes (header included). A trailing partial batch (brokers may cut the last one at
+/// `partition_max_bytes`) ends the walk, as in Kafka clients. Framing errors (negative or
+/// oversized length, a batch shorter than its header, a magic other than 2, a negative record
+/// count) are yielded once, then the walk ends: nothing after a bad length can be trusted.
+///
+/// This is the one place batch framing is parsed: [`split_batches`], the consumer's
+/// header-only accounting and its prefetch all walk with it.
+pub fn walk_batches(data: &[u8]) -> BatchWalk<'_> {
+    BatchWalk { data }
+}
+
+impl<'a> BatchWalk<'a> {
+    fn next_batch(&mut self) -> Result<Option<(BatchHeader, &'a [u8])>> {
+        let data = self.data;
+        if data.len() < 12 {
+            return Ok(None);
+        }
+        let batch_len = i32::from_be_bytes([data[8], data[9], data[10], data[11]]);
+        ensure!(batch_len >= 0, "negative batch length");
+        let total = 12 + batch_len as usize;
+        ensure!(total <= BATCH_BYTES_MAX, "batch length {total} over limit");
+        if data.len() < total {
+            return Ok(None); // partial trailing batch
+        }
+        let (b, rest) = data.split_at(total);
+        ensure!(total >= BATCH_HEADER_BYTES, "batch shorter than its header");
+        ensure!(
+            b[16] as i8 == MAGIC_V2,
+            "unsupported record batch magic {}",
+            b[16]
+        );
+        let mut base = [0u8; 8];
+        base.copy_from_slice(&b[..8]);
+        let base_offset = i64::from_be_bytes(base);
+        let attributes = i16::from_be_bytes([b[21], b[22]]);
+        let last_delta = i32::from_be_bytes([b[23], b[24], b[25], b[26]]);
+        let record_count = i32::from_be_bytes([b[57], b[58], b[59], b[60]]);
+        ensure!(record_count >= 0, "negative record count {record_count}");
+        self.data = rest;
+        Ok(Some((
+            BatchHeader {
+                base_offset,
+                last_offset: base_offset + last_delta as i64,
+                record_count,
+                attributes,
+                wire_bytes: total,
+            },
+            b,
+        )))
+    }
+}
+
+impl<'a> Iterator for BatchWalk<'a> {
+    type Item = Result<(BatchHeader, &'a [u8])>;
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.next_batch() {
+            Ok(item) => item.map(Ok),
+            Err(e) => {
+                self.data = &[];
+                Some(Err(e))
+            }
+        }
+    }
+}
+
 /// What the consumer needs from one batch.
 #[derive(Debug)]
 pub struct DecodedBatch {
@@ -355,61 +465,56 @@ pub struct RecordRef<'a> {
     pub value: Option<&'a [u8]>,
 }
 
-/// Splits a Fetch `records` blob into complete v2 batches. A trailing partial batch (brokers
-/// may cut the last one at `partition_max_bytes`) is ignored, as Kafka clients do.
-pub fn split_batches(mut data: Bytes, verify_crc: bool) -> Result<Vec<DecodedBatch>> {
-    let mut out = Vec::new();
-    while data.len() >= 12 {
-        let batch_len = i32::from_be_bytes([data[8], data[9], data[10], data[11]]);
-        ensure!(batch_len >= 0, "negative batch length");
-        let total = 12 + batch_len as usize;
-        ensure!(total <= BATCH_BYTES_MAX, "batch length {total} over limit");
-        if data.len() < total {
-            break; // partial trailing batch
-        }
-        let b = data.split_to(total);
-        ensure!(total >= BATCH_HEADER_BYTES, "batch shorter than its header");
+/// Splits a Fetch `records` blob into complete v2 batches, decoded; see [`walk_batches`] for
+/// what ends the walk and what is an error.
+pub fn split_batches(data: Bytes, verify_crc: bool) -> Result<Vec<DecodedBatch>> {
+    walk_batches(&data)
+        .map(|item| {
+            let (header, batch) = item?;
+            // ok: `batch` is a subslice of `data` (the walk only splits it), which is all
+            // `slice_ref` requires.
+            DecodedBatch::decode(&header, data.slice_ref(batch), verify_crc)
+        })
+        .collect()
+}
+
+impl DecodedBatch {
+    /// Decodes one batch found by [`walk_batches`]: `batch` is the batch's bytes (header
+    /// included) as a `Bytes`, so an uncompressed record section is shared, not copied.
+    /// Verifies the CRC32C if asked, and decompresses.
+    pub fn decode(header: &BatchHeader, batch: Bytes, verify_crc: bool) -> Result<DecodedBatch> {
         ensure!(
-            b[16] as i8 == MAGIC_V2,
-            "unsupported record batch magic {}",
-            b[16]
+            batch.len() == header.wire_bytes && batch.len() >= BATCH_HEADER_BYTES,
+            "batch bytes ({}) do not match their header ({})",
+            batch.len(),
+            header.wire_bytes
         );
         if verify_crc {
-            let want = u32::from_be_bytes([b[17], b[18], b[19], b[20]]);
+            let want = u32::from_be_bytes([batch[17], batch[18], batch[19], batch[20]]);
             ensure!(
-                crc_fast::crc32_iscsi(&b[CRC_START..]) == want,
+                crc_fast::crc32_iscsi(&batch[CRC_START..]) == want,
                 "batch CRC mismatch"
             );
         }
-        let be_i64 = |at: usize| {
-            let mut x = [0u8; 8];
-            x.copy_from_slice(&b[at..at + 8]);
-            i64::from_be_bytes(x)
-        };
-        let base_offset = be_i64(0);
-        let attributes = i16::from_be_bytes([b[21], b[22]]);
-        let last_delta = i32::from_be_bytes([b[23], b[24], b[25], b[26]]);
-        let record_count = i32::from_be_bytes([b[57], b[58], b[59], b[60]]);
-        let codec = Codec::from_attribute_bits(attributes)?;
-        let body = b.slice(BATCH_HEADER_BYTES..);
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&batch[27..35]);
+        let codec = Codec::from_attribute_bits(header.attributes)?;
+        let body = batch.slice(BATCH_HEADER_BYTES..);
         let records = match codec {
             Codec::None => body,
             c => Bytes::from(decompress(c, &body)?),
         };
-        out.push(DecodedBatch {
-            base_offset,
-            last_offset: base_offset + last_delta as i64,
-            record_count,
-            is_control: attributes & 0x20 != 0,
+        Ok(DecodedBatch {
+            base_offset: header.base_offset,
+            last_offset: header.last_offset,
+            record_count: header.record_count,
+            is_control: header.is_control(),
             codec,
-            base_timestamp_ms: be_i64(27),
+            base_timestamp_ms: i64::from_be_bytes(ts),
             records,
-        });
+        })
     }
-    Ok(out)
-}
 
-impl DecodedBatch {
     /// Iterates the records of the batch; errors on malformed input.
     pub fn iter(&self) -> RecordIter<'_> {
         RecordIter {
@@ -627,6 +732,68 @@ mod tests {
         let last = raw.len() - 2;
         raw[last] ^= 0xff;
         assert!(split_batches(raw.freeze(), true).is_err());
+    }
+
+    /// The header walk reads the same offsets and counts as the full decode, for every codec,
+    /// and ends quietly at a trailing partial batch.
+    #[test]
+    fn header_walk_agrees_with_decode() {
+        let mut blob = BytesMut::new();
+        let mut base = 0i64;
+        let mut sizes = Vec::new();
+        for (codec, n) in [(Codec::None, 10), (Codec::Zstd, 33), (Codec::Lz4, 5)] {
+            let mut b = BatchBuilder::new(256);
+            sample(&mut b, n);
+            let mut raw = BytesMut::from(&b.seal(codec, ProducerStamp::NONE).expect("seal")[..]);
+            raw[..8].copy_from_slice(&base.to_be_bytes());
+            sizes.push(raw.len());
+            blob.put_slice(&raw);
+            base += n as i64;
+        }
+        let whole = blob.len();
+        let partial = blob[..70].to_vec();
+        blob.put_slice(&partial); // a batch of which only 70 bytes arrived
+        let blob = blob.freeze();
+        let headers: Vec<BatchHeader> = walk_batches(&blob)
+            .map(|item| item.map(|(h, _)| h))
+            .collect::<Result<_>>()
+            .expect("walk");
+        let decoded = split_batches(blob.clone(), true).expect("decode");
+        assert_eq!(headers.len(), 3);
+        assert_eq!(decoded.len(), 3);
+        for ((h, d), size) in headers.iter().zip(&decoded).zip(&sizes) {
+            assert_eq!(h.base_offset, d.base_offset);
+            assert_eq!(h.last_offset, d.last_offset);
+            assert_eq!(h.record_count, d.record_count);
+            assert_eq!(h.record_count as usize, d.iter().count());
+            assert_eq!(h.wire_bytes, *size);
+            assert!(!h.is_control());
+        }
+        assert_eq!(headers.iter().map(|h| h.wire_bytes).sum::<usize>(), whole);
+        // Batch 1 holds offsets 10..=42.
+        let h = headers[1];
+        assert_eq!(h.records_from(0), 33);
+        assert_eq!(h.records_from(10), 33);
+        assert_eq!(h.records_from(40), 3);
+        assert_eq!(h.records_from(42), 1);
+        assert_eq!(h.records_from(43), 0);
+    }
+
+    /// After a framing error the walk stops: nothing past a bad length can be trusted.
+    #[test]
+    fn header_walk_stops_at_the_first_framing_error() {
+        let mut b = BatchBuilder::new(64);
+        b.append(1, None, b"v");
+        let good = b.seal(Codec::None, ProducerStamp::NONE).expect("seal");
+        let mut blob = BytesMut::from(&good[..]);
+        let mut bad = BytesMut::from(&good[..]);
+        bad[57..61].copy_from_slice(&(-3i32).to_be_bytes()); // negative record count
+        blob.put_slice(&bad);
+        blob.put_slice(&good);
+        let items: Vec<_> = walk_batches(&blob).collect();
+        assert_eq!(items.len(), 2, "good batch, then the error, then nothing");
+        assert!(items[0].is_ok());
+        assert!(items[1].is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Side-by-side table of several results.
 
 use crate::stats::{BenchResult, LatencySummary};
+use crate::workload::ConsumeCheck;
 
 fn lat(l: &Option<LatencySummary>) -> [String; 6] {
     match l {
@@ -30,7 +31,11 @@ pub fn table(results: &[BenchResult], markdown: bool) -> String {
         .map(|r| {
             let mut row = vec![
                 r.name.clone(),
-                r.mode.clone(),
+                // Consumed MB/s of a headers-only run are batch wire bytes, not values.
+                match r.consume_check {
+                    ConsumeCheck::Full => r.mode.clone(),
+                    ConsumeCheck::Headers => format!("{} (headers)", r.mode),
+                },
                 r.records_total.to_string(),
                 format!("{:.0}", r.records_per_sec),
                 format!("{:.2}", r.mb_per_sec),

@@ -8,13 +8,18 @@
 //! The broker thus works on the next Fetch while the harness processes the previous one,
 //! instead of idling through every processing step. Exactly one Fetch is ahead: the offsets
 //! of a Fetch depend on the response before it, so a second one could only repeat data.
+//!
+//! How much of a response is processed is the workload's [`ConsumeCheck`]: `full` (default)
+//! as above; `headers` counts records and wire bytes from the batch headers alone, for
+//! measuring a broker that serves faster than one verifying consumer core can check (the
+//! receive copy, batch CRCs and record checksums then cost the harness most of a core).
 
-use crate::batch::{split_batches, BATCH_BYTES_MAX, BATCH_HEADER_BYTES};
+use crate::batch::{walk_batches, DecodedBatch};
 use crate::client::{list_offsets, ClusterMeta, Conn, CALL_TIMEOUT, EARLIEST, LATEST};
 use crate::payload::{parse_intended, record_checksum};
 use crate::stats::{Clock, WorkerStats};
-use crate::workload::{Mode, StartFrom, Workload};
-use anyhow::{ensure, Context, Result};
+use crate::workload::{ConsumeCheck, Mode, StartFrom, Workload};
+use anyhow::{Context, Result};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -247,6 +252,7 @@ async fn fetch_loop(
             let mut st = stats.borrow_mut();
             let consumed = account(
                 &f.topic,
+                w.consume_check,
                 &mut accounted,
                 &resp,
                 &clock,
@@ -283,7 +289,7 @@ async fn fetch_loop(
 
 /// Advances `offsets` (the ones the Fetch asked for) past the complete batches of `resp`,
 /// reading batch headers only: no CRC, no decompression, no records. Must agree with
-/// [`account`], which checks it.
+/// [`account`] at every check level, which checks it.
 fn next_offsets_from_headers(
     offsets: &mut BTreeMap<i32, i64>,
     resp: &kafka_protocol::messages::FetchResponse,
@@ -303,40 +309,12 @@ fn next_offsets_from_headers(
             let Some(records) = pd.records.as_ref() else {
                 continue;
             };
-            let mut data = &records[..];
-            // Batch framing: base offset (8), batch length (4) counting what follows it;
-            // last offset delta at byte 23. A partial trailing batch ends the scan, as in
-            // `split_batches`.
-            while data.len() >= 12 {
-                let batch_len = i32::from_be_bytes([data[8], data[9], data[10], data[11]]);
-                ensure!(
-                    batch_len >= 0,
-                    "partition {}: negative batch length",
-                    pd.partition_index
-                );
-                let total = 12 + batch_len as usize;
-                ensure!(
-                    total <= BATCH_BYTES_MAX,
-                    "partition {}: batch length {total} over limit",
-                    pd.partition_index
-                );
-                if data.len() < total {
-                    break;
+            for item in walk_batches(records) {
+                let (header, _) =
+                    item.with_context(|| format!("partition {}", pd.partition_index))?;
+                if header.last_offset >= *next {
+                    *next = header.last_offset + 1;
                 }
-                ensure!(
-                    total >= BATCH_HEADER_BYTES,
-                    "partition {}: batch shorter than its header",
-                    pd.partition_index
-                );
-                let mut base = [0u8; 8];
-                base.copy_from_slice(&data[..8]);
-                let base_offset = i64::from_be_bytes(base);
-                let last_delta = i32::from_be_bytes([data[23], data[24], data[25], data[26]]);
-                let last_offset = base_offset + last_delta as i64;
-                if last_offset >= *next {
-                    *next = last_offset + 1;
-                }
-                data = &data[total..];
             }
         }
     }
@@ -345,8 +323,16 @@ fn next_offsets_from_headers(
 
 /// Counts the records of one Fetch response and advances `offsets` (on entry the offsets the
 /// Fetch asked for) past them.
+///
+/// Both check levels walk the same batch headers and advance the same way; `full` adds, per
+/// batch, the CRC32C and decompression (of every complete batch, also one wholly before the
+/// fetch position, as the Java consumer validates every batch it receives) and, per record,
+/// the checksum and end-to-end latency. `headers` counts records from the header
+/// ([`crate::batch::BatchHeader::records_from`]) and bytes as the batch's wire bytes.
+#[allow(clippy::too_many_arguments)] // the accounting context; grouping it would only move names
 fn account(
     topic: &str,
+    check: ConsumeCheck,
     offsets: &mut BTreeMap<i32, i64>,
     resp: &kafka_protocol::messages::FetchResponse,
     clock: &Clock,
@@ -371,40 +357,70 @@ fn account(
                 }
                 continue;
             }
-            let Some(records) = pd.records.clone() else {
+            let Some(records) = pd.records.as_ref() else {
                 continue;
             };
-            for batch in split_batches(records, true)
-                .with_context(|| format!("{}/{}", topic, pd.partition_index))?
-            {
-                if batch.last_offset < *next {
+            let context = || format!("{}/{}", topic, pd.partition_index);
+            for item in walk_batches(records) {
+                let (header, raw) = item.with_context(context)?;
+                let decoded = match check {
+                    ConsumeCheck::Full => Some(
+                        DecodedBatch::decode(&header, records.slice_ref(raw), true)
+                            .with_context(context)?,
+                    ),
+                    ConsumeCheck::Headers => None,
+                };
+                if header.last_offset < *next {
                     continue;
                 }
-                if !batch.is_control {
-                    for r in batch.iter() {
-                        let r = r?;
-                        if r.offset < *next {
-                            continue; // compressed batches may start before our offset
+                if !header.is_control() {
+                    consumed += match &decoded {
+                        Some(batch) => account_records(batch, *next, clock, now_ns, now_unix, st)
+                            .with_context(context)?,
+                        None => {
+                            let n = header.records_from(*next);
+                            st.on_consumed_batch(now_ns, n, header.wire_bytes as u64);
+                            n
                         }
-                        let value = r.value.unwrap_or(&[]);
-                        let intended_unix = parse_intended(value);
-                        let (intended_rel, e2e_us) = match intended_unix {
-                            Some(t) if t >= clock.t0_unix_ns => (
-                                Some(t - clock.t0_unix_ns),
-                                Some(now_unix.saturating_sub(t) / 1000),
-                            ),
-                            _ => (None, None),
-                        };
-                        st.on_consumed(now_ns, value.len() as u64, intended_rel, e2e_us);
-                        st.consume_checksum = st
-                            .consume_checksum
-                            .wrapping_add(record_checksum(r.key, value));
-                        consumed += 1;
-                    }
+                    };
                 }
-                *next = batch.last_offset + 1;
+                *next = header.last_offset + 1;
             }
         }
+    }
+    Ok(consumed)
+}
+
+/// `--check full` for one batch: every record at or after `next` is decoded, checksummed and
+/// its end-to-end latency recorded.
+fn account_records(
+    batch: &DecodedBatch,
+    next: i64,
+    clock: &Clock,
+    now_ns: u64,
+    now_unix: u64,
+    st: &mut WorkerStats,
+) -> Result<u64> {
+    let mut consumed = 0u64;
+    for r in batch.iter() {
+        let r = r?;
+        if r.offset < next {
+            continue; // compressed batches may start before our offset
+        }
+        let value = r.value.unwrap_or(&[]);
+        let intended_unix = parse_intended(value);
+        let (intended_rel, e2e_us) = match intended_unix {
+            Some(t) if t >= clock.t0_unix_ns => (
+                Some(t - clock.t0_unix_ns),
+                Some(now_unix.saturating_sub(t) / 1000),
+            ),
+            _ => (None, None),
+        };
+        st.on_consumed(now_ns, value.len() as u64, intended_rel, e2e_us);
+        st.consume_checksum = st
+            .consume_checksum
+            .wrapping_add(record_checksum(r.key, value));
+        consumed += 1;
     }
     Ok(consumed)
 }
@@ -464,6 +480,7 @@ mod tests {
         p0.extend_from_slice(&a1);
         p0.extend_from_slice(&a2[..a2.len() - 5]); // cut by partition_max_bytes
         let (z, sz) = batch(Codec::Zstd, 100, 50);
+        let sz_wire = z.len();
         let (other, _) = batch(Codec::None, 0, 3);
         let resp = FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
             .with_partitions(vec![
@@ -483,36 +500,167 @@ mod tests {
         let want: BTreeMap<i32, i64> = [(0, 20), (1, 150), (2, 7), (3, 4), (4, 33)].into();
         assert_eq!(from_headers, want);
 
-        let w = Workload::default();
+        // Offsets 15..19 of partition 0 and 120..149 of partition 1, each once.
+        let counted_wire_bytes = (a1.len() + sz_wire) as u64;
+        for check in [ConsumeCheck::Full, ConsumeCheck::Headers] {
+            let (accounted, consumed, st) = run_account(check, &asked, &resp).expect("account");
+            assert_eq!(accounted, from_headers, "{check:?}");
+            assert_eq!(consumed, 5 + 30, "{check:?}");
+            assert_eq!(st.consumed_all, 35, "{check:?}");
+            assert_eq!(
+                st.errors.len(),
+                2,
+                "{check:?}: partition errors noted: {:?}",
+                st.errors
+            );
+            match check {
+                ConsumeCheck::Full => {
+                    let want_sum = s1
+                        .iter()
+                        .filter(|(o, _)| *o >= 15)
+                        .chain(sz.iter().filter(|(o, _)| *o >= 120))
+                        .fold(0u64, |acc, (_, c)| acc.wrapping_add(*c));
+                    assert_eq!(st.consume_checksum, want_sum);
+                }
+                ConsumeCheck::Headers => {
+                    assert_eq!(st.consume_checksum, 0, "records were not read");
+                    assert_eq!(st.consumed_bytes_in_window, counted_wire_bytes);
+                }
+            }
+        }
+    }
+
+    /// Runs [`account`] at `check` from the offsets `asked`; returns the offsets it ends at,
+    /// its count and the stats it filled.
+    fn run_account(
+        check: ConsumeCheck,
+        asked: &BTreeMap<i32, i64>,
+        resp: &FetchResponse,
+    ) -> Result<(BTreeMap<i32, i64>, u64, WorkerStats)> {
+        let w = Workload {
+            mode: Mode::Consume,
+            consume_check: check,
+            ..Workload::default()
+        };
         let mut st = WorkerStats::new(&w);
         let clock = Clock::now();
-        let mut accounted = asked.clone();
+        let mut offsets = asked.clone();
         let consumed = account(
             "t",
-            &mut accounted,
-            &resp,
+            check,
+            &mut offsets,
+            resp,
             &clock,
             1,
             clock.t0_unix_ns,
             &mut st,
-        )
-        .expect("account");
-        assert_eq!(accounted, from_headers);
-        // Offsets 15..19 of partition 0 and 120..149 of partition 1, each once.
-        assert_eq!(consumed, 5 + 30);
-        assert_eq!(st.consumed_all, 35);
-        let want_sum = s1
-            .iter()
-            .filter(|(o, _)| *o >= 15)
-            .chain(sz.iter().filter(|(o, _)| *o >= 120))
-            .fold(0u64, |acc, (_, c)| acc.wrapping_add(*c));
-        assert_eq!(st.consume_checksum, want_sum);
-        assert_eq!(
-            st.errors.len(),
-            2,
-            "partition errors noted: {:?}",
-            st.errors
-        );
+        )?;
+        Ok((offsets, consumed, st))
+    }
+
+    /// A transaction marker at `base`: one control record, control and transactional
+    /// attribute bits set, CRC recomputed over the changed attributes.
+    fn control_batch(base: i64) -> Bytes {
+        let mut b = BatchBuilder::new(256);
+        // Control record key: version 0, type 1 (COMMIT); value: version 0, coordinator epoch.
+        b.append(1_700_000_000_000, Some(&[0, 0, 0, 1]), &[0, 0, 0, 0, 0, 0]);
+        let sealed = b.seal(Codec::None, ProducerStamp::NONE).expect("seal");
+        let mut out = BytesMut::from(&sealed[..]);
+        out[..8].copy_from_slice(&base.to_be_bytes());
+        out[21..23].copy_from_slice(&0x30i16.to_be_bytes());
+        let crc = crc_fast::crc32_iscsi(&out[21..]);
+        out[17..21].copy_from_slice(&crc.to_be_bytes());
+        out.freeze()
+    }
+
+    fn one_partition(records: Bytes) -> FetchResponse {
+        FetchResponse::default()
+            .with_responses(vec![FetchableTopicResponse::default()
+                .with_partitions(vec![partition(0, Some(records))])])
+    }
+
+    /// `headers` counts the records `full` counts and ends at the same offsets: a batch that
+    /// starts before the fetch position (uncompressed and compressed), a control batch (no
+    /// records counted, offset advanced past it), whole batches after it.
+    #[test]
+    fn headers_check_counts_and_advances_like_full() {
+        let mut p0 = BytesMut::new();
+        let (first, _) = batch(Codec::None, 0, 10);
+        let marker = control_batch(10);
+        let (after, _) = batch(Codec::None, 11, 7);
+        let (zstd, _) = batch(Codec::Zstd, 18, 40);
+        p0.extend_from_slice(&first);
+        p0.extend_from_slice(&marker);
+        p0.extend_from_slice(&after);
+        p0.extend_from_slice(&zstd);
+        let resp = one_partition(p0.freeze());
+        // From 4: 6 of the first batch, none of the marker, 7, then 40.
+        let asked: BTreeMap<i32, i64> = [(0, 4)].into();
+        let (full_offsets, full_n, full_st) =
+            run_account(ConsumeCheck::Full, &asked, &resp).expect("full");
+        let (head_offsets, head_n, head_st) =
+            run_account(ConsumeCheck::Headers, &asked, &resp).expect("headers");
+        assert_eq!(full_n, 6 + 7 + 40);
+        assert_eq!(head_n, full_n);
+        assert_eq!(head_st.consumed_all, full_st.consumed_all);
+        assert_eq!(head_offsets, full_offsets);
+        assert_eq!(full_offsets, [(0, 58)].into());
+        // Headers: wire bytes of the batches holding new records, the marker excluded.
+        let wire = (first.len() + after.len() + zstd.len()) as u64;
+        assert_eq!(head_st.consumed_bytes_in_window, wire);
+        assert!(head_st.e2e_latency_us.is_empty());
+
+        // A fetch position inside the compressed batch: only its tail counts, in both.
+        let asked: BTreeMap<i32, i64> = [(0, 50)].into();
+        for check in [ConsumeCheck::Full, ConsumeCheck::Headers] {
+            let (offsets, n, _) = run_account(check, &asked, &resp).expect("account");
+            assert_eq!((n, offsets.clone()), (8, [(0, 58)].into()), "{check:?}");
+        }
+    }
+
+    /// A batch whose CRC is wrong fails `full`; `headers` never computes it.
+    #[test]
+    fn corrupt_crc_fails_full_only() {
+        let (good, _) = batch(Codec::None, 0, 5);
+        let mut bad = BytesMut::from(&good[..]);
+        let last = bad.len() - 2;
+        bad[last] ^= 0xff;
+        let resp = one_partition(bad.freeze());
+        let asked: BTreeMap<i32, i64> = [(0, 0)].into();
+        let err = run_account(ConsumeCheck::Full, &asked, &resp)
+            .err()
+            .expect("full must reject a bad CRC");
+        assert!(format!("{err:#}").contains("CRC"), "{err:#}");
+        let (offsets, n, _) = run_account(ConsumeCheck::Headers, &asked, &resp).expect("headers");
+        assert_eq!((n, offsets), (5, [(0, 5)].into()));
+    }
+
+    /// Framing errors fail both levels: a wrong magic, a negative length, a length too short
+    /// for a batch header.
+    #[test]
+    fn bad_magic_or_length_fails_both_checks() {
+        let (good, _) = batch(Codec::None, 0, 3);
+        let mut magic = BytesMut::from(&good[..]);
+        magic[16] = 1;
+        let mut negative = BytesMut::from(&good[..]);
+        negative[8..12].copy_from_slice(&(-1i32).to_be_bytes());
+        let mut short = BytesMut::from(&[0u8; 30][..]);
+        short[8..12].copy_from_slice(&18i32.to_be_bytes());
+        let asked: BTreeMap<i32, i64> = [(0, 0)].into();
+        for (what, bytes) in [("magic", magic), ("negative", negative), ("short", short)] {
+            let resp = one_partition(bytes.freeze());
+            for check in [ConsumeCheck::Full, ConsumeCheck::Headers] {
+                assert!(
+                    run_account(check, &asked, &resp).is_err(),
+                    "{what}: {check:?} accepted a malformed batch"
+                );
+            }
+            let mut offs = asked.clone();
+            assert!(
+                next_offsets_from_headers(&mut offs, &resp).is_err(),
+                "{what}"
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! not credited to the window. Latency counts records whose *intended* send time falls inside
 //! the window.
 
-use crate::workload::Workload;
+use crate::workload::{ConsumeCheck, Workload};
 use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -231,18 +231,29 @@ impl WorkerStats {
         intended_ns: Option<u64>,
         e2e_us: Option<u64>,
     ) {
-        self.consumed_all += 1;
-        let b = self.bucket(now_ns);
-        b.consumed_records += 1;
-        b.consumed_bytes += payload_bytes;
-        if self.in_window(now_ns) {
-            self.consumed_in_window += 1;
-            self.consumed_bytes_in_window += payload_bytes;
-        }
+        self.count_consumed(now_ns, 1, payload_bytes);
         if let (Some(t), Some(us)) = (intended_ns, e2e_us) {
             if self.in_window(t) {
                 self.e2e_latency_us.saturating_record(us.max(1));
             }
+        }
+    }
+
+    /// `records` records of one batch were counted at `now_ns` from its header alone
+    /// (`--check headers`); `wire_bytes` is what the batch occupied in the response. No
+    /// latency and no checksum: the records were not read.
+    pub fn on_consumed_batch(&mut self, now_ns: u64, records: u64, wire_bytes: u64) {
+        self.count_consumed(now_ns, records, wire_bytes);
+    }
+
+    fn count_consumed(&mut self, now_ns: u64, records: u64, bytes: u64) {
+        self.consumed_all += records;
+        let b = self.bucket(now_ns);
+        b.consumed_records += records;
+        b.consumed_bytes += bytes;
+        if self.in_window(now_ns) {
+            self.consumed_in_window += records;
+            self.consumed_bytes_in_window += bytes;
         }
     }
 
@@ -363,10 +374,32 @@ pub struct BrokerUsage {
     pub runq_wait_pct_mean: f64,
 }
 
+/// What consumed bytes count (`consumed_bytes_unit`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsumedBytesUnit {
+    /// Bytes of record values (`--check full`), as for produced bytes.
+    #[default]
+    RecordValues,
+    /// Wire bytes of every batch holding a new record: 12 + its batch length, headers and
+    /// record framing included (`--check headers`, which never reads the values).
+    BatchWireBytes,
+}
+
+impl ConsumedBytesUnit {
+    pub fn describe(self) -> &'static str {
+        match self {
+            ConsumedBytesUnit::RecordValues => "record values",
+            ConsumedBytesUnit::BatchWireBytes => "batch wire bytes",
+        }
+    }
+}
+
 /// The JSON result file. `records_total`, `records_per_sec`, `mb_per_sec` and `latency_ms`
 /// describe the run's primary direction: produced (acked) records for produce and e2e runs,
 /// consumed records for consume runs. `latency_ms` is the produce ack latency for produce
-/// runs and the end-to-end latency for e2e/consume runs. MB = 10^6 bytes of record values.
+/// runs and the end-to-end latency for e2e/consume runs. MB = 10^6 bytes of record values,
+/// except consumed MB with `consume_check` = headers: batch wire bytes (`consumed_bytes_unit`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct BenchResult {
     pub name: String,
@@ -391,7 +424,20 @@ pub struct BenchResult {
     pub consumed_total: u64,
     pub consumed_records_per_sec: f64,
     pub consumed_mb_per_sec: f64,
-    pub consume_checksum: u64,
+    /// What consumers verified: `full` (batch CRCs, every record, checksum, e2e latency) or
+    /// `headers` (batch headers only). Older results were all `full`.
+    #[serde(default)]
+    pub consume_check: ConsumeCheck,
+    /// Whether the consumed content was verified; false with `consume_check` = headers.
+    #[serde(default = "content_verified_by_default")]
+    pub consume_content_verified: bool,
+    /// Unit of `consumed_mb_per_sec`, of the series' consumed MB/s, and of `mb_per_sec` in
+    /// consume runs.
+    #[serde(default)]
+    pub consumed_bytes_unit: ConsumedBytesUnit,
+    /// Wrapping sum of crc32(key ++ value) over consumed records; null when the records were
+    /// not read (`consume_check` = headers), so nothing can compare it by mistake.
+    pub consume_checksum: Option<u64>,
     pub requests_sent: u64,
     pub latency_percentiles: Vec<(f64, f64)>,
     pub series: Vec<SeriesPoint>,
@@ -405,6 +451,10 @@ pub struct BenchResult {
     pub harness_runq_wait_pct: Option<f64>,
     pub errors: Vec<String>,
     pub workload: Option<Workload>,
+}
+
+fn content_verified_by_default() -> bool {
+    true
 }
 
 impl BenchResult {
@@ -461,7 +511,16 @@ impl BenchResult {
             consumed_total: s.consumed_all,
             consumed_records_per_sec: s.consumed_in_window as f64 / window_s,
             consumed_mb_per_sec: s.consumed_bytes_in_window as f64 / 1e6 / window_s,
-            consume_checksum: s.consume_checksum,
+            consume_check: w.consume_check,
+            consume_content_verified: w.consume_check == ConsumeCheck::Full,
+            consumed_bytes_unit: match w.consume_check {
+                ConsumeCheck::Full => ConsumedBytesUnit::RecordValues,
+                ConsumeCheck::Headers => ConsumedBytesUnit::BatchWireBytes,
+            },
+            consume_checksum: match w.consume_check {
+                ConsumeCheck::Full => Some(s.consume_checksum),
+                ConsumeCheck::Headers => None,
+            },
             requests_sent: s.requests_sent,
             latency_percentiles: percentile_curve(curve_h),
             series,
@@ -499,7 +558,7 @@ impl BenchResult {
         }
         if self.mode != "produce" {
             o += &format!(
-                "consumed : {} records = {:.0} rec/s, {:.2} MB/s in window (total {})\n",
+                "consumed : {} records = {:.0} rec/s, {:.2} MB/s of {} in window (total {})\n",
                 if self.mode == "consume" {
                     self.records_total
                 } else {
@@ -507,12 +566,21 @@ impl BenchResult {
                 },
                 self.consumed_records_per_sec,
                 self.consumed_mb_per_sec,
+                self.consumed_bytes_unit.describe(),
                 self.consumed_total
             );
-            o += &format!(
-                "end-to-end latency (consume - intended send): {}\n",
-                lat(&self.e2e_latency_ms)
-            );
+            if self.consume_content_verified {
+                o += &format!(
+                    "end-to-end latency (consume - intended send): {}\n",
+                    lat(&self.e2e_latency_ms)
+                );
+            } else {
+                o += &format!(
+                    "content NOT verified (--check {}): records counted from batch headers; \
+                     no CRC, no record decode, no checksum, no end-to-end latency\n",
+                    self.consume_check.name()
+                );
+            }
         }
         if let Some(b) = &self.broker {
             o += &format!(
@@ -577,6 +645,60 @@ mod tests {
         assert!((l.p50 - 5.0).abs() < 0.01, "{l:?}");
         assert!((l.max - 200.0).abs() < 0.5, "{l:?}");
         assert_eq!(r.series.len(), 4);
+    }
+
+    /// A headers-only consume run says so: no checksum (null in JSON, not 0), content not
+    /// verified, consumed bytes in batch wire bytes; a full run keeps today's fields.
+    #[test]
+    fn headers_check_result_says_content_was_not_verified() {
+        let mut w = Workload {
+            mode: crate::workload::Mode::Consume,
+            warmup_s: 0.0,
+            duration_s: 2.0,
+            consume_check: ConsumeCheck::Headers,
+            ..Workload::default()
+        };
+        let mut s = WorkerStats::new(&w);
+        s.on_consumed_batch(500_000_000, 100, 2_000_000);
+        let r = BenchResult::build(&w, &s, 0, None);
+        assert_eq!(r.consumed_total, 100);
+        assert!((r.consumed_mb_per_sec - 1.0).abs() < 1e-9);
+        assert_eq!(r.consume_checksum, None);
+        assert!(!r.consume_content_verified);
+        assert_eq!(r.consumed_bytes_unit, ConsumedBytesUnit::BatchWireBytes);
+        let text = r.summary();
+        assert!(text.contains("MB/s of batch wire bytes"), "{text}");
+        assert!(text.contains("content NOT verified"), "{text}");
+        assert!(!text.contains("end-to-end latency ("), "{text}");
+        let json = serde_json::to_value(&r).expect("json");
+        assert!(json["consume_checksum"].is_null());
+        assert_eq!(json["consume_check"], "headers");
+        assert_eq!(json["consumed_bytes_unit"], "batch_wire_bytes");
+
+        w.consume_check = ConsumeCheck::Full;
+        let mut s = WorkerStats::new(&w);
+        s.on_consumed(500_000_000, 1000, None, None);
+        s.consume_checksum = 42;
+        let r = BenchResult::build(&w, &s, 0, None);
+        assert_eq!(r.consume_checksum, Some(42));
+        assert!(r.consume_content_verified);
+        let text = r.summary();
+        assert!(text.contains("MB/s of record values"), "{text}");
+        assert!(text.contains("end-to-end latency ("), "{text}");
+        assert!(!text.contains("NOT verified"), "{text}");
+        // Results written before these fields existed read back as full checks.
+        let mut json = serde_json::to_value(&r).expect("json");
+        for k in [
+            "consume_check",
+            "consume_content_verified",
+            "consumed_bytes_unit",
+        ] {
+            json.as_object_mut().expect("object").remove(k);
+        }
+        let old: BenchResult = serde_json::from_value(json).expect("old result");
+        assert_eq!(old.consume_check, ConsumeCheck::Full);
+        assert!(old.consume_content_verified);
+        assert_eq!(old.consumed_bytes_unit, ConsumedBytesUnit::RecordValues);
     }
 
     #[test]

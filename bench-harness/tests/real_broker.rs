@@ -495,7 +495,7 @@ fn acks_zero_run_fails_instead_of_hanging_when_the_broker_stops_reading() {
 /// The consumer sends its next Fetch before processing a response (prefetch). Counts and
 /// checksums stay exact with several connections per subscription and several subscriptions;
 /// a run stopped by --records does not count the response that was fetched ahead; a run
-/// stopped by --duration ends cleanly.
+/// stopped by --duration ends cleanly; `--check headers` counts the same records.
 #[test]
 fn prefetching_consumer_counts_every_record_exactly_once() {
     let Some(bin) = broker_bin() else { return };
@@ -595,6 +595,24 @@ fn prefetching_consumer_counts_every_record_exactly_once() {
     let r = consume(&["--duration", "10", "--warmup", "0"]);
     assert_eq!(u(&r, "consumed_total"), produced);
     assert_eq!(u(&r, "consume_checksum"), checksum);
+    no_errors(&r);
+
+    // --check headers: the same records, counted from batch headers alone; the result says
+    // the content was not verified and carries nothing that could be compared by mistake.
+    let r = consume(&[
+        "--check",
+        "headers",
+        "--records",
+        &produced.to_string(),
+        "--duration",
+        "60",
+    ]);
+    assert_eq!(u(&r, "consumed_total"), produced);
+    assert_eq!(r["consume_check"], "headers");
+    assert_eq!(r["consume_content_verified"], false);
+    assert_eq!(r["consumed_bytes_unit"], "batch_wire_bytes");
+    assert!(r["consume_checksum"].is_null(), "{}", r["consume_checksum"]);
+    assert!(r["e2e_latency_ms"].is_null(), "{}", r["e2e_latency_ms"]);
     no_errors(&r);
 }
 
