@@ -16,10 +16,45 @@ use kafka_protocol::messages::ApiKey;
 /// Kafka API keys counted individually (every key Kafka defines is below this).
 const API_KEYS: usize = 128;
 
+/// APIs whose handling time is kept as a histogram: the data path.
+const TIMED_APIS: [ApiKey; 2] = [ApiKey::Produce, ApiKey::Fetch];
+
+/// Upper bounds of the request-time histogram buckets, in microseconds (100 µs to 10 s;
+/// the last bucket, +Inf, is implicit).
+const TIME_BUCKETS_US: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
+/// Request handling times of one API: a count per bucket (not cumulative; rendered
+/// cumulatively), plus the +Inf bucket, and the sum.
+struct TimeHistogram {
+    buckets: [AtomicU64; TIME_BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl TimeHistogram {
+    fn new() -> TimeHistogram {
+        TimeHistogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self, us: u64) {
+        let i = TIME_BUCKETS_US.partition_point(|&le| le < us);
+        if let Some(b) = self.buckets.get(i) {
+            b.fetch_add(1, Relaxed);
+        }
+        self.sum_us.fetch_add(us, Relaxed);
+    }
+}
+
 /// One shard's counters. Aligned so two shards' counters never share a cache line.
 #[repr(align(128))]
 pub struct ShardMetrics {
     requests: [AtomicU64; API_KEYS],
+    request_times: [TimeHistogram; TIMED_APIS.len()],
     cross_shard_calls: AtomicU64,
     produce_bytes: AtomicU64,
     produce_batches: AtomicU64,
@@ -37,6 +72,7 @@ impl ShardMetrics {
     fn new() -> ShardMetrics {
         ShardMetrics {
             requests: std::array::from_fn(|_| AtomicU64::new(0)),
+            request_times: std::array::from_fn(|_| TimeHistogram::new()),
             cross_shard_calls: AtomicU64::new(0),
             produce_bytes: AtomicU64::new(0),
             produce_batches: AtomicU64::new(0),
@@ -71,6 +107,15 @@ impl ShardMetrics {
             .and_then(|k| self.requests.get(k))
         {
             c.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A request with this API key took `took` from its frame being read to its response
+    /// being ready (kept for Produce and Fetch).
+    pub fn request_time(&self, api_key: i16, took: std::time::Duration) {
+        if let Some(i) = TIMED_APIS.iter().position(|k| *k as i16 == api_key) {
+            let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+            self.request_times[i].record(us);
         }
     }
 
@@ -144,6 +189,38 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "ringtail_requests_total{{shard=\"{id}\",api=\"{api}\"}} {n}"
+                );
+            }
+        }
+        family(
+            &mut out,
+            "ringtail_request_duration_seconds",
+            "Time from a request's frame being read to its response being ready, by shard and API \
+             (Produce: includes the write acks=1/all waits for; Fetch: includes the long-poll wait).",
+            "histogram",
+        );
+        for (id, s) in self.shards.iter().enumerate() {
+            for (api, h) in TIMED_APIS.iter().zip(&s.request_times) {
+                let labels = format!("shard=\"{id}\",api=\"{api:?}\"");
+                let mut cumulative = 0;
+                for (i, b) in h.buckets.iter().enumerate() {
+                    cumulative += b.load(Relaxed);
+                    let le = TIME_BUCKETS_US
+                        .get(i)
+                        .map_or_else(|| "+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
+                    let _ = writeln!(
+                        out,
+                        "ringtail_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+                    );
+                }
+                let sum = h.sum_us.load(Relaxed) as f64 / 1e6;
+                let _ = writeln!(
+                    out,
+                    "ringtail_request_duration_seconds_sum{{{labels}}} {sum}"
+                );
+                let _ = writeln!(
+                    out,
+                    "ringtail_request_duration_seconds_count{{{labels}}} {cumulative}"
                 );
             }
         }
@@ -235,6 +312,12 @@ mod tests {
         m.shard(1).request(500);
         m.shard(7).request(0); // no such shard: not rendered
         m.shard(1).cross_shard_call();
+        let ms = std::time::Duration::from_millis;
+        m.shard(0).request_time(ApiKey::Produce as i16, ms(0));
+        m.shard(0).request_time(ApiKey::Produce as i16, ms(3));
+        m.shard(0).request_time(ApiKey::Produce as i16, ms(60_000));
+        m.shard(0).request_time(ApiKey::Fetch as i16, ms(100));
+        m.shard(0).request_time(ApiKey::Metadata as i16, ms(1)); // not timed
         m.shard(0).produced(1000, 2);
         m.shard(1).fetched(300);
         m.shard(1).record_shard_state(ShardState {
@@ -263,6 +346,17 @@ mod tests {
             "ringtail_batch_cache_bytes{shard=\"0\"} 4096",
             "# TYPE ringtail_connections_active gauge",
             "# TYPE ringtail_connections_accepted_total counter",
+            "# TYPE ringtail_request_duration_seconds histogram",
+            "ringtail_request_duration_seconds_bucket{shard=\"0\",api=\"Produce\",le=\"0.0001\"} 1",
+            "ringtail_request_duration_seconds_bucket{shard=\"0\",api=\"Produce\",le=\"0.0025\"} 1",
+            "ringtail_request_duration_seconds_bucket{shard=\"0\",api=\"Produce\",le=\"0.005\"} 2",
+            "ringtail_request_duration_seconds_bucket{shard=\"0\",api=\"Produce\",le=\"10\"} 2",
+            "ringtail_request_duration_seconds_bucket{shard=\"0\",api=\"Produce\",le=\"+Inf\"} 3",
+            "ringtail_request_duration_seconds_sum{shard=\"0\",api=\"Produce\"} 60.003",
+            "ringtail_request_duration_seconds_count{shard=\"0\",api=\"Produce\"} 3",
+            "ringtail_request_duration_seconds_bucket{shard=\"0\",api=\"Fetch\",le=\"0.05\"} 0",
+            "ringtail_request_duration_seconds_bucket{shard=\"0\",api=\"Fetch\",le=\"0.1\"} 1",
+            "ringtail_request_duration_seconds_count{shard=\"1\",api=\"Fetch\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -271,5 +365,6 @@ mod tests {
         }
         assert!(!text.contains("shard=\"7\""));
         assert_eq!(text.matches("ringtail_requests_total{").count(), 2);
+        assert!(!text.contains("api=\"Metadata\",le="));
     }
 }

@@ -87,7 +87,18 @@ impl KafkaHandler {
         }
     }
 
+    /// Handles one request and records how long it took (`/metrics`), from the moment its
+    /// frame was read to the moment its response is ready to be written (for a Fetch, that
+    /// includes the long-poll wait).
     pub async fn handle_frame(&self, req: RequestFrame, conn: &ConnInfo) -> HandlerResult {
+        let started = std::time::Instant::now();
+        let api = req.api_key;
+        let result = self.dispatch(req, conn).await;
+        self.shard.metrics().request_time(api, started.elapsed());
+        result
+    }
+
+    async fn dispatch(&self, req: RequestFrame, conn: &ConnInfo) -> HandlerResult {
         let api = req.api_key;
         let version = req.api_version;
         match self.table.lookup(api, version) {

@@ -276,19 +276,21 @@ def test_admin_legacy_alter_configs(broker, topic_name):
     assert entries["retention.ms"].value == "604800000"
 
 
-def scrape_metrics(broker) -> dict[tuple[str, str], int]:
-    """GET /metrics, summed over shards: {(family, api label or ""): value}."""
+def scrape_metrics(broker) -> dict[tuple, float]:
+    """GET /metrics, summed over shards: {(family, api label or ""): value}; histogram
+    buckets are keyed (family, api, le)."""
     status, body = broker.http_get("/metrics")
     assert status == 200, body
-    out: dict[tuple[str, str], int] = {}
+    out: dict[tuple, float] = {}
     for line in body.decode().splitlines():
         if not line or line.startswith("#"):
             continue
         series, value = line.rsplit(" ", 1)
         name, labels = series.split("{", 1)
         api = re.search(r'api="([^"]+)"', labels)
-        key = (name, api.group(1) if api else "")
-        out[key] = out.get(key, 0) + int(value)
+        le = re.search(r'le="([^"]+)"', labels)
+        key = (name, api.group(1) if api else "") + ((le.group(1),) if le else ())
+        out[key] = out.get(key, 0) + float(value)
     return out
 
 
@@ -313,6 +315,16 @@ def test_metrics_count_requests_bytes_and_cross_shard_calls(broker, topic_name):
     assert grew("ringtail_requests_total", "Produce") >= 1
     assert grew("ringtail_requests_total", "Fetch") >= 1
     assert grew("ringtail_requests_total", "Metadata") >= 1
+    # Every Produce request was timed: the histogram counts each one once, in some bucket.
+    hist = "ringtail_request_duration_seconds"
+    produced = grew("ringtail_requests_total", "Produce")
+    assert grew(f"{hist}_count", "Produce") == produced
+    bounds = sorted({k[2] for k in after if k[0] == f"{hist}_bucket"}, key=float)
+    assert bounds[-1] == "+Inf" and len(bounds) > 10, bounds
+    cumulative = [after[(f"{hist}_bucket", "Produce", le)] - before.get((f"{hist}_bucket", "Produce", le), 0) for le in bounds]
+    assert cumulative == sorted(cumulative) and cumulative[-1] == produced, cumulative
+    assert 0 < grew(f"{hist}_sum", "Produce") < produced * 30, "each request took under 30 s"
+    assert grew(f"{hist}_count", "Fetch") >= 1
     # Uncompressed batches: what was stored and fetched holds at least every value byte.
     assert grew("ringtail_produce_bytes_total") >= count * size
     assert grew("ringtail_produce_batches_total") >= partitions
