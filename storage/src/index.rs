@@ -36,8 +36,9 @@ pub(crate) struct IndexEntry {
     pub max_ts_before: i64,
 }
 
+/// Public only for the criterion benchmarks (`benches/hot.rs`); not part of the API.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct SegmentIndex {
+pub struct SegmentIndex {
     entries: Vec<IndexEntry>,
     /// Position of the end of the last batch seen, to know when an entry is due.
     last_entry_position: u32,
@@ -50,13 +51,7 @@ impl SegmentIndex {
 
     /// Called for every batch appended at `position`; adds an entry when at least
     /// `interval` bytes were appended since the previous entry.
-    pub(crate) fn on_batch(
-        &mut self,
-        offset: i64,
-        position: u32,
-        max_ts_before: i64,
-        interval: u32,
-    ) {
+    pub fn on_batch(&mut self, offset: i64, position: u32, max_ts_before: i64, interval: u32) {
         let due = if self.entries.is_empty() {
             position >= interval
         } else {
@@ -77,7 +72,7 @@ impl SegmentIndex {
     }
 
     /// The last entry at or before `offset`, as (offset, position); (base, 0) if none.
-    pub(crate) fn lookup(&self, base_offset: i64, offset: i64) -> (i64, u32) {
+    pub fn lookup(&self, base_offset: i64, offset: i64) -> (i64, u32) {
         let i = self.entries.partition_point(|e| e.offset <= offset);
         if i == 0 {
             (base_offset, 0)
@@ -101,7 +96,7 @@ impl SegmentIndex {
 
     /// Where to start scanning for the first batch with `maxTimestamp >= ts`: the last
     /// entry whose preceding batches all have smaller timestamps.
-    pub(crate) fn lookup_time(&self, base_offset: i64, ts: i64) -> (i64, u32) {
+    pub fn lookup_time(&self, base_offset: i64, ts: i64) -> (i64, u32) {
         let i = self.entries.partition_point(|e| e.max_ts_before < ts);
         if i == 0 {
             (base_offset, 0)

@@ -83,6 +83,8 @@ mod segment;
 pub use batch::{BatchError, BatchHeader, ValidatedBatches};
 pub use config::{Durability, LogConfig};
 pub use error::StorageError;
+#[doc(hidden)]
+pub use index::SegmentIndex;
 pub use log::{
     set_shard_cache_bytes, shard_cache_bytes, Chunk, PartitionLog, PendingAppend, ReadResult,
     RetentionOutcome,
