@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use kafka_protocol::messages::ApiKey;
+use storage::iotime::{TimeCounts, TIME_BUCKETS_US};
 
 /// Kafka API keys counted individually (every key Kafka defines is below this).
 const API_KEYS: usize = 128;
@@ -19,15 +20,9 @@ const API_KEYS: usize = 128;
 /// APIs whose handling time is kept as a histogram: the data path.
 const TIMED_APIS: [ApiKey; 2] = [ApiKey::Produce, ApiKey::Fetch];
 
-/// Upper bounds of the request-time histogram buckets, in microseconds (100 µs to 10 s;
-/// the last bucket, +Inf, is implicit).
-const TIME_BUCKETS_US: [u64; 16] = [
-    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-    1_000_000, 2_500_000, 5_000_000, 10_000_000,
-];
-
-/// Request handling times of one API: a count per bucket (not cumulative; rendered
-/// cumulatively), plus the +Inf bucket, and the sum.
+/// Request handling times of one API: a count per bucket of
+/// [`storage::iotime::TIME_BUCKETS_US`] (not cumulative; rendered cumulatively), plus the
+/// +Inf bucket, and the sum. Also holds the shard's copy of storage's write and fsync times.
 struct TimeHistogram {
     buckets: [AtomicU64; TIME_BUCKETS_US.len() + 1],
     sum_us: AtomicU64,
@@ -41,12 +36,35 @@ impl TimeHistogram {
         }
     }
 
-    fn record(&self, us: u64) {
-        let i = TIME_BUCKETS_US.partition_point(|&le| le < us);
+    fn record(&self, took: std::time::Duration) {
+        let (i, us) = TimeCounts::bucket_of(took);
         if let Some(b) = self.buckets.get(i) {
             b.fetch_add(1, Relaxed);
         }
         self.sum_us.fetch_add(us, Relaxed);
+    }
+
+    /// Replaces the contents with a snapshot kept elsewhere (storage's thread-local counts).
+    fn store(&self, counts: &TimeCounts) {
+        for (b, n) in self.buckets.iter().zip(counts.buckets) {
+            b.store(n, Relaxed);
+        }
+        self.sum_us.store(counts.sum_us, Relaxed);
+    }
+
+    /// Appends the `_bucket`, `_sum` and `_count` lines of this histogram under `labels`.
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            cumulative += b.load(Relaxed);
+            let le = TIME_BUCKETS_US
+                .get(i)
+                .map_or_else(|| "+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+        }
+        let sum = self.sum_us.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
     }
 }
 
@@ -55,6 +73,9 @@ impl TimeHistogram {
 pub struct ShardMetrics {
     requests: [AtomicU64; API_KEYS],
     request_times: [TimeHistogram; TIMED_APIS.len()],
+    // Copies of storage's thread-local histograms, refreshed with the gauges.
+    log_write_times: TimeHistogram,
+    log_fsync_times: TimeHistogram,
     cross_shard_calls: AtomicU64,
     produce_bytes: AtomicU64,
     produce_batches: AtomicU64,
@@ -73,6 +94,8 @@ impl ShardMetrics {
         ShardMetrics {
             requests: std::array::from_fn(|_| AtomicU64::new(0)),
             request_times: std::array::from_fn(|_| TimeHistogram::new()),
+            log_write_times: TimeHistogram::new(),
+            log_fsync_times: TimeHistogram::new(),
             cross_shard_calls: AtomicU64::new(0),
             produce_bytes: AtomicU64::new(0),
             produce_batches: AtomicU64::new(0),
@@ -98,6 +121,8 @@ impl ShardMetrics {
             .store(state.batch_cache_bytes, Relaxed);
         self.read_ahead_bytes.store(state.read_ahead_bytes, Relaxed);
         self.read_ahead_hits.store(state.read_ahead_hits, Relaxed);
+        self.log_write_times.store(&state.log_write_times);
+        self.log_fsync_times.store(&state.log_fsync_times);
     }
 
     /// A request with this API key was received (and its version is supported).
@@ -114,8 +139,7 @@ impl ShardMetrics {
     /// being ready (kept for Produce and Fetch).
     pub fn request_time(&self, api_key: i16, took: std::time::Duration) {
         if let Some(i) = TIMED_APIS.iter().position(|k| *k as i16 == api_key) {
-            let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-            self.request_times[i].record(us);
+            self.request_times[i].record(took);
         }
     }
 
@@ -146,6 +170,9 @@ pub struct ShardState {
     pub read_ahead_bytes: u64,
     /// Storage's thread-local count of reads served from read-ahead.
     pub read_ahead_hits: u64,
+    /// Storage's thread-local histograms of partition log writes and durability fsyncs.
+    pub log_write_times: TimeCounts,
+    pub log_fsync_times: TimeCounts,
 }
 
 /// The counters of every shard.
@@ -202,26 +229,26 @@ impl Metrics {
         for (id, s) in self.shards.iter().enumerate() {
             for (api, h) in TIMED_APIS.iter().zip(&s.request_times) {
                 let labels = format!("shard=\"{id}\",api=\"{api:?}\"");
-                let mut cumulative = 0;
-                for (i, b) in h.buckets.iter().enumerate() {
-                    cumulative += b.load(Relaxed);
-                    let le = TIME_BUCKETS_US
-                        .get(i)
-                        .map_or_else(|| "+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
-                    let _ = writeln!(
-                        out,
-                        "ringtail_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
-                    );
-                }
-                let sum = h.sum_us.load(Relaxed) as f64 / 1e6;
-                let _ = writeln!(
-                    out,
-                    "ringtail_request_duration_seconds_sum{{{labels}}} {sum}"
-                );
-                let _ = writeln!(
-                    out,
-                    "ringtail_request_duration_seconds_count{{{labels}}} {cumulative}"
-                );
+                h.render(&mut out, "ringtail_request_duration_seconds", &labels);
+            }
+        }
+        let storage_times: [(&str, &str, HistogramField); 2] = [
+            (
+                "ringtail_log_write_duration_seconds",
+                "Time a partition log's write group took from submission to completion (acks=1 \
+                 waits for it; the part of Produce time spent on the disk).",
+                |s| &s.log_write_times,
+            ),
+            (
+                "ringtail_log_fsync_duration_seconds",
+                "Time an fdatasync for durability took (acks=all, flush.messages, flush.ms).",
+                |s| &s.log_fsync_times,
+            ),
+        ];
+        for (name, help, field) in storage_times {
+            family(&mut out, name, help, "histogram");
+            for (id, s) in self.shards.iter().enumerate() {
+                field(s).render(&mut out, name, &format!("shard=\"{id}\""));
             }
         }
         let per_shard: [(&str, &str, Field); 10] = [
@@ -294,6 +321,9 @@ impl Metrics {
 /// Picks one counter out of a shard's.
 type Field = fn(&ShardMetrics) -> &AtomicU64;
 
+/// Picks one histogram out of a shard's.
+type HistogramField = fn(&ShardMetrics) -> &TimeHistogram;
+
 fn family(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
@@ -320,8 +350,12 @@ mod tests {
         m.shard(0).request_time(ApiKey::Metadata as i16, ms(1)); // not timed
         m.shard(0).produced(1000, 2);
         m.shard(1).fetched(300);
+        let mut writes = TimeCounts::default();
+        writes.record(ms(1));
+        writes.record(ms(7));
         m.shard(1).record_shard_state(ShardState {
             read_ahead_hits: 9,
+            log_write_times: writes,
             ..ShardState::default()
         });
         m.shard(0).record_shard_state(ShardState {
@@ -357,6 +391,12 @@ mod tests {
             "ringtail_request_duration_seconds_bucket{shard=\"0\",api=\"Fetch\",le=\"0.05\"} 0",
             "ringtail_request_duration_seconds_bucket{shard=\"0\",api=\"Fetch\",le=\"0.1\"} 1",
             "ringtail_request_duration_seconds_count{shard=\"1\",api=\"Fetch\"} 0",
+            "# TYPE ringtail_log_write_duration_seconds histogram",
+            "ringtail_log_write_duration_seconds_bucket{shard=\"1\",le=\"0.001\"} 1",
+            "ringtail_log_write_duration_seconds_bucket{shard=\"1\",le=\"0.01\"} 2",
+            "ringtail_log_write_duration_seconds_sum{shard=\"1\"} 0.008",
+            "ringtail_log_write_duration_seconds_count{shard=\"1\"} 2",
+            "ringtail_log_fsync_duration_seconds_count{shard=\"0\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -283,6 +283,8 @@ async fn shard_main(
                     batch_cache_bytes: storage::shard_cache_bytes() as u64,
                     read_ahead_bytes: storage::shard_read_ahead_bytes() as u64,
                     read_ahead_hits: storage::shard_read_ahead_hits(),
+                    log_write_times: storage::iotime::shard_write_times(),
+                    log_fsync_times: storage::iotime::shard_fsync_times(),
                 });
             glommio::timer::sleep(Duration::from_secs(1)).await;
         }

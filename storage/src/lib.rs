@@ -75,6 +75,7 @@ mod config;
 mod error;
 mod event;
 mod index;
+pub mod iotime;
 pub mod log;
 mod readahead;
 pub mod recovery;

@@ -1789,7 +1789,9 @@ async fn write_run(inner: &Rc<Inner>, run: StagedRun) -> Result<(), StorageError
         lens.push(len);
         pos += len as u64;
     }
+    let submitted = Instant::now();
     let results = crate::event::join_all(writes).await;
+    crate::iotime::note_write(submitted.elapsed());
     for (i, (r, len)) in results.into_iter().zip(lens).enumerate() {
         let path = run.segment.log_path.display();
         match r {
@@ -2027,7 +2029,10 @@ async fn fsync_active(inner: &Rc<Inner>) {
             "injected fsync failure",
         )))
     } else {
-        dma.fdatasync().await
+        let started = Instant::now();
+        let res = dma.fdatasync().await;
+        crate::iotime::note_fsync(started.elapsed());
+        res
     };
     {
         let mut st = inner.st.borrow_mut();

@@ -333,10 +333,22 @@ def test_metrics_count_requests_bytes_and_cross_shard_calls(broker, topic_name):
     # client connection is served by one of them: requests for all four partitions make
     # that shard call the other.
     assert grew("ringtail_cross_shard_calls_total") > 0
-    # Connection counts are refreshed by each shard once a second: wait for the clients above.
+    # Connection counts and storage's write/fsync times are refreshed by each shard once a
+    # second: wait for the clients above.
+    def refreshed() -> bool:
+        return (
+            grew("ringtail_connections_accepted_total") >= 2
+            and grew("ringtail_log_write_duration_seconds_count") >= 1
+            and grew("ringtail_log_fsync_duration_seconds_count") >= 1
+        )
+
     deadline = time.monotonic() + 30
-    while grew("ringtail_connections_accepted_total") < 2 and time.monotonic() < deadline:
+    while not refreshed() and time.monotonic() < deadline:
         time.sleep(0.2)
         after = scrape_metrics(broker)
     assert grew("ringtail_connections_accepted_total") >= 2, "a producer and a consumer connected"
+    # acks=all on one node: the appends were written and fdatasynced, and both were timed.
+    assert grew("ringtail_log_write_duration_seconds_count") >= 1
+    assert grew("ringtail_log_fsync_duration_seconds_count") >= 1
+    assert grew("ringtail_log_write_duration_seconds_sum") > 0
     assert ("ringtail_batch_cache_bytes", "") in after and ("ringtail_connections_active", "") in after
