@@ -554,6 +554,7 @@ impl Producer {
                     at = *cut;
                 }
                 parts.push(&glue[at..]);
+                let frame_bytes: usize = parts.iter().map(|p| p.len()).sum();
                 // Buffer space is released on the first send; retries were already counted.
                 released += taken
                     .iter()
@@ -568,7 +569,9 @@ impl Producer {
                         batches: taken,
                         sent_recorded: false,
                     });
-                    stats.borrow_mut().requests_sent += 1;
+                    stats
+                        .borrow_mut()
+                        .on_request(clock.elapsed_ns(), frame_bytes);
                     link.writer.write_parts(&parts).await?;
                     let now = clock.elapsed_ns();
                     let mut inflight = link.shared.inflight.borrow_mut();
@@ -588,7 +591,7 @@ impl Producer {
                     // acks=0: no response exists; "acknowledged" = written to the socket.
                     let now = clock.elapsed_ns();
                     let mut st = stats.borrow_mut();
-                    st.requests_sent += 1;
+                    st.on_request(now, frame_bytes);
                     for b in &taken {
                         st.on_sent(now, &b.intended);
                         st.on_acked(now, &b.intended, b.payload_bytes, b.checksum);

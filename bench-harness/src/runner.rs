@@ -248,6 +248,7 @@ pub fn run(w: Workload, spin_us: u64) -> Result<BenchResult> {
         Some((total.runq_wait_ns + rest_wait.unwrap_or(0)) as f64 / 1e9 / elapsed_s * 100.0);
     result.harness_cpu_pct =
         own_ticks.and_then(|t| crate::procstat::own_cpu_pct(t, clock.t0.elapsed().as_secs_f64()));
+    result.contention = result.contention_warnings();
     Ok(result)
 }
 

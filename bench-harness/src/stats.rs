@@ -58,6 +58,13 @@ pub struct SecondBucket {
     pub produced_bytes: u64,
     pub consumed_records: u64,
     pub consumed_bytes: u64,
+    /// Produce requests written in this second, and their frame bytes.
+    pub requests: u64,
+    pub request_bytes: u64,
+    /// Highest produce latency of a record acknowledged in this second (µs).
+    pub produce_latency_max_us: u64,
+    /// Highest send lag of a record written in this second (µs).
+    pub send_lag_max_us: u64,
 }
 
 /// Intended send times (ns since the clock's origin) of a batch's records in order,
@@ -203,6 +210,13 @@ impl WorkerStats {
             self.produced_in_window += n;
             self.produced_bytes_in_window += payload_bytes;
         }
+        // The earliest intended time has the batch's highest latency.
+        if let Some(&(first, _)) = intended.runs().first() {
+            let b = self.bucket(ack_ns);
+            b.produce_latency_max_us = b
+                .produce_latency_max_us
+                .max(ack_ns.saturating_sub(first) / 1000);
+        }
         for &(t, count) in intended.runs() {
             if self.in_window(t) {
                 let us = ack_ns.saturating_sub(t) / 1000;
@@ -212,8 +226,20 @@ impl WorkerStats {
         }
     }
 
+    /// A Produce request of `bytes` bytes (whole frame) is being written at `now_ns`.
+    pub fn on_request(&mut self, now_ns: u64, bytes: usize) {
+        self.requests_sent += 1;
+        let b = self.bucket(now_ns);
+        b.requests += 1;
+        b.request_bytes += bytes as u64;
+    }
+
     /// A batch was written to the socket at `sent_ns`.
     pub fn on_sent(&mut self, sent_ns: u64, intended: &IntendedTimes) {
+        if let Some(&(first, _)) = intended.runs().first() {
+            let b = self.bucket(sent_ns);
+            b.send_lag_max_us = b.send_lag_max_us.max(sent_ns.saturating_sub(first) / 1000);
+        }
         for &(t, count) in intended.runs() {
             if self.in_window(t) {
                 self.send_lag_us
@@ -287,6 +313,10 @@ impl WorkerStats {
             a.produced_bytes += b.produced_bytes;
             a.consumed_records += b.consumed_records;
             a.consumed_bytes += b.consumed_bytes;
+            a.requests += b.requests;
+            a.request_bytes += b.request_bytes;
+            a.produce_latency_max_us = a.produce_latency_max_us.max(b.produce_latency_max_us);
+            a.send_lag_max_us = a.send_lag_max_us.max(b.send_lag_max_us);
         }
         for e in &o.errors {
             self.note_error(e.clone());
@@ -357,10 +387,44 @@ pub struct SeriesPoint {
     pub broker_cpu_pct: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub broker_rss_mb: Option<f64>,
+    /// Produce requests written in this second and their mean frame size: a producer that
+    /// fell behind its schedule sends fewer, fuller requests.
+    #[serde(default)]
+    pub produce_requests: u64,
+    #[serde(default)]
+    pub produce_request_kib_mean: f64,
+    /// Highest produce latency of a record acknowledged in this second, and highest send lag
+    /// of a record written in it (ms): when a run fell behind and whether it recovered.
+    #[serde(default)]
+    pub produce_latency_max_ms: f64,
+    #[serde(default)]
+    pub send_lag_max_ms: f64,
+    /// MB/s written to disk by processes other than the broker in this second.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub other_disk_write_mb_per_sec: Option<f64>,
 }
 
-/// One per-second broker sample: (CPU % of one core, RSS MB, run-queue wait %).
-pub type BrokerSample = (f64, f64, f64);
+/// One per-second sample of a local broker and of the machine around it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BrokerSample {
+    /// CPU % of one core.
+    pub cpu_pct: f64,
+    pub rss_mb: f64,
+    /// Runnable but waiting for a CPU, % of wall time (summed over threads).
+    pub runq_wait_pct: f64,
+    /// MB/s written to the machine's disks by anything but the broker (`None`: unknown).
+    pub other_disk_write_mb_per_sec: Option<f64>,
+}
+
+/// Run-queue wait (broker or harness, % of wall time) above which a run is flagged as
+/// having shared its CPUs. Runs on a quiet machine stay at 0.5-5%; runs that overlapped a
+/// build of other processes on the same cores measured 12-30%, and those were the ones
+/// whose producer fell behind its schedule (latency in the hundreds of ms).
+pub const RUNQ_WAIT_WARN_PCT: f64 = 8.0;
+/// Disk writes by other processes (MB/s, mean over the run) above which a run is flagged:
+/// a buffered writer next to the broker (a build, a copy) takes the disk's bandwidth and
+/// stalls the broker's appends without taking its CPU.
+pub const OTHER_DISK_WRITE_WARN_MB_PER_SEC: f64 = 20.0;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct BrokerUsage {
@@ -372,6 +436,12 @@ pub struct BrokerUsage {
     /// threads): CPU taken by other processes on a shared machine.
     #[serde(default)]
     pub runq_wait_pct_mean: f64,
+    /// MB/s written to the machine's disks by other processes (device writes minus the
+    /// broker's own), mean and highest second; absent when /proc did not tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_disk_write_mb_per_sec_mean: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_disk_write_mb_per_sec_max: Option<f64>,
 }
 
 /// What consumed bytes count (`consumed_bytes_unit`).
@@ -449,6 +519,11 @@ pub struct BenchResult {
     /// Time the harness's threads were runnable but waiting for a CPU, % of wall time.
     #[serde(default)]
     pub harness_runq_wait_pct: Option<f64>,
+    /// Why this run's latencies may not be representative: other processes took the
+    /// broker's or the harness's CPU, or the disk's bandwidth, during the run (see
+    /// [`BenchResult::contention_warnings`]). Empty when nothing was noticed.
+    #[serde(default)]
+    pub contention: Vec<String>,
     pub errors: Vec<String>,
     pub workload: Option<Workload>,
 }
@@ -488,8 +563,19 @@ impl BenchResult {
                 produced_mb_per_sec: b.produced_bytes as f64 / 1e6,
                 consumed_records_per_sec: b.consumed_records,
                 consumed_mb_per_sec: b.consumed_bytes as f64 / 1e6,
-                broker_cpu_pct: samples.get(i).map(|x| x.0),
-                broker_rss_mb: samples.get(i).map(|x| x.1),
+                broker_cpu_pct: samples.get(i).map(|x| x.cpu_pct),
+                broker_rss_mb: samples.get(i).map(|x| x.rss_mb),
+                other_disk_write_mb_per_sec: samples
+                    .get(i)
+                    .and_then(|x| x.other_disk_write_mb_per_sec),
+                produce_requests: b.requests,
+                produce_request_kib_mean: if b.requests > 0 {
+                    b.request_bytes as f64 / b.requests as f64 / 1024.0
+                } else {
+                    0.0
+                },
+                produce_latency_max_ms: b.produce_latency_max_us as f64 / 1000.0,
+                send_lag_max_ms: b.send_lag_max_us as f64 / 1000.0,
             })
             .collect();
         BenchResult {
@@ -527,9 +613,43 @@ impl BenchResult {
             broker: broker.map(|b| b.0),
             harness_cpu_pct: None,
             harness_runq_wait_pct: None,
+            contention: Vec::new(),
             errors: s.errors.clone(),
             workload: Some(w.clone()),
         }
+    }
+
+    /// Signs that the run shared the machine with other work, from the run-queue waits and
+    /// the other processes' disk writes already in the result. A producer near its
+    /// in-flight limit cannot catch up after its round trips slow down, so on a shared
+    /// machine a run may lag its schedule by hundreds of ms while a quiet rerun does not:
+    /// such runs are not comparable and should be repeated.
+    pub fn contention_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(b) = &self.broker {
+            if b.runq_wait_pct_mean > RUNQ_WAIT_WARN_PCT {
+                out.push(format!(
+                    "the broker waited for a CPU {:.0}% of the time (other processes on its cores)",
+                    b.runq_wait_pct_mean
+                ));
+            }
+            if let Some(mb) = b.other_disk_write_mb_per_sec_mean {
+                if mb > OTHER_DISK_WRITE_WARN_MB_PER_SEC {
+                    out.push(format!(
+                        "other processes wrote {mb:.0} MB/s to disk (highest second {:.0} MB/s)",
+                        b.other_disk_write_mb_per_sec_max.unwrap_or(mb)
+                    ));
+                }
+            }
+        }
+        if let Some(w) = self.harness_runq_wait_pct {
+            if w > RUNQ_WAIT_WARN_PCT {
+                out.push(format!(
+                    "the harness waited for a CPU {w:.0}% of the time (other processes on its cores)"
+                ));
+            }
+        }
+        out
     }
 
     pub fn summary(&self) -> String {
@@ -593,6 +713,17 @@ impl BenchResult {
                 "harness CPU: {c:.0}% of one core; runnable but waiting for a CPU: {:.0}%\n",
                 self.harness_runq_wait_pct.unwrap_or(0.0)
             );
+        }
+        if let Some(b) = &self.broker {
+            if let Some(mb) = b.other_disk_write_mb_per_sec_mean {
+                o += &format!(
+                    "disk writes by other processes: mean {mb:.1} MB/s, highest second {:.1} MB/s\n",
+                    b.other_disk_write_mb_per_sec_max.unwrap_or(mb)
+                );
+            }
+        }
+        for c in &self.contention {
+            o += &format!("warning: shared machine: {c}; latencies not representative, rerun\n");
         }
         for e in self.errors.iter().take(5) {
             o += &format!("error: {e}\n");
@@ -722,5 +853,80 @@ mod tests {
         // Three records at 10 ms, one at 9 ms.
         assert_eq!(s.produce_latency_us.value_at_quantile(0.5) / 100, 100);
         assert_eq!(s.produce_latency_us.min() / 100, 90);
+    }
+
+    #[test]
+    fn series_shows_request_sizes_and_worst_latency_per_second() {
+        let w = Workload {
+            warmup_s: 0.0,
+            duration_s: 10.0,
+            ..Workload::default()
+        };
+        let mut s = WorkerStats::new(&w);
+        // Second 0: two small requests, acknowledged quickly.
+        let a: IntendedTimes = [100_000_000, 100_100_000].into_iter().collect();
+        s.on_request(100_200_000, 2_000);
+        s.on_sent(100_200_000, &a);
+        s.on_request(100_300_000, 4_000);
+        s.on_acked(100_600_000, &a, 2_000, 1);
+        // Second 1: one big request whose records waited 300 ms to be written.
+        let b: IntendedTimes = [1_100_000_000, 1_200_000_000].into_iter().collect();
+        s.on_request(1_400_000_000, 130_000);
+        s.on_sent(1_400_000_000, &b);
+        s.on_acked(1_402_000_000, &b, 2_000, 1);
+        assert_eq!(s.requests_sent, 3);
+        let mut other = WorkerStats::new(&w);
+        other.on_request(1_500_000_000, 10_000);
+        s.merge(&other).expect("merge");
+        let r = BenchResult::build(&w, &s, 0, None);
+        let p0 = &r.series[0];
+        assert_eq!(p0.produce_requests, 2);
+        assert!((p0.produce_request_kib_mean - 3_000.0 / 1024.0).abs() < 1e-9);
+        assert!((p0.send_lag_max_ms - 0.2).abs() < 1e-9);
+        assert!((p0.produce_latency_max_ms - 0.6).abs() < 1e-9);
+        let p1 = &r.series[1];
+        assert_eq!(p1.produce_requests, 2);
+        assert!((p1.produce_request_kib_mean - 70_000.0 / 1024.0).abs() < 1e-9);
+        // The worst record is the batch's first: intended 1.1 s, written 1.4 s, acked 1.402 s.
+        assert!((p1.send_lag_max_ms - 300.0).abs() < 1e-9);
+        assert!((p1.produce_latency_max_ms - 302.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn contention_is_flagged_from_waits_and_other_disk_writes() {
+        let quiet = BenchResult {
+            broker: Some(BrokerUsage {
+                runq_wait_pct_mean: 2.5,
+                other_disk_write_mb_per_sec_mean: Some(4.0),
+                other_disk_write_mb_per_sec_max: Some(35.0),
+                ..Default::default()
+            }),
+            harness_runq_wait_pct: Some(0.6),
+            ..Default::default()
+        };
+        assert!(quiet.contention_warnings().is_empty());
+        // Unknown counters (remote broker, no /proc access) flag nothing either.
+        assert!(BenchResult::default().contention_warnings().is_empty());
+
+        let mut busy = quiet.clone();
+        if let Some(b) = busy.broker.as_mut() {
+            b.runq_wait_pct_mean = 29.0;
+            b.other_disk_write_mb_per_sec_mean = Some(262.0);
+            b.other_disk_write_mb_per_sec_max = Some(1703.0);
+        }
+        busy.harness_runq_wait_pct = Some(25.0);
+        let w = busy.contention_warnings();
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].contains("broker waited for a CPU 29%"), "{w:?}");
+        assert!(w[1].contains("262 MB/s") && w[1].contains("1703"), "{w:?}");
+        assert!(w[2].contains("harness waited for a CPU 25%"), "{w:?}");
+        busy.contention = w;
+        let text = busy.summary();
+        assert_eq!(text.matches("warning: shared machine").count(), 3, "{text}");
+        // Results written before the field existed read back without warnings.
+        let mut json = serde_json::to_value(&busy).expect("json");
+        json.as_object_mut().expect("object").remove("contention");
+        let old: BenchResult = serde_json::from_value(json).expect("old result");
+        assert!(old.contention.is_empty());
     }
 }
