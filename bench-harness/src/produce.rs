@@ -41,6 +41,24 @@ const GENERATE_CHUNK: usize = 2048;
 const CLOSED_LOOP_GROUP: u32 = 32;
 /// Request timeout sent in Produce requests.
 const PRODUCE_TIMEOUT_MS: i32 = 30_000;
+/// Encoded bytes of one record beyond its key and value, at most: length, attributes,
+/// timestamp delta (an i64 varint), offset delta, key and value lengths, header count.
+const RECORD_FRAMING_MAX: usize = 5 + 1 + 10 + 5 + 5 + 5 + 1;
+/// Longest generated key (`k` and up to 20 digits, see `payload::Key`).
+const KEY_BYTES_MAX: usize = 21;
+
+/// Upper bound of one generated record's encoded size.
+fn record_bytes_max(w: &Workload) -> usize {
+    w.record_size.max() + KEY_BYTES_MAX + RECORD_FRAMING_MAX
+}
+
+/// Whether a batch must be sealed now: the next record might not fit in `batch_bytes`.
+/// As in Kafka's producer, a batch never exceeds the batch size (unless a single record
+/// does), so `--batch-size` equal to the broker's `max.message.bytes` is accepted; sealing
+/// only once the size was reached left every full batch one record over it.
+fn batch_full(builder: &BatchBuilder, record_max: usize, batch_bytes: usize) -> bool {
+    !builder.is_empty() && builder.size_bytes() + record_max > batch_bytes
+}
 
 struct PartState {
     builder: BatchBuilder,
@@ -90,6 +108,8 @@ struct InFlight {
     /// Whether the send lag of its records is recorded (by the sender once the write
     /// returns, or by the acknowledgement if that came first).
     sent_recorded: bool,
+    /// When the write of the request returned (clock ns), once `sent_recorded`.
+    written_ns: u64,
 }
 
 struct Link {
@@ -235,6 +255,7 @@ impl Producer {
         // lockstep.
         let offset_ns = interval_ns * (self.index as f64 % 16.0) / 16.0;
         let linger_ns = (self.w.linger_ms * 1e6) as u64;
+        let record_max = record_bytes_max(&self.w);
         let npart = self.parts.len() as i32;
         let mut sticky: i32 = (self.index as i32) % npart;
         let mut seq: u64 = 0;
@@ -292,7 +313,7 @@ impl Producer {
                     buffered_bytes += rec.value_len + 16;
                     seq += 1;
                     generated += 1;
-                    if ps.builder.size_bytes() >= self.w.batch_bytes {
+                    if batch_full(&ps.builder, record_max, self.w.batch_bytes) {
                         self.seal(p)?;
                         if p == sticky {
                             sticky = (sticky + 1) % npart;
@@ -568,6 +589,7 @@ impl Producer {
                         correlation_id: corr,
                         batches: taken,
                         sent_recorded: false,
+                        written_ns: 0,
                     });
                     stats
                         .borrow_mut()
@@ -585,6 +607,7 @@ impl Producer {
                             st.on_sent(now, &b.intended);
                         }
                         entry.sent_recorded = true;
+                        entry.written_ns = now;
                     }
                 } else {
                     link.writer.write_parts(&parts).await?;
@@ -642,6 +665,15 @@ async fn ack_loop(
                     st.on_sent(now, &b.intended);
                 }
             }
+            // Written to acknowledged: the broker's and the network's share, without the
+            // harness's batching and in-flight wait (a response that overtook the sender's
+            // bookkeeping counts as an immediate one).
+            let written = if entry.sent_recorded {
+                entry.written_ns
+            } else {
+                now
+            };
+            st.on_round_trip(now, now.saturating_sub(written));
             for b in entry.batches {
                 let pr = resp
                     .responses
@@ -721,4 +753,79 @@ async fn watch_unacked(
     failed.set(true);
     stats.borrow_mut().note_error(msg);
     let _ = signal.try_send(());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{split_batches, Codec, BATCH_HEADER_BYTES};
+    use crate::workload::{KeyMode, SizeDist};
+
+    /// Fills batches the way the producer does and checks none exceeds the batch size.
+    fn fill(size: SizeDist, key_mode: KeyMode, batch_bytes: usize) {
+        let w = Workload {
+            record_size: size,
+            key_mode,
+            key_cardinality: if key_mode == KeyMode::None {
+                0
+            } else {
+                u64::MAX
+            },
+            batch_bytes,
+            ..Workload::default()
+        };
+        let max = record_bytes_max(&w);
+        let mut gen = PayloadGen::new(7, w.record_size, w.key_mode, w.key_cardinality);
+        let mut b = BatchBuilder::new(batch_bytes + max);
+        for round in 0..3 {
+            let mut n = 0;
+            loop {
+                let key = gen.next_key();
+                gen.append_record(&mut b, 1_700_000_000_000 + n, 1, key.as_ref());
+                n += 1;
+                if batch_full(&b, max, batch_bytes) {
+                    break;
+                }
+            }
+            let size = b.size_bytes();
+            let sealed = b.seal(Codec::None, ProducerStamp::NONE).expect("seal");
+            assert_eq!(sealed.len(), size);
+            assert!(
+                sealed.len() <= batch_bytes,
+                "round {round}: batch of {} bytes over the batch size {batch_bytes}",
+                sealed.len()
+            );
+            // Full: one more record of the largest size would not have fitted.
+            assert!(sealed.len() + max > batch_bytes);
+            let batches = split_batches(sealed, true).expect("valid batch");
+            assert_eq!(batches.len(), 1);
+            assert!(b.is_empty());
+        }
+    }
+
+    #[test]
+    fn batches_never_exceed_the_batch_size() {
+        // 1 MiB = the broker's default max.message.bytes (1048588): a batch one record over
+        // it was rejected with MESSAGE_TOO_LARGE.
+        fill(SizeDist::Fixed { bytes: 1024 }, KeyMode::None, 1 << 20);
+        fill(SizeDist::Fixed { bytes: 100 }, KeyMode::None, 16 << 10);
+        fill(
+            SizeDist::Uniform { min: 10, max: 5000 },
+            KeyMode::Random,
+            64 << 10,
+        );
+    }
+
+    #[test]
+    fn a_record_larger_than_the_batch_size_gets_a_batch_of_its_own() {
+        let b = BatchBuilder::new(4096);
+        assert!(
+            !batch_full(&b, 10_000, 2048),
+            "an empty batch takes any record"
+        );
+        let mut b = BatchBuilder::new(4096);
+        b.append(1, None, &[7u8; 3000]);
+        assert!(b.size_bytes() > BATCH_HEADER_BYTES);
+        assert!(batch_full(&b, 3000 + RECORD_FRAMING_MAX, 2048));
+    }
 }

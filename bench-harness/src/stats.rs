@@ -65,6 +65,8 @@ pub struct SecondBucket {
     pub produce_latency_max_us: u64,
     /// Highest send lag of a record written in this second (µs).
     pub send_lag_max_us: u64,
+    /// Longest produce round trip (written → response read) ending in this second (µs).
+    pub round_trip_max_us: u64,
 }
 
 /// Intended send times (ns since the clock's origin) of a batch's records in order,
@@ -128,6 +130,8 @@ pub struct WorkerStats {
     /// own (plus batching/linger) share of the produce latency.
     pub send_lag_us: Histogram<u64>,
     pub e2e_latency_us: Histogram<u64>,
+    /// Produce request written → its response read (acks != 0), per request.
+    pub round_trip_us: Histogram<u64>,
     pub produced_all: u64,
     pub produced_in_window: u64,
     pub produced_bytes_in_window: u64,
@@ -154,6 +158,7 @@ impl WorkerStats {
             produce_latency_us: new_latency_histogram(),
             send_lag_us: new_latency_histogram(),
             e2e_latency_us: new_latency_histogram(),
+            round_trip_us: new_latency_histogram(),
             produced_all: 0,
             produced_in_window: 0,
             produced_bytes_in_window: 0,
@@ -226,6 +231,16 @@ impl WorkerStats {
         }
     }
 
+    /// The response to a Produce request arrived at `now_ns`, `rtt_ns` after the request
+    /// was written. Requests written in the warm-up are left out, like records intended then.
+    pub fn on_round_trip(&mut self, now_ns: u64, rtt_ns: u64) {
+        let b = self.bucket(now_ns);
+        b.round_trip_max_us = b.round_trip_max_us.max(rtt_ns / 1000);
+        if self.in_window(now_ns.saturating_sub(rtt_ns)) {
+            self.round_trip_us.saturating_record((rtt_ns / 1000).max(1));
+        }
+    }
+
     /// A Produce request of `bytes` bytes (whole frame) is being written at `now_ns`.
     pub fn on_request(&mut self, now_ns: u64, bytes: usize) {
         self.requests_sent += 1;
@@ -293,6 +308,9 @@ impl WorkerStats {
         self.send_lag_us
             .add(&o.send_lag_us)
             .context("merge histogram")?;
+        self.round_trip_us
+            .add(&o.round_trip_us)
+            .context("merge histogram")?;
         self.produced_all += o.produced_all;
         self.produced_in_window += o.produced_in_window;
         self.produced_bytes_in_window += o.produced_bytes_in_window;
@@ -317,6 +335,7 @@ impl WorkerStats {
             a.request_bytes += b.request_bytes;
             a.produce_latency_max_us = a.produce_latency_max_us.max(b.produce_latency_max_us);
             a.send_lag_max_us = a.send_lag_max_us.max(b.send_lag_max_us);
+            a.round_trip_max_us = a.round_trip_max_us.max(b.round_trip_max_us);
         }
         for e in &o.errors {
             self.note_error(e.clone());
@@ -399,6 +418,9 @@ pub struct SeriesPoint {
     pub produce_latency_max_ms: f64,
     #[serde(default)]
     pub send_lag_max_ms: f64,
+    /// Longest produce round trip (request written → response read) ending in this second.
+    #[serde(default)]
+    pub produce_round_trip_max_ms: f64,
     /// MB/s written to disk by processes other than the broker in this second.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub other_disk_write_mb_per_sec: Option<f64>,
@@ -485,6 +507,11 @@ pub struct BenchResult {
     /// Intended send -> request written (batching, linger, in-flight limit, harness delays).
     #[serde(default)]
     pub send_lag_ms: Option<LatencySummary>,
+    /// Per Produce request: written → response read (the broker's and the network's share;
+    /// acks != 0 only). A run whose send lag is high while this stays low was held up by
+    /// the harness; one where both are high, by the broker side.
+    #[serde(default)]
+    pub produce_round_trip_ms: Option<LatencySummary>,
     pub produced_acked_all: u64,
     pub produce_errors: u64,
     #[serde(default)]
@@ -576,6 +603,7 @@ impl BenchResult {
                 },
                 produce_latency_max_ms: b.produce_latency_max_us as f64 / 1000.0,
                 send_lag_max_ms: b.send_lag_max_us as f64 / 1000.0,
+                produce_round_trip_max_ms: b.round_trip_max_us as f64 / 1000.0,
             })
             .collect();
         BenchResult {
@@ -590,6 +618,7 @@ impl BenchResult {
             produce_latency_ms: produce,
             e2e_latency_ms: e2e,
             send_lag_ms: LatencySummary::from_us(&s.send_lag_us),
+            produce_round_trip_ms: LatencySummary::from_us(&s.round_trip_us),
             produced_acked_all: s.produced_all,
             produce_errors: s.produce_errors,
             produce_retries: s.produce_retries,
@@ -675,6 +704,12 @@ impl BenchResult {
                 "  of which send lag (written - intended): {}\n",
                 lat(&self.send_lag_ms)
             );
+            if self.produce_round_trip_ms.is_some() {
+                o += &format!(
+                    "  request round trip (response - written): {}\n",
+                    lat(&self.produce_round_trip_ms)
+                );
+            }
         }
         if self.mode != "produce" {
             o += &format!(
@@ -890,6 +925,30 @@ mod tests {
         // The worst record is the batch's first: intended 1.1 s, written 1.4 s, acked 1.402 s.
         assert!((p1.send_lag_max_ms - 300.0).abs() < 1e-9);
         assert!((p1.produce_latency_max_ms - 302.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn round_trips_are_summarised_and_kept_per_second() {
+        let w = Workload {
+            warmup_s: 1.0,
+            duration_s: 10.0,
+            ..Workload::default()
+        };
+        let mut s = WorkerStats::new(&w);
+        // Written in the warm-up: only the per-second maximum sees it.
+        s.on_round_trip(1_001_000_000, 40_000_000);
+        s.on_round_trip(2_000_000_000, 300_000);
+        s.on_round_trip(2_500_000_000, 5_000_000);
+        let r = BenchResult::build(&w, &s, 0, None);
+        let rt = r.produce_round_trip_ms.clone().expect("round trips");
+        assert_eq!(rt.count, 2);
+        assert!((rt.max - 5.0).abs() < 0.01, "{rt:?}");
+        assert!((r.series[1].produce_round_trip_max_ms - 40.0).abs() < 1e-9);
+        assert!((r.series[2].produce_round_trip_max_ms - 5.0).abs() < 1e-9);
+        assert!(r.summary().contains("request round trip"));
+        // No produce requests (consume runs): no summary.
+        let empty = BenchResult::build(&w, &WorkerStats::new(&w), 0, None);
+        assert!(empty.produce_round_trip_ms.is_none());
     }
 
     #[test]
