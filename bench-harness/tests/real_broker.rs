@@ -230,6 +230,7 @@ fn produced_counts_and_checksums_are_read_back_by_independent_clients() {
         let produced = u(&r, "produced_acked_all");
         assert!(produced > 5_000, "too few records produced: {produced}");
         assert_eq!(u(&r, "produce_errors"), 0);
+        assert_request_accounting(&r);
         let checksum = u(&r, "produce_checksum");
         let (n, sum) = kcat_readback(port, topic);
         assert_eq!(
@@ -247,6 +248,65 @@ fn produced_counts_and_checksums_are_read_back_by_independent_clients() {
         // The harness's own consumer agrees too.
         assert_own_consumer_reads(&bootstrap, topic, produced, checksum);
     }
+}
+
+/// The per-second request counts add up to `requests_sent`, every request in the window
+/// has a round trip, and the contention report is there (a list, maybe empty).
+fn assert_request_accounting(r: &serde_json::Value) {
+    let sent = u(r, "requests_sent");
+    let series = r["series"].as_array().expect("series");
+    let per_second: u64 = series
+        .iter()
+        .map(|p| p["produce_requests"].as_u64().expect("produce_requests"))
+        .sum();
+    assert_eq!(per_second, sent, "per-second requests vs requests_sent");
+    let rt = &r["produce_round_trip_ms"];
+    let n = rt["count"].as_u64().expect("round trip count");
+    assert!(n > 0 && n <= sent, "round trips {n} of {sent} requests");
+    assert!(rt["max"].as_f64().expect("max") >= rt["p50"].as_f64().expect("p50"));
+    assert!(r["contention"].is_array(), "contention missing");
+}
+
+/// A batch never exceeds --batch-size: with --batch-size equal to the broker's default
+/// max.message.bytes (1048588 >= 1 MiB) and enough records per linger to fill batches, the
+/// broker accepts every batch. Batches used to be sealed only once they had reached the
+/// size, one record over it, and the broker rejected them (MESSAGE_TOO_LARGE).
+#[test]
+fn batches_as_large_as_the_batch_size_are_accepted() {
+    let Some(bin) = broker_bin() else { return };
+    let _serial = serial();
+    let data = tempfile::tempdir().expect("tempdir");
+    let (_broker, port) = start_broker(&bin, data.path());
+    let bootstrap = format!("127.0.0.1:{port}");
+    let r = run_bench(&[
+        "produce",
+        "--bootstrap",
+        &bootstrap,
+        "--topic",
+        "full-batches",
+        "--partitions",
+        "1",
+        "--record-size",
+        "1024",
+        "--batch-size",
+        "1048576",
+        "--linger-ms",
+        "100",
+        "--rate",
+        "40000",
+        "--duration",
+        "2",
+    ]);
+    assert_eq!(u(&r, "produce_errors"), 0, "{}", r["errors"]);
+    let produced = u(&r, "produced_acked_all");
+    assert!(produced > 40_000, "too few records produced: {produced}");
+    // Full batches: 1 MiB of 1 KiB records is about 1000 per request.
+    let sent = u(&r, "requests_sent");
+    assert!(
+        produced / sent > 500,
+        "{produced} records in {sent} requests: batches did not fill"
+    );
+    assert_request_accounting(&r);
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
