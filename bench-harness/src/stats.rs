@@ -406,6 +406,10 @@ pub struct SeriesPoint {
     pub broker_cpu_pct: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub broker_rss_mb: Option<f64>,
+    /// The broker's run-queue wait in this second (% of wall time, summed over threads):
+    /// when other processes took its CPU.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub broker_runq_wait_pct: Option<f64>,
     /// Produce requests written in this second and their mean frame size: a producer that
     /// fell behind its schedule sends fewer, fuller requests.
     #[serde(default)]
@@ -592,6 +596,7 @@ impl BenchResult {
                 consumed_mb_per_sec: b.consumed_bytes as f64 / 1e6,
                 broker_cpu_pct: samples.get(i).map(|x| x.cpu_pct),
                 broker_rss_mb: samples.get(i).map(|x| x.rss_mb),
+                broker_runq_wait_pct: samples.get(i).map(|x| x.runq_wait_pct),
                 other_disk_write_mb_per_sec: samples
                     .get(i)
                     .and_then(|x| x.other_disk_write_mb_per_sec),
@@ -913,7 +918,24 @@ mod tests {
         let mut other = WorkerStats::new(&w);
         other.on_request(1_500_000_000, 10_000);
         s.merge(&other).expect("merge");
-        let r = BenchResult::build(&w, &s, 0, None);
+        let samples = vec![
+            BrokerSample {
+                cpu_pct: 90.0,
+                rss_mb: 30.0,
+                runq_wait_pct: 2.0,
+                other_disk_write_mb_per_sec: Some(0.5),
+            },
+            BrokerSample {
+                cpu_pct: 40.0,
+                rss_mb: 31.0,
+                runq_wait_pct: 35.0,
+                other_disk_write_mb_per_sec: None,
+            },
+        ];
+        let r = BenchResult::build(&w, &s, 0, Some((BrokerUsage::default(), samples)));
+        assert_eq!(r.series[1].broker_runq_wait_pct, Some(35.0));
+        assert_eq!(r.series[0].other_disk_write_mb_per_sec, Some(0.5));
+        assert_eq!(r.series[1].other_disk_write_mb_per_sec, None);
         let p0 = &r.series[0];
         assert_eq!(p0.produce_requests, 2);
         assert!((p0.produce_request_kib_mean - 3_000.0 / 1024.0).abs() < 1e-9);
