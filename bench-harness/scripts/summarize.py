@@ -69,6 +69,9 @@ def main():
             "harness_cpu_pct": med([r.get("harness_cpu_pct") for r in runs]),
             "harness_runq_wait_pct": med([r.get("harness_runq_wait_pct") for r in runs]),
             "load1": med([r["_load1"] for r in runs]),
+            # Runs the harness flagged as sharing the machine (CPU or disk taken by other
+            # processes): their latencies are not comparable; rerun the cell.
+            "contended_runs": sum(1 for r in runs if r.get("contention")),
             "records_per_sec_runs": [round(r["records_per_sec"]) for r in runs],
             "command": runs[0]["_cmd"],
         }
@@ -88,8 +91,8 @@ def main():
         f"Raw limits: O_DIRECT sequential write {disk:,.0f} MB/s ({limits['disk_write_block_bytes'] >> 10} KiB blocks), "
         f"loopback TCP {loop:,.0f} MB/s (MB = 10^6 B).",
         "",
-        "| record | acks | partitions | codec | rate | rec/s (median) | MB/s | of disk | of loopback | p50 ms | p99 ms | p99.9 ms | p99.99 ms | max ms | broker CPU % | broker RSS MB | broker / harness CPU-wait % | harness CPU % | load (1 min) | errors | runs rec/s |",
-        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| record | acks | partitions | codec | rate | rec/s (median) | MB/s | of disk | of loopback | p50 ms | p99 ms | p99.9 ms | p99.99 ms | max ms | broker CPU % | broker RSS MB | broker / harness CPU-wait % | harness CPU % | load (1 min) | contended runs | errors | runs rec/s |",
+        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
@@ -100,7 +103,7 @@ def main():
             f"{fmt(r['p50_ms'], 2)} | {fmt(r['p99_ms'], 2)} | {fmt(r['p999_ms'], 2)} | {fmt(r['p9999_ms'], 2)} | {fmt(r['max_ms'], 2)} | "
             f"{fmt(r['broker_cpu_pct'], 0)} | {fmt(r['broker_rss_mb'], 0)} | "
             f"{fmt(r['broker_runq_wait_pct'], 0)} / {fmt(r['harness_runq_wait_pct'], 0)} | {fmt(r['harness_cpu_pct'], 0)} | "
-            f"{fmt(r['load1'], 1)} | {r['errors']} | {r['records_per_sec_runs']} |"
+            f"{fmt(r['load1'], 1)} | {r['contended_runs']} | {r['errors']} | {r['records_per_sec_runs']} |"
         )
     env_file = os.path.join(a.out, "environment.txt")
     if os.path.exists(env_file):
