@@ -42,6 +42,13 @@ fn keys(n: usize, max: i64) -> Vec<i64> {
         .collect()
 }
 
+/// Looks up every key (opaque to the optimiser) and sums the positions found.
+fn sum_positions(keys: &[i64], lookup: impl Fn(i64) -> (i64, u32)) -> u64 {
+    keys.iter().fold(0u64, |sum, &k| {
+        sum.wrapping_add(lookup(std::hint::black_box(k)).1 as u64)
+    })
+}
+
 fn index(c: &mut Criterion) {
     let idx = full_index();
     let last = (SEGMENT_BYTES / INTERVAL as u64) as i64 * RECORDS_PER_ENTRY;
@@ -56,25 +63,11 @@ fn index(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1));
     g.throughput(Throughput::Elements(offsets.len() as u64));
     g.bench_function("lookup_offset", |b| {
-        b.iter(|| {
-            let mut sum = 0u64;
-            for &o in &offsets {
-                let (_, pos) = idx.lookup(0, std::hint::black_box(o));
-                sum = sum.wrapping_add(pos as u64);
-            }
-            sum
-        })
+        b.iter(|| sum_positions(&offsets, |o| idx.lookup(0, o)))
     });
     let stamps: Vec<i64> = offsets.iter().map(|o| o * 10).collect();
     g.bench_function("lookup_time", |b| {
-        b.iter(|| {
-            let mut sum = 0u64;
-            for &ts in &stamps {
-                let (_, pos) = idx.lookup_time(0, std::hint::black_box(ts));
-                sum = sum.wrapping_add(pos as u64);
-            }
-            sum
-        })
+        b.iter(|| sum_positions(&stamps, |ts| idx.lookup_time(0, ts)))
     });
     g.throughput(Throughput::Bytes(SEGMENT_BYTES));
     g.sample_size(20);
