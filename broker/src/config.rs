@@ -53,6 +53,7 @@ pub struct FileConfig {
     pub batch_cache_bytes_per_partition: Option<usize>,
     pub read_ahead_bytes_per_shard: Option<usize>,
     pub idle_poll_us: Option<u64>,
+    pub move_connections: Option<bool>,
     /// Kafka broker settings by their Kafka names (`log.retention.hours`, `num.partitions`, ...).
     #[serde(default)]
     pub kafka: BTreeMap<String, toml::Value>,
@@ -84,6 +85,9 @@ pub struct BrokerConfig {
     pub batch_cache_bytes_per_partition: usize,
     pub read_ahead_bytes_per_shard: usize,
     pub idle_poll_us: u64,
+    /// Move a client connection to the shard that owns the partitions its requests use, so
+    /// they stop costing a cross-shard call each (see `net::affinity`). Default true.
+    pub move_connections: bool,
     pub kafka: BrokerDefaults,
     /// Test-only fault injection: drop (close the connection instead of answering) every Nth
     /// produce response. Set by `RINGTAIL_TEST_DROP_PRODUCE_RESPONSES`.
@@ -223,6 +227,7 @@ impl BrokerConfig {
                 .read_ahead_bytes_per_shard
                 .unwrap_or(storage::DEFAULT_SHARD_READ_AHEAD_BYTES),
             idle_poll_us: file.idle_poll_us.unwrap_or(IDLE_POLL_US_DEFAULT),
+            move_connections: file.move_connections.unwrap_or(true),
             kafka,
             test_drop_produce_every,
             test_panic_topic,

@@ -83,6 +83,7 @@ pub struct ShardMetrics {
     read_ahead_hits: AtomicU64,
     connections_accepted: AtomicU64,
     connections_rejected: AtomicU64,
+    connections_moved_in: AtomicU64,
     // Gauges, refreshed by the shard about once a second (see `record_shard_state`).
     connections_active: AtomicU64,
     batch_cache_bytes: AtomicU64,
@@ -103,6 +104,7 @@ impl ShardMetrics {
             read_ahead_hits: AtomicU64::new(0),
             connections_accepted: AtomicU64::new(0),
             connections_rejected: AtomicU64::new(0),
+            connections_moved_in: AtomicU64::new(0),
             connections_active: AtomicU64::new(0),
             batch_cache_bytes: AtomicU64::new(0),
             read_ahead_bytes: AtomicU64::new(0),
@@ -117,6 +119,8 @@ impl ShardMetrics {
             .store(state.connections_accepted, Relaxed);
         self.connections_rejected
             .store(state.connections_rejected, Relaxed);
+        self.connections_moved_in
+            .store(state.connections_moved_in, Relaxed);
         self.batch_cache_bytes
             .store(state.batch_cache_bytes, Relaxed);
         self.read_ahead_bytes.store(state.read_ahead_bytes, Relaxed);
@@ -166,6 +170,8 @@ pub struct ShardState {
     pub connections_active: u64,
     pub connections_accepted: u64,
     pub connections_rejected: u64,
+    /// Connections other shards handed to this one.
+    pub connections_moved_in: u64,
     pub batch_cache_bytes: u64,
     pub read_ahead_bytes: u64,
     /// Storage's thread-local count of reads served from read-ahead.
@@ -251,7 +257,7 @@ impl Metrics {
                 field(s).render(&mut out, name, &format!("shard=\"{id}\""));
             }
         }
-        let per_shard: [(&str, &str, Field); 10] = [
+        let per_shard: [(&str, &str, Field); 11] = [
             (
                 "ringtail_cross_shard_calls_total",
                 "Calls a shard made to another shard: requests for partitions or groups it does not own.",
@@ -286,6 +292,11 @@ impl Metrics {
                 "ringtail_connections_rejected_total",
                 "Kafka connections closed at once: the shard's connection limit was reached.",
                 |s| &s.connections_rejected,
+            ),
+            (
+                "ringtail_connections_moved_total",
+                "Kafka connections moved to this shard from another: their requests used partitions this shard owns.",
+                |s| &s.connections_moved_in,
             ),
             (
                 "ringtail_connections_active",
@@ -361,6 +372,7 @@ mod tests {
         m.shard(0).record_shard_state(ShardState {
             connections_active: 3,
             connections_accepted: 5,
+            connections_moved_in: 2,
             batch_cache_bytes: 4096,
             ..ShardState::default()
         });
@@ -377,6 +389,7 @@ mod tests {
             "# TYPE ringtail_requests_total counter",
             "ringtail_connections_active{shard=\"0\"} 3",
             "ringtail_connections_accepted_total{shard=\"0\"} 5",
+            "ringtail_connections_moved_total{shard=\"0\"} 2",
             "ringtail_batch_cache_bytes{shard=\"0\"} 4096",
             "# TYPE ringtail_connections_active gauge",
             "# TYPE ringtail_connections_accepted_total counter",

@@ -280,6 +280,7 @@ async fn shard_main(
                     connections_active: stats.active.get() as u64,
                     connections_accepted: stats.accepted_total.get(),
                     connections_rejected: stats.rejected_total.get(),
+                    connections_moved_in: stats.moved_in_total.get(),
                     batch_cache_bytes: storage::shard_cache_bytes() as u64,
                     read_ahead_bytes: storage::shard_read_ahead_bytes() as u64,
                     read_ahead_hits: storage::shard_read_ahead_hits(),
@@ -290,8 +291,14 @@ async fn shard_main(
         }
     })
     .detach();
+    let home = Rc::new(listener.home(handler, limits, max_connections));
+    let adopter = Rc::downgrade(&home);
+    shard.set_conn_home(Box::new(move |conn| match adopter.upgrade() {
+        Some(home) => home.adopt(conn),
+        None => Err(conn),
+    }));
     glommio::spawn_local(async move {
-        if let Err(e) = listener.serve(handler, limits, max_connections).await {
+        if let Err(e) = listener.serve_home(home).await {
             error!(shard = id, error = %e, "listener stopped");
         }
     })

@@ -59,6 +59,9 @@ pub enum ShardReq {
     Controller(ControllerReq),
     /// For the consumer-group coordinators of the target shard (see `coordinator`).
     Group(crate::coordinator::GroupReq),
+    /// Serve this client connection here from now on: its requests use this shard's
+    /// partitions (see `net::affinity`).
+    AdoptConnection(net::Handoff),
 }
 
 #[derive(Debug)]
@@ -69,6 +72,8 @@ pub enum ShardResp {
     ListOffset(Result<(i64, i64), PartitionError>),
     Controller(ControllerResp),
     Group(crate::coordinator::GroupResp),
+    /// To `AdoptConnection`: the connection back when the shard could not take it.
+    Adopted(Result<(), net::Handoff>),
     /// The call itself failed (target shard unreachable).
     Failed(PartitionError),
 }
@@ -162,7 +167,12 @@ pub struct Shard {
     pub ready_shards: Arc<AtomicUsize>,
     /// Every shard's counters (this one updates only its own).
     metrics: Arc<crate::metrics::Metrics>,
+    /// Takes connections moved here from other shards; set once the listener is up.
+    conn_home: RefCell<Option<ConnAdopter>>,
 }
+
+/// Serves a connection moved to this shard, or gives it back (see [`net::ConnHome::adopt`]).
+pub type ConnAdopter = Box<dyn Fn(net::Handoff) -> Result<(), net::Handoff>>;
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -194,6 +204,31 @@ impl Shard {
             produce_responses: Cell::new(0),
             ready_shards,
             metrics,
+            conn_home: RefCell::new(None),
+        }
+    }
+
+    /// Where connections moved to this shard are served from now on.
+    pub fn set_conn_home(&self, adopt: ConnAdopter) {
+        *self.conn_home.borrow_mut() = Some(adopt);
+    }
+
+    /// Moves a client connection to shard `to`; gives it back when that shard cannot take it.
+    pub async fn hand_off_connection(
+        self: &Rc<Self>,
+        to: usize,
+        conn: net::Handoff,
+    ) -> Result<(), net::Handoff> {
+        if to == self.id || to >= self.shards() {
+            return Err(conn);
+        }
+        match self.call(to, ShardReq::AdoptConnection(conn)).await {
+            ShardResp::Adopted(result) => result,
+            other => {
+                // The request (and with it the socket) is gone: the connection is closed.
+                warn!(shard = self.id, to, resp = ?other, "moving a connection failed; it was closed");
+                Ok(())
+            }
         }
     }
 
@@ -281,6 +316,13 @@ impl Shard {
                 None => ShardResp::Controller(ControllerResp::NotController),
             },
             ShardReq::Group(req) => ShardResp::Group(self.coordinators.serve(self, req).await),
+            ShardReq::AdoptConnection(conn) => {
+                let home = self.conn_home.borrow();
+                ShardResp::Adopted(match home.as_ref() {
+                    Some(adopt) => adopt(conn),
+                    None => Err(conn),
+                })
+            }
         }
     }
 

@@ -11,12 +11,19 @@
 //!
 //! Frame-level garbage (bad size, unreadable header) and `HandlerResult::Close` end the
 //! connection; a handler that panics is caught, logged, and closes only its own connection.
+//!
+//! A connection can move to another shard ([`Handoff`]): when the handler's notes in the
+//! connection's [`Affinity`] show that its requests go to partitions of one other shard, the
+//! reader stops reading, the writer writes every response still owed, and the socket, with the
+//! bytes read but not yet handled, goes to that shard through [`Handler::hand_off`], whose
+//! [`ConnHome::adopt`] serves it from there on. Requests keep their order: only one reader
+//! reads the socket at any time, and nothing is in flight while it changes hands.
 
 use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::Duration;
@@ -31,6 +38,7 @@ use glommio::sync::{Semaphore, StaticPermit};
 use glommio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::affinity::Affinity;
 use crate::codec::{parse_request_header, RequestFrame};
 use crate::frame::{FrameReader, DEFAULT_MAX_FRAME_BYTES};
 
@@ -40,6 +48,27 @@ pub trait Handler: 'static {
     /// the same connection (up to `max_in_flight`); the connection writes the results in
     /// request order regardless of completion order.
     fn handle(&self, req: RequestFrame, conn: &ConnInfo) -> impl Future<Output = HandlerResult>;
+
+    /// Gives the connection to shard `to` (whose [`ConnHome::adopt`] should serve it), when
+    /// its [`Affinity`] asks for a move. The connection comes back as `Err` when it could not
+    /// be delivered, and is then served here again. By default connections never move.
+    fn hand_off(&self, to: usize, conn: Handoff) -> impl Future<Output = Result<(), Handoff>> {
+        let _ = to;
+        async move { Err(conn) }
+    }
+}
+
+/// A connection on its way to another shard: the socket, and the bytes already read from it
+/// that no request was made of yet. `Send`, to cross between shards.
+#[derive(Debug)]
+pub struct Handoff {
+    pub fd: OwnedFd,
+    pub buffered: Bytes,
+    /// The connection's id ([`ConnInfo::id`]), kept for its whole life.
+    pub id: u64,
+    pub peer: SocketAddr,
+    /// Moves so far ([`Affinity::moves`]), this one included.
+    pub moves: u32,
 }
 
 /// What to do after a request.
@@ -72,12 +101,16 @@ impl Default for ConnLimits {
 }
 
 /// Identity of a connection, passed to the handler with every request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
-    /// Unique across shards of this process: the shard index in the top 16 bits.
+    /// Unique across shards of this process: the accepting shard's index in the top 16 bits.
     pub id: u64,
     pub peer: SocketAddr,
+    /// The shard serving the connection now.
     pub shard: usize,
+    /// Where the connection's data requests went: the handler notes them, and the connection
+    /// moves when they show it belongs on another shard.
+    pub affinity: Rc<Affinity>,
 }
 
 /// Responses gathered into one batch of writes before flushing, at most.
@@ -93,8 +126,8 @@ struct InFlight {
     _permit: StaticPermit,
 }
 
-/// Serves one connection until EOF, error, garbage or a `Close` from the handler.
-/// Never panics on input.
+/// Serves one connection until EOF, error, garbage or a `Close` from the handler, or until
+/// another shard took it over ([`Handler::hand_off`]). Never panics on input.
 pub async fn serve_connection<H: Handler>(
     stream: TcpStream,
     handler: Rc<H>,
@@ -102,29 +135,91 @@ pub async fn serve_connection<H: Handler>(
     info: ConnInfo,
     idle_timeout: Option<Duration>,
 ) {
+    serve_from(stream, Bytes::new(), handler, limits, info, idle_timeout).await
+}
+
+/// [`serve_connection`] for a stream whose first bytes, `buffered`, were already read.
+async fn serve_from<H: Handler>(
+    mut stream: TcpStream,
+    mut buffered: Bytes,
+    handler: Rc<H>,
+    limits: ConnLimits,
+    mut info: ConnInfo,
+    idle_timeout: Option<Duration>,
+) {
     if let Err(e) = stream.set_nodelay(true) {
         debug!(conn = info.id, error = %e, "set_nodelay failed");
     }
+    loop {
+        let Some((to, handoff)) =
+            serve_until_move(stream, buffered, &handler, limits, &info, idle_timeout).await
+        else {
+            return;
+        };
+        match handler.hand_off(to, handoff).await {
+            Ok(()) => {
+                debug!(conn = info.id, from = info.shard, to, "connection moved");
+                return;
+            }
+            Err(back) => {
+                debug!(
+                    conn = info.id,
+                    shard = info.shard,
+                    to,
+                    "connection could not move; staying"
+                );
+                // SAFETY: `back.fd` is the connection's socket, owned by the handoff and
+                // released here to the new stream, which becomes its only owner.
+                stream = unsafe { TcpStream::from_raw_fd(back.fd.into_raw_fd()) };
+                buffered = back.buffered;
+                // Counted as a move, so the next attempt needs a longer run of requests.
+                info.affinity = Rc::new(Affinity::new(info.shard, back.moves));
+            }
+        }
+    }
+}
+
+/// Serves the connection until it ends (`None`) or its affinity asks to move it: then every
+/// response owed has been written, and the socket comes back as a [`Handoff`] for shard `to`.
+async fn serve_until_move<H: Handler>(
+    stream: TcpStream,
+    buffered: Bytes,
+    handler: &Rc<H>,
+    limits: ConnLimits,
+    info: &ConnInfo,
+    idle_timeout: Option<Duration>,
+) -> Option<(usize, Handoff)> {
     let fd = stream.as_raw_fd();
     let max_in_flight = limits.max_in_flight.max(1);
     let (read_half, write_half) = futures_lite::io::split(stream);
     let (tx, rx) = local_channel::new_bounded::<InFlight>(max_in_flight);
     let permits = Rc::new(Semaphore::new(max_in_flight as u64));
+    let moving = Rc::new(Cell::new(false));
     let writer = glommio::spawn_local(write_loop(
         write_half,
         rx,
         permits.clone(),
         fd,
         info.clone(),
+        moving.clone(),
     ))
     .detach();
 
-    let mut frames = FrameReader::with_socket(read_half, limits.max_frame_bytes, fd);
+    let mut frames =
+        FrameReader::with_socket(read_half, limits.max_frame_bytes, fd).with_buffered(&buffered);
+    drop(buffered);
     let idle = Rc::new(Cell::new(false));
     // Dropped (so cancelled) when the reader stops, before the socket can be closed.
     let watchdog = idle_timeout
         .map(|t| glommio::spawn_local(watch_idle(frames.received(), t, fd, idle.clone())));
+    let mut move_to = None;
     loop {
+        // Checked between requests: a move must not split a frame between two readers.
+        if let Some(to) = info.affinity.wanted_move() {
+            move_to = Some(to);
+            moving.set(true);
+            break;
+        }
         let frame = match frames.next_frame().await {
             Ok(Some(frame)) => frame,
             Ok(None) | Err(_) if idle.get() => {
@@ -184,8 +279,35 @@ pub async fn serve_connection<H: Handler>(
     drop(watchdog);
     // Dropping the sender lets the writer drain what is in flight and then finish.
     drop(tx);
-    let _ = writer.await;
-    debug!(conn = info.id, "connection done");
+    let drained = writer.await.unwrap_or(false);
+    let to = move_to?;
+    if !drained || idle.get() {
+        // The writer failed or was told to close: the connection ends here after all.
+        shutdown_socket(fd);
+        return None;
+    }
+    // The halves close `fd` when dropped; the handoff keeps the socket open through its own
+    // descriptor.
+    // SAFETY: `fd` is the connection's socket, open while `frames` (the read half) lives;
+    // F_DUPFD_CLOEXEC only creates a new descriptor for it.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        warn!(conn = info.id, error = %io::Error::last_os_error(),
+            "cannot duplicate the socket to move the connection; closing it");
+        shutdown_socket(fd);
+        return None;
+    }
+    // SAFETY: `dup` was just created by fcntl and is owned by nothing else.
+    let owned = unsafe { OwnedFd::from_raw_fd(dup) };
+    let handoff = Handoff {
+        fd: owned,
+        buffered: frames.take_buffered(),
+        id: info.id,
+        peer: info.peer,
+        moves: info.affinity.moves().saturating_add(1),
+    };
+    drop(frames);
+    Some((to, handoff))
 }
 
 /// Kafka's `connections.max.idle.ms`: ends the connection's reading once no byte has arrived
@@ -237,13 +359,17 @@ fn shutdown_socket(fd: RawFd) {
     }
 }
 
+/// Writes responses in request order until the reader stops sending requests (returns
+/// true: every response was written) or the connection must close (false). The socket is
+/// shut down on the way out, except after a drain for a move (`moving`).
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
     rx: LocalReceiver<InFlight>,
     permits: Rc<Semaphore>,
     fd: RawFd,
     info: ConnInfo,
-) {
+    moving: Rc<Cell<bool>>,
+) -> bool {
     let mut next: Option<InFlight> = None;
     let mut batch: Vec<Bytes> = Vec::new();
     let mut done: Vec<InFlight> = Vec::new();
@@ -312,12 +438,16 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             break 'outer;
         }
     }
-    let _ = writer.flush().await;
+    let flushed = writer.flush().await.is_ok();
     // A reader waiting for a pipelining slot must not wait for permits held by requests that
     // will never be written.
     permits.close();
-    // Wake the reader if it is blocked on the socket; it will see EOF and stop.
-    shutdown_socket(fd);
+    let drained = !close && flushed;
+    if !(drained && moving.get()) {
+        // Wake the reader if it is blocked on the socket; it will see EOF and stop.
+        shutdown_socket(fd);
+    }
+    drained
 }
 
 /// Writes `chunks` back to back with gathered `sendmsg` calls straight from the chunks' memory
@@ -416,6 +546,8 @@ pub struct ListenerStats {
     pub accepted_total: Cell<u64>,
     /// Closed at once because `max_connections` was reached.
     pub rejected_total: Cell<u64>,
+    /// Moved here from other shards ([`ConnHome::adopt`]).
+    pub moved_in_total: Cell<u64>,
 }
 
 /// Kafka's `connections.max.idle.ms` default: 10 minutes.
@@ -463,6 +595,30 @@ impl Listener {
         limits: ConnLimits,
         max_connections: usize,
     ) -> io::Result<()> {
+        let home = Rc::new(self.home(handler, limits, max_connections));
+        self.serve_home(home).await
+    }
+
+    /// Where this shard's connections are served, including those moved here from other
+    /// shards ([`ConnHome::adopt`]); pass it to [`Listener::serve_home`].
+    pub fn home<H: Handler>(
+        &self,
+        handler: Rc<H>,
+        limits: ConnLimits,
+        max_connections: usize,
+    ) -> ConnHome<H> {
+        ConnHome {
+            handler,
+            limits,
+            max_connections,
+            idle_timeout: self.idle_timeout,
+            stats: self.stats.clone(),
+            shard: self.shard,
+        }
+    }
+
+    /// [`Listener::serve`] with a home made by [`Listener::home`].
+    pub async fn serve_home<H: Handler>(self, home: Rc<ConnHome<H>>) -> io::Result<()> {
         let stats = self.stats.clone();
         let mut next_id: u64 = 0;
         info!(shard = self.shard, addr = %self.local_addr, "listening");
@@ -482,31 +638,70 @@ impl Listener {
                     continue;
                 }
             };
-            if stats.active.get() >= max_connections {
+            if stats.active.get() >= home.max_connections {
                 stats.rejected_total.set(stats.rejected_total.get() + 1);
-                warn!(shard = self.shard, %peer, max_connections, "connection limit reached; closing new connection");
+                warn!(shard = self.shard, %peer, max_connections = home.max_connections, "connection limit reached; closing new connection");
                 drop(stream);
                 continue;
             }
             next_id += 1;
             let id = ((self.shard as u64) << 48) | (next_id & ((1 << 48) - 1));
-            let info = ConnInfo {
-                id,
-                peer,
-                shard: self.shard,
-            };
             debug!(shard = self.shard, conn = id, %peer, "accepted connection");
-            stats.active.set(stats.active.get() + 1);
             stats.accepted_total.set(stats.accepted_total.get() + 1);
-            let guard = ActiveGuard(stats.clone());
-            let handler = handler.clone();
-            let idle_timeout = self.idle_timeout;
-            glommio::spawn_local(async move {
-                let _guard = guard;
-                serve_connection(stream, handler, limits, info, idle_timeout).await;
-            })
-            .detach();
+            home.spawn(stream, Bytes::new(), id, peer, 0);
         }
+    }
+}
+
+/// Serves connections on one shard: those its listener accepts and those other shards move
+/// here. Made by [`Listener::home`].
+pub struct ConnHome<H> {
+    handler: Rc<H>,
+    limits: ConnLimits,
+    max_connections: usize,
+    idle_timeout: Option<Duration>,
+    stats: Rc<ListenerStats>,
+    shard: usize,
+}
+
+impl<H: Handler> ConnHome<H> {
+    /// Serves a connection another shard handed off, from where it stopped. Refused (the
+    /// connection is returned) when this shard is at its connection limit.
+    pub fn adopt(&self, conn: Handoff) -> Result<(), Handoff> {
+        if self.stats.active.get() >= self.max_connections {
+            debug!(
+                shard = self.shard,
+                conn = conn.id,
+                "connection limit reached; not taking a moved connection"
+            );
+            return Err(conn);
+        }
+        // SAFETY: the handoff owns the connection's socket (a descriptor no one else
+        // uses); it is released to the new stream, which becomes its only owner.
+        let stream = unsafe { TcpStream::from_raw_fd(conn.fd.into_raw_fd()) };
+        self.stats
+            .moved_in_total
+            .set(self.stats.moved_in_total.get() + 1);
+        self.spawn(stream, conn.buffered, conn.id, conn.peer, conn.moves);
+        Ok(())
+    }
+
+    fn spawn(&self, stream: TcpStream, buffered: Bytes, id: u64, peer: SocketAddr, moves: u32) {
+        let info = ConnInfo {
+            id,
+            peer,
+            shard: self.shard,
+            affinity: Rc::new(Affinity::new(self.shard, moves)),
+        };
+        self.stats.active.set(self.stats.active.get() + 1);
+        let guard = ActiveGuard(self.stats.clone());
+        let handler = self.handler.clone();
+        let (limits, idle_timeout) = (self.limits, self.idle_timeout);
+        glommio::spawn_local(async move {
+            let _guard = guard;
+            serve_from(stream, buffered, handler, limits, info, idle_timeout).await;
+        })
+        .detach();
     }
 }
 

@@ -172,6 +172,23 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.filled
     }
 
+    /// Starts the stream with `bytes` (read from the socket earlier, by another reader of
+    /// the same connection) before anything read from the socket.
+    pub fn with_buffered(mut self, bytes: &[u8]) -> Self {
+        self.buf.truncate(self.filled);
+        self.buf.extend_from_slice(bytes);
+        self.filled += bytes.len();
+        self
+    }
+
+    /// Takes the bytes read from the socket but not yet returned as frames (the start of the
+    /// next frames), for a reader that continues the stream elsewhere.
+    pub fn take_buffered(&mut self) -> Bytes {
+        let unread = self.buf.split_to(self.filled).freeze();
+        self.filled = 0;
+        unread
+    }
+
     /// Splits the next complete frame off the front of the buffer, if there is one.
     fn take_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
         let Some(size) = self.decoder.peek_size(&self.buf[..self.filled])? else {
@@ -466,6 +483,35 @@ mod tests {
     /// Direct reads from a real socket (uninitialised buffer space, no zero-fill): frames of
     /// any size arrive whole and in order while the writer sends them in uneven pieces with
     /// pauses, so both the direct path and the waiting fallback are taken.
+    #[test]
+    fn a_second_reader_continues_where_the_first_stopped() {
+        let bodies: Vec<Vec<u8>> = (0..6u8)
+            .map(|i| vec![i + 1; 100 + i as usize * 50_000])
+            .collect();
+        let stream: Vec<u8> = bodies.iter().flat_map(|b| framed(b)).collect();
+        futures_lite::future::block_on(async {
+            let mut first =
+                FrameReader::new(futures_lite::io::Cursor::new(stream.clone()), 1 << 20);
+            assert_eq!(
+                first.next_frame().await.unwrap().unwrap()[..],
+                bodies[0][..]
+            );
+            let unread = first.take_buffered();
+            assert!(
+                !unread.is_empty(),
+                "the first read should have buffered ahead"
+            );
+            assert_eq!(first.buffered(), 0);
+            let pos = first.into_inner().position() as usize;
+            let rest = futures_lite::io::Cursor::new(stream[pos..].to_vec());
+            let mut second = FrameReader::new(rest, 1 << 20).with_buffered(&unread);
+            for body in &bodies[1..] {
+                assert_eq!(second.next_frame().await.unwrap().unwrap()[..], body[..]);
+            }
+            assert!(second.next_frame().await.unwrap().is_none());
+        });
+    }
+
     #[test]
     fn reader_with_socket_reads_directly_and_in_order() {
         use std::io::Write;

@@ -30,6 +30,7 @@
 //! - Everything that runs on a shard is `!Send` and lives on that shard; only [`route`]
 //!   crosses threads, through bounded queues.
 
+pub mod affinity;
 mod apis;
 pub mod codec;
 pub mod conn;
@@ -37,12 +38,14 @@ pub mod frame;
 pub mod route;
 pub mod versions;
 
+pub use affinity::Affinity;
 pub use codec::{
     decode_request, encode_request, encode_response, parse_request_header, DecodeError,
     EncodeError, RequestFrame, RequestIds,
 };
 pub use conn::{
-    listen, serve_connection, ConnInfo, ConnLimits, Handler, HandlerResult, Listener, ListenerStats,
+    listen, serve_connection, ConnHome, ConnInfo, ConnLimits, Handler, HandlerResult, Handoff,
+    Listener, ListenerStats,
 };
 pub use frame::FrameError;
 pub use route::{RouteError, ShardRouter};

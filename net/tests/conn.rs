@@ -325,3 +325,150 @@ fn only_quiet_connections_count_as_idle() {
     assert_eq!((corr, &body[..]), (99, &[7u8; 40][..]));
     assert!(is_closed(&mut c));
 }
+
+/// A two-shard server for connection moves. Each request's first body byte names the shard
+/// that owns "its partitions"; the handler notes it in the connection's affinity and answers
+/// `correlation id ++ serving shard ++ body`, later requests sooner (as `Echo` does).
+struct Mover {
+    shard: usize,
+    /// To the other shard: a connection to adopt, and where to send the answer.
+    peer: mpsc::Sender<(net::Handoff, mpsc::Sender<Result<(), net::Handoff>>)>,
+}
+
+impl Handler for Mover {
+    async fn handle(&self, req: RequestFrame, conn: &ConnInfo) -> HandlerResult {
+        assert_eq!(conn.shard, self.shard, "served by the shard it lives on");
+        conn.affinity
+            .note_owners(req.body.first().map(|b| *b as usize));
+        let delay_ms = 6u64.saturating_sub((req.correlation_id as u64 % 4) * 2);
+        glommio::timer::sleep(Duration::from_millis(delay_ms)).await;
+        let mut head = BytesMut::new();
+        head.put_i32(4 + 1 + req.body.len() as i32);
+        head.put_i32(req.correlation_id);
+        head.put_u8(self.shard as u8);
+        HandlerResult::Respond(vec![head.freeze(), req.body])
+    }
+
+    async fn hand_off(&self, to: usize, conn: net::Handoff) -> Result<(), net::Handoff> {
+        assert_eq!(to, 1 - self.shard);
+        let (reply_tx, reply_rx) = mpsc::channel();
+        if let Err(mpsc::SendError((conn, _))) = self.peer.send((conn, reply_tx)) {
+            return Err(conn);
+        }
+        loop {
+            match reply_rx.try_recv() {
+                Ok(result) => return result,
+                Err(mpsc::TryRecvError::Empty) => {
+                    glommio::timer::sleep(Duration::from_millis(1)).await
+                }
+                Err(mpsc::TryRecvError::Disconnected) => panic!("peer shard gone"),
+            }
+        }
+    }
+}
+
+/// Shard 0 listens; shard 1 only adopts connections, and takes at most `shard1_max` at once.
+fn start_two_shards(shard1_max: usize) -> SocketAddr {
+    let (to0, from1) = mpsc::channel();
+    let (to1, from0) = mpsc::channel();
+    let (addr_tx, addr_rx) = mpsc::channel();
+    for (shard, peer, inbox, max) in [(0, to1, from1, 64), (1, to0, from0, shard1_max)] {
+        let addr_tx = addr_tx.clone();
+        std::thread::spawn(move || {
+            let ex = LocalExecutorBuilder::new(Placement::Unbound)
+                .make()
+                .expect("executor");
+            ex.run(async move {
+                let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), shard).expect("bind");
+                let limits = ConnLimits {
+                    max_frame_bytes: MAX_FRAME,
+                    max_in_flight: 4,
+                };
+                let home = Rc::new(listener.home(Rc::new(Mover { shard, peer }), limits, max));
+                let inbox: mpsc::Receiver<(net::Handoff, mpsc::Sender<_>)> = inbox;
+                let adopter = home.clone();
+                glommio::spawn_local(async move {
+                    loop {
+                        while let Ok((conn, reply)) = inbox.try_recv() {
+                            let _ = reply.send(adopter.adopt(conn));
+                        }
+                        glommio::timer::sleep(Duration::from_millis(1)).await;
+                    }
+                })
+                .detach();
+                if shard == 0 {
+                    addr_tx.send(listener.local_addr()).unwrap();
+                    let _ = listener.serve_home(home).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            });
+        });
+    }
+    addr_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("server started")
+}
+
+/// Sends `n` requests owned by `owner` from correlation id `from` in one write, and returns
+/// the serving shard of each answer, checking order and bodies.
+fn burst(c: &mut TcpStream, from: i32, n: i32, owner: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    for corr in from..from + n {
+        out.extend(request(API_ECHO, corr, &[owner, corr as u8, 0xAB]));
+    }
+    c.write_all(&out).unwrap();
+    (from..from + n)
+        .map(|corr| {
+            let (got, body) = read_response(c).unwrap();
+            assert_eq!(got, corr, "responses in request order");
+            assert_eq!(body[1..], [owner, corr as u8, 0xAB], "body of {corr}");
+            body[0]
+        })
+        .collect()
+}
+
+#[test]
+fn a_connection_moves_to_the_shard_its_requests_use() {
+    let addr = start_two_shards(64);
+    let mut c = connect(addr);
+    // Pipelined past the move: requests read ahead by shard 0 are answered by shard 1.
+    let shards = burst(&mut c, 0, 3 * net::affinity::MOVE_AFTER_REQUESTS as i32, 1);
+    let first_moved = shards
+        .iter()
+        .position(|s| *s == 1)
+        .expect("the connection moved");
+    assert!(
+        first_moved >= net::affinity::MOVE_AFTER_REQUESTS as usize,
+        "{shards:?}"
+    );
+    assert!(shards[first_moved..].iter().all(|s| *s == 1), "{shards:?}");
+    // One at a time afterwards, and requests for shard 1's partitions keep it there.
+    for corr in 100..110 {
+        assert_eq!(burst(&mut c, corr, 1, 1), [1]);
+    }
+    // Requests for shard 0's partitions bring it back, after twice the run (second move).
+    let back = burst(
+        &mut c,
+        200,
+        3 * net::affinity::MOVE_AFTER_REQUESTS as i32,
+        0,
+    );
+    let first_back = back.iter().position(|s| *s == 0).expect("moved back");
+    assert!(
+        first_back >= 2 * net::affinity::MOVE_AFTER_REQUESTS as usize,
+        "{back:?}"
+    );
+    assert!(back[first_back..].iter().all(|s| *s == 0), "{back:?}");
+}
+
+#[test]
+fn a_connection_the_other_shard_refuses_stays_served() {
+    let addr = start_two_shards(0);
+    let mut c = connect(addr);
+    let shards = burst(&mut c, 0, 8 * net::affinity::MOVE_AFTER_REQUESTS as i32, 1);
+    assert!(shards.iter().all(|s| *s == 0), "{shards:?}");
+    for corr in 1000..1005 {
+        assert_eq!(burst(&mut c, corr, 1, 1), [0]);
+    }
+}

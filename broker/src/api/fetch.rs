@@ -40,6 +40,7 @@ pub async fn fetch(
     req: FetchRequest,
     version: i16,
     spliced: &mut FetchRecords,
+    affinity: Option<&net::Affinity>,
 ) -> FetchResponse {
     let mut response = FetchResponse::default();
     if version >= 7 && req.session_id != 0 {
@@ -90,6 +91,9 @@ pub async fn fetch(
                 topics[topic_index].topic = super::topic_name(&tm.name);
             }
         }
+    }
+    if let Some(affinity) = affinity {
+        affinity.note_owners(slots.iter().filter_map(|s| s.target.as_ref().ok().copied()));
     }
     let names: Vec<String> = topics.iter().map(|t| t.topic.0.to_string()).collect();
     let max_bytes = usize::try_from(req.max_bytes.max(0)).unwrap_or(0);

@@ -71,6 +71,10 @@ impl net::Handler for KafkaHandler {
     ) -> impl std::future::Future<Output = HandlerResult> {
         self.handle_frame(req, conn)
     }
+
+    async fn hand_off(&self, to: usize, conn: net::Handoff) -> Result<(), net::Handoff> {
+        self.shard.hand_off_connection(to, conn).await
+    }
 }
 
 /// The per-shard request handler that `net` drives for every connection on this shard.
@@ -127,6 +131,9 @@ impl KafkaHandler {
         debug!(peer = %conn.peer, api, version, correlation_id = req.correlation_id, "request");
         let shard = &self.shard;
         let mut spliced = net::codec::FetchRecords::new();
+        // Where this connection's partitions live, when connections may move to them.
+        let affinity =
+            (shard.config.move_connections && shard.shards() > 1).then_some(&*conn.affinity);
         let response: ResponseKind = match request {
             RequestKind::ApiVersions(_) => {
                 ResponseKind::ApiVersions(metadata::api_versions(&self.table, version))
@@ -136,7 +143,7 @@ impl KafkaHandler {
             }
             RequestKind::Produce(r) => {
                 let acks = r.acks;
-                let resp = produce::produce(shard, r, version).await;
+                let resp = produce::produce(shard, r, version, affinity).await;
                 if acks == 0 {
                     return HandlerResult::NoResponse;
                 }
@@ -147,7 +154,7 @@ impl KafkaHandler {
                 ResponseKind::Produce(resp)
             }
             RequestKind::Fetch(r) => {
-                ResponseKind::Fetch(fetch::fetch(shard, r, version, &mut spliced).await)
+                ResponseKind::Fetch(fetch::fetch(shard, r, version, &mut spliced, affinity).await)
             }
             RequestKind::ListOffsets(r) => {
                 ResponseKind::ListOffsets(offsets::list_offsets(shard, r, version).await)

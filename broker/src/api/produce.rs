@@ -31,7 +31,13 @@ fn failed(e: E) -> ProduceResult {
     }
 }
 
-pub async fn produce(shard: &Rc<Shard>, req: ProduceRequest, _version: i16) -> ProduceResponse {
+/// `affinity`: where to note which shards own the request's partitions (connection moves).
+pub async fn produce(
+    shard: &Rc<Shard>,
+    req: ProduceRequest,
+    _version: i16,
+    affinity: Option<&net::Affinity>,
+) -> ProduceResponse {
     let meta = shard.meta();
     let acks_valid = matches!(req.acks, -1..=1);
     let mut shapes: Vec<(kafka_protocol::messages::TopicName, Vec<i32>)> = Vec::new();
@@ -76,6 +82,15 @@ pub async fn produce(shard: &Rc<Shard>, req: ProduceRequest, _version: i16) -> P
             }
         }
         shapes.push((topic.name, indexes));
+    }
+    if let Some(affinity) = affinity {
+        affinity.note_owners(
+            by_shard
+                .iter()
+                .enumerate()
+                .filter(|(_, (ids, _))| !ids.is_empty())
+                .map(|(target, _)| target),
+        );
     }
     let calls = by_shard
         .into_iter()

@@ -352,3 +352,71 @@ def test_metrics_count_requests_bytes_and_cross_shard_calls(broker, topic_name):
     assert grew("ringtail_log_fsync_duration_seconds_count") >= 1
     assert grew("ringtail_log_write_duration_seconds_sum") > 0
     assert ("ringtail_batch_cache_bytes", "") in after and ("ringtail_connections_active", "") in after
+
+
+def test_connections_move_to_the_shard_that_owns_their_partition(broker, topic_name):
+    """The shared broker runs two shards, which own alternate partitions; the kernel gives each
+    connection to either. A producer or consumer that uses one partition only moves to its
+    owner after a run of requests (net::affinity::MOVE_AFTER_REQUESTS = 16), and from then on
+    its requests cost no cross-shard call. Nothing is lost or reordered across the move."""
+    partitions, producers_per_partition, per_producer = 2, 6, 48
+    kclients.create_topic(broker.bootstrap, topic_name, partitions)
+    before = scrape_metrics(broker)
+
+    def grew(family: str, api: str = "") -> float:
+        return after.get((family, api), 0) - before.get((family, api), 0)
+
+    producers = [(p, kclients.producer(broker.bootstrap, **{"linger.ms": 0}))
+                 for p in range(partitions) for _ in range(producers_per_partition)]
+    deliveries = kclients.Deliveries()
+    # One request per message (flush each time), so every connection sends a long run.
+    for seq in range(per_producer):
+        for n, (p, prod) in enumerate(producers):
+            prod.produce(topic_name, value=f"{n}:{seq}".encode(), partition=p, on_delivery=deliveries)
+            prod.flush(60)
+    assert not deliveries.failed and len(deliveries.ok) == len(producers) * per_producer
+    after = scrape_metrics(broker)
+    produce_requests = grew("ringtail_requests_total", "Produce")
+    assert produce_requests >= len(producers) * per_producer
+    moved, cross = grew("ringtail_connections_moved_total"), grew("ringtail_cross_shard_calls_total")
+    # Moved counts are refreshed once a second.
+    deadline = time.monotonic() + 30
+    while moved == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        after = scrape_metrics(broker)
+        moved = grew("ringtail_connections_moved_total")
+    print(f"producers: {moved:.0f} connections moved, {cross:.0f} cross-shard calls, {produce_requests:.0f} produce requests")
+    # 12 connections, each on the wrong shard with probability 1/2: some moved (all 12 on
+    # the right shard has odds of 1 in 4096).
+    assert moved >= 1, (moved, cross)
+    # A connection on the wrong shard made a cross-shard call per request until it moved,
+    # about 16, never all 48 (plus a few for the non-data requests of every connection).
+    assert cross <= moved * 20 + len(producers) * 4, (moved, cross, produce_requests)
+
+    # Consumers of one partition each move too, and read everything in order.
+    before = scrape_metrics(broker)
+    for p in range(partitions):
+        # Small fetches (one single-record batch each): many requests per connection.
+        c = kclients.consumer(broker.bootstrap, **{"fetch.wait.max.ms": 10, "max.partition.fetch.bytes": 64})
+        try:
+            c.assign([TopicPartition(topic_name, p, OFFSET_BEGINNING)])
+            got: list[bytes] = []
+            deadline = time.monotonic() + kclients.DEADLINE_S
+            while len(got) < producers_per_partition * per_producer:
+                assert time.monotonic() < deadline, f"partition {p}: {len(got)} records"
+                for m in c.consume(num_messages=100, timeout=0.5):
+                    assert m.error() is None, m.error()
+                    got.append(m.value())
+        finally:
+            c.close()
+        # Each producer's records, in its order; none lost, none twice.
+        by_producer: dict[str, list[int]] = {}
+        for v in got:
+            n, seq = v.decode().split(":")
+            by_producer.setdefault(n, []).append(int(seq))
+        assert len(by_producer) == producers_per_partition
+        assert all(seqs == list(range(per_producer)) for seqs in by_producer.values()), by_producer
+    after = scrape_metrics(broker)
+    print(f"consumers: {grew('ringtail_cross_shard_calls_total'):.0f} cross-shard calls, "
+          f"{grew('ringtail_requests_total', 'Fetch'):.0f} fetch requests")
+    assert grew("ringtail_requests_total", "Fetch") >= 2 * 16
