@@ -4,7 +4,7 @@
 # same invocation. Prints one line per run and writes JSON to $OUT.
 #
 # Usage: bench-harness/scripts/perf-targets.sh [OUT_DIR]   Env: RUNS=3 DATA_ROOT=/var/tmp RINGTAIL_BIN BENCH_BIN ONLY=<section>
-# Sections: raw p100 p1k p1k1 e2e read idle (ONLY matches a substring). The 1 KiB x 12 acks=1
+# Sections: raw p100 p1k p1k1 e2e read idle hops (ONLY matches a substring). The 1 KiB x 12 acks=1
 # cell and the cold read also measure the raw limit right before each run and print the ratio;
 # the cache reads (full check, then --check headers) print their ratio to the loopback figure
 # of this invocation.
@@ -14,7 +14,7 @@ OUT="${1:-/tmp/ringtail-perf}"; RUNS="${RUNS:-3}"; DATA_ROOT="${DATA_ROOT:-/var/
 BIN="${RINGTAIL_BIN:-$repo/target/release/ringtail}"; BENCH="${BENCH_BIN:-$repo/target/release/ringtail-bench}"
 mkdir -p "$OUT"
 bp=""; dir=""; port=""
-cleanup() { [[ -n "$bp" ]] && kill "$bp" 2>/dev/null; wait "$bp" 2>/dev/null; [[ -n "$dir" ]] && rm -rf "$dir" "$dir.log"; }
+cleanup() { [[ -n "$bp" ]] && kill "$bp" 2>/dev/null; wait "$bp" 2>/dev/null; [[ -n "$dir" ]] && rm -rf "$dir" "$dir.log" "$dir.toml"; }
 trap cleanup EXIT
 start_broker() { # [extra serve args...]
   [[ -n "$dir" ]] || dir=$(mktemp -d "$DATA_ROOT/rt-perf.XXXX")
@@ -25,6 +25,18 @@ start_broker() { # [extra serve args...]
   echo "broker did not start" >&2; cat "$dir.log" >&2; return 1
 }
 stop_broker() { kill "$bp" 2>/dev/null; wait "$bp" 2>/dev/null; bp=""; }
+# Two shards (CPUs 0 and 1, one of them shared with the harness) with the admin endpoint on
+# $port+1 for /metrics. Usage: start_broker_2shards MOVE_CONNECTIONS(true|false)
+start_broker_2shards() {
+  [[ -n "$dir" ]] || dir=$(mktemp -d "$DATA_ROOT/rt-perf.XXXX")
+  port=$((20000 + RANDOM % 20000))
+  printf 'move_connections = %s\n' "$1" >"$dir.toml"
+  "$BIN" serve --kafka-addr 127.0.0.1:$port --data-dir "$dir" --cores 0,1 --admin-addr 127.0.0.1:$((port + 1)) \
+    --config "$dir.toml" >>"$dir.log" 2>&1 &
+  bp=$!
+  for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && return 0; sleep 0.1; done
+  echo "broker did not start" >&2; cat "$dir.log" >&2; return 1
+}
 fresh() { cleanup; bp=""; dir=""; }
 bench() { taskset -c 0 "$BENCH" "$@" --bootstrap 127.0.0.1:$port --cores 0 --no-charts; }
 summary() { python3 - "$@" <<'PY'
@@ -162,4 +174,31 @@ if want idle; then
   t1=$(awk '{print $14+$15}' /proc/$bp/stat); s1=$(date +%s.%N)
   echo "1000 partitions (each written): idle CPU over 30 s $(python3 -c "print(f'{100*($t1-$t0)/$hz/($s1-$s0):.2f}')")%, peak RSS $(awk '/VmHWM/{printf "%.0f MiB", $2/1024}' /proc/$bp/status)"
   stop_broker
+fi
+if want hops; then
+  # Cross-shard calls per produce request on 2 shards, with connection moves on and off. The
+  # harness's one connection lands on either shard; partition 0 of "t" is owned by one of
+  # them. Throughput here shares CPU 0 between shard 0 and the harness: hops, not a scaling
+  # figure.
+  for r in $(seq 1 "$RUNS"); do
+    for mv in true false; do
+      fresh; start_broker_2shards "$mv" || exit 1
+      bench produce --topic t --json "$OUT/hops-$mv-$r.json" --name "hops-move-$mv" --partitions 1 --record-size 100 \
+        --acks 1 --duration 6 --warmup 0 >"$OUT/hops-$mv-$r.log" 2>&1
+      sleep 1.2 # shards refresh connection counts once a second
+      curl -s "127.0.0.1:$((port + 1))/metrics" >"$OUT/hops-$mv-$r.metrics"
+      stop_broker; summary "$OUT/hops-$mv-$r.json"
+      python3 - "$OUT/hops-$mv-$r.metrics" "$mv" <<'PY'
+import re, sys
+m = open(sys.argv[1]).read()
+def total(pattern):
+    return sum(float(v) for v in re.findall(pattern + r' (\S+)', m))
+produce = total(r'ringtail_requests_total\{shard="\d+",api="Produce"\}')
+cross = total(r'ringtail_cross_shard_calls_total\{shard="\d+"\}')
+moved = total(r'ringtail_connections_moved_total\{shard="\d+"\}')
+print(f"  move_connections={sys.argv[2]}: {produce:.0f} produce requests, {cross:.0f} cross-shard calls "
+      f"({cross / max(produce, 1):.3f} per request), {moved:.0f} connections moved")
+PY
+    done
+  done
 fi
