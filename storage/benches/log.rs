@@ -6,6 +6,9 @@
 //!   `Written`), and pipelined (appends keep flowing; group commit merges them).
 //! - `fsync/appenders/{1,64}`: records/s when every appender waits for `Fsynced`.
 //! - `recovery/scan`: bytes/s of `PartitionLog::open` validating an uncleanly closed log.
+//! - `append_call/*`: the time inside `PartitionLog::append` alone, per call: offset
+//!   assignment and header patching, index bookkeeping, staging for the writer and the batch
+//!   cache entry. The writes it causes complete outside the timed part.
 //!
 //! Set `RINGTAIL_BENCH_DIR` to choose the file system (default: the system temp dir).
 
@@ -134,6 +137,52 @@ fn append_pipelined(size: usize, iters: u64) -> Duration {
         log.delete().await.expect("delete");
         t
     })
+}
+
+/// `iters` calls of `append` with one batch of `records` records of `record_len` bytes, timed
+/// 64 calls at a time; the writes they cause are waited for between the timed parts.
+fn append_calls(records: i32, record_len: usize, iters: u64) -> Duration {
+    run(move || async move {
+        let dir = bench_dir();
+        let log = PartitionLog::open(dir.path().join("p"), config())
+            .await
+            .expect("open");
+        let vb = ValidatedBatches::parse(build_test_batch(records, record_len, 1)).expect("valid");
+        let mut timed = Duration::ZERO;
+        let mut left = iters;
+        while left > 0 {
+            let n = left.min(64);
+            left -= n;
+            let start = Instant::now();
+            let mut last = None;
+            for _ in 0..n {
+                last = Some(log.append(std::hint::black_box(&vb), None).expect("append"));
+            }
+            timed += start.elapsed();
+            if let Some(p) = last {
+                p.wait(Durability::Written).await.expect("write");
+            }
+        }
+        log.delete().await.expect("delete");
+        timed
+    })
+}
+
+fn append_call(c: &mut Criterion) {
+    let mut g = c.benchmark_group("append_call");
+    g.sample_size(20)
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
+    g.throughput(Throughput::Elements(1));
+    // A linger'd 100 B producer's batch, a small batch, and a single 1 KiB record.
+    for (label, records, len) in [
+        ("128KiB_of_100B", 1150, 100),
+        ("16KiB_of_100B", 140, 100),
+        ("1KiB_record", 1, 1024),
+    ] {
+        g.bench_function(label, |b| b.iter_custom(|n| append_calls(records, len, n)));
+    }
+    g.finish();
 }
 
 fn write_bandwidth(c: &mut Criterion) {
@@ -284,5 +333,11 @@ fn recovery_scan(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, write_bandwidth, fsync_coalescing, recovery_scan);
+criterion_group!(
+    benches,
+    write_bandwidth,
+    fsync_coalescing,
+    recovery_scan,
+    append_call
+);
 criterion_main!(benches);
