@@ -71,6 +71,11 @@ fn init_logging() {
         .init();
 }
 
+/// Large page-aligned buffers (glommio's O_DIRECT buffers) on huge pages, so each read
+/// reaches the device as one request; everything else from the system allocator.
+#[global_allocator]
+static ALLOC: storage::dma_alloc::DmaBufferAlloc = storage::dma_alloc::DmaBufferAlloc;
+
 fn main() -> std::process::ExitCode {
     init_logging();
     let cli = Cli::parse();

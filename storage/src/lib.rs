@@ -72,6 +72,7 @@
 pub mod batch;
 mod checkpoint;
 mod config;
+pub mod dma_alloc;
 mod error;
 mod event;
 mod index;
