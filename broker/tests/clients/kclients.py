@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -163,3 +164,21 @@ def consume_all(bootstrap: str, topic: str, partitions: int, until: dict[int, in
     finally:
         c.close()
     return got
+
+
+def scrape_metrics(broker) -> dict[tuple, float]:
+    """GET /metrics, summed over shards: {(family, api label or ""): value}; histogram
+    buckets are keyed (family, api, le)."""
+    status, body = broker.http_get("/metrics")
+    assert status == 200, body
+    out: dict[tuple, float] = {}
+    for line in body.decode().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        series, value = line.rsplit(" ", 1)
+        name, labels = series.split("{", 1)
+        api = re.search(r'api="([^"]+)"', labels)
+        le = re.search(r'le="([^"]+)"', labels)
+        key = (name, api.group(1) if api else "") + ((le.group(1),) if le else ())
+        out[key] = out.get(key, 0) + float(value)
+    return out

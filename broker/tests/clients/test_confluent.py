@@ -5,7 +5,6 @@ offsets_for_times and seek/replay, and the AdminClient."""
 from __future__ import annotations
 
 import json
-import re
 import time
 import zlib
 
@@ -276,29 +275,11 @@ def test_admin_legacy_alter_configs(broker, topic_name):
     assert entries["retention.ms"].value == "604800000"
 
 
-def scrape_metrics(broker) -> dict[tuple, float]:
-    """GET /metrics, summed over shards: {(family, api label or ""): value}; histogram
-    buckets are keyed (family, api, le)."""
-    status, body = broker.http_get("/metrics")
-    assert status == 200, body
-    out: dict[tuple, float] = {}
-    for line in body.decode().splitlines():
-        if not line or line.startswith("#"):
-            continue
-        series, value = line.rsplit(" ", 1)
-        name, labels = series.split("{", 1)
-        api = re.search(r'api="([^"]+)"', labels)
-        le = re.search(r'le="([^"]+)"', labels)
-        key = (name, api.group(1) if api else "") + ((le.group(1),) if le else ())
-        out[key] = out.get(key, 0) + float(value)
-    return out
-
-
 def test_metrics_count_requests_bytes_and_cross_shard_calls(broker, topic_name):
     partitions = 4
     count, size = 2000, 500
     kclients.create_topic(broker.bootstrap, topic_name, partitions)
-    before = scrape_metrics(broker)
+    before = kclients.scrape_metrics(broker)
     deliveries = kclients.Deliveries()
     prod = kclients.producer(broker.bootstrap)
     for i in range(count):
@@ -307,7 +288,7 @@ def test_metrics_count_requests_bytes_and_cross_shard_calls(broker, topic_name):
     assert not deliveries.failed and len(deliveries.ok) == count
     got = kclients.consume_all(broker.bootstrap, topic_name, partitions)
     assert sum(len(msgs) for msgs in got.values()) == count
-    after = scrape_metrics(broker)
+    after = kclients.scrape_metrics(broker)
 
     def grew(family: str, api: str = "") -> int:
         return after.get((family, api), 0) - before.get((family, api), 0)
@@ -345,7 +326,7 @@ def test_metrics_count_requests_bytes_and_cross_shard_calls(broker, topic_name):
     deadline = time.monotonic() + 30
     while not refreshed() and time.monotonic() < deadline:
         time.sleep(0.2)
-        after = scrape_metrics(broker)
+        after = kclients.scrape_metrics(broker)
     assert grew("ringtail_connections_accepted_total") >= 2, "a producer and a consumer connected"
     # acks=all on one node: the appends were written and fdatasynced, and both were timed.
     assert grew("ringtail_log_write_duration_seconds_count") >= 1
@@ -361,7 +342,7 @@ def test_connections_move_to_the_shard_that_owns_their_partition(broker, topic_n
     its requests cost no cross-shard call. Nothing is lost or reordered across the move."""
     partitions, producers_per_partition, per_producer = 2, 6, 48
     kclients.create_topic(broker.bootstrap, topic_name, partitions)
-    before = scrape_metrics(broker)
+    before = kclients.scrape_metrics(broker)
 
     def grew(family: str, api: str = "") -> float:
         return after.get((family, api), 0) - before.get((family, api), 0)
@@ -375,7 +356,7 @@ def test_connections_move_to_the_shard_that_owns_their_partition(broker, topic_n
             prod.produce(topic_name, value=f"{n}:{seq}".encode(), partition=p, on_delivery=deliveries)
             prod.flush(60)
     assert not deliveries.failed and len(deliveries.ok) == len(producers) * per_producer
-    after = scrape_metrics(broker)
+    after = kclients.scrape_metrics(broker)
     produce_requests = grew("ringtail_requests_total", "Produce")
     assert produce_requests >= len(producers) * per_producer
     moved, cross = grew("ringtail_connections_moved_total"), grew("ringtail_cross_shard_calls_total")
@@ -383,7 +364,7 @@ def test_connections_move_to_the_shard_that_owns_their_partition(broker, topic_n
     deadline = time.monotonic() + 30
     while moved == 0 and time.monotonic() < deadline:
         time.sleep(0.2)
-        after = scrape_metrics(broker)
+        after = kclients.scrape_metrics(broker)
         moved = grew("ringtail_connections_moved_total")
     print(f"producers: {moved:.0f} connections moved, {cross:.0f} cross-shard calls, {produce_requests:.0f} produce requests")
     # 12 connections, each on the wrong shard with probability 1/2: some moved (all 12 on
@@ -394,7 +375,7 @@ def test_connections_move_to_the_shard_that_owns_their_partition(broker, topic_n
     assert cross <= moved * 20 + len(producers) * 4, (moved, cross, produce_requests)
 
     # Consumers of one partition each move too, and read everything in order.
-    before = scrape_metrics(broker)
+    before = kclients.scrape_metrics(broker)
     for p in range(partitions):
         # Small fetches (one single-record batch each): many requests per connection.
         c = kclients.consumer(broker.bootstrap, **{"fetch.wait.max.ms": 10, "max.partition.fetch.bytes": 64})
@@ -416,7 +397,7 @@ def test_connections_move_to_the_shard_that_owns_their_partition(broker, topic_n
             by_producer.setdefault(n, []).append(int(seq))
         assert len(by_producer) == producers_per_partition
         assert all(seqs == list(range(per_producer)) for seqs in by_producer.values()), by_producer
-    after = scrape_metrics(broker)
+    after = kclients.scrape_metrics(broker)
     print(f"consumers: {grew('ringtail_cross_shard_calls_total'):.0f} cross-shard calls, "
           f"{grew('ringtail_requests_total', 'Fetch'):.0f} fetch requests")
     assert grew("ringtail_requests_total", "Fetch") >= 2 * 16

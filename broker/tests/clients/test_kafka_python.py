@@ -101,3 +101,40 @@ def test_kafka_python_admin_create_and_delete(broker, topic_name):
             time.sleep(0.2)
     finally:
         admin.close()
+
+
+def test_kafka_python_pipelined_idempotent_producer_moves_to_the_partition_owner(broker, topic_name):
+    """On the 2-shard test broker a connection lands on either shard. kafka-python pipelines up
+    to 5 idempotent produce requests; one that landed on the shard not owning its partition
+    moves after 16 requests (net::affinity), with requests still queued behind the move.
+    Every producer's cross-shard calls stay bounded, and offsets and sequences stay
+    contiguous."""
+    partitions, producers, count = 2, 6, 2000
+    kclients.create_topic(broker.bootstrap, topic_name, partitions)
+    for n in range(producers):
+        p = n % partitions
+        before = kclients.scrape_metrics(broker)
+        prod = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, batch_size=2048,
+                             request_timeout_ms=DEADLINE_S * 1000)
+        futures = [prod.send(topic_name, value=f"{n}:{i}".encode() + b"x" * 100, partition=p)
+                   for i in range(count)]
+        prod.flush(timeout=DEADLINE_S)
+        offsets = [f.get(timeout=DEADLINE_S).offset for f in futures]
+        prod.close(timeout=DEADLINE_S)
+        assert offsets == list(range(offsets[0], offsets[0] + count)), f"producer {n}: offsets not contiguous"
+        after = kclients.scrape_metrics(broker)
+        requests = after[("ringtail_requests_total", "Produce")] - before.get(("ringtail_requests_total", "Produce"), 0)
+        cross = after.get(("ringtail_cross_shard_calls_total", ""), 0) - before.get(("ringtail_cross_shard_calls_total", ""), 0)
+        assert requests >= 100, f"producer {n}: only {requests} produce requests"
+        # At most the run before the move (16), the requests already read or queued behind
+        # it (up to 5 in flight), and a few non-data calls (InitProducerId goes to shard 0).
+        assert cross <= 32, f"producer {n}: {cross} cross-shard calls for {requests} produce requests"
+    with kwire.Conn(broker.bootstrap) as conn:
+        for p in range(partitions):
+            batches = kwire.fetch_all_batches(conn, topic_name, p)
+            assert sum(b.record_count for b in batches) == count * producers // partitions
+            for pid in {b.producer_id for b in batches}:
+                sequence = 0
+                for b in (b for b in batches if b.producer_id == pid):
+                    assert b.base_sequence == sequence, f"partition {p}, producer id {pid}"
+                    sequence += b.record_count
