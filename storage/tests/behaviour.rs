@@ -779,6 +779,60 @@ fn interleaved_sequential_readers_each_keep_their_read_ahead() {
     });
 }
 
+/// Streams read deep ahead (the disk's throughput grows with the reads in flight), but the
+/// ranges past a stream's first few leave a reserve of the shard's budget, so a reader of
+/// another partition that arrives later still gets read-ahead instead of going to disk.
+#[test]
+fn deep_read_ahead_leaves_room_for_a_later_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    run(move || async move {
+        let mut logs = Vec::new();
+        for name in ["first", "later"] {
+            let log = PartitionLog::open(root.join(name), LogConfig::default())
+                .await
+                .unwrap();
+            let mut last = None;
+            for i in 0..400i64 {
+                last = Some(log.append(&batch(4, 4000, i), None).unwrap());
+            }
+            last.unwrap().wait(Durability::Written).await.unwrap();
+            log.set_read_cache_bytes(0);
+            logs.push(log);
+        }
+        let budget = 4usize << 20;
+        storage::set_shard_read_ahead_bytes(budget);
+        // 256 KiB reads: ranges of 256 KiB, a stream wants 16 of them (4 MiB, the whole
+        // budget) but may take only 3 MiB.
+        let max_bytes = 256 << 10;
+        let mut off_first = read_on(&logs[0], 0, max_bytes).await;
+        let first_holds = storage::shard_read_ahead_bytes();
+        assert!(
+            first_holds > 4 * max_bytes && first_holds <= budget - budget / 4,
+            "the first stream holds {first_holds} bytes"
+        );
+        let mut off_later = read_on(&logs[1], 0, max_bytes).await;
+        let both_hold = storage::shard_read_ahead_bytes();
+        assert!(
+            both_hold > first_holds,
+            "the later reader got no read-ahead"
+        );
+        assert!(both_hold <= budget, "{both_hold}");
+        let hits_before = storage::shard_read_ahead_hits();
+        for _ in 0..3 {
+            off_later = read_on(&logs[1], off_later, max_bytes).await;
+            off_first = read_on(&logs[0], off_first, max_bytes).await;
+        }
+        let hits = storage::shard_read_ahead_hits() - hits_before;
+        assert_eq!(hits, 6, "both readers are served from read-ahead");
+        assert!(storage::shard_read_ahead_bytes() <= budget);
+        storage::set_shard_read_ahead_bytes(storage::DEFAULT_SHARD_READ_AHEAD_BYTES);
+        for log in logs {
+            log.close().await.unwrap();
+        }
+    });
+}
+
 /// Space is allocated ahead in the background while a segment fills; a rolled segment is
 /// still trimmed to exactly its batches (the seal waits for an allocation in flight).
 #[test]
