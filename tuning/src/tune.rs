@@ -127,6 +127,7 @@ fn items(data_dir: &Path) -> Vec<Item> {
     ];
     items.extend(disk_items(data_dir));
     items.push(irq_affinity(&reserved));
+    items.push(damon(Path::new(DAMON_ADMIN), &reserved));
     items.push(io_uring_disabled());
     items.push(aio_max_nr());
     items.push(Item::report(memlock_check(shards)));
@@ -547,6 +548,68 @@ fn irq_affinity(reserved: &[usize]) -> Item {
     item
 }
 
+/// The DAMON sysfs admin interface: one directory per monitoring thread (`kdamond.N`).
+const DAMON_ADMIN: &str = "/sys/kernel/mm/damon/admin/kdamonds";
+
+/// DAMON monitors that are running. Each is a kernel thread (`kdamond.N`) that may run on any
+/// cpu, shard cpus included, for milliseconds at a time: on the benchmark VM it held the
+/// broker's cpu for up to 3.7 ms in a row during the e2e latency run. Report-only: something
+/// on the machine turned it on (proactive reclaim, memory tiering), and stopping it is the
+/// operator's call.
+fn damon(admin: &Path, reserved: &[usize]) -> Item {
+    let Some(n) = read_trimmed(admin.join("nr_kdamonds")).and_then(|v| v.parse::<u32>().ok())
+    else {
+        return Item::report(Check::new("damon", Status::Ok, "DAMON not present"));
+    };
+    let running: Vec<(u32, Option<String>)> = (0..n)
+        .filter(|i| read_trimmed(admin.join(format!("{i}/state"))).as_deref() == Some("on"))
+        .map(|i| (i, read_trimmed(admin.join(format!("{i}/pid")))))
+        .collect();
+    if running.is_empty() {
+        return Item::report(
+            Check::new("damon", Status::Ok, format!("{n} monitor(s), none running"))
+                .with_values("off", "off"),
+        );
+    }
+    let names = running
+        .iter()
+        .map(|(i, pid)| match pid {
+            Some(pid) => format!("kdamond.{i} (pid {pid})"),
+            None => format!("kdamond.{i}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let stop = running
+        .iter()
+        .map(|(i, _)| format!("echo off > {}", admin.join(format!("{i}/state")).display()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut fix = format!("on a dedicated broker, stop it if nothing relies on it: {stop}");
+    if !reserved.is_empty() {
+        let pids = running
+            .iter()
+            .filter_map(|(_, pid)| pid.clone())
+            .collect::<Vec<_>>()
+            .join(" ");
+        fix.push_str(&format!(
+            "; or keep it off shard cpus: for p in {pids}; do taskset -pc {} $p; done",
+            format_cpu_list(reserved)
+        ));
+    }
+    Item::report(
+        Check::new(
+            "damon",
+            Status::Warn,
+            format!(
+                "DAMON is running: {names}; its thread can take a shard's cpu for milliseconds \
+                 at a time (tail latency); not changed by --apply"
+            ),
+        )
+        .with_values("on", "off")
+        .with_fix(fix),
+    )
+}
+
 fn irqbalance_running() -> bool {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return false;
@@ -619,6 +682,7 @@ mod tests {
             "swappiness",
             "clocksource",
             "irq_affinity",
+            "damon",
             "io_uring_disabled",
             "aio_max_nr",
             "memlock",
@@ -666,6 +730,36 @@ mod tests {
         let item = clocksource_item(base, "xen".into(), "xen");
         assert_eq!(item.check.status, Status::Ok); // nothing better to offer
         assert!(item.writes.is_empty());
+    }
+
+    #[test]
+    fn damon_monitors() {
+        let dir = tempfile::tempdir().unwrap();
+        let admin = dir.path();
+        assert_eq!(damon(&admin.join("missing"), &[]).check.status, Status::Ok);
+        std::fs::write(admin.join("nr_kdamonds"), "2\n").unwrap();
+        for (i, state, pid) in [(0, "off", "-1"), (1, "on", "77")] {
+            std::fs::create_dir(admin.join(i.to_string())).unwrap();
+            std::fs::write(admin.join(format!("{i}/state")), format!("{state}\n")).unwrap();
+            std::fs::write(admin.join(format!("{i}/pid")), format!("{pid}\n")).unwrap();
+        }
+        let item = damon(admin, &[0]);
+        assert_eq!(item.check.status, Status::Warn);
+        assert!(
+            item.check.detail.contains("kdamond.1 (pid 77)"),
+            "{}",
+            item.check.detail
+        );
+        assert!(!item.check.detail.contains("kdamond.0"));
+        let fix = item.check.fix.clone().unwrap();
+        assert!(
+            fix.contains("1/state") && fix.contains("taskset -pc 0 $p"),
+            "{fix}"
+        );
+        // Report-only: --apply never stops it.
+        assert!(item.writes.is_empty() && !item.check.can_apply);
+        std::fs::write(admin.join("1/state"), "off\n").unwrap();
+        assert_eq!(damon(admin, &[]).check.status, Status::Ok);
     }
 
     #[test]
