@@ -833,6 +833,59 @@ fn deep_read_ahead_leaves_room_for_a_later_reader() {
     });
 }
 
+/// Many sequential readers on one shard split the read-ahead budget: the first ones do not
+/// keep it all while the later ones read every fetch from disk. Deep streams stop refilling
+/// once only the reserve is left, so memory moves to the newcomers as the first ones read on.
+#[test]
+fn many_readers_share_the_read_ahead_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    run(move || async move {
+        const READERS: usize = 8;
+        const ROUNDS: usize = 24;
+        let mut logs = Vec::new();
+        for r in 0..READERS {
+            let log = PartitionLog::open(root.join(format!("p{r}")), LogConfig::default())
+                .await
+                .unwrap();
+            let mut last = None;
+            for i in 0..640i64 {
+                last = Some(log.append(&batch(4, 4000, i), None).unwrap());
+            }
+            last.unwrap().wait(Durability::Written).await.unwrap();
+            log.set_read_cache_bytes(0);
+            logs.push(log);
+        }
+        // Room for every reader's first four 256 KiB ranges and a little more.
+        let budget = 12usize << 20;
+        storage::set_shard_read_ahead_bytes(budget);
+        let max_bytes = 256 << 10;
+        let mut offsets = [0i64; READERS];
+        let mut late_hits = [0usize; READERS];
+        for round in 0..ROUNDS {
+            for r in 0..READERS {
+                let before = storage::shard_read_ahead_hits();
+                offsets[r] = read_on(&logs[r], offsets[r], max_bytes).await;
+                let hit = storage::shard_read_ahead_hits() - before;
+                if round >= ROUNDS - 8 {
+                    late_hits[r] += hit as usize;
+                }
+                assert!(storage::shard_read_ahead_bytes() <= budget);
+            }
+        }
+        // Once the budget has been split, every reader is served from memory most of the
+        // time (a read right after a range boundary may still go to disk).
+        assert!(
+            late_hits.iter().all(|&h| h >= 4),
+            "read-ahead hits per reader in the last 8 rounds: {late_hits:?}"
+        );
+        storage::set_shard_read_ahead_bytes(storage::DEFAULT_SHARD_READ_AHEAD_BYTES);
+        for log in logs {
+            log.close().await.unwrap();
+        }
+    });
+}
+
 /// Space is allocated ahead in the background while a segment fills; a rolled segment is
 /// still trimmed to exactly its batches (the seal waits for an allocation in flight).
 #[test]
