@@ -58,7 +58,8 @@ def broker(_module_broker) -> Broker:
 
 @pytest.fixture
 def broker_factory(tmp_path):
-    """Start dedicated brokers: `broker_factory(env={...}, config={...}, cores="0,1")`."""
+    """Start dedicated brokers: `broker_factory(env={...}, config={...}, settings={...},
+    cores="0,1")` (`config`: Kafka broker settings; `settings`: Ringtail's own TOML keys)."""
     started: list[Broker] = []
 
     def make(**kwargs) -> Broker:

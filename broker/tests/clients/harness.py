@@ -64,6 +64,7 @@ class Broker:
         node_id: int = 0,
         env: dict[str, str] | None = None,
         config: dict | None = None,
+        settings: dict | None = None,
         extra_args: list[str] | None = None,
     ):
         self.binary = ringtail_bin()
@@ -78,6 +79,7 @@ class Broker:
         self.admin_port = free_port()
         self.env = dict(env or {})
         self.config = config
+        self.settings = settings
         self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen | None = None
         self.starts = 0
@@ -115,10 +117,12 @@ class Broker:
             "--admin-addr",
             f"127.0.0.1:{self.admin_port}",
         ]
-        if self.config:
+        if self.config or self.settings:
             config_path = self.workdir / "ringtail.toml"
-            # Kafka broker settings keep their Kafka names under the [kafka] table.
-            lines = ["[kafka]"] + [f'"{key}" = {_toml_value(value)}' for key, value in self.config.items()]
+            # Ringtail's own settings are top-level keys; Kafka broker settings keep their
+            # Kafka names under the [kafka] table.
+            lines = [f"{key} = {_toml_value(value)}" for key, value in (self.settings or {}).items()]
+            lines += ["[kafka]"] + [f'"{key}" = {_toml_value(value)}' for key, value in (self.config or {}).items()]
             config_path.write_text("\n".join(lines) + "\n")
             cmd += ["--config", str(config_path)]
         return cmd + self.extra_args
