@@ -779,6 +779,21 @@ fn interleaved_sequential_readers_each_keep_their_read_ahead() {
     });
 }
 
+/// A log of `batches` written batches of 4 records of 4000 B (about 16 KiB each), with no
+/// batch cache, so that every read goes to disk or read-ahead.
+async fn uncached_log(path: std::path::PathBuf, batches: i64) -> PartitionLog {
+    let log = PartitionLog::open(path, LogConfig::default())
+        .await
+        .unwrap();
+    let mut last = None;
+    for i in 0..batches {
+        last = Some(log.append(&batch(4, 4000, i), None).unwrap());
+    }
+    last.unwrap().wait(Durability::Written).await.unwrap();
+    log.set_read_cache_bytes(0);
+    log
+}
+
 /// Streams read deep ahead (the disk's throughput grows with the reads in flight), but the
 /// ranges past a stream's first few leave a reserve of the shard's budget, so a reader of
 /// another partition that arrives later still gets read-ahead instead of going to disk.
@@ -787,19 +802,10 @@ fn deep_read_ahead_leaves_room_for_a_later_reader() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
     run(move || async move {
-        let mut logs = Vec::new();
-        for name in ["first", "later"] {
-            let log = PartitionLog::open(root.join(name), LogConfig::default())
-                .await
-                .unwrap();
-            let mut last = None;
-            for i in 0..400i64 {
-                last = Some(log.append(&batch(4, 4000, i), None).unwrap());
-            }
-            last.unwrap().wait(Durability::Written).await.unwrap();
-            log.set_read_cache_bytes(0);
-            logs.push(log);
-        }
+        let logs = [
+            uncached_log(root.join("first"), 400).await,
+            uncached_log(root.join("later"), 400).await,
+        ];
         let budget = 4usize << 20;
         storage::set_shard_read_ahead_bytes(budget);
         // 256 KiB reads: ranges of 256 KiB, a stream wants 16 of them (4 MiB, the whole
@@ -845,16 +851,7 @@ fn many_readers_share_the_read_ahead_budget() {
         const ROUNDS: usize = 24;
         let mut logs = Vec::new();
         for r in 0..READERS {
-            let log = PartitionLog::open(root.join(format!("p{r}")), LogConfig::default())
-                .await
-                .unwrap();
-            let mut last = None;
-            for i in 0..640i64 {
-                last = Some(log.append(&batch(4, 4000, i), None).unwrap());
-            }
-            last.unwrap().wait(Durability::Written).await.unwrap();
-            log.set_read_cache_bytes(0);
-            logs.push(log);
+            logs.push(uncached_log(root.join(format!("p{r}")), 640).await);
         }
         // Room for every reader's first four 256 KiB ranges and a little more.
         let budget = 12usize << 20;
