@@ -168,7 +168,8 @@ if want read; then
     # (empty cache), drop the page cache, 4 consumers of 3 partitions each read it all.
     stop_broker; start_broker || continue
     bench produce --topic t --json "$OUT/fill-more-$r.json" --name fill-more --partitions 12 --record-size 1024 --acks 1 --duration 5 --warmup 0 >/dev/null 2>&1
-    n=$((n + $(python3 -c "import json;print(json.load(open('$OUT/fill-more-$r.json'))['produced_acked_all'])")))
+    more=$(python3 -c "import json;print(json.load(open('$OUT/fill-more-$r.json'))['produced_acked_all'])" 2>/dev/null || echo 0)
+    n=$((n + ${more:-0}))
     stop_broker; raw=$(raw_read12); sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; start_broker || continue
     bench consume --topic t --json "$OUT/cold-$r.json" --name "cold-read" --partitions 12 --record-size 1024 --from earliest \
       --records "$n" --consumers 4 --duration 60 --warmup 0 >"$OUT/cold-$r.log" 2>&1
