@@ -29,6 +29,9 @@ enum Role {
     },
 }
 
+/// How often each worker's stall probe wakes.
+const PROBE_INTERVAL: Duration = Duration::from_millis(1);
+
 fn executor(core: Option<usize>, name: &str, spin_us: u64) -> LocalExecutorBuilder {
     let placement = match core {
         Some(c) => Placement::Fixed(c),
@@ -196,9 +199,24 @@ pub fn run(w: Workload, spin_us: u64) -> Result<BenchResult> {
                         }
                     }));
                 }
+                // The stall probe: a timer every PROBE_INTERVAL whose lateness is how long
+                // this executor kept its tasks from running (charted per second).
+                let probing = Rc::new(std::cell::Cell::new(true));
+                let probe = {
+                    let (stats, probing) = (stats.clone(), probing.clone());
+                    glommio::spawn_local(async move {
+                        while probing.get() {
+                            let due = clock.elapsed_ns() + PROBE_INTERVAL.as_nanos() as u64;
+                            glommio::timer::sleep(PROBE_INTERVAL).await;
+                            stats.borrow_mut().on_probe(due, clock.elapsed_ns());
+                        }
+                    })
+                };
                 for t in tasks {
                     t.await;
                 }
+                probing.set(false);
+                probe.await;
                 let mut stats = Rc::try_unwrap(stats)
                     .map_err(|_| anyhow!("stats still shared"))?
                     .into_inner();

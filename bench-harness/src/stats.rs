@@ -67,6 +67,9 @@ pub struct SecondBucket {
     pub send_lag_max_us: u64,
     /// Longest produce round trip (written → response read) ending in this second (µs).
     pub round_trip_max_us: u64,
+    /// Longest lateness of the worker's stall probe waking in this second (µs): how long the
+    /// harness's own executor kept its tasks from running (busy task, or its thread off CPU).
+    pub stall_max_us: u64,
 }
 
 /// Intended send times (ns since the clock's origin) of a batch's records in order,
@@ -241,6 +244,12 @@ impl WorkerStats {
         }
     }
 
+    /// The stall probe, due at `due_ns`, ran at `now_ns`.
+    pub fn on_probe(&mut self, due_ns: u64, now_ns: u64) {
+        let b = self.bucket(now_ns);
+        b.stall_max_us = b.stall_max_us.max(now_ns.saturating_sub(due_ns) / 1000);
+    }
+
     /// A Produce request of `bytes` bytes (whole frame) is being written at `now_ns`.
     pub fn on_request(&mut self, now_ns: u64, bytes: usize) {
         self.requests_sent += 1;
@@ -336,6 +345,7 @@ impl WorkerStats {
             a.produce_latency_max_us = a.produce_latency_max_us.max(b.produce_latency_max_us);
             a.send_lag_max_us = a.send_lag_max_us.max(b.send_lag_max_us);
             a.round_trip_max_us = a.round_trip_max_us.max(b.round_trip_max_us);
+            a.stall_max_us = a.stall_max_us.max(b.stall_max_us);
         }
         for e in &o.errors {
             self.note_error(e.clone());
@@ -425,6 +435,10 @@ pub struct SeriesPoint {
     /// Longest produce round trip (request written → response read) ending in this second.
     #[serde(default)]
     pub produce_round_trip_max_ms: f64,
+    /// Longest time the harness's own executor kept its tasks waiting in this second (a
+    /// probe's lateness): a round trip or send lag no longer than this may be the harness's.
+    #[serde(default)]
+    pub harness_stall_max_ms: f64,
     /// MB/s written to disk by processes other than the broker in this second.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub other_disk_write_mb_per_sec: Option<f64>,
@@ -609,6 +623,7 @@ impl BenchResult {
                 produce_latency_max_ms: b.produce_latency_max_us as f64 / 1000.0,
                 send_lag_max_ms: b.send_lag_max_us as f64 / 1000.0,
                 produce_round_trip_max_ms: b.round_trip_max_us as f64 / 1000.0,
+                harness_stall_max_ms: b.stall_max_us as f64 / 1000.0,
             })
             .collect();
         BenchResult {
@@ -947,6 +962,22 @@ mod tests {
         // The worst record is the batch's first: intended 1.1 s, written 1.4 s, acked 1.402 s.
         assert!((p1.send_lag_max_ms - 300.0).abs() < 1e-9);
         assert!((p1.produce_latency_max_ms - 302.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_stall_probe_keeps_the_longest_lateness_per_second_across_workers() {
+        let w = Workload::default();
+        let mut a = WorkerStats::new(&w);
+        a.on_probe(1_000_000, 1_100_000); // 0.1 ms late in second 0
+        a.on_probe(1_500_000_000, 1_503_000_000); // 3 ms late in second 1
+        let mut b = WorkerStats::new(&w);
+        b.on_probe(2_000_000, 2_400_000); // 0.4 ms late in second 0
+        b.on_probe(2_600_000_000, 2_600_000_000); // on time in second 2
+        b.on_probe(1_800_000_000, 1_700_000_000); // a clock running backwards counts as 0
+        a.merge(&b).expect("merge");
+        let r = BenchResult::build(&w, &a, 0, None);
+        let stalls: Vec<f64> = r.series.iter().map(|x| x.harness_stall_max_ms).collect();
+        assert_eq!(stalls, vec![0.4, 3.0, 0.0]);
     }
 
     #[test]
