@@ -325,6 +325,20 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{shard=\"{id}\"}} {}", field(s).load(Relaxed));
             }
         }
+        // Process-wide: the I/O buffer allocator is shared by every shard.
+        let io = storage::dma_alloc::stats();
+        family(
+            &mut out,
+            "ringtail_io_buffer_bytes",
+            "Memory of the allocator for disk I/O buffers (64 KiB and up, on huge pages): \
+             in_use is held by writes, reads and read-ahead; free is kept for reuse and given \
+             back once idle for 10-20 s.",
+            "gauge",
+        );
+        let free = io.mapped_bytes.saturating_sub(io.in_use_bytes);
+        for (state, bytes) in [("in_use", io.in_use_bytes), ("free", free)] {
+            let _ = writeln!(out, "ringtail_io_buffer_bytes{{state=\"{state}\"}} {bytes}");
+        }
         out
     }
 }
@@ -392,6 +406,7 @@ mod tests {
             "ringtail_connections_moved_total{shard=\"0\"} 2",
             "ringtail_batch_cache_bytes{shard=\"0\"} 4096",
             "# TYPE ringtail_connections_active gauge",
+            "# TYPE ringtail_io_buffer_bytes gauge",
             "# TYPE ringtail_connections_accepted_total counter",
             "# TYPE ringtail_request_duration_seconds histogram",
             "ringtail_request_duration_seconds_bucket{shard=\"0\",api=\"Produce\",le=\"0.0001\"} 1",

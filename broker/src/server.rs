@@ -21,6 +21,10 @@ use crate::meta::{MetaSnapshot, MetaStore};
 use crate::producer_state::ProducerIdAllocator;
 use crate::shard::{Shard, ShardReq, ShardResp, RETENTION_CHECK_INTERVAL_MS};
 
+/// How long I/O buffers stay free before they are given back to the system (a burst's
+/// buffers go 10-20 s after it ends; see `storage::dma_alloc::trim`).
+const IO_BUFFER_TRIM_INTERVAL: Duration = Duration::from_secs(10);
+
 /// What glommio gets per executor when memlock is no constraint (its own default is 10 MiB).
 const IO_MEMORY_WANTED_BYTES: usize = 10 << 20;
 /// How often an idle shard looks at the shutdown flag. Cheap: one timer wake-up.
@@ -291,6 +295,23 @@ async fn shard_main(
         }
     })
     .detach();
+    if id == 0 {
+        // The I/O buffer allocator is process-wide: one shard gives back what stayed idle.
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(IO_BUFFER_TRIM_INTERVAL).await;
+                let released = storage::dma_alloc::trim();
+                if released > 0 {
+                    info!(
+                        released_mib = released >> 20,
+                        "gave back I/O buffers idle for {}s",
+                        IO_BUFFER_TRIM_INTERVAL.as_secs()
+                    );
+                }
+            }
+        })
+        .detach();
+    }
     let home = Rc::new(listener.home(handler, limits, max_connections));
     let adopter = Rc::downgrade(&home);
     shard.set_conn_home(Box::new(move |conn| match adopter.upgrade() {

@@ -167,8 +167,8 @@ def consume_all(bootstrap: str, topic: str, partitions: int, until: dict[int, in
 
 
 def scrape_metrics(broker) -> dict[tuple, float]:
-    """GET /metrics, summed over shards: {(family, api label or ""): value}; histogram
-    buckets are keyed (family, api, le)."""
+    """GET /metrics, summed over shards: {(family, api or state label or ""): value};
+    histogram buckets are keyed (family, api, le)."""
     status, body = broker.http_get("/metrics")
     assert status == 200, body
     out: dict[tuple, float] = {}
@@ -177,7 +177,7 @@ def scrape_metrics(broker) -> dict[tuple, float]:
             continue
         series, value = line.rsplit(" ", 1)
         name, labels = series.split("{", 1)
-        api = re.search(r'api="([^"]+)"', labels)
+        api = re.search(r'(?:api|state)="([^"]+)"', labels)
         le = re.search(r'le="([^"]+)"', labels)
         key = (name, api.group(1) if api else "") + ((le.group(1),) if le else ())
         out[key] = out.get(key, 0) + float(value)

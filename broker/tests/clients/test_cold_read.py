@@ -27,11 +27,13 @@ def value_for(partition: int, i: int) -> bytes:
     return (head * (VALUE_BYTES // len(head) + 1))[:VALUE_BYTES]
 
 
-def read_partitions(bootstrap: str, topic: str, parts: list[int], out: dict, errors: list) -> None:
+def read_partitions(
+    bootstrap: str, topic: str, parts: list[int], out: dict, errors: list, fetch_bytes: int
+) -> None:
     try:
         c = kclients.consumer(
             bootstrap,
-            **{"max.partition.fetch.bytes": 256 << 10, "fetch.max.bytes": 1 << 20},
+            **{"max.partition.fetch.bytes": fetch_bytes, "fetch.max.bytes": 4 * fetch_bytes},
         )
         try:
             c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
@@ -53,29 +55,31 @@ def read_partitions(bootstrap: str, topic: str, parts: list[int], out: dict, err
         errors.append(e)
 
 
-def test_concurrent_cold_reads_come_back_whole_through_read_ahead(broker_factory, topic_name):
-    broker = broker_factory(cores="0", settings={"read_ahead_bytes_per_shard": READ_AHEAD_BUDGET})
-    kclients.create_topic(broker.bootstrap, topic_name, PARTITIONS)
+def fill_and_restart(broker, topic: str) -> None:
+    """Writes every partition's records, then restarts the broker: the batch cache is empty,
+    so reads come from disk."""
+    kclients.create_topic(broker.bootstrap, topic, PARTITIONS)
     deliveries = kclients.Deliveries()
     prod = kclients.producer(broker.bootstrap, **{"linger.ms": 20, "batch.size": 64 << 10, "acks": "1"})
     for i in range(RECORDS):
         for p in range(PARTITIONS):
-            prod.produce(topic_name, partition=p, value=value_for(p, i), on_delivery=deliveries)
+            prod.produce(topic, partition=p, value=value_for(p, i), on_delivery=deliveries)
         if i % 200 == 0:
             prod.poll(0)
     kclients.flush_all(prod)
     assert not deliveries.failed and len(deliveries.ok) == RECORDS * PARTITIONS
-
-    # A restart empties the batch cache: everything below is read from disk.
     broker.restart("term")
-    before = kclients.scrape_metrics(broker)
 
+
+def read_everything(broker, topic: str, fetch_bytes: int = 256 << 10) -> None:
+    """CONSUMERS librdkafka consumers at once, each its share of the partitions, read every
+    record back and check it; `fetch_bytes` is their max.partition.fetch.bytes."""
     out: dict[int, int] = {}
     errors: list[BaseException] = []
     threads = [
         threading.Thread(
             target=read_partitions,
-            args=(broker.bootstrap, topic_name, list(range(c, PARTITIONS, CONSUMERS)), out, errors),
+            args=(broker.bootstrap, topic, list(range(c, PARTITIONS, CONSUMERS)), out, errors, fetch_bytes),
         )
         for c in range(CONSUMERS)
     ]
@@ -86,6 +90,13 @@ def test_concurrent_cold_reads_come_back_whole_through_read_ahead(broker_factory
     if errors:
         raise errors[0]
     assert out == {p: RECORDS for p in range(PARTITIONS)}
+
+
+def test_concurrent_cold_reads_come_back_whole_through_read_ahead(broker_factory, topic_name):
+    broker = broker_factory(cores="0", settings={"read_ahead_bytes_per_shard": READ_AHEAD_BUDGET})
+    fill_and_restart(broker, topic_name)
+    before = kclients.scrape_metrics(broker)
+    read_everything(broker, topic_name)
 
     # Shards publish their counters about once a second.
     def hits() -> float:
@@ -102,3 +113,36 @@ def test_concurrent_cold_reads_come_back_whole_through_read_ahead(broker_factory
         after = kclients.scrape_metrics(broker)
     assert hits() >= reads_at_least // 2, f"{hits()} reads from read-ahead, expected at least {reads_at_least // 2}"
     assert after[("ringtail_read_ahead_bytes", "")] <= READ_AHEAD_BUDGET
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def test_io_buffers_of_a_cold_read_are_given_back_once_idle(broker_factory, topic_name):
+    """A cold read takes I/O buffers for its disk reads and read-ahead. Once the readers are
+    done, the buffers are free but still mapped; the broker gives them back to the system
+    after they stay idle for a 10 s interval: the allocator's free gauge falls, and so does
+    the process's RSS."""
+    broker = broker_factory(cores="0")
+    fill_and_restart(broker, topic_name)
+    read_everything(broker, topic_name, fetch_bytes=1 << 20)
+
+    def io(state: str) -> float:
+        return kclients.scrape_metrics(broker).get(("ringtail_io_buffer_bytes", state), 0) / (1 << 20)
+
+    peak_free, peak_rss = io("free"), rss_mib(broker.pid)
+    assert peak_free >= 2, f"a cold read of {PARTITIONS} partitions left only {peak_free:.1f} MiB of free I/O buffers"
+    deadline = time.monotonic() + 90
+    while io("free") > peak_free / 4 and time.monotonic() < deadline:
+        time.sleep(1)
+    free, rss = io("free"), rss_mib(broker.pid)
+    assert free <= peak_free / 4, f"free I/O buffers: {peak_free:.1f} MiB after the read, still {free:.1f} MiB after 90 s idle"
+    given_back = peak_free - free
+    assert peak_rss - rss >= given_back / 2, (
+        f"RSS {peak_rss:.0f} -> {rss:.0f} MiB while {given_back:.1f} MiB of free I/O buffers were unmapped"
+    )
