@@ -69,10 +69,22 @@ impl<T> FreeList<T> {
     }
 
     fn pop(&mut self) -> Option<T> {
-        let item = self.items.pop();
-        self.low = self.low.min(self.items.len());
-        item
+        let last = self.items.len().checked_sub(1)?;
+        Some(self.remove(last))
     }
+
+    /// Takes item `i` out; the items below it that were idle stay counted as idle.
+    fn remove(&mut self, i: usize) -> T {
+        if i < self.low {
+            self.low -= 1;
+        }
+        self.items.remove(i)
+    }
+}
+
+/// The start of the 2 MiB chunk a buffer lies in.
+fn chunk_of(addr: usize) -> usize {
+    addr / HUGE_PAGE * HUGE_PAGE
 }
 
 /// Free buffers of each size class (addresses).
@@ -118,14 +130,14 @@ pub fn trim() -> usize {
             let mut idle_blocks: Vec<usize> = list.items[..idle].to_vec();
             idle_blocks.sort_unstable();
             let mut whole: Vec<usize> = Vec::new();
-            for run in idle_blocks.chunk_by(|a, b| a / HUGE_PAGE == b / HUGE_PAGE) {
+            for run in idle_blocks.chunk_by(|a, b| chunk_of(*a) == chunk_of(*b)) {
                 if run.len() == per_chunk {
-                    whole.push(run[0] / HUGE_PAGE * HUGE_PAGE);
+                    whole.push(chunk_of(run[0]));
                 }
             }
             if !whole.is_empty() {
                 list.items
-                    .retain(|b| whole.binary_search(&(b / HUGE_PAGE * HUGE_PAGE)).is_err());
+                    .retain(|b| whole.binary_search(&chunk_of(*b)).is_err());
                 unmap.extend(whole.iter().map(|c| (*c, HUGE_PAGE)));
             }
         }
@@ -235,8 +247,7 @@ unsafe impl GlobalAlloc for DmaBufferAlloc {
             let mut large = lock(&LARGE);
             let cached = &mut large.0;
             if let Some(i) = cached.items.iter().position(|(s, _)| *s == rounded) {
-                let (_, addr) = cached.items.remove(i);
-                cached.low = cached.low.min(cached.items.len());
+                let (_, addr) = cached.remove(i);
                 large.1 -= rounded;
                 IN_USE.fetch_add(rounded, Relaxed);
                 return addr as *mut u8;
@@ -448,10 +459,10 @@ mod tests {
                 3 * HUGE_PAGE + 17 * (256 << 10) + (6 << 20)
             );
             let kept = quarters[16];
-            let kept_chunk = kept as usize / HUGE_PAGE * HUGE_PAGE;
+            let kept_chunk = chunk_of(kept as usize);
             assert!(quarters[..16]
                 .iter()
-                .all(|q| *q as usize / HUGE_PAGE * HUGE_PAGE != kept_chunk));
+                .all(|q| chunk_of(*q as usize) != kept_chunk));
             for p in &huges {
                 a.dealloc(*p, huge);
             }
@@ -475,7 +486,7 @@ mod tests {
             // A buffer reused within an interval keeps its chunk: the sibling taken and
             // returned here is not idle at the next trim.
             let sibling = a.alloc(quarter);
-            assert_eq!(sibling as usize / HUGE_PAGE * HUGE_PAGE, kept_chunk);
+            assert_eq!(chunk_of(sibling as usize), kept_chunk);
             a.dealloc(kept, quarter);
             a.dealloc(sibling, quarter);
             assert_eq!(trim(), 0);
