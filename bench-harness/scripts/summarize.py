@@ -89,7 +89,9 @@ def main():
     fmt = lambda v, d=1: "-" if v is None else f"{v:,.{d}f}"
     lines = [
         f"Raw limits: O_DIRECT sequential write {disk:,.0f} MB/s ({limits['disk_write_block_bytes'] >> 10} KiB blocks), "
-        f"loopback TCP {loop:,.0f} MB/s (MB = 10^6 B).",
+        f"loopback TCP {loop:,.0f} MB/s with {limits.get('loopback_write_bytes', 1 << 20) >> 10} KiB writes"
+        + (f", {limits['loopback_64k_mb_per_sec']:,.0f} MB/s with 64 KiB writes" if limits.get("loopback_64k_mb_per_sec") else "")
+        + " (MB = 10^6 B).",
         "",
         "| record | acks | partitions | codec | rate | rec/s (median) | MB/s | of disk | of loopback | p50 ms | p99 ms | p99.9 ms | p99.99 ms | max ms | broker CPU % | broker RSS MB | broker / harness CPU-wait % | harness CPU % | load (1 min) | contended runs | errors | runs rec/s |",
         "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",

@@ -58,7 +58,8 @@ enum Cmd {
         out_dir: Option<PathBuf>,
     },
     /// Measure physical limits: O_DIRECT sequential write bandwidth of DIR's filesystem and
-    /// loopback TCP bandwidth (writer on core 0, reader on core 1).
+    /// loopback TCP bandwidth with 1 MiB and 64 KiB writes (writer on core 0, reader on
+    /// core 1).
     RawLimits {
         #[arg(long)]
         dir: PathBuf,
@@ -389,11 +390,15 @@ fn main() -> Result<()> {
         Cmd::RawLimits { dir, seconds, json } => {
             let r = bench_harness::rawlimits::measure(&dir, seconds)?;
             println!(
-                "O_DIRECT sequential write ({} KiB blocks) on {}: {:.0} MB/s; loopback TCP: {:.0} MB/s",
+                "O_DIRECT sequential write ({} KiB blocks) on {}: {:.0} MB/s; loopback TCP: {:.0} MB/s \
+                 ({} KiB writes), {:.0} MB/s ({} KiB writes)",
                 r.disk_write_block_bytes >> 10,
                 r.disk_dir,
                 r.disk_write_mb_per_sec,
-                r.loopback_mb_per_sec
+                r.loopback_mb_per_sec,
+                r.loopback_write_bytes >> 10,
+                r.loopback_64k_mb_per_sec,
+                bench_harness::rawlimits::LOOPBACK_SMALL_WRITE_BYTES >> 10
             );
             if let Some(j) = json {
                 std::fs::write(&j, serde_json::to_string_pretty(&r)?)?;

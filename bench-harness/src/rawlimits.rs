@@ -1,6 +1,7 @@
 //! Physical limits measured in the same run as the benchmarks, so results can be read as a
 //! fraction of what the machine can do: O_DIRECT sequential write bandwidth of a directory's
-//! filesystem, and loopback TCP bandwidth between two pinned threads.
+//! filesystem, and loopback TCP bandwidth between two pinned threads, with 1 MiB and with
+//! 64 KiB writes.
 
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,15 @@ pub struct RawLimits {
     pub disk_write_mb_per_sec: f64,
     pub loopback_write_bytes: usize,
     pub loopback_mb_per_sec: f64,
+    /// Loopback with [`LOOPBACK_SMALL_WRITE_BYTES`] writes: the issue's other reference
+    /// size, and closer to how a server sends (many writes of what it has at hand). Zero in
+    /// results written before it was measured.
+    #[serde(default)]
+    pub loopback_64k_mb_per_sec: f64,
 }
+
+/// The smaller loopback write size measured beside 1 MiB writes.
+pub const LOOPBACK_SMALL_WRITE_BYTES: usize = 64 << 10;
 
 const ALIGN: usize = 4096;
 
@@ -136,6 +145,7 @@ pub fn measure(dir: &Path, seconds: f64) -> Result<RawLimits> {
         disk_write_mb_per_sec: disk_write_mb_per_sec(dir, block, seconds, 8 << 30)?,
         loopback_write_bytes: write_bytes,
         loopback_mb_per_sec: loopback_mb_per_sec(write_bytes, seconds, (0, 1))?,
+        loopback_64k_mb_per_sec: loopback_mb_per_sec(LOOPBACK_SMALL_WRITE_BYTES, seconds, (0, 1))?,
     })
 }
 
@@ -160,5 +170,23 @@ mod tests {
         );
         let lo = loopback_mb_per_sec(256 << 10, 0.2, (0, 0)).expect("loopback");
         assert!(lo > 0.0);
+    }
+
+    #[test]
+    fn results_from_before_the_64k_figure_still_load() {
+        let old = r#"{"disk_dir":"/d","disk_write_block_bytes":1048576,"disk_write_mb_per_sec":1600.0,
+                      "loopback_write_bytes":1048576,"loopback_mb_per_sec":3500.0}"#;
+        let r: RawLimits = serde_json::from_str(old).expect("old raw-limits JSON");
+        assert_eq!(r.loopback_mb_per_sec, 3500.0);
+        assert_eq!(r.loopback_64k_mb_per_sec, 0.0);
+        let new: RawLimits = serde_json::from_str(
+            &serde_json::to_string(&RawLimits {
+                loopback_64k_mb_per_sec: 2000.0,
+                ..r
+            })
+            .expect("serialize"),
+        )
+        .expect("round trip");
+        assert_eq!(new.loopback_64k_mb_per_sec, 2000.0);
     }
 }
