@@ -56,6 +56,25 @@ def poll_until(consumers: list[Consumer], done, timeout_s: float = DEADLINE_S, o
                 on_msg(c, msg)
 
 
+def leave_then_close(consumers: list[Consumer], all_revoked) -> None:
+    """Unsubscribes every consumer, polls until `all_revoked()`, then closes them.
+
+    librdkafka can block forever in `close()` when a cooperative rebalance's assignment is
+    still being served at that moment (seen here: `rd_kafka_consumer_close` ->
+    `rd_kafka_assign0`, waiting for a reply from a group handler that is shutting down; the
+    same family as librdkafka #4527). Once every member has left and revoked what it owned,
+    no rebalance is left for `close()` to serve.
+    """
+    for c in consumers:
+        c.unsubscribe()
+    deadline = time.monotonic() + DEADLINE_S
+    while not all_revoked() and time.monotonic() < deadline:
+        for c in consumers:
+            c.poll(0.1)
+    for c in consumers:
+        c.close()
+
+
 # -- worker processes ------------------------------------------------------------------------
 
 
@@ -293,8 +312,7 @@ def test_cooperative_sticky_moves_only_what_the_new_member_takes(broker, topic_n
         # Records produced during the rebalance reach the members that kept their partitions.
         poll_until(members, lambda: all(v > 0 for v in consumed_after_join.values()), on_msg=count)
     finally:
-        for c in members:
-            c.close()
+        leave_then_close(members, lambda: not any(owned.values()))
 
 
 def test_static_member_rejoins_without_rebalance(broker, topic_name):
