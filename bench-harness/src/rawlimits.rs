@@ -17,9 +17,9 @@ pub struct RawLimits {
     pub disk_write_mb_per_sec: f64,
     pub loopback_write_bytes: usize,
     pub loopback_mb_per_sec: f64,
-    /// Loopback with [`LOOPBACK_SMALL_WRITE_BYTES`] writes: the other reference
-    /// size, and closer to how a server sends (many writes of what it has at hand). Zero in
-    /// results written before it was measured.
+    /// Loopback with [`LOOPBACK_SMALL_WRITE_BYTES`] writes, the other reference size the
+    /// performance targets name ("e.g. 64 KiB and 1 MiB writes"). Zero in results written
+    /// before it was measured.
     #[serde(default)]
     pub loopback_64k_mb_per_sec: f64,
 }
