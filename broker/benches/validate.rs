@@ -1,4 +1,4 @@
-//! Record-level produce validation ([`broker::records::validate_records`], Kafka's
+//! Record-level produce validation ([`broker::log::records::validate_records`], Kafka's
 //! `validateRecord`): the per-record CPU cost every produced batch pays with Kafka 4 defaults.
 //! `cargo bench -p ringtail-broker --bench validate`.
 //!
@@ -24,8 +24,8 @@ use std::hint::black_box;
 use bytes::Bytes;
 use criterion::{criterion_group, Criterion, Throughput};
 
-use broker::compression::{self, Codec, TopicCompression};
-use broker::records::{
+use broker::log::compression::{self, Codec, TopicCompression};
+use broker::log::records::{
     build_batch, validate_produce, validate_records, verify_crc, BatchSpec, NewRecord,
     ValidationOptions, BATCH_HEADER_BYTES,
 };

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use crate::topic_config::BrokerDefaults;
+use crate::log::topic_config::BrokerDefaults;
 
 /// Default Kafka listener: every interface, Kafka's port.
 pub const KAFKA_ADDR_DEFAULT: &str = "0.0.0.0:9092";

@@ -69,20 +69,20 @@ impl From<storage::batch::BatchError> for PartitionError {
     }
 }
 
-impl From<crate::producer_state::ProducerError> for PartitionError {
-    fn from(e: crate::producer_state::ProducerError) -> PartitionError {
+impl From<crate::log::producer_state::ProducerError> for PartitionError {
+    fn from(e: crate::log::producer_state::ProducerError) -> PartitionError {
         PartitionError::from_code(e.kafka_code(), Some(e.to_string()))
     }
 }
 
-impl From<crate::topic_config::ConfigError> for PartitionError {
-    fn from(e: crate::topic_config::ConfigError) -> PartitionError {
+impl From<crate::log::topic_config::ConfigError> for PartitionError {
+    fn from(e: crate::log::topic_config::ConfigError) -> PartitionError {
         PartitionError::from_code(e.kafka_code(), Some(e.to_string()))
     }
 }
 
-impl From<crate::compression::RecordsError> for PartitionError {
-    fn from(e: crate::compression::RecordsError) -> PartitionError {
+impl From<crate::log::compression::RecordsError> for PartitionError {
+    fn from(e: crate::log::compression::RecordsError) -> PartitionError {
         PartitionError::from_code(e.kafka_code(), Some(e.to_string()))
     }
 }

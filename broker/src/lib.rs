@@ -1,37 +1,44 @@
 //! The Ringtail broker: Kafka semantics on a shard-per-core runtime.
 //!
-//! Module map:
-//! - [`server`]: start-up (system checks, metadata load, one glommio executor per core),
-//!   shutdown.
-//! - [`shard`]: one core's partitions and the cross-shard messages it answers. Shard state is
-//!   `Rc`/`RefCell`: it cannot leave its thread; other shards reach it only by message.
-//! - [`controller`]: the single writer of cluster metadata (on shard 0).
-//! - [`coordinator`]: the shard shell of the group coordinators (one per `__consumer_offsets`
-//!   partition the shard owns): loading, appends, timers, cross-shard group requests.
-//! - [`cli`]: operator commands speaking the Kafka protocol to a running broker (`group`).
-//! - [`meta`]: topics, partition ownership, persisted metadata snapshots.
-//! - [`api`]: Kafka request handlers (Produce, Fetch, Metadata, admin APIs, ...).
-//! - [`errors`]: the one place internal errors become Kafka error codes.
-//! - [`producer_state`], [`compression`], [`records`], [`topic_config`], [`group`]: I/O-free
-//!   Kafka semantics (idempotent producers, codecs, configs, group coordinator).
+//! # Subsystems (one directory each; each module doc says what it owns and where it runs)
+//! | module | owns | runs on |
+//! |---|---|---|
+//! | [`kafka`] | Kafka API handlers: supported versions, decode → route → encode | the shard holding the connection |
+//! | [`shard`] | one core's partition table, cross-shard messages, the produce/fetch paths to a partition | every shard |
+//! | [`log`] | Kafka record semantics over `storage`: validation, codecs, idempotent producers, topic configs (I/O-free) | the partition's owning shard |
+//! | [`cluster`] | the metadata image, placement, the controller | controller on shard 0; image on every shard |
+//! | [`coordinator`] | the coordinator shell and the I/O-free group coordinator ([`coordinator::group`]) | the shard owning the `__consumer_offsets` partition |
+//! | [`ops`] | metrics and the admin HTTP endpoint | admin thread reads; shards write their own counters |
+//! | [`cli`] | operator commands speaking the Kafka protocol to a running broker | the operator's shell |
+//! | [`server`] | start-up and shutdown: checks, metadata load, one executor per core | the main thread |
+//! | [`config`], [`errors`] | broker configuration; the one place internal errors become Kafka codes | everywhere |
+//!
+//! # The produce path, from socket to disk
+//! 1. `net::conn` reads a frame on the shard whose listener accepted the connection and calls
+//!    [`kafka::handle`].
+//! 2. `kafka::produce` splits the request by owning shard (`cluster::meta::MetaSnapshot::owner`):
+//!    local partitions are appended directly, others travel as `shard::ShardReq::Produce`.
+//! 3. On the owning shard, `shard::Shard::produce_local` validates the batch (`log::records`),
+//!    checks idempotence (`log::producer_state`), recompresses if the topic says so
+//!    (`log::compression`), and calls `storage::PartitionLog::append`.
+//! 4. The reply waits for the durability `acks` asks for and returns to the connection, which
+//!    sends responses in request order.
+//!
+//! # Layering
+//! `errors`, `config`, `log`, `ops` depend on no other subsystem; `cluster` on those;
+//! `coordinator` and `shard` on those; `kafka` on everything below it; `server` wires it all.
 //!
 //! Invariants: a partition is owned by exactly one shard; offsets of a partition are assigned
 //! only on its owner, synchronously after the idempotence check; responses of a connection go
 //! out in request order (see `net`).
 
-pub mod admin_http;
-pub mod api;
 pub mod cli;
-pub mod compression;
+pub mod cluster;
 pub mod config;
-pub mod controller;
 pub mod coordinator;
 pub mod errors;
-pub mod group;
-pub mod meta;
-pub mod metrics;
-pub mod producer_state;
-pub mod records;
+pub mod kafka;
+pub mod log;
+pub mod ops;
 pub mod server;
 pub mod shard;
-pub mod topic_config;

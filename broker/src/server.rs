@@ -14,11 +14,11 @@ use anyhow::{bail, Context};
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{error, info, warn};
 
-use crate::api::KafkaHandler;
+use crate::cluster::controller::Controller;
+use crate::cluster::meta::{MetaSnapshot, MetaStore};
 use crate::config::BrokerConfig;
-use crate::controller::Controller;
-use crate::meta::{MetaSnapshot, MetaStore};
-use crate::producer_state::ProducerIdAllocator;
+use crate::kafka::KafkaHandler;
+use crate::log::producer_state::ProducerIdAllocator;
 use crate::shard::{Shard, ShardReq, ShardResp, RETENTION_CHECK_INTERVAL_MS};
 
 /// How long I/O buffers stay free before they are given back to the system (a burst's
@@ -88,7 +88,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let snapshot = Arc::new(store.load(shards, &config.kafka)?);
     let producer_ids = ProducerIdAllocator::open(
         config.data_dir.join("meta").join("producer_ids"),
-        crate::producer_state::PRODUCER_ID_BLOCK_SIZE,
+        crate::log::producer_state::PRODUCER_ID_BLOCK_SIZE,
     )
     .map_err(|e| anyhow::anyhow!("producer id allocator: {e}"))?;
     info!(
@@ -101,11 +101,11 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     );
 
     let ready = Arc::new(AtomicUsize::new(0));
-    let metrics = crate::metrics::Metrics::new(shards);
+    let metrics = crate::ops::metrics::Metrics::new(shards);
     if let Some(addr) = config.admin_addr {
-        crate::admin_http::start(
+        crate::ops::admin_http::start(
             addr,
-            crate::admin_http::AdminState {
+            crate::ops::admin_http::AdminState {
                 ready_shards: ready.clone(),
                 shards,
                 metrics: metrics.clone(),
@@ -214,7 +214,7 @@ async fn shard_main(
     snapshot: Arc<MetaSnapshot>,
     controller: Option<Controller>,
     ready: Arc<AtomicUsize>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::ops::metrics::Metrics>,
 ) -> anyhow::Result<()> {
     storage::set_shard_cache_bytes(config.batch_cache_bytes_per_shard);
     storage::set_shard_read_ahead_bytes(config.read_ahead_bytes_per_shard);
@@ -280,7 +280,7 @@ async fn shard_main(
         loop {
             reporter
                 .metrics()
-                .record_shard_state(crate::metrics::ShardState {
+                .record_shard_state(crate::ops::metrics::ShardState {
                     connections_active: stats.active.get() as u64,
                     connections_accepted: stats.accepted_total.get(),
                     connections_rejected: stats.rejected_total.get(),

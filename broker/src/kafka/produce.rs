@@ -16,7 +16,7 @@ use kafka_protocol::messages::ProducerId;
 use kafka_protocol::ResponseError as E;
 
 use super::str_bytes;
-use crate::controller::{ControllerReq, ControllerResp};
+use crate::cluster::controller::{ControllerReq, ControllerResp};
 use crate::errors::PartitionError;
 use crate::shard::{
     expect_controller, expect_produce, ProducePart, ProduceResult, Shard, ShardReq,
@@ -65,7 +65,7 @@ pub async fn produce(
             }
             match &topic_meta {
                 // Kafka: the offsets topic is written only by the group coordinators.
-                Some(t) if crate::meta::is_internal_topic(&t.name) => {
+                Some(t) if crate::cluster::meta::is_internal_topic(&t.name) => {
                     slots[slot] = Some(failed(E::InvalidTopicException))
                 }
                 Some(t) if part.index >= 0 && part.index < t.partitions => {

@@ -36,7 +36,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::compression::{self, Codec, CompressionError};
+use crate::log::compression::{self, Codec, CompressionError};
 
 /// Magic byte of v2 record batches (the only format Ringtail stores).
 pub const MAGIC_V2: i8 = 2;
@@ -1157,12 +1157,14 @@ impl ValidationOptions {
     }
 
     /// The options a topic's effective settings ask for.
-    pub fn for_topic(settings: &crate::topic_config::TopicSettings, now_ms: i64) -> Self {
+    pub fn for_topic(settings: &crate::log::topic_config::TopicSettings, now_ms: i64) -> Self {
         ValidationOptions {
             compacted: settings.cleanup_compact,
             timestamp_type: match settings.timestamp_type {
-                crate::topic_config::TimestampType::CreateTime => TimestampType::CreateTime,
-                crate::topic_config::TimestampType::LogAppendTime => TimestampType::LogAppendTime,
+                crate::log::topic_config::TimestampType::CreateTime => TimestampType::CreateTime,
+                crate::log::topic_config::TimestampType::LogAppendTime => {
+                    TimestampType::LogAppendTime
+                }
             },
             now_ms,
             timestamp_before_max_ms: settings.timestamp_before_max_ms,
@@ -1479,7 +1481,7 @@ pub fn validate_produce(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compression::DEFAULT_MAX_DECOMPRESSED_BYTES as LIMIT;
+    use crate::log::compression::DEFAULT_MAX_DECOMPRESSED_BYTES as LIMIT;
 
     /// The decoding validator that [`validate_records_crc_checked`] replaced (unchanged but
     /// for its name and the CRC pass of [`validate_records`]): it materialises every record
@@ -2199,7 +2201,7 @@ mod tests {
 
     #[test]
     fn options_from_topic_settings() {
-        let config = crate::topic_config::TopicConfig::default();
+        let config = crate::log::topic_config::TopicConfig::default();
         let o = ValidationOptions::for_topic(config.settings(), 42);
         assert!(!o.compacted);
         assert_eq!(o.timestamp_type, TimestampType::CreateTime);
@@ -2210,7 +2212,7 @@ mod tests {
         );
         let mut settings = config.settings().clone();
         settings.cleanup_compact = true;
-        settings.timestamp_type = crate::topic_config::TimestampType::LogAppendTime;
+        settings.timestamp_type = crate::log::topic_config::TimestampType::LogAppendTime;
         let o = ValidationOptions::for_topic(&settings, 42);
         assert!(o.compacted);
         assert_eq!(o.timestamp_type, TimestampType::LogAppendTime);
@@ -2218,7 +2220,7 @@ mod tests {
 
     #[test]
     fn validate_produce_pipeline() {
-        use crate::compression::TopicCompression as TC;
+        use crate::log::compression::TopicCompression as TC;
         let now = 1_700_000_000_000;
         let lax = ValidationOptions {
             timestamp_after_max_ms: i64::MAX,

@@ -31,8 +31,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as E;
 use tracing::warn;
 
+use crate::coordinator::group::{self, ClientInfo, Input, Response};
 use crate::coordinator::{coordinator_of, GroupReq, GroupResp};
-use crate::group::{self, ClientInfo, Input, Response};
 use crate::shard::{Shard, ShardReq, ShardResp};
 
 /// Sends `input` to the coordinator of `partition` on shard `owner`.

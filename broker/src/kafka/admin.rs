@@ -34,11 +34,11 @@ use kafka_protocol::ResponseError as E;
 use uuid::Uuid;
 
 use super::{str_bytes, topic_name};
-use crate::controller::{ConfigChange, ControllerReq, ControllerResp, NewTopic};
+use crate::cluster::controller::{ConfigChange, ControllerReq, ControllerResp, NewTopic};
+use crate::cluster::meta::TopicMeta;
 use crate::errors::PartitionError;
-use crate::meta::TopicMeta;
+use crate::log::topic_config::{AlterOp, EffectiveValue};
 use crate::shard::{expect_controller, Shard, ShardReq};
-use crate::topic_config::{AlterOp, EffectiveValue};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;

@@ -18,13 +18,13 @@ use storage::batch::ValidatedBatches;
 use storage::{Durability, PartitionLog};
 use tracing::{info, warn};
 
-use crate::compression;
+use crate::cluster::controller::{Controller, ControllerReq, ControllerResp};
+use crate::cluster::meta::{partition_dir, MetaSnapshot, TopicMeta};
 use crate::config::BrokerConfig;
-use crate::controller::{Controller, ControllerReq, ControllerResp};
 use crate::errors::PartitionError;
-use crate::meta::{partition_dir, MetaSnapshot, TopicMeta};
-use crate::producer_state::{ProducerBatch, ProducerStateTable, SeqCheck};
-use crate::records::{self, ValidationOptions};
+use crate::log::compression;
+use crate::log::producer_state::{ProducerBatch, ProducerStateTable, SeqCheck};
+use crate::log::records::{self, ValidationOptions};
 
 /// How often each shard applies retention to its partitions (Kafka's
 /// `log.retention.check.interval.ms` default).
@@ -166,7 +166,7 @@ pub struct Shard {
     produce_responses: Cell<u64>,
     pub ready_shards: Arc<AtomicUsize>,
     /// Every shard's counters (this one updates only its own).
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::ops::metrics::Metrics>,
     /// Takes connections moved here from other shards; set once the listener is up.
     conn_home: RefCell<Option<ConnAdopter>>,
 }
@@ -189,7 +189,7 @@ impl Shard {
         meta: Arc<MetaSnapshot>,
         controller: Option<Controller>,
         ready_shards: Arc<AtomicUsize>,
-        metrics: Arc<crate::metrics::Metrics>,
+        metrics: Arc<crate::ops::metrics::Metrics>,
     ) -> Shard {
         Shard {
             id,
@@ -263,7 +263,7 @@ impl Shard {
 
     /// Send a request to `shard`, or run it here when it is this shard.
     /// This shard's counters.
-    pub fn metrics(&self) -> &crate::metrics::ShardMetrics {
+    pub fn metrics(&self) -> &crate::ops::metrics::ShardMetrics {
         self.metrics.shard(self.id)
     }
 
@@ -354,7 +354,7 @@ impl Shard {
             .collect();
         for (key, partition) in stale {
             self.partitions.borrow_mut().remove(&key);
-            if key.0 == crate::group::OFFSETS_TOPIC {
+            if key.0 == crate::coordinator::group::OFFSETS_TOPIC {
                 self.coordinators.close(key.1);
             }
             let deleted = snapshot
@@ -433,7 +433,7 @@ impl Shard {
                     self.partitions
                         .borrow_mut()
                         .insert((topic.name.clone(), index), Rc::new(p));
-                    if topic.name == crate::group::OFFSETS_TOPIC {
+                    if topic.name == crate::coordinator::group::OFFSETS_TOPIC {
                         self.coordinators.open(self, index);
                     }
                 }
@@ -535,7 +535,7 @@ impl Shard {
                 h.producer_id,
                 h.producer_epoch,
                 h.base_sequence,
-                crate::producer_state::last_sequence(h.base_sequence, h.last_offset_delta),
+                crate::log::producer_state::last_sequence(h.base_sequence, h.last_offset_delta),
                 h.max_timestamp,
             )
         });

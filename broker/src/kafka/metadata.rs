@@ -21,10 +21,12 @@ use net::versions::ApiVersionTable;
 use uuid::Uuid;
 
 use super::{str_bytes, topic_name};
-use crate::controller::{ControllerReq, ControllerResp, NewTopic};
+use crate::cluster::controller::{ControllerReq, ControllerResp, NewTopic};
+use crate::cluster::meta::{validate_topic_name, TopicMeta};
+use crate::coordinator::group::find_coordinator::{
+    find_coordinator_response, CoordinatorNode, KEY_TYPE_GROUP,
+};
 use crate::coordinator::{coordinator_of, GroupReq, GroupResp};
-use crate::group::find_coordinator::{find_coordinator_response, CoordinatorNode, KEY_TYPE_GROUP};
-use crate::meta::{validate_topic_name, TopicMeta};
 use crate::shard::{expect_controller, Shard, ShardReq, ShardResp};
 
 /// Kafka's "authorized operations not requested" marker.

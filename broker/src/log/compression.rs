@@ -409,12 +409,12 @@ pub fn kp_decompress(
 // ---- broker glue ------------------------------------------------------------------------------
 
 /// Re-exported so produce / ListOffsets code can reach the record-level operations through
-/// `compression::` (they live in [`crate::records`]).
-pub use crate::records::{find_record_by_timestamp, recompress, RecordsError};
+/// `compression::` (they live in [`crate::log::records`]).
+pub use crate::log::records::{find_record_by_timestamp, recompress, RecordsError};
 
-impl From<crate::topic_config::CompressionType> for TopicCompression {
-    fn from(c: crate::topic_config::CompressionType) -> Self {
-        use crate::topic_config::CompressionType as T;
+impl From<crate::log::topic_config::CompressionType> for TopicCompression {
+    fn from(c: crate::log::topic_config::CompressionType) -> Self {
+        use crate::log::topic_config::CompressionType as T;
         match c {
             T::Producer => TopicCompression::Producer,
             T::Uncompressed => TopicCompression::Codec(Codec::None),
@@ -437,7 +437,7 @@ pub fn recompression_target(
     let TopicCompression::Codec(target) = topic.into() else {
         return None;
     };
-    let control = crate::records::ATTR_CONTROL;
+    let control = crate::log::records::ATTR_CONTROL;
     batches
         .headers()
         .iter()
@@ -619,8 +619,8 @@ mod tests {
 
     #[test]
     fn recompression_target_follows_topic_config() {
-        use crate::records::{build_batch, BatchSpec, NewRecord};
-        use crate::topic_config::CompressionType as T;
+        use crate::log::records::{build_batch, BatchSpec, NewRecord};
+        use crate::log::topic_config::CompressionType as T;
         let record = NewRecord {
             timestamp: 1,
             key: None,

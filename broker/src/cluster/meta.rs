@@ -1,7 +1,7 @@
 //! Cluster metadata: topics, their partition counts, ids and configs, and which shard owns each
 //! partition.
 //!
-//! One writer (the controller on shard 0, see [`crate::controller`]) changes it; every shard holds
+//! One writer (the controller on shard 0, see [`crate::cluster::controller`]) changes it; every shard holds
 //! an immutable [`MetaSnapshot`] behind an `Arc` and swaps it when the controller publishes a new
 //! one, so readers never block. The snapshot is persisted as `meta/topics.json` in the data dir
 //! (write to a temp file, fsync, rename, fsync the directory) before it is published.
@@ -15,7 +15,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::topic_config::TopicConfig;
+use crate::log::topic_config::TopicConfig;
 
 /// Kafka's limit on topic name length.
 pub const TOPIC_NAME_LEN_MAX: usize = 249;
@@ -151,7 +151,7 @@ impl MetaStore {
     pub fn load(
         &self,
         shards: usize,
-        broker: &crate::topic_config::BrokerDefaults,
+        broker: &crate::log::topic_config::BrokerDefaults,
     ) -> anyhow::Result<MetaSnapshot> {
         let mut snapshot = MetaSnapshot {
             version: 0,

@@ -1,7 +1,7 @@
 //! A minimal HTTP endpoint for operators and orchestrators: `GET /health` (the process is up)
 //! and `GET /ready` (every shard finished recovery and is listening). Runs on its own plain
 //! thread, away from the shards. `GET /metrics` serves the shards' counters in Prometheus
-//! text format (see [`crate::metrics`]).
+//! text format (see [`crate::ops::metrics`]).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -17,7 +17,7 @@ const REQUEST_BYTES_MAX: usize = 8 * 1024;
 pub struct AdminState {
     pub ready_shards: Arc<AtomicUsize>,
     pub shards: usize,
-    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    pub metrics: std::sync::Arc<crate::ops::metrics::Metrics>,
 }
 
 /// Binds now (so a bad address fails start-up) and serves on a background thread.

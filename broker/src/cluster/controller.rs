@@ -14,13 +14,13 @@ use kafka_protocol::ResponseError as E;
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use crate::errors::PartitionError;
-use crate::meta::{
+use crate::cluster::meta::{
     validate_topic_name, MetaSnapshot, MetaStore, TopicMeta, PARTITIONS_PER_TOPIC_MAX,
 };
-use crate::producer_state::ProducerIdAllocator;
+use crate::errors::PartitionError;
+use crate::log::producer_state::ProducerIdAllocator;
+use crate::log::topic_config::{AlterOp, TopicConfig};
 use crate::shard::{Shard, ShardReq};
-use crate::topic_config::{AlterOp, TopicConfig};
 
 #[derive(Debug, Clone)]
 pub struct NewTopic {
@@ -176,7 +176,7 @@ impl Controller {
                     id: Uuid::new_v4(),
                     partitions,
                     configs: config.to_map(),
-                    internal: crate::meta::is_internal_topic(&t.name),
+                    internal: crate::cluster::meta::is_internal_topic(&t.name),
                     config,
                 });
                 Ok(topic)
@@ -204,7 +204,7 @@ impl Controller {
         let results: Vec<_> = names
             .iter()
             .map(|name| {
-                if crate::meta::is_internal_topic(name) && next.contains_key(name) {
+                if crate::cluster::meta::is_internal_topic(name) && next.contains_key(name) {
                     // Deleting it would drop every group's committed offsets.
                     return Err(PartitionError::with_message(
                         E::InvalidRequest,

@@ -1,4 +1,4 @@
-//! The shard shell around the I/O-free group coordinator ([`crate::group`]).
+//! The shard shell around the I/O-free group coordinator ([`crate::coordinator::group`]).
 //!
 //! Lives on every shard. For each partition of `__consumer_offsets` the shard owns there is one
 //! [`GroupCoordinator`], so groups spread over cores the way partitions do. The shell does what
@@ -9,13 +9,15 @@
 //! JoinGroup is answered when the rebalance completes, from a tick or another member's call).
 //!
 //! Other shards reach a coordinator only through [`GroupReq`] messages
-//! (`ShardReq::Group`); `api::groups` routes each group to
+//! (`ShardReq::Group`); `kafka::groups` routes each group to
 //! `group_partition(group, partitions)` and the shard owning that partition.
 //!
 //! Invariants: no `RefCell` borrow is held across an `.await`; a coordinator is stepped only
 //! once loaded; persist completions reach it in the order its `Persist` actions came out
 //! (one append queue per coordinator, awaited in order); every request stepped gets exactly
 //! one answer (NOT_COORDINATOR when the partition is closed under it).
+
+pub mod group;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -30,12 +32,12 @@ use kafka_protocol::ResponseError as E;
 use storage::{Durability, PendingAppend};
 use tracing::{info, warn};
 
-use crate::controller::{ControllerReq, ControllerResp, NewTopic};
-use crate::group::{
+use self::group::{
     group_partition, Action, GroupConfig, GroupCoordinator, Input, PersistError, Response,
     OFFSETS_TOPIC,
 };
-use crate::records::{self, BatchSpec, NewRecord};
+use crate::cluster::controller::{ControllerReq, ControllerResp, NewTopic};
+use crate::log::records::{self, BatchSpec, NewRecord};
 use crate::shard::{expect_controller, now_ms, Shard, ShardReq};
 
 /// Bytes read per step while loading an offsets partition.
@@ -365,7 +367,7 @@ impl Shell {
     fn append(
         &self,
         shard: &Shard,
-        records: &[crate::group::records::OffsetsRecord],
+        records: &[group::records::OffsetsRecord],
     ) -> Result<PendingAppend, PersistError> {
         let now = now_ms();
         let mut batch_records = Vec::with_capacity(records.len());
@@ -605,7 +607,7 @@ fn batch_records(batch: &bytes::Bytes) -> Vec<(Option<bytes::Bytes>, Option<byte
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::group::records::{OffsetCommitKey, OffsetCommitValue, OffsetsRecord};
+    use group::records::{OffsetCommitKey, OffsetCommitValue, OffsetsRecord};
 
     #[test]
     fn offsets_records_round_trip_through_a_batch() {
