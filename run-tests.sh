@@ -8,7 +8,8 @@
 #   4. runs the real-client suite (broker/tests/clients) against target/release/ringtail.
 #
 # Idempotent: a second run installs nothing and only rebuilds what changed.
-# Env: CARGO_TARGET_DIR (honoured), PYTEST_ARGS (extra pytest arguments, e.g. "-k kcat").
+# Env: CARGO_TARGET_DIR (honoured), PYTEST_ARGS (extra pytest arguments, e.g. "-k kcat"),
+#      PYTEST_TIMEOUT_S (per-test time limit, default 600).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -53,6 +54,7 @@ python_requirements=(
   "lz4>=4,<5"
   "zstandard>=0.22,<1"
   "pytest>=8,<10"
+  "pytest-timeout>=2,<3"
 )
 # Ask pip only for the requirements that are not already satisfied, so a warm machine
 # does not touch the network at all.
@@ -116,7 +118,9 @@ fi
 log "client tests (pytest broker/tests/clients)"
 export RINGTAIL_BIN="$target_dir/release/ringtail"
 # shellcheck disable=SC2086 # PYTEST_ARGS is a list of arguments
-if python3 -m pytest -v -rfE ${PYTEST_ARGS:-} broker/tests/clients; then
+# Every client test has a time limit, so a hang (a client blocked in close(), a broker that
+# stopped answering) fails that test quickly instead of eating CI's whole budget.
+if python3 -m pytest -v -rfE --timeout="${PYTEST_TIMEOUT_S:-600}" ${PYTEST_ARGS:-} broker/tests/clients; then
   status_pytest="ok"
 else
   status_pytest="FAILED"
