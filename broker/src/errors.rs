@@ -11,6 +11,9 @@ use storage::StorageError;
 pub struct PartitionError {
     pub code: i16,
     pub message: Option<String>,
+    /// The records of the batch that failed record-level checks, for Produce v8+'s
+    /// `record_errors` (KIP-467); empty for every other failure.
+    pub record_errors: Vec<crate::records::RecordError>,
 }
 
 impl PartitionError {
@@ -18,6 +21,7 @@ impl PartitionError {
         PartitionError {
             code: e.code(),
             message: None,
+            record_errors: Vec::new(),
         }
     }
 
@@ -25,11 +29,16 @@ impl PartitionError {
         PartitionError {
             code: e.code(),
             message: Some(message.into()),
+            record_errors: Vec::new(),
         }
     }
 
     pub fn from_code(code: i16, message: Option<String>) -> PartitionError {
-        PartitionError { code, message }
+        PartitionError {
+            code,
+            message,
+            record_errors: Vec::new(),
+        }
     }
 }
 
@@ -82,8 +91,23 @@ impl From<crate::topic_config::ConfigError> for PartitionError {
 }
 
 impl From<crate::compression::RecordsError> for PartitionError {
+    /// Record-level rejections keep Kafka's partition message (the `LogValidator` exception's
+    /// own text, without our prefix) and list the offending records.
     fn from(e: crate::compression::RecordsError) -> PartitionError {
-        PartitionError::from_code(e.kafka_code(), Some(e.to_string()))
+        use crate::compression::RecordsError as R;
+        let message = match &e {
+            R::InvalidRecord { message, .. } | R::InvalidTimestamp { message, .. }
+                if !e.record_errors().is_empty() =>
+            {
+                message.clone()
+            }
+            _ => e.to_string(),
+        };
+        PartitionError {
+            code: e.kafka_code(),
+            message: Some(message),
+            record_errors: e.record_errors().to_vec(),
+        }
     }
 }
 
