@@ -372,6 +372,45 @@ def produce_old_records(bootstrap: str, topic: str, count: int, age_ms: int) -> 
     kclients.flush_all(prod, timeout_s=DEADLINE_S)
 
 
+API_DESCRIBE_CONFIGS = 32
+API_INCREMENTAL_ALTER_CONFIGS = 44
+RESOURCE_BROKER = 4
+SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG = 3
+
+
+def set_cluster_default(bootstrap: str, name: str, value: str | None) -> None:
+    """IncrementalAlterConfigs v0 on the BROKER resource "" (the cluster-wide default), which
+    neither librdkafka nor kafka-python can name. `None` deletes."""
+    op = 0 if value is not None else 1
+    body = kwire.array([
+        kwire.i8(RESOURCE_BROKER) + kwire.string("")
+        + kwire.array([kwire.string(name) + kwire.i8(op) + kwire.string(value)])
+    ]) + kwire.i8(0)
+    with kwire.Conn(bootstrap) as conn:
+        r = conn.request(API_INCREMENTAL_ALTER_CONFIGS, 0, body)
+        r.i32()  # throttle
+        answers = r.array(lambda r: (r.i16(), r.string(), r.i8(), r.string()))
+    assert [(err, ty, name) for err, _message, ty, name in answers] == [(0, RESOURCE_BROKER, "")], answers
+
+
+def describe_cluster_default(bootstrap: str) -> dict[str, tuple[str | None, int, bool, list]]:
+    """DescribeConfigs v1 of the BROKER resource "": {name: (value, source, read_only, synonyms)}."""
+    body = kwire.array([kwire.i8(RESOURCE_BROKER) + kwire.string("") + kwire.i32(-1)]) + kwire.i8(1)
+    with kwire.Conn(bootstrap) as conn:
+        r = conn.request(API_DESCRIBE_CONFIGS, 1, body)
+        r.i32()  # throttle
+
+        def entry(r):
+            name, value, read_only, source, _sensitive = r.string(), r.string(), r.i8(), r.i8(), r.i8()
+            synonyms = r.array(lambda r: (r.string(), r.string(), r.i8())) or []
+            return name, (value, source, bool(read_only), synonyms)
+
+        results = r.array(lambda r: (r.i16(), r.string(), r.i8(), r.string(), r.array(entry)))
+    error, message, _ty, _name, entries = results[0]
+    assert error == 0, message
+    return dict(entries or [])
+
+
 @time_limit(300)
 def test_dynamic_log_retention_default_applies_to_existing_topics_and_persists(broker_factory, topic_name):
     broker = broker_factory(config={"log.retention.check.interval.ms": 500})
@@ -385,10 +424,9 @@ def test_dynamic_log_retention_default_applies_to_existing_topics_and_persists(b
     time.sleep(1.5)  # several retention passes with the default (7 days): nothing deleted
     assert low_watermark(broker.bootstrap, follows) == 0
 
-    default = ConfigResource(ConfigResource.Type.BROKER, "")
     this = ConfigResource(ConfigResource.Type.BROKER, "0")
     # Read-only broker configs are refused as Kafka refuses them.
-    bad = ConfigResource(ConfigResource.Type.BROKER, "",
+    bad = ConfigResource(ConfigResource.Type.BROKER, "0",
                          incremental_configs=[ConfigEntry("num.partitions", "3",
                                                           incremental_operation=AlterConfigOpType.SET)])
     with pytest.raises(KafkaException) as refused:
@@ -396,23 +434,23 @@ def test_dynamic_log_retention_default_applies_to_existing_topics_and_persists(b
     assert refused.value.args[0].code() == KafkaError.INVALID_REQUEST
     assert "Cannot update these configs dynamically" in refused.value.args[0].str()
 
-    change = ConfigResource(ConfigResource.Type.BROKER, "",
-                            incremental_configs=[ConfigEntry("log.retention.ms", "60000",
-                                                             incremental_operation=AlterConfigOpType.SET)])
-    client.incremental_alter_configs([change], request_timeout=DEADLINE_S)[change].result(timeout=DEADLINE_S)
+    # Neither librdkafka nor kafka-python can name the cluster-wide default (BROKER ""): kwire.
+    set_cluster_default(broker.bootstrap, "log.retention.ms", "60000")
 
     def check_described():
-        entries = config_entries(client, default)
+        entries = describe_cluster_default(broker.bootstrap)
         assert set(entries) == {"log.retention.ms"}, "only the dynamic defaults at \"\""
-        assert entries["log.retention.ms"].value == "60000"
-        assert entries["log.retention.ms"].source == ConfigSource.DYNAMIC_DEFAULT_CONFIG.value
+        assert entries["log.retention.ms"] == (
+            "60000", SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG, False,
+            [("log.retention.ms", "60000", SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG)],
+        )
         mine = config_entries(client, this)
         assert mine["log.retention.ms"].value == "60000"
-        assert mine["log.retention.ms"].source == ConfigSource.DYNAMIC_DEFAULT_CONFIG.value
+        assert mine["log.retention.ms"].source == ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value
         assert not mine["log.retention.ms"].is_read_only
         assert mine["num.partitions"].is_read_only
         follows_entry = config_entries(client, ConfigResource(ConfigResource.Type.TOPIC, follows))["retention.ms"]
-        assert (follows_entry.value, follows_entry.source) == ("60000", ConfigSource.DYNAMIC_DEFAULT_CONFIG.value)
+        assert (follows_entry.value, follows_entry.source) == ("60000", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value)
         keeps_entry = config_entries(client, ConfigResource(ConfigResource.Type.TOPIC, keeps))["retention.ms"]
         assert (keeps_entry.value, keeps_entry.source) == ("-1", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
 
@@ -446,7 +484,7 @@ def test_dynamic_log_retention_default_applies_to_existing_topics_and_persists(b
                                                              incremental_operation=AlterConfigOpType.DELETE)])
     client.incremental_alter_configs([delete], request_timeout=DEADLINE_S)[delete].result(timeout=DEADLINE_S)
     entry = config_entries(client, ConfigResource(ConfigResource.Type.TOPIC, follows))["retention.ms"]
-    assert (entry.value, entry.source) == ("60000", ConfigSource.DYNAMIC_DEFAULT_CONFIG.value)
+    assert (entry.value, entry.source) == ("60000", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value)
 
 
 @time_limit(180)
@@ -454,12 +492,9 @@ def test_dynamic_message_max_bytes_applies_to_produce(broker_factory, topic_name
     broker = broker_factory()
     client = kclients.admin(broker.bootstrap)
     kclients.create_topic(broker.bootstrap, topic_name, 1)
-    change = ConfigResource(ConfigResource.Type.BROKER, "",
-                            incremental_configs=[ConfigEntry("message.max.bytes", "2000",
-                                                             incremental_operation=AlterConfigOpType.SET)])
-    client.incremental_alter_configs([change], request_timeout=DEADLINE_S)[change].result(timeout=DEADLINE_S)
+    set_cluster_default(broker.bootstrap, "message.max.bytes", "2000")
     entry = config_entries(client, ConfigResource(ConfigResource.Type.TOPIC, topic_name))["max.message.bytes"]
-    assert (entry.value, entry.source) == ("2000", ConfigSource.DYNAMIC_DEFAULT_CONFIG.value)
+    assert (entry.value, entry.source) == ("2000", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value)
     with kwire.Conn(broker.bootstrap) as conn:
         error, _ = conn.produce_v3(topic_name, 0, kwire.record_batch([(b"k", b"x" * 4000)]))
         assert error == KafkaError.MSG_SIZE_TOO_LARGE
@@ -505,10 +540,10 @@ def test_kafka_python_admin_dynamic_broker_configs_and_delete_records(broker_fac
             assert (topic["value"], topic["config_source"]) == (value, "DYNAMIC_BROKER_CONFIG")
 
         refused = admin.alter_configs(
-            [KConfigResource(ConfigResourceType.BROKER, "", configs={"num.partitions": "3"})],
+            [KConfigResource(ConfigResourceType.BROKER, "0", configs={"num.partitions": "3"})],
             raise_on_unknown=False,
         )
-        assert "InvalidRequest" in refused["broker"][""] and "dynamically" in refused["broker"][""], refused
+        assert "InvalidRequest" in refused["broker"]["0"] and "dynamically" in refused["broker"]["0"], refused
 
         # DeleteRecords.
         prod = kclients.producer(broker.bootstrap)
