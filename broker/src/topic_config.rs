@@ -33,7 +33,12 @@
 //! - CreateTopics: [`TopicConfig::for_create`]; legacy AlterConfigs (full replacement):
 //!   [`TopicConfig::validate_and_build`]; IncrementalAlterConfigs: [`TopicConfig::incremental`].
 //!   Errors carry Kafka's code ([`ConfigError::kafka_code`]) and message (`Display`).
-//! - DescribeConfigs: [`TopicConfig::describe`] / [`BrokerDefaults::describe`].
+//! - Dynamic broker configs (AlterConfigs / IncrementalAlterConfigs on the BROKER resource ""
+//!   or this broker's id): [`apply_dynamic_ops`], then [`BrokerDefaults::with_dynamic`]; only
+//!   [`is_dynamic_broker_config`] names are accepted. The controller persists them with the
+//!   metadata and re-resolves every topic against the result.
+//! - DescribeConfigs: [`TopicConfig::describe`] / [`BrokerDefaults::describe`] (broker id) /
+//!   [`BrokerDefaults::describe_cluster_default`] (resource "").
 //! - Data path: [`TopicConfig::settings`] and [`TopicSettings::log_config`], once per change.
 //! - Persistence: `TopicConfig` is serde-(de)serialisable as a `{name: value}` map.
 

@@ -1,5 +1,6 @@
 //! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
-//! AlterConfigs, IncrementalAlterConfigs. Changes go to the controller on shard 0.
+//! AlterConfigs, IncrementalAlterConfigs (topics, and the dynamic broker configs of the BROKER
+//! resource). Changes go to the controller on shard 0.
 
 use std::rc::Rc;
 use std::sync::Arc;
