@@ -33,6 +33,41 @@ impl PartitionError {
         }
     }
 
+    /// Kafka's `LogValidator` texts for a rejected batch name the partition, which the record
+    /// validator does not know: add it, and list the first three record errors the way Kafka
+    /// prints them (`RecordError(batchIndex=0, message='...')`).
+    pub fn in_partition(mut self, topic: &str, partition: i32) -> PartitionError {
+        const COMPACTED_NO_KEY: &str = "Compacted topic cannot accept message without key";
+        if self.record_errors.is_empty() {
+            return self;
+        }
+        for e in &mut self.record_errors {
+            if e.message == COMPACTED_NO_KEY {
+                e.message = format!("{COMPACTED_NO_KEY} in topic partition {topic}-{partition}");
+            }
+        }
+        if self.code == E::InvalidRecord.code() {
+            let shown: Vec<String> = self
+                .record_errors
+                .iter()
+                .take(3)
+                .map(|e| {
+                    format!(
+                        "RecordError(batchIndex={}, message='{}')",
+                        e.batch_index, e.message
+                    )
+                })
+                .collect();
+            self.message = Some(format!(
+                "One or more records have been rejected due to {} record errors in total, and \
+                 only showing the first three errors at most: [{}]",
+                self.record_errors.len(),
+                shown.join(", ")
+            ));
+        }
+        self
+    }
+
     pub fn from_code(code: i16, message: Option<String>) -> PartitionError {
         PartitionError {
             code,
@@ -112,3 +147,38 @@ impl From<crate::compression::RecordsError> for PartitionError {
 }
 
 pub const NONE: i16 = 0;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::RecordError;
+
+    #[test]
+    fn record_errors_name_the_partition_as_kafka_does() {
+        let mut e = PartitionError::with_message(E::InvalidRecord, "x");
+        e.record_errors = (0..4)
+            .map(|i| RecordError {
+                batch_index: i * 2,
+                message: "Compacted topic cannot accept message without key".into(),
+            })
+            .collect();
+        let e = e.in_partition("t", 3);
+        let m = "Compacted topic cannot accept message without key in topic partition t-3";
+        assert!(e.record_errors.iter().all(|r| r.message == m));
+        assert_eq!(
+            e.message.as_deref(),
+            Some(
+                format!(
+                    "One or more records have been rejected due to 4 record errors in total, and \
+                     only showing the first three errors at most: [RecordError(batchIndex=0, \
+                     message='{m}'), RecordError(batchIndex=2, message='{m}'), \
+                     RecordError(batchIndex=4, message='{m}')]"
+                )
+                .as_str()
+            )
+        );
+        // Errors without records are left alone.
+        let plain = PartitionError::with_message(E::CorruptMessage, "crc").in_partition("t", 0);
+        assert_eq!(plain.message.as_deref(), Some("crc"));
+    }
+}

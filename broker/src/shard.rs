@@ -513,7 +513,7 @@ impl Shard {
                 if error.code != E::OutOfOrderSequenceNumber.code() {
                     warn!(topic = %part.topic, partition = part.partition, code = error.code, msg = ?error.message, "produce rejected");
                 }
-                ProduceResult::failed(error)
+                ProduceResult::failed(error.in_partition(&part.topic, part.partition))
             }
         }
     }

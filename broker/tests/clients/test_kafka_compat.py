@@ -197,8 +197,14 @@ def test_batch_with_keyless_records_on_compacted_topic_fails_per_record(broker, 
     assert error == KafkaError.INVALID_RECORD
     assert base_offset == -1
     assert [index for index, _ in record_errors] == sorted(bad)
-    assert all("Compacted topic cannot accept message without key" in m for _, m in record_errors)
-    assert message is not None and "10 record errors" in message, message
+    assert all(m == f"Compacted topic cannot accept message without key in topic partition {topic_name}-0"
+               for _, m in record_errors), record_errors[:2]
+    assert message == (
+        "One or more records have been rejected due to 10 record errors in total, and only showing the "
+        "first three errors at most: ["
+        + ", ".join(f"RecordError(batchIndex={i}, message='{record_errors[0][1]}')" for i in (0, 10, 20))
+        + "]"
+    ), message
 
 
 @time_limit(120)
