@@ -327,9 +327,14 @@ async fn shard_main(
     shard.mark_ready();
 
     let retention_shard = shard.clone();
+    // `log.retention.check.interval.ms` (read-only in Kafka too).
+    let retention_check_interval = Duration::from_millis(
+        u64::try_from(config.kafka.log_retention_check_interval_ms())
+            .unwrap_or(RETENTION_CHECK_INTERVAL_MS), // ok: validated >= 1
+    );
     glommio::spawn_local(async move {
         loop {
-            glommio::timer::sleep(Duration::from_millis(RETENTION_CHECK_INTERVAL_MS)).await;
+            glommio::timer::sleep(retention_check_interval).await;
             retention_shard.retention_pass().await;
         }
     })

@@ -1,6 +1,7 @@
 //! The metadata controller: the single writer of cluster metadata. Lives on shard 0.
 //!
-//! Every change (create/delete topics, add partitions, alter configs) runs one at a time:
+//! Every change (create/delete topics, add partitions, alter topic or dynamic broker configs)
+//! runs one at a time:
 //! build the next snapshot, persist it, publish it to every shard (each opens or deletes the
 //! partitions it owns), then answer. A client therefore sees its topic usable on every shard
 //! as soon as CreateTopics returns.
@@ -19,7 +20,9 @@ use crate::cluster::meta::{
 };
 use crate::errors::PartitionError;
 use crate::log::producer_state::ProducerIdAllocator;
-use crate::log::topic_config::{AlterOp, TopicConfig};
+use crate::log::topic_config::{
+    apply_dynamic_ops, AlterOp, ConfigError, DynamicLevel, TopicConfig,
+};
 use crate::shard::{Shard, ShardReq};
 
 #[derive(Debug, Clone)]
@@ -59,6 +62,11 @@ pub enum ControllerReq {
         changes: Vec<(String, ConfigChange)>,
         validate_only: bool,
     },
+    /// Dynamic broker configs: one change per BROKER resource, at its level.
+    AlterBrokerConfigs {
+        changes: Vec<(DynamicLevel, ConfigChange)>,
+        validate_only: bool,
+    },
     AllocateProducerId,
 }
 
@@ -67,6 +75,8 @@ pub enum ControllerResp {
     /// One result per requested topic, in request order.
     Topics(Vec<Result<Arc<TopicMeta>, PartitionError>>),
     ProducerId(Result<i64, PartitionError>),
+    /// One result per requested resource, in request order.
+    Configs(Vec<Result<(), PartitionError>>),
     NotController,
     Failed(PartitionError),
 }
@@ -112,6 +122,13 @@ impl Controller {
                 changes,
                 validate_only,
             } => self.alter_configs(shard, changes, validate_only).await,
+            ControllerReq::AlterBrokerConfigs {
+                changes,
+                validate_only,
+            } => {
+                self.alter_broker_configs(shard, changes, validate_only)
+                    .await
+            }
         }
     }
 
@@ -122,7 +139,8 @@ impl Controller {
         validate_only: bool,
     ) -> ControllerResp {
         let current = shard.meta();
-        let broker = &shard.config.kafka;
+        // The effective broker settings, dynamic configs included.
+        let broker = &*current.broker;
         let mut next = current.topics.clone();
         let mut results = Vec::with_capacity(topics.len());
         let mut seen = std::collections::HashSet::new();
@@ -265,7 +283,7 @@ impl Controller {
         changes: Vec<(String, ConfigChange)>,
         validate_only: bool,
     ) -> ControllerResp {
-        let broker = shard.config.kafka.clone();
+        let broker = shard.meta().broker.clone();
         self.change_topics(shard, changes, validate_only, |t, change| {
             let config = match change {
                 ConfigChange::Replace(pairs) => TopicConfig::validate_and_build(pairs, &broker),
@@ -277,6 +295,81 @@ impl Controller {
             Ok(altered)
         })
         .await
+    }
+
+    /// Dynamic broker configs (Kafka's `DynamicBrokerConfig`): each resource's change is
+    /// validated on top of the ones before it; then the new settings are persisted and
+    /// published with every topic's config re-resolved against them, so a new default (e.g.
+    /// `log.retention.ms`) applies at once to the topics that do not override it.
+    async fn alter_broker_configs(
+        &self,
+        shard: &Rc<Shard>,
+        changes: Vec<(DynamicLevel, ConfigChange)>,
+        validate_only: bool,
+    ) -> ControllerResp {
+        let current = shard.meta();
+        let statics = current.broker.statics_only();
+        let mut broker = (*current.broker).clone();
+        let mut results = Vec::with_capacity(changes.len());
+        for (level, change) in changes {
+            let result = (|| {
+                let level_map = broker.dynamic_map(level);
+                let next_map = match change {
+                    ConfigChange::Replace(pairs) => {
+                        let ops: Vec<_> = pairs
+                            .into_iter()
+                            .map(|(name, value)| (name, AlterOp::Set, value))
+                            .collect();
+                        apply_dynamic_ops(&BTreeMap::new(), &ops, &broker)?
+                    }
+                    ConfigChange::Incremental(ops) => apply_dynamic_ops(&level_map, &ops, &broker)?,
+                };
+                let (default, this) = match level {
+                    DynamicLevel::ClusterDefault => {
+                        (next_map, broker.dynamic_map(DynamicLevel::ThisBroker))
+                    }
+                    DynamicLevel::ThisBroker => {
+                        (broker.dynamic_map(DynamicLevel::ClusterDefault), next_map)
+                    }
+                };
+                statics.with_dynamic(&default, &this)
+            })();
+            // KAFKA-13609: Kafka answers every rejected broker config change with
+            // INVALID_REQUEST (its ConfigAdminManager wraps the ConfigException).
+            results.push(match result {
+                Ok(next) => {
+                    broker = next;
+                    Ok(())
+                }
+                Err(e) => Err(PartitionError::with_message(
+                    E::InvalidRequest,
+                    e.to_string(),
+                )),
+            });
+        }
+        if validate_only || broker == *current.broker {
+            return ControllerResp::Configs(results);
+        }
+        let mut topics = current.topics.clone();
+        for topic in topics.values_mut() {
+            let config = match TopicConfig::from_map(topic.configs.clone(), &broker) {
+                Ok(c) => c,
+                Err(e) => return ControllerResp::Failed(broker_change_failed(&topic.name, &e)),
+            };
+            if config != topic.config {
+                let mut t = (**topic).clone();
+                t.config = config;
+                *topic = Arc::new(t);
+            }
+        }
+        if let Err(e) = self
+            .publish(shard, current.with_broker(broker, topics))
+            .await
+        {
+            return ControllerResp::Failed(e);
+        }
+        info!("dynamic broker configs changed");
+        ControllerResp::Configs(results)
     }
 
     /// Apply `change` to each named existing topic (later entries see earlier changes), then
@@ -332,4 +425,10 @@ impl Controller {
         futures::future::join_all(applies).await;
         Ok(())
     }
+}
+
+/// A stored topic config that no longer resolves (cannot happen for validated overrides).
+fn broker_change_failed(topic: &str, e: &ConfigError) -> PartitionError {
+    warn!(topic, error = %e, "re-resolving a topic config failed");
+    PartitionError::with_message(E::InvalidRequest, format!("topic {topic}: {e}"))
 }

@@ -3,7 +3,9 @@
 //!
 //! One writer (the controller on shard 0, see [`crate::cluster::controller`]) changes it; every shard holds
 //! an immutable [`MetaSnapshot`] behind an `Arc` and swaps it when the controller publishes a new
-//! one, so readers never block. The snapshot is persisted as `meta/topics.json` in the data dir
+//! one, so readers never block. The dynamic broker configs (AlterConfigs on the BROKER resource)
+//! are part of it: [`MetaSnapshot::broker`] is the broker's effective Kafka settings, and every
+//! topic's resolved config in the snapshot was built against exactly those. The snapshot is persisted as `meta/topics.json` in the data dir
 //! (write to a temp file, fsync, rename, fsync the directory) before it is published.
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,7 +17,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::log::topic_config::TopicConfig;
+use crate::log::topic_config::{BrokerDefaults, DynamicLevel, TopicConfig};
 
 /// Kafka's limit on topic name length.
 pub const TOPIC_NAME_LEN_MAX: usize = 249;
@@ -47,6 +49,21 @@ struct MetaFile {
     version: u64,
     cluster_id: String,
     topics: Vec<TopicMeta>,
+    /// Absent in files written before dynamic broker configs existed.
+    #[serde(default)]
+    dynamic_broker_configs: DynamicBrokerConfigs,
+}
+
+/// The dynamic broker configs as persisted: Kafka-named settings as canonical strings.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct DynamicBrokerConfigs {
+    /// The cluster-wide defaults (BROKER resource "").
+    #[serde(default)]
+    cluster_default: BTreeMap<String, String>,
+    /// This broker's own (BROKER resource named by its id). The metadata is this node's, so
+    /// no id is stored: a changed `node_id` keeps them.
+    #[serde(default)]
+    this_broker: BTreeMap<String, String>,
 }
 
 /// An immutable view of the cluster metadata.
@@ -57,6 +74,8 @@ pub struct MetaSnapshot {
     pub topics: BTreeMap<String, Arc<TopicMeta>>,
     pub by_id: HashMap<Uuid, String>,
     pub shards: usize,
+    /// The broker's Kafka settings: the config file's plus the dynamic broker configs.
+    pub broker: Arc<BrokerDefaults>,
 }
 
 impl MetaSnapshot {
@@ -89,8 +108,21 @@ impl MetaSnapshot {
             topics,
             by_id: HashMap::new(),
             shards: self.shards,
+            broker: self.broker.clone(),
         };
         next.rebuild_index();
+        next
+    }
+
+    /// The next snapshot with other broker settings; `topics` must have been resolved against
+    /// `broker` (see [`TopicConfig::from_map`]).
+    pub fn with_broker(
+        &self,
+        broker: BrokerDefaults,
+        topics: BTreeMap<String, Arc<TopicMeta>>,
+    ) -> MetaSnapshot {
+        let mut next = self.with_topics(topics);
+        next.broker = Arc::new(broker);
         next
     }
 }
@@ -148,17 +180,15 @@ impl MetaStore {
     }
 
     /// Load the snapshot from disk, or make the first one (with a fresh cluster id).
-    pub fn load(
-        &self,
-        shards: usize,
-        broker: &crate::log::topic_config::BrokerDefaults,
-    ) -> anyhow::Result<MetaSnapshot> {
+    /// `broker`: the config file's settings; the stored dynamic broker configs go on top.
+    pub fn load(&self, shards: usize, broker: &BrokerDefaults) -> anyhow::Result<MetaSnapshot> {
         let mut snapshot = MetaSnapshot {
             version: 0,
             cluster_id: new_cluster_id(),
             topics: BTreeMap::new(),
             by_id: HashMap::new(),
             shards,
+            broker: Arc::new(broker.statics_only()),
         };
         match std::fs::read(&self.path) {
             Ok(bytes) => {
@@ -166,6 +196,9 @@ impl MetaStore {
                     .with_context(|| format!("parsing {}", self.path.display()))?;
                 snapshot.version = file.version;
                 snapshot.cluster_id = file.cluster_id;
+                let dynamic = file.dynamic_broker_configs;
+                snapshot.broker = Arc::new(with_stored_dynamic(broker, &dynamic));
+                let broker = &*snapshot.broker.clone();
                 for mut topic in file.topics {
                     topic.config =
                         TopicConfig::from_map(topic.configs.clone(), broker).map_err(|e| {
@@ -191,6 +224,10 @@ impl MetaStore {
             version: snapshot.version,
             cluster_id: snapshot.cluster_id.clone(),
             topics: snapshot.topics.values().map(|t| (**t).clone()).collect(),
+            dynamic_broker_configs: DynamicBrokerConfigs {
+                cluster_default: snapshot.broker.dynamic_map(DynamicLevel::ClusterDefault),
+                this_broker: snapshot.broker.dynamic_map(DynamicLevel::ThisBroker),
+            },
         };
         let bytes = serde_json::to_vec_pretty(&file)?;
         let tmp = self.path.with_extension("json.tmp");
@@ -203,6 +240,32 @@ impl MetaStore {
         std::fs::rename(&tmp, &self.path)?;
         std::fs::File::open(dir)?.sync_all()?;
         Ok(())
+    }
+}
+
+/// The config file's settings with the stored dynamic broker configs. A stored config that is
+/// no longer valid (an upgrade changed the rules, the file's settings now conflict with it) is
+/// dropped with a warning rather than keeping the broker from starting.
+fn with_stored_dynamic(broker: &BrokerDefaults, stored: &DynamicBrokerConfigs) -> BrokerDefaults {
+    let statics = broker.statics_only();
+    let valid = |map: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        map.iter()
+            .filter(|(name, value)| match BrokerDefaults::validate_dynamic(name, value) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(config = %name, error = %e, "ignoring stored dynamic broker config");
+                    false
+                }
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    match statics.with_dynamic(&valid(&stored.cluster_default), &valid(&stored.this_broker)) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring the stored dynamic broker configs");
+            statics
+        }
     }
 }
 
@@ -250,6 +313,47 @@ mod tests {
             (0..12).map(|p| owner_of("t", p, 2)).collect::<Vec<_>>()
         );
         assert!((0..100).all(|p| owner_of("x", p, 1) == 0));
+    }
+
+    #[test]
+    fn dynamic_broker_configs_persist_and_resolve_topics() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetaStore::new(dir.path());
+        let file_settings =
+            BrokerDefaults::from_pairs([("log.retention.hours".into(), "24".into())]).unwrap();
+        let first = store.load(1, &file_settings).unwrap();
+        let dynamic = file_settings
+            .with_dynamic(
+                &[("log.retention.ms".to_string(), "60000".to_string())].into(),
+                &[("message.max.bytes".to_string(), "2000".to_string())].into(),
+            )
+            .unwrap();
+        let config = TopicConfig::defaults(&dynamic);
+        let topic = Arc::new(TopicMeta {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+            partitions: 1,
+            configs: BTreeMap::new(),
+            internal: false,
+            config,
+        });
+        let next = first.with_broker(dynamic.clone(), [("t".to_string(), topic)].into());
+        store.save(&next).unwrap();
+        let loaded = store.load(1, &file_settings).unwrap();
+        assert_eq!(*loaded.broker, dynamic);
+        let settings = loaded.topic("t").unwrap().config.settings().clone();
+        assert_eq!(settings.retention_ms, 60_000);
+        assert_eq!(settings.max_message_bytes, 2000);
+        // A stored config that became invalid is dropped, not fatal.
+        let text = std::fs::read_to_string(dir.path().join("meta/topics.json")).unwrap();
+        let broken = text.replace("\"message.max.bytes\"", "\"num.partitions\"");
+        std::fs::write(dir.path().join("meta/topics.json"), broken).unwrap();
+        let loaded = store.load(1, &file_settings).unwrap();
+        assert_eq!(
+            loaded.broker.message_max_bytes(),
+            file_settings.message_max_bytes()
+        );
+        assert_eq!(loaded.broker.log_retention_ms(), 60_000);
     }
 
     #[test]

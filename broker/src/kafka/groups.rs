@@ -404,6 +404,12 @@ pub async fn describe_groups(
         },
     )
     .await;
+    // Kafka (no authorizer) lists every operation a group supports, for groups it found.
+    if version >= 3 && req.include_authorized_operations {
+        for g in r.groups.iter_mut().filter(|g| g.error_code == 0) {
+            g.authorized_operations = super::metadata::GROUP_AUTHORIZED_OPERATIONS;
+        }
+    }
     r
 }
 

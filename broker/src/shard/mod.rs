@@ -50,6 +50,13 @@ pub enum ShardReq {
         partition: i32,
         timestamp: i64,
     },
+    /// DeleteRecords for one partition: move its log start offset to `offset` (-1: the high
+    /// watermark).
+    DeleteRecords {
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
     /// First phase of publishing metadata: open the partitions the snapshot adds here.
     OpenPartitions(Arc<MetaSnapshot>),
     /// Second phase, once every shard opened its new partitions: adopt the snapshot (so
@@ -70,6 +77,8 @@ pub enum ShardResp {
     Read(Vec<ReadReply>),
     Done,
     ListOffset(Result<(i64, i64), PartitionError>),
+    /// To `DeleteRecords`: the new low watermark (log start offset).
+    DeleteRecords(Result<i64, PartitionError>),
     Controller(ControllerResp),
     Group(crate::coordinator::GroupResp),
     /// To `AdoptConnection`: the connection back when the shard could not take it.
@@ -303,6 +312,13 @@ impl Shard {
                 partition,
                 timestamp,
             } => ShardResp::ListOffset(self.list_offset_local(&topic, partition, timestamp).await),
+            ShardReq::DeleteRecords {
+                topic,
+                partition,
+                offset,
+            } => {
+                ShardResp::DeleteRecords(self.delete_records_local(&topic, partition, offset).await)
+            }
             ShardReq::OpenPartitions(snapshot) => {
                 self.open_partitions(&snapshot).await;
                 ShardResp::Done
@@ -497,7 +513,7 @@ impl Shard {
                 if error.code != E::OutOfOrderSequenceNumber.code() {
                     warn!(topic = %part.topic, partition = part.partition, code = error.code, msg = ?error.message, "produce rejected");
                 }
-                ProduceResult::failed(error)
+                ProduceResult::failed(error.in_partition(&part.topic, part.partition))
             }
         }
     }
@@ -710,11 +726,20 @@ impl Shard {
             -1 => Ok((log.high_watermark(), -1)),
             // EARLIEST and EARLIEST_LOCAL: everything is local.
             -2 | -4 => Ok((log.log_start_offset(), -1)),
-            // MAX_TIMESTAMP
-            -3 => match log.max_timestamp_offset().await? {
-                Some((offset, ts)) => Ok((offset, ts)),
-                None => Ok((-1, -1)),
-            },
+            // MAX_TIMESTAMP: the first record carrying the largest timestamp (KAFKA-16310),
+            // found in the first batch whose max timestamp reaches it.
+            -3 => {
+                let Some((_, max_ts)) = log.max_timestamp_offset().await? else {
+                    return Ok((-1, -1));
+                };
+                let Some(batch) = log.find_batch_by_timestamp(max_ts).await? else {
+                    return Ok((-1, -1));
+                };
+                match records::max_timestamp_record(&batch)? {
+                    Some((offset, ts)) => Ok((offset, ts)),
+                    None => Ok((-1, -1)),
+                }
+            }
             ts if ts >= 0 => {
                 let Some(batch) = log.find_batch_by_timestamp(ts).await? else {
                     return Ok((-1, -1));
@@ -731,11 +756,45 @@ impl Shard {
         }
     }
 
+    /// DeleteRecords for one partition owned here (Kafka's `Partition.deleteRecordsOnLeader`):
+    /// the new low watermark.
+    pub async fn delete_records_local(
+        &self,
+        topic: &str,
+        index: i32,
+        offset: i64,
+    ) -> Result<i64, PartitionError> {
+        let partition = self
+            .partition(topic, index)
+            .ok_or_else(|| PartitionError::new(E::UnknownTopicOrPartition))?;
+        if !partition.topic.config.settings().cleanup_delete {
+            return Err(PartitionError::with_message(
+                E::PolicyViolation,
+                format!(
+                    "Records of partition {topic}-{index} can not be deleted due to the configured policy"
+                ),
+            ));
+        }
+        let log = &partition.log;
+        let target = if offset == -1 {
+            log.high_watermark()
+        } else {
+            offset
+        };
+        // Storage refuses negative offsets and offsets beyond the high watermark with
+        // OffsetOutOfRange, as Kafka does.
+        log.delete_records_before(target).await?;
+        let low_watermark = log.log_start_offset();
+        assert!(low_watermark >= target.min(log.high_watermark()));
+        Ok(low_watermark)
+    }
+
     /// Apply retention to every partition of this shard.
     pub async fn retention_pass(&self) {
         let partitions: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
         let now = now_ms();
-        let producer_expiration_ms = i64::from(self.config.kafka.producer_id_expiration_ms());
+        // A dynamic broker config: read it from the current snapshot.
+        let producer_expiration_ms = i64::from(self.meta().broker.producer_id_expiration_ms());
         for p in partitions {
             if let Err(e) = p.log.apply_retention(now).await {
                 warn!(topic = %p.topic.name, partition = p.index, error = %e, "retention failed");
@@ -791,6 +850,13 @@ pub fn expect_read(resp: ShardResp, n: usize) -> Vec<ReadReply> {
 pub fn expect_list_offset(resp: ShardResp) -> Result<(i64, i64), PartitionError> {
     match resp {
         ShardResp::ListOffset(r) => r,
+        other => Err(reply_error(&other)),
+    }
+}
+
+pub fn expect_delete_records(resp: ShardResp) -> Result<i64, PartitionError> {
+    match resp {
+        ShardResp::DeleteRecords(r) => r,
         other => Err(reply_error(&other)),
     }
 }
