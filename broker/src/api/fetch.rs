@@ -14,7 +14,9 @@
 //! so no wait outlives its fetch (`ringtail_cross_shard_waits_parked` on `/metrics`). A shard
 //! parks at most `max_cross_shard_waits_per_shard` waits of other shards; beyond that it
 //! refuses one at once, and the fetch goes on without it: it answers at its deadline unless
-//! its other waits fire first (new data on a refused shard is seen at the next fetch).
+//! its other waits fire first (new data on a refused shard is seen at the next fetch). A
+//! fetch whose connection closed stops waiting and answers at once (into the void), which
+//! cancels its waits too.
 //!
 //! Stored batch bytes are returned as they are on disk; no record is decoded. Fetch sessions
 //! (KIP-227) are answered with "no session" (session id 0): clients then keep sending full
@@ -57,6 +59,7 @@ pub async fn fetch(
     version: i16,
     spliced: &mut FetchRecords,
     affinity: Option<&net::Affinity>,
+    closed: &net::ConnClosed,
 ) -> FetchResponse {
     let mut response = FetchResponse::default();
     if version >= 7 && req.session_id != 0 {
@@ -131,7 +134,10 @@ pub async fn fetch(
         if total >= min_bytes.max(1) || any_error || now >= deadline || slots.is_empty() {
             break;
         }
-        wait_for_any(shard, &slots, &names, deadline - now).await;
+        let peer_gone = wait_for_any(shard, &slots, &names, deadline - now, closed).await;
+        if peer_gone {
+            break; // nobody reads the answer: no need for a last read
+        }
         if Instant::now() >= deadline {
             read_round(shard, &mut slots, &names, max_bytes).await;
             break;
@@ -224,9 +230,16 @@ async fn read_round(shard: &Rc<Shard>, slots: &mut [Slot], names: &[String], max
     }
 }
 
-/// Park until any partition of the fetch gets new data, or `timeout`. Returning drops every
-/// wait still parked, which cancels those on other shards.
-async fn wait_for_any(shard: &Rc<Shard>, slots: &[Slot], names: &[String], timeout: Duration) {
+/// Park until any partition of the fetch gets new data, or `timeout`, or the connection
+/// closed (then true). Returning drops every wait still parked, which cancels those on other
+/// shards.
+async fn wait_for_any(
+    shard: &Rc<Shard>,
+    slots: &[Slot],
+    names: &[String],
+    timeout: Duration,
+    closed: &net::ConnClosed,
+) -> bool {
     let mut by_shard: Vec<Vec<(String, i32, i64)>> = vec![Vec::new(); shard.shards()];
     for slot in slots {
         if let Ok(target) = slot.target {
@@ -253,15 +266,23 @@ async fn wait_for_any(shard: &Rc<Shard>, slots: &[Slot], names: &[String], timeo
         })
         .collect();
     if waits.is_empty() {
-        return;
+        return false;
     }
     futures_lite::future::or(
+        futures_lite::future::or(
+            async {
+                futures::future::select_all(waits).await;
+                false
+            },
+            async {
+                glommio::timer::sleep(timeout).await;
+                false
+            },
+        ),
         async {
-            futures::future::select_all(waits).await;
-        },
-        async {
-            glommio::timer::sleep(timeout).await;
+            closed.wait().await;
+            true
         },
     )
-    .await;
+    .await
 }

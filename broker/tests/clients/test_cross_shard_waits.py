@@ -223,3 +223,33 @@ def test_remote_waits_are_cancelled_when_their_fetch_answers(broker, topic_name)
         "shard 1 cancelled the waits of the fetches shard 0 answered",
     )
     assert cancelled[1] - cancelled_before[1] == rounds * served_by_0, (cancelled_before, cancelled)
+
+
+def test_remote_wait_is_cancelled_when_its_fetch_connection_closes(broker, topic_name):
+    kclients.create_topic(broker.bootstrap, topic_name, SHARDS)
+    conns = connections_on_each_shard(broker, 1)
+    cancelled_before = per_shard(broker, "ringtail_cross_shard_waits_cancelled_total")
+    try:
+        for conn, _ in conns:
+            conn.send_fetch_v4(topic_name, [(p, 0) for p in range(SHARDS)], FETCH_WAIT_MS_MAX)
+        wait_metric(
+            broker,
+            "ringtail_cross_shard_waits_parked",
+            lambda v: all(v[s] == 1 for s in range(SHARDS)),
+            "each fetch parks one wait on the other shard",
+            deadline_s=WHILE_PARKED_S,
+        )
+    finally:
+        # The clients go away without waiting for their answers.
+        for conn, _ in conns:
+            conn.close()
+    # Well before the fetches' own deadline, their waits on the other shard are dropped.
+    wait_metric(
+        broker,
+        "ringtail_cross_shard_waits_parked",
+        lambda v: sum(v.values()) == 0,
+        "closed connections leave no wait parked",
+        deadline_s=WHILE_PARKED_S,
+    )
+    cancelled = per_shard(broker, "ringtail_cross_shard_waits_cancelled_total")
+    assert all(cancelled[s] - cancelled_before[s] == 1 for s in range(SHARDS)), (cancelled_before, cancelled)
