@@ -357,4 +357,19 @@ mod tests {
         assert!(at_least_one("x", 0).is_err());
         assert_eq!(at_least_one("x", 3).unwrap(), 3);
     }
+
+    #[test]
+    fn settings_from_the_environment() {
+        // A key nothing else reads, so parallel tests do not see it.
+        let key = "test_only_env_setting";
+        std::env::set_var("RINGTAIL_TEST_ONLY_ENV_SETTING", " 7 ");
+        assert_eq!(env_setting::<usize>(key).unwrap(), Some(7));
+        std::env::set_var("RINGTAIL_TEST_ONLY_ENV_SETTING", "seven");
+        let err = env_setting::<usize>(key).unwrap_err().to_string();
+        assert!(err.contains("RINGTAIL_TEST_ONLY_ENV_SETTING"), "{err}");
+        std::env::set_var("RINGTAIL_TEST_ONLY_ENV_SETTING", "");
+        assert_eq!(env_setting::<usize>(key).unwrap(), None);
+        std::env::remove_var("RINGTAIL_TEST_ONLY_ENV_SETTING");
+        assert_eq!(env_setting::<usize>(key).unwrap(), None);
+    }
 }
