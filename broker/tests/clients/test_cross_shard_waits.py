@@ -253,3 +253,28 @@ def test_remote_wait_is_cancelled_when_its_fetch_connection_closes(broker, topic
     )
     cancelled = per_shard(broker, "ringtail_cross_shard_waits_cancelled_total")
     assert all(cancelled[s] - cancelled_before[s] == 1 for s in range(SHARDS)), (cancelled_before, cancelled)
+
+
+def test_fetch_answers_at_its_deadline_when_the_other_shard_refuses_its_wait(broker_factory, topic_name):
+    # No room for waits of other shards: every fetch that needs one goes on without it.
+    broker = broker_factory(settings={"max_cross_shard_waits_per_shard": 0})
+    kclients.create_topic(broker.bootstrap, topic_name, SHARDS)
+    conns = connections_on_each_shard(broker, 1)
+    refused_before = per_shard(broker, "ringtail_cross_shard_waits_refused_total")
+    try:
+        fetches = [(conn, conn.send_fetch_v4(topic_name, [(p, 0) for p in range(SHARDS)], 1_000)) for conn, _ in conns]
+        for conn, correlation_id in fetches:
+            conn.sock.settimeout(WHILE_PARKED_S)
+            got = conn.recv_fetch_v4(correlation_id)
+            assert sorted(got) == list(range(SHARDS)), got
+            assert all(part.error == kwire.ERR_NONE and not part.records for part in got.values()), got
+    finally:
+        for conn, _ in conns:
+            conn.close()
+    refused = wait_metric(
+        broker,
+        "ringtail_cross_shard_waits_refused_total",
+        lambda v: all(v[s] - refused_before[s] >= 1 for s in range(SHARDS)),
+        "each shard refused the other's wait",
+    )
+    assert per_shard(broker, "ringtail_cross_shard_waits_parked") == {s: 0.0 for s in range(SHARDS)}, refused
