@@ -24,7 +24,9 @@
 //!   without it. The *caller* owns a wait: dropping the `wait` future (its fetch answered,
 //!   timed out or was abandoned) sends a cancel message after the request, and the serving
 //!   shard drops the parked future, so no wait outlives the request it served. Parked,
-//!   refused and cancelled waits are counted in [`RouteStats`].
+//!   refused and cancelled waits are counted in [`RouteStats`]. Requests from one peer are
+//!   taken off its queue in order, so while calls wait for a permit, the waits and cancels
+//!   queued behind them wait too (a wait still ends at its own timeout).
 //!
 //! Which shard runs what: `call`/`wait` futures and the response pumps run on the calling
 //! shard; the handler given to `serve` runs on the serving shard, each request as its own
