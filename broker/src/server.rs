@@ -115,7 +115,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     block_shutdown_signals()?;
 
     let config = Arc::new(config);
-    let endpoints = net::route::build::<ShardReq, ShardResp>(shards, Default::default());
+    let endpoints = net::route::build::<ShardReq, ShardResp>(shards, config.cross_shard);
     // The controller is built inside shard 0's executor: it holds thread-local primitives.
     let mut controller_parts = Some((store, producer_ids));
     let mut handles = Vec::new();
@@ -276,6 +276,7 @@ async fn shard_main(
     // Shard-local state for `/metrics`, refreshed once a second.
     let stats = listener.stats();
     let reporter = shard.clone();
+    let route_stats = shard.router.stats();
     glommio::spawn_local(async move {
         loop {
             reporter
@@ -288,6 +289,9 @@ async fn shard_main(
                     batch_cache_bytes: storage::shard_cache_bytes() as u64,
                     read_ahead_bytes: storage::shard_read_ahead_bytes() as u64,
                     read_ahead_hits: storage::shard_read_ahead_hits(),
+                    cross_shard_waits_parked: route_stats.waits_parked(),
+                    cross_shard_waits_refused: route_stats.waits_refused_total(),
+                    cross_shard_waits_cancelled: route_stats.waits_cancelled_total(),
                     log_write_times: storage::iotime::shard_write_times(),
                     log_fsync_times: storage::iotime::shard_fsync_times(),
                 });

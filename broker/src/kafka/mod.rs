@@ -156,7 +156,10 @@ impl KafkaHandler {
                 ResponseKind::Produce(resp)
             }
             RequestKind::Fetch(r) => {
-                ResponseKind::Fetch(fetch::fetch(shard, r, version, &mut spliced, affinity).await)
+                let closed = &conn.closed;
+                ResponseKind::Fetch(
+                    fetch::fetch(shard, r, version, &mut spliced, affinity, closed).await,
+                )
             }
             RequestKind::ListOffsets(r) => {
                 ResponseKind::ListOffsets(offsets::list_offsets(shard, r, version).await)

@@ -41,6 +41,8 @@ pub enum ShardReq {
         max_bytes: usize,
     },
     /// Resolve when any of the partitions has data beyond its offset, or after `timeout_ms`.
+    /// A long poll: send it with [`Shard::wait_for_data`] (a router wait: no request slot on
+    /// the target, cancelled when the caller drops it), never with [`Shard::call`].
     WaitForData {
         parts: Vec<(String, i32, i64)>,
         timeout_ms: u64,
@@ -148,6 +150,15 @@ impl ReadReply {
 }
 
 pub type Router = net::route::ShardRouter<ShardReq, ShardResp>;
+
+/// How a [`Shard::wait_for_data`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitOutcome {
+    /// Data arrived, the timeout passed, or the target shard failed (the next read says so).
+    Ended,
+    /// The target shard parks as many waits as it may: this one was never parked.
+    Refused,
+}
 
 /// A partition replica owned by this shard.
 pub struct Partition {
@@ -289,6 +300,33 @@ impl Shard {
                     E::KafkaStorageError,
                     format!("shard {shard} unreachable: {e}"),
                 ))
+            }
+        }
+    }
+
+    /// Parks [`ShardReq::WaitForData`] on `shard` (run here when it is this shard) until any
+    /// of `parts` has data beyond its offset or `timeout_ms` passed. On another shard the
+    /// wait is owned by this future: dropping it cancels the wait there. It holds none of
+    /// that shard's request slots, and is refused at once when that shard already parks
+    /// `max_cross_shard_waits_per_shard` waits.
+    pub async fn wait_for_data(
+        self: &Rc<Self>,
+        shard: usize,
+        parts: Vec<(String, i32, i64)>,
+        timeout_ms: u64,
+    ) -> WaitOutcome {
+        let req = ShardReq::WaitForData { parts, timeout_ms };
+        if shard == self.id {
+            self.serve(req).await;
+            return WaitOutcome::Ended;
+        }
+        self.metrics().cross_shard_call();
+        match self.router.wait(shard, req).await {
+            Ok(_) => WaitOutcome::Ended,
+            Err(net::RouteError::WaitsFull { .. }) => WaitOutcome::Refused,
+            Err(e) => {
+                warn!(shard = self.id, to = shard, error = %e, "cross-shard wait failed");
+                WaitOutcome::Ended
             }
         }
     }
