@@ -246,7 +246,8 @@ impl FakeLog {
 
 impl CoordinatorLog for FakeLog {
     fn now_ms(&self) -> i64 {
-        crate::shard::now_ms()
+        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        since_epoch.map_or(0, |d| d.as_millis() as i64)
     }
 
     fn log_start_offset(&self) -> i64 {
@@ -311,7 +312,7 @@ impl CoordinatorLog for FakeLog {
 fn run<F: Future<Output = ()> + 'static>(test: impl FnOnce() -> F + Send + 'static) {
     LocalExecutorBuilder::new(Placement::Unbound)
         .io_memory(512 << 10)
-        .spawn(move || test())
+        .spawn(test)
         .unwrap()
         .join()
         .unwrap();
