@@ -14,12 +14,13 @@ use anyhow::{bail, Context};
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{error, info, warn};
 
-use crate::cluster::controller::Controller;
+use crate::cluster::controller::{Controller, ControllerReq, ControllerResp, NewTopic};
 use crate::cluster::meta::{MetaSnapshot, MetaStore};
 use crate::config::BrokerConfig;
+use crate::coordinator::group::OFFSETS_TOPIC;
 use crate::kafka::KafkaHandler;
 use crate::log::producer_state::ProducerIdAllocator;
-use crate::shard::{Shard, ShardReq, ShardResp, RETENTION_CHECK_INTERVAL_MS};
+use crate::shard::{expect_controller, Shard, ShardReq, ShardResp, RETENTION_CHECK_INTERVAL_MS};
 
 /// How long I/O buffers stay free before they are given back to the system (a burst's
 /// buffers go 10-20 s after it ends; see `storage::dma_alloc::trim`).
@@ -264,7 +265,7 @@ async fn shard_main(
         "partitions recovered"
     );
     if shard.controller.is_some() {
-        crate::coordinator::ensure_offsets_topic(&shard).await;
+        ensure_offsets_topic(&shard).await;
     }
 
     let handler = Rc::new(KafkaHandler::new(shard.clone()));
@@ -421,5 +422,49 @@ fn wait_for_shutdown_signal() {
     match shutdown_sigset().wait() {
         Ok(sig) => info!(signal = ?sig, "signal received"),
         Err(e) => warn!(error = %e, "sigwait failed; shutting down"),
+    }
+}
+
+/// Creates `__consumer_offsets` through the controller if it does not exist yet (Kafka
+/// creates it on first use; we do it at start-up so the first consumer finds it): Kafka's
+/// `offsets.topic.num.partitions`, compacted, `offsets.topic.segment.bytes`; replication
+/// factor 1 whatever `offsets.topic.replication.factor` says, as this is a single broker.
+/// Runs on shard 0 (the controller). Lives here, not in `coordinator`, because it calls the
+/// controller through the shard.
+async fn ensure_offsets_topic(shard: &Rc<Shard>) {
+    if shard.meta().topic(OFFSETS_TOPIC).is_some() {
+        return;
+    }
+    let k = &shard.config.kafka;
+    let topic = NewTopic {
+        name: OFFSETS_TOPIC.to_string(),
+        partitions: k.offsets_topic_num_partitions(),
+        replication_factor: 1,
+        configs: vec![
+            ("cleanup.policy".into(), Some("compact".into())),
+            ("compression.type".into(), Some("producer".into())),
+            (
+                "segment.bytes".into(),
+                Some(k.offsets_topic_segment_bytes().to_string()),
+            ),
+        ],
+        assignment_partitions: None,
+    };
+    let reply = shard
+        .call(
+            0,
+            ShardReq::Controller(ControllerReq::CreateTopics {
+                topics: vec![topic],
+                validate_only: false,
+            }),
+        )
+        .await;
+    match expect_controller(reply) {
+        ControllerResp::Topics(results) => match results.first() {
+            Some(Ok(t)) => info!(partitions = t.partitions, "created {OFFSETS_TOPIC}"),
+            Some(Err(e)) => warn!(code = e.code, msg = ?e.message, "cannot create {OFFSETS_TOPIC}"),
+            None => warn!("cannot create {OFFSETS_TOPIC}: empty controller answer"),
+        },
+        other => warn!(?other, "cannot create {OFFSETS_TOPIC}"),
     }
 }

@@ -277,7 +277,7 @@ async fn coordinator_statuses(shard: &Rc<Shard>, keys: &[&str]) -> HashMap<Strin
     let mut by_owner: BTreeMap<usize, Vec<(String, i32)>> = BTreeMap::new();
     let mut statuses = HashMap::new();
     for key in keys {
-        match coordinator_of(shard, key) {
+        match coordinator_of(&shard.meta(), key) {
             Some((partition, owner)) => by_owner
                 .entry(owner)
                 .or_default()

@@ -26,6 +26,8 @@ use crate::log::compression;
 use crate::log::producer_state::{ProducerBatch, ProducerStateTable, SeqCheck};
 use crate::log::records::{self, ValidationOptions};
 
+mod coordinator_log;
+
 /// How often each shard applies retention to its partitions (Kafka's
 /// `log.retention.check.interval.ms` default).
 pub const RETENTION_CHECK_INTERVAL_MS: u64 = 300_000;
@@ -182,7 +184,7 @@ pub struct Shard {
     /// Only on shard 0.
     pub controller: Option<Controller>,
     /// One group coordinator per `__consumer_offsets` partition this shard owns.
-    pub coordinators: crate::coordinator::Coordinators,
+    pub coordinators: crate::coordinator::GroupCoordinators,
     produce_responses: Cell<u64>,
     pub ready_shards: Arc<AtomicUsize>,
     /// Every shard's counters (this one updates only its own).
@@ -369,7 +371,7 @@ impl Shard {
                 Some(controller) => ShardResp::Controller(controller.handle(self, req).await),
                 None => ShardResp::Controller(ControllerResp::NotController),
             },
-            ShardReq::Group(req) => ShardResp::Group(self.coordinators.serve(self, req).await),
+            ShardReq::Group(req) => ShardResp::Group(self.coordinators.serve(req).await),
             ShardReq::AdoptConnection(conn) => {
                 let home = self.conn_home.borrow();
                 ShardResp::Adopted(match home.as_ref() {
@@ -484,12 +486,12 @@ impl Shard {
         for (topic, index) in to_open {
             match self.open_partition(topic.clone(), index).await {
                 Ok(p) => {
+                    if topic.name == crate::coordinator::group::OFFSETS_TOPIC {
+                        self.open_group_coordinator(&p);
+                    }
                     self.partitions
                         .borrow_mut()
                         .insert((topic.name.clone(), index), Rc::new(p));
-                    if topic.name == crate::coordinator::group::OFFSETS_TOPIC {
-                        self.coordinators.open(self, index);
-                    }
                 }
                 Err(e) => {
                     warn!(topic = %topic.name, partition = index, error = %e, "cannot open partition; it stays offline")
@@ -658,22 +660,6 @@ impl Shard {
             log_append_time_ms: log_append_time.unwrap_or(-1),
             log_start_offset: partition.log.log_start_offset(),
         })
-    }
-
-    /// Append a batch the broker built itself (internal topics such as `__consumer_offsets`)
-    /// on this, the owning, shard. Offsets are assigned before this returns, so appends land
-    /// in call order; await the result for durability.
-    pub(crate) fn append_built(
-        &self,
-        topic: &str,
-        index: i32,
-        batch: Bytes,
-    ) -> Result<storage::PendingAppend, PartitionError> {
-        let partition = self
-            .partition(topic, index)
-            .ok_or_else(|| PartitionError::new(E::UnknownTopicOrPartition))?;
-        let batches = ValidatedBatches::parse(batch)?;
-        Ok(partition.log.append(&batches, None)?)
     }
 
     /// Read partitions in order, sharing `max_bytes` (Kafka's fetch.max.bytes): each gets at
