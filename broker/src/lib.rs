@@ -10,6 +10,8 @@
 //!   partition the shard owns): loading, appends, timers, cross-shard group requests.
 //! - [`cli`]: operator commands speaking the Kafka protocol to a running broker (`group`).
 //! - [`meta`]: topics, partition ownership, persisted metadata snapshots.
+//! - [`limits`]: partitions per shard and connections per shard, from the configuration and
+//!   the file descriptor budget.
 //! - [`api`]: Kafka request handlers (Produce, Fetch, Metadata, admin APIs, ...).
 //! - [`errors`]: the one place internal errors become Kafka error codes.
 //! - [`producer_state`], [`compression`], [`records`], [`topic_config`], [`group`]: I/O-free
@@ -28,6 +30,7 @@ pub mod controller;
 pub mod coordinator;
 pub mod errors;
 pub mod group;
+pub mod limits;
 pub mod meta;
 pub mod metrics;
 pub mod producer_state;
