@@ -69,7 +69,7 @@ def test_hundred_thousand_partitions_refused_and_broker_keeps_working(broker_fac
         assert err.code() == KafkaError.INVALID_PARTITIONS, err
         message = err.str()
         assert "max_partitions_per_shard" in message, message
-        assert "Refusing to add 100000 partitions" in message, message
+        assert "Refusing to add 100000 partition(s)" in message, message
         assert "would own" in message and "2 shard(s)" in message, message
     assert not topic_exists(broker.bootstrap, topic_name)
 
@@ -235,3 +235,30 @@ def test_connections_beyond_the_limit_are_closed(broker_factory, topic_name):
     wait_active(lambda n: n == 0)
     kclients.create_topic(broker.bootstrap, topic_name, 2)
     produce_and_consume(broker.bootstrap, topic_name, 2)
+
+
+def test_lowered_limit_leaves_extra_partitions_offline_after_restart(broker_factory, topic_name):
+    broker = broker_factory(cores="0", settings={"max_partitions_per_shard": 100})
+    kclients.wait_partitions(broker.bootstrap, "__consumer_offsets", OFFSETS_PARTITIONS)
+    kclients.create_topic(broker.bootstrap, topic_name, 40)
+    # Restarted with a lower limit: the shard opens the internal topic first and then only
+    # what fits, and says so once; it does not run into the descriptors connections need.
+    broker.settings = {"max_partitions_per_shard": 60}
+    broker.restart("term")
+    lines = [line for line in broker.log_text().splitlines() if "not opening" in line]
+    assert len(lines) == 1, lines
+    assert "not opening 30 partition(s)" in lines[0], lines[0]
+    # Group coordination (the internal topic) works, and so do the partitions that opened.
+    group = kclients.consumer(broker.bootstrap)
+    try:
+        group.subscribe([topic_name])
+        deadline = time.monotonic() + DEADLINE_S
+        while not group.assignment():
+            assert time.monotonic() < deadline, "no assignment from the group coordinator"
+            group.poll(0.5)
+    finally:
+        group.close()
+    err = create_error(broker.bootstrap, NewTopic(topic_name + "-more", num_partitions=1,
+                                                  replication_factor=1))
+    assert err.code() == KafkaError.INVALID_PARTITIONS, err
+    assert broker.alive()
