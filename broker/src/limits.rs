@@ -18,7 +18,7 @@
 //! some shard own more than [`PartitionLimit::max_per_shard`] partitions is refused as a whole
 //! (per topic), except for the broker's own internal topics, which it needs to work at all.
 
-use crate::meta::owner_of;
+use crate::meta::topic_hash;
 
 /// Partition replicas one shard may own unless the configuration says otherwise
 /// (`max_partitions_per_shard`). Redpanda, the other thread-per-core Kafka broker, caps
@@ -143,12 +143,44 @@ pub fn owned_per_shard<'a>(
     counts
 }
 
-/// Counts partitions `from..to` of `topic` on their owning shards (`counts.len()` shards).
+/// Counts partitions `from..to` of `topic` on their owning shards (`counts.len()` shards), as
+/// [`crate::meta::owner_of`] places them. O(shards), whatever the partition count: a request
+/// naming huge counts costs no more to refuse than a small one.
 pub fn add_partitions(counts: &mut [usize], topic: &str, from: i32, to: i32) {
-    let shards = counts.len();
-    for partition in from.max(0)..to {
-        // ok: owner_of returns a value below `shards` (it is taken modulo the count).
-        counts[owner_of(topic, partition, shards)] += 1;
+    add_partitions_from_hash(counts, topic_hash(topic), from, to);
+}
+
+fn add_partitions_from_hash(counts: &mut [usize], hash: u64, from: i32, to: i32) {
+    let from = u64::try_from(from).unwrap_or(0);
+    let to = u64::try_from(to).unwrap_or(0);
+    if to <= from {
+        return;
+    }
+    // owner_of: (hash + partition) wrapping at 2^64, modulo the shard count. The values are
+    // consecutive up to the wrap and again after it.
+    let until_wrap = (u64::MAX - hash).saturating_add(1); // partitions before the wrap
+    let first_len = (to - from).min(until_wrap.saturating_sub(from));
+    if first_len > 0 {
+        add_run(counts, hash.wrapping_add(from), first_len);
+    }
+    let rest = (to - from) - first_len;
+    if rest > 0 {
+        add_run(counts, hash.wrapping_add(from + first_len), rest);
+    }
+}
+
+/// Counts `len` consecutive (non-wrapping) values starting at `start` by their residue
+/// modulo `counts.len()`.
+fn add_run(counts: &mut [usize], start: u64, len: u64) {
+    let shards = counts.len() as u64;
+    let per_shard = len / shards;
+    let extra = len % shards;
+    let first = start % shards;
+    for (s, count) in counts.iter_mut().enumerate() {
+        // How far shard s is after the first value's shard, going round.
+        let distance = (s as u64 + shards - first) % shards;
+        let n = per_shard + u64::from(distance < extra);
+        *count = count.saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
     }
 }
 
@@ -219,21 +251,54 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::meta::owner_of;
 
     #[test]
     fn counts_match_owner_of() {
         let counts = owned_per_shard([("a", 10), ("bb", 7), ("c", 0)], 3);
         assert_eq!(counts.iter().sum::<usize>(), 17);
-        for s in 0..3 {
+        for (s, &count) in counts.iter().enumerate() {
             let brute = (0..10).filter(|&p| owner_of("a", p, 3) == s).count()
                 + (0..7).filter(|&p| owner_of("bb", p, 3) == s).count();
-            assert_eq!(counts[s], brute);
+            assert_eq!(count, brute);
         }
         assert_eq!(owned_per_shard([("a", 5)], 1), vec![5]);
         // Growing a topic counts only the added partitions.
         let mut grown = owned_per_shard([("a", 4)], 2);
         add_partitions(&mut grown, "a", 4, 9);
         assert_eq!(grown, owned_per_shard([("a", 9)], 2));
+    }
+
+    /// The arithmetic count agrees with placing every partition by `owner_of`, also where
+    /// the hash wraps around 2^64.
+    #[test]
+    fn counting_matches_placing_each_partition() {
+        for shards in 1..=7usize {
+            for topic in ["a", "orders", "__consumer_offsets", "t-1234"] {
+                for (from, to) in [(0, 0), (0, 1), (0, 13), (5, 40), (3, 2), (-4, 9)] {
+                    let mut counted = vec![0; shards];
+                    add_partitions(&mut counted, topic, from, to);
+                    let mut placed = vec![0; shards];
+                    for p in from.max(0)..to {
+                        placed[owner_of(topic, p, shards)] += 1;
+                    }
+                    assert_eq!(counted, placed, "{topic} {from}..{to} on {shards}");
+                }
+            }
+            for hash in [u64::MAX, u64::MAX - 3, u64::MAX - 100] {
+                let mut counted = vec![0; shards];
+                add_partitions_from_hash(&mut counted, hash, 0, 50);
+                let mut placed = vec![0; shards];
+                for p in 0..50u64 {
+                    placed[(hash.wrapping_add(p) % shards as u64) as usize] += 1;
+                }
+                assert_eq!(counted, placed, "hash {hash} on {shards}");
+            }
+        }
+        // Huge counts cost nothing to count.
+        let mut counts = vec![0; 3];
+        add_partitions(&mut counts, "big", 0, i32::MAX);
+        assert_eq!(counts.iter().sum::<usize>(), i32::MAX as usize);
     }
 
     #[test]

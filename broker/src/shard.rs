@@ -356,6 +356,9 @@ impl Shard {
             })
             .map(|(k, p)| (k.clone(), p.clone()))
             .collect();
+        // Dropping an older incarnation of a topic makes room for its new one, which the
+        // open phase had to leave alone.
+        let dropped_any = !stale.is_empty();
         for (key, partition) in stale {
             self.partitions.borrow_mut().remove(&key);
             if key.0 == crate::group::OFFSETS_TOPIC {
@@ -401,7 +404,7 @@ impl Shard {
                 }
             }
         }
-        if self.opened_version.get() != Some(snapshot.version) {
+        if dropped_any || self.opened_version.get() != Some(snapshot.version) {
             self.open_new_partitions(&snapshot).await;
         }
     }
