@@ -96,3 +96,4 @@ pub use readahead::{
     DEFAULT_SHARD_READ_AHEAD_BYTES,
 };
 pub use recovery::{last_recovery_stats, RecoveryStats};
+pub use segment::FDS_PER_SEGMENT;

@@ -24,6 +24,11 @@ pub(crate) fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBu
     dir.join(format!("{base_offset:020}.{suffix}"))
 }
 
+/// File descriptors an open segment holds: the fields of [`SegmentFiles`] (the O_DIRECT
+/// file and the buffered reader). The broker budgets `RLIMIT_NOFILE` with it: keep it in step
+/// with [`open_files`].
+pub const FDS_PER_SEGMENT: usize = 2;
+
 /// Open file handles of a segment. Absent while a freshly rolled segment waits for the
 /// writer to create its files.
 pub(crate) struct SegmentFiles {

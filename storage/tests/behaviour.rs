@@ -927,3 +927,38 @@ fn rolled_segments_are_trimmed_to_their_data() {
         log.close().await.unwrap();
     });
 }
+
+/// Descriptors of this process open on files under `dir`.
+fn fds_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}
+
+/// The broker budgets RLIMIT_NOFILE with `FDS_PER_SEGMENT`: an open segment holds exactly
+/// that many descriptors, the active one and sealed ones alike.
+#[test]
+fn an_open_segment_holds_fds_per_segment_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fds");
+    run(move || async move {
+        let cfg = LogConfig {
+            segment_bytes: 8 << 10,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(path.clone(), cfg).await.unwrap();
+        assert_eq!(fds_under(&path), storage::FDS_PER_SEGMENT);
+        let mut last = None;
+        for i in 0..20i64 {
+            last = Some(log.append(&batch(1, 1000, i * 1000), None).unwrap());
+        }
+        // Fsynced: every earlier segment is sealed too (its index files written and closed).
+        last.unwrap().wait(Durability::Fsynced).await.unwrap();
+        let segments = seg_files(&path);
+        assert!(segments >= 2, "{segments}");
+        assert_eq!(fds_under(&path), segments * storage::FDS_PER_SEGMENT);
+        log.close().await.unwrap();
+    });
+}

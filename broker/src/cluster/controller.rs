@@ -4,9 +4,10 @@
 //! runs one at a time:
 //! build the next snapshot, persist it, publish it to every shard (each opens or deletes the
 //! partitions it owns), then answer. A client therefore sees its topic usable on every shard
-//! as soon as CreateTopics returns.
+//! as soon as CreateTopics returns. A change that would make a shard own more partition
+//! replicas than the limit (`limits`) is refused before anything is persisted.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use kafka_protocol::ResponseError as E;
 use tracing::{info, warn};
 use uuid::Uuid;
 
+use crate::cluster::limits;
 use crate::cluster::meta::{
     validate_topic_name, MetaSnapshot, MetaStore, TopicMeta, PARTITIONS_PER_TOPIC_MAX,
 };
@@ -85,6 +87,9 @@ pub struct Controller {
     store: MetaStore,
     lock: glommio::sync::Semaphore,
     producer_ids: RefCell<ProducerIdAllocator>,
+    /// Changes refused by the partition limit so far (logged at powers of two: a client that
+    /// retries auto-creation must not flood the log).
+    limit_refusals: Cell<u64>,
 }
 
 impl Controller {
@@ -93,7 +98,19 @@ impl Controller {
             store,
             lock: glommio::sync::Semaphore::new(1),
             producer_ids: RefCell::new(producer_ids),
+            limit_refusals: Cell::new(0),
         }
+    }
+
+    /// The partition limit refused a change: an INVALID_PARTITIONS answer (what Redpanda
+    /// answers for its per-shard limit) and, now and then, a log line.
+    fn refuse_over_limit(&self, message: String) -> PartitionError {
+        let n = self.limit_refusals.get() + 1;
+        self.limit_refusals.set(n);
+        if n.is_power_of_two() {
+            warn!(refused_so_far = n, "{message}");
+        }
+        PartitionError::with_message(E::InvalidPartitions, message)
     }
 
     pub async fn handle(&self, shard: &Rc<Shard>, req: ControllerReq) -> ControllerResp {
@@ -141,6 +158,14 @@ impl Controller {
         let current = shard.meta();
         // The effective broker settings, dynamic configs included.
         let broker = &*current.broker;
+        let limit = &shard.config.partition_limit;
+        let mut owned = limits::owned_per_shard(
+            current
+                .topics
+                .values()
+                .map(|t| (t.name.as_str(), t.partitions)),
+            current.shards,
+        );
         let mut next = current.topics.clone();
         let mut results = Vec::with_capacity(topics.len());
         let mut seen = std::collections::HashSet::new();
@@ -189,12 +214,21 @@ impl Controller {
                     ));
                 }
                 let config = TopicConfig::for_create(t.configs.clone(), broker)?;
+                let internal = crate::cluster::meta::is_internal_topic(&t.name);
+                if let Err(message) = limit.check(&mut owned, &t.name, 0, partitions) {
+                    if !internal {
+                        return Err(self.refuse_over_limit(message));
+                    }
+                    // The broker cannot work without its internal topics: created anyway.
+                    warn!("{message} Creating the internal topic anyway.");
+                    limits::add_partitions(&mut owned, &t.name, 0, partitions);
+                }
                 let topic = Arc::new(TopicMeta {
                     name: t.name.clone(),
                     id: Uuid::new_v4(),
                     partitions,
                     configs: config.to_map(),
-                    internal: crate::cluster::meta::is_internal_topic(&t.name),
+                    internal,
                     config,
                 });
                 Ok(topic)
@@ -254,6 +288,15 @@ impl Controller {
         topics: Vec<(String, i32)>,
         validate_only: bool,
     ) -> ControllerResp {
+        let current = shard.meta();
+        let limit = &shard.config.partition_limit;
+        let mut owned = limits::owned_per_shard(
+            current
+                .topics
+                .values()
+                .map(|t| (t.name.as_str(), t.partitions)),
+            current.shards,
+        );
         self.change_topics(shard, topics, validate_only, |t, count| {
             if count <= t.partitions {
                 return Err(PartitionError::with_message(
@@ -270,6 +313,9 @@ impl Controller {
                     format!("Number of partitions must be at most {PARTITIONS_PER_TOPIC_MAX}."),
                 ));
             }
+            limit
+                .check(&mut owned, &t.name, t.partitions, count)
+                .map_err(|message| self.refuse_over_limit(message))?;
             let mut grown = t.clone();
             grown.partitions = count;
             Ok(grown)

@@ -12,4 +12,5 @@
 //! Runs on: the controller on shard 0; snapshots are read on every shard.
 
 pub mod controller;
+pub mod limits;
 pub mod meta;

@@ -181,6 +181,9 @@ pub struct Shard {
     /// Newest snapshot version whose partitions were opened ([`ShardReq::OpenPartitions`]).
     /// An older snapshot arriving later must not be applied: it would delete them.
     prepared_version: Cell<u64>,
+    /// The snapshot version whose partitions [`ShardReq::OpenPartitions`] last tried to open:
+    /// its [`ShardReq::ApplyMeta`] does not try again the ones that failed (one report each).
+    opened_version: Cell<Option<u64>>,
     /// Only on shard 0.
     pub controller: Option<Controller>,
     /// One group coordinator per `__consumer_offsets` partition this shard owns.
@@ -221,6 +224,7 @@ impl Shard {
             partitions: RefCell::new(HashMap::new()),
             apply_lock: glommio::sync::Semaphore::new(1),
             prepared_version: Cell::new(0),
+            opened_version: Cell::new(None),
             controller,
             coordinators: Default::default(),
             produce_responses: Cell::new(0),
@@ -408,6 +412,9 @@ impl Shard {
             })
             .map(|(k, p)| (k.clone(), p.clone()))
             .collect();
+        // Dropping an older incarnation of a topic makes room for its new one, which the
+        // open phase had to leave alone.
+        let dropped_any = !stale.is_empty();
         for (key, partition) in stale {
             self.partitions.borrow_mut().remove(&key);
             if key.0 == crate::coordinator::group::OFFSETS_TOPIC {
@@ -428,7 +435,7 @@ impl Shard {
             }
         }
 
-        // Update what changed, open what is new (usually done already by OpenPartitions).
+        // Update what changed, open what is new (done already when OpenPartitions ran).
         for topic in snapshot.topics.values() {
             for index in 0..topic.partitions {
                 if snapshot.owner(&topic.name, index) != self.id {
@@ -453,7 +460,9 @@ impl Shard {
                 }
             }
         }
-        self.open_new_partitions(&snapshot).await;
+        if dropped_any || self.opened_version.get() != Some(snapshot.version) {
+            self.open_new_partitions(&snapshot).await;
+        }
     }
 
     /// Phase one of a metadata change (see [`ShardReq::OpenPartitions`]).
@@ -468,10 +477,17 @@ impl Shard {
         self.prepared_version
             .set(self.prepared_version.get().max(snapshot.version));
         self.open_new_partitions(snapshot).await;
+        self.opened_version.set(Some(snapshot.version));
     }
 
     /// Open the partitions of `snapshot` owned here that are not open yet. A partition of an
     /// older incarnation of the topic (same name, other id) is left to the commit phase.
+    ///
+    /// A partition that cannot open stays offline and the others still open; failures are
+    /// reported in one warning per call (with a count and the first error), not one each:
+    /// when descriptors run out, every open fails. Never opens more partitions than the
+    /// partition limit (internal topics first), so metadata written under a higher limit
+    /// cannot exhaust the descriptors client connections need.
     async fn open_new_partitions(self: &Rc<Self>, snapshot: &MetaSnapshot) {
         let mut to_open = Vec::new();
         for topic in snapshot.topics.values() {
@@ -483,7 +499,21 @@ impl Shard {
                 }
             }
         }
+        if to_open.is_empty() {
+            return;
+        }
+        // The broker needs its internal topics whatever else fits (stable: order kept).
+        to_open.sort_by_key(|(topic, _)| !crate::cluster::meta::is_internal_topic(&topic.name));
+        let max = self.config.partition_limit.max_per_shard();
+        let mut over_limit = 0usize;
+        let mut failed = 0usize;
+        let mut first_failure: Option<(String, i32, storage::StorageError)> = None;
         for (topic, index) in to_open {
+            let internal = crate::cluster::meta::is_internal_topic(&topic.name);
+            if !internal && self.partition_count() >= max {
+                over_limit += 1;
+                continue;
+            }
             match self.open_partition(topic.clone(), index).await {
                 Ok(p) => {
                     if topic.name == crate::coordinator::group::OFFSETS_TOPIC {
@@ -494,9 +524,31 @@ impl Shard {
                         .insert((topic.name.clone(), index), Rc::new(p));
                 }
                 Err(e) => {
-                    warn!(topic = %topic.name, partition = index, error = %e, "cannot open partition; it stays offline")
+                    failed += 1;
+                    if first_failure.is_none() {
+                        first_failure = Some((topic.name.clone(), index, e));
+                    }
                 }
             }
+        }
+        if let Some((topic, partition, error)) = first_failure {
+            warn!(
+                shard = self.id,
+                failed,
+                first_topic = %topic,
+                first_partition = partition,
+                first_error = %error,
+                "cannot open {failed} partition(s); they stay offline until the next metadata change or restart"
+            );
+        }
+        if over_limit > 0 {
+            warn!(
+                shard = self.id,
+                over_limit,
+                "not opening {over_limit} partition(s): this shard already has {} open, the limit is {}; they stay offline (delete topics or raise the limit)",
+                self.partition_count(),
+                self.config.partition_limit.describe()
+            );
         }
     }
 
