@@ -442,11 +442,11 @@ impl Shell {
             .ok_or(LoadError::NotOpen)?;
         let log = partition.log.clone();
         drop(partition);
-        let end = log.high_watermark();
+        let end = log.written_end_offset();
         let mut offset = log.log_start_offset();
         let mut count = 0u64;
         while offset < end {
-            let read = log.read(offset, LOAD_READ_BYTES_MAX, true).await?;
+            let read = log.read(offset, LOAD_READ_BYTES_MAX, true, end).await?;
             let bytes = read.into_bytes().await?;
             if bytes.is_empty() {
                 break;

@@ -552,7 +552,7 @@ impl Shard {
                     // as this request asks.
                     let durable = match acks {
                         0 => true,
-                        1 => last_offset < partition.log.high_watermark(),
+                        1 => last_offset < partition.log.written_end_offset(),
                         _ => last_offset < partition.log.durable_offset(),
                     };
                     if !durable {
@@ -660,9 +660,11 @@ impl Shard {
                 E::UnknownTopicOrPartition,
             )));
         };
+        // Single replica: readers see everything written (high watermark = LSO = written end).
+        let visible_end = partition.log.written_end_offset();
         match partition
             .log
-            .read(part.offset, part.max_bytes, part.min_one)
+            .read(part.offset, part.max_bytes, part.min_one, visible_end)
             .await
         {
             Ok(read) => Ok((partition, read)),
@@ -707,16 +709,19 @@ impl Shard {
         let log = &partition.log;
         match timestamp {
             // LATEST: the high watermark (no transactions yet, so also the LSO).
-            -1 => Ok((log.high_watermark(), -1)),
+            -1 => Ok((log.written_end_offset(), -1)),
             // EARLIEST and EARLIEST_LOCAL: everything is local.
             -2 | -4 => Ok((log.log_start_offset(), -1)),
             // MAX_TIMESTAMP
-            -3 => match log.max_timestamp_offset().await? {
+            -3 => match log.max_timestamp_offset(log.written_end_offset()).await? {
                 Some((offset, ts)) => Ok((offset, ts)),
                 None => Ok((-1, -1)),
             },
             ts if ts >= 0 => {
-                let Some(batch) = log.find_batch_by_timestamp(ts).await? else {
+                let Some(batch) = log
+                    .find_batch_by_timestamp(ts, log.written_end_offset())
+                    .await?
+                else {
                     return Ok((-1, -1));
                 };
                 match compression::find_record_by_timestamp(&batch, ts)? {
@@ -835,7 +840,7 @@ async fn finish_read(plan: Result<(Rc<Partition>, storage::ReadResult), ReadRepl
     match read.into_chunks().await {
         Ok(records) => ReadReply {
             error: None,
-            high_watermark: log.high_watermark(),
+            high_watermark: log.written_end_offset(),
             log_start_offset: log.log_start_offset(),
             records,
         },
@@ -847,7 +852,7 @@ async fn finish_read(plan: Result<(Rc<Partition>, storage::ReadResult), ReadRepl
 fn read_error(log: &PartitionLog, e: &storage::StorageError) -> ReadReply {
     ReadReply {
         error: Some(PartitionError::from(e)),
-        high_watermark: log.high_watermark(),
+        high_watermark: log.written_end_offset(),
         log_start_offset: log.log_start_offset(),
         records: Vec::new(),
     }

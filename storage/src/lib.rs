@@ -73,6 +73,7 @@ pub mod batch;
 mod checkpoint;
 mod config;
 pub mod dma_alloc;
+pub mod epoch;
 mod error;
 mod event;
 mod index;
@@ -84,6 +85,7 @@ mod segment;
 
 pub use batch::{BatchError, BatchHeader, ValidatedBatches};
 pub use config::{Durability, LogConfig};
+pub use epoch::{EpochEntry, EpochError};
 pub use error::StorageError;
 #[doc(hidden)]
 pub use index::SegmentIndex;

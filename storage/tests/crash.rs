@@ -82,7 +82,7 @@ fn sigkill_during_fsynced_appends_loses_nothing_acknowledged() {
                     "acknowledged offset {last} beyond recovered end {end}"
                 );
                 let b = log
-                    .read(*base, 1, true)
+                    .read_written(*base, 1, true)
                     .await
                     .unwrap()
                     .into_bytes()

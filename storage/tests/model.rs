@@ -105,8 +105,8 @@ fn check_ops(path: PathBuf, ops: Vec<Op>) {
                         if off >= end {
                             break;
                         }
-                        let r = log.read(off, max, true).await.unwrap();
-                        assert_eq!(r.high_watermark, end);
+                        let r = log.read_written(off, max, true).await.unwrap();
+                        assert_eq!(r.written_end_offset, end);
                         let b = r.into_bytes().await.unwrap();
                         let parts = split(&b);
                         assert!(!parts.is_empty());
@@ -146,7 +146,7 @@ fn check_ops(path: PathBuf, ops: Vec<Op>) {
         let mut off = lso;
         while off < end {
             let b = log
-                .read(off, 1 << 16, true)
+                .read_written(off, 1 << 16, true)
                 .await
                 .unwrap()
                 .into_bytes()

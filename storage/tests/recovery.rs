@@ -24,14 +24,14 @@ fn build_log(path: PathBuf, sizes: Vec<(i32, usize)>, cfg: LogConfig) -> Vec<(i6
             p.wait(Durability::Fsynced).await.unwrap();
         }
         log.set_read_cache_bytes(0);
-        let r = log.read(0, usize::MAX, true).await.unwrap();
+        let r = log.read_written(0, usize::MAX, true).await.unwrap();
         let mut all = Vec::new();
         let mut offset = 0;
         let end = log.log_end_offset();
         let _ = r;
         while offset < end {
             let b = log
-                .read(offset, usize::MAX, true)
+                .read_written(offset, usize::MAX, true)
                 .await
                 .unwrap()
                 .into_bytes()
@@ -75,7 +75,7 @@ fn reopen_and_read(path: PathBuf, cfg: LogConfig) -> (Batches, i64, i64) {
         let mut offset = log.log_start_offset();
         while offset < end {
             let b = log
-                .read(offset, 1 << 20, true)
+                .read_written(offset, 1 << 20, true)
                 .await
                 .unwrap()
                 .into_bytes()
@@ -89,7 +89,7 @@ fn reopen_and_read(path: PathBuf, cfg: LogConfig) -> (Batches, i64, i64) {
         let next = p.base_offset;
         p.wait(Durability::Fsynced).await.unwrap();
         let again = log
-            .read(next, 1 << 20, true)
+            .read_written(next, 1 << 20, true)
             .await
             .unwrap()
             .into_bytes()
