@@ -247,11 +247,24 @@ impl Chunk {
 /// Checks that `bytes` start with a batch whose base offset is `first_base_offset` and,
 /// when `whole`, consist of whole batches with increasing offsets (headers only).
 fn check_batches(bytes: &[u8], first_base_offset: i64, whole: bool) -> Result<(), String> {
-    let first = BatchHeader::parse(bytes).map_err(|e| format!("read back: {e}"))?;
-    if first.base_offset != first_base_offset {
+    // A range that ends inside its first batch may be shorter than a header (the rest of
+    // the batch is in the next chunk): its base offset field is still there.
+    let Some(base) = bytes.get(..8) else {
+        return if whole || !bytes.is_empty() {
+            Err(format!(
+                "read back {} bytes, less than a batch",
+                bytes.len()
+            ))
+        } else {
+            Ok(())
+        };
+    };
+    let mut field = [0u8; 8];
+    field.copy_from_slice(base);
+    let base = i64::from_be_bytes(field);
+    if base != first_base_offset {
         return Err(format!(
-            "read back a batch at offset {} where {first_base_offset} was found before",
-            first.base_offset
+            "read back a batch at offset {base} where {first_base_offset} was found before"
         ));
     }
     if !whole {

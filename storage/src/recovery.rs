@@ -13,7 +13,9 @@
 //! - A scan validates each batch (length, magic 2, CRC32C, offsets strictly increasing
 //!   from at least the segment's base offset; gaps are fine) and stops at the first bad
 //!   one; the file is truncated there and any later segment is deleted (the log would
-//!   otherwise have a hole where the lost batches were).
+//!   otherwise have a hole where the lost batches were). The base offset lies outside
+//!   the batch CRC (as in Kafka), so a corrupted base offset that grows reads as a gap;
+//!   one that shrinks stops the scan.
 //! - Segments abut: a rolled segment starts at the log end offset at the time. A segment
 //!   not ending where the next one starts is fine when it ends below it (a gap between
 //!   segments); ending above it means overlapping offsets, and everything after is cut.
