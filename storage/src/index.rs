@@ -260,6 +260,15 @@ mod tests {
         assert!(
             SegmentIndex::decode(100, &i[..i.len() - 8], &t[..t.len() - 12], pos as u64).is_none()
         );
+        // A truncation scans from the entry before the last one at or below its offset,
+        // and cutting at a position drops the entries from there.
+        let (before, _) = idx.lookup(100, 250);
+        let start = idx.truncation_scan_start(250).unwrap();
+        assert!(start.offset < before);
+        assert!(idx.truncation_scan_start(100).is_none());
+        let mut cut = idx.clone();
+        cut.truncate_from_position(start.position as u64 + 1);
+        assert_eq!(cut.entries.last().map(|e| e.offset), Some(start.offset));
         idx.truncate_from_offset(200);
         assert!(idx.entries.iter().all(|e| e.offset < 200));
         let (o, _) = idx.lookup_time(100, 500);

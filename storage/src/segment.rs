@@ -369,11 +369,8 @@ pub(crate) async fn scan_and_validate(
             out.tail_is_zeros = false;
             break;
         }
-        if stop_at_offset.is_some_and(|o| header.last_offset() >= o) {
-            out.stop_reason = Some(format!(
-                "pending truncation below offset {}",
-                stop_at_offset.unwrap_or_default()
-            ));
+        if let Some(o) = stop_at_offset.filter(|o| header.last_offset() >= *o) {
+            out.stop_reason = Some(format!("pending truncation below offset {o}"));
             out.tail_is_zeros = false;
             out.stopped_at_offset = true;
             break;
