@@ -15,14 +15,21 @@
 //! - [`PartitionLog::truncate_to`] moves all of them back (see its docs).
 //!
 //! ## Write path
-//! `append` copies each batch once, with its base offset rewritten, into aligned DMA
-//! "staging" chunks (the first chunk of a run starts with a copy of the segment's
+//! `append` copies each batch once, with its base offset rewritten (`append_replica`:
+//! unchanged), into aligned DMA "staging" chunks (the first chunk of a run starts with a copy of the segment's
 //! partial tail block). The writer task takes every staged run at once (group commit),
 //! writes all chunks concurrently, then publishes the new HW. Chunks are filled
 //! completely except the last, so the writes of one group never overlap, and groups are
 //! strictly sequential, so the tail block rewrite of group N+1 lands after group N.
 //! An fdatasync runs after a group when someone waits for durability, or `flush.*` says
 //! so; everyone appended before it started is covered (coalescing).
+//!
+//! ## Truncation
+//! [`PartitionLog::truncate_to`] fences appends, lets the writer finish what was accepted,
+//! records the truncation in the checkpoint, switches the in-memory state (segments, end
+//! offsets, tail block, cache, read-ahead, epochs) at once, then deletes later segments
+//! (highest first), cuts the holding segment's file, fsyncs and clears the record.
+//! Recovery completes a recorded truncation, so no crash leaves half of one.
 //!
 //! ## Failures
 //! A failed write rolls the log back to the written end: the failed and all later queued
