@@ -44,12 +44,13 @@ pub enum EpochError {
     /// Epochs are never negative (-1 means "no epoch" in a batch header).
     #[error("leader epoch {0} is negative")]
     Negative(i32),
-    /// An epoch assigned to start below the log end (offsets already written in an
-    /// older epoch).
+    /// An epoch assigned to start elsewhere than at the log end: below it, offsets were
+    /// written in an older epoch; above it, the older epoch would seem to own offsets it
+    /// never wrote.
     #[error(
-        "leader epoch {epoch} cannot start at {start_offset}, below the log end {log_end_offset}"
+        "leader epoch {epoch} must start at the log end {log_end_offset}, not at {start_offset}"
     )]
-    StartBelowLogEnd {
+    NotAtLogEnd {
         epoch: i32,
         start_offset: i64,
         log_end_offset: i64,

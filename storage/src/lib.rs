@@ -9,7 +9,8 @@
 //!
 //! ## Model
 //! - A [`PartitionLog`] lives on one glommio shard (it is `!Send`; `Rc`/`RefCell`
-//!   inside). All appends, reads, retention and recovery for the partition run there.
+//!   inside). All appends, reads, retention, truncation and recovery for the partition
+//!   run there.
 //! - [`PartitionLog::append`] (a leader) is synchronous: it validates sizes, assigns
 //!   offsets from the log end and copies the batches (once) into aligned DMA buffers.
 //!   [`PartitionLog::append_replica`] (a follower copying its leader) does the same but
@@ -37,9 +38,10 @@
 //!   appends of a compacted leader's log, later from compaction); a leader's appends are
 //!   dense. A read at an offset inside a gap returns the next batch; the log end offset is
 //!   the last batch's last offset + 1. Segments abut: a new segment starts at the log end
-//!   offset when it is rolled (so a gap may open a segment).
-//! - The leader-epoch entries' epochs and start offsets strictly increase and start below
-//!   or at the log end offset; no entry precedes the log start offset.
+//!   offset when it is rolled (so a gap may open a segment), unless a follower's offsets
+//!   jump further than a segment can index (2^31 offsets): then at its first batch.
+//! - The leader-epoch entries' epochs and start offsets strictly increase, start at or
+//!   below the log end offset, and none precedes the log start offset.
 //! - Every acknowledged-durable batch (`Durability::Fsynced`) survives a crash;
 //!   recovery truncates only bytes that were never fsynced (or are corrupt), and
 //!   completes an interrupted [`PartitionLog::truncate_to`] (recorded in the checkpoint

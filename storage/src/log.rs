@@ -1264,7 +1264,7 @@ impl PartitionLog {
     /// leader-epoch file and returns once the file is durable. Epochs and start offsets
     /// must not go back ([`StorageError::Epoch`]); assigning the latest epoch again is a
     /// no-op, and an epoch that wrote nothing is replaced by a newer one at the same
-    /// offset. `start_offset` must be at least the log end offset.
+    /// offset. `start_offset` must be the log end offset.
     pub async fn assign_epoch(&self, epoch: i32, start_offset: i64) -> Result<(), StorageError> {
         {
             let mut st = self.inner.st.borrow_mut();
@@ -1274,8 +1274,8 @@ impl PartitionLog {
             if st.poisoned {
                 return Err(StorageError::Poisoned);
             }
-            if start_offset < st.leo {
-                return Err(StorageError::Epoch(EpochError::StartBelowLogEnd {
+            if start_offset != st.leo {
+                return Err(StorageError::Epoch(EpochError::NotAtLogEnd {
                     epoch,
                     start_offset,
                     log_end_offset: st.leo,

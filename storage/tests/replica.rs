@@ -466,15 +466,19 @@ fn leader_epoch_file_round_trip_truncation_and_queries() {
                 .await
                 .unwrap();
         }
-        // Epoch 6 from 10; assigning an older or earlier one is refused.
+        // Epoch 6 from 10; an older epoch, or one not starting at the log end, is refused.
         log.assign_epoch(6, 10).await.unwrap();
         assert!(matches!(
-            log.assign_epoch(5, 12).await,
+            log.assign_epoch(5, 10).await,
             Err(StorageError::Epoch(EpochError::NotMonotonic { .. }))
         ));
         assert!(matches!(
             log.assign_epoch(7, 4).await,
-            Err(StorageError::Epoch(EpochError::StartBelowLogEnd { .. }))
+            Err(StorageError::Epoch(EpochError::NotAtLogEnd { .. }))
+        ));
+        assert!(matches!(
+            log.assign_epoch(7, 11).await,
+            Err(StorageError::Epoch(EpochError::NotAtLogEnd { .. }))
         ));
         log.set_leader_epoch(Some(6));
         let p = log.append(&batch(4, 100, 9), None).unwrap();
