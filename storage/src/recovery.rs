@@ -154,7 +154,14 @@ pub(crate) async fn recover(dir: &PathBuf, config: &LogConfig) -> Result<Recover
         info!(dir = %dir.display(), offset = t, "completing an interrupted truncation");
         while bases.len() > 1 && bases.last().is_some_and(|b| *b >= t) {
             if let Some(b) = bases.pop() {
-                remove_segment_files(dir, b);
+                // Strictly: a log file left behind would come back once the record of
+                // the truncation is cleared below.
+                for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                    match std::fs::remove_file(segment::segment_path(dir, b, suffix)) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                        _ => {}
+                    }
+                }
             }
         }
     }
