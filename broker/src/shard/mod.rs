@@ -660,7 +660,7 @@ impl Shard {
                     // as this request asks.
                     let durable = match acks {
                         0 => true,
-                        1 => last_offset < partition.log.high_watermark(),
+                        1 => last_offset < partition.log.written_end_offset(),
                         _ => last_offset < partition.log.durable_offset(),
                     };
                     if !durable {
@@ -752,9 +752,11 @@ impl Shard {
                 E::UnknownTopicOrPartition,
             )));
         };
+        // Single replica: readers see everything written (high watermark = LSO = written end).
+        let visible_end = partition.log.written_end_offset();
         match partition
             .log
-            .read(part.offset, part.max_bytes, part.min_one)
+            .read(part.offset, part.max_bytes, part.min_one, visible_end)
             .await
         {
             Ok(read) => Ok((partition, read)),
@@ -799,16 +801,17 @@ impl Shard {
         let log = &partition.log;
         match timestamp {
             // LATEST: the high watermark (no transactions yet, so also the LSO).
-            -1 => Ok((log.high_watermark(), -1)),
+            -1 => Ok((log.written_end_offset(), -1)),
             // EARLIEST and EARLIEST_LOCAL: everything is local.
             -2 | -4 => Ok((log.log_start_offset(), -1)),
             // MAX_TIMESTAMP: the first record carrying the largest timestamp (KAFKA-16310),
             // found in the first batch whose max timestamp reaches it.
             -3 => {
-                let Some((_, max_ts)) = log.max_timestamp_offset().await? else {
+                let visible_end = log.written_end_offset();
+                let Some((_, max_ts)) = log.max_timestamp_offset(visible_end).await? else {
                     return Ok((-1, -1));
                 };
-                let Some(batch) = log.find_batch_by_timestamp(max_ts).await? else {
+                let Some(batch) = log.find_batch_by_timestamp(max_ts, visible_end).await? else {
                     return Ok((-1, -1));
                 };
                 match records::max_timestamp_record(&batch)? {
@@ -817,7 +820,10 @@ impl Shard {
                 }
             }
             ts if ts >= 0 => {
-                let Some(batch) = log.find_batch_by_timestamp(ts).await? else {
+                let Some(batch) = log
+                    .find_batch_by_timestamp(ts, log.written_end_offset())
+                    .await?
+                else {
                     return Ok((-1, -1));
                 };
                 match compression::find_record_by_timestamp(&batch, ts)? {
@@ -853,7 +859,7 @@ impl Shard {
         }
         let log = &partition.log;
         let target = if offset == -1 {
-            log.high_watermark()
+            log.written_end_offset()
         } else {
             offset
         };
@@ -861,7 +867,7 @@ impl Shard {
         // OffsetOutOfRange, as Kafka does.
         log.delete_records_before(target).await?;
         let low_watermark = log.log_start_offset();
-        assert!(low_watermark >= target.min(log.high_watermark()));
+        assert!(low_watermark >= target.min(log.written_end_offset()));
         Ok(low_watermark)
     }
 
@@ -977,7 +983,7 @@ async fn finish_read(plan: Result<(Rc<Partition>, storage::ReadResult), ReadRepl
     match read.into_chunks().await {
         Ok(records) => ReadReply {
             error: None,
-            high_watermark: log.high_watermark(),
+            high_watermark: log.written_end_offset(),
             log_start_offset: log.log_start_offset(),
             records,
         },
@@ -989,7 +995,7 @@ async fn finish_read(plan: Result<(Rc<Partition>, storage::ReadResult), ReadRepl
 fn read_error(log: &PartitionLog, e: &storage::StorageError) -> ReadReply {
     ReadReply {
         error: Some(PartitionError::from(e)),
-        high_watermark: log.high_watermark(),
+        high_watermark: log.written_end_offset(),
         log_start_offset: log.log_start_offset(),
         records: Vec::new(),
     }
