@@ -64,7 +64,8 @@
 //! shutdown flag). See [`recovery`] for what happens at open.
 //!
 //! ## Modules
-//! - [`batch`]: record batch header parsing and validation.
+//! - [`batch`]: the v2 record batch header: layout, parsing, CRC, validation (the one
+//!   definition every crate uses).
 //! - [`log`]: the partition log, writer task, reads, retention.
 //! - [`recovery`]: open-time validation and repair.
 //! - `segment`, `index`, `checkpoint`: file formats (internal).
