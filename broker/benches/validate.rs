@@ -28,9 +28,9 @@ use criterion::{criterion_group, Criterion, Throughput};
 
 use broker::compression::{self, Codec, TopicCompression};
 use broker::records::{
-    build_batch, validate_produce, validate_records, verify_crc, BatchSpec, NewRecord,
-    ValidationOptions, BATCH_HEADER_BYTES,
+    build_batch, validate_produce, validate_records, BatchSpec, NewRecord, ValidationOptions,
 };
+use storage::batch::{verify_crc, BATCH_HEADER_LEN};
 
 const NOW_MS: i64 = 1_700_000_000_000;
 
@@ -137,7 +137,7 @@ fn bench_validate(c: &mut Criterion) {
     group.finish();
 
     let lz4 = batch(Codec::Lz4, 16, 1024);
-    let payload = lz4.slice(BATCH_HEADER_BYTES..);
+    let payload = lz4.slice(BATCH_HEADER_LEN..);
     let mut group = c.benchmark_group("decompress");
     group.throughput(Throughput::Elements(16));
     group.bench_function("lz4_16x1KiB", |b| {

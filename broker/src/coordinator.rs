@@ -387,7 +387,8 @@ impl Shell {
         })?;
         // Pair assertion with the replay at load: what goes to disk is one batch holding
         // every record, in order.
-        let info = records::BatchInfo::parse(&batch).map_err(|_| PersistError::Other)?;
+        let info =
+            storage::batch::BatchHeader::parse_exact(&batch).map_err(|_| PersistError::Other)?;
         assert_eq!(
             usize::try_from(info.records_count).ok(),
             Some(records.len()),
