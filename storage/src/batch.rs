@@ -740,7 +740,7 @@ mod tests {
         assert!(h.is_transactional() && !h.is_control() && !h.timestamp_type_log_append());
         let h = with(ATTR_CONTROL);
         assert!(h.is_control() && !h.is_transactional() && h.compression() == 0);
-        assert!(!with(-1 & !ATTR_CONTROL).is_control());
+        assert!(!with(!ATTR_CONTROL).is_control());
     }
 
     /// The CRC covers `attributes` through the end and nothing before: changing a byte in
