@@ -70,7 +70,7 @@ impl Codec {
 
     /// The codec encoded in a v2 batch's attributes (bits 0-2).
     pub fn from_attributes(attributes: i16) -> Result<Codec, CompressionError> {
-        Codec::from_id(attributes & 0x7)
+        Codec::from_id(attributes & storage::batch::ATTR_COMPRESSION_MASK)
     }
 
     /// The codec with Kafka id `id` (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
@@ -437,13 +437,25 @@ pub fn recompression_target(
     let TopicCompression::Codec(target) = topic.into() else {
         return None;
     };
-    let control = crate::log::records::ATTR_CONTROL;
     batches
         .headers()
         .iter()
-        .filter(|h| h.attributes & control == 0)
-        .any(|h| Codec::from_attributes(h.attributes).map_or(true, |c| c != target))
+        .filter(|h| !h.is_control())
+        .any(|h| h.codec().map_or(true, |c| c != target))
         .then_some(target)
+}
+
+/// The codec of a parsed batch header: storage knows where the bits are, this module what
+/// they mean.
+pub trait HeaderCodec {
+    /// The batch's compression codec; an error for bits that name none.
+    fn codec(&self) -> Result<Codec, CompressionError>;
+}
+
+impl HeaderCodec for storage::batch::BatchHeader {
+    fn codec(&self) -> Result<Codec, CompressionError> {
+        Codec::from_attributes(self.attributes)
+    }
 }
 
 #[cfg(test)]
