@@ -628,7 +628,7 @@ impl State {
         self.segments
             .values()
             .next_back()
-            .expect("log has an active segment")
+            .expect("log has an active segment") // ok: see above
     }
 
     fn segment_for(&self, offset: i64) -> Option<Rc<Segment>> {
@@ -644,7 +644,7 @@ impl State {
             .values()
             .rev()
             .find_map(|s| s.dma())
-            .expect("ok: the first segment's files are opened by open() before any append");
+            .expect("a segment with open files"); // ok: open() opens the first segment's files before any append
         dma.alloc_dma_buffer(size)
     }
 
