@@ -2,7 +2,7 @@
 //!
 //! # What this module owns
 //! The table from typed failures to Kafka's wire error codes (and the message sent with them).
-//! I/O-free modules (`log/`) return `thiserror` enums whose variants say
+//! I/O-free modules (`log/`, `coordinator/group/`) return `thiserror` enums whose variants say
 //! what went wrong; they never name a Kafka code. Each such enum implements [`KafkaCode`] here,
 //! and only here, so remapping a code is a change to this file and fails
 //! `tests::every_variant_has_its_code`.
@@ -23,6 +23,7 @@
 use kafka_protocol::ResponseError as E;
 use storage::StorageError;
 
+use crate::coordinator::group::{GroupError, PersistError};
 use crate::log::compression::CompressionError;
 use crate::log::producer_state::ProducerError;
 use crate::log::records::RecordsError;
@@ -192,6 +193,61 @@ impl KafkaCode for ConfigError {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// coordinator/group/
+// ---------------------------------------------------------------------------------------------
+
+impl KafkaCode for GroupError {
+    fn kafka_error(&self) -> E {
+        match self {
+            GroupError::NotCoordinator => E::NotCoordinator,
+            GroupError::CoordinatorNotAvailable => E::CoordinatorNotAvailable,
+            GroupError::CoordinatorLoadInProgress => E::CoordinatorLoadInProgress,
+            GroupError::InvalidGroupId => E::InvalidGroupId,
+            GroupError::GroupIdNotFound => E::GroupIdNotFound,
+            GroupError::UnknownMemberId => E::UnknownMemberId,
+            GroupError::MemberIdRequired => E::MemberIdRequired,
+            GroupError::IllegalGeneration => E::IllegalGeneration,
+            GroupError::RebalanceInProgress => E::RebalanceInProgress,
+            GroupError::InconsistentGroupProtocol => E::InconsistentGroupProtocol,
+            GroupError::InvalidSessionTimeout => E::InvalidSessionTimeout,
+            GroupError::GroupMaxSizeReached => E::GroupMaxSizeReached,
+            GroupError::FencedInstanceId => E::FencedInstanceId,
+            GroupError::NonEmptyGroup => E::NonEmptyGroup,
+            GroupError::GroupSubscribedToTopic => E::GroupSubscribedToTopic,
+            GroupError::UnknownTopicOrPartition => E::UnknownTopicOrPartition,
+            GroupError::OffsetMetadataTooLarge => E::OffsetMetadataTooLarge,
+            GroupError::InvalidCommitOffsetSize => E::InvalidCommitOffsetSize,
+            GroupError::UnstableOffsetCommit => E::UnstableOffsetCommit,
+            // Kafka's coordinator answers RECORD_LIST_TOO_LARGE and other append failures
+            // with UNKNOWN_SERVER_ERROR (`appendGroupMetadataErrorToResponseError`).
+            GroupError::GroupMetadataTooLarge | GroupError::WriteFailed => E::UnknownServerError,
+            GroupError::UnknownCoordinatorKeyType => E::InvalidRequest,
+        }
+    }
+}
+
+impl PersistError {
+    /// Classifies the Kafka error code of a failed append to the offsets partition (from
+    /// [`storage_code`] or a cross-shard reply) the way Kafka's coordinator does before
+    /// answering clients.
+    pub fn from_append_error(code: i16) -> PersistError {
+        match E::try_from_code(code) {
+            Some(
+                E::UnknownTopicOrPartition
+                | E::NotEnoughReplicas
+                | E::NotEnoughReplicasAfterAppend
+                | E::RequestTimedOut,
+            ) => PersistError::CoordinatorNotAvailable,
+            Some(E::NotLeaderOrFollower | E::KafkaStorageError) => PersistError::NotCoordinator,
+            Some(E::MessageTooLarge | E::RecordListTooLarge | E::InvalidFetchSize) => {
+                PersistError::RecordTooLarge
+            }
+            _ => PersistError::Other,
+        }
+    }
+}
+
 /// The message sent with a bare code where a response has a message field but the failure
 /// none of its own (FindCoordinator v1-v3, Kafka's `Errors.message()`): kafka-protocol's name
 /// of the error, or "NONE" for success.
@@ -241,6 +297,60 @@ mod tests {
     }
 
     type Row = (Box<dyn KafkaCode>, i16, &'static str);
+
+    /// The code clients see for each `GroupError`; exhaustive, so a new variant must be
+    /// pinned here (and listed in `ALL_GROUP_ERRORS`).
+    fn group_code_pinned(e: GroupError) -> (i16, &'static str) {
+        match e {
+            GroupError::NotCoordinator => (16, "NOT_COORDINATOR"),
+            GroupError::CoordinatorNotAvailable => (15, "COORDINATOR_NOT_AVAILABLE"),
+            GroupError::CoordinatorLoadInProgress => (14, "COORDINATOR_LOAD_IN_PROGRESS"),
+            GroupError::InvalidGroupId => (24, "INVALID_GROUP_ID"),
+            GroupError::GroupIdNotFound => (69, "GROUP_ID_NOT_FOUND"),
+            GroupError::UnknownMemberId => (25, "UNKNOWN_MEMBER_ID"),
+            GroupError::MemberIdRequired => (79, "MEMBER_ID_REQUIRED"),
+            GroupError::IllegalGeneration => (22, "ILLEGAL_GENERATION"),
+            GroupError::RebalanceInProgress => (27, "REBALANCE_IN_PROGRESS"),
+            GroupError::InconsistentGroupProtocol => (23, "INCONSISTENT_GROUP_PROTOCOL"),
+            GroupError::InvalidSessionTimeout => (26, "INVALID_SESSION_TIMEOUT"),
+            GroupError::GroupMaxSizeReached => (81, "GROUP_MAX_SIZE_REACHED"),
+            GroupError::FencedInstanceId => (82, "FENCED_INSTANCE_ID"),
+            GroupError::NonEmptyGroup => (68, "NON_EMPTY_GROUP"),
+            GroupError::GroupSubscribedToTopic => (86, "GROUP_SUBSCRIBED_TO_TOPIC"),
+            GroupError::UnknownTopicOrPartition => (3, "UNKNOWN_TOPIC_OR_PARTITION"),
+            GroupError::OffsetMetadataTooLarge => (12, "OFFSET_METADATA_TOO_LARGE"),
+            GroupError::InvalidCommitOffsetSize => (28, "INVALID_COMMIT_OFFSET_SIZE"),
+            GroupError::UnstableOffsetCommit => (88, "UNSTABLE_OFFSET_COMMIT"),
+            GroupError::GroupMetadataTooLarge => (-1, "UNKNOWN_SERVER_ERROR"),
+            GroupError::WriteFailed => (-1, "UNKNOWN_SERVER_ERROR"),
+            GroupError::UnknownCoordinatorKeyType => (42, "INVALID_REQUEST"),
+        }
+    }
+
+    const ALL_GROUP_ERRORS: [GroupError; 22] = [
+        GroupError::NotCoordinator,
+        GroupError::CoordinatorNotAvailable,
+        GroupError::CoordinatorLoadInProgress,
+        GroupError::InvalidGroupId,
+        GroupError::GroupIdNotFound,
+        GroupError::UnknownMemberId,
+        GroupError::MemberIdRequired,
+        GroupError::IllegalGeneration,
+        GroupError::RebalanceInProgress,
+        GroupError::InconsistentGroupProtocol,
+        GroupError::InvalidSessionTimeout,
+        GroupError::GroupMaxSizeReached,
+        GroupError::FencedInstanceId,
+        GroupError::NonEmptyGroup,
+        GroupError::GroupSubscribedToTopic,
+        GroupError::UnknownTopicOrPartition,
+        GroupError::OffsetMetadataTooLarge,
+        GroupError::InvalidCommitOffsetSize,
+        GroupError::UnstableOffsetCommit,
+        GroupError::GroupMetadataTooLarge,
+        GroupError::WriteFailed,
+        GroupError::UnknownCoordinatorKeyType,
+    ];
 
     /// Every typed error and the code clients see for it. A remap must edit this table.
     #[test]
@@ -438,6 +548,10 @@ mod tests {
                 "{name}"
             );
         }
+        for e in ALL_GROUP_ERRORS {
+            let (code, name) = group_code_pinned(e);
+            assert_eq!(e.kafka_code(), code, "{e:?} should be {name}");
+        }
     }
 
     #[test]
@@ -469,7 +583,7 @@ mod tests {
 
     /// I/O-free modules: they return typed errors and never name a Kafka code. Add a module
     /// here once its errors are typed (`cluster/controller.rs` is next).
-    const IO_FREE: &[&str] = &["log"];
+    const IO_FREE: &[&str] = &["log", "coordinator/group"];
 
     /// What an I/O-free module must not contain outside its tests: the protocol's error type
     /// (constructing or matching codes) or an implementation of the code mapping.
@@ -500,7 +614,7 @@ mod tests {
         for dir in IO_FREE {
             rust_files(&src.join(dir), &mut files);
         }
-        assert!(files.len() >= 4, "found {files:?}");
+        assert!(files.len() >= 10, "found {files:?}");
         let mut offences = Vec::new();
         for path in &files {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
