@@ -11,12 +11,14 @@
 //! - A typed error's code is fixed: the table test pins every variant (a remap is a deliberate
 //!   edit of the table, like Iggy's "a gap is a retired code").
 //! - The message Kafka sends with a partition error is the typed error's `Display`
-//!   ([`PartitionError::from`]).
-//! - `tests::io_free_modules_name_no_kafka_codes` fails the build of the test suite when a
-//!   non-test line in an I/O-free module names `ResponseError` or implements a `kafka_code`.
-//!   Shells and handlers (`shard/`, `kafka/`, `coordinator/mod.rs`, `cluster/`) sit at the
-//!   response boundary: they may still build codes for conditions they decide themselves
-//!   (routing, unknown topic), and they match on codes received from other shards.
+//!   (`PartitionError::from(err)`).
+//! - `tests::io_free_modules_name_no_kafka_codes` fails when a non-test line in an I/O-free
+//!   module (its `IO_FREE` list) names `ResponseError` or implements the code mapping. A module
+//!   joins the list once its errors are typed; `cluster/controller.rs` is the next candidate.
+//! - Shells and handlers (`shard/`, `kafka/`, `coordinator/mod.rs`, `cluster/`) sit at the
+//!   response boundary: they may still name codes for conditions they decide themselves
+//!   (routing, unknown topic, coordinator loading) and match on codes received from other
+//!   shards; they do not re-decide what a typed error means.
 //!
 //! Runs on: every shard (pure functions and plain data, no state).
 
