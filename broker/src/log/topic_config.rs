@@ -245,7 +245,8 @@ pub enum ConfigError {
     /// A rejected combination or operation, message verbatim.
     #[error("{0}")]
     Invalid(String),
-    /// A malformed request (Kafka answers INVALID_REQUEST, the others INVALID_CONFIG), e.g. the same key twice in one incremental alter.
+    /// A malformed request, e.g. the same key twice in one incremental alter (Kafka answers
+    /// INVALID_REQUEST; the other variants are INVALID_CONFIG).
     #[error("{0}")]
     InvalidRequest(String),
 }
