@@ -189,7 +189,7 @@ impl FromStr for TopicCompression {
     }
 }
 
-/// Compression failures.
+/// Compression failures. Their Kafka codes are mapped in `crate::errors`.
 #[derive(Debug, thiserror::Error)]
 pub enum CompressionError {
     #[error("unknown compression codec id {0}")]
@@ -202,18 +202,6 @@ pub enum CompressionError {
     TooLarge { codec: Codec, limit_bytes: usize },
     #[error("{codec:?} compression failed: {reason}")]
     Compress { codec: Codec, reason: String },
-}
-
-impl CompressionError {
-    /// Kafka error code for a produce request whose batch hit this error.
-    pub fn kafka_code(&self) -> i16 {
-        match self {
-            CompressionError::UnknownCodec(_) | CompressionError::UnknownTopicCompression(_) => 76, // UNSUPPORTED_COMPRESSION_TYPE
-            CompressionError::Corrupt { .. } => 2, // CORRUPT_MESSAGE
-            CompressionError::TooLarge { .. } => 10, // MESSAGE_TOO_LARGE
-            CompressionError::Compress { .. } => -1, // UNKNOWN_SERVER_ERROR
-        }
-    }
 }
 
 /// Compresses `input` with `codec`, appending to `out`.
@@ -461,6 +449,7 @@ impl HeaderCodec for storage::batch::BatchHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::errors::KafkaCode;
 
     fn sample(len: usize) -> Vec<u8> {
         // Compressible but not trivial: JSON-ish text with a counter.

@@ -63,7 +63,7 @@ pub struct RecordError {
     pub message: String,
 }
 
-/// Record batch errors, each with a Kafka error code ([`RecordsError::kafka_code`]).
+/// Record batch errors. Their Kafka codes are mapped in `crate::errors` (noted per variant).
 #[derive(Debug, thiserror::Error)]
 pub enum RecordsError {
     /// Bytes that cannot be a batch (length fields, truncation). `CORRUPT_MESSAGE`.
@@ -92,16 +92,6 @@ pub enum RecordsError {
 }
 
 impl RecordsError {
-    /// The Kafka error code to answer the partition with.
-    pub fn kafka_code(&self) -> i16 {
-        match self {
-            RecordsError::Corrupt(_) | RecordsError::CrcMismatch { .. } => 2, // CORRUPT_MESSAGE
-            RecordsError::UnsupportedMagic(_) | RecordsError::InvalidRecord { .. } => 87, // INVALID_RECORD
-            RecordsError::InvalidTimestamp { .. } => 32, // INVALID_TIMESTAMP
-            RecordsError::Compression(e) => e.kafka_code(),
-        }
-    }
-
     /// Per-record errors for `ProduceResponse.record_errors` (empty for batch-level errors).
     pub fn record_errors(&self) -> &[RecordError] {
         match self {
@@ -1329,6 +1319,7 @@ pub fn validate_produce(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::errors::KafkaCode;
     use crate::log::compression::DEFAULT_MAX_DECOMPRESSED_BYTES as LIMIT;
 
     /// The decoding validator that [`validate_records_crc_checked`] replaced (unchanged but
