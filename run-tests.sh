@@ -3,11 +3,13 @@
 #
 #   1. installs what the client tests need, only when missing (kcat from apt; Python client
 #      libraries from PyPI, pinned to the major versions we tested against);
-#   2. builds the workspace in release mode and runs every crate's tests;
-#   3. runs the real-client suite (broker/tests/clients) against target/release/ringtail.
+#   2. checks formatting (cargo fmt) and lints (cargo clippy -D warnings);
+#   3. builds the workspace in release mode and runs every crate's tests;
+#   4. runs the real-client suite (broker/tests/clients) against target/release/ringtail.
 #
 # Idempotent: a second run installs nothing and only rebuilds what changed.
-# Env: CARGO_TARGET_DIR (honoured), PYTEST_ARGS (extra pytest arguments, e.g. "-k kcat").
+# Env: CARGO_TARGET_DIR (honoured), PYTEST_ARGS (extra pytest arguments, e.g. "-k kcat"),
+#      PYTEST_TIMEOUT_S (per-test time limit, default 600).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,6 +23,7 @@ as_root() {
 
 target_dir="${CARGO_TARGET_DIR:-$repo_root/target}"
 status_tools="FAILED"
+status_lint="not run"
 status_cargo_build="not run"
 status_cargo_test="not run"
 status_pytest="not run"
@@ -31,7 +34,7 @@ summary() {
   [ "$rc" -eq 0 ] || verdict="FAILED (exit $rc)"
   echo
   echo "run-tests: $verdict — test tools: $status_tools; cargo build: $status_cargo_build;" \
-    "cargo test: $status_cargo_test; client tests: $status_pytest"
+    "lint: $status_lint; cargo test: $status_cargo_test; client tests: $status_pytest"
 }
 trap summary EXIT
 
@@ -51,6 +54,7 @@ python_requirements=(
   "lz4>=4,<5"
   "zstandard>=0.22,<1"
   "pytest>=8,<10"
+  "pytest-timeout>=2,<3"
 )
 # Ask pip only for the requirements that are not already satisfied, so a warm machine
 # does not touch the network at all.
@@ -83,7 +87,16 @@ if [ -n "$missing_requirements" ]; then
 fi
 status_tools="ok"
 
-# --- 2. Rust build and unit/integration tests -----------------------------------------
+# --- 2. Lints: formatting and clippy (the workspace's deny lints only bite when clippy runs) --
+log "cargo fmt --all --check; cargo clippy --workspace --all-targets -- -D warnings"
+if cargo fmt --all -- --check && cargo clippy --workspace --all-targets -- -D warnings; then
+  status_lint="ok"
+else
+  status_lint="FAILED"
+  exit 1
+fi
+
+# --- 3. Rust build and unit/integration tests -----------------------------------------
 log "cargo build --release --workspace"
 if cargo build --release --workspace; then
   status_cargo_build="ok"
@@ -101,11 +114,13 @@ else
   failed=1
 fi
 
-# --- 3. Real clients against the real binary -----------------------------------------
+# --- 4. Real clients against the real binary -----------------------------------------
 log "client tests (pytest broker/tests/clients)"
 export RINGTAIL_BIN="$target_dir/release/ringtail"
 # shellcheck disable=SC2086 # PYTEST_ARGS is a list of arguments
-if python3 -m pytest -v -rfE ${PYTEST_ARGS:-} broker/tests/clients; then
+# Every client test has a time limit, so a hang (a client blocked in close(), a broker that
+# stopped answering) fails that test quickly instead of eating CI's whole budget.
+if python3 -m pytest -v -rfE --timeout="${PYTEST_TIMEOUT_S:-600}" ${PYTEST_ARGS:-} broker/tests/clients; then
   status_pytest="ok"
 else
   status_pytest="FAILED"

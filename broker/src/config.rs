@@ -60,6 +60,9 @@ pub struct FileConfig {
     pub idle_poll_us: Option<u64>,
     pub move_connections: Option<bool>,
     pub controller_ack_timeout_ms: Option<u64>,
+    pub cross_shard_queue_depth: Option<usize>,
+    pub max_cross_shard_requests_per_shard: Option<usize>,
+    pub max_cross_shard_waits_per_shard: Option<usize>,
     /// Kafka broker settings by their Kafka names (`log.retention.hours`, `num.partitions`, ...).
     #[serde(default)]
     pub kafka: BTreeMap<String, toml::Value>,
@@ -96,6 +99,15 @@ pub struct BrokerConfig {
     pub move_connections: bool,
     /// See [`CONTROLLER_ACK_TIMEOUT_MS_DEFAULT`].
     pub controller_ack_timeout_ms: u64,
+    /// Sizing of the cross-shard router (see `net::route`):
+    /// - `queue_depth` (`cross_shard_queue_depth`): capacity of each shard-pair queue;
+    /// - `max_concurrent_served` (`max_cross_shard_requests_per_shard`): requests of other
+    ///   shards (produce, read, metadata, groups) one shard serves at once;
+    /// - `max_parked_waits` (`max_cross_shard_waits_per_shard`): fetch long-poll waits of
+    ///   other shards one shard keeps parked at once; they use no request slot.
+    ///
+    /// Each is also read from `RINGTAIL_<KEY IN CAPITALS>`, which overrides the file.
+    pub cross_shard: net::route::RouteConfig,
     pub kafka: BrokerDefaults,
     /// Test-only fault injection: drop (close the connection instead of answering) every Nth
     /// produce response. Set by `RINGTAIL_TEST_DROP_PRODUCE_RESPONSES`.
@@ -210,6 +222,25 @@ impl BrokerConfig {
         let test_panic_topic = std::env::var("RINGTAIL_TEST_PANIC_TOPIC")
             .ok()
             .filter(|t| !t.is_empty());
+        let cross_shard = net::route::RouteConfig {
+            queue_depth: at_least_one(
+                "cross_shard_queue_depth",
+                env_setting("cross_shard_queue_depth")?
+                    .or(file.cross_shard_queue_depth)
+                    .unwrap_or(net::route::QUEUE_DEPTH_DEFAULT),
+            )?,
+            max_concurrent_served: at_least_one(
+                "max_cross_shard_requests_per_shard",
+                env_setting("max_cross_shard_requests_per_shard")?
+                    .or(file.max_cross_shard_requests_per_shard)
+                    .unwrap_or(net::route::MAX_CONCURRENT_SERVED_DEFAULT),
+            )?,
+            // 0 is allowed: fetches then never park on other shards (they answer at their
+            // deadline unless their own shard's partitions get data).
+            max_parked_waits: env_setting("max_cross_shard_waits_per_shard")?
+                .or(file.max_cross_shard_waits_per_shard)
+                .unwrap_or(net::route::MAX_PARKED_WAITS_DEFAULT),
+        };
         Ok(BrokerConfig {
             kafka_addr,
             advertised_host,
@@ -240,6 +271,7 @@ impl BrokerConfig {
                 .controller_ack_timeout_ms
                 .unwrap_or(CONTROLLER_ACK_TIMEOUT_MS_DEFAULT)
                 .max(1),
+            cross_shard,
             kafka,
             test_drop_produce_every,
             test_panic_topic,
@@ -249,6 +281,30 @@ impl BrokerConfig {
     pub fn shards(&self) -> usize {
         self.shard_cpus.len()
     }
+}
+
+/// A Ringtail setting from the environment: `key` in capitals after `RINGTAIL_`
+/// (`cross_shard_queue_depth` -> `RINGTAIL_CROSS_SHARD_QUEUE_DEPTH`). Unset or empty is `None`.
+fn env_setting<T: std::str::FromStr>(key: &str) -> anyhow::Result<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    let var = format!("RINGTAIL_{}", key.to_ascii_uppercase());
+    match std::env::var(&var) {
+        Ok(text) if !text.trim().is_empty() => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{var}={text:?}: {e}")),
+        _ => Ok(None),
+    }
+}
+
+fn at_least_one(key: &str, value: usize) -> anyhow::Result<usize> {
+    if value == 0 {
+        bail!("{key} must be at least 1");
+    }
+    Ok(value)
 }
 
 fn parse_host_port(text: &str) -> anyhow::Result<(String, i32)> {
@@ -298,5 +354,34 @@ mod tests {
             toml::from_str("cores = \"0-1\"\n[kafka]\n\"num.partitions\" = 3\n").unwrap();
         assert_eq!(ok.cores.as_deref(), Some("0-1"));
         assert_eq!(ok.kafka.len(), 1);
+    }
+
+    #[test]
+    fn cross_shard_limits_from_the_file() {
+        let file: FileConfig = toml::from_str(
+            "cross_shard_queue_depth = 16\nmax_cross_shard_requests_per_shard = 2\n\
+             max_cross_shard_waits_per_shard = 0\n",
+        )
+        .unwrap();
+        assert_eq!(file.cross_shard_queue_depth, Some(16));
+        assert_eq!(file.max_cross_shard_requests_per_shard, Some(2));
+        assert_eq!(file.max_cross_shard_waits_per_shard, Some(0));
+        assert!(at_least_one("x", 0).is_err());
+        assert_eq!(at_least_one("x", 3).unwrap(), 3);
+    }
+
+    #[test]
+    fn settings_from_the_environment() {
+        // A key nothing else reads, so parallel tests do not see it.
+        let key = "test_only_env_setting";
+        std::env::set_var("RINGTAIL_TEST_ONLY_ENV_SETTING", " 7 ");
+        assert_eq!(env_setting::<usize>(key).unwrap(), Some(7));
+        std::env::set_var("RINGTAIL_TEST_ONLY_ENV_SETTING", "seven");
+        let err = env_setting::<usize>(key).unwrap_err().to_string();
+        assert!(err.contains("RINGTAIL_TEST_ONLY_ENV_SETTING"), "{err}");
+        std::env::set_var("RINGTAIL_TEST_ONLY_ENV_SETTING", "");
+        assert_eq!(env_setting::<usize>(key).unwrap(), None);
+        std::env::remove_var("RINGTAIL_TEST_ONLY_ENV_SETTING");
+        assert_eq!(env_setting::<usize>(key).unwrap(), None);
     }
 }

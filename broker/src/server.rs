@@ -14,12 +14,15 @@ use anyhow::{bail, Context};
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{error, info, warn};
 
-use crate::cluster::controller::{Controller, ControllerConfig};
+use crate::cluster::controller::{
+    Controller, ControllerConfig, ControllerReq, ControllerResp, NewTopic,
+};
 use crate::cluster::meta::{MetaSnapshot, MetaStore};
 use crate::config::BrokerConfig;
+use crate::coordinator::group::OFFSETS_TOPIC;
 use crate::kafka::KafkaHandler;
 use crate::shard::controller_shell::ControllerShell;
-use crate::shard::{Shard, ShardReq, ShardResp, RETENTION_CHECK_INTERVAL_MS};
+use crate::shard::{expect_controller, Shard, ShardReq, ShardResp, RETENTION_CHECK_INTERVAL_MS};
 
 /// How long I/O buffers stay free before they are given back to the system (a burst's
 /// buffers go 10-20 s after it ends; see `storage::dma_alloc::trim`).
@@ -110,10 +113,10 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     block_shutdown_signals()?;
 
     let config = Arc::new(config);
-    let endpoints = net::route::build::<ShardReq, ShardResp>(shards, Default::default());
+    let endpoints = net::route::build::<ShardReq, ShardResp>(shards, config.cross_shard);
     // The controller shell is built inside shard 0's executor: it holds thread-local
     // primitives and shard 0's router.
-    let mut controller_parts = Some((store, ControllerConfig::new(config.kafka.clone())));
+    let mut controller_parts = Some((store, ControllerConfig::default()));
     let mut handles = Vec::new();
     for (endpoint, cpu) in endpoints.into_iter().zip(config.shard_cpus.clone()) {
         let id = endpoint.shard_id();
@@ -268,7 +271,7 @@ async fn shard_main(
         "partitions recovered"
     );
     if shard.controller.is_some() {
-        crate::coordinator::ensure_offsets_topic(&shard).await;
+        ensure_offsets_topic(&shard).await;
     }
 
     let handler = Rc::new(KafkaHandler::new(shard.clone()));
@@ -280,6 +283,7 @@ async fn shard_main(
     // Shard-local state for `/metrics`, refreshed once a second.
     let stats = listener.stats();
     let reporter = shard.clone();
+    let route_stats = shard.router.stats();
     glommio::spawn_local(async move {
         loop {
             reporter
@@ -292,6 +296,9 @@ async fn shard_main(
                     batch_cache_bytes: storage::shard_cache_bytes() as u64,
                     read_ahead_bytes: storage::shard_read_ahead_bytes() as u64,
                     read_ahead_hits: storage::shard_read_ahead_hits(),
+                    cross_shard_waits_parked: route_stats.waits_parked(),
+                    cross_shard_waits_refused: route_stats.waits_refused_total(),
+                    cross_shard_waits_cancelled: route_stats.waits_cancelled_total(),
                     log_write_times: storage::iotime::shard_write_times(),
                     log_fsync_times: storage::iotime::shard_fsync_times(),
                 });
@@ -331,9 +338,14 @@ async fn shard_main(
     shard.mark_ready();
 
     let retention_shard = shard.clone();
+    // `log.retention.check.interval.ms` (read-only in Kafka too).
+    let retention_check_interval = Duration::from_millis(
+        u64::try_from(config.kafka.log_retention_check_interval_ms())
+            .unwrap_or(RETENTION_CHECK_INTERVAL_MS), // ok: validated >= 1
+    );
     glommio::spawn_local(async move {
         loop {
-            glommio::timer::sleep(Duration::from_millis(RETENTION_CHECK_INTERVAL_MS)).await;
+            glommio::timer::sleep(retention_check_interval).await;
             retention_shard.retention_pass().await;
         }
     })
@@ -416,5 +428,49 @@ fn wait_for_shutdown_signal() {
     match shutdown_sigset().wait() {
         Ok(sig) => info!(signal = ?sig, "signal received"),
         Err(e) => warn!(error = %e, "sigwait failed; shutting down"),
+    }
+}
+
+/// Creates `__consumer_offsets` through the controller if it does not exist yet (Kafka
+/// creates it on first use; we do it at start-up so the first consumer finds it): Kafka's
+/// `offsets.topic.num.partitions`, compacted, `offsets.topic.segment.bytes`; replication
+/// factor 1 whatever `offsets.topic.replication.factor` says, as this is a single broker.
+/// Runs on shard 0 (the controller). Lives here, not in `coordinator`, because it calls the
+/// controller through the shard.
+async fn ensure_offsets_topic(shard: &Rc<Shard>) {
+    if shard.meta().topic(OFFSETS_TOPIC).is_some() {
+        return;
+    }
+    let k = &shard.config.kafka;
+    let topic = NewTopic {
+        name: OFFSETS_TOPIC.to_string(),
+        partitions: k.offsets_topic_num_partitions(),
+        replication_factor: 1,
+        configs: vec![
+            ("cleanup.policy".into(), Some("compact".into())),
+            ("compression.type".into(), Some("producer".into())),
+            (
+                "segment.bytes".into(),
+                Some(k.offsets_topic_segment_bytes().to_string()),
+            ),
+        ],
+        assignment_partitions: None,
+    };
+    let reply = shard
+        .call(
+            0,
+            ShardReq::Controller(ControllerReq::CreateTopics {
+                topics: vec![topic],
+                validate_only: false,
+            }),
+        )
+        .await;
+    match expect_controller(reply) {
+        ControllerResp::Topics(results) => match results.first() {
+            Some(Ok(t)) => info!(partitions = t.partitions, "created {OFFSETS_TOPIC}"),
+            Some(Err(e)) => warn!(code = e.code, msg = ?e.message, "cannot create {OFFSETS_TOPIC}"),
+            None => warn!("cannot create {OFFSETS_TOPIC}: empty controller answer"),
+        },
+        other => warn!(?other, "cannot create {OFFSETS_TOPIC}"),
     }
 }

@@ -111,6 +111,44 @@ pub struct ConnInfo {
     /// Where the connection's data requests went: the handler notes them, and the connection
     /// moves when they show it belongs on another shard.
     pub affinity: Rc<Affinity>,
+    /// Fires when the connection stops reading for good (the peer closed it, it idled out,
+    /// or sent garbage): a request parked for a long time (a long-poll fetch) may stop
+    /// waiting, as nobody may read its answer. Not fired when the connection moves.
+    pub closed: ConnClosed,
+}
+
+/// A connection's "stopped reading for good" signal (see [`ConnInfo::closed`]).
+#[derive(Clone)]
+pub struct ConnClosed(Rc<Semaphore>);
+
+impl ConnClosed {
+    pub fn new() -> ConnClosed {
+        // No permit is ever given: waiters wake only when the semaphore is closed.
+        ConnClosed(Rc::new(Semaphore::new(0)))
+    }
+
+    pub fn close(&self) {
+        self.0.close();
+    }
+
+    /// Resolves once [`close`](Self::close) was called (at once if it was already).
+    pub async fn wait(&self) {
+        while self.0.acquire(1).await.is_ok() {
+            // ok: unreachable in practice, nobody signals permits; wait again if one does.
+        }
+    }
+}
+
+impl Default for ConnClosed {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for ConnClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnClosed")
+    }
 }
 
 /// Responses gathered into one batch of writes before flushing, at most.
@@ -277,6 +315,10 @@ async fn serve_until_move<H: Handler>(
         }
     }
     drop(watchdog);
+    if move_to.is_none() {
+        // Long polls still in flight may answer now instead of at their deadline.
+        info.closed.close();
+    }
     // Dropping the sender lets the writer drain what is in flight and then finish.
     drop(tx);
     let drained = writer.await.unwrap_or(false);
@@ -692,6 +734,7 @@ impl<H: Handler> ConnHome<H> {
             peer,
             shard: self.shard,
             affinity: Rc::new(Affinity::new(self.shard, moves)),
+            closed: ConnClosed::new(),
         };
         self.stats.active.set(self.stats.active.get() + 1);
         let guard = ActiveGuard(self.stats.clone());

@@ -44,8 +44,8 @@ pub use codec::{
     EncodeError, RequestFrame, RequestIds,
 };
 pub use conn::{
-    listen, serve_connection, ConnHome, ConnInfo, ConnLimits, Handler, HandlerResult, Handoff,
-    Listener, ListenerStats,
+    listen, serve_connection, ConnClosed, ConnHome, ConnInfo, ConnLimits, Handler, HandlerResult,
+    Handoff, Listener, ListenerStats,
 };
 pub use frame::FrameError;
 pub use route::{RouteError, ShardRouter};

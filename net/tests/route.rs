@@ -17,6 +17,7 @@ fn calls_broadcast_and_round_trip_cost() {
     let config = RouteConfig {
         queue_depth: 8,
         max_concurrent_served: 64,
+        ..RouteConfig::default()
     };
     let mut endpoints = build::<Req, u64>(3, config).into_iter();
     let (e0, e1, e2) = (
@@ -184,4 +185,182 @@ fn calls_fail_cleanly_when_a_peer_is_gone_or_stuck() {
         .unwrap();
     main.join().unwrap();
     stuck.join().unwrap();
+}
+
+/// Requests of the wait tests.
+#[derive(Debug)]
+enum WaitReq {
+    /// A long poll: answers after `ms`.
+    Park(u64),
+    Echo(u64),
+    /// The serving shard's counters.
+    Stats,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum WaitResp {
+    Value(u64),
+    Stats {
+        parked: u64,
+        refused: u64,
+        cancelled: u64,
+        /// `Park` handler futures dropped before they finished.
+        dropped: u64,
+    },
+}
+
+/// Counts a `Park` future dropped before it finished.
+struct DropCount {
+    dropped: std::rc::Rc<std::cell::Cell<u64>>,
+    finished: bool,
+}
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.dropped.set(self.dropped.get() + 1);
+        }
+    }
+}
+
+/// Waits (long polls) hold none of the permits calls need, are refused beyond their own
+/// limit, and are cancelled on the serving shard when the caller drops them.
+#[test]
+fn waits_hold_no_call_permits_and_are_cancelled_when_dropped() {
+    const WAITS_MAX: usize = 8;
+    let config = RouteConfig {
+        queue_depth: 4,
+        max_concurrent_served: 1,
+        max_parked_waits: WAITS_MAX,
+    };
+    let mut endpoints = build::<WaitReq, WaitResp>(2, config).into_iter();
+    let (e0, e1) = (endpoints.next().unwrap(), endpoints.next().unwrap());
+    let server = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("route-waits-server")
+        .spawn(move || async move {
+            let router = e1.connect().await;
+            let stats = router.stats();
+            let dropped = std::rc::Rc::new(std::cell::Cell::new(0u64));
+            let serving = router.serve(move |req| {
+                let stats = stats.clone();
+                let dropped = dropped.clone();
+                async move {
+                    match req {
+                        WaitReq::Park(ms) => {
+                            let mut count = DropCount {
+                                dropped,
+                                finished: false,
+                            };
+                            glommio::timer::sleep(Duration::from_millis(ms)).await;
+                            count.finished = true;
+                            WaitResp::Value(ms)
+                        }
+                        WaitReq::Echo(x) => WaitResp::Value(x),
+                        WaitReq::Stats => WaitResp::Stats {
+                            parked: stats.waits_parked(),
+                            refused: stats.waits_refused_total(),
+                            cancelled: stats.waits_cancelled_total(),
+                            dropped: dropped.get(),
+                        },
+                    }
+                }
+            });
+            drop(router);
+            serving.await;
+        })
+        .unwrap();
+    let client = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("route-waits-client")
+        .spawn(move || async move {
+            let router = e0.connect().await;
+            let generous = Duration::from_secs(30);
+            let stats = |router: net::route::ShardRouter<WaitReq, WaitResp>| async move {
+                match router.call_timeout(1, WaitReq::Stats, generous).await {
+                    Ok(WaitResp::Stats {
+                        parked,
+                        refused,
+                        cancelled,
+                        dropped,
+                    }) => (parked, refused, cancelled, dropped),
+                    other => panic!("stats call failed: {other:?}"),
+                }
+            };
+            let until = |router: net::route::ShardRouter<WaitReq, WaitResp>,
+                         what: &'static str,
+                         ok: fn((u64, u64, u64, u64)) -> bool| async move {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    let s = stats(router.clone()).await;
+                    if ok(s) {
+                        return s;
+                    }
+                    assert!(Instant::now() < deadline, "{what}: stats still {s:?}");
+                    glommio::timer::sleep(Duration::from_millis(5)).await;
+                }
+            };
+
+            // Park as many waits as shard 1 allows: far more than its single call permit
+            // and its queue depth.
+            let parked: Vec<_> = (0..WAITS_MAX)
+                .map(|_| {
+                    let r = router.clone();
+                    glommio::spawn_local(async move { r.wait(1, WaitReq::Park(600_000)).await })
+                })
+                .collect();
+            until(router.clone(), "all waits parked", |s| {
+                s.0 == WAITS_MAX as u64
+            })
+            .await;
+
+            // One more is refused at once instead of queued behind them.
+            assert_eq!(
+                router.wait(1, WaitReq::Park(600_000)).await,
+                Err(RouteError::WaitsFull { shard: 1 })
+            );
+            // Calls are still served, one at a time under the one permit and many at once.
+            for i in 0..20 {
+                assert_eq!(
+                    router.call_timeout(1, WaitReq::Echo(i), generous).await,
+                    Ok(WaitResp::Value(i))
+                );
+            }
+            let calls: Vec<_> = (0..10u64)
+                .map(|i| {
+                    let r = router.clone();
+                    glommio::spawn_local(async move {
+                        r.call_timeout(1, WaitReq::Echo(i), generous).await
+                    })
+                })
+                .collect();
+            for (i, c) in calls.into_iter().enumerate() {
+                assert_eq!(c.await, Ok(WaitResp::Value(i as u64)));
+            }
+            let (parked_now, refused, cancelled, dropped) = stats(router.clone()).await;
+            assert_eq!(
+                (parked_now, refused, cancelled, dropped),
+                (WAITS_MAX as u64, 1, 0, 0)
+            );
+
+            // Dropping the callers' futures cancels the waits on shard 1: its handler
+            // futures are dropped and nothing stays parked.
+            drop(parked);
+            let s = until(router.clone(), "waits cancelled", |s| s.0 == 0).await;
+            assert_eq!(s, (0, 1, WAITS_MAX as u64, WAITS_MAX as u64));
+
+            // A wait that answers by itself is not cancelled, and leaves nothing parked.
+            assert_eq!(
+                router.wait(1, WaitReq::Park(1)).await,
+                Ok(WaitResp::Value(1))
+            );
+            // Waits to our own shard are local calls: before serve, nobody answers them.
+            assert_eq!(
+                router.wait(0, WaitReq::Park(1)).await,
+                Err(RouteError::NotServing { shard: 0 })
+            );
+            let s = until(router.clone(), "answered wait gone", |s| s.0 == 0).await;
+            assert_eq!(s, (0, 1, WAITS_MAX as u64, WAITS_MAX as u64));
+        })
+        .unwrap();
+    client.join().unwrap();
+    server.join().unwrap();
 }

@@ -29,7 +29,9 @@ use crate::cluster::meta::{
 };
 use crate::errors::PartitionError;
 use crate::log::producer_state::{ProducerIdBlock, PRODUCER_ID_BLOCK_SIZE};
-use crate::log::topic_config::{AlterOp, BrokerDefaults, TopicConfig};
+use crate::log::topic_config::{
+    apply_dynamic_ops, AlterOp, ConfigError, DynamicLevel, TopicConfig,
+};
 
 #[derive(Debug, Clone)]
 pub struct NewTopic {
@@ -68,6 +70,11 @@ pub enum ControllerReq {
         changes: Vec<(String, ConfigChange)>,
         validate_only: bool,
     },
+    /// Dynamic broker configs: one change per BROKER resource, at its level.
+    AlterBrokerConfigs {
+        changes: Vec<(DynamicLevel, ConfigChange)>,
+        validate_only: bool,
+    },
     AllocateProducerId,
 }
 
@@ -76,24 +83,25 @@ pub enum ControllerResp {
     /// One result per requested topic, in request order.
     Topics(Vec<Result<Arc<TopicMeta>, PartitionError>>),
     ProducerId(Result<i64, PartitionError>),
+    /// One result per requested resource, in request order.
+    Configs(Vec<Result<(), PartitionError>>),
     NotController,
     Failed(PartitionError),
 }
 
-/// What the controller decides with besides the image.
+/// What the controller decides with besides the image. The broker's Kafka settings
+/// (`num.partitions`, topic config defaults, dynamic broker configs) are part of the image
+/// ([`MetaSnapshot::broker`]).
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
-    /// Broker defaults (`num.partitions`, `default.replication.factor`, topic config defaults).
-    pub broker: BrokerDefaults,
     /// Producer ids reserved (and persisted) at a time, so InitProducerId persists once per
     /// block rather than once per id.
     pub producer_id_block_size: i64,
 }
 
-impl ControllerConfig {
-    pub fn new(broker: BrokerDefaults) -> ControllerConfig {
+impl Default for ControllerConfig {
+    fn default() -> ControllerConfig {
         ControllerConfig {
-            broker,
             producer_id_block_size: PRODUCER_ID_BLOCK_SIZE,
         }
     }
@@ -130,6 +138,7 @@ pub enum RequestKind {
     DeleteTopics,
     CreatePartitions,
     AlterConfigs,
+    AlterBrokerConfigs,
     AllocateProducerId,
 }
 
@@ -217,22 +226,33 @@ impl Decision {
     /// CreateTopics may still create the topic). A created or grown topic with a partition
     /// that could not be opened fails with KAFKA_STORAGE_ERROR (the partition stays offline).
     pub fn settle(self, report: &PublishReport) -> ControllerResp {
-        let ControllerResp::Topics(results) = self.response else {
-            return self.response;
-        };
         let version = report.version;
+        let not_acknowledged = || {
+            PartitionError::with_message(
+                E::RequestTimedOut,
+                format!(
+                    "shard(s) {:?} did not acknowledge metadata version {version}; the change is stored and reaches them with the next one",
+                    report.unacknowledged
+                ),
+            )
+        };
+        let results = match self.response {
+            ControllerResp::Topics(results) => results,
+            ControllerResp::Configs(results) if !report.unacknowledged.is_empty() => {
+                let results = results
+                    .into_iter()
+                    .map(|r| r.and_then(|()| Err(not_acknowledged())))
+                    .collect();
+                return ControllerResp::Configs(results);
+            }
+            other => return other,
+        };
         let results = results
             .into_iter()
             .map(|result| {
                 let topic = result?;
                 if !report.unacknowledged.is_empty() {
-                    return Err(PartitionError::with_message(
-                        E::RequestTimedOut,
-                        format!(
-                            "shard(s) {:?} did not acknowledge metadata version {version}; the change is stored and reaches them with the next one",
-                            report.unacknowledged
-                        ),
-                    ));
+                    return Err(not_acknowledged());
                 }
                 if self.kind.opens_partitions() {
                     let offline: Vec<i32> = report
@@ -297,6 +317,10 @@ impl Controller {
                 changes,
                 validate_only,
             } => self.alter_configs(image, changes, validate_only),
+            ControllerReq::AlterBrokerConfigs {
+                changes,
+                validate_only,
+            } => alter_broker_configs(image, changes, validate_only),
         }
     }
 
@@ -348,7 +372,8 @@ impl Controller {
         topics: Vec<NewTopic>,
         validate_only: bool,
     ) -> Decision {
-        let broker = &self.config.broker;
+        // The effective broker settings, dynamic configs included.
+        let broker = &*current.broker;
         let mut next = current.topics.clone();
         let mut results = Vec::with_capacity(topics.len());
         let mut seen = HashSet::new();
@@ -483,7 +508,7 @@ impl Controller {
         changes: Vec<(String, ConfigChange)>,
         validate_only: bool,
     ) -> Decision {
-        let broker = &self.config.broker;
+        let broker = &*current.broker;
         let kind = RequestKind::AlterConfigs;
         change_topics(kind, current, changes, validate_only, |t, change| {
             let config = match change {
@@ -496,6 +521,83 @@ impl Controller {
             Ok(altered)
         })
     }
+}
+
+/// Dynamic broker configs (Kafka's `DynamicBrokerConfig`): each resource's change is
+/// validated on top of the ones before it; then the new settings make the next image with
+/// every topic's config re-resolved against them, so a new default (e.g. `log.retention.ms`)
+/// applies at once to the topics that do not override it.
+fn alter_broker_configs(
+    current: &MetaSnapshot,
+    changes: Vec<(DynamicLevel, ConfigChange)>,
+    validate_only: bool,
+) -> Decision {
+    let kind = RequestKind::AlterBrokerConfigs;
+    let statics = current.broker.statics_only();
+    let mut broker = (*current.broker).clone();
+    let mut results = Vec::with_capacity(changes.len());
+    for (level, change) in changes {
+        let result = (|| {
+            let level_map = broker.dynamic_map(level);
+            let next_map = match change {
+                ConfigChange::Replace(pairs) => {
+                    let ops: Vec<_> = pairs
+                        .into_iter()
+                        .map(|(name, value)| (name, AlterOp::Set, value))
+                        .collect();
+                    apply_dynamic_ops(&BTreeMap::new(), &ops, &broker)?
+                }
+                ConfigChange::Incremental(ops) => apply_dynamic_ops(&level_map, &ops, &broker)?,
+            };
+            let (default, this) = match level {
+                DynamicLevel::ClusterDefault => {
+                    (next_map, broker.dynamic_map(DynamicLevel::ThisBroker))
+                }
+                DynamicLevel::ThisBroker => {
+                    (broker.dynamic_map(DynamicLevel::ClusterDefault), next_map)
+                }
+            };
+            statics.with_dynamic(&default, &this)
+        })();
+        // KAFKA-13609: Kafka answers every rejected broker config change with
+        // INVALID_REQUEST (its ConfigAdminManager wraps the ConfigException).
+        results.push(match result {
+            Ok(next) => {
+                broker = next;
+                Ok(())
+            }
+            Err(e) => Err(PartitionError::with_message(
+                E::InvalidRequest,
+                e.to_string(),
+            )),
+        });
+    }
+    if validate_only || broker == *current.broker {
+        return Decision::new(kind, ControllerResp::Configs(results), None);
+    }
+    let mut topics = current.topics.clone();
+    for topic in topics.values_mut() {
+        let config = match TopicConfig::from_map(topic.configs.clone(), &broker) {
+            Ok(c) => c,
+            Err(e) => {
+                let failed = ControllerResp::Failed(broker_change_failed(&topic.name, &e));
+                return Decision::new(kind, failed, None);
+            }
+        };
+        if config != topic.config {
+            let mut t = (**topic).clone();
+            t.config = config;
+            *topic = Arc::new(t);
+        }
+    }
+    let next = current.with_broker(broker, topics);
+    Decision::new(kind, ControllerResp::Configs(results), Some(next))
+}
+
+/// A stored topic config that no longer resolves (cannot happen for validated overrides).
+fn broker_change_failed(topic: &str, e: &ConfigError) -> PartitionError {
+    tracing::warn!(topic, error = %e, "re-resolving a topic config failed");
+    PartitionError::with_message(E::InvalidRequest, format!("topic {topic}: {e}"))
 }
 
 /// Apply `change` to each named existing topic (later entries see earlier changes); a new
@@ -535,6 +637,7 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+    use crate::log::topic_config::BrokerDefaults;
 
     fn image() -> MetaSnapshot {
         MetaSnapshot {
@@ -543,12 +646,13 @@ mod tests {
             topics: BTreeMap::new(),
             by_id: HashMap::new(),
             shards: 2,
+            broker: Arc::new(BrokerDefaults::default()),
             producer_ids_reserved_end: 0,
         }
     }
 
     fn controller() -> Controller {
-        Controller::new(ControllerConfig::new(BrokerDefaults::default()))
+        Controller::new(ControllerConfig::default())
     }
 
     fn new_topic(name: &str, partitions: i32) -> NewTopic {
@@ -854,7 +958,6 @@ mod tests {
     #[test]
     fn producer_ids_come_from_persisted_blocks() {
         let config = ControllerConfig {
-            broker: BrokerDefaults::default(),
             producer_id_block_size: 3,
         };
         let mut c = Controller::new(config.clone());

@@ -1,5 +1,8 @@
 //! The metadata image and its store: topics (partition counts, ids, configs), which shard owns
-//! each partition, and the end of the durably reserved producer-id range.
+//! each partition, the broker's effective Kafka settings (the config file's plus the dynamic
+//! broker configs set by AlterConfigs on the BROKER resource; every topic's resolved config in
+//! an image was built against exactly those), and the end of the durably reserved producer-id
+//! range.
 //!
 //! Owns: [`MetaSnapshot`] (the image), [`owner_of`] (placement), topic-name rules and
 //! [`MetaStore`], the image's on-disk home `meta/topics.json` in the data dir.
@@ -27,7 +30,7 @@ use tracing::info;
 use uuid::Uuid;
 
 use crate::log::producer_state::read_legacy_reserved_end;
-use crate::log::topic_config::TopicConfig;
+use crate::log::topic_config::{BrokerDefaults, DynamicLevel, TopicConfig};
 
 /// Kafka's limit on topic name length.
 pub const TOPIC_NAME_LEN_MAX: usize = 249;
@@ -63,6 +66,21 @@ struct MetaFile {
     /// legacy `meta/producer_ids` file is folded in at load).
     #[serde(default)]
     producer_ids_reserved_end: i64,
+    /// Absent in files written before dynamic broker configs existed.
+    #[serde(default)]
+    dynamic_broker_configs: DynamicBrokerConfigs,
+}
+
+/// The dynamic broker configs as persisted: Kafka-named settings as canonical strings.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct DynamicBrokerConfigs {
+    /// The cluster-wide defaults (BROKER resource "").
+    #[serde(default)]
+    cluster_default: BTreeMap<String, String>,
+    /// This broker's own (BROKER resource named by its id). The metadata is this node's, so
+    /// no id is stored: a changed `node_id` keeps them.
+    #[serde(default)]
+    this_broker: BTreeMap<String, String>,
 }
 
 /// An immutable view of the cluster metadata.
@@ -73,6 +91,8 @@ pub struct MetaSnapshot {
     pub topics: BTreeMap<String, Arc<TopicMeta>>,
     pub by_id: HashMap<Uuid, String>,
     pub shards: usize,
+    /// The broker's Kafka settings: the config file's plus the dynamic broker configs.
+    pub broker: Arc<BrokerDefaults>,
     /// End of the producer-id range reserved so far: every id the controller handed out (in
     /// this or an earlier run) is below it, so the next block starts here.
     pub producer_ids_reserved_end: i64,
@@ -109,9 +129,22 @@ impl MetaSnapshot {
             topics,
             by_id: HashMap::new(),
             shards: self.shards,
+            broker: self.broker.clone(),
             producer_ids_reserved_end: self.producer_ids_reserved_end,
         };
         next.rebuild_index();
+        next
+    }
+
+    /// The next snapshot with other broker settings; `topics` must have been resolved against
+    /// `broker` (see [`TopicConfig::from_map`]).
+    pub fn with_broker(
+        &self,
+        broker: BrokerDefaults,
+        topics: BTreeMap<String, Arc<TopicMeta>>,
+    ) -> MetaSnapshot {
+        let mut next = self.with_topics(topics);
+        next.broker = Arc::new(broker);
         next
     }
 
@@ -217,17 +250,16 @@ impl MetaStore {
     /// Upgrade: if the legacy `meta/producer_ids` file exists, its reserved end is folded into
     /// the image (the larger of the two wins), the image is saved, and the legacy file removed,
     /// so producer ids never go backwards. A crash in between only repeats this next time.
-    pub fn load(
-        &self,
-        shards: usize,
-        broker: &crate::log::topic_config::BrokerDefaults,
-    ) -> anyhow::Result<MetaSnapshot> {
+    ///
+    /// `broker`: the config file's settings; the stored dynamic broker configs go on top.
+    pub fn load(&self, shards: usize, broker: &BrokerDefaults) -> anyhow::Result<MetaSnapshot> {
         let mut snapshot = MetaSnapshot {
             version: 0,
             cluster_id: new_cluster_id(),
             topics: BTreeMap::new(),
             by_id: HashMap::new(),
             shards,
+            broker: Arc::new(broker.statics_only()),
             producer_ids_reserved_end: 0,
         };
         let mut dirty = false;
@@ -243,6 +275,9 @@ impl MetaStore {
                 snapshot.version = file.version;
                 snapshot.cluster_id = file.cluster_id;
                 snapshot.producer_ids_reserved_end = file.producer_ids_reserved_end;
+                let dynamic = file.dynamic_broker_configs;
+                snapshot.broker = Arc::new(with_stored_dynamic(broker, &dynamic));
+                let broker = &*snapshot.broker.clone();
                 for mut topic in file.topics {
                     topic.config =
                         TopicConfig::from_map(topic.configs.clone(), broker).map_err(|e| {
@@ -286,6 +321,10 @@ impl MetaStore {
             cluster_id: snapshot.cluster_id.clone(),
             topics: snapshot.topics.values().map(|t| (**t).clone()).collect(),
             producer_ids_reserved_end: snapshot.producer_ids_reserved_end,
+            dynamic_broker_configs: DynamicBrokerConfigs {
+                cluster_default: snapshot.broker.dynamic_map(DynamicLevel::ClusterDefault),
+                this_broker: snapshot.broker.dynamic_map(DynamicLevel::ThisBroker),
+            },
         };
         Ok(serde_json::to_vec_pretty(&file)?)
     }
@@ -351,6 +390,32 @@ impl MetaStore {
         dir.sync().await.map_err(io("syncing", &dir_path))?;
         dir.close().await.map_err(io("closing", &dir_path))?;
         Ok(())
+    }
+}
+
+/// The config file's settings with the stored dynamic broker configs. A stored config that is
+/// no longer valid (an upgrade changed the rules, the file's settings now conflict with it) is
+/// dropped with a warning rather than keeping the broker from starting.
+fn with_stored_dynamic(broker: &BrokerDefaults, stored: &DynamicBrokerConfigs) -> BrokerDefaults {
+    let statics = broker.statics_only();
+    let valid = |map: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        map.iter()
+            .filter(|(name, value)| match BrokerDefaults::validate_dynamic(name, value) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(config = %name, error = %e, "ignoring stored dynamic broker config");
+                    false
+                }
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    match statics.with_dynamic(&valid(&stored.cluster_default), &valid(&stored.this_broker)) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring the stored dynamic broker configs");
+            statics
+        }
     }
 }
 
@@ -433,7 +498,7 @@ mod tests {
     #[test]
     fn saved_with_glommio_and_loaded_back() {
         let dir = tempfile::tempdir().unwrap();
-        let broker = crate::log::topic_config::BrokerDefaults::default();
+        let broker = BrokerDefaults::default();
         let first = MetaStore::new(dir.path()).load(2, &broker).unwrap();
         assert_eq!((first.version, first.producer_ids_reserved_end), (0, 0));
         let mut topics = BTreeMap::new();
@@ -474,7 +539,7 @@ mod tests {
         )
         .unwrap();
         crate::log::producer_state::write_pid_file(&meta_dir.join("producer_ids"), 5000).unwrap();
-        let broker = crate::log::topic_config::BrokerDefaults::default();
+        let broker = BrokerDefaults::default();
         let loaded = MetaStore::new(dir.path()).load(1, &broker).unwrap();
         assert_eq!(loaded.producer_ids_reserved_end, 5000);
         assert_eq!(loaded.version, 5, "the fold is a new version");
@@ -491,6 +556,47 @@ mod tests {
         // A corrupt legacy file stops the start-up rather than resetting ids.
         std::fs::write(meta_dir.join("producer_ids"), b"junk").unwrap();
         assert!(MetaStore::new(dir.path()).load(1, &broker).is_err());
+    }
+
+    #[test]
+    fn dynamic_broker_configs_persist_and_resolve_topics() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetaStore::new(dir.path());
+        let file_settings =
+            BrokerDefaults::from_pairs([("log.retention.hours".into(), "24".into())]).unwrap();
+        let first = store.load(1, &file_settings).unwrap();
+        let dynamic = file_settings
+            .with_dynamic(
+                &[("log.retention.ms".to_string(), "60000".to_string())].into(),
+                &[("message.max.bytes".to_string(), "2000".to_string())].into(),
+            )
+            .unwrap();
+        let config = TopicConfig::defaults(&dynamic);
+        let topic = Arc::new(TopicMeta {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+            partitions: 1,
+            configs: BTreeMap::new(),
+            internal: false,
+            config,
+        });
+        let next = first.with_broker(dynamic.clone(), [("t".to_string(), topic)].into());
+        store.save_blocking(&next).unwrap();
+        let loaded = store.load(1, &file_settings).unwrap();
+        assert_eq!(*loaded.broker, dynamic);
+        let settings = loaded.topic("t").unwrap().config.settings().clone();
+        assert_eq!(settings.retention_ms, 60_000);
+        assert_eq!(settings.max_message_bytes, 2000);
+        // A stored config that became invalid is dropped, not fatal.
+        let text = std::fs::read_to_string(dir.path().join("meta/topics.json")).unwrap();
+        let broken = text.replace("\"message.max.bytes\"", "\"num.partitions\"");
+        std::fs::write(dir.path().join("meta/topics.json"), broken).unwrap();
+        let loaded = store.load(1, &file_settings).unwrap();
+        assert_eq!(
+            loaded.broker.message_max_bytes(),
+            file_settings.message_max_bytes()
+        );
+        assert_eq!(loaded.broker.log_retention_ms(), 60_000);
     }
 
     #[test]

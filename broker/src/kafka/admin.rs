@@ -1,5 +1,6 @@
 //! Topic administration: CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs,
-//! AlterConfigs, IncrementalAlterConfigs. Changes go to the controller on shard 0.
+//! AlterConfigs, IncrementalAlterConfigs (topics, and the dynamic broker configs of the BROKER
+//! resource). Changes go to the controller on shard 0.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -37,7 +38,7 @@ use super::{str_bytes, topic_name};
 use crate::cluster::controller::{ConfigChange, ControllerReq, ControllerResp, NewTopic};
 use crate::cluster::meta::TopicMeta;
 use crate::errors::PartitionError;
-use crate::log::topic_config::{AlterOp, EffectiveValue};
+use crate::log::topic_config::{AlterOp, DynamicLevel, EffectiveValue};
 use crate::shard::{expect_controller, Shard, ShardReq};
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -132,7 +133,7 @@ pub async fn create_topics(
                 if version >= 5 {
                     let configs = topic
                         .config
-                        .describe(None, &shard.config.kafka)
+                        .describe(None, &shard.meta().broker)
                         .into_iter()
                         .map(|(name, v)| {
                             let mut c = CreatableTopicConfigs::default();
@@ -311,7 +312,7 @@ pub fn describe_configs(
     _version: i16,
 ) -> DescribeConfigsResponse {
     let meta = shard.meta();
-    let broker = &shard.config.kafka;
+    let broker = &*meta.broker;
     let mut resp = DescribeConfigsResponse::default();
     for res in req.resources {
         let mut out = DescribeConfigsResult::default();
@@ -343,9 +344,15 @@ pub fn describe_configs(
             },
             RESOURCE_BROKER => {
                 let name = res.resource_name.as_str();
-                if name.is_empty() || name == shard.config.node_id.to_string() {
-                    out.configs = broker
-                        .describe(keys.as_deref())
+                let entries = if name.is_empty() {
+                    Some(broker.describe_cluster_default(keys.as_deref()))
+                } else if name == shard.config.node_id.to_string() {
+                    Some(broker.describe(keys.as_deref()))
+                } else {
+                    None
+                };
+                if let Some(entries) = entries {
+                    out.configs = entries
                         .into_iter()
                         .map(|(n, v)| {
                             describe_entry(&n, v, req.include_synonyms, req.include_documentation)
@@ -354,7 +361,7 @@ pub fn describe_configs(
                 } else {
                     out.error_code = E::InvalidRequest.code();
                     out.error_message = Some(str_bytes(&format!(
-                        "Unexpected broker id, expected {} but received {name}",
+                        "Unexpected broker id, expected {} or empty string, but received {name}",
                         shard.config.node_id
                     )));
                 }
@@ -369,17 +376,37 @@ pub fn describe_configs(
     resp
 }
 
-/// Shared driver of both alter APIs: topic resources go to the controller, broker resources
-/// are refused (dynamic broker configs are not supported yet).
+/// Shared driver of both alter APIs: topic resources and broker resources (dynamic broker
+/// configs: "" is the cluster-wide default, this broker's id its own) go to the controller.
 async fn alter_resources(
     shard: &Rc<Shard>,
     resources: Vec<(i8, StrBytes, ConfigChange)>,
     validate_only: bool,
 ) -> Vec<(i8, StrBytes, Result<(), PartitionError>)> {
+    let node = shard.config.node_id.to_string();
+    let broker_level = |name: &str| {
+        if name.is_empty() {
+            Ok(DynamicLevel::ClusterDefault)
+        } else if name == node {
+            Ok(DynamicLevel::ThisBroker)
+        } else {
+            Err(PartitionError::with_message(
+                E::InvalidRequest,
+                format!(
+                    "Unexpected broker id, expected {node} or empty string, but received {name}"
+                ),
+            ))
+        }
+    };
     let changes: Vec<(String, ConfigChange)> = resources
         .iter()
         .filter(|(ty, _, _)| *ty == RESOURCE_TOPIC)
         .map(|(_, name, change)| (name.to_string(), change.clone()))
+        .collect();
+    let broker_changes: Vec<(DynamicLevel, ConfigChange)> = resources
+        .iter()
+        .filter(|(ty, _, _)| *ty == RESOURCE_BROKER)
+        .filter_map(|(_, name, change)| Some((broker_level(name).ok()?, change.clone())))
         .collect();
     let n = changes.len();
     let mut results = if n == 0 {
@@ -396,6 +423,21 @@ async fn alter_resources(
         .await
         .into_iter()
     };
+    let nb = broker_changes.len();
+    let mut broker_results = if nb == 0 {
+        Vec::new().into_iter()
+    } else {
+        let req = ControllerReq::AlterBrokerConfigs {
+            changes: broker_changes,
+            validate_only,
+        };
+        match expect_controller(shard.call(0, ShardReq::Controller(req)).await) {
+            ControllerResp::Configs(r) if r.len() == nb => r,
+            ControllerResp::Failed(e) => vec![Err(e); nb],
+            _ => vec![Err(PartitionError::new(E::UnknownServerError)); nb],
+        }
+        .into_iter()
+    };
     resources
         .into_iter()
         .map(|(ty, name, _)| {
@@ -404,10 +446,11 @@ async fn alter_resources(
                     .next()
                     .unwrap_or_else(|| Err(PartitionError::new(E::UnknownServerError)))
                     .map(|_| ()),
-                RESOURCE_BROKER => Err(PartitionError::with_message(
-                    E::InvalidRequest,
-                    "dynamic broker configs are not supported; set them in the config file",
-                )),
+                RESOURCE_BROKER => broker_level(&name).and_then(|_| {
+                    broker_results
+                        .next()
+                        .unwrap_or_else(|| Err(PartitionError::new(E::UnknownServerError)))
+                }),
                 other => Err(PartitionError::with_message(
                     E::InvalidRequest,
                     format!("Unsupported resource type {other}"),

@@ -1,5 +1,23 @@
 //! Fetch: read stored batches, long-poll until `min_bytes` or `max_wait_ms`.
 //!
+//! Runs on the shard serving the client's connection (the fetching shard). Each round reads
+//! every partition with one [`ShardReq::Read`] call per owning shard; when that is enough
+//! (or an error or the deadline says stop) the fetch answers, so a fetch whose data is
+//! already there costs no more than the reads. Otherwise it long-polls: one
+//! [`Shard::wait_for_data`] per owning shard (this one included), until the first of them
+//! reports new data or the deadline passes, then reads again.
+//!
+//! Who owns the waits: this fetch. A wait on another shard is a router *wait*
+//! (`net::route`): it holds none of that shard's request slots, so parked fetches never
+//! delay produce, read or admin requests; and it is cancelled there as soon as this fetch
+//! stops waiting for it (another wait fired, the deadline passed, or the fetch was dropped),
+//! so no wait outlives its fetch (`ringtail_cross_shard_waits_parked` on `/metrics`). A shard
+//! parks at most `max_cross_shard_waits_per_shard` waits of other shards; beyond that it
+//! refuses one at once, and the fetch goes on without it: it answers at its deadline unless
+//! its other waits fire first (new data on a refused shard is seen at the next fetch). A
+//! fetch whose connection closed stops waiting and answers at once (into the void), which
+//! cancels its waits too.
+//!
 //! Stored batch bytes are returned as they are on disk; no record is decoded. Fetch sessions
 //! (KIP-227) are answered with "no session" (session id 0): clients then keep sending full
 //! fetch requests, which Kafka's protocol allows; an incremental fetch naming a session we
@@ -18,7 +36,7 @@ use kafka_protocol::ResponseError as E;
 use net::codec::FetchRecords;
 
 use crate::errors::PartitionError;
-use crate::shard::{expect_read, ReadPart, ReadReply, Shard, ShardReq};
+use crate::shard::{expect_read, ReadPart, ReadReply, Shard, ShardReq, WaitOutcome};
 
 /// Upper bound on how long one fetch may park, whatever the client asks (Kafka has none, but
 /// a bound keeps a confused client from pinning state for hours).
@@ -41,6 +59,7 @@ pub async fn fetch(
     version: i16,
     spliced: &mut FetchRecords,
     affinity: Option<&net::Affinity>,
+    closed: &net::ConnClosed,
 ) -> FetchResponse {
     let mut response = FetchResponse::default();
     if version >= 7 && req.session_id != 0 {
@@ -115,7 +134,10 @@ pub async fn fetch(
         if total >= min_bytes.max(1) || any_error || now >= deadline || slots.is_empty() {
             break;
         }
-        wait_for_any(shard, &slots, &names, deadline - now).await;
+        let peer_gone = wait_for_any(shard, &slots, &names, deadline - now, closed).await;
+        if peer_gone {
+            break; // nobody reads the answer: no need for a last read
+        }
         if Instant::now() >= deadline {
             read_round(shard, &mut slots, &names, max_bytes).await;
             break;
@@ -208,8 +230,16 @@ async fn read_round(shard: &Rc<Shard>, slots: &mut [Slot], names: &[String], max
     }
 }
 
-/// Park until any partition of the fetch gets new data, or `timeout`.
-async fn wait_for_any(shard: &Rc<Shard>, slots: &[Slot], names: &[String], timeout: Duration) {
+/// Park until any partition of the fetch gets new data, or `timeout`, or the connection
+/// closed (then true). Returning drops every wait still parked, which cancels those on other
+/// shards.
+async fn wait_for_any(
+    shard: &Rc<Shard>,
+    slots: &[Slot],
+    names: &[String],
+    timeout: Duration,
+    closed: &net::ConnClosed,
+) -> bool {
     let mut by_shard: Vec<Vec<(String, i32, i64)>> = vec![Vec::new(); shard.shards()];
     for slot in slots {
         if let Ok(target) = slot.target {
@@ -228,22 +258,31 @@ async fn wait_for_any(shard: &Rc<Shard>, slots: &[Slot], names: &[String], timeo
         .map(|(target, parts)| {
             let shard = shard.clone();
             Box::pin(async move {
-                shard
-                    .call(target, ShardReq::WaitForData { parts, timeout_ms })
-                    .await;
+                if shard.wait_for_data(target, parts, timeout_ms).await == WaitOutcome::Refused {
+                    // That shard parks as many waits as it may: go on without this one.
+                    std::future::pending::<()>().await;
+                }
             })
         })
         .collect();
     if waits.is_empty() {
-        return;
+        return false;
     }
     futures_lite::future::or(
+        futures_lite::future::or(
+            async {
+                futures::future::select_all(waits).await;
+                false
+            },
+            async {
+                glommio::timer::sleep(timeout).await;
+                false
+            },
+        ),
         async {
-            futures::future::select_all(waits).await;
-        },
-        async {
-            glommio::timer::sleep(timeout).await;
+            closed.wait().await;
+            true
         },
     )
-    .await;
+    .await
 }

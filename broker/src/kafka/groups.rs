@@ -61,7 +61,7 @@ async fn call(
 
 /// Sends a single-group request to its coordinator.
 async fn step(shard: &Rc<Shard>, group_id: &str, input: Input) -> Result<Response, i16> {
-    match coordinator_of(shard, group_id) {
+    match coordinator_of(&shard.meta(), group_id) {
         Some((partition, owner)) => call(shard, owner, partition, input).await,
         None => Err(E::CoordinatorNotAvailable.code()),
     }
@@ -88,7 +88,7 @@ async fn per_group<R>(
     let mut out: Vec<Option<R>> = group_ids.iter().map(|_| None).collect();
     let mut buckets: BTreeMap<(usize, i32), Vec<usize>> = BTreeMap::new();
     for (i, id) in group_ids.iter().enumerate() {
-        match coordinator_of(shard, id) {
+        match coordinator_of(&shard.meta(), id) {
             Some((partition, owner)) => buckets.entry((owner, partition)).or_default().push(i),
             None => out[i] = Some(error_for(i, E::CoordinatorNotAvailable.code())),
         }
@@ -404,6 +404,12 @@ pub async fn describe_groups(
         },
     )
     .await;
+    // Kafka (no authorizer) lists every operation a group supports, for groups it found.
+    if version >= 3 && req.include_authorized_operations {
+        for g in r.groups.iter_mut().filter(|g| g.error_code == 0) {
+            g.authorized_operations = super::metadata::GROUP_AUTHORIZED_OPERATIONS;
+        }
+    }
     r
 }
 

@@ -32,6 +32,70 @@ use crate::shard::{expect_controller, Shard, ShardReq, ShardResp};
 /// Kafka's "authorized operations not requested" marker.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
+/// Kafka's `AclOperation` codes that resources support (`AclEntry.supportedOperations`).
+mod acl_op {
+    pub const READ: u8 = 3;
+    pub const WRITE: u8 = 4;
+    pub const CREATE: u8 = 5;
+    pub const DELETE: u8 = 6;
+    pub const ALTER: u8 = 7;
+    pub const DESCRIBE: u8 = 8;
+    pub const CLUSTER_ACTION: u8 = 9;
+    pub const DESCRIBE_CONFIGS: u8 = 10;
+    pub const ALTER_CONFIGS: u8 = 11;
+    pub const IDEMPOTENT_WRITE: u8 = 12;
+}
+
+/// Kafka's `Utils.to32BitField`: bit `code` set for each operation.
+const fn op_bits(ops: &[u8]) -> i32 {
+    let mut bits = 0i32;
+    let mut i = 0;
+    while i < ops.len() {
+        bits |= 1 << ops[i];
+        i += 1;
+    }
+    bits
+}
+
+/// Without an authorizer Kafka grants every operation a resource supports; so does Ringtail,
+/// which has no ACLs. Topic: READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS,
+/// ALTER_CONFIGS.
+pub const TOPIC_AUTHORIZED_OPERATIONS: i32 = {
+    use acl_op::*;
+    op_bits(&[
+        READ,
+        WRITE,
+        CREATE,
+        DELETE,
+        ALTER,
+        DESCRIBE,
+        DESCRIBE_CONFIGS,
+        ALTER_CONFIGS,
+    ])
+};
+/// Cluster: CREATE, ALTER, DESCRIBE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS,
+/// IDEMPOTENT_WRITE.
+pub const CLUSTER_AUTHORIZED_OPERATIONS: i32 = {
+    use acl_op::*;
+    op_bits(&[
+        CREATE,
+        ALTER,
+        DESCRIBE,
+        CLUSTER_ACTION,
+        DESCRIBE_CONFIGS,
+        ALTER_CONFIGS,
+        IDEMPOTENT_WRITE,
+    ])
+};
+/// Group: READ, DESCRIBE, DELETE.
+pub const GROUP_AUTHORIZED_OPERATIONS: i32 = {
+    use acl_op::*;
+    op_bits(&[READ, DESCRIBE, DELETE])
+};
+const _: () = assert!(TOPIC_AUTHORIZED_OPERATIONS == 3576);
+const _: () = assert!(CLUSTER_AUTHORIZED_OPERATIONS == 8096);
+const _: () = assert!(GROUP_AUTHORIZED_OPERATIONS == 328);
+
 pub fn api_versions(table: &ApiVersionTable, _version: i16) -> ApiVersionsResponse {
     let mut resp = ApiVersionsResponse::default();
     for (key, min, max) in table.entries() {
@@ -86,6 +150,26 @@ pub async fn metadata(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> 
     resp.brokers.push(broker_entry(shard));
     resp.controller_id = BrokerId(shard.config.node_id);
     resp.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+    // v8-10 may ask for the cluster's operations (v11 moved that to DescribeCluster).
+    if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
+        resp.cluster_authorized_operations = CLUSTER_AUTHORIZED_OPERATIONS;
+    }
+    let topic_ops = version >= 8 && req.include_topic_authorized_operations;
+    let mut resp = metadata_topics(shard, req, version, resp).await;
+    if topic_ops {
+        for t in &mut resp.topics {
+            t.topic_authorized_operations = TOPIC_AUTHORIZED_OPERATIONS;
+        }
+    }
+    resp
+}
+
+async fn metadata_topics(
+    shard: &Rc<Shard>,
+    req: MetadataRequest,
+    version: i16,
+    mut resp: MetadataResponse,
+) -> MetadataResponse {
     let mut meta = shard.meta();
     resp.cluster_id = Some(str_bytes(&meta.cluster_id));
 
@@ -193,7 +277,7 @@ async fn coordinator_statuses(shard: &Rc<Shard>, keys: &[&str]) -> HashMap<Strin
     let mut by_owner: BTreeMap<usize, Vec<(String, i32)>> = BTreeMap::new();
     let mut statuses = HashMap::new();
     for key in keys {
-        match coordinator_of(shard, key) {
+        match coordinator_of(&shard.meta(), key) {
             Some((partition, owner)) => by_owner
                 .entry(owner)
                 .or_default()
@@ -231,7 +315,11 @@ pub fn describe_cluster(
     resp.cluster_id = str_bytes(&shard.meta().cluster_id);
     resp.controller_id = BrokerId(shard.config.node_id);
     resp.endpoint_type = 1;
-    resp.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
+    resp.cluster_authorized_operations = if req.include_cluster_authorized_operations {
+        CLUSTER_AUTHORIZED_OPERATIONS
+    } else {
+        AUTHORIZED_OPERATIONS_OMITTED
+    };
     if req.endpoint_type != 1 {
         resp.error_code = E::UnsupportedEndpointType.code();
         return resp;

@@ -2,6 +2,7 @@
 //! request to its handler. Handlers return typed responses; encoding happens in `net`.
 
 mod admin;
+mod delete_records;
 mod fetch;
 mod groups;
 mod metadata;
@@ -32,6 +33,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
@@ -154,7 +156,10 @@ impl KafkaHandler {
                 ResponseKind::Produce(resp)
             }
             RequestKind::Fetch(r) => {
-                ResponseKind::Fetch(fetch::fetch(shard, r, version, &mut spliced, affinity).await)
+                let closed = &conn.closed;
+                ResponseKind::Fetch(
+                    fetch::fetch(shard, r, version, &mut spliced, affinity, closed).await,
+                )
             }
             RequestKind::ListOffsets(r) => {
                 ResponseKind::ListOffsets(offsets::list_offsets(shard, r, version).await)
@@ -198,6 +203,9 @@ impl KafkaHandler {
             }
             RequestKind::InitProducerId(r) => {
                 ResponseKind::InitProducerId(produce::init_producer_id(shard, r, version).await)
+            }
+            RequestKind::DeleteRecords(r) => {
+                ResponseKind::DeleteRecords(delete_records::delete_records(shard, r, version).await)
             }
             RequestKind::CreateTopics(r) => {
                 ResponseKind::CreateTopics(admin::create_topics(shard, r, version).await)

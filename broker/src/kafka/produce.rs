@@ -10,7 +10,7 @@ use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::produce_response::{
-    PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::ProducerId;
 use kafka_protocol::ResponseError as E;
@@ -35,7 +35,7 @@ fn failed(e: E) -> ProduceResult {
 pub async fn produce(
     shard: &Rc<Shard>,
     req: ProduceRequest,
-    _version: i16,
+    version: i16,
     affinity: Option<&net::Affinity>,
 ) -> ProduceResponse {
     let meta = shard.meta();
@@ -124,6 +124,20 @@ pub async fn produce(
             if let Some(e) = r.error {
                 p.error_code = e.code;
                 p.error_message = e.message.as_deref().map(str_bytes);
+                // KIP-467 (v8+): which records failed; clients fail the others of the batch
+                // as "a different record in the batch was invalid".
+                if version >= 8 {
+                    p.record_errors = e
+                        .record_errors
+                        .iter()
+                        .map(|r| {
+                            let mut b = BatchIndexAndErrorMessage::default();
+                            b.batch_index = r.batch_index;
+                            b.batch_index_error_message = Some(str_bytes(&r.message));
+                            b
+                        })
+                        .collect();
+                }
             }
             topic.partition_responses.push(p);
         }

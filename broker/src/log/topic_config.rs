@@ -33,7 +33,12 @@
 //! - CreateTopics: [`TopicConfig::for_create`]; legacy AlterConfigs (full replacement):
 //!   [`TopicConfig::validate_and_build`]; IncrementalAlterConfigs: [`TopicConfig::incremental`].
 //!   Errors carry Kafka's code ([`ConfigError::kafka_code`]) and message (`Display`).
-//! - DescribeConfigs: [`TopicConfig::describe`] / [`BrokerDefaults::describe`].
+//! - Dynamic broker configs (AlterConfigs / IncrementalAlterConfigs on the BROKER resource ""
+//!   or this broker's id): [`apply_dynamic_ops`], then [`BrokerDefaults::with_dynamic`]; only
+//!   [`is_dynamic_broker_config`] names are accepted. The controller persists them with the
+//!   metadata and re-resolves every topic against the result.
+//! - DescribeConfigs: [`TopicConfig::describe`] / [`BrokerDefaults::describe`] (broker id) /
+//!   [`BrokerDefaults::describe_cluster_default`] (resource "").
 //! - Data path: [`TopicConfig::settings`] and [`TopicSettings::log_config`], once per change.
 //! - Persistence: `TopicConfig` is serde-(de)serialisable as a `{name: value}` map.
 
@@ -100,9 +105,10 @@ impl ConfigType {
 pub enum ConfigSource {
     /// DYNAMIC_TOPIC_CONFIG (1): an override set on the topic.
     TopicConfig,
-    /// DYNAMIC_BROKER_CONFIG (2): set dynamically for this broker (not produced by Ringtail yet).
+    /// DYNAMIC_BROKER_CONFIG (2): set at run time for this broker (AlterConfigs on its id).
     DynamicBrokerConfig,
-    /// DYNAMIC_DEFAULT_BROKER_CONFIG (3): dynamic cluster-wide default (not produced yet).
+    /// DYNAMIC_DEFAULT_BROKER_CONFIG (3): set at run time as the cluster-wide default
+    /// (AlterConfigs on the broker resource "").
     DynamicDefaultBrokerConfig,
     /// STATIC_BROKER_CONFIG (4): set in the broker's config file.
     StaticBrokerConfig,
@@ -1111,12 +1117,45 @@ pub struct EffectiveValue {
 // Broker defaults
 // ---------------------------------------------------------------------------------------------
 
-/// Broker-level Kafka settings (the `server.properties` part of Ringtail's config file), with
-/// Kafka's precedence rules. Immutable after start-up: Ringtail has no dynamic broker configs.
+/// Broker-level Kafka settings (the `server.properties` part of Ringtail's config file, plus
+/// the dynamic broker configs set with AlterConfigs), with Kafka's precedence rules:
+/// DYNAMIC_BROKER_CONFIG, then DYNAMIC_DEFAULT_BROKER_CONFIG, then STATIC_BROKER_CONFIG, then
+/// Kafka's default. A value is immutable; a dynamic change builds a new one
+/// ([`BrokerDefaults::with_dynamic`]) that the controller publishes with the metadata.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BrokerDefaults {
     /// Values set in the config file, parsed and validated.
     statics: BTreeMap<&'static str, Value>,
+    /// Dynamic cluster-wide defaults (BROKER resource ""), only [`is_dynamic_broker_config`]
+    /// names.
+    dynamic_default: BTreeMap<&'static str, Value>,
+    /// Dynamic configs of this broker (BROKER resource named by its id), likewise.
+    dynamic_broker: BTreeMap<&'static str, Value>,
+}
+
+/// Where a dynamic broker config is set: Kafka's BROKER resource "" or this broker's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DynamicLevel {
+    ClusterDefault,
+    ThisBroker,
+}
+
+/// Broker configs outside the topic-config synonyms that Kafka lets AlterConfigs change at run
+/// time and Ringtail has (`DynamicProducerStateManagerConfig`).
+const DYNAMIC_OTHER_BROKER_CONFIGS: &[&str] = &["producer.id.expiration.ms"];
+
+/// Kafka's `DynamicBrokerConfig.AllDynamicConfigs`, restricted to the broker configs Ringtail
+/// knows: the broker synonym of every topic config (`DynamicLogConfig.ReconfigurableConfigs`,
+/// e.g. `log.retention.ms`, `log.segment.bytes`, `message.max.bytes`; not the lower-precedence
+/// `log.retention.hours`) and [`DYNAMIC_OTHER_BROKER_CONFIGS`]. All of them are cluster-wide
+/// (settable at "" and per broker); Kafka's per-broker-only ones (listeners, SSL) do not exist
+/// here. Everything else is read-only, as in Kafka (`num.partitions` included).
+pub fn is_dynamic_broker_config(name: &str) -> bool {
+    broker_config_def(name).is_some()
+        && (DYNAMIC_OTHER_BROKER_CONFIGS.contains(&name)
+            || TOPIC_CONFIGS
+                .iter()
+                .any(|d| d.broker_synonym() == Some(name)))
 }
 
 impl BrokerDefaults {
@@ -1155,7 +1194,10 @@ impl BrokerDefaults {
             let value = parse_value(def.name, def.ty, def.validator, &raw)?;
             statics.insert(def.name, value);
         }
-        let broker = BrokerDefaults { statics };
+        let broker = BrokerDefaults {
+            statics,
+            ..BrokerDefaults::default()
+        };
         broker.validate_combinations()?;
         Ok((broker, unknown))
     }
@@ -1261,7 +1303,7 @@ impl BrokerDefaults {
     /// The configured or default value of a broker config, typed. `None` for unknown names and
     /// for null defaults that were not configured.
     fn get(&self, name: &str) -> Option<Value> {
-        if let Some(v) = self.statics.get(name) {
+        if let Some(v) = self.configured(name) {
             return Some(v.clone());
         }
         let def = broker_config_def(name)?;
@@ -1296,7 +1338,75 @@ impl BrokerDefaults {
     }
 
     fn long_opt(&self, name: &str) -> Option<i64> {
-        self.statics.get(name).and_then(Value::as_i64)
+        self.configured(name).and_then(Value::as_i64)
+    }
+
+    /// The value set for `name` at the highest-precedence level that sets it (dynamic for
+    /// this broker, dynamic default, config file), if any.
+    fn configured(&self, name: &str) -> Option<&Value> {
+        self.dynamic_broker
+            .get(name)
+            .or_else(|| self.dynamic_default.get(name))
+            .or_else(|| self.statics.get(name))
+    }
+
+    /// The dynamic configs set at `level`, as Kafka-canonical strings (what is persisted).
+    pub fn dynamic_map(&self, level: DynamicLevel) -> BTreeMap<String, String> {
+        let map = match level {
+            DynamicLevel::ClusterDefault => &self.dynamic_default,
+            DynamicLevel::ThisBroker => &self.dynamic_broker,
+        };
+        map.iter()
+            .map(|(k, v)| (k.to_string(), v.to_kafka_string()))
+            .collect()
+    }
+
+    /// Checks one dynamic broker config as Kafka's `DynamicBrokerConfig.validateConfigs` does:
+    /// a known name, updatable at run time, with a valid value.
+    pub fn validate_dynamic(name: &str, value: &str) -> Result<(), ConfigError> {
+        let def = broker_config_def(name).ok_or_else(|| ConfigError::UnknownBroker(name.into()))?;
+        if !is_dynamic_broker_config(def.name) {
+            // Kafka prints the names as a Scala Set.
+            return Err(ConfigError::InvalidRequest(format!(
+                "Cannot update these configs dynamically: Set({name})"
+            )));
+        }
+        parse_value(def.name, def.ty, def.validator, value).map(|_| ())
+    }
+
+    /// These static settings with the given dynamic configs (each a full map of its level),
+    /// validated like Kafka's dynamic update (each name, each value, then the cross-config
+    /// rules on the result).
+    pub fn with_dynamic(
+        &self,
+        cluster_default: &BTreeMap<String, String>,
+        this_broker: &BTreeMap<String, String>,
+    ) -> Result<BrokerDefaults, ConfigError> {
+        let parse = |map: &BTreeMap<String, String>| {
+            let mut out = BTreeMap::new();
+            for (name, raw) in map {
+                Self::validate_dynamic(name, raw)?;
+                let def = broker_config_def(name)
+                    .ok_or_else(|| ConfigError::UnknownBroker(name.clone()))?;
+                out.insert(def.name, parse_value(def.name, def.ty, def.validator, raw)?);
+            }
+            Ok::<_, ConfigError>(out)
+        };
+        let next = BrokerDefaults {
+            statics: self.statics.clone(),
+            dynamic_default: parse(cluster_default)?,
+            dynamic_broker: parse(this_broker)?,
+        };
+        next.validate_combinations()?;
+        Ok(next)
+    }
+
+    /// These settings without any dynamic config (the config file and Kafka's defaults).
+    pub fn statics_only(&self) -> BrokerDefaults {
+        BrokerDefaults {
+            statics: self.statics.clone(),
+            ..BrokerDefaults::default()
+        }
     }
 
     /// `log.retention.ms`, else `log.retention.minutes`, else `log.retention.hours`; any negative
@@ -1490,6 +1600,24 @@ impl BrokerDefaults {
     fn synonyms_for(&self, name: &'static str) -> Vec<ConfigSynonym> {
         let names = broker_config_synonyms(name);
         let mut out = Vec::new();
+        let dynamic = [
+            (&self.dynamic_broker, ConfigSource::DynamicBrokerConfig),
+            (
+                &self.dynamic_default,
+                ConfigSource::DynamicDefaultBrokerConfig,
+            ),
+        ];
+        for (map, source) in dynamic {
+            for name in names {
+                if let Some(v) = map.get(name) {
+                    out.push(ConfigSynonym {
+                        name: name.to_string(),
+                        value: Some(v.to_kafka_string()),
+                        source,
+                    });
+                }
+            }
+        }
         for name in names {
             if let Some(v) = self.statics.get(name) {
                 out.push(ConfigSynonym {
@@ -1513,16 +1641,44 @@ impl BrokerDefaults {
         out.split_off(first)
     }
 
-    /// DescribeConfigs for the BROKER resource: every config in [`BROKER_CONFIGS`] (sorted), or
-    /// only the requested keys (unknown keys are skipped, as Kafka does). Source is
-    /// STATIC_BROKER_CONFIG when set in the file, DEFAULT_CONFIG otherwise. All entries are
-    /// read-only: Ringtail does not support dynamic broker configs.
+    /// DescribeConfigs for the BROKER resource named by this broker's id: every config in
+    /// [`BROKER_CONFIGS`] (sorted), or only the requested keys (unknown keys are skipped, as
+    /// Kafka does). Source: the highest-precedence level that sets it (see the type docs).
+    /// Only [`is_dynamic_broker_config`] entries are writable.
     pub fn describe(&self, keys: Option<&[String]>) -> Vec<(String, EffectiveValue)> {
+        self.describe_level(keys, DynamicLevel::ThisBroker)
+    }
+
+    /// DescribeConfigs for the BROKER resource "" (Kafka's `ConfigHelper`): only the dynamic
+    /// cluster-wide defaults, with the synonyms of that level.
+    pub fn describe_cluster_default(
+        &self,
+        keys: Option<&[String]>,
+    ) -> Vec<(String, EffectiveValue)> {
+        let only_defaults = BrokerDefaults {
+            statics: BTreeMap::new(),
+            dynamic_default: self.dynamic_default.clone(),
+            dynamic_broker: BTreeMap::new(),
+        };
+        only_defaults.describe_level(keys, DynamicLevel::ClusterDefault)
+    }
+
+    fn describe_level(
+        &self,
+        keys: Option<&[String]>,
+        level: DynamicLevel,
+    ) -> Vec<(String, EffectiveValue)> {
         BROKER_CONFIGS
             .iter()
             .filter(|d| keys.is_none_or(|k| k.iter().any(|k| k == d.name)))
+            .filter(|d| {
+                level == DynamicLevel::ThisBroker || self.dynamic_default.contains_key(d.name)
+            })
             .map(|def| {
-                let synonyms = self.synonyms_for(def.name);
+                let mut synonyms = self.synonyms_for(def.name);
+                if level == DynamicLevel::ClusterDefault {
+                    synonyms.retain(|s| s.source == ConfigSource::DynamicDefaultBrokerConfig);
+                }
                 let source = synonyms
                     .first()
                     .map_or(ConfigSource::DefaultConfig, |s| s.source);
@@ -1532,7 +1688,7 @@ impl BrokerDefaults {
                     value: if sensitive { None } else { value },
                     source,
                     is_default: source == ConfigSource::DefaultConfig,
-                    read_only: true,
+                    read_only: !is_dynamic_broker_config(def.name),
                     sensitive,
                     synonyms,
                     ty: def.ty,
@@ -1542,6 +1698,70 @@ impl BrokerDefaults {
             })
             .collect()
     }
+}
+
+/// IncrementalAlterConfigs on one level of dynamic broker configs (`current`, canonical
+/// strings): SET (a `None` value deletes), DELETE, and APPEND/SUBTRACT for LIST configs
+/// (starting from the level's value, else the effective one in `broker`). Names and values are
+/// checked with [`BrokerDefaults::validate_dynamic`]; the caller checks the combination.
+pub fn apply_dynamic_ops(
+    current: &BTreeMap<String, String>,
+    ops: &[(String, AlterOp, Option<String>)],
+    broker: &BrokerDefaults,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut next = current.clone();
+    for (i, (name, op, value)) in ops.iter().enumerate() {
+        if ops[..i].iter().any(|(other, _, _)| other == name) {
+            return Err(ConfigError::InvalidRequest(
+                "Error due to duplicate config keys".into(),
+            ));
+        }
+        match (op, value) {
+            (AlterOp::Set, Some(v)) => {
+                next.insert(name.clone(), v.clone());
+            }
+            (AlterOp::Set, None) | (AlterOp::Delete, _) => {
+                next.remove(name);
+            }
+            (AlterOp::Append | AlterOp::Subtract, _) => {
+                let def = broker_config_def(name).filter(|d| d.ty == ConfigType::List);
+                let Some(def) = def else {
+                    return Err(ConfigError::Invalid(format!(
+                        "Can't {} to key {name} because its type is not LIST.",
+                        op.kafka_name()
+                    )));
+                };
+                let base = match next.get(name) {
+                    Some(v) => v.clone(),
+                    None => broker
+                        .get(def.name)
+                        .map(|v| v.to_kafka_string())
+                        .unwrap_or_default(),
+                };
+                let mut parts: Vec<String> = base
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                for item in value.as_deref().unwrap_or("").split(',') {
+                    if *op == AlterOp::Append {
+                        if !parts.iter().any(|p| p == item) {
+                            parts.push(item.to_string());
+                        }
+                    } else if let Some(pos) = parts.iter().position(|p| p == item) {
+                        parts.remove(pos);
+                    }
+                }
+                next.insert(name.clone(), parts.join(","));
+            }
+        }
+    }
+    for (name, value) in &next {
+        if current.get(name) != Some(value) {
+            BrokerDefaults::validate_dynamic(name, value)?;
+        }
+    }
+    Ok(next)
 }
 
 /// Kafka's `DynamicBrokerConfig.brokerConfigSynonyms`: broker configs that share one setting.
@@ -1603,8 +1823,9 @@ fn json_to_config_string(name: &str, value: &serde_json::Value) -> Result<String
 /// path reads plain fields ([`TopicConfig::settings`]) without lookups.
 ///
 /// Every constructor validates. The resolution uses the [`BrokerDefaults`] passed to the
-/// constructor; broker defaults are fixed for the life of the process (Ringtail has no dynamic
-/// broker configs), so a `TopicConfig` never goes stale. `Default` resolves against Kafka's
+/// constructor; when a dynamic broker config changes, the controller rebuilds every topic's
+/// `TopicConfig` against the new defaults ([`TopicConfig::from_map`]) in the same metadata
+/// snapshot, so a published `TopicConfig` never goes stale. `Default` resolves against Kafka's
 /// built-in defaults (for `#[serde(skip)]` fields); replace it with a broker-aware constructor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicConfig {
@@ -2800,7 +3021,9 @@ mod tests {
         let np = get("num.partitions");
         assert_eq!(np.value.as_deref(), Some("3"));
         assert_eq!(np.source, ConfigSource::StaticBrokerConfig);
-        assert!(np.read_only);
+        assert!(np.read_only, "num.partitions is read-only in Kafka too");
+        assert!(!get("log.retention.ms").read_only);
+        assert!(get("log.retention.hours").read_only);
         assert_eq!(
             np.synonyms,
             vec![
@@ -2829,6 +3052,109 @@ mod tests {
         let keys = vec!["num.partitions".to_string(), "bogus".to_string()];
         assert_eq!(b.describe(Some(&keys)).len(), 1);
         assert_eq!(b.num_partitions(), 3);
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn dynamic_broker_configs_follow_kafkas_precedence() {
+        let b = broker(&[
+            ("log.retention.hours", "24"),
+            ("log.segment.bytes", "2097152"),
+        ]);
+        let d = b
+            .with_dynamic(
+                &map(&[
+                    ("log.retention.ms", "60000"),
+                    ("log.segment.bytes", "3145728"),
+                ]),
+                &map(&[("log.segment.bytes", "4194304")]),
+            )
+            .unwrap();
+        // A dynamic log.retention.ms beats the file's log.retention.hours.
+        assert_eq!(d.log_retention_ms(), 60_000);
+        let t = TopicConfig::defaults(&d);
+        assert_eq!(t.settings().retention_ms, 60_000);
+        assert_eq!(
+            t.settings().segment_bytes,
+            4_194_304,
+            "per broker beats the default"
+        );
+        let seg = t.effective("segment.bytes", &d).unwrap();
+        assert_eq!(seg.source, ConfigSource::DynamicBrokerConfig);
+        let sources: Vec<ConfigSource> = seg.synonyms.iter().map(|s| s.source).collect();
+        assert_eq!(
+            sources,
+            vec![
+                ConfigSource::DynamicBrokerConfig,
+                ConfigSource::DynamicDefaultBrokerConfig,
+                ConfigSource::StaticBrokerConfig,
+                ConfigSource::DefaultConfig
+            ]
+        );
+        let ret = t.effective("retention.ms", &d).unwrap();
+        assert_eq!(ret.value.as_deref(), Some("60000"));
+        assert_eq!(ret.source, ConfigSource::DynamicDefaultBrokerConfig);
+        // The "" resource lists only the dynamic defaults, with their own synonyms only.
+        let defaults = d.describe_cluster_default(None);
+        let names: Vec<&str> = defaults.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, vec!["log.retention.ms", "log.segment.bytes"]);
+        assert!(defaults.iter().all(|(_, e)| e.synonyms.len() == 1
+            && e.source == ConfigSource::DynamicDefaultBrokerConfig
+            && !e.read_only));
+        assert_eq!(
+            d.dynamic_map(DynamicLevel::ThisBroker),
+            map(&[("log.segment.bytes", "4194304")])
+        );
+        assert_eq!(d.statics_only(), b);
+    }
+
+    #[test]
+    fn dynamic_broker_config_errors_match_kafka() {
+        let b = BrokerDefaults::default();
+        let e = b
+            .with_dynamic(&map(&[("num.partitions", "3")]), &BTreeMap::new())
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Cannot update these configs dynamically: Set(num.partitions)"
+        );
+        assert_eq!(e.kafka_code(), INVALID_REQUEST);
+        assert!(!is_dynamic_broker_config("log.retention.hours"));
+        assert!(is_dynamic_broker_config("log.retention.ms"));
+        assert!(is_dynamic_broker_config("message.max.bytes"));
+        assert!(is_dynamic_broker_config("producer.id.expiration.ms"));
+        let e = b
+            .with_dynamic(&map(&[("log.retention.ms", "soon")]), &BTreeMap::new())
+            .unwrap_err();
+        assert!(e.to_string().contains("log.retention.ms"), "{e}");
+        assert!(b
+            .with_dynamic(&map(&[("bogus.config", "1")]), &BTreeMap::new())
+            .is_err());
+        // Incremental: duplicates, DELETE, APPEND on a list starting from the effective value.
+        let ops = [
+            (
+                "log.retention.ms".to_string(),
+                AlterOp::Set,
+                Some("1".to_string()),
+            ),
+            ("log.retention.ms".to_string(), AlterOp::Delete, None),
+        ];
+        assert!(apply_dynamic_ops(&BTreeMap::new(), &ops, &b).is_err());
+        let ops = [(
+            "log.cleanup.policy".to_string(),
+            AlterOp::Append,
+            Some("compact".to_string()),
+        )];
+        let next = apply_dynamic_ops(&BTreeMap::new(), &ops, &b).unwrap();
+        assert_eq!(next, map(&[("log.cleanup.policy", "delete,compact")]));
+        let ops = [("log.cleanup.policy".to_string(), AlterOp::Delete, None)];
+        assert!(apply_dynamic_ops(&next, &ops, &b).unwrap().is_empty());
     }
 
     #[test]

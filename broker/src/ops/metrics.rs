@@ -84,10 +84,13 @@ pub struct ShardMetrics {
     connections_accepted: AtomicU64,
     connections_rejected: AtomicU64,
     connections_moved_in: AtomicU64,
+    cross_shard_waits_refused: AtomicU64,
+    cross_shard_waits_cancelled: AtomicU64,
     // Gauges, refreshed by the shard about once a second (see `record_shard_state`).
     connections_active: AtomicU64,
     batch_cache_bytes: AtomicU64,
     read_ahead_bytes: AtomicU64,
+    cross_shard_waits_parked: AtomicU64,
 }
 
 impl ShardMetrics {
@@ -105,9 +108,12 @@ impl ShardMetrics {
             connections_accepted: AtomicU64::new(0),
             connections_rejected: AtomicU64::new(0),
             connections_moved_in: AtomicU64::new(0),
+            cross_shard_waits_refused: AtomicU64::new(0),
+            cross_shard_waits_cancelled: AtomicU64::new(0),
             connections_active: AtomicU64::new(0),
             batch_cache_bytes: AtomicU64::new(0),
             read_ahead_bytes: AtomicU64::new(0),
+            cross_shard_waits_parked: AtomicU64::new(0),
         }
     }
 
@@ -125,6 +131,12 @@ impl ShardMetrics {
             .store(state.batch_cache_bytes, Relaxed);
         self.read_ahead_bytes.store(state.read_ahead_bytes, Relaxed);
         self.read_ahead_hits.store(state.read_ahead_hits, Relaxed);
+        self.cross_shard_waits_parked
+            .store(state.cross_shard_waits_parked, Relaxed);
+        self.cross_shard_waits_refused
+            .store(state.cross_shard_waits_refused, Relaxed);
+        self.cross_shard_waits_cancelled
+            .store(state.cross_shard_waits_cancelled, Relaxed);
         self.log_write_times.store(&state.log_write_times);
         self.log_fsync_times.store(&state.log_fsync_times);
     }
@@ -176,6 +188,11 @@ pub struct ShardState {
     pub read_ahead_bytes: u64,
     /// Storage's thread-local count of reads served from read-ahead.
     pub read_ahead_hits: u64,
+    /// Fetch long-poll waits of other shards parked on this one now, refused (over
+    /// `max_cross_shard_waits_per_shard`) and cancelled (their fetch answered) so far.
+    pub cross_shard_waits_parked: u64,
+    pub cross_shard_waits_refused: u64,
+    pub cross_shard_waits_cancelled: u64,
     /// Storage's thread-local histograms of partition log writes and durability fsyncs.
     pub log_write_times: TimeCounts,
     pub log_fsync_times: TimeCounts,
@@ -257,11 +274,29 @@ impl Metrics {
                 field(s).render(&mut out, name, &format!("shard=\"{id}\""));
             }
         }
-        let per_shard: [(&str, &str, Field); 11] = [
+        let per_shard: [(&str, &str, Field); 14] = [
             (
                 "ringtail_cross_shard_calls_total",
                 "Calls a shard made to another shard: requests for partitions or groups it does not own.",
                 |s| &s.cross_shard_calls,
+            ),
+            (
+                "ringtail_cross_shard_waits_parked",
+                "Fetch long-poll waits of other shards parked on this shard now (each ends when \
+                 its data arrives or its fetch answers).",
+                |s| &s.cross_shard_waits_parked,
+            ),
+            (
+                "ringtail_cross_shard_waits_refused_total",
+                "Fetch long-poll waits of other shards this shard refused: it already parked \
+                 max_cross_shard_waits_per_shard (those fetches answer at their deadline).",
+                |s| &s.cross_shard_waits_refused,
+            ),
+            (
+                "ringtail_cross_shard_waits_cancelled_total",
+                "Fetch long-poll waits of other shards dropped here because their fetch had \
+                 answered (or ended) already.",
+                |s| &s.cross_shard_waits_cancelled,
             ),
             (
                 "ringtail_produce_bytes_total",
@@ -388,6 +423,8 @@ mod tests {
             connections_accepted: 5,
             connections_moved_in: 2,
             batch_cache_bytes: 4096,
+            cross_shard_waits_parked: 4,
+            cross_shard_waits_cancelled: 6,
             ..ShardState::default()
         });
         let text = m.render();
@@ -405,6 +442,10 @@ mod tests {
             "ringtail_connections_accepted_total{shard=\"0\"} 5",
             "ringtail_connections_moved_total{shard=\"0\"} 2",
             "ringtail_batch_cache_bytes{shard=\"0\"} 4096",
+            "ringtail_cross_shard_waits_parked{shard=\"0\"} 4",
+            "ringtail_cross_shard_waits_cancelled_total{shard=\"0\"} 6",
+            "ringtail_cross_shard_waits_refused_total{shard=\"1\"} 0",
+            "# TYPE ringtail_cross_shard_waits_parked gauge",
             "# TYPE ringtail_connections_active gauge",
             "# TYPE ringtail_io_buffer_bytes gauge",
             "# TYPE ringtail_connections_accepted_total counter",

@@ -155,6 +155,12 @@ impl ControllerShell {
 }
 
 fn log_change(kind: RequestKind, response: &ControllerResp) {
+    if let ControllerResp::Configs(results) = response {
+        if results.iter().any(Result::is_ok) {
+            info!("dynamic broker configs changed");
+        }
+        return;
+    }
     let ControllerResp::Topics(results) = response else {
         return;
     };
@@ -168,7 +174,7 @@ fn log_change(kind: RequestKind, response: &ControllerResp) {
                 info!(topic = %topic.name, partitions = topic.partitions, "added partitions")
             }
             RequestKind::AlterConfigs => info!(topic = %topic.name, "altered topic configs"),
-            RequestKind::AllocateProducerId => {}
+            RequestKind::AlterBrokerConfigs | RequestKind::AllocateProducerId => {}
         }
     }
 }

@@ -30,6 +30,8 @@ pub mod controller_shell;
 
 use self::controller_shell::ControllerShell;
 
+mod coordinator_log;
+
 /// How often each shard applies retention to its partitions (Kafka's
 /// `log.retention.check.interval.ms` default).
 pub const RETENTION_CHECK_INTERVAL_MS: u64 = 300_000;
@@ -45,6 +47,8 @@ pub enum ShardReq {
         max_bytes: usize,
     },
     /// Resolve when any of the partitions has data beyond its offset, or after `timeout_ms`.
+    /// A long poll: send it with [`Shard::wait_for_data`] (a router wait: no request slot on
+    /// the target, cancelled when the caller drops it), never with [`Shard::call`].
     WaitForData {
         parts: Vec<(String, i32, i64)>,
         timeout_ms: u64,
@@ -53,6 +57,13 @@ pub enum ShardReq {
         topic: String,
         partition: i32,
         timestamp: i64,
+    },
+    /// DeleteRecords for one partition: move its log start offset to `offset` (-1: the high
+    /// watermark).
+    DeleteRecords {
+        topic: String,
+        partition: i32,
+        offset: i64,
     },
     /// First phase of publishing metadata: open the partitions the snapshot adds here.
     /// Answered with [`ShardResp::MetaAck`].
@@ -79,6 +90,8 @@ pub enum ShardResp {
     /// not open.
     MetaAck(MetaAck),
     ListOffset(Result<(i64, i64), PartitionError>),
+    /// To `DeleteRecords`: the new low watermark (log start offset).
+    DeleteRecords(Result<i64, PartitionError>),
     Controller(ControllerResp),
     Group(crate::coordinator::GroupResp),
     /// To `AdoptConnection`: the connection back when the shard could not take it.
@@ -149,6 +162,15 @@ impl ReadReply {
 
 pub type Router = net::route::ShardRouter<ShardReq, ShardResp>;
 
+/// How a [`Shard::wait_for_data`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitOutcome {
+    /// Data arrived, the timeout passed, or the target shard failed (the next read says so).
+    Ended,
+    /// The target shard parks as many waits as it may: this one was never parked.
+    Refused,
+}
+
 /// A partition replica owned by this shard.
 pub struct Partition {
     pub topic: Arc<TopicMeta>,
@@ -171,7 +193,7 @@ pub struct Shard {
     /// The controller shell; only on shard 0.
     pub controller: Option<ControllerShell>,
     /// One group coordinator per `__consumer_offsets` partition this shard owns.
-    pub coordinators: crate::coordinator::Coordinators,
+    pub coordinators: crate::coordinator::GroupCoordinators,
     produce_responses: Cell<u64>,
     pub ready_shards: Arc<AtomicUsize>,
     /// Every shard's counters (this one updates only its own).
@@ -293,6 +315,33 @@ impl Shard {
         }
     }
 
+    /// Parks [`ShardReq::WaitForData`] on `shard` (run here when it is this shard) until any
+    /// of `parts` has data beyond its offset or `timeout_ms` passed. On another shard the
+    /// wait is owned by this future: dropping it cancels the wait there. It holds none of
+    /// that shard's request slots, and is refused at once when that shard already parks
+    /// `max_cross_shard_waits_per_shard` waits.
+    pub async fn wait_for_data(
+        self: &Rc<Self>,
+        shard: usize,
+        parts: Vec<(String, i32, i64)>,
+        timeout_ms: u64,
+    ) -> WaitOutcome {
+        let req = ShardReq::WaitForData { parts, timeout_ms };
+        if shard == self.id {
+            self.serve(req).await;
+            return WaitOutcome::Ended;
+        }
+        self.metrics().cross_shard_call();
+        match self.router.wait(shard, req).await {
+            Ok(_) => WaitOutcome::Ended,
+            Err(net::RouteError::WaitsFull { .. }) => WaitOutcome::Refused,
+            Err(e) => {
+                warn!(shard = self.id, to = shard, error = %e, "cross-shard wait failed");
+                WaitOutcome::Ended
+            }
+        }
+    }
+
     /// Answer a cross-shard request (or a local one routed through [`Shard::call`]).
     pub async fn serve(self: &Rc<Self>, req: ShardReq) -> ShardResp {
         match req {
@@ -312,6 +361,13 @@ impl Shard {
                 partition,
                 timestamp,
             } => ShardResp::ListOffset(self.list_offset_local(&topic, partition, timestamp).await),
+            ShardReq::DeleteRecords {
+                topic,
+                partition,
+                offset,
+            } => {
+                ShardResp::DeleteRecords(self.delete_records_local(&topic, partition, offset).await)
+            }
             ShardReq::OpenPartitions(snapshot) => {
                 ShardResp::MetaAck(self.open_partitions(&snapshot).await)
             }
@@ -320,7 +376,7 @@ impl Shard {
                 Some(controller) => ShardResp::Controller(controller.handle(req).await),
                 None => ShardResp::Controller(ControllerResp::NotController),
             },
-            ShardReq::Group(req) => ShardResp::Group(self.coordinators.serve(self, req).await),
+            ShardReq::Group(req) => ShardResp::Group(self.coordinators.serve(req).await),
             ShardReq::AdoptConnection(conn) => {
                 let home = self.conn_home.borrow();
                 ShardResp::Adopted(match home.as_ref() {
@@ -476,12 +532,12 @@ impl Shard {
         for (topic, index) in to_open {
             match self.open_partition(topic.clone(), index).await {
                 Ok(p) => {
+                    if topic.name == crate::coordinator::group::OFFSETS_TOPIC {
+                        self.open_group_coordinator(&p);
+                    }
                     self.partitions
                         .borrow_mut()
                         .insert((topic.name.clone(), index), Rc::new(p));
-                    if topic.name == crate::coordinator::group::OFFSETS_TOPIC {
-                        self.coordinators.open(self, index);
-                    }
                 }
                 Err(e) => {
                     warn!(topic = %topic.name, partition = index, error = %e, "cannot open partition; it stays offline");
@@ -545,7 +601,7 @@ impl Shard {
                 if error.code != E::OutOfOrderSequenceNumber.code() {
                     warn!(topic = %part.topic, partition = part.partition, code = error.code, msg = ?error.message, "produce rejected");
                 }
-                ProduceResult::failed(error)
+                ProduceResult::failed(error.in_partition(&part.topic, part.partition))
             }
         }
     }
@@ -654,22 +710,6 @@ impl Shard {
         })
     }
 
-    /// Append a batch the broker built itself (internal topics such as `__consumer_offsets`)
-    /// on this, the owning, shard. Offsets are assigned before this returns, so appends land
-    /// in call order; await the result for durability.
-    pub(crate) fn append_built(
-        &self,
-        topic: &str,
-        index: i32,
-        batch: Bytes,
-    ) -> Result<storage::PendingAppend, PartitionError> {
-        let partition = self
-            .partition(topic, index)
-            .ok_or_else(|| PartitionError::new(E::UnknownTopicOrPartition))?;
-        let batches = ValidatedBatches::parse(batch)?;
-        Ok(partition.log.append(&batches, None)?)
-    }
-
     /// Read partitions in order, sharing `max_bytes` (Kafka's fetch.max.bytes): each gets at
     /// most its own limit and what is left; `min_one` is kept only until some data was read.
     ///
@@ -758,11 +798,20 @@ impl Shard {
             -1 => Ok((log.high_watermark(), -1)),
             // EARLIEST and EARLIEST_LOCAL: everything is local.
             -2 | -4 => Ok((log.log_start_offset(), -1)),
-            // MAX_TIMESTAMP
-            -3 => match log.max_timestamp_offset().await? {
-                Some((offset, ts)) => Ok((offset, ts)),
-                None => Ok((-1, -1)),
-            },
+            // MAX_TIMESTAMP: the first record carrying the largest timestamp (KAFKA-16310),
+            // found in the first batch whose max timestamp reaches it.
+            -3 => {
+                let Some((_, max_ts)) = log.max_timestamp_offset().await? else {
+                    return Ok((-1, -1));
+                };
+                let Some(batch) = log.find_batch_by_timestamp(max_ts).await? else {
+                    return Ok((-1, -1));
+                };
+                match records::max_timestamp_record(&batch)? {
+                    Some((offset, ts)) => Ok((offset, ts)),
+                    None => Ok((-1, -1)),
+                }
+            }
             ts if ts >= 0 => {
                 let Some(batch) = log.find_batch_by_timestamp(ts).await? else {
                     return Ok((-1, -1));
@@ -779,11 +828,45 @@ impl Shard {
         }
     }
 
+    /// DeleteRecords for one partition owned here (Kafka's `Partition.deleteRecordsOnLeader`):
+    /// the new low watermark.
+    pub async fn delete_records_local(
+        &self,
+        topic: &str,
+        index: i32,
+        offset: i64,
+    ) -> Result<i64, PartitionError> {
+        let partition = self
+            .partition(topic, index)
+            .ok_or_else(|| PartitionError::new(E::UnknownTopicOrPartition))?;
+        if !partition.topic.config.settings().cleanup_delete {
+            return Err(PartitionError::with_message(
+                E::PolicyViolation,
+                format!(
+                    "Records of partition {topic}-{index} can not be deleted due to the configured policy"
+                ),
+            ));
+        }
+        let log = &partition.log;
+        let target = if offset == -1 {
+            log.high_watermark()
+        } else {
+            offset
+        };
+        // Storage refuses negative offsets and offsets beyond the high watermark with
+        // OffsetOutOfRange, as Kafka does.
+        log.delete_records_before(target).await?;
+        let low_watermark = log.log_start_offset();
+        assert!(low_watermark >= target.min(log.high_watermark()));
+        Ok(low_watermark)
+    }
+
     /// Apply retention to every partition of this shard.
     pub async fn retention_pass(&self) {
         let partitions: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
         let now = now_ms();
-        let producer_expiration_ms = i64::from(self.config.kafka.producer_id_expiration_ms());
+        // A dynamic broker config: read it from the current snapshot.
+        let producer_expiration_ms = i64::from(self.meta().broker.producer_id_expiration_ms());
         for p in partitions {
             if let Err(e) = p.log.apply_retention(now).await {
                 warn!(topic = %p.topic.name, partition = p.index, error = %e, "retention failed");
@@ -839,6 +922,13 @@ pub fn expect_read(resp: ShardResp, n: usize) -> Vec<ReadReply> {
 pub fn expect_list_offset(resp: ShardResp) -> Result<(i64, i64), PartitionError> {
     match resp {
         ShardResp::ListOffset(r) => r,
+        other => Err(reply_error(&other)),
+    }
+}
+
+pub fn expect_delete_records(resp: ShardResp) -> Result<i64, PartitionError> {
+    match resp {
+        ShardResp::DeleteRecords(r) => r,
         other => Err(reply_error(&other)),
     }
 }

@@ -279,6 +279,47 @@ class Conn:
         assert topics and topics[0][0] == topic, f"unexpected fetch response {topics}"
         return topics[0][1][0]
 
+    def send_fetch_v4(self, topic: str, partitions: list[tuple[int, int]], max_wait_ms: int,
+                      min_bytes: int = 1, max_bytes: int = 8 << 20) -> int:
+        """Send a Fetch v4 for (partition, offset) pairs of one topic without waiting for the
+        answer (a long poll parks it on the broker); returns its correlation id for
+        `recv_fetch_v4`."""
+        correlation_id = self.next_correlation_id
+        self.next_correlation_id += 1
+        body = (
+            i32(-1)  # replica id: a consumer
+            + i32(max_wait_ms)
+            + i32(min_bytes)
+            + i32(max_bytes)
+            + i8(0)  # read_uncommitted
+            + array([string(topic) + array([i32(p) + i64(offset) + i32(max_bytes) for p, offset in partitions])])
+        )
+        self.send_frame(request_header(API_FETCH, 4, correlation_id, self.client_id) + body)
+        return correlation_id
+
+    def recv_fetch_v4(self, correlation_id: int) -> dict[int, "FetchedPartition"]:
+        """The answer to `send_fetch_v4`: {partition: FetchedPartition} (one topic)."""
+        r = Reader(self.recv_frame())
+        got = r.i32()
+        assert got == correlation_id, f"correlation id {got}, expected {correlation_id}"
+        r.i32()  # throttle time
+        topics = r.array(
+            lambda r: (
+                r.string(),
+                r.array(
+                    lambda r: FetchedPartition(
+                        partition=r.i32(),
+                        error=r.i16(),
+                        high_watermark=r.i64(),
+                        last_stable_offset=r.i64(),
+                        aborted=r.array(lambda r: (r.i64(), r.i64())),
+                        records=r.nbytes() or b"",
+                    )
+                ),
+            )
+        ) or []
+        return {p.partition: p for _, parts in topics for p in parts or []}
+
 
 @dataclass
 class FetchedPartition:
