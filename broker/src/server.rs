@@ -435,8 +435,9 @@ fn wait_for_shutdown_signal() {
 /// creates it on first use; we do it at start-up so the first consumer finds it): Kafka's
 /// `offsets.topic.num.partitions`, compacted, `offsets.topic.segment.bytes`; replication
 /// factor 1 whatever `offsets.topic.replication.factor` says, as this is a single broker.
-/// Runs on shard 0 (the controller). Lives here, not in `coordinator`, because it calls the
-/// controller through the shard.
+/// Runs on shard 0. Lives here, not in `coordinator`, because it calls the controller through
+/// the shard: a `ShardReq::Controller` like any client's CreateTopics, so it goes through the
+/// same controller shell (persisted, published to every shard, acknowledged) before it returns.
 async fn ensure_offsets_topic(shard: &Rc<Shard>) {
     if shard.meta().topic(OFFSETS_TOPIC).is_some() {
         return;

@@ -3,7 +3,8 @@
 //! Owns: what a metadata request does to the image. Given the current image (the last durable
 //! [`MetaSnapshot`]) and a [`ControllerReq`], [`Controller::decide`] yields a [`Decision`]: the
 //! response and, if anything changed, the next image to persist and publish. It validates
-//! CreateTopics / DeleteTopics / CreatePartitions / AlterConfigs and hands out producer ids
+//! CreateTopics / DeleteTopics / CreatePartitions / AlterConfigs (topics, and dynamic broker
+//! configs, which re-resolve every topic's config) and hands out producer ids
 //! from blocks reserved in the image. [`Decision::settle`] turns what the shards acknowledged
 //! for a published image ([`PublishReport`]) into the final answer.
 //!
@@ -1013,6 +1014,80 @@ mod tests {
         // Topic changes keep the reservation.
         let (_, next) = step(&mut c, &current, create(&[("a", 1)], false));
         assert_eq!(next.producer_ids_reserved_end, i64::MAX - 10);
+    }
+
+    #[test]
+    fn alter_broker_configs_re_resolves_topics() {
+        let mut c = controller();
+        let (_, current) = step(&mut c, &image(), create(&[("a", 1)], false));
+        let change = |v: &str| {
+            ConfigChange::Incremental(vec![(
+                "log.retention.ms".into(),
+                AlterOp::Set,
+                Some(v.to_string()),
+            )])
+        };
+        let req = |changes, validate_only| ControllerReq::AlterBrokerConfigs {
+            changes,
+            validate_only,
+        };
+        let d = c.decide(
+            &current,
+            req(vec![(DynamicLevel::ClusterDefault, change("60000"))], true),
+        );
+        assert!(matches!(&d.response, ControllerResp::Configs(r) if r.len() == 1 && r[0].is_ok()));
+        assert!(d.publish.is_none(), "validate_only");
+        let d = c.decide(
+            &current,
+            req(
+                vec![
+                    (DynamicLevel::ClusterDefault, change("60000")),
+                    (DynamicLevel::ThisBroker, change("not a number")),
+                ],
+                false,
+            ),
+        );
+        assert_eq!(d.kind, RequestKind::AlterBrokerConfigs);
+        match &d.response {
+            ControllerResp::Configs(r) => {
+                assert!(r[0].is_ok());
+                assert_eq!(
+                    r[1].as_ref().err().map(|e| e.code),
+                    Some(E::InvalidRequest.code())
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let next = d
+            .publish
+            .as_ref()
+            .expect("a broker config change publishes");
+        assert_eq!(next.broker.log_retention_ms(), 60_000);
+        // The topic without an override follows the new default at once.
+        assert_eq!(
+            next.topic("a").unwrap().config.settings().retention_ms,
+            60_000
+        );
+        assert_eq!(next.version, current.version + 1);
+        // A shard that did not acknowledge turns the successes into retriable timeouts.
+        let report = PublishReport {
+            version: next.version,
+            unacknowledged: vec![1],
+            unopened: Vec::new(),
+        };
+        match d.settle(&report) {
+            ControllerResp::Configs(r) => {
+                assert_eq!(
+                    r[0].as_ref().err().map(|e| e.code),
+                    Some(E::RequestTimedOut.code())
+                );
+                assert_eq!(
+                    r[1].as_ref().err().map(|e| e.code),
+                    Some(E::InvalidRequest.code())
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
