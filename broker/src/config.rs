@@ -23,8 +23,10 @@ use crate::log::topic_config::BrokerDefaults;
 pub const KAFKA_ADDR_DEFAULT: &str = "0.0.0.0:9092";
 /// Default admin HTTP listener (`/health`, `/ready`): loopback only, Redpanda's admin port.
 pub const ADMIN_ADDR_DEFAULT: &str = "127.0.0.1:9644";
-/// Connections accepted per shard before new ones are closed.
+/// Connections accepted per shard before new ones are closed (the descriptor budget may
+/// lower it, see [`crate::cluster::limits::plan`]).
 pub const MAX_CONNECTIONS_PER_SHARD_DEFAULT: usize = 10_000;
+pub use crate::cluster::limits::MAX_PARTITIONS_PER_SHARD_DEFAULT;
 /// Requests of one connection processed at once (pipelining depth honoured).
 pub const MAX_IN_FLIGHT_PER_CONNECTION_DEFAULT: usize = 32;
 /// Memory for recently produced batches kept to serve tailing consumers, per shard (all of
@@ -53,6 +55,7 @@ pub struct FileConfig {
     pub cores: Option<String>,
     pub node_id: Option<i32>,
     pub max_connections_per_shard: Option<usize>,
+    pub max_partitions_per_shard: Option<usize>,
     pub max_in_flight_per_connection: Option<usize>,
     pub batch_cache_bytes_per_shard: Option<usize>,
     pub batch_cache_bytes_per_partition: Option<usize>,
@@ -88,7 +91,12 @@ pub struct BrokerConfig {
     /// CPUs to run shards on, one shard per CPU.
     pub shard_cpus: Vec<usize>,
     pub node_id: i32,
+    /// Effective once the broker started: [`crate::server::run`] lowers it to the descriptor
+    /// budget.
     pub max_connections_per_shard: usize,
+    /// Partition replicas a shard may own (`max_partitions_per_shard`, and the descriptor
+    /// budget [`crate::server::run`] adds at start-up).
+    pub partition_limit: crate::cluster::limits::PartitionLimit,
     pub max_in_flight_per_connection: usize,
     pub batch_cache_bytes_per_shard: usize,
     pub batch_cache_bytes_per_partition: usize,
@@ -219,6 +227,20 @@ impl BrokerConfig {
             }
             _ => None,
         };
+        let max_connections_per_shard = env_setting::<usize>("max_connections_per_shard")?
+            .or(file.max_connections_per_shard)
+            .unwrap_or(MAX_CONNECTIONS_PER_SHARD_DEFAULT);
+        if max_connections_per_shard == 0 {
+            bail!("max_connections_per_shard must be at least 1");
+        }
+        let max_partitions_per_shard = env_setting::<usize>("max_partitions_per_shard")?
+            .or(file.max_partitions_per_shard)
+            .unwrap_or(MAX_PARTITIONS_PER_SHARD_DEFAULT);
+        let ceiling = crate::cluster::limits::MAX_PARTITIONS_PER_SHARD_CEILING;
+        if !(1..=ceiling).contains(&max_partitions_per_shard) {
+            bail!("max_partitions_per_shard must be between 1 and {ceiling}, got {max_partitions_per_shard}");
+        }
+        let shard_count = shard_cpus.len();
         let test_panic_topic = std::env::var("RINGTAIL_TEST_PANIC_TOPIC")
             .ok()
             .filter(|t| !t.is_empty());
@@ -249,9 +271,11 @@ impl BrokerConfig {
             data_dir,
             shard_cpus,
             node_id: over.node_id.or(file.node_id).unwrap_or(0),
-            max_connections_per_shard: file
-                .max_connections_per_shard
-                .unwrap_or(MAX_CONNECTIONS_PER_SHARD_DEFAULT),
+            max_connections_per_shard,
+            partition_limit: crate::cluster::limits::PartitionLimit::new(
+                max_partitions_per_shard,
+                shard_count,
+            ),
             max_in_flight_per_connection: file
                 .max_in_flight_per_connection
                 .unwrap_or(MAX_IN_FLIGHT_PER_CONNECTION_DEFAULT)
@@ -383,5 +407,15 @@ mod tests {
         assert_eq!(env_setting::<usize>(key).unwrap(), None);
         std::env::remove_var("RINGTAIL_TEST_ONLY_ENV_SETTING");
         assert_eq!(env_setting::<usize>(key).unwrap(), None);
+    }
+
+    #[test]
+    fn limit_keys_parse() {
+        let f: FileConfig =
+            toml::from_str("max_partitions_per_shard = 10\nmax_connections_per_shard = 3\n")
+                .unwrap();
+        assert_eq!(f.max_partitions_per_shard, Some(10));
+        assert_eq!(f.max_connections_per_shard, Some(3));
+        assert!(toml::from_str::<FileConfig>("max_partitions_per_shard = -1").is_err());
     }
 }

@@ -1,9 +1,11 @@
 //! Start-up and shutdown of a broker process.
 //!
-//! Order: system checks (explain what is missing, don't panic) -> size glommio's io_memory
-//! from RLIMIT_MEMLOCK -> lock the data dir -> load metadata -> one executor per configured
-//! CPU, each: connect the cross-shard router, open (recover) the partitions it owns, bind the
-//! Kafka port with SO_REUSEPORT, report ready. SIGTERM/SIGINT close every partition cleanly.
+//! Order: raise the soft RLIMIT_NOFILE to the hard one -> system checks (explain what is
+//! missing, don't panic) -> size glommio's io_memory from RLIMIT_MEMLOCK -> budget file
+//! descriptors into the partition and connection limits (`limits`) -> lock the data dir ->
+//! load metadata -> one executor per configured CPU, each: connect the cross-shard router,
+//! open (recover) the partitions it owns, bind the Kafka port with SO_REUSEPORT, report
+//! ready. SIGTERM/SIGINT close every partition cleanly.
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -47,10 +49,11 @@ static BOUND_SHARDS: AtomicUsize = AtomicUsize::new(0);
 
 /// Run the broker until SIGTERM/SIGINT. Returns an error with an operator-facing explanation
 /// when the machine lacks something the broker needs.
-pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
+pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let shards = config.shards();
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+    raise_nofile_limit();
     let mut fatal = Vec::new();
     for check in tuning::startup_checks(&config.data_dir, shards) {
         match check.status {
@@ -85,6 +88,8 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
         "{}", io_plan.explanation
     );
 
+    apply_resource_plan(&mut config);
+
     let _lock = lock_data_dir(&config)?;
     check_kafka_port_free(&config)?;
     let store = MetaStore::new(&config.data_dir);
@@ -116,7 +121,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let endpoints = net::route::build::<ShardReq, ShardResp>(shards, config.cross_shard);
     // The controller shell is built inside shard 0's executor: it holds thread-local
     // primitives and shard 0's router.
-    let mut controller_parts = Some((store, ControllerConfig::default()));
+    let mut controller_parts = Some((store, ControllerConfig::new(config.partition_limit.clone())));
     let mut handles = Vec::new();
     for (endpoint, cpu) in endpoints.into_iter().zip(config.shard_cpus.clone()) {
         let id = endpoint.shard_id();
@@ -212,6 +217,63 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// Every partition segment and every client connection is a descriptor: run with the hard
+/// `RLIMIT_NOFILE`, not the soft one (often 1024), and say so.
+fn raise_nofile_limit() {
+    let fmt = |v: Option<u64>| v.map_or("unlimited".to_string(), |n| n.to_string());
+    match tuning::raise_nofile_soft_limit() {
+        Ok(change) if change.changed() => info!(
+            "raised the soft RLIMIT_NOFILE from {} to the hard limit {}",
+            fmt(change.before.soft),
+            fmt(change.after.soft)
+        ),
+        Ok(change) => info!(
+            "RLIMIT_NOFILE soft limit {} is already the hard limit",
+            fmt(change.after.soft)
+        ),
+        Err(e) => {
+            warn!(error = %e, "cannot raise the soft RLIMIT_NOFILE; running with it as it is")
+        }
+    }
+}
+
+/// Folds the descriptor budget into the partition and connection limits (see
+/// [`crate::cluster::limits::plan`]) and logs the outcome.
+fn apply_resource_plan(config: &mut BrokerConfig) {
+    let nofile = match tuning::nofile_limit() {
+        Ok(limit) => limit.soft,
+        Err(e) => {
+            warn!(error = %e, "cannot read RLIMIT_NOFILE; partition and connection limits are the configured ones");
+            return;
+        }
+    };
+    let plan = crate::cluster::limits::plan(
+        nofile,
+        config.shards(),
+        config.partition_limit.configured,
+        config.max_connections_per_shard,
+    );
+    if plan.partitions.max_per_shard() < config.partition_limit.configured
+        || plan.connections_per_shard < config.max_connections_per_shard
+    {
+        warn!(
+            partitions_per_shard = plan.partitions.max_per_shard(),
+            connections_per_shard = plan.connections_per_shard,
+            "{} (raise the hard RLIMIT_NOFILE to allow more)",
+            plan.explanation
+        );
+    } else {
+        info!(
+            partitions_per_shard = plan.partitions.max_per_shard(),
+            connections_per_shard = plan.connections_per_shard,
+            "{}",
+            plan.explanation
+        );
+    }
+    config.partition_limit = plan.partitions;
+    config.max_connections_per_shard = plan.connections_per_shard;
 }
 
 async fn shard_main(

@@ -629,8 +629,9 @@ impl Listener {
     }
 
     /// Accepts forever, serving each connection as a local task. Connections beyond
-    /// `max_connections` on this shard are closed immediately with a log line. Accept errors
-    /// (e.g. EMFILE) are logged and retried after a short pause.
+    /// `max_connections` on this shard are closed immediately (logged at the 1st, 2nd, 4th,
+    /// ... such connection). Accept errors (e.g. EMFILE) are retried after a short pause and
+    /// logged at the 1st, 2nd, 4th, ... in a row.
     pub async fn serve<H: Handler>(
         self,
         handler: Rc<H>,
@@ -663,12 +664,19 @@ impl Listener {
     pub async fn serve_home<H: Handler>(self, home: Rc<ConnHome<H>>) -> io::Result<()> {
         let stats = self.stats.clone();
         let mut next_id: u64 = 0;
+        let mut accept_errors: u64 = 0;
         info!(shard = self.shard, addr = %self.local_addr, "listening");
         loop {
             let stream = match self.inner.accept().await {
-                Ok(s) => s,
+                Ok(s) => {
+                    accept_errors = 0;
+                    s
+                }
                 Err(e) => {
-                    warn!(shard = self.shard, error = %e, "accept failed; retrying");
+                    accept_errors += 1;
+                    if accept_errors.is_power_of_two() {
+                        warn!(shard = self.shard, error = %e, failures_in_a_row = accept_errors, "accept failed; retrying");
+                    }
                     glommio::timer::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
@@ -681,8 +689,12 @@ impl Listener {
                 }
             };
             if stats.active.get() >= home.max_connections {
-                stats.rejected_total.set(stats.rejected_total.get() + 1);
-                warn!(shard = self.shard, %peer, max_connections = home.max_connections, "connection limit reached; closing new connection");
+                let rejected = stats.rejected_total.get() + 1;
+                stats.rejected_total.set(rejected);
+                // At powers of two: a flood of connections must not become a flood of logs.
+                if rejected.is_power_of_two() {
+                    warn!(shard = self.shard, %peer, max_connections = home.max_connections, rejected_so_far = rejected, "connection limit reached; closing new connections");
+                }
                 drop(stream);
                 continue;
             }

@@ -1,5 +1,6 @@
-//! The partition checkpoint file: log start offset, recovery point and a clean-shutdown
-//! flag, written atomically (temporary file, fsync, rename, directory fsync).
+//! The partition checkpoint file: log start offset, recovery point, a clean-shutdown
+//! flag and a pending truncation, written atomically (temporary file, fsync, rename,
+//! directory fsync).
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -17,14 +18,22 @@ pub(crate) struct Checkpoint {
     pub recovery_point: i64,
     /// The log was closed cleanly: the last segment too is sealed with its index.
     pub clean: bool,
+    /// A [`crate::PartitionLog::truncate_to`] of this offset started and may not have
+    /// finished: recovery completes it before anything else (see [`crate::recovery`]).
+    /// Older readers ignore the line (unknown keys are skipped).
+    pub truncate_to: Option<i64>,
 }
 
 impl Checkpoint {
     fn encode(&self) -> String {
-        format!(
+        let mut s = format!(
             "{HEADER}\nlog_start_offset {}\nrecovery_point {}\nclean {}\n",
             self.log_start_offset, self.recovery_point, self.clean as u8
-        )
+        );
+        if let Some(t) = self.truncate_to {
+            s.push_str(&format!("truncate_to {t}\n"));
+        }
+        s
     }
 
     fn decode(s: &str) -> Option<Checkpoint> {
@@ -40,6 +49,10 @@ impl Checkpoint {
                 "log_start_offset" => cp.log_start_offset = v.parse().ok()?,
                 "recovery_point" => cp.recovery_point = v.parse().ok()?,
                 "clean" => cp.clean = v == "1",
+                "truncate_to" => {
+                    cp.truncate_to = Some(v.parse().ok()?);
+                    continue;
+                }
                 _ => continue,
             }
             seen += 1;
@@ -91,11 +104,15 @@ mod tests {
     fn round_trip() {
         let d = tempfile::tempdir().unwrap();
         assert_eq!(read(d.path()).unwrap(), None);
-        let cp = Checkpoint {
+        let mut cp = Checkpoint {
             log_start_offset: 5,
             recovery_point: 77,
             clean: true,
+            truncate_to: None,
         };
+        write(d.path(), &cp).unwrap();
+        assert_eq!(read(d.path()).unwrap(), Some(cp));
+        cp.truncate_to = Some(40);
         write(d.path(), &cp).unwrap();
         assert_eq!(read(d.path()).unwrap(), Some(cp));
         fs::write(path(d.path()), "garbage").unwrap();

@@ -4,7 +4,10 @@
 //! max_ts_before)` says "the batch with base offset `offset` starts at `position`,
 //! and every batch before it in this segment has `maxTimestamp <= max_ts_before`".
 //! Entries are added every `index.interval.bytes` and always point at a batch start,
-//! so any range between two entries is made of whole batches.
+//! so any range between two entries is made of whole batches. Offsets need not be dense
+//! (see [`crate::segment`]): [`SegmentIndex::lookup`] gives the last entry at or below an
+//! offset, and the batch holding the offset, or the first one after it when the offset
+//! falls in a gap, starts at or after that entry.
 //!
 //! On disk (written when a segment is sealed or the log is closed cleanly):
 //! - `.index`: entries of (relative offset i32, position i32), big-endian (Kafka's layout);
@@ -104,6 +107,24 @@ impl SegmentIndex {
             let e = self.entries[i - 1];
             (e.offset, e.position)
         }
+    }
+
+    /// Drops entries for batches starting at or after byte `position` (a truncation cut
+    /// the segment there).
+    pub(crate) fn truncate_from_position(&mut self, position: u64) {
+        let i = self
+            .entries
+            .partition_point(|e| (e.position as u64) < position);
+        self.entries.truncate(i);
+        self.last_entry_position = self.entries.last().map_or(0, |e| e.position);
+    }
+
+    /// Where a truncation at `offset` starts scanning: the entry before the last one at
+    /// or below `offset`, so that the batch before the cut is among the scanned ones (the
+    /// cut is at or after that last entry); None when there is none (scan from 0).
+    pub(crate) fn truncation_scan_start(&self, offset: i64) -> Option<IndexEntry> {
+        let i = self.entries.partition_point(|e| e.offset <= offset);
+        i.checked_sub(2).and_then(|j| self.entries.get(j)).copied()
     }
 
     /// Drops entries for offsets at or after `offset` (rollback of unwritten appends).
@@ -239,6 +260,15 @@ mod tests {
         assert!(
             SegmentIndex::decode(100, &i[..i.len() - 8], &t[..t.len() - 12], pos as u64).is_none()
         );
+        // A truncation scans from the entry before the last one at or below its offset,
+        // and cutting at a position drops the entries from there.
+        let (before, _) = idx.lookup(100, 250);
+        let start = idx.truncation_scan_start(250).unwrap();
+        assert!(start.offset < before);
+        assert!(idx.truncation_scan_start(100).is_none());
+        let mut cut = idx.clone();
+        cut.truncate_from_position(start.position as u64 + 1);
+        assert_eq!(cut.entries.last().map(|e| e.offset), Some(start.offset));
         idx.truncate_from_offset(200);
         assert!(idx.entries.iter().all(|e| e.offset < 200));
         let (o, _) = idx.lookup_time(100, 500);

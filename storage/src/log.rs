@@ -1,16 +1,22 @@
-//! [`PartitionLog`]: appends, the group-commit writer task, reads, retention, close.
+//! [`PartitionLog`]: appends (leader and follower), the group-commit writer task, reads,
+//! retention, truncation, leader epochs, close.
 //!
 //! ## Offsets and sizes
-//! `log_start_offset <= durable_offset <= high_watermark <= log_end_offset`.
-//! - `log_end_offset` (LEO) moves in [`PartitionLog::append`], synchronously.
-//! - `high_watermark` (HW) moves when the writer task's O_DIRECT write of those bytes
-//!   completed; readers never see past it. Each segment's `written_size` moves with it.
+//! `log_start_offset <= durable_offset <= written_end_offset <= log_end_offset`.
+//! - `log_end_offset` (LEO) moves in [`PartitionLog::append`] /
+//!   [`PartitionLog::append_replica`], synchronously: the last appended batch's last
+//!   offset + 1 (offsets may have gaps; see the crate docs).
+//! - `written_end_offset` moves when the writer task's O_DIRECT write of those bytes
+//!   completed; no read returns anything past it. Each segment's `written_size` moves with
+//!   it. It is not a high watermark: the caller of [`PartitionLog::read`] passes the end
+//!   readers may see (the high watermark, the last stable offset), at most this.
 //! - `durable_offset` moves when an fdatasync that started after those bytes were
 //!   written completed.
+//! - [`PartitionLog::truncate_to`] moves all of them back (see its docs).
 //!
 //! ## Write path
-//! `append` copies each batch once, with its base offset rewritten, into aligned DMA
-//! "staging" chunks (the first chunk of a run starts with a copy of the segment's
+//! `append` copies each batch once, with its base offset rewritten (`append_replica`:
+//! unchanged), into aligned DMA "staging" chunks (the first chunk of a run starts with a copy of the segment's
 //! partial tail block). The writer task takes every staged run at once (group commit),
 //! writes all chunks concurrently, then publishes the new HW. Chunks are filled
 //! completely except the last, so the writes of one group never overlap, and groups are
@@ -18,9 +24,17 @@
 //! An fdatasync runs after a group when someone waits for durability, or `flush.*` says
 //! so; everyone appended before it started is covered (coalescing).
 //!
+//! ## Truncation
+//! [`PartitionLog::truncate_to`] fences appends, lets the writer finish what was accepted,
+//! records the truncation in the checkpoint, switches the in-memory state (segments, end
+//! offsets, tail block, cache, read-ahead, epochs) at once, then deletes later segments
+//! (highest first), cuts the holding segment's file, fsyncs and clears the record.
+//! Recovery completes a recorded truncation, so no crash leaves half of one.
+//!
 //! ## Failures
-//! A failed write rolls the log back to the HW: the failed and all later queued appends
-//! get the error, LEO returns to HW, and the next append reuses those offsets. A failed
+//! A failed write rolls the log back to the written end: the failed and all later queued
+//! appends get the error, LEO returns to the written end, and the next append reuses those
+//! offsets. A failed
 //! fdatasync poisons the log: no more writes until reopened (the kernel may have dropped
 //! the dirty pages, so retrying could report durability of lost data).
 
@@ -39,6 +53,7 @@ use tracing::{debug, error, info, warn};
 use crate::batch::{self, BatchHeader, ValidatedBatches, BATCH_HEADER_LEN};
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::{Durability, LogConfig};
+use crate::epoch::{self, EpochEntry, EpochError, LeaderEpochs};
 use crate::event::Event;
 use crate::index::SegmentFooter;
 use crate::readahead::{read_ahead_len, Stream, READ_AHEAD_STREAMS};
@@ -171,16 +186,20 @@ pub(crate) fn now_ms() -> i64 {
 pub enum Chunk {
     /// Bytes from the in-memory cache of recent batches.
     Cached(Bytes),
-    /// A range of a segment file. `file` is a buffered read-only descriptor, so the
-    /// range can go to a socket with `sendfile`/`splice` without passing through
-    /// user space; `dma` is the segment's O_DIRECT file, which [`Chunk::load`] reads.
-    /// The file may have been unlinked by retention meanwhile; the open descriptors
-    /// keep the bytes readable.
+    /// A range of a segment file: `dma` is the segment's O_DIRECT file, which
+    /// [`Chunk::load`] reads. The file may have been unlinked by retention meanwhile; the
+    /// open descriptor keeps the bytes readable (a truncation that cut them makes the
+    /// load fail instead).
     File {
-        file: Rc<File>,
         dma: Rc<glommio::io::DmaFile>,
         offset: u64,
         len: u32,
+        /// Base offset of the batch the range starts with, found by the read's header
+        /// scan: [`Chunk::load`] checks that the bytes it reads start with it.
+        first_base_offset: i64,
+        /// The range ends at a batch boundary (else its last batch continues in the
+        /// next chunk), so the loaded bytes must be exactly whole batches.
+        whole_batches: bool,
     },
 }
 
@@ -202,14 +221,74 @@ impl Chunk {
     /// written with O_DIRECT, so their data is not in the page cache anyway, and a
     /// buffered read of cold data goes through the kernel's small readahead window
     /// (≈ 0.33 GB/s on the reference VM against ≈ 1.8 GB/s for large direct reads).
+    ///
+    /// Pair assertion: the bytes read back must be the batches the read planned (first
+    /// base offset, batch boundaries); otherwise [`StorageError::CorruptLog`].
     pub async fn load(&self) -> Result<Bytes, StorageError> {
         match self {
             Chunk::Cached(b) => Ok(b.clone()),
             Chunk::File {
-                dma, offset, len, ..
-            } => crate::readahead::load_range(dma, *offset, *len as usize).await,
+                dma,
+                offset,
+                len,
+                first_base_offset,
+                whole_batches,
+            } => {
+                let bytes = crate::readahead::load_range(dma, *offset, *len as usize).await?;
+                if let Err(reason) = check_batches(&bytes, *first_base_offset, *whole_batches) {
+                    let file = dma
+                        .path()
+                        .map_or_else(|| "segment".to_string(), |p| p.display().to_string());
+                    return Err(StorageError::CorruptLog {
+                        file,
+                        position: *offset,
+                        reason,
+                    });
+                }
+                Ok(bytes)
+            }
         }
     }
+}
+
+/// Checks that `bytes` start with a batch whose base offset is `first_base_offset` and,
+/// when `whole`, consist of whole batches with increasing offsets (headers only).
+fn check_batches(bytes: &[u8], first_base_offset: i64, whole: bool) -> Result<(), String> {
+    // A range that ends inside its first batch may be shorter than a header, even than
+    // the base offset field (the rest is in the next chunk): compare what is there.
+    let want = first_base_offset.to_be_bytes();
+    let n = bytes.len().min(want.len());
+    if bytes[..n] != want[..n] {
+        let mut got = [0u8; 8];
+        got[..n].copy_from_slice(&bytes[..n]);
+        return Err(format!(
+            "read back a batch at offset {} where {first_base_offset} was found before",
+            i64::from_be_bytes(got)
+        ));
+    }
+    if !whole {
+        return Ok(());
+    }
+    let (mut pos, mut next) = (0usize, first_base_offset);
+    while pos < bytes.len() {
+        let h =
+            BatchHeader::parse(&bytes[pos..]).map_err(|e| format!("read back at +{pos}: {e}"))?;
+        if h.base_offset < next {
+            return Err(format!(
+                "read back offsets out of order at +{pos}: {} after {next}",
+                h.base_offset
+            ));
+        }
+        next = h.last_offset() + 1;
+        pos += h.total_len();
+    }
+    if pos != bytes.len() {
+        return Err(format!(
+            "read back {} bytes, but the batches in them end at {pos}",
+            bytes.len()
+        ));
+    }
+    Ok(())
 }
 
 /// The answer to [`PartitionLog::read`].
@@ -219,7 +298,9 @@ pub struct ReadResult {
     pub chunks: Vec<Chunk>,
     /// Total bytes over all chunks.
     pub bytes: usize,
-    pub high_watermark: i64,
+    /// The log's written end at the time of the read (not a high watermark: the caller
+    /// decides what readers may see).
+    pub written_end_offset: i64,
     pub log_start_offset: i64,
 }
 
@@ -258,7 +339,9 @@ pub struct RetentionOutcome {
 /// it is written or durable.
 #[must_use = "an append may still fail; wait for it unless acks=0"]
 pub struct PendingAppend {
+    /// The first batch's base offset.
     pub base_offset: i64,
+    /// The last batch's last offset.
     pub last_offset: i64,
     /// The LogAppendTime stamped into the batches, if any.
     pub log_append_time_ms: Option<i64>,
@@ -310,11 +393,11 @@ impl PendingAppend {
             let listener = self.inner.changed.listen();
             {
                 let st = self.inner.st.borrow();
-                if let Some(err) = st.failure_for(self.epoch, self.base_offset) {
+                if let Some(err) = st.failure_for(self.epoch, self.last_offset) {
                     return Err(err);
                 }
                 let reached = match d {
-                    Durability::Written => st.hw >= end,
+                    Durability::Written => st.written_end >= end,
                     _ => st.durable >= end,
                 };
                 if reached {
@@ -373,7 +456,10 @@ impl StagedRun {
 }
 
 /// Recent appends, kept the way readers get them: offsets, leader epoch and append time
-/// already written in, so a read of cached data copies nothing.
+/// already written in, so a read of cached data copies nothing. Consecutive entries
+/// cover consecutive offset ranges: an entry covers `base_offset..next_offset`, where
+/// `base_offset` is the log end before its append (below its first batch when a follower
+/// append starts after a gap).
 struct CacheEntry {
     base_offset: i64,
     next_offset: i64,
@@ -404,6 +490,18 @@ impl CacheEntry {
         self.batches
             .get(i + 1)
             .map_or(self.len(), |&(_, s)| s as usize)
+    }
+
+    /// Last offset of batch `i` (< `batches.len()`), from its stored header: batches of a
+    /// follower append may have gaps between them, so the next batch's base says nothing.
+    fn batch_last_offset(&self, i: usize) -> i64 {
+        let (base, start) = self.batches[i]; // ok: callers pass i < batches.len()
+        let header = match &self.data {
+            CacheData::Patched(b) => &b[start as usize..],
+            CacheData::Split { headers, .. } => &headers[i * BATCH_HEADER_LEN..],
+        };
+        let delta = i32::from_be_bytes([header[23], header[24], header[25], header[26]]);
+        base + delta as i64
     }
 
     /// Appends chunks for batches `first..end_batch` (byte range `start..end`).
@@ -462,7 +560,8 @@ struct State {
     log_start_offset: i64,
     recovery_point: i64,
     leo: i64,
-    hw: i64,
+    /// End of completed writes (`written_end_offset`).
+    written_end: i64,
     durable: i64,
     staging: Vec<StagedRun>,
     /// Tail block after everything staged so far was taken by the writer.
@@ -484,6 +583,15 @@ struct State {
     seals_in_flight: usize,
     leader_epoch: Option<i32>,
     unflushed_since: Option<Instant>,
+    /// Which leader epoch started where (the leader-epoch file's content).
+    epochs: LeaderEpochs,
+    /// A `truncate_to` runs: appends are refused, retention waits.
+    truncating: bool,
+    /// Completed truncations; an fsync that started before one must not move
+    /// `durable` (it may cover offsets that were removed and appended again).
+    truncations: u64,
+    /// The pending truncation recorded in the checkpoint while `truncate_to` runs.
+    truncate_marker: Option<i64>,
 }
 
 impl State {
@@ -500,12 +608,14 @@ impl State {
         total
     }
 
-    fn failure_for(&self, epoch: u64, base_offset: i64) -> Option<StorageError> {
+    /// The error of an append (made in `epoch`, ending at `last_offset`) that a write
+    /// failure or a truncation removed since.
+    fn failure_for(&self, epoch: u64, last_offset: i64) -> Option<StorageError> {
         if epoch == self.epoch {
             return None;
         }
         match self.failures.iter().find(|f| f.epoch == epoch) {
-            Some(f) if base_offset >= f.first_failed_offset => Some(f.error.duplicate()),
+            Some(f) if last_offset >= f.first_failed_offset => Some(f.error.duplicate()),
             Some(_) => None,
             None => Some(StorageError::Io(io::Error::other(
                 "append outcome forgotten after repeated write failures",
@@ -622,7 +732,7 @@ impl State {
 
     /// Undoes everything not yet written after a failed write.
     fn rollback(&mut self, error: StorageError) {
-        let hw = self.hw;
+        let hw = self.written_end;
         warn!(
             first_lost_offset = hw,
             log_end_offset = self.leo,
@@ -664,6 +774,8 @@ impl State {
         if self.fsync_wanted > hw {
             self.fsync_wanted = hw;
         }
+        // Epochs learned from the lost appends go with them.
+        self.epochs.truncate_from_end(hw);
     }
 }
 
@@ -682,6 +794,8 @@ pub(crate) struct Inner {
     seal_lock: glommio::sync::Semaphore,
     /// Test hook: number of upcoming (writes, fsyncs) to fail.
     injected_faults: std::cell::Cell<(u32, u32)>,
+    /// Test hook: `truncate_to` stops (as if the process died there) before this step.
+    injected_truncate_stop: std::cell::Cell<Option<u32>>,
     /// What sequential readers of the segment files will read next, loaded ahead: one
     /// stream per reader position (consumer groups replaying from different places each
     /// keep theirs), least recently used first, at most [`READ_AHEAD_STREAMS`].
@@ -706,7 +820,7 @@ impl std::fmt::Debug for PartitionLog {
         f.debug_struct("PartitionLog")
             .field("dir", &self.inner.dir)
             .field("log_start_offset", &self.log_start_offset())
-            .field("high_watermark", &self.high_watermark())
+            .field("written_end_offset", &self.written_end_offset())
             .field("log_end_offset", &self.log_end_offset())
             .finish()
     }
@@ -720,6 +834,77 @@ enum Work {
     Fsync,
     Idle(Option<Duration>),
     Exit,
+}
+
+/// What one segment had for a read.
+enum SegmentRead {
+    Done(ReadResult),
+    /// Nothing at or after the offset in this segment: continue at this offset (the next
+    /// segment's base).
+    Next(i64),
+}
+
+/// Position in `seg` of the first batch holding an offset at or after `offset` (or
+/// `limit` if none below it).
+async fn position_of(seg: &Segment, offset: i64, limit: u64) -> Result<u64, StorageError> {
+    let (_, from) = seg.index.borrow().lookup(seg.base_offset, offset);
+    let mut found = limit;
+    segment::scan_headers(seg, from as u64, limit, HEADER_SCAN_BYTES, |h, at| {
+        if h.last_offset() >= offset {
+            found = at;
+            false
+        } else {
+            true
+        }
+    })
+    .await?;
+    Ok(found)
+}
+
+/// Whose offsets an append keeps.
+#[derive(Clone, Copy)]
+enum AppendMode {
+    /// Offsets assigned from the log end (base offsets, leader epoch, append time
+    /// rewritten).
+    Leader { log_append_time_ms: Option<i64> },
+    /// The batches' own offsets and epochs, bytes unchanged (a follower).
+    Replica,
+}
+
+/// A replica append's (first offset, last offset), after checking that its offsets
+/// strictly increase from at least the log end, fit one segment's relative offsets, and
+/// that its leader epochs do not go back.
+fn check_replica_offsets(
+    st: &State,
+    batches: &ValidatedBatches,
+) -> Result<(i64, i64), StorageError> {
+    let mut min_offset = st.leo;
+    let mut latest = st.epochs.latest();
+    for h in batches.headers() {
+        if h.base_offset < min_offset || h.last_offset_delta < 0 {
+            return Err(StorageError::OffsetsNotIncreasing {
+                base_offset: h.base_offset,
+                min_offset,
+            });
+        }
+        min_offset = h.last_offset() + 1;
+        let e = h.partition_leader_epoch;
+        if e >= 0 && epoch::check_after(latest, e, h.base_offset)? {
+            latest = Some(EpochEntry {
+                epoch: e,
+                start_offset: h.base_offset,
+            });
+        }
+    }
+    let first = batches.headers().first().map_or(st.leo, |h| h.base_offset);
+    let last = min_offset - 1;
+    if last - first >= i32::MAX as i64 {
+        return Err(StorageError::OffsetSpanTooLarge {
+            first_offset: first,
+            last_offset: last,
+        });
+    }
+    Ok((first, last))
 }
 
 impl PartitionLog {
@@ -744,7 +929,7 @@ impl PartitionLog {
             log_start_offset: recovered.log_start_offset,
             recovery_point: recovered.recovery_point,
             leo,
-            hw: leo,
+            written_end: leo,
             durable: leo,
             staging: Vec::new(),
             tail: Tail {
@@ -770,6 +955,10 @@ impl PartitionLog {
             seals_in_flight: 0,
             leader_epoch: None,
             unflushed_since: None,
+            epochs: recovered.epochs,
+            truncating: false,
+            truncations: 0,
+            truncate_marker: None,
         };
         let inner = Rc::new(Inner {
             dir,
@@ -780,6 +969,7 @@ impl PartitionLog {
             checkpoint_lock: glommio::sync::Semaphore::new(1),
             seal_lock: glommio::sync::Semaphore::new(1),
             injected_faults: std::cell::Cell::new((0, 0)),
+            injected_truncate_stop: std::cell::Cell::new(None),
             read_ahead: RefCell::new(VecDeque::new()),
         });
         let weak = Rc::downgrade(&inner);
@@ -797,10 +987,36 @@ impl PartitionLog {
 
     /// Assigns offsets and queues the batches for writing; see the crate docs. Offsets
     /// are assigned in call order before this returns, so check-then-append is atomic.
+    /// Each batch's base offset is rewritten (and its leader epoch, when
+    /// [`PartitionLog::set_leader_epoch`] set one; and LogAppendTime when given).
     pub fn append(
         &self,
         batches: &ValidatedBatches,
         log_append_time_ms: Option<i64>,
+    ) -> Result<PendingAppend, StorageError> {
+        self.append_batches(batches, AppendMode::Leader { log_append_time_ms })
+    }
+
+    /// Appends batches as a replica copying its leader: the bytes are stored as they are
+    /// (offsets, leader epoch and timestamps kept). The batches' offsets must strictly
+    /// increase and the first one start at or after [`PartitionLog::log_end_offset`];
+    /// gaps are allowed (a compacted leader). Anything else is refused with
+    /// [`StorageError::OffsetsNotIncreasing`] before anything is stored. A batch whose
+    /// `partitionLeaderEpoch` is newer than the latest known epoch starts that epoch at its
+    /// base offset in the leader-epoch file; one older than it is refused
+    /// ([`StorageError::Epoch`]). Same sizes checks, group commit and durability as
+    /// [`PartitionLog::append`].
+    pub fn append_replica(
+        &self,
+        batches: &ValidatedBatches,
+    ) -> Result<PendingAppend, StorageError> {
+        self.append_batches(batches, AppendMode::Replica)
+    }
+
+    fn append_batches(
+        &self,
+        batches: &ValidatedBatches,
+        mode: AppendMode,
     ) -> Result<PendingAppend, StorageError> {
         let cfg = self.inner.config.borrow();
         let mut st = self.inner.st.borrow_mut();
@@ -809,6 +1025,9 @@ impl PartitionLog {
         }
         if st.closing || st.closed {
             return Err(StorageError::Closed);
+        }
+        if st.truncating {
+            return Err(StorageError::Truncating);
         }
         for h in batches.headers() {
             if h.total_len() > cfg.max_message_bytes as usize {
@@ -826,64 +1045,121 @@ impl PartitionLog {
                 segment_bytes,
             });
         }
+        // A replica's offsets are checked before anything changes; a leader's are
+        // assigned from the log end.
+        let (first_offset, replica_last) = match mode {
+            AppendMode::Leader { .. } => (st.leo, None),
+            AppendMode::Replica => {
+                let (first, last) = check_replica_offsets(&st, batches)?;
+                (first, Some(last))
+            }
+        };
         let now = now_ms();
         // Roll first, so that the whole append lands in one segment.
         let active = st.active().clone();
         let size = active.staged_size.get();
-        if size > 0
+        // Offsets are indexed relative to the segment base as i32 (only a follower copying
+        // a log with huge gaps gets near that; a leader's segment holds fewer offsets
+        // than bytes).
+        let offsets_overflow =
+            replica_last.is_some_and(|last| last - active.base_offset >= i32::MAX as i64);
+        if (size > 0
             && (size + total > segment_bytes
                 || now - active.roll_base_ms.get() >= cfg.segment_ms
-                || active.index.borrow().len() >= cfg.max_index_entries())
+                || active.index.borrow().len() >= cfg.max_index_entries()))
+            || offsets_overflow
         {
-            let leo = st.leo;
-            let seg = Rc::new(Segment::new(&self.inner.dir, leo, now));
-            debug!(base_offset = leo, dir = %self.inner.dir.display(), "rolling segment");
-            st.segments.insert(leo, seg);
+            // A new segment starts at the log end, so that segments abut (recovery relies
+            // on it to tell an unsealed segment from a torn one); only when the offsets
+            // would not fit does it start at the append's first offset.
+            let base = if replica_last.is_some_and(|last| last - st.leo >= i32::MAX as i64) {
+                first_offset
+            } else {
+                st.leo
+            };
+            let seg = Rc::new(Segment::new(&self.inner.dir, base, now));
+            debug!(base_offset = base, dir = %self.inner.dir.display(), "rolling segment");
+            st.segments.insert(base, seg);
         }
         let seg = st.active().clone();
-        let base_offset = st.leo;
-        let mut cursor = base_offset;
+        let cover_from = st.leo;
+        let mut cursor = first_offset;
         let src = batches.bytes();
         let mut pos_in_src = 0usize;
         let mut batch_starts = Vec::with_capacity(batches.headers().len());
-        let mut patched_headers: Vec<u8> =
-            Vec::with_capacity(batches.headers().len() * BATCH_HEADER_LEN);
         let leader_epoch = st.leader_epoch;
+        let (log_append_time_ms, mut patched_headers) = match mode {
+            AppendMode::Leader { log_append_time_ms } => (
+                log_append_time_ms,
+                Vec::with_capacity(batches.headers().len() * BATCH_HEADER_LEN),
+            ),
+            AppendMode::Replica => (None, Vec::new()),
+        };
+        let interval = cfg.index_interval_bytes.max(1);
         for h in batches.headers() {
             let len = h.total_len();
             let body = &src[pos_in_src..pos_in_src + len];
-            let mut hdr = [0u8; BATCH_HEADER_LEN];
-            hdr.copy_from_slice(&body[..BATCH_HEADER_LEN]);
-            batch::set_base_offset(&mut hdr, cursor);
-            if let Some(e) = leader_epoch {
-                batch::set_partition_leader_epoch(&mut hdr, e);
-            }
-            let mut max_ts = h.max_timestamp;
-            if let Some(ts) = log_append_time_ms {
-                batch::set_log_append_time(&mut hdr, &body[BATCH_HEADER_LEN..], ts);
-                max_ts = ts;
-            }
             let position = seg.staged_size.get();
+            let base = match mode {
+                AppendMode::Leader { .. } => cursor,
+                AppendMode::Replica => h.base_offset,
+            };
             seg.index.borrow_mut().on_batch(
-                cursor,
+                base,
                 position as u32,
                 seg.max_timestamp.get(),
-                cfg.index_interval_bytes.max(1),
+                interval,
             );
-            let assigned = BatchHeader {
-                base_offset: cursor,
-                max_timestamp: max_ts,
-                ..*h
-            };
-            seg.note_batch(&assigned, max_ts);
-            st.stage(&seg, &hdr);
-            st.stage(&seg, &body[BATCH_HEADER_LEN..]);
-            patched_headers.extend_from_slice(&hdr);
+            match mode {
+                AppendMode::Leader { .. } => {
+                    let mut hdr = [0u8; BATCH_HEADER_LEN];
+                    hdr.copy_from_slice(&body[..BATCH_HEADER_LEN]);
+                    batch::set_base_offset(&mut hdr, base);
+                    if let Some(e) = leader_epoch {
+                        batch::set_partition_leader_epoch(&mut hdr, e);
+                    }
+                    let mut max_ts = h.max_timestamp;
+                    if let Some(ts) = log_append_time_ms {
+                        batch::set_log_append_time(&mut hdr, &body[BATCH_HEADER_LEN..], ts);
+                        max_ts = ts;
+                    }
+                    let assigned = BatchHeader {
+                        base_offset: base,
+                        max_timestamp: max_ts,
+                        ..*h
+                    };
+                    seg.note_batch(&assigned, max_ts);
+                    st.stage(&seg, &hdr);
+                    st.stage(&seg, &body[BATCH_HEADER_LEN..]);
+                    patched_headers.extend_from_slice(&hdr);
+                }
+                AppendMode::Replica => {
+                    seg.note_batch(h, h.max_timestamp);
+                    st.stage(&seg, body);
+                    let e = h.partition_leader_epoch;
+                    if e >= 0 && st.epochs.latest().is_none_or(|l| l.epoch != e) {
+                        // ok to ignore: check_replica_offsets accepted this epoch already
+                        let _ = st.epochs.assign(e, base);
+                    }
+                }
+            }
             seg.staged_size.set(position + len as u64);
-            batch_starts.push((cursor, pos_in_src as u32));
-            cursor = assigned.last_offset() + 1;
+            batch_starts.push((base, pos_in_src as u32));
+            cursor = base + h.last_offset_delta as i64 + 1;
             seg.next_offset.set(cursor);
             pos_in_src += len;
+        }
+        let last_offset = cursor - 1;
+        // Pair assertion: a replica's offsets are the ones checked above.
+        if let Some(last) = replica_last {
+            assert_eq!(last, last_offset, "replica append offsets out of step");
+        }
+        if let (AppendMode::Leader { .. }, Some(e)) = (mode, leader_epoch) {
+            if st.epochs.latest().is_none_or(|l| l.epoch < e) {
+                // A leader's stamped epoch starts here unless assign_epoch said otherwise
+                // (then assign refuses, and the explicit assignment stands).
+                let _ = st.epochs.assign(e, first_offset);
+            }
         }
         if let Some(run) = st.staging.last_mut() {
             run.end_offset = cursor;
@@ -895,31 +1171,35 @@ impl PartitionLog {
             );
         }
         st.leo = cursor;
-        let data = if src.len() < CACHE_COPY_BELOW
-            || src.len() / batch_starts.len().max(1) < SPLIT_BATCH_MIN
-        {
+        let small =
+            src.len() < CACHE_COPY_BELOW || src.len() / batch_starts.len().max(1) < SPLIT_BATCH_MIN;
+        let data = match mode {
             // A small append is copied: sharing it would pin the whole request buffer it
             // arrived in (often 64 KiB or more for a few KiB of batches), and with
             // thousands of partitions the cache would hold many times its budget. Small
             // batches are copied too: as header + body pairs they would cost a reader two
             // iovecs per few hundred bytes.
-            let mut copy = src.to_vec();
-            for (i, &(_, start)) in batch_starts.iter().enumerate() {
-                let at = start as usize;
-                let h = i * BATCH_HEADER_LEN;
-                copy[at..at + BATCH_HEADER_LEN]
-                    .copy_from_slice(&patched_headers[h..h + BATCH_HEADER_LEN]);
+            AppendMode::Leader { .. } if small => {
+                let mut copy = src.to_vec();
+                for (i, &(_, start)) in batch_starts.iter().enumerate() {
+                    let at = start as usize;
+                    let h = i * BATCH_HEADER_LEN;
+                    copy[at..at + BATCH_HEADER_LEN]
+                        .copy_from_slice(&patched_headers[h..h + BATCH_HEADER_LEN]);
+                }
+                CacheData::Patched(Bytes::from(copy))
             }
-            CacheData::Patched(Bytes::from(copy))
-        } else {
-            CacheData::Split {
+            AppendMode::Leader { .. } => CacheData::Split {
                 original: src.clone(),
                 headers: Bytes::from(patched_headers),
-            }
+            },
+            // A replica's bytes are stored unchanged, so they can be shared whole.
+            AppendMode::Replica if small => CacheData::Patched(Bytes::copy_from_slice(src)),
+            AppendMode::Replica => CacheData::Patched(src.clone()),
         };
         st.push_cache(
             CacheEntry {
-                base_offset,
+                base_offset: cover_from,
                 next_offset: cursor,
                 data,
                 batches: batch_starts.into_boxed_slice(),
@@ -932,8 +1212,8 @@ impl PartitionLog {
         evict_shard_cache();
         self.inner.writer_wake.notify_all();
         Ok(PendingAppend {
-            base_offset,
-            last_offset: cursor - 1,
+            base_offset: first_offset,
+            last_offset,
             log_append_time_ms,
             inner: self.inner.clone(),
             epoch,
@@ -944,7 +1224,8 @@ impl PartitionLog {
         self.inner.st.borrow().log_start_offset
     }
 
-    /// The next offset to assign.
+    /// The offset after the last appended batch: the next offset [`PartitionLog::append`]
+    /// assigns, and the least base offset [`PartitionLog::append_replica`] accepts.
     pub fn log_end_offset(&self) -> i64 {
         self.inner.st.borrow().leo
     }
@@ -954,9 +1235,11 @@ impl PartitionLog {
         self.inner.st.borrow().unwritten_bytes()
     }
 
-    /// End of what has been written; readers see up to here.
-    pub fn high_watermark(&self) -> i64 {
-        self.inner.st.borrow().hw
+    /// End of completed writes: no read returns anything at or past it. Not a high
+    /// watermark (that is replication's business): a single replica passes it to
+    /// [`PartitionLog::read`] as the visible end.
+    pub fn written_end_offset(&self) -> i64 {
+        self.inner.st.borrow().written_end
     }
 
     /// End of what has been fsynced.
@@ -970,9 +1253,58 @@ impl PartitionLog {
     }
 
     /// Sets the leader epoch stamped into `partitionLeaderEpoch` of appended batches
-    /// (None = keep what the producer sent, normally -1).
+    /// (None = keep what the producer sent, normally -1). An epoch newer than the latest
+    /// in the leader-epoch file starts there at the next append's base offset; a leader
+    /// normally calls [`PartitionLog::assign_epoch`] first.
     pub fn set_leader_epoch(&self, epoch: Option<i32>) {
         self.inner.st.borrow_mut().leader_epoch = epoch;
+    }
+
+    /// A leader starts `epoch` at `start_offset` (its log end offset): records it in the
+    /// leader-epoch file and returns once the file is durable. Epochs and start offsets
+    /// must not go back ([`StorageError::Epoch`]); assigning the latest epoch again is a
+    /// no-op, and an epoch that wrote nothing is replaced by a newer one at the same
+    /// offset. `start_offset` must be the log end offset.
+    pub async fn assign_epoch(&self, epoch: i32, start_offset: i64) -> Result<(), StorageError> {
+        {
+            let mut st = self.inner.st.borrow_mut();
+            if st.closed || st.closing {
+                return Err(StorageError::Closed);
+            }
+            if st.poisoned {
+                return Err(StorageError::Poisoned);
+            }
+            if start_offset != st.leo {
+                return Err(StorageError::Epoch(EpochError::NotAtLogEnd {
+                    epoch,
+                    start_offset,
+                    log_end_offset: st.leo,
+                }));
+            }
+            if !st.epochs.assign(epoch, start_offset)? {
+                return Ok(());
+            }
+        }
+        write_epoch_file(&self.inner).await
+    }
+
+    /// What OffsetForLeaderEpoch answers for `epoch`: `(epoch, end offset)`, where the end
+    /// offset is the start of the next higher known epoch, or the log end offset for the
+    /// latest epoch, and the epoch is the largest known one at or below `epoch`. `None`
+    /// when undefined (no epochs known, `epoch` newer than all of them, or negative).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        let st = self.inner.st.borrow();
+        st.epochs.end_offset_for(epoch, st.leo)
+    }
+
+    /// The latest leader epoch and the offset it started at.
+    pub fn latest_epoch(&self) -> Option<EpochEntry> {
+        self.inner.st.borrow().epochs.latest()
+    }
+
+    /// Every known (epoch, start offset), oldest first.
+    pub fn leader_epochs(&self) -> Vec<EpochEntry> {
+        self.inner.st.borrow().epochs.entries().to_vec()
     }
 
     /// Test hook: makes the next `writes` group writes and `fsyncs` fdatasyncs fail with
@@ -980,6 +1312,16 @@ impl PartitionLog {
     #[doc(hidden)]
     pub fn inject_faults(&self, writes: u32, fsyncs: u32) {
         self.inner.injected_faults.set((writes, fsyncs));
+    }
+
+    /// Test hook: the next [`PartitionLog::truncate_to`] stops before its disk step
+    /// `step` (1: after recording the truncation in the checkpoint, 2: after deleting the
+    /// later segments, 3: after cutting the file, 4: before clearing the record) as
+    /// if the process died there: it returns an error and the log is poisoned. Reopening
+    /// shows what recovery makes of it.
+    #[doc(hidden)]
+    pub fn inject_truncate_stop(&self, step: u32) {
+        self.inner.injected_truncate_stop.set(Some(step));
     }
 
     /// Sets the memory budget of the recent-batch cache.
@@ -993,14 +1335,14 @@ impl PartitionLog {
         }
     }
 
-    /// Resolves when `high_watermark() > offset`, or the log is closed, or `offset`
+    /// Resolves when `written_end_offset() > offset`, or the log is closed, or `offset`
     /// fell below the log start (fetch long-poll).
     pub async fn wait_for_data(&self, offset: i64) {
         loop {
             let listener = self.inner.changed.listen();
             {
                 let st = self.inner.st.borrow();
-                if st.hw > offset
+                if st.written_end > offset
                     || st.closed
                     || st.closing
                     || st.poisoned
@@ -1013,45 +1355,81 @@ impl PartitionLog {
         }
     }
 
-    /// Whole batches from the one containing `offset`, up to `max_bytes` (at least one
-    /// batch if `min_one`), never past the high watermark nor across a segment end
-    /// (when read from disk).
-    pub async fn read(
+    /// [`PartitionLog::read`] up to everything written (`written_end_offset()`): what a
+    /// single replica shows, and what tests and tools read.
+    pub async fn read_written(
         &self,
         offset: i64,
         max_bytes: usize,
         min_one: bool,
     ) -> Result<ReadResult, StorageError> {
-        let (seg, hw, lso, limit, stable_end) = {
+        let end = self.written_end_offset();
+        self.read(offset, max_bytes, min_one, end).await
+    }
+
+    /// Whole batches from the one holding `offset` (or the next one, when `offset` falls
+    /// in a gap between batches), up to `max_bytes` (at least one batch if `min_one`),
+    /// never a batch holding an offset at or past `visible_end` (the caller's high
+    /// watermark or last stable offset; clamped to the written end), nor across a segment
+    /// end when read from disk. `offset` must lie in `[log_start_offset,
+    /// written_end_offset]`; at or past `visible_end` the result is empty.
+    pub async fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        visible_end: i64,
+    ) -> Result<ReadResult, StorageError> {
+        let mut offset = offset;
+        loop {
+            match self
+                .read_in_segment(offset, max_bytes, min_one, visible_end)
+                .await?
+            {
+                SegmentRead::Done(r) => return Ok(r),
+                // `offset` lay in a gap after the segment's last batch.
+                SegmentRead::Next(next) => offset = next,
+            }
+        }
+    }
+
+    async fn read_in_segment(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        visible_end: i64,
+    ) -> Result<SegmentRead, StorageError> {
+        let (seg, written, lso, end, bounded, limit, stable_end, next_base) = {
             let st = self.inner.st.borrow();
             if st.closed {
                 return Err(StorageError::Closed);
             }
-            let (hw, lso) = (st.hw, st.log_start_offset);
-            if offset < lso || offset > hw {
+            let (written, lso) = (st.written_end, st.log_start_offset);
+            if offset < lso || offset > written {
                 return Err(StorageError::OffsetOutOfRange {
                     offset,
                     log_start_offset: lso,
-                    high_watermark: hw,
+                    written_end_offset: written,
                 });
             }
-            let empty = ReadResult {
-                chunks: Vec::new(),
-                bytes: 0,
-                high_watermark: hw,
-                log_start_offset: lso,
-            };
-            if offset == hw {
-                return Ok(empty);
+            let end = visible_end.min(written);
+            if offset >= end {
+                return Ok(SegmentRead::Done(ReadResult {
+                    chunks: Vec::new(),
+                    bytes: 0,
+                    written_end_offset: written,
+                    log_start_offset: lso,
+                }));
             }
-            if let Some(r) = read_cached(&st, offset, max_bytes, min_one) {
-                return Ok(r);
+            if let Some(r) = read_cached(&st, offset, max_bytes, min_one, end) {
+                return Ok(SegmentRead::Done(r));
             }
             let Some(seg) = st.segment_for(offset) else {
                 return Err(StorageError::OffsetOutOfRange {
                     offset,
                     log_start_offset: lso,
-                    high_watermark: hw,
+                    written_end_offset: written,
                 });
             };
             let limit = seg.written_size.get();
@@ -1062,7 +1440,24 @@ impl PartitionLog {
             } else {
                 limit
             };
-            (seg, hw, lso, limit, stable_end)
+            // The first offset not covered by this segment's written batches.
+            let seg_end = seg.next_offset.get().min(written);
+            let next_base = st
+                .segments
+                .range(seg.base_offset + 1..)
+                .next()
+                .map(|(b, _)| *b);
+            let bounded = end < seg_end;
+            (
+                seg, written, lso, end, bounded, limit, stable_end, next_base,
+            )
+        };
+        // Where the visible batches of this segment end: everything written, or the first
+        // batch holding `end` when the visible end lies inside the segment.
+        let limit = if bounded {
+            position_of(&seg, end, limit).await?
+        } else {
+            limit
         };
         // The stream this reader left off at, taken out while in use (a concurrent read at
         // the same position goes to disk).
@@ -1075,45 +1470,81 @@ impl PartitionLog {
             if let Some((chunks, bytes)) = stream.read(&seg, limit, max_bytes, min_one).await? {
                 stream.top_up(&seg, stable_end);
                 self.inner.read_ahead.borrow_mut().push_back(stream);
-                return Ok(ReadResult {
+                return Ok(SegmentRead::Done(ReadResult {
                     chunks: chunks.into_iter().map(Chunk::Cached).collect(),
                     bytes,
-                    high_watermark: hw,
+                    written_end_offset: written,
                     log_start_offset: lso,
-                });
+                }));
             }
         }
         // No files: retention deleted the segment after we looked it up.
-        let reader = seg.reader().ok_or_else(|| StorageError::OffsetOutOfRange {
+        let dma = seg.dma().ok_or_else(|| StorageError::OffsetOutOfRange {
             offset,
             log_start_offset: self.log_start_offset(),
-            high_watermark: hw,
+            written_end_offset: written,
         })?;
-        let (_, index_pos) = seg.index.borrow().lookup(seg.base_offset, offset);
+        let (index_offset, index_pos) = seg.index.borrow().lookup(seg.base_offset, offset);
         let mut found = None;
+        let mut mismatch = None;
         segment::scan_headers(&seg, index_pos as u64, limit, HEADER_SCAN_BYTES, |h, at| {
+            // Pair assertion: the index promised a batch starting at `index_offset` here
+            // (or, at the segment start, one at or after the base offset).
+            if at == index_pos as u64
+                && ((index_pos > 0 && h.base_offset != index_offset)
+                    || h.base_offset < seg.base_offset)
+            {
+                mismatch = Some(h.base_offset);
+                return false;
+            }
             if h.last_offset() >= offset {
-                found = Some((at, h.total_len() as u64, h.last_offset() + 1));
+                found = Some((at, h.total_len() as u64, h.last_offset() + 1, h.base_offset));
                 false
             } else {
                 true
             }
         })
         .await?;
-        let Some((start, first_len, mut next_offset)) = found else {
+        if let Some(got) = mismatch {
             return Err(seg.corrupt(
                 index_pos as u64,
-                format!("offset {offset} not found below the high watermark"),
+                format!("index promised a batch at offset {index_offset}, found offset {got}"),
             ));
+        }
+        let Some((start, first_len, mut next_offset, first_base)) = found else {
+            // Nothing at or after `offset` below the limit: the offset lies in a gap at the
+            // segment's end (or past the visible end, when the limit came from it).
+            if limit < seg.written_size.get() {
+                return Ok(SegmentRead::Done(ReadResult {
+                    chunks: Vec::new(),
+                    bytes: 0,
+                    written_end_offset: written,
+                    log_start_offset: lso,
+                }));
+            }
+            return match next_base {
+                Some(nb) if nb > offset && nb < end => Ok(SegmentRead::Next(nb)),
+                // The gap reaches the visible end.
+                Some(nb) if nb > offset => Ok(SegmentRead::Done(ReadResult {
+                    chunks: Vec::new(),
+                    bytes: 0,
+                    written_end_offset: written,
+                    log_start_offset: lso,
+                })),
+                _ => Err(seg.corrupt(
+                    index_pos as u64,
+                    format!("offset {offset} not found below the written end {written}"),
+                )),
+            };
         };
         let mut res = ReadResult {
             chunks: Vec::new(),
             bytes: 0,
-            high_watermark: hw,
+            written_end_offset: written,
             log_start_offset: lso,
         };
         if first_len > max_bytes as u64 && !min_one {
-            return Ok(res);
+            return Ok(SegmentRead::Done(res));
         }
         let want_end = start.saturating_add((max_bytes as u64).max(first_len));
         // The largest batch seen (including the first one past this read), so read-ahead
@@ -1160,18 +1591,23 @@ impl PartitionLog {
         let file_end = end.min(stable_end.max(start));
         if file_end > start {
             res.chunks.push(Chunk::File {
-                file: reader,
-                dma: seg.dma_or_err()?,
+                dma: dma.clone(),
                 offset: start,
                 len: (file_end - start) as u32,
+                first_base_offset: first_base,
+                whole_batches: file_end == end,
             });
         }
         if end > file_end {
-            let dma = seg.dma_or_err()?;
             let n = (end - file_end) as usize;
             let buf = dma.read_at(file_end, n).await?;
             if buf.len() < n {
                 return Err(seg.corrupt(file_end, "short read of the tail block"));
+            }
+            if file_end == start {
+                // Pair assertion: the copy starts with the batch the scan found.
+                check_batches(&buf[..n], first_base, true)
+                    .map_err(|reason| seg.corrupt(start, reason))?;
             }
             res.chunks
                 .push(Chunk::Cached(Bytes::copy_from_slice(&buf[..n])));
@@ -1181,7 +1617,7 @@ impl PartitionLog {
             let range_len = read_ahead_len(max_bytes, largest_batch as usize);
             self.read_ahead_from(&seg, end, next_offset, range_len, stable_end);
         }
-        Ok(res)
+        Ok(SegmentRead::Done(res))
     }
 
     /// Starts loading what a sequential reader asks for next: the bytes of `seg` from `pos`
@@ -1212,9 +1648,13 @@ impl PartitionLog {
         streams.push_back(stream);
     }
 
-    /// ListOffsets by timestamp: the first batch (at or after the log start) whose
-    /// `maxTimestamp >= ts`, or None.
-    pub async fn find_batch_by_timestamp(&self, ts: i64) -> Result<Option<Bytes>, StorageError> {
+    /// ListOffsets by timestamp: the first batch (at or after the log start, wholly
+    /// below `visible_end`) whose `maxTimestamp >= ts`, or None.
+    pub async fn find_batch_by_timestamp(
+        &self,
+        ts: i64,
+        visible_end: i64,
+    ) -> Result<Option<Bytes>, StorageError> {
         let (segs, lso) = self.snapshot_segments()?;
         for (seg, limit) in segs {
             if seg.max_timestamp.get() < ts || limit == 0 {
@@ -1222,8 +1662,12 @@ impl PartitionLog {
             }
             let (_, pos) = seg.index.borrow().lookup_time(seg.base_offset, ts);
             let mut found = None;
+            let mut past_end = false;
             segment::scan_headers(&seg, pos as u64, limit, HEADER_SCAN_BYTES, |h, at| {
-                if h.max_timestamp >= ts && h.last_offset() >= lso {
+                if h.last_offset() >= visible_end {
+                    past_end = true;
+                    false
+                } else if h.max_timestamp >= ts && h.last_offset() >= lso {
                     found = Some((at, h.total_len()));
                     false
                 } else {
@@ -1231,6 +1675,9 @@ impl PartitionLog {
                 }
             })
             .await?;
+            if past_end {
+                return Ok(None);
+            }
             if let Some((at, len)) = found {
                 let dma = seg.dma_or_err()?;
                 let buf = dma.read_at(at, len).await?;
@@ -1245,22 +1692,27 @@ impl PartitionLog {
     }
 
     /// (last offset of the batch holding the largest timestamp, that timestamp), for
-    /// ListOffsets MAX_TIMESTAMP (-3). The broker may refine to the exact record.
-    pub async fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, StorageError> {
+    /// ListOffsets MAX_TIMESTAMP (-3), among segments whose such batch lies below
+    /// `visible_end`. The broker may refine to the exact record.
+    pub async fn max_timestamp_offset(
+        &self,
+        visible_end: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
         let st = self.inner.st.borrow();
+        let end = visible_end.min(st.written_end);
         let mut best: Option<(i64, i64)> = None;
         for seg in st.segments.values() {
             let ts = seg.max_timestamp.get();
             let off = seg.offset_of_max_timestamp.get();
-            if off >= st.log_start_offset && off < st.hw && best.is_none_or(|(_, b)| ts > b) {
+            if off >= st.log_start_offset && off < end && best.is_none_or(|(_, b)| ts > b) {
                 best = Some((off, ts));
             }
         }
         Ok(best)
     }
 
-    /// Calls `f` for every batch header from the batch containing `from_offset` up to
-    /// the high watermark (used to rebuild producer state after a restart).
+    /// Calls `f` for every batch header from the batch containing `from_offset` (or the
+    /// next one) up to the written end (used to rebuild producer state after a restart).
     pub async fn for_each_batch_header(
         &self,
         from_offset: i64,
@@ -1309,6 +1761,13 @@ impl PartitionLog {
             if st.closed {
                 return Err(StorageError::Closed);
             }
+            if st.truncating {
+                // The next retention pass deletes what this one would have.
+                return Ok(RetentionOutcome {
+                    log_start_offset: st.log_start_offset,
+                    ..Default::default()
+                });
+            }
             let segs: Vec<Rc<Segment>> = st.segments.values().cloned().collect();
             let mut total: u64 = segs.iter().map(|s| s.written_size.get()).sum();
             let mut victims = Vec::new();
@@ -1348,6 +1807,11 @@ impl PartitionLog {
         }
         {
             let mut st = self.inner.st.borrow_mut();
+            if st.truncating {
+                // A truncation started while this retention waited: it decides the
+                // segments now; the next retention pass deletes these.
+                return Ok(outcome);
+            }
             for v in &victims {
                 st.segments.remove(&v.base_offset);
                 outcome.segments_deleted += 1;
@@ -1358,6 +1822,8 @@ impl PartitionLog {
             if first > st.log_start_offset {
                 st.log_start_offset = first;
             }
+            let lso = st.log_start_offset;
+            st.epochs.truncate_from_start(lso);
             outcome.log_start_offset = st.log_start_offset;
             st.cache.retain(|e| e.next_offset > first);
             st.recount_cache();
@@ -1398,24 +1864,29 @@ impl PartitionLog {
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (persisted) and deletes
-    /// whole segments below it. `offset` must not exceed the high watermark.
+    /// whole segments below it. `offset` must not exceed the written end (the broker
+    /// checks it against the high watermark).
     pub async fn delete_records_before(&self, offset: i64) -> Result<(), StorageError> {
         {
             let mut st = self.inner.st.borrow_mut();
             if st.closed {
                 return Err(StorageError::Closed);
             }
-            if offset > st.hw || offset < 0 {
+            if st.truncating {
+                return Err(StorageError::Truncating);
+            }
+            if offset > st.written_end || offset < 0 {
                 return Err(StorageError::OffsetOutOfRange {
                     offset,
                     log_start_offset: st.log_start_offset,
-                    high_watermark: st.hw,
+                    written_end_offset: st.written_end,
                 });
             }
             if offset <= st.log_start_offset {
                 return Ok(());
             }
             st.log_start_offset = offset;
+            st.epochs.truncate_from_start(offset);
         }
         self.inner.changed.notify_all();
         self.write_checkpoint(false).await?;
@@ -1438,6 +1909,218 @@ impl PartitionLog {
             v
         };
         self.delete_segments(victims).await
+    }
+
+    /// Removes every batch holding an offset at or above `offset` (a follower whose log
+    /// diverged from its leader's): whole later segments are deleted and the segment
+    /// holding `offset` is cut at a batch boundary. A batch holding offsets on both sides
+    /// of `offset` goes too, so the new log end is the end of the last batch wholly below
+    /// `offset` (= `offset` when it is a batch boundary without a gap before it). Returns
+    /// the new log end offset; nothing happens when `offset >= log_end_offset()`.
+    /// `offset` below the log start is refused ([`StorageError::OffsetOutOfRange`]).
+    ///
+    /// Appends: those accepted before this call are written first (or fail), then cut
+    /// like everything else; the waiters of the removed ones get
+    /// [`StorageError::Truncated`] unless they already saw their durability level. Appends
+    /// made while it runs are refused with [`StorageError::Truncating`], retention skips
+    /// and DeleteRecords is refused. Readers holding chunks of removed bytes may get I/O
+    /// errors when they load them; the read cache and read-ahead are dropped.
+    ///
+    /// Crash safety: the truncation is recorded in the checkpoint before any file
+    /// changes and cleared after all of them are durable; recovery completes a recorded
+    /// one. So a crash at any point opens as either not truncated or truncated, never with
+    /// a hole or with data below `offset` lost. A failed step poisons the log (reopening
+    /// completes the truncation).
+    pub async fn truncate_to(&self, offset: i64) -> Result<i64, StorageError> {
+        {
+            let mut st = self.inner.st.borrow_mut();
+            if st.closed || st.closing {
+                return Err(StorageError::Closed);
+            }
+            if st.poisoned {
+                return Err(StorageError::Poisoned);
+            }
+            if st.truncating {
+                return Err(StorageError::Truncating);
+            }
+            if offset >= st.leo {
+                return Ok(st.leo);
+            }
+            if offset < st.log_start_offset {
+                return Err(StorageError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: st.log_start_offset,
+                    written_end_offset: st.written_end,
+                });
+            }
+            st.truncating = true;
+        }
+        let res = self.truncate_fenced(offset).await;
+        {
+            let mut st = self.inner.st.borrow_mut();
+            st.truncating = false;
+            if res.is_err() && !st.poisoned {
+                // Some files may already be changed: nothing may be written until a
+                // reopen completes the truncation.
+                error!(dir = %self.inner.dir.display(), offset, "truncation failed; partition poisoned until reopened");
+                st.poisoned = true;
+                st.staging.clear();
+            }
+        }
+        self.inner.changed.notify_all();
+        self.inner.writer_wake.notify_all();
+        res
+    }
+
+    /// Fails at `step` when a test asked for a stop there.
+    fn truncate_stop(&self, step: u32) -> Result<(), StorageError> {
+        if self.inner.injected_truncate_stop.get() == Some(step) {
+            self.inner.injected_truncate_stop.set(None);
+            return Err(StorageError::Io(io::Error::other(format!(
+                "injected stop at truncation step {step}"
+            ))));
+        }
+        Ok(())
+    }
+
+    async fn truncate_fenced(&self, offset: i64) -> Result<i64, StorageError> {
+        let inner = &self.inner;
+        // Writes accepted before: let the writer finish (or fail and roll back) them.
+        loop {
+            let listener = inner.changed.listen();
+            {
+                let st = inner.st.borrow();
+                if st.poisoned {
+                    return Err(StorageError::Poisoned);
+                }
+                if st.staging.is_empty() && st.written_end == st.leo {
+                    break;
+                }
+            }
+            listener.await;
+        }
+        wait_for_seals(inner).await;
+        // Segments from the last one starting below `offset` (or the first) are kept.
+        let (keep, doomed) = {
+            let st = inner.st.borrow();
+            if offset >= st.leo {
+                // A failed write rolled the end back below `offset` meanwhile.
+                return Ok(st.leo);
+            }
+            let segs: Vec<Rc<Segment>> = st.segments.values().cloned().collect();
+            let k = segs
+                .iter()
+                .rposition(|s| s.base_offset < offset)
+                .unwrap_or(0);
+            (segs[k].clone(), segs[k + 1..].to_vec()) // ok: k < segs.len(), a log has a segment
+        };
+        wait_for_allocation(inner, &keep).await;
+        let cut = find_cut(&keep, offset).await?;
+        let new_end = cut.end_offset;
+        // Pair assertion: nothing at or above `offset` stays, nothing below the cut goes.
+        assert!(new_end <= offset && cut.position <= keep.written_size.get());
+        let dma = keep.dma_or_err()?;
+        let block_pos = align_down(cut.position);
+        let mut tail = Vec::new();
+        if cut.position > block_pos {
+            let n = (cut.position - block_pos) as usize;
+            let buf = dma.read_at_aligned(block_pos, ALIGN as usize).await?;
+            if buf.len() < n {
+                return Err(keep.corrupt(block_pos, "short read of the tail block"));
+            }
+            tail.extend_from_slice(&buf[..n]);
+        }
+        // 1. Record the intent: from here on, a crash opens as truncated.
+        inner.st.borrow_mut().truncate_marker = Some(offset);
+        write_checkpoint(inner, false).await?;
+        self.truncate_stop(1)?;
+        // The new state in memory, before any file changes, so no reader gets bytes that
+        // are about to go.
+        let cut_bytes = keep.written_size.get() - cut.position;
+        {
+            let mut st = inner.st.borrow_mut();
+            for d in &doomed {
+                st.segments.remove(&d.base_offset);
+            }
+            keep.written_size.set(cut.position);
+            keep.staged_size.set(cut.position);
+            keep.next_offset.set(new_end);
+            keep.index.borrow_mut().truncate_from_position(cut.position);
+            keep.max_timestamp.set(cut.max_timestamp);
+            keep.offset_of_max_timestamp
+                .set(cut.offset_of_max_timestamp);
+            keep.allocated.set(cut.position);
+            st.leo = new_end;
+            st.written_end = new_end;
+            st.durable = st.durable.min(new_end);
+            st.fsync_wanted = st.fsync_wanted.min(new_end);
+            st.recovery_point = st.recovery_point.min(keep.base_offset);
+            st.log_start_offset = st.log_start_offset.min(new_end);
+            let tail = Tail {
+                segment_base: keep.base_offset,
+                block_pos,
+                bytes: tail,
+            };
+            st.tail = tail.clone();
+            st.committed_tail = tail;
+            st.cache.clear();
+            st.recount_cache();
+            st.epochs.truncate_from_end(new_end);
+            // Waiters of removed appends learn it like those of a failed write.
+            let epoch = st.epoch;
+            st.failures.push_back(Failure {
+                epoch,
+                first_failed_offset: new_end,
+                error: StorageError::Truncated,
+            });
+            while st.failures.len() > FAILURES_KEPT {
+                st.failures.pop_front();
+            }
+            st.epoch += 1;
+            st.truncations += 1;
+        }
+        inner.read_ahead.borrow_mut().clear();
+        inner.changed.notify_all();
+        info!(dir = %inner.dir.display(), offset, log_end_offset = new_end, segments_deleted = doomed.len(), bytes_cut = cut_bytes, "truncating the log");
+        // 2. Later segments, highest first: every intermediate state is a prefix.
+        let dir = inner.dir.clone();
+        for d in doomed.iter().rev() {
+            if let Some(files) = d.files.borrow_mut().take() {
+                drop(files);
+            }
+            let (dir, base) = (dir.clone(), d.base_offset);
+            glommio::executor()
+                .spawn_blocking(move || remove_segment_files(&dir, base))
+                .await?;
+        }
+        self.truncate_stop(2)?;
+        // 3. Cut the kept segment (its index files describe the old content).
+        if cut_bytes > 0 {
+            let (dir, base) = (dir.clone(), keep.base_offset);
+            glommio::executor()
+                .spawn_blocking(move || -> io::Result<()> {
+                    for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                        remove_if_present(&segment::segment_path(&dir, base, suffix))?;
+                    }
+                    Ok(())
+                })
+                .await?;
+            dma.truncate(cut.position).await?;
+            self.truncate_stop(3)?;
+            if let Err(e) = dma.fdatasync().await {
+                error!(segment = %keep.log_path.display(), error = %e, "fdatasync failed");
+                return Err(StorageError::Poisoned);
+            }
+        }
+        let d = dir.clone();
+        glommio::executor()
+            .spawn_blocking(move || File::open(&d).and_then(|f| f.sync_all()))
+            .await?;
+        self.truncate_stop(4)?;
+        // 4. Done: clear the record (and write the truncated epochs first).
+        inner.st.borrow_mut().truncate_marker = None;
+        write_checkpoint(inner, false).await?;
+        Ok(new_end)
     }
 
     /// Replaces the configuration (takes effect for the next append / flush decision).
@@ -1504,6 +2187,14 @@ impl PartitionLog {
     }
 
     async fn shutdown(&self, clean: bool) -> Result<(), StorageError> {
+        // A truncation in progress finishes first (its files and checkpoint record).
+        loop {
+            let listener = self.inner.changed.listen();
+            if !self.inner.st.borrow().truncating {
+                break;
+            }
+            listener.await;
+        }
         {
             let mut st = self.inner.st.borrow_mut();
             if st.closed {
@@ -1557,8 +2248,8 @@ impl PartitionLog {
     async fn seal_active_on_close(&self) -> Result<(), StorageError> {
         let active = self.inner.st.borrow().active().clone();
         seal_segment(&self.inner, &active).await?;
-        let hw = self.inner.st.borrow().hw;
-        self.inner.st.borrow_mut().recovery_point = hw;
+        let written = self.inner.st.borrow().written_end;
+        self.inner.st.borrow_mut().recovery_point = written;
         self.write_checkpoint(true).await
     }
 
@@ -1567,20 +2258,60 @@ impl PartitionLog {
     }
 }
 
+/// Writes the checkpoint, and first the leader-epoch file if it changed: the recovery
+/// point only moves past segments whose epochs are on disk (recovery learns the epochs of
+/// what lies after it from the batches it scans).
 async fn write_checkpoint(inner: &Rc<Inner>, clean: bool) -> Result<(), StorageError> {
     let _permit = inner.checkpoint_lock.acquire_permit(1).await?;
-    let cp = {
-        let st = inner.st.borrow();
-        Checkpoint {
+    let (cp, epochs) = {
+        let mut st = inner.st.borrow_mut();
+        let epochs = st.epochs.is_dirty().then(|| st.epochs.encode());
+        st.epochs.set_dirty(false);
+        let cp = Checkpoint {
             log_start_offset: st.log_start_offset,
             recovery_point: st.recovery_point,
             clean,
-        }
+            truncate_to: st.truncate_marker,
+        };
+        (cp, epochs)
     };
     let dir = inner.dir.clone();
-    glommio::executor()
-        .spawn_blocking(move || checkpoint::write(&dir, &cp))
-        .await?;
+    let had_epochs = epochs.is_some();
+    let res = glommio::executor()
+        .spawn_blocking(move || -> io::Result<()> {
+            if let Some(e) = epochs {
+                epoch::write(&dir, &e)?;
+            }
+            checkpoint::write(&dir, &cp)
+        })
+        .await;
+    if res.is_err() && had_epochs {
+        inner.st.borrow_mut().epochs.set_dirty(true);
+    }
+    res?;
+    Ok(())
+}
+
+/// Writes the leader-epoch file now (an explicit epoch assignment).
+async fn write_epoch_file(inner: &Rc<Inner>) -> Result<(), StorageError> {
+    let _permit = inner.checkpoint_lock.acquire_permit(1).await?;
+    let data = {
+        let mut st = inner.st.borrow_mut();
+        if !st.epochs.is_dirty() {
+            // A concurrent writer already wrote this state.
+            return Ok(());
+        }
+        st.epochs.set_dirty(false);
+        st.epochs.encode()
+    };
+    let dir = inner.dir.clone();
+    let res = glommio::executor()
+        .spawn_blocking(move || epoch::write(&dir, &data))
+        .await;
+    if res.is_err() {
+        inner.st.borrow_mut().epochs.set_dirty(true);
+    }
+    res?;
     Ok(())
 }
 
@@ -1627,7 +2358,16 @@ pub(crate) async fn write_index_files(dir: &Path, seg: &Segment) {
     }
 }
 
-fn read_cached(st: &State, offset: i64, max_bytes: usize, min_one: bool) -> Option<ReadResult> {
+/// Whole batches from the cache, from the one holding `offset` (or the next one after a
+/// gap) and holding nothing at or past `visible_end`; None when the cache does not reach
+/// back to `offset`.
+fn read_cached(
+    st: &State,
+    offset: i64,
+    max_bytes: usize,
+    min_one: bool,
+    visible_end: i64,
+) -> Option<ReadResult> {
     let front = st.cache.front()?;
     if offset < front.base_offset {
         return None;
@@ -1636,16 +2376,22 @@ fn read_cached(st: &State, offset: i64, max_bytes: usize, min_one: bool) -> Opti
     let mut res = ReadResult {
         chunks: Vec::new(),
         bytes: 0,
-        high_watermark: st.hw,
+        written_end_offset: st.written_end,
         log_start_offset: st.log_start_offset,
     };
     let mut first = true;
     'entries: while let Some(entry) = st.cache.get(idx) {
         let first_batch = if first {
-            entry
+            let i = entry
                 .batches
                 .partition_point(|&(base, _)| base <= offset)
-                .saturating_sub(1)
+                .saturating_sub(1);
+            // In a gap after batch i: start with the next one.
+            let in_gap = entry
+                .batches
+                .get(i)
+                .is_some_and(|&(base, _)| base <= offset && entry.batch_last_offset(i) < offset);
+            i + in_gap as usize
         } else {
             0
         };
@@ -1654,8 +2400,10 @@ fn read_cached(st: &State, offset: i64, max_bytes: usize, min_one: bool) -> Opti
         let start = entry.batches.get(b).map_or(0, |&(_, s)| s as usize);
         let mut end = start;
         let mut full = false;
+        // Only an entry reaching past the visible end needs each batch's last offset.
+        let bounded = visible_end < entry.next_offset;
         while let Some(&(base, _)) = entry.batches.get(b) {
-            if base >= st.hw {
+            if base >= visible_end || (bounded && entry.batch_last_offset(b) >= visible_end) {
                 break;
             }
             let len = entry.batch_end(b) - end;
@@ -1721,8 +2469,8 @@ fn next_work(inner: &Rc<Inner>) -> Work {
         }
         return Work::Write(runs);
     }
-    if st.durable < st.hw {
-        let pending = st.hw - st.durable;
+    if st.durable < st.written_end {
+        let pending = st.written_end - st.durable;
         let due_ms = cfg.flush_ms.map(|ms| {
             let since = st.unflushed_since.map_or(Duration::ZERO, |t| t.elapsed());
             Duration::from_millis(ms).saturating_sub(since)
@@ -1816,8 +2564,8 @@ async fn write_run(inner: &Rc<Inner>, run: StagedRun) -> Result<(), StorageError
     {
         let mut st = inner.st.borrow_mut();
         run.segment.written_size.set(run.end_pos);
-        debug_assert!(run.end_offset >= st.hw);
-        st.hw = run.end_offset;
+        debug_assert!(run.end_offset >= st.written_end);
+        st.written_end = run.end_offset;
         st.committed_tail = tail;
         if st.unflushed_since.is_none() {
             st.unflushed_since = Some(Instant::now());
@@ -2016,10 +2764,10 @@ async fn wait_for_seals(inner: &Rc<Inner>) {
 async fn fsync_active(inner: &Rc<Inner>) {
     // Earlier segments and the directory must be durable before anything after them is.
     wait_for_seals(inner).await;
-    let (dma, target) = {
+    let (dma, target, truncations) = {
         let st = inner.st.borrow();
         let dma = st.segments.values().rev().find_map(|s| s.dma());
-        (dma, st.hw)
+        (dma, st.written_end, st.truncations)
     };
     let Some(dma) = dma else { return };
     let (writes, fsyncs) = inner.injected_faults.get();
@@ -2038,10 +2786,12 @@ async fn fsync_active(inner: &Rc<Inner>) {
         let mut st = inner.st.borrow_mut();
         match res {
             Ok(()) => {
-                if target > st.durable {
+                // After a truncation meanwhile, `target` may name offsets that were
+                // removed and appended again since: leave `durable` to the next fsync.
+                if target > st.durable && truncations == st.truncations {
                     st.durable = target;
                 }
-                if st.durable >= st.hw {
+                if st.durable >= st.written_end {
                     st.unflushed_since = None;
                 }
             }
@@ -2053,4 +2803,126 @@ async fn fsync_active(inner: &Rc<Inner>) {
         }
     }
     inner.changed.notify_all();
+}
+
+/// Where [`PartitionLog::truncate_to`] cuts a segment.
+struct Cut {
+    /// Byte position of the first batch holding an offset at or above the truncation
+    /// offset (the written size if none).
+    position: u64,
+    /// The segment's next offset after the cut: the last kept batch's last offset + 1,
+    /// or its base offset when nothing is kept.
+    end_offset: i64,
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+}
+
+/// Finds the cut for a truncation at `offset` in `seg`, with the timestamp facts of what
+/// stays. Reads the headers from the index entry before the one at `offset`; only when
+/// the largest remaining timestamp lies before that (timestamps going back in time) does
+/// it scan from the segment start to learn which batch holds it.
+async fn find_cut(seg: &Segment, offset: i64) -> Result<Cut, StorageError> {
+    let written = seg.written_size.get();
+    let start = seg.index.borrow().truncation_scan_start(offset);
+    let (from, ts_before) = start.map_or((0, -1), |e| (e.position as u64, e.max_ts_before));
+    let mut cut = Cut {
+        position: written,
+        end_offset: seg.base_offset,
+        max_timestamp: -1,
+        offset_of_max_timestamp: -1,
+    };
+    let mut mismatch = None;
+    segment::scan_headers(seg, from, written, HEADER_SCAN_BYTES, |h, at| {
+        // Pair assertion: the index promised a batch with this base offset here.
+        if let Some(e) = start.filter(|_| at == from) {
+            if h.base_offset != e.offset {
+                mismatch = Some((e.offset, h.base_offset));
+                return false;
+            }
+        }
+        if h.last_offset() >= offset {
+            cut.position = at;
+            return false;
+        }
+        cut.end_offset = h.last_offset() + 1;
+        if h.max_timestamp > cut.max_timestamp {
+            cut.max_timestamp = h.max_timestamp;
+            cut.offset_of_max_timestamp = h.last_offset();
+        }
+        true
+    })
+    .await?;
+    if let Some((want, got)) = mismatch {
+        return Err(seg.corrupt(
+            from,
+            format!("index promised a batch at offset {want}, found offset {got}"),
+        ));
+    }
+    if start.is_some() && cut.end_offset == seg.base_offset {
+        // The scan starts an index entry before the one at or below `offset`, so at least
+        // one batch lies before the cut.
+        return Err(seg.corrupt(from, "no batch before the truncation point"));
+    }
+    if ts_before > cut.max_timestamp {
+        let mut head = (-1i64, -1i64);
+        segment::scan_headers(seg, 0, from, HEADER_SCAN_BYTES, |h, _| {
+            if h.max_timestamp > head.0 {
+                head = (h.max_timestamp, h.last_offset());
+            }
+            true
+        })
+        .await?;
+        if head.0 < ts_before {
+            return Err(seg.corrupt(0, "index time entry above every batch before it"));
+        }
+        (cut.max_timestamp, cut.offset_of_max_timestamp) = head;
+    }
+    Ok(cut)
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Removes a segment's files (blocking). A failure is an error: a log file left behind
+/// by a truncation would come back at the next open.
+fn remove_segment_files(dir: &Path, base: i64) -> io::Result<()> {
+    for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+        remove_if_present(&segment::segment_path(dir, base, suffix))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The read-back check accepts exactly the planned batches, also for ranges that end
+    /// inside their first batch (even inside its base offset field).
+    #[test]
+    fn read_back_check() {
+        let mut a = crate::batch::build_test_batch(3, 20, 1).to_vec();
+        batch::set_base_offset(&mut a, 40);
+        let mut b = crate::batch::build_test_batch(1, 20, 2).to_vec();
+        batch::set_base_offset(&mut b, 45); // a gap of 2 offsets
+        let both = [a.clone(), b.clone()].concat();
+        assert!(check_batches(&both, 40, true).is_ok());
+        assert!(check_batches(&both, 41, true).is_err());
+        for n in [1, 7, 8, 30, 61, 70] {
+            assert!(check_batches(&both[..n], 40, false).is_ok(), "{n}");
+            assert!(
+                check_batches(&both[..n], 40 + (1 << 56), false).is_err(),
+                "{n}"
+            );
+            assert!(
+                check_batches(&both[..n], 40, true).is_err(),
+                "{n} is not whole"
+            );
+        }
+        let backwards = [b, a].concat();
+        assert!(check_batches(&backwards, 45, true).is_err());
+    }
 }

@@ -2,12 +2,27 @@
 //! indexes, truncate the tail, and compute where appends resume.
 //!
 //! Rules:
+//! - A truncation recorded in the checkpoint (`truncate_to`, written by
+//!   [`crate::PartitionLog::truncate_to`] before it touches a file) is completed first:
+//!   segments starting at or above its offset are deleted (all but the first segment),
+//!   and the last remaining segment is scanned and cut before its first batch holding an
+//!   offset at or above it. So a crash at any point of a truncation opens as truncated.
 //! - Segments wholly below the checkpoint's recovery point (and the last segment after
 //!   a clean shutdown) are trusted when their index files load and their footer agrees
 //!   with the log file size; otherwise they are scanned.
-//! - A scan validates each batch (length, magic 2, CRC32C, offsets contiguous from the
-//!   segment's base offset) and stops at the first bad one; the file is truncated there
-//!   and any later segment is deleted (their offsets would no longer follow).
+//! - A scan validates each batch (length, magic 2, CRC32C, offsets strictly increasing
+//!   from at least the segment's base offset; gaps are fine) and stops at the first bad
+//!   one; the file is truncated there and any later segment is deleted (the log would
+//!   otherwise have a hole where the lost batches were). The base offset lies outside
+//!   the batch CRC (as in Kafka), so a corrupted base offset that grows reads as a gap;
+//!   one that shrinks stops the scan.
+//! - Segments abut: a rolled segment starts at the log end offset at the time. A segment
+//!   not ending where the next one starts is fine when it ends below it (a gap between
+//!   segments); ending above it means overlapping offsets, and everything after is cut.
+//! - The leader-epoch file is loaded, entries starting past the recovered log end are
+//!   dropped (their data did not survive), the first entry is moved up to the log start,
+//!   and epochs are learned again from the batches of every scanned segment (the file is
+//!   written lazily, so it may miss epochs of data after the recovery point).
 //! - Every truncation is logged with the segment, position, byte count and reason.
 //!   Preallocated zeros after the last batch are the normal end of an active segment and
 //!   are logged at debug level only.
@@ -23,6 +38,7 @@ use tracing::{debug, info, warn};
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::LogConfig;
+use crate::epoch::{self, LeaderEpochs};
 use crate::index::SegmentIndex;
 use crate::log::now_ms;
 use crate::segment::{self, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
@@ -36,6 +52,7 @@ pub(crate) struct Recovered {
     pub tail_segment_base: i64,
     pub tail_block_pos: u64,
     pub tail_bytes: Vec<u8>,
+    pub epochs: LeaderEpochs,
 }
 
 /// Statistics of the last recovery on this thread (for benchmarks and tests).
@@ -127,10 +144,37 @@ pub(crate) async fn recover(dir: &PathBuf, config: &LogConfig) -> Result<Recover
         }
     }
     segment::ensure_dma_probe(dir).await?;
-    let bases = list_segments(dir)?;
+    let mut bases = list_segments(dir)?;
     let cp = checkpoint::read(dir)?;
     let cp_known = cp.is_some();
     let cp = cp.unwrap_or_default();
+    if let Some(t) = cp.truncate_to {
+        // Complete an interrupted truncation: whole segments at or above the offset go
+        // (highest first, like truncate_to), the first segment always stays.
+        info!(dir = %dir.display(), offset = t, "completing an interrupted truncation");
+        while bases.len() > 1 && bases.last().is_some_and(|b| *b >= t) {
+            if let Some(b) = bases.pop() {
+                // Strictly: a log file left behind would come back once the record of
+                // the truncation is cleared below.
+                for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+                    match std::fs::remove_file(segment::segment_path(dir, b, suffix)) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    let mut epochs = match epoch::read(dir) {
+        Ok(e) => e.unwrap_or_default(),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            warn!(dir = %dir.display(), error = %e, "ignoring a malformed leader-epoch file; epochs are learned again from scanned batches");
+            LeaderEpochs::default()
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // Epoch changes seen in scanned batches, in log order.
+    let mut learned: Vec<(i32, i64)> = Vec::new();
     let now = now_ms();
     let interval = config.index_interval_bytes.max(1);
 
@@ -148,7 +192,10 @@ pub(crate) async fn recover(dir: &PathBuf, config: &LogConfig) -> Result<Recover
         let seg = Rc::new(Segment::new(dir, base, now));
         let files = segment::open_files(&seg.log_path, false).await?;
         let file_size = files.dma.file_size().await?;
+        // The segment a pending truncation cuts is always scanned.
+        let stop_at = cp.truncate_to.filter(|_| is_last);
         let trusted = cp_known
+            && stop_at.is_none()
             && ((next_base.is_some_and(|nb| nb <= cp.recovery_point)) || (is_last && cp.clean));
         let loaded = if trusted {
             load_index(dir, base, file_size)
@@ -164,8 +211,10 @@ pub(crate) async fn recover(dir: &PathBuf, config: &LogConfig) -> Result<Recover
             *seg.index.borrow_mut() = index;
         } else {
             stats.segments_scanned += 1;
-            let out = segment::scan_and_validate(&files.dma, base, file_size, interval).await?;
+            let out =
+                segment::scan_and_validate(&files.dma, base, file_size, interval, stop_at).await?;
             stats.bytes_scanned += out.valid_size;
+            learned.extend_from_slice(&out.epochs);
             seg.written_size.set(out.valid_size);
             seg.next_offset.set(out.next_offset);
             seg.max_timestamp.set(out.max_timestamp);
@@ -179,7 +228,9 @@ pub(crate) async fn recover(dir: &PathBuf, config: &LogConfig) -> Result<Recover
                 // segment that is not the last. If its data ends exactly where the next
                 // segment starts, nothing is missing: trim it like the seal would have.
                 let unsealed = out.tail_is_zeros && next_base == Some(out.next_offset);
-                if unsealed && !is_last {
+                if out.stopped_at_offset {
+                    info!(segment = %seg.log_path.display(), position = out.valid_size, bytes = dropped, next_offset = out.next_offset, "cut by the interrupted truncation");
+                } else if unsealed && !is_last {
                     info!(segment = %seg.log_path.display(), position = out.valid_size, "trimming an unsealed rolled segment (zeros follow its data)");
                 } else if is_last && out.tail_is_zeros {
                     debug!(segment = %seg.log_path.display(), position = out.valid_size, "end of data (zeros follow)");
@@ -204,16 +255,21 @@ pub(crate) async fn recover(dir: &PathBuf, config: &LogConfig) -> Result<Recover
             }
         }
         if let Some(nb) = next_base {
-            if cut_after.is_none() && seg.next_offset.get() != nb {
+            if cut_after.is_none() && seg.next_offset.get() > nb {
                 warn!(
                     segment = %seg.log_path.display(),
                     next_offset = seg.next_offset.get(),
                     next_segment = nb,
-                    "segment does not end where the next one starts"
+                    "segment overlaps the next one; cutting the log after it"
                 );
-                if seg.next_offset.get() > nb {
-                    cut_after = Some(i);
-                }
+                cut_after = Some(i);
+            } else if cut_after.is_none() && seg.next_offset.get() < nb {
+                debug!(
+                    segment = %seg.log_path.display(),
+                    next_offset = seg.next_offset.get(),
+                    next_segment = nb,
+                    "offset gap between segments"
+                );
             }
         }
         seg.staged_size.set(seg.written_size.get());
@@ -267,14 +323,38 @@ pub(crate) async fn recover(dir: &PathBuf, config: &LogConfig) -> Result<Recover
     let first_base = segments.keys().next().copied().unwrap_or(0);
     let log_start_offset = cp.log_start_offset.max(first_base).min(next_offset);
     let recovery_point = active.base_offset;
+    // Epochs: what the file knows, plus what the scanned batches say, minus what did not
+    // survive. An entry starting exactly at the log end stays: an epoch assigned with
+    // nothing appended in it yet.
+    for (e, start) in learned {
+        if start < next_offset && epochs.latest().is_none_or(|l| e > l.epoch) {
+            if let Err(err) = epochs.assign(e, start) {
+                debug!(dir = %dir.display(), epoch = e, start_offset = start, error = %err, "epoch of a scanned batch not recorded");
+            }
+        }
+    }
+    // (After a truncation, epochs starting at the new end go too, as in truncate_to.)
+    let keep_at_end = cp.truncate_to.is_none() as i64;
+    epochs.truncate_from_end(next_offset + keep_at_end);
+    epochs.truncate_from_start(log_start_offset);
     let new_cp = Checkpoint {
         log_start_offset,
         recovery_point,
         clean: false,
+        truncate_to: None,
     };
+    let epoch_data = epochs.is_dirty().then(|| epochs.encode());
+    epochs.set_dirty(false);
     let d = dir.clone();
     glommio::executor()
-        .spawn_blocking(move || checkpoint::write(&d, &new_cp))
+        .spawn_blocking(move || -> std::io::Result<()> {
+            // The epochs first: the checkpoint moves the recovery point past the segments
+            // scanned now, whose epochs are not learned again.
+            if let Some(e) = epoch_data {
+                epoch::write(&d, &e)?;
+            }
+            checkpoint::write(&d, &new_cp)
+        })
         .await?;
     stats.seconds = started.elapsed().as_secs_f64();
     LAST_STATS.with(|s| s.set(stats));
@@ -295,5 +375,6 @@ pub(crate) async fn recover(dir: &PathBuf, config: &LogConfig) -> Result<Recover
         tail_segment_base: active.base_offset,
         tail_block_pos: block_pos,
         tail_bytes,
+        epochs,
     })
 }

@@ -2,11 +2,17 @@
 //!
 //! File names follow Kafka: `<base offset, 20 digits>.log`, `.index`, `.timeindex`.
 //! The log file is written only through an O_DIRECT [`DmaFile`] by the partition's
-//! writer task; readers use the same DMA file for header scans and a separate buffered
-//! read-only `std::fs::File` that fetch responses can `sendfile` from.
+//! writer task; readers use the same DMA file (header scans, [`crate::Chunk::load`]).
+//! A segment holds exactly one file descriptor while its files are open. (It used to
+//! hold a second, buffered read-only descriptor meant for `sendfile`; nothing sent
+//! from it, since fetch responses are built from loaded bytes, so it is gone.)
+//!
+//! Offsets inside a segment strictly increase from batch to batch but need not be
+//! dense: a batch starts at or after the previous batch's last offset + 1 (a follower
+//! copying a compacted leader, or a compacted segment), the first one at or after the
+//! segment's base offset.
 
 use std::cell::{Cell, RefCell};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -24,11 +30,15 @@ pub(crate) fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBu
     dir.join(format!("{base_offset:020}.{suffix}"))
 }
 
+/// File descriptors an open segment holds: the O_DIRECT file of [`SegmentFiles`] (reads load
+/// into memory; nothing sends from a second, buffered descriptor). The broker budgets
+/// `RLIMIT_NOFILE` with it: keep it in step with [`open_files`].
+pub const FDS_PER_SEGMENT: usize = 1;
+
 /// Open file handles of a segment. Absent while a freshly rolled segment waits for the
 /// writer to create its files.
 pub(crate) struct SegmentFiles {
     pub dma: Rc<DmaFile>,
-    pub reader: Rc<File>,
 }
 
 pub(crate) struct Segment {
@@ -40,7 +50,9 @@ pub(crate) struct Segment {
     pub written_size: Cell<u64>,
     /// Bytes assigned by `append` (>= written_size); the next batch goes here.
     pub staged_size: Cell<u64>,
-    /// Offset after the last batch assigned to this segment.
+    /// Offset after the last batch assigned to this segment (its base offset while it
+    /// holds none). With offset gaps this is the last batch's last offset + 1, not the
+    /// next segment's base offset.
     pub next_offset: Cell<i64>,
     pub index: RefCell<SegmentIndex>,
     /// Largest batch maxTimestamp in the segment, and the last offset of that batch.
@@ -76,10 +88,6 @@ impl Segment {
 
     pub(crate) fn dma(&self) -> Option<Rc<DmaFile>> {
         self.files.borrow().as_ref().map(|f| f.dma.clone())
-    }
-
-    pub(crate) fn reader(&self) -> Option<Rc<File>> {
-        self.files.borrow().as_ref().map(|f| f.reader.clone())
     }
 
     pub(crate) fn dma_or_err(&self) -> Result<Rc<DmaFile>, StorageError> {
@@ -133,8 +141,9 @@ pub(crate) async fn ensure_dma_probe(dir: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Opens (creating if needed) a segment's log file for O_DIRECT read+write, plus the
-/// buffered reader. Read+write also avoids glommio's noisy iopoll probe on write-only fds.
+/// Opens (creating if needed) a segment's log file for O_DIRECT read+write: the one
+/// descriptor a segment holds. Read+write also avoids glommio's noisy iopoll probe on
+/// write-only fds.
 pub(crate) async fn open_files(path: &Path, create: bool) -> Result<SegmentFiles, StorageError> {
     let dma = OpenOptions::new()
         .read(true)
@@ -142,11 +151,7 @@ pub(crate) async fn open_files(path: &Path, create: bool) -> Result<SegmentFiles
         .create(create)
         .dma_open(path)
         .await?;
-    let reader = File::open(path)?;
-    Ok(SegmentFiles {
-        dma: Rc::new(dma),
-        reader: Rc::new(reader),
-    })
+    Ok(SegmentFiles { dma: Rc::new(dma) })
 }
 
 /// What a validating scan of a segment found.
@@ -162,6 +167,11 @@ pub(crate) struct ScanOutcome {
     pub stop_reason: Option<String>,
     /// Whether the bytes right after `valid_size` are all zero (preallocated space).
     pub tail_is_zeros: bool,
+    /// (leader epoch, base offset) of each valid batch whose `partitionLeaderEpoch`
+    /// (>= 0) differs from the previous batch's: what the leader-epoch file must know.
+    pub epochs: Vec<(i32, i64)>,
+    /// The scan stopped at `stop_at_offset`, not at bad or missing data.
+    pub stopped_at_offset: bool,
 }
 
 const SCAN_READ_BYTES: u64 = 4 << 20;
@@ -297,15 +307,18 @@ impl Cursor {
 }
 
 /// Reads and validates every batch of a segment from position 0 up to `limit` bytes:
-/// length, magic, CRC32C and offset contiguity (each batch must start at the previous
-/// batch's last offset + 1, the first one at `base_offset`). Stops at the first bad
-/// batch. Rebuilds the sparse index as it goes. Reads stream sequentially with one
-/// read in flight ahead; a batch spanning two reads is stitched in a buffer.
+/// length, magic, CRC32C and increasing offsets (each batch must start after the
+/// previous batch's last offset, the first one at or after `base_offset`; gaps are
+/// allowed). Stops at the first bad batch, or at the first batch holding an offset at or
+/// above `stop_at_offset` (a pending truncation). Rebuilds the sparse index as it goes.
+/// Reads stream sequentially with one read in flight ahead; a batch spanning two reads is
+/// stitched in a buffer.
 pub(crate) async fn scan_and_validate(
     dma: &Rc<DmaFile>,
     base_offset: i64,
     limit: u64,
     index_interval: u32,
+    stop_at_offset: Option<i64>,
 ) -> Result<ScanOutcome, StorageError> {
     let mut out = ScanOutcome {
         valid_size: 0,
@@ -316,6 +329,8 @@ pub(crate) async fn scan_and_validate(
         first_max_timestamp: None,
         stop_reason: None,
         tail_is_zeros: true,
+        epochs: Vec::new(),
+        stopped_at_offset: false,
     };
     let mut cursor = Cursor {
         stream: ReadAhead::new(dma.clone(), limit),
@@ -351,10 +366,25 @@ pub(crate) async fn scan_and_validate(
             out.tail_is_zeros = false;
             break;
         }
-        if header.base_offset != out.next_offset || header.last_offset_delta < 0 {
+        if header.base_offset < out.next_offset || header.last_offset_delta < 0 {
             out.stop_reason = Some(format!(
-                "batch base offset {} (delta {}) where {} was expected",
+                "batch base offset {} (delta {}) where at least {} was expected",
                 header.base_offset, header.last_offset_delta, out.next_offset
+            ));
+            out.tail_is_zeros = false;
+            break;
+        }
+        if let Some(o) = stop_at_offset.filter(|o| header.last_offset() >= *o) {
+            out.stop_reason = Some(format!("pending truncation below offset {o}"));
+            out.tail_is_zeros = false;
+            out.stopped_at_offset = true;
+            break;
+        }
+        if header.last_offset() - base_offset >= i32::MAX as i64 {
+            // The index stores offsets relative to the segment's base as i32.
+            out.stop_reason = Some(format!(
+                "batch last offset {} too far from the segment base {base_offset}",
+                header.last_offset()
             ));
             out.tail_is_zeros = false;
             break;
@@ -381,6 +411,10 @@ pub(crate) async fn scan_and_validate(
         }
         if out.first_max_timestamp.is_none() {
             out.first_max_timestamp = Some(header.max_timestamp);
+        }
+        let epoch = header.partition_leader_epoch;
+        if epoch >= 0 && out.epochs.last().is_none_or(|&(e, _)| e != epoch) {
+            out.epochs.push((epoch, header.base_offset));
         }
         out.next_offset = header.last_offset() + 1;
         pos += total;

@@ -76,11 +76,11 @@ fn retention_by_time_and_bytes_deletes_whole_old_segments() {
         );
         assert!(lso > 0);
         assert!(matches!(
-            log.read(lso - 1, 100, true).await,
+            log.read_written(lso - 1, 100, true).await,
             Err(StorageError::OffsetOutOfRange { .. })
         ));
         let first = log
-            .read(lso, 1, true)
+            .read_written(lso, 1, true)
             .await
             .unwrap()
             .into_bytes()
@@ -94,7 +94,7 @@ fn retention_by_time_and_bytes_deletes_whole_old_segments() {
             log.log_start_offset(),
             log.log_end_offset() - {
                 let b = log
-                    .read(log.log_start_offset(), usize::MAX, true)
+                    .read_written(log.log_start_offset(), usize::MAX, true)
                     .await
                     .unwrap()
                     .into_bytes()
@@ -154,12 +154,12 @@ fn delete_records_moves_start_and_persists() {
         assert_eq!(log.log_start_offset(), 31);
         assert!(seg_files(&path) < before);
         assert!(matches!(
-            log.read(30, 100, true).await,
+            log.read_written(30, 100, true).await,
             Err(StorageError::OffsetOutOfRange { .. })
         ));
         // Offset 31 is inside a batch (30..31): reads return that whole batch.
         let b = log
-            .read(31, 1, true)
+            .read_written(31, 1, true)
             .await
             .unwrap()
             .into_bytes()
@@ -241,7 +241,7 @@ fn log_append_time_and_leader_epoch_rewrite() {
             for cache in [64 << 20, 0] {
                 log.set_read_cache_bytes(cache);
                 let chunks = log
-                    .read(0, usize::MAX, true)
+                    .read_written(0, usize::MAX, true)
                     .await
                     .unwrap()
                     .into_chunks()
@@ -282,13 +282,24 @@ fn timestamp_lookup_and_header_scan() {
         }
         last.unwrap().wait(Durability::Written).await.unwrap();
         for ts in [0i64, 1, 9, 10, 11, 500, 989, 990] {
-            let b = log.find_batch_by_timestamp(ts).await.unwrap().unwrap();
+            let b = log
+                .find_batch_by_timestamp(ts, i64::MAX)
+                .await
+                .unwrap()
+                .unwrap();
             let h = BatchHeader::parse_and_verify(&b).unwrap();
             assert!(h.max_timestamp >= ts);
             assert_eq!(h.base_offset, (ts + 9) / 10, "ts {ts}");
         }
-        assert!(log.find_batch_by_timestamp(991).await.unwrap().is_none());
-        assert_eq!(log.max_timestamp_offset().await.unwrap(), Some((99, 990)));
+        assert!(log
+            .find_batch_by_timestamp(991, i64::MAX)
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            log.max_timestamp_offset(i64::MAX).await.unwrap(),
+            Some((99, 990))
+        );
         let mut seen = Vec::new();
         log.for_each_batch_header(42, |h| seen.push(h.base_offset))
             .await
@@ -309,7 +320,7 @@ fn wait_for_data_wakes_on_append_and_close() {
         let l2 = log.clone();
         let waiter = glommio::spawn_local(async move {
             l2.wait_for_data(0).await;
-            l2.high_watermark()
+            l2.written_end_offset()
         });
         glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
         let p = log.append(&batch(1, 10, 1), None).unwrap();
@@ -320,7 +331,7 @@ fn wait_for_data_wakes_on_append_and_close() {
         log.clone().close().await.unwrap();
         waiter.await;
         assert!(matches!(
-            log.read(0, 10, true).await,
+            log.read_written(0, 10, true).await,
             Err(StorageError::Closed)
         ));
         assert!(matches!(
@@ -353,10 +364,10 @@ fn failed_write_rolls_back_and_offsets_are_reused() {
             Err(StorageError::Io(_))
         ));
         assert_eq!(log.log_end_offset(), 2);
-        assert_eq!(log.high_watermark(), 2);
+        assert_eq!(log.written_end_offset(), 2);
         // Still readable, and the next append reuses the failed offsets.
         let r = log
-            .read(0, usize::MAX, true)
+            .read_written(0, usize::MAX, true)
             .await
             .unwrap()
             .into_bytes()
@@ -372,7 +383,7 @@ fn failed_write_rolls_back_and_offsets_are_reused() {
             .unwrap();
         assert_eq!(log.log_end_offset(), 3);
         let r = log
-            .read(0, usize::MAX, true)
+            .read_written(0, usize::MAX, true)
             .await
             .unwrap()
             .into_bytes()
@@ -408,7 +419,7 @@ fn failed_fsync_poisons_the_partition() {
         ));
         assert!(matches!(log.flush().await, Err(StorageError::Poisoned)));
         // Reads keep working up to the high watermark.
-        let r = log.read(0, usize::MAX, true).await.unwrap();
+        let r = log.read_written(0, usize::MAX, true).await.unwrap();
         assert!(r.bytes > 0);
         assert!(matches!(
             log.clone().close().await,
@@ -522,7 +533,7 @@ fn space_is_allocated_ahead_and_trimmed() {
         drop(log);
         let log = PartitionLog::open(path.clone(), cfg.clone()).await.unwrap();
         assert_eq!(log.log_end_offset(), 3000);
-        let r = log.read(0, usize::MAX, true).await.unwrap();
+        let r = log.read_written(0, usize::MAX, true).await.unwrap();
         let got = split(&r.into_bytes().await.unwrap());
         assert_eq!(got.len(), 300);
         assert_eq!(got.last().map(|b| b.1), Some(2999));
@@ -585,8 +596,8 @@ fn shard_wide_cache_budget_bounds_many_partitions() {
         for log in &logs {
             let mut bases = Vec::new();
             let mut offset = 0;
-            while offset < log.high_watermark() {
-                let r = log.read(offset, usize::MAX, true).await.unwrap();
+            while offset < log.written_end_offset() {
+                let r = log.read_written(offset, usize::MAX, true).await.unwrap();
                 for (base, last, _) in split(&r.into_bytes().await.unwrap()) {
                     bases.push(base);
                     offset = last + 1;
@@ -629,7 +640,7 @@ fn write_group_of_many_chunks_completes() {
         for p in pending {
             p.wait(Durability::Written).await.unwrap();
         }
-        assert_eq!(log.high_watermark(), end);
+        assert_eq!(log.written_end_offset(), end);
         assert_eq!(end, 5000 * 60);
         log.close().await.unwrap();
     });
@@ -664,7 +675,7 @@ fn queued_appends_are_paced_by_the_unwritten_backlog() {
         }
         assert!(peak <= max + one, "peak backlog {peak}");
         log.flush().await.unwrap();
-        assert_eq!(log.high_watermark(), 1200 * 200);
+        assert_eq!(log.written_end_offset(), 1200 * 200);
         log.close().await.unwrap();
     });
 }
@@ -673,7 +684,7 @@ fn queued_appends_are_paced_by_the_unwritten_backlog() {
 /// verifies every batch's CRC); returns the offset after it.
 async fn read_on(log: &PartitionLog, offset: i64, max_bytes: usize) -> i64 {
     let bytes = log
-        .read(offset, max_bytes, true)
+        .read_written(offset, max_bytes, true)
         .await
         .unwrap()
         .into_bytes()
@@ -924,6 +935,41 @@ fn rolled_segments_are_trimmed_to_their_data() {
                 file.display()
             );
         }
+        log.close().await.unwrap();
+    });
+}
+
+/// Descriptors of this process open on files under `dir`.
+fn fds_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}
+
+/// The broker budgets RLIMIT_NOFILE with `FDS_PER_SEGMENT`: an open segment holds exactly
+/// that many descriptors, the active one and sealed ones alike.
+#[test]
+fn an_open_segment_holds_fds_per_segment_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fds");
+    run(move || async move {
+        let cfg = LogConfig {
+            segment_bytes: 8 << 10,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(path.clone(), cfg).await.unwrap();
+        assert_eq!(fds_under(&path), storage::FDS_PER_SEGMENT);
+        let mut last = None;
+        for i in 0..20i64 {
+            last = Some(log.append(&batch(1, 1000, i * 1000), None).unwrap());
+        }
+        // Fsynced: every earlier segment is sealed too (its index files written and closed).
+        last.unwrap().wait(Durability::Fsynced).await.unwrap();
+        let segments = seg_files(&path);
+        assert!(segments >= 2, "{segments}");
+        assert_eq!(fds_under(&path), segments * storage::FDS_PER_SEGMENT);
         log.close().await.unwrap();
     });
 }

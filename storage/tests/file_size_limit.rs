@@ -55,10 +55,10 @@ fn write_beyond_file_size_limit_fails_cleanly_and_recovers() {
         assert!(matches!(err, StorageError::Io(_)), "{err:?}");
         assert!(!log.is_poisoned());
         assert_eq!(log.log_end_offset(), failed_at);
-        assert_eq!(log.high_watermark(), failed_at);
+        assert_eq!(log.written_end_offset(), failed_at);
         log.set_read_cache_bytes(0);
         let all = log
-            .read(0, usize::MAX, true)
+            .read_written(0, usize::MAX, true)
             .await
             .unwrap()
             .into_bytes()

@@ -1,6 +1,6 @@
 //! Model-based test: random sequences of appends (some hit injected write failures),
-//! reads, DeleteRecords and clean/unclean reopens, checked against a plain vector of
-//! batches.
+//! follower appends with offset gaps, truncations, reads, DeleteRecords and clean/unclean
+//! reopens, checked against a plain vector of batches.
 
 mod common;
 
@@ -16,6 +16,10 @@ enum Op {
     Append(Vec<(i32, usize)>),
     /// The next write fails: the appends are lost and their offsets reused.
     AppendFailing(Vec<(i32, usize)>),
+    /// Follower appends of batches (gap before it, count, record_len) keeping their offsets.
+    AppendReplica(Vec<(u8, i32, usize)>),
+    /// truncate_to a fraction of the log (as a follower would; the epoch moves on).
+    Truncate(u16),
     /// Read from a position (fraction of the log) with a byte limit, then keep reading
     /// sequentially for `steps` more reads; from disk only (cache emptied) if `disk`.
     Read(u16, usize, bool, u8),
@@ -31,6 +35,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => batches.clone().prop_map(Op::Append),
         1 => batches.prop_map(Op::AppendFailing),
+        3 => prop::collection::vec((0u8..5, 1i32..4, 8usize..900), 1..4).prop_map(Op::AppendReplica),
+        1 => any::<u16>().prop_map(Op::Truncate),
         4 => (any::<u16>(), 1usize..20_000, any::<bool>(), 0u8..4)
             .prop_map(|(p, m, disk, steps)| Op::Read(p, m, disk, steps)),
         1 => any::<u16>().prop_map(Op::DeleteRecords),
@@ -55,8 +61,9 @@ fn check_ops(path: PathBuf, ops: Vec<Op>) {
         let mut model: Model = Vec::new();
         let mut lso = 0i64;
         let mut ts = 0i64;
+        let mut end = 0i64;
+        let mut epoch = 1;
         for op in ops {
-            let end = model.last().map_or(0, |b| b.1 + 1);
             match op {
                 Op::Append(bs) => {
                     let mut pend = Vec::new();
@@ -64,9 +71,9 @@ fn check_ops(path: PathBuf, ops: Vec<Op>) {
                         ts += 1;
                         let vb = batch(c, l, ts);
                         let p = log.append(&vb, None).unwrap();
-                        let expect_base = model.last().map_or(0, |b| b.1 + 1);
-                        assert_eq!(p.base_offset, expect_base);
+                        assert_eq!(p.base_offset, end);
                         model.push((p.base_offset, p.last_offset, vb.bytes()[8..].to_vec()));
+                        end = p.last_offset + 1;
                         pend.push(p);
                     }
                     for (i, p) in pend.into_iter().enumerate() {
@@ -93,6 +100,44 @@ fn check_ops(path: PathBuf, ops: Vec<Op>) {
                     }
                     assert_eq!(log.log_end_offset(), end);
                 }
+                Op::AppendReplica(bs) => {
+                    let mut parts = Vec::new();
+                    let mut next = end;
+                    for (gap, c, l) in bs {
+                        ts += 1;
+                        let base = next + gap as i64;
+                        let b = replica_batch(base, c, l, ts, epoch);
+                        model.push((base, base + c as i64 - 1, b[8..].to_vec()));
+                        next = base + c as i64;
+                        parts.push(b);
+                    }
+                    let p = log.append_replica(&batches(&parts)).unwrap();
+                    assert_eq!(p.last_offset + 1, next);
+                    end = next;
+                    p.wait(Durability::Written).await.unwrap();
+                    assert_eq!(log.latest_epoch().map(|e| e.epoch), Some(epoch));
+                }
+                Op::Truncate(pos) => {
+                    let off = lso + (pos as i64 * (end - lso)) / (u16::MAX as i64 + 1);
+                    let new_end = log.truncate_to(off).await.unwrap();
+                    model.retain(|m| m.1 < off);
+                    // The last batch below `off` ends the log, unless retention deleted its
+                    // segment (then the log ends at the first remaining segment's base).
+                    let kept_end = model.last().map_or(0, |m| m.1 + 1);
+                    assert!(
+                        new_end >= kept_end && new_end <= off,
+                        "{new_end} vs {kept_end}..={off}"
+                    );
+                    if model.last().is_some_and(|m| m.1 >= lso) {
+                        assert_eq!(new_end, kept_end);
+                    }
+                    end = new_end;
+                    lso = lso.min(end);
+                    assert_eq!(log.log_end_offset(), end);
+                    assert_eq!(log.log_start_offset(), lso);
+                    assert!(log.leader_epochs().iter().all(|e| e.start_offset < end));
+                    epoch += 1;
+                }
                 Op::Read(pos, max, disk, steps) => {
                     if end == lso {
                         continue;
@@ -105,12 +150,13 @@ fn check_ops(path: PathBuf, ops: Vec<Op>) {
                         if off >= end {
                             break;
                         }
-                        let r = log.read(off, max, true).await.unwrap();
-                        assert_eq!(r.high_watermark, end);
+                        let r = log.read_written(off, max, true).await.unwrap();
+                        assert_eq!(r.written_end_offset, end);
                         let b = r.into_bytes().await.unwrap();
                         let parts = split(&b);
                         assert!(!parts.is_empty());
-                        let first = model.iter().position(|m| m.0 <= off && off <= m.1).unwrap();
+                        // The batch holding `off`, or the next one after a gap.
+                        let first = model.iter().position(|m| off <= m.1).unwrap();
                         for (i, (base, last, bytes)) in parts.iter().enumerate() {
                             let m = &model[first + i];
                             assert_eq!((*base, *last), (m.0, m.1));
@@ -142,11 +188,10 @@ fn check_ops(path: PathBuf, ops: Vec<Op>) {
         }
         // Everything in the model, from the log start, reads back from disk.
         log.set_read_cache_bytes(0);
-        let end = model.last().map_or(0, |b| b.1 + 1);
         let mut off = lso;
         while off < end {
             let b = log
-                .read(off, 1 << 16, true)
+                .read_written(off, 1 << 16, true)
                 .await
                 .unwrap()
                 .into_bytes()

@@ -31,14 +31,14 @@ fn append_read_round_trip_across_rolls() {
             }
         }
         let end = log.log_end_offset();
-        assert_eq!(log.high_watermark(), end);
+        assert_eq!(log.written_end_offset(), end);
         // Disable the cache so reads go to disk, then read everything back.
         for cache in [0usize, 64 << 20] {
             log.set_read_cache_bytes(cache);
             let mut offset = 0;
             let mut seen = Vec::new();
             while offset < end {
-                let r = log.read(offset, 10_000, true).await.unwrap();
+                let r = log.read_written(offset, 10_000, true).await.unwrap();
                 assert!(r.bytes > 0);
                 let bytes = r.into_bytes().await.unwrap();
                 for (base, last, b) in split(&bytes) {
@@ -62,13 +62,13 @@ fn append_read_round_trip_across_rolls() {
             .await
             .unwrap();
         assert_eq!(log.log_end_offset(), end);
-        let r = log.read(0, usize::MAX, true).await.unwrap();
+        let r = log.read_written(0, usize::MAX, true).await.unwrap();
         assert!(r.bytes > 0);
         assert!(matches!(
-            log.read(end + 1, 100, true).await,
+            log.read_written(end + 1, 100, true).await,
             Err(StorageError::OffsetOutOfRange { .. })
         ));
-        assert_eq!(log.read(end, 100, true).await.unwrap().bytes, 0);
+        assert_eq!(log.read_written(end, 100, true).await.unwrap().bytes, 0);
         log.close().await.unwrap();
     });
 }
@@ -94,7 +94,7 @@ fn index_lookup_at_every_offset() {
         let end = log.log_end_offset();
         let check = |log: PartitionLog| async move {
             for off in 0..end {
-                let r = log.read(off, 1, true).await.unwrap();
+                let r = log.read_written(off, 1, true).await.unwrap();
                 let b = r.into_bytes().await.unwrap();
                 let parts = split(&b);
                 assert_eq!(
@@ -107,11 +107,11 @@ fn index_lookup_at_every_offset() {
                     "offset {off} not in batch {:?}",
                     (parts[0].0, parts[0].1)
                 );
-                let none = log.read(off, 1, false).await.unwrap();
+                let none = log.read_written(off, 1, false).await.unwrap();
                 assert_eq!(none.bytes, 0);
                 if off % 17 == 0 {
                     // Unbounded reads stop at the segment end with whole, dense batches.
-                    let all = log.read(off, usize::MAX, false).await.unwrap();
+                    let all = log.read_written(off, usize::MAX, false).await.unwrap();
                     let b = all.into_bytes().await.unwrap();
                     let parts = split(&b);
                     assert!(parts[0].0 <= off && off <= parts[0].1);

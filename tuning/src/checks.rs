@@ -281,9 +281,9 @@ pub(crate) fn nofile_check() -> Check {
             "nofile",
             Status::Warn,
             format!(
-                "RLIMIT_NOFILE {current} is below {NOFILE_RECOMMENDED}: every segment keeps \
-                 3 files open (log, offset index, time index) and every client connection is \
-                 one descriptor, so many partitions or clients will hit EMFILE"
+                "RLIMIT_NOFILE {current} is below {NOFILE_RECOMMENDED}: every open segment \
+                 holds descriptors and every client connection is one, so the broker lowers \
+                 its partition and connection limits to fit (see the start-up log)"
             ),
         )
         .with_fix(

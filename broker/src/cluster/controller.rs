@@ -13,18 +13,23 @@
 //! persists `Decision::publish`, calls [`Controller::commit`] once it is durable, publishes it
 //! to every shard, and answers with `Decision::settle`. Tests here run it without executors.
 //!
+//! A change that would make a shard own more partition replicas than the limit
+//! ([`crate::cluster::limits`]) is refused before anything is persisted.
+//!
 //! Invariants: a decision never changes the image it was given; a new image has
 //! `version + 1`; a validate-only request or one where every entry fails changes nothing;
 //! a producer id is handed out only from a block whose end is durable in the image
 //! (`producer_ids_reserved_end`), so ids never repeat across restarts, at the cost of
 //! skipping the unused rest of a block after a restart.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError as E;
 use uuid::Uuid;
 
+use crate::cluster::limits;
 use crate::cluster::meta::{
     validate_topic_name, MetaSnapshot, TopicMeta, PARTITIONS_PER_TOPIC_MAX,
 };
@@ -95,14 +100,17 @@ pub enum ControllerResp {
 /// ([`MetaSnapshot::broker`]).
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
+    /// Partition replicas a shard may own (from `BrokerConfig::partition_limit`).
+    pub partition_limit: limits::PartitionLimit,
     /// Producer ids reserved (and persisted) at a time, so InitProducerId persists once per
     /// block rather than once per id.
     pub producer_id_block_size: i64,
 }
 
-impl Default for ControllerConfig {
-    fn default() -> ControllerConfig {
+impl ControllerConfig {
+    pub fn new(partition_limit: limits::PartitionLimit) -> ControllerConfig {
         ControllerConfig {
+            partition_limit,
             producer_id_block_size: PRODUCER_ID_BLOCK_SIZE,
         }
     }
@@ -115,6 +123,9 @@ pub struct Controller {
     /// Within `[.., image.producer_ids_reserved_end)`; `None` until the first allocation of
     /// this run (a restart skips the rest of the last block).
     producer_ids: Option<ProducerIdBlock>,
+    /// Changes refused by the partition limit so far (logged at powers of two: a client that
+    /// retries auto-creation must not flood the log).
+    limit_refusals: Cell<u64>,
 }
 
 /// The outcome of one request, before any I/O.
@@ -178,7 +189,7 @@ pub struct PublishReport {
 impl PublishReport {
     /// Gathers the answers of both phases to publishing image `version`: per shard, its
     /// acknowledgement, or `None` if it gave none. The partitions that count as unopened are
-    /// those of the last phase (the commit phase retries what the first could not open).
+    /// those the commit phase reports (the owner's state once it adopted the image).
     pub fn from_acks(
         version: u64,
         open_phase: &[(usize, Option<MetaAck>)],
@@ -284,7 +295,19 @@ impl Controller {
         Controller {
             config,
             producer_ids: None,
+            limit_refusals: Cell::new(0),
         }
+    }
+
+    /// The partition limit refused a change: an INVALID_PARTITIONS answer (what Redpanda
+    /// answers for its per-shard limit) and, now and then, a log line.
+    fn refuse_over_limit(&self, message: String) -> PartitionError {
+        let n = self.limit_refusals.get() + 1;
+        self.limit_refusals.set(n);
+        if n.is_power_of_two() {
+            tracing::warn!(refused_so_far = n, "{message}");
+        }
+        PartitionError::with_message(E::InvalidPartitions, message)
     }
 
     /// Adopt the state `decision` leaves behind, given the image now durable: the decision's
@@ -375,6 +398,14 @@ impl Controller {
     ) -> Decision {
         // The effective broker settings, dynamic configs included.
         let broker = &*current.broker;
+        let limit = &self.config.partition_limit;
+        let mut owned = limits::owned_per_shard(
+            current
+                .topics
+                .values()
+                .map(|t| (t.name.as_str(), t.partitions)),
+            current.shards,
+        );
         let mut next = current.topics.clone();
         let mut results = Vec::with_capacity(topics.len());
         let mut seen = HashSet::new();
@@ -423,12 +454,21 @@ impl Controller {
                     ));
                 }
                 let config = TopicConfig::for_create(t.configs.clone(), broker)?;
+                let internal = crate::cluster::meta::is_internal_topic(&t.name);
+                if let Err(message) = limit.check(&mut owned, &t.name, 0, partitions) {
+                    if !internal {
+                        return Err(self.refuse_over_limit(message));
+                    }
+                    // The broker cannot work without its internal topics: created anyway.
+                    tracing::warn!("{message} Creating the internal topic anyway.");
+                    limits::add_partitions(&mut owned, &t.name, 0, partitions);
+                }
                 let topic = Arc::new(TopicMeta {
                     name: t.name.clone(),
                     id: Uuid::new_v4(),
                     partitions,
                     configs: config.to_map(),
-                    internal: crate::cluster::meta::is_internal_topic(&t.name),
+                    internal,
                     config,
                 });
                 Ok(topic)
@@ -481,6 +521,14 @@ impl Controller {
         validate_only: bool,
     ) -> Decision {
         let kind = RequestKind::CreatePartitions;
+        let limit = &self.config.partition_limit;
+        let mut owned = limits::owned_per_shard(
+            current
+                .topics
+                .values()
+                .map(|t| (t.name.as_str(), t.partitions)),
+            current.shards,
+        );
         change_topics(kind, current, topics, validate_only, |t, count| {
             if count <= t.partitions {
                 return Err(PartitionError::with_message(
@@ -497,6 +545,9 @@ impl Controller {
                     format!("Number of partitions must be at most {PARTITIONS_PER_TOPIC_MAX}."),
                 ));
             }
+            limit
+                .check(&mut owned, &t.name, t.partitions, count)
+                .map_err(|message| self.refuse_over_limit(message))?;
             let mut grown = t.clone();
             grown.partitions = count;
             Ok(grown)
@@ -652,8 +703,15 @@ mod tests {
         }
     }
 
+    fn config() -> ControllerConfig {
+        ControllerConfig::new(limits::PartitionLimit::new(
+            limits::MAX_PARTITIONS_PER_SHARD_DEFAULT,
+            2,
+        ))
+    }
+
     fn controller() -> Controller {
-        Controller::new(ControllerConfig::default())
+        Controller::new(config())
     }
 
     fn new_topic(name: &str, partitions: i32) -> NewTopic {
@@ -960,6 +1018,7 @@ mod tests {
     fn producer_ids_come_from_persisted_blocks() {
         let config = ControllerConfig {
             producer_id_block_size: 3,
+            ..config()
         };
         let mut c = Controller::new(config.clone());
         let mut current = image();
@@ -1014,6 +1073,34 @@ mod tests {
         // Topic changes keep the reservation.
         let (_, next) = step(&mut c, &current, create(&[("a", 1)], false));
         assert_eq!(next.producer_ids_reserved_end, i64::MAX - 10);
+    }
+
+    #[test]
+    fn the_partition_limit_refuses_before_anything_is_persisted() {
+        let c = Controller::new(ControllerConfig::new(limits::PartitionLimit::new(4, 2)));
+        let mut c2 = Controller::new(ControllerConfig::new(limits::PartitionLimit::new(4, 2)));
+        // 2 shards x 4: 8 in all; 9 partitions cannot fit, even as a dry run.
+        let d = c.decide(&image(), create(&[("big", 9)], true));
+        assert_eq!(codes(&d.response), vec![E::InvalidPartitions.code()]);
+        let (_, current) = step(&mut c2, &image(), create(&[("a", 6)], false));
+        let d = c.decide(&current, create(&[("b", 4), ("c", 2)], false));
+        assert_eq!(codes(&d.response)[0], E::InvalidPartitions.code());
+        assert_eq!(codes(&d.response)[1], 0, "fits once b was refused");
+        let d = c.decide(
+            &current,
+            ControllerReq::CreatePartitions {
+                topics: vec![("a".into(), 12)],
+                validate_only: false,
+            },
+        );
+        assert_eq!(codes(&d.response), vec![E::InvalidPartitions.code()]);
+        assert!(d.publish.is_none());
+        // The internal topics are created anyway.
+        let d = c.decide(
+            &current,
+            create(&[(crate::cluster::meta::OFFSETS_TOPIC, 50)], false),
+        );
+        assert_eq!(codes(&d.response), vec![0]);
     }
 
     #[test]

@@ -164,13 +164,18 @@ impl MetaSnapshot {
 /// FNV-1a of the topic name plus the partition: consecutive partitions of a topic land on
 /// consecutive shards, and different topics start at different shards.
 pub fn owner_of(topic: &str, partition: i32, shards: usize) -> usize {
+    let p = u64::try_from(partition).unwrap_or(0);
+    (topic_hash(topic).wrapping_add(p) % shards.max(1) as u64) as usize
+}
+
+/// FNV-1a of the topic name: where [`owner_of`] starts counting the topic's partitions.
+pub fn topic_hash(topic: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in topic.as_bytes() {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    let p = u64::try_from(partition).unwrap_or(0);
-    (hash.wrapping_add(p) % shards.max(1) as u64) as usize
+    hash
 }
 
 /// Kafka's topic name rule: 1..=249 chars of [a-zA-Z0-9._-], not "." or "..".

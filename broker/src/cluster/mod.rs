@@ -19,4 +19,5 @@
 //! Runs on: decisions and persistence on shard 0; snapshots are read on every shard.
 
 pub mod controller;
+pub mod limits;
 pub mod meta;

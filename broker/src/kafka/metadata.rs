@@ -188,6 +188,9 @@ async fn metadata_topics(
     // Auto-create missing topics first (v4+ clients say whether they allow it).
     let allow_auto = (version < 4 || req.allow_auto_topic_creation)
         && shard.config.kafka.auto_create_topics_enable();
+    // Topics whose auto-creation was refused (e.g. by the partition limit): the refusal's
+    // error code is their answer, as Kafka answers a failed auto-creation.
+    let mut refused: HashMap<String, i16> = HashMap::new();
     if allow_auto {
         let missing: Vec<NewTopic> = requested
             .iter()
@@ -202,6 +205,7 @@ async fn metadata_topics(
             })
             .collect();
         if !missing.is_empty() {
+            let names: Vec<String> = missing.iter().map(|t| t.name.clone()).collect();
             let reply = shard
                 .call(
                     0,
@@ -211,8 +215,22 @@ async fn metadata_topics(
                     }),
                 )
                 .await;
-            if let ControllerResp::Failed(e) = expect_controller(reply) {
-                tracing::warn!(code = e.code, msg = ?e.message, "auto-creating topics failed");
+            match expect_controller(reply) {
+                ControllerResp::Failed(e) => {
+                    tracing::warn!(code = e.code, msg = ?e.message, "auto-creating topics failed");
+                }
+                ControllerResp::Topics(results) => {
+                    for (name, result) in names.into_iter().zip(results) {
+                        // A topic created meanwhile by someone else is simply there.
+                        match result {
+                            Err(e) if e.code != E::TopicAlreadyExists.code() => {
+                                refused.insert(name, e.code);
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
             }
             meta = shard.meta();
         }
@@ -226,9 +244,12 @@ async fn metadata_topics(
                     None if validate_topic_name(&name).is_err() => {
                         error_topic(Some(&name), Uuid::nil(), E::InvalidTopicException.code())
                     }
-                    None => {
-                        error_topic(Some(&name), Uuid::nil(), E::UnknownTopicOrPartition.code())
-                    }
+                    None => match refused.get(&name) {
+                        Some(&code) => error_topic(Some(&name), Uuid::nil(), code),
+                        None => {
+                            error_topic(Some(&name), Uuid::nil(), E::UnknownTopicOrPartition.code())
+                        }
+                    },
                 }
             }
             (None, id) => match meta.topic_by_id(&id) {

@@ -32,7 +32,7 @@ impl CoordinatorLog for ShardLog {
     }
 
     fn high_watermark(&self) -> i64 {
-        self.log.high_watermark()
+        self.log.written_end_offset()
     }
 
     fn read(
@@ -41,7 +41,10 @@ impl CoordinatorLog for ShardLog {
         max_bytes: usize,
     ) -> LocalBoxFuture<'_, Result<Bytes, PartitionError>> {
         async move {
-            let read = self.log.read(offset, max_bytes, true).await?;
+            let read = self
+                .log
+                .read(offset, max_bytes, true, self.log.written_end_offset())
+                .await?;
             Ok(read.into_bytes().await?)
         }
         .boxed_local()

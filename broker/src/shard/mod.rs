@@ -190,6 +190,9 @@ pub struct Shard {
     /// Newest snapshot version whose partitions were opened ([`ShardReq::OpenPartitions`]).
     /// An older snapshot arriving later must not be applied: it would delete them.
     prepared_version: Cell<u64>,
+    /// The snapshot version whose partitions [`ShardReq::OpenPartitions`] last tried to open:
+    /// its [`ShardReq::ApplyMeta`] does not try again the ones that failed (one report each).
+    opened_version: Cell<Option<u64>>,
     /// The controller shell; only on shard 0.
     pub controller: Option<ControllerShell>,
     /// One group coordinator per `__consumer_offsets` partition this shard owns.
@@ -230,6 +233,7 @@ impl Shard {
             partitions: RefCell::new(HashMap::new()),
             apply_lock: glommio::sync::Semaphore::new(1),
             prepared_version: Cell::new(0),
+            opened_version: Cell::new(None),
             controller,
             coordinators: Default::default(),
             produce_responses: Cell::new(0),
@@ -426,6 +430,9 @@ impl Shard {
             })
             .map(|(k, p)| (k.clone(), p.clone()))
             .collect();
+        // Dropping an older incarnation of a topic makes room for its new one, which the
+        // open phase had to leave alone.
+        let dropped_any = !stale.is_empty();
         for (key, partition) in stale {
             self.partitions.borrow_mut().remove(&key);
             if key.0 == crate::coordinator::group::OFFSETS_TOPIC {
@@ -446,7 +453,7 @@ impl Shard {
             }
         }
 
-        // Update what changed, open what is new (usually done already by OpenPartitions).
+        // Update what changed, open what is new (done already when OpenPartitions ran).
         for topic in snapshot.topics.values() {
             for index in 0..topic.partitions {
                 if snapshot.owner(&topic.name, index) != self.id {
@@ -471,22 +478,12 @@ impl Shard {
                 }
             }
         }
-        self.open_new_partitions(&snapshot).await;
-        let mut unopened = Vec::new();
-        for topic in snapshot.topics.values() {
-            for index in 0..topic.partitions {
-                if snapshot.owner(&topic.name, index) == self.id
-                    && self
-                        .partition(&topic.name, index)
-                        .is_none_or(|p| p.topic.id != topic.id)
-                {
-                    unopened.push((topic.name.clone(), index));
-                }
-            }
+        if dropped_any || self.opened_version.get() != Some(snapshot.version) {
+            self.open_new_partitions(&snapshot).await;
         }
         MetaAck {
             version: self.meta_version(),
-            unopened,
+            unopened: self.unopened_partitions(&snapshot),
         }
     }
 
@@ -507,17 +504,41 @@ impl Shard {
         }
         self.prepared_version
             .set(self.prepared_version.get().max(snapshot.version));
-        let unopened = self.open_new_partitions(snapshot).await;
+        self.open_new_partitions(snapshot).await;
+        self.opened_version.set(Some(snapshot.version));
         MetaAck {
             version: self.meta_version(),
-            unopened,
+            unopened: self.unopened_partitions(snapshot),
         }
     }
 
-    /// Open the partitions of `snapshot` owned here that are not open yet; returns those that
-    /// could not be opened. A partition of an older incarnation of the topic (same name, other
-    /// id) is left to the commit phase.
-    async fn open_new_partitions(self: &Rc<Self>, snapshot: &MetaSnapshot) -> Vec<(String, i32)> {
+    /// The partitions of `snapshot` owned here that are not open (in that incarnation): what
+    /// an acknowledgement reports as offline.
+    fn unopened_partitions(&self, snapshot: &MetaSnapshot) -> Vec<(String, i32)> {
+        let mut unopened = Vec::new();
+        for topic in snapshot.topics.values() {
+            for index in 0..topic.partitions {
+                if snapshot.owner(&topic.name, index) == self.id
+                    && self
+                        .partition(&topic.name, index)
+                        .is_none_or(|p| p.topic.id != topic.id)
+                {
+                    unopened.push((topic.name.clone(), index));
+                }
+            }
+        }
+        unopened
+    }
+
+    /// Open the partitions of `snapshot` owned here that are not open yet. A partition of an
+    /// older incarnation of the topic (same name, other id) is left to the commit phase.
+    ///
+    /// A partition that cannot open stays offline and the others still open; failures are
+    /// reported in one warning per call (with a count and the first error), not one each:
+    /// when descriptors run out, every open fails. Never opens more partitions than the
+    /// partition limit (internal topics first), so metadata written under a higher limit
+    /// cannot exhaust the descriptors client connections need.
+    async fn open_new_partitions(self: &Rc<Self>, snapshot: &MetaSnapshot) {
         let mut to_open = Vec::new();
         for topic in snapshot.topics.values() {
             for index in 0..topic.partitions {
@@ -528,8 +549,21 @@ impl Shard {
                 }
             }
         }
-        let mut failed = Vec::new();
+        if to_open.is_empty() {
+            return;
+        }
+        // The broker needs its internal topics whatever else fits (stable: order kept).
+        to_open.sort_by_key(|(topic, _)| !crate::cluster::meta::is_internal_topic(&topic.name));
+        let max = self.config.partition_limit.max_per_shard();
+        let mut over_limit = 0usize;
+        let mut failed = 0usize;
+        let mut first_failure: Option<(String, i32, storage::StorageError)> = None;
         for (topic, index) in to_open {
+            let internal = crate::cluster::meta::is_internal_topic(&topic.name);
+            if !internal && self.partition_count() >= max {
+                over_limit += 1;
+                continue;
+            }
             match self.open_partition(topic.clone(), index).await {
                 Ok(p) => {
                     if topic.name == crate::coordinator::group::OFFSETS_TOPIC {
@@ -540,12 +574,32 @@ impl Shard {
                         .insert((topic.name.clone(), index), Rc::new(p));
                 }
                 Err(e) => {
-                    warn!(topic = %topic.name, partition = index, error = %e, "cannot open partition; it stays offline");
-                    failed.push((topic.name.clone(), index));
+                    failed += 1;
+                    if first_failure.is_none() {
+                        first_failure = Some((topic.name.clone(), index, e));
+                    }
                 }
             }
         }
-        failed
+        if let Some((topic, partition, error)) = first_failure {
+            warn!(
+                shard = self.id,
+                failed,
+                first_topic = %topic,
+                first_partition = partition,
+                first_error = %error,
+                "cannot open {failed} partition(s); they stay offline until the next metadata change or restart"
+            );
+        }
+        if over_limit > 0 {
+            warn!(
+                shard = self.id,
+                over_limit,
+                "not opening {over_limit} partition(s): this shard already has {} open, the limit is {}; they stay offline (delete topics or raise the limit)",
+                self.partition_count(),
+                self.config.partition_limit.describe()
+            );
+        }
     }
 
     async fn open_partition(
@@ -656,7 +710,7 @@ impl Shard {
                     // as this request asks.
                     let durable = match acks {
                         0 => true,
-                        1 => last_offset < partition.log.high_watermark(),
+                        1 => last_offset < partition.log.written_end_offset(),
                         _ => last_offset < partition.log.durable_offset(),
                     };
                     if !durable {
@@ -748,9 +802,11 @@ impl Shard {
                 E::UnknownTopicOrPartition,
             )));
         };
+        // Single replica: readers see everything written (high watermark = LSO = written end).
+        let visible_end = partition.log.written_end_offset();
         match partition
             .log
-            .read(part.offset, part.max_bytes, part.min_one)
+            .read(part.offset, part.max_bytes, part.min_one, visible_end)
             .await
         {
             Ok(read) => Ok((partition, read)),
@@ -795,16 +851,17 @@ impl Shard {
         let log = &partition.log;
         match timestamp {
             // LATEST: the high watermark (no transactions yet, so also the LSO).
-            -1 => Ok((log.high_watermark(), -1)),
+            -1 => Ok((log.written_end_offset(), -1)),
             // EARLIEST and EARLIEST_LOCAL: everything is local.
             -2 | -4 => Ok((log.log_start_offset(), -1)),
             // MAX_TIMESTAMP: the first record carrying the largest timestamp (KAFKA-16310),
             // found in the first batch whose max timestamp reaches it.
             -3 => {
-                let Some((_, max_ts)) = log.max_timestamp_offset().await? else {
+                let visible_end = log.written_end_offset();
+                let Some((_, max_ts)) = log.max_timestamp_offset(visible_end).await? else {
                     return Ok((-1, -1));
                 };
-                let Some(batch) = log.find_batch_by_timestamp(max_ts).await? else {
+                let Some(batch) = log.find_batch_by_timestamp(max_ts, visible_end).await? else {
                     return Ok((-1, -1));
                 };
                 match records::max_timestamp_record(&batch)? {
@@ -813,7 +870,10 @@ impl Shard {
                 }
             }
             ts if ts >= 0 => {
-                let Some(batch) = log.find_batch_by_timestamp(ts).await? else {
+                let Some(batch) = log
+                    .find_batch_by_timestamp(ts, log.written_end_offset())
+                    .await?
+                else {
                     return Ok((-1, -1));
                 };
                 match compression::find_record_by_timestamp(&batch, ts)? {
@@ -849,7 +909,7 @@ impl Shard {
         }
         let log = &partition.log;
         let target = if offset == -1 {
-            log.high_watermark()
+            log.written_end_offset()
         } else {
             offset
         };
@@ -857,7 +917,7 @@ impl Shard {
         // OffsetOutOfRange, as Kafka does.
         log.delete_records_before(target).await?;
         let low_watermark = log.log_start_offset();
-        assert!(low_watermark >= target.min(log.high_watermark()));
+        assert!(low_watermark >= target.min(log.written_end_offset()));
         Ok(low_watermark)
     }
 
@@ -973,7 +1033,7 @@ async fn finish_read(plan: Result<(Rc<Partition>, storage::ReadResult), ReadRepl
     match read.into_chunks().await {
         Ok(records) => ReadReply {
             error: None,
-            high_watermark: log.high_watermark(),
+            high_watermark: log.written_end_offset(),
             log_start_offset: log.log_start_offset(),
             records,
         },
@@ -985,7 +1045,7 @@ async fn finish_read(plan: Result<(Rc<Partition>, storage::ReadResult), ReadRepl
 fn read_error(log: &PartitionLog, e: &storage::StorageError) -> ReadReply {
     ReadReply {
         error: Some(PartitionError::from(e)),
-        high_watermark: log.high_watermark(),
+        high_watermark: log.written_end_offset(),
         log_start_offset: log.log_start_offset(),
         records: Vec::new(),
     }

@@ -60,3 +60,46 @@ pub fn split(bytes: &[u8]) -> Vec<(i64, i64, Vec<u8>)> {
     }
     out
 }
+
+/// A batch as a leader would have stored it: `count` records from `base_offset`, written in
+/// leader epoch `epoch` (both fields lie outside the CRC).
+pub fn replica_batch(
+    base_offset: i64,
+    count: i32,
+    record_len: usize,
+    ts: i64,
+    epoch: i32,
+) -> Bytes {
+    let mut b = build_test_batch(count, record_len, ts).to_vec();
+    b[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    b[12..16].copy_from_slice(&epoch.to_be_bytes());
+    Bytes::from(b)
+}
+
+/// Reads every batch from the log start to the written end (from disk when `disk`), as
+/// (base offset, last offset, bytes).
+pub async fn read_all(log: &storage::PartitionLog, disk: bool) -> Vec<(i64, i64, Vec<u8>)> {
+    if disk {
+        log.set_read_cache_bytes(0);
+    }
+    let end = log.written_end_offset();
+    let mut offset = log.log_start_offset();
+    let mut all = Vec::new();
+    while offset < end {
+        let b = log
+            .read_written(offset, 1 << 16, true)
+            .await
+            .expect("read")
+            .into_bytes()
+            .await
+            .expect("load");
+        let parts = split(&b);
+        assert!(!parts.is_empty(), "empty read at {offset} below {end}");
+        offset = parts.last().map_or(end, |p| p.1 + 1);
+        all.extend(parts);
+    }
+    if disk {
+        log.set_read_cache_bytes(storage::log::DEFAULT_READ_CACHE_BYTES);
+    }
+    all
+}
