@@ -6,19 +6,15 @@
 //! well ahead of the broker it measures on a 2-core machine, so the hot path writes the wire
 //! format directly. Both directions are unit-tested against `kafka_protocol`'s codec, which is the
 //! independent reference.
+//!
+//! The fixed batch header (layout, attribute bits, parsing, CRC) is `storage::batch`'s, the one
+//! definition the broker uses too; this module adds the record section and the framing of a
+//! Fetch response (partial trailing batches, a size limit).
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::io::{Read, Write};
-
-/// Size of the fixed v2 batch header (baseOffset .. recordCount).
-pub const BATCH_HEADER_BYTES: usize = 61;
-/// Offset of the CRC-covered region (attributes .. end).
-const CRC_START: usize = 21;
-/// Magic value of v2 batches.
-const MAGIC_V2: i8 = 2;
-/// Attributes bit of control batches (transaction markers).
-const ATTR_CONTROL: i16 = 0x20;
+use storage::batch::{self as v2, field, BATCH_HEADER_LEN, LOG_OVERHEAD};
 /// Largest batch the decoder accepts: a guard against garbage lengths.
 pub const BATCH_BYTES_MAX: usize = 256 << 20;
 
@@ -45,7 +41,7 @@ impl Codec {
     }
 
     pub fn from_attribute_bits(bits: i16) -> Result<Codec> {
-        Ok(match bits & 0x7 {
+        Ok(match bits & v2::ATTR_COMPRESSION_MASK {
             0 => Codec::None,
             1 => Codec::Gzip,
             2 => Codec::Snappy,
@@ -99,7 +95,7 @@ impl ProducerStamp {
 /// Accumulates records for one partition and seals them into one v2 batch.
 ///
 /// The records are written straight into the buffer that becomes the batch: the first
-/// [`BATCH_HEADER_BYTES`] are reserved for the header, filled in by [`BatchBuilder::seal`], so an
+/// [`BATCH_HEADER_LEN`] are reserved for the header, filled in by [`BatchBuilder::seal`], so an
 /// uncompressed batch is sealed without copying its records (the CRC32C pass reads them once
 /// while they are still in cache).
 #[derive(Debug)]
@@ -121,7 +117,7 @@ impl Default for BatchBuilder {
 
 impl BatchBuilder {
     pub fn new(capacity_bytes: usize) -> Self {
-        let capacity_bytes = capacity_bytes.max(BATCH_HEADER_BYTES + 64);
+        let capacity_bytes = capacity_bytes.max(BATCH_HEADER_LEN + 64);
         let mut b = Self {
             buf: BytesMut::new(),
             capacity_bytes,
@@ -140,8 +136,8 @@ impl BatchBuilder {
             self.buf = BytesMut::with_capacity(self.capacity_bytes);
         }
         self.buf.clear();
-        self.buf.put_bytes(0, BATCH_HEADER_BYTES);
-        debug_assert_eq!(self.buf.len(), BATCH_HEADER_BYTES);
+        self.buf.put_bytes(0, BATCH_HEADER_LEN);
+        debug_assert_eq!(self.buf.len(), BATCH_HEADER_LEN);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -224,9 +220,9 @@ impl BatchBuilder {
                 out
             }
             _ => {
-                let body = compress(codec, &self.buf[BATCH_HEADER_BYTES..])?;
-                let mut out = BytesMut::with_capacity(BATCH_HEADER_BYTES + body.len());
-                out.put_bytes(0, BATCH_HEADER_BYTES);
+                let body = compress(codec, &self.buf[BATCH_HEADER_LEN..])?;
+                let mut out = BytesMut::with_capacity(BATCH_HEADER_LEN + body.len());
+                out.put_bytes(0, BATCH_HEADER_LEN);
                 out.put_slice(&body);
                 self.write_header(&mut out, codec, stamp);
                 out
@@ -239,25 +235,27 @@ impl BatchBuilder {
 
     /// Fills the header placeholder of `batch` (header + record section) and its CRC32C.
     fn write_header(&self, batch: &mut BytesMut, codec: Codec, stamp: ProducerStamp) {
-        assert!(batch.len() > BATCH_HEADER_BYTES, "batch without records");
-        let body_len = batch.len() - BATCH_HEADER_BYTES;
-        let mut h = &mut batch[..BATCH_HEADER_BYTES];
-        h.put_i64(0); // base offset: assigned by the broker
-        h.put_i32((BATCH_HEADER_BYTES - 12 + body_len) as i32);
-        h.put_i32(-1); // partition leader epoch: assigned by the broker
-        h.put_i8(MAGIC_V2);
-        h.put_u32(0); // crc placeholder
-        h.put_i16(codec.attribute_bits()); // create-time timestamps, not transactional
-        h.put_i32(self.count - 1);
-        h.put_i64(self.base_timestamp_ms);
-        h.put_i64(self.max_timestamp_ms);
-        h.put_i64(stamp.producer_id);
-        h.put_i16(stamp.producer_epoch);
-        h.put_i32(stamp.base_sequence);
-        h.put_i32(self.count);
-        debug_assert!(h.is_empty());
-        let crc = crc_fast::crc32_iscsi(&batch[CRC_START..]);
-        batch[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(batch.len() > BATCH_HEADER_LEN, "batch without records");
+        let header = v2::BatchHeader {
+            base_offset: 0, // assigned by the broker
+            length: (batch.len() - LOG_OVERHEAD) as i32,
+            partition_leader_epoch: -1, // assigned by the broker
+            magic: v2::MAGIC_V2,
+            crc: 0, // below
+            // Create-time timestamps, not transactional.
+            attributes: codec.attribute_bits(),
+            last_offset_delta: self.count - 1,
+            base_timestamp: self.base_timestamp_ms,
+            max_timestamp: self.max_timestamp_ms,
+            producer_id: stamp.producer_id,
+            producer_epoch: stamp.producer_epoch,
+            base_sequence: stamp.base_sequence,
+            records_count: self.count,
+        };
+        let mut head = [0u8; BATCH_HEADER_LEN];
+        header.write(&mut head);
+        batch[..BATCH_HEADER_LEN].copy_from_slice(&head);
+        v2::write_crc(batch);
     }
 }
 
@@ -352,7 +350,7 @@ pub struct BatchHeader {
 impl BatchHeader {
     /// Control batches (transaction markers) carry no application records.
     pub fn is_control(&self) -> bool {
-        self.attributes & ATTR_CONTROL != 0
+        self.attributes & v2::ATTR_CONTROL != 0
     }
 
     /// Records at offsets >= `next`, from the header alone.
@@ -392,37 +390,31 @@ pub fn walk_batches(data: &[u8]) -> BatchWalk<'_> {
 impl<'a> BatchWalk<'a> {
     fn next_batch(&mut self) -> Result<Option<(BatchHeader, &'a [u8])>> {
         let data = self.data;
-        if data.len() < 12 {
+        let Some(length) = data.get(field::LENGTH) else {
             return Ok(None);
-        }
-        let batch_len = i32::from_be_bytes([data[8], data[9], data[10], data[11]]);
+        };
+        let batch_len = i32::from_be_bytes(length.try_into()?);
         ensure!(batch_len >= 0, "negative batch length");
-        let total = 12 + batch_len as usize;
+        let total = LOG_OVERHEAD + batch_len as usize;
         ensure!(total <= BATCH_BYTES_MAX, "batch length {total} over limit");
         if data.len() < total {
             return Ok(None); // partial trailing batch
         }
         let (b, rest) = data.split_at(total);
-        ensure!(total >= BATCH_HEADER_BYTES, "batch shorter than its header");
+        // Header size, magic 2 and a length that holds the header: the broker's own checks.
+        let h = v2::BatchHeader::parse(b)?;
         ensure!(
-            b[16] as i8 == MAGIC_V2,
-            "unsupported record batch magic {}",
-            b[16]
+            h.records_count >= 0,
+            "negative record count {}",
+            h.records_count
         );
-        let mut base = [0u8; 8];
-        base.copy_from_slice(&b[..8]);
-        let base_offset = i64::from_be_bytes(base);
-        let attributes = i16::from_be_bytes([b[21], b[22]]);
-        let last_delta = i32::from_be_bytes([b[23], b[24], b[25], b[26]]);
-        let record_count = i32::from_be_bytes([b[57], b[58], b[59], b[60]]);
-        ensure!(record_count >= 0, "negative record count {record_count}");
         self.data = rest;
         Ok(Some((
             BatchHeader {
-                base_offset,
-                last_offset: base_offset + last_delta as i64,
-                record_count,
-                attributes,
+                base_offset: h.base_offset,
+                last_offset: h.last_offset(),
+                record_count: h.records_count,
+                attributes: h.attributes,
                 wire_bytes: total,
             },
             b,
@@ -484,22 +476,17 @@ impl DecodedBatch {
     /// Verifies the CRC32C if asked, and decompresses.
     pub fn decode(header: &BatchHeader, batch: Bytes, verify_crc: bool) -> Result<DecodedBatch> {
         ensure!(
-            batch.len() == header.wire_bytes && batch.len() >= BATCH_HEADER_BYTES,
+            batch.len() == header.wire_bytes && batch.len() >= BATCH_HEADER_LEN,
             "batch bytes ({}) do not match their header ({})",
             batch.len(),
             header.wire_bytes
         );
         if verify_crc {
-            let want = u32::from_be_bytes([batch[17], batch[18], batch[19], batch[20]]);
-            ensure!(
-                crc_fast::crc32_iscsi(&batch[CRC_START..]) == want,
-                "batch CRC mismatch"
-            );
+            v2::verify_crc(&batch)?;
         }
-        let mut ts = [0u8; 8];
-        ts.copy_from_slice(&batch[27..35]);
+        let base_timestamp_ms = v2::BatchHeader::parse(&batch)?.base_timestamp;
         let codec = Codec::from_attribute_bits(header.attributes)?;
-        let body = batch.slice(BATCH_HEADER_BYTES..);
+        let body = batch.slice(BATCH_HEADER_LEN..);
         let records = match codec {
             Codec::None => body,
             c => Bytes::from(decompress(c, &body)?),
@@ -510,7 +497,7 @@ impl DecodedBatch {
             record_count: header.record_count,
             is_control: header.is_control(),
             codec,
-            base_timestamp_ms: i64::from_be_bytes(ts),
+            base_timestamp_ms,
             records,
         })
     }
@@ -787,7 +774,7 @@ mod tests {
         let good = b.seal(Codec::None, ProducerStamp::NONE).expect("seal");
         let mut blob = BytesMut::from(&good[..]);
         let mut bad = BytesMut::from(&good[..]);
-        bad[57..61].copy_from_slice(&(-3i32).to_be_bytes()); // negative record count
+        bad[field::RECORDS_COUNT].copy_from_slice(&(-3i32).to_be_bytes()); // negative record count
         blob.put_slice(&bad);
         blob.put_slice(&good);
         let items: Vec<_> = walk_batches(&blob).collect();

@@ -440,6 +440,7 @@ mod tests {
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
     use kafka_protocol::messages::FetchResponse;
+    use storage::batch::{field, write_crc, ATTR_CONTROL, ATTR_TRANSACTIONAL};
 
     /// One batch of `n` records at offsets `base..base+n`; returns it and the checksums of
     /// its records by offset.
@@ -566,10 +567,10 @@ mod tests {
         b.append(1_700_000_000_000, Some(&[0, 0, 0, 1]), &[0, 0, 0, 0, 0, 0]);
         let sealed = b.seal(Codec::None, ProducerStamp::NONE).expect("seal");
         let mut out = BytesMut::from(&sealed[..]);
-        out[..8].copy_from_slice(&base.to_be_bytes());
-        out[21..23].copy_from_slice(&0x30i16.to_be_bytes());
-        let crc = crc_fast::crc32_iscsi(&out[21..]);
-        out[17..21].copy_from_slice(&crc.to_be_bytes());
+        out[field::BASE_OFFSET].copy_from_slice(&base.to_be_bytes());
+        let attributes = ATTR_CONTROL | ATTR_TRANSACTIONAL;
+        out[field::ATTRIBUTES].copy_from_slice(&attributes.to_be_bytes());
+        write_crc(&mut out);
         out.freeze()
     }
 
@@ -641,11 +642,11 @@ mod tests {
     fn bad_magic_or_length_fails_both_checks() {
         let (good, _) = batch(Codec::None, 0, 3);
         let mut magic = BytesMut::from(&good[..]);
-        magic[16] = 1;
+        magic[field::MAGIC.start] = 1;
         let mut negative = BytesMut::from(&good[..]);
-        negative[8..12].copy_from_slice(&(-1i32).to_be_bytes());
+        negative[field::LENGTH].copy_from_slice(&(-1i32).to_be_bytes());
         let mut short = BytesMut::from(&[0u8; 30][..]);
-        short[8..12].copy_from_slice(&18i32.to_be_bytes());
+        short[field::LENGTH].copy_from_slice(&18i32.to_be_bytes());
         let asked: BTreeMap<i32, i64> = [(0, 0)].into();
         for (what, bytes) in [("magic", magic), ("negative", negative), ("short", short)] {
             let resp = one_partition(bytes.freeze());
@@ -669,14 +670,14 @@ mod tests {
             let (b, s) = batch(Codec::None, 0, 2);
             (BytesMut::from(&b[..]), s)
         };
-        bad[8..12].copy_from_slice(&(-1i32).to_be_bytes());
+        bad[field::LENGTH].copy_from_slice(&(-1i32).to_be_bytes());
         let resp = FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
             .with_partitions(vec![partition(0, Some(bad.freeze()))])]);
         let mut offs: BTreeMap<i32, i64> = [(0, 0)].into();
         assert!(next_offsets_from_headers(&mut offs, &resp).is_err());
         // A header too short for a batch, yet complete by its length field.
         let mut short = BytesMut::from(&[0u8; 30][..]);
-        short[8..12].copy_from_slice(&18i32.to_be_bytes());
+        short[field::LENGTH].copy_from_slice(&18i32.to_be_bytes());
         let resp = FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
             .with_partitions(vec![partition(0, Some(short.freeze()))])]);
         assert!(next_offsets_from_headers(&mut offs, &resp).is_err());

@@ -758,8 +758,9 @@ async fn watch_unacked(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{split_batches, Codec, BATCH_HEADER_BYTES};
+    use crate::batch::{split_batches, Codec};
     use crate::workload::{KeyMode, SizeDist};
+    use storage::batch::BATCH_HEADER_LEN;
 
     /// Fills batches the way the producer does and checks none exceeds the batch size.
     fn fill(size: SizeDist, key_mode: KeyMode, batch_bytes: usize) {
@@ -825,7 +826,7 @@ mod tests {
         );
         let mut b = BatchBuilder::new(4096);
         b.append(1, None, &[7u8; 3000]);
-        assert!(b.size_bytes() > BATCH_HEADER_BYTES);
+        assert!(b.size_bytes() > BATCH_HEADER_LEN);
         assert!(batch_full(&b, 3000 + RECORD_FRAMING_MAX, 2048));
     }
 }

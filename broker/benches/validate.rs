@@ -17,7 +17,9 @@
 //! Instruction counts (repeatable on a noisy machine): with `RINGTAIL_VALIDATE_ITERS=N` set the
 //! binary skips criterion and runs every case N times in `run_iters`, e.g.
 //! `valgrind --tool=callgrind --toggle-collect='validate::run_iters*' <bench binary>`
-//! and divide the collected instructions by N and the number of cases.
+//! and divide the collected instructions by N and the number of cases. With
+//! `RINGTAIL_VALIDATE_PRODUCE=1` as well, `run_iters` times the whole `validate_produce` call
+//! (the `produce/*` cases) instead of `validate_records`.
 
 use std::hint::black_box;
 
@@ -26,9 +28,9 @@ use criterion::{criterion_group, Criterion, Throughput};
 
 use broker::log::compression::{self, Codec, TopicCompression};
 use broker::log::records::{
-    build_batch, validate_produce, validate_records, verify_crc, BatchSpec, NewRecord,
-    ValidationOptions, BATCH_HEADER_BYTES,
+    build_batch, validate_produce, validate_records, BatchSpec, NewRecord, ValidationOptions,
 };
+use storage::batch::{verify_crc, BATCH_HEADER_LEN};
 
 const NOW_MS: i64 = 1_700_000_000_000;
 
@@ -135,7 +137,7 @@ fn bench_validate(c: &mut Criterion) {
     group.finish();
 
     let lz4 = batch(Codec::Lz4, 16, 1024);
-    let payload = lz4.slice(BATCH_HEADER_BYTES..);
+    let payload = lz4.slice(BATCH_HEADER_LEN..);
     let mut group = c.benchmark_group("decompress");
     group.throughput(Throughput::Elements(16));
     group.bench_function("lz4_16x1KiB", |b| {
@@ -153,11 +155,20 @@ fn bench_validate(c: &mut Criterion) {
 /// The measured loop for instruction counting; kept out of line so callgrind can collect
 /// exactly this function (`--toggle-collect`).
 #[inline(never)]
-fn run_iters(case: &Case, opts: &ValidationOptions, iters: u64) -> u64 {
+fn run_iters(case: &Case, opts: &ValidationOptions, iters: u64, produce: bool) -> u64 {
     let mut total = 0u64;
     for _ in 0..iters {
-        let summary = validate_records(black_box(&case.batch), black_box(opts));
-        total += summary.map_or(0, |s| s.record_count as u64);
+        total += if produce {
+            let v = validate_produce(
+                black_box(&case.batch),
+                TopicCompression::Producer,
+                black_box(opts),
+            );
+            v.map_or(0, |v| v.info.records_count as u64)
+        } else {
+            let summary = validate_records(black_box(&case.batch), black_box(opts));
+            summary.map_or(0, |s| s.record_count as u64)
+        };
     }
     total
 }
@@ -171,11 +182,12 @@ fn main() {
     {
         let opts = options();
         let only = std::env::var("RINGTAIL_VALIDATE_CASE").ok();
+        let produce = std::env::var_os("RINGTAIL_VALIDATE_PRODUCE").is_some();
         for case in cases() {
             if only.as_deref().is_some_and(|o| o != case.name) {
                 continue;
             }
-            let records = run_iters(&case, &opts, iters);
+            let records = run_iters(&case, &opts, iters, produce);
             assert_eq!(
                 records,
                 iters * case.records,

@@ -94,7 +94,8 @@
 //! happens at open.
 //!
 //! ## Modules
-//! - [`batch`]: record batch header parsing and validation.
+//! - [`batch`]: the v2 record batch header: layout, parsing, CRC, validation (the one
+//!   definition every crate uses).
 //! - [`log`]: the partition log, writer task, reads, retention, truncation.
 //! - [`epoch`]: the leader-epoch list and its file.
 //! - [`recovery`]: open-time validation and repair.

@@ -628,7 +628,7 @@ impl State {
         self.segments
             .values()
             .next_back()
-            .expect("log has an active segment")
+            .expect("log has an active segment") // ok: see above
     }
 
     fn segment_for(&self, offset: i64) -> Option<Rc<Segment>> {
@@ -644,7 +644,7 @@ impl State {
             .values()
             .rev()
             .find_map(|s| s.dma())
-            .expect("ok: the first segment's files are opened by open() before any append");
+            .expect("a segment with open files"); // ok: open() opens the first segment's files before any append
         dma.alloc_dma_buffer(size)
     }
 
@@ -2905,9 +2905,9 @@ mod tests {
     #[test]
     fn read_back_check() {
         let mut a = crate::batch::build_test_batch(3, 20, 1).to_vec();
-        batch::set_base_offset(&mut a, 40);
+        batch::set_base_offset(batch::header_mut(&mut a).unwrap(), 40);
         let mut b = crate::batch::build_test_batch(1, 20, 2).to_vec();
-        batch::set_base_offset(&mut b, 45); // a gap of 2 offsets
+        batch::set_base_offset(batch::header_mut(&mut b).unwrap(), 45); // a gap of 2 offsets
         let both = [a.clone(), b.clone()].concat();
         assert!(check_batches(&both, 40, true).is_ok());
         assert!(check_batches(&both, 41, true).is_err());

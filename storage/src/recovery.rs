@@ -291,7 +291,7 @@ pub(crate) async fn recover(dir: &PathBuf, config: &LogConfig) -> Result<Recover
     let active = segments
         .values()
         .next_back()
-        .expect("at least one segment")
+        .expect("at least one segment") // ok: see above
         .clone();
     let next_offset = active.next_offset.get();
     let dma = active.dma_or_err()?;

@@ -54,7 +54,7 @@ pub mod group;
 pub mod groups;
 mod shell;
 #[cfg(test)]
-mod shell_tests;
+mod tests;
 
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;

@@ -292,8 +292,8 @@ impl<M: StateMachine> Shell<M> {
         })?;
         // Pair assertion with the replay at load: what goes to disk is one batch holding
         // every record, in order.
-        let info =
-            records::BatchInfo::parse(&batch).map_err(|e| PersistFailure::Encode(e.to_string()))?;
+        let info = storage::batch::BatchHeader::parse_exact(&batch)
+            .map_err(|e| PersistFailure::Encode(e.to_string()))?;
         assert_eq!(
             usize::try_from(info.records_count).ok(),
             Some(records.len()),

@@ -70,7 +70,7 @@ impl Codec {
 
     /// The codec encoded in a v2 batch's attributes (bits 0-2).
     pub fn from_attributes(attributes: i16) -> Result<Codec, CompressionError> {
-        Codec::from_id(attributes & 0x7)
+        Codec::from_id(attributes & storage::batch::ATTR_COMPRESSION_MASK)
     }
 
     /// The codec with Kafka id `id` (0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd).
@@ -189,7 +189,7 @@ impl FromStr for TopicCompression {
     }
 }
 
-/// Compression failures.
+/// Compression failures. Their Kafka codes are mapped in `crate::errors`.
 #[derive(Debug, thiserror::Error)]
 pub enum CompressionError {
     #[error("unknown compression codec id {0}")]
@@ -202,18 +202,6 @@ pub enum CompressionError {
     TooLarge { codec: Codec, limit_bytes: usize },
     #[error("{codec:?} compression failed: {reason}")]
     Compress { codec: Codec, reason: String },
-}
-
-impl CompressionError {
-    /// Kafka error code for a produce request whose batch hit this error.
-    pub fn kafka_code(&self) -> i16 {
-        match self {
-            CompressionError::UnknownCodec(_) | CompressionError::UnknownTopicCompression(_) => 76, // UNSUPPORTED_COMPRESSION_TYPE
-            CompressionError::Corrupt { .. } => 2, // CORRUPT_MESSAGE
-            CompressionError::TooLarge { .. } => 10, // MESSAGE_TOO_LARGE
-            CompressionError::Compress { .. } => -1, // UNKNOWN_SERVER_ERROR
-        }
-    }
 }
 
 /// Compresses `input` with `codec`, appending to `out`.
@@ -437,18 +425,31 @@ pub fn recompression_target(
     let TopicCompression::Codec(target) = topic.into() else {
         return None;
     };
-    let control = crate::log::records::ATTR_CONTROL;
     batches
         .headers()
         .iter()
-        .filter(|h| h.attributes & control == 0)
-        .any(|h| Codec::from_attributes(h.attributes).map_or(true, |c| c != target))
+        .filter(|h| !h.is_control())
+        .any(|h| h.codec().map_or(true, |c| c != target))
         .then_some(target)
+}
+
+/// The codec of a parsed batch header: storage knows where the bits are, this module what
+/// they mean.
+pub trait HeaderCodec {
+    /// The batch's compression codec; an error for bits that name none.
+    fn codec(&self) -> Result<Codec, CompressionError>;
+}
+
+impl HeaderCodec for storage::batch::BatchHeader {
+    fn codec(&self) -> Result<Codec, CompressionError> {
+        Codec::from_attributes(self.attributes)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::errors::KafkaCode;
 
     fn sample(len: usize) -> Vec<u8> {
         // Compressible but not trivial: JSON-ish text with a counter.

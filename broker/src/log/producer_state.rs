@@ -92,7 +92,8 @@ fn in_sequence(last: i32, next: i32) -> bool {
     i64::from(next) == i64::from(last) + 1 || (next == 0 && last == i32::MAX)
 }
 
-/// Why a produce batch is refused by the producer state. Codes are Kafka's.
+/// Why a produce batch is refused by the producer state. `crate::errors` maps each variant to
+/// Kafka's code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProducerError {
     /// A gap or overlap in sequence numbers, or a new epoch that does not start at 0.
@@ -123,18 +124,6 @@ pub enum ProducerError {
     UnknownProducerId { producer_id: i64 },
 }
 
-impl ProducerError {
-    /// The Kafka protocol error code for this error.
-    pub fn kafka_code(&self) -> i16 {
-        match self {
-            ProducerError::OutOfOrderSequence { .. } => 45, // OUT_OF_ORDER_SEQUENCE_NUMBER
-            ProducerError::InvalidProducerEpoch { .. } => 47, // INVALID_PRODUCER_EPOCH
-            ProducerError::InvalidSequence { .. } => 87,    // INVALID_RECORD
-            ProducerError::UnknownProducerId { .. } => 59,  // UNKNOWN_PRODUCER_ID
-        }
-    }
-}
-
 /// Outcome of [`ProducerStateTable::check`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SeqCheck {
@@ -148,7 +137,7 @@ pub enum SeqCheck {
         /// recorded with the original batch (Kafka's `BatchMetadata.timestamp`).
         log_append_time_ms: i64,
     },
-    /// Answer the partition with `error.kafka_code()`.
+    /// Answer the partition with this error (`crate::errors::KafkaCode`).
     Reject(ProducerError),
 }
 
@@ -767,6 +756,7 @@ pub fn write_pid_file(path: &Path, reserved_end: i64) -> Result<(), ProducerIdEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::errors::KafkaCode;
 
     fn batch(pid: i64, epoch: i16, first: i32, count: i32, base: i64, ts: i64) -> ProducerBatch {
         ProducerBatch {
@@ -1133,6 +1123,7 @@ mod tests {
         //! Property test against a deliberately different model: the full history of accepted
         //! batches per producer, with Kafka's rules phrased directly.
         use super::super::*;
+        use crate::errors::KafkaCode;
         use proptest::prelude::*;
 
         #[derive(Default)]

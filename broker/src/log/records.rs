@@ -1,4 +1,4 @@
-//! Kafka v2 record batches: header parsing, lossless record decoding, batch building,
+//! Kafka v2 record batches: lossless record decoding, batch building,
 //! recompression to a topic's codec, produce-time validation (Kafka's `LogValidator`) and
 //! timestamp lookups for ListOffsets.
 //!
@@ -33,37 +33,20 @@
 //! - Inner offsets that are not `0..n-1` are not rejected by current Kafka: the batch is
 //!   rebuilt with sequential offsets. [`ValidationSummary::inner_offsets_sequential`] tells the
 //!   caller; [`rebuild_batch`] renumbers them.
+//!
+//! The batch header itself (layout, attribute bits, parsing, CRC) is `storage::batch`'s: this
+//! module reads and writes headers only through it.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use storage::batch::{
+    field, verify_crc, write_crc, BatchError, BatchHeader, ATTR_COMPRESSION_MASK, ATTR_CONTROL,
+    ATTR_LOG_APPEND_TIME, ATTR_TRANSACTIONAL, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2,
+};
 
-use crate::log::compression::{self, Codec, CompressionError};
+use crate::log::compression::{self, Codec, CompressionError, HeaderCodec};
 
-/// Magic byte of v2 record batches (the only format Ringtail stores).
-pub const MAGIC_V2: i8 = 2;
-/// Size of a v2 batch header, from `baseOffset` through `recordsCount`.
-pub const BATCH_HEADER_BYTES: usize = 61;
-/// `baseOffset` + `batchLength`: bytes not counted by `batchLength`.
-pub const LOG_OVERHEAD_BYTES: usize = 12;
-
-const LENGTH_AT: usize = 8;
-const PARTITION_LEADER_EPOCH_AT: usize = 12;
-const MAGIC_AT: usize = 16;
-const CRC_AT: usize = 17;
-const ATTRIBUTES_AT: usize = 21;
-const LAST_OFFSET_DELTA_AT: usize = 23;
-const BASE_TIMESTAMP_AT: usize = 27;
-const MAX_TIMESTAMP_AT: usize = 35;
-const PRODUCER_ID_AT: usize = 43;
-const PRODUCER_EPOCH_AT: usize = 51;
-const BASE_SEQUENCE_AT: usize = 53;
-const RECORDS_COUNT_AT: usize = 57;
-
-/// Batch attribute bits.
-pub const ATTR_COMPRESSION_MASK: i16 = 0x07;
-pub const ATTR_LOG_APPEND_TIME: i16 = 0x08;
-pub const ATTR_TRANSACTIONAL: i16 = 0x10;
-pub const ATTR_CONTROL: i16 = 0x20;
-pub const ATTR_DELETE_HORIZON: i16 = 0x40;
+/// Meaning of record timestamps; the batch header's, so it lives with the header.
+pub use storage::batch::TimestampType;
 
 /// `RecordBatch.NO_TIMESTAMP`.
 pub const NO_TIMESTAMP: i64 = -1;
@@ -71,13 +54,6 @@ pub const NO_TIMESTAMP: i64 = -1;
 /// Smallest possible encoded v2 record: length, attributes, timestamp delta, offset delta,
 /// key length, value length, header count — one byte each.
 const MIN_RECORD_BYTES: usize = 7;
-
-/// Meaning of record timestamps (batch attribute bit 3, topic `message.timestamp.type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimestampType {
-    CreateTime,
-    LogAppendTime,
-}
 
 /// One record-level problem, as Kafka reports it in `ProduceResponse.record_errors`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +63,7 @@ pub struct RecordError {
     pub message: String,
 }
 
-/// Record batch errors, each with a Kafka error code ([`RecordsError::kafka_code`]).
+/// Record batch errors. Their Kafka codes are mapped in `crate::errors` (noted per variant).
 #[derive(Debug, thiserror::Error)]
 pub enum RecordsError {
     /// Bytes that cannot be a batch (length fields, truncation). `CORRUPT_MESSAGE`.
@@ -116,16 +92,6 @@ pub enum RecordsError {
 }
 
 impl RecordsError {
-    /// The Kafka error code to answer the partition with.
-    pub fn kafka_code(&self) -> i16 {
-        match self {
-            RecordsError::Corrupt(_) | RecordsError::CrcMismatch { .. } => 2, // CORRUPT_MESSAGE
-            RecordsError::UnsupportedMagic(_) | RecordsError::InvalidRecord { .. } => 87, // INVALID_RECORD
-            RecordsError::InvalidTimestamp { .. } => 32, // INVALID_TIMESTAMP
-            RecordsError::Compression(e) => e.kafka_code(),
-        }
-    }
-
     /// Per-record errors for `ProduceResponse.record_errors` (empty for batch-level errors).
     pub fn record_errors(&self) -> &[RecordError] {
         match self {
@@ -143,132 +109,21 @@ impl RecordsError {
     }
 }
 
-/// The 61-byte header of a v2 batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchInfo {
-    pub base_offset: i64,
-    pub batch_length: i32,
-    pub partition_leader_epoch: i32,
-    pub magic: i8,
-    pub crc: u32,
-    pub attributes: i16,
-    pub last_offset_delta: i32,
-    pub base_timestamp: i64,
-    pub max_timestamp: i64,
-    pub producer_id: i64,
-    pub producer_epoch: i16,
-    pub base_sequence: i32,
-    pub records_count: i32,
-}
-
-fn be_i16(b: &[u8], at: usize) -> i16 {
-    i16::from_be_bytes([b[at], b[at + 1]])
-}
-fn be_i32(b: &[u8], at: usize) -> i32 {
-    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-fn be_i64(b: &[u8], at: usize) -> i64 {
-    let mut a = [0; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    i64::from_be_bytes(a)
-}
-
-impl BatchInfo {
-    /// Parses the header of the batch that `batch` holds exactly (no trailing bytes).
-    /// Checks the magic and the length, not the CRC.
-    pub fn parse(batch: &[u8]) -> Result<BatchInfo, RecordsError> {
-        if batch.len() < BATCH_HEADER_BYTES {
-            return Err(RecordsError::Corrupt(format!(
-                "{} bytes is shorter than a batch header",
-                batch.len()
-            )));
-        }
-        let magic = batch[MAGIC_AT] as i8;
-        if magic != MAGIC_V2 {
-            return Err(RecordsError::UnsupportedMagic(magic));
-        }
-        let batch_length = be_i32(batch, LENGTH_AT);
-        let expected = usize::try_from(batch_length)
-            .ok()
-            .and_then(|l| l.checked_add(LOG_OVERHEAD_BYTES));
-        if expected != Some(batch.len()) {
-            return Err(RecordsError::Corrupt(format!(
-                "batch length {batch_length} does not match {} bytes",
-                batch.len()
-            )));
-        }
-        Ok(BatchInfo {
-            base_offset: be_i64(batch, 0),
-            batch_length,
-            partition_leader_epoch: be_i32(batch, PARTITION_LEADER_EPOCH_AT),
-            magic,
-            crc: be_i32(batch, CRC_AT) as u32,
-            attributes: be_i16(batch, ATTRIBUTES_AT),
-            last_offset_delta: be_i32(batch, LAST_OFFSET_DELTA_AT),
-            base_timestamp: be_i64(batch, BASE_TIMESTAMP_AT),
-            max_timestamp: be_i64(batch, MAX_TIMESTAMP_AT),
-            producer_id: be_i64(batch, PRODUCER_ID_AT),
-            producer_epoch: be_i16(batch, PRODUCER_EPOCH_AT),
-            base_sequence: be_i32(batch, BASE_SEQUENCE_AT),
-            records_count: be_i32(batch, RECORDS_COUNT_AT),
-        })
-    }
-
-    /// The batch's compression codec.
-    pub fn codec(&self) -> Result<Codec, RecordsError> {
-        Ok(Codec::from_attributes(self.attributes)?)
-    }
-
-    pub fn timestamp_type(&self) -> TimestampType {
-        if self.attributes & ATTR_LOG_APPEND_TIME != 0 {
-            TimestampType::LogAppendTime
-        } else {
-            TimestampType::CreateTime
+/// The header parser's errors, with the codes this broker has always answered them with: a
+/// wrong magic is `INVALID_RECORD` (Produce v3+ must carry v2 batches), a wrong CRC or framing
+/// `CORRUPT_MESSAGE`.
+impl From<BatchError> for RecordsError {
+    fn from(e: BatchError) -> Self {
+        match e {
+            BatchError::BadMagic(magic) => RecordsError::UnsupportedMagic(magic),
+            BatchError::BadCrc { expected, computed } => RecordsError::CrcMismatch {
+                stored: expected,
+                computed,
+            },
+            e if e.is_invalid_record() => RecordsError::invalid(e.to_string()),
+            e => RecordsError::Corrupt(e.to_string()),
         }
     }
-
-    pub fn is_transactional(&self) -> bool {
-        self.attributes & ATTR_TRANSACTIONAL != 0
-    }
-
-    pub fn is_control(&self) -> bool {
-        self.attributes & ATTR_CONTROL != 0
-    }
-
-    pub fn has_producer_id(&self) -> bool {
-        self.producer_id >= 0
-    }
-
-    /// `base_offset + last_offset_delta`.
-    pub fn last_offset(&self) -> i64 {
-        self.base_offset
-            .saturating_add(i64::from(self.last_offset_delta))
-    }
-
-    /// Total bytes of the batch on the wire / on disk.
-    pub fn total_bytes(&self) -> usize {
-        LOG_OVERHEAD_BYTES + self.batch_length.max(0) as usize
-    }
-}
-
-/// Checks the batch CRC32C (attributes through the end).
-pub fn verify_crc(batch: &[u8]) -> Result<(), RecordsError> {
-    if batch.len() < BATCH_HEADER_BYTES {
-        return Err(RecordsError::Corrupt(
-            "batch shorter than its header".into(),
-        ));
-    }
-    let stored = be_i32(batch, CRC_AT) as u32;
-    let computed = storage::batch::crc32c(&batch[ATTRIBUTES_AT..]);
-    if stored != computed {
-        return Err(RecordsError::CrcMismatch { stored, computed });
-    }
-    Ok(())
-}
-
-fn write_crc(batch: &mut [u8]) {
-    let crc = storage::batch::crc32c(&batch[ATTRIBUTES_AT..]);
-    batch[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Splits a record set (one or more concatenated v2 batches) into zero-copy per-batch slices.
@@ -277,28 +132,7 @@ pub fn split_batches(records: &Bytes) -> Result<Vec<Bytes>, RecordsError> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < records.len() {
-        let rest = &records[pos..];
-        if rest.len() < BATCH_HEADER_BYTES {
-            return Err(RecordsError::Corrupt(format!(
-                "{} trailing bytes after the last batch",
-                rest.len()
-            )));
-        }
-        let magic = rest[MAGIC_AT] as i8;
-        if magic != MAGIC_V2 {
-            return Err(RecordsError::UnsupportedMagic(magic));
-        }
-        let length = be_i32(rest, LENGTH_AT);
-        let total = usize::try_from(length)
-            .ok()
-            .and_then(|l| l.checked_add(LOG_OVERHEAD_BYTES))
-            .filter(|t| *t >= BATCH_HEADER_BYTES && *t <= rest.len())
-            .ok_or_else(|| {
-                RecordsError::Corrupt(format!(
-                    "batch length {length} does not fit in {} bytes",
-                    rest.len()
-                ))
-            })?;
+        let total = BatchHeader::parse_complete(&records[pos..])?.total_len();
         out.push(records.slice(pos..pos + total));
         pos += total;
     }
@@ -328,7 +162,7 @@ pub struct Record {
 /// A batch header with its decoded records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodedBatch {
-    pub info: BatchInfo,
+    pub info: BatchHeader,
     pub records: Vec<Record>,
 }
 
@@ -471,17 +305,17 @@ pub fn records_payload(
     batch: &Bytes,
     max_decompressed_bytes: usize,
 ) -> Result<Bytes, RecordsError> {
-    let info = BatchInfo::parse(batch)?;
+    let info = BatchHeader::parse_exact(batch)?;
     payload_of(batch, &info, max_decompressed_bytes)
 }
 
 /// [`records_payload`] for a batch whose header `info` was parsed from `batch`.
 fn payload_of(
     batch: &Bytes,
-    info: &BatchInfo,
+    info: &BatchHeader,
     max_decompressed_bytes: usize,
 ) -> Result<Bytes, RecordsError> {
-    let payload = batch.slice(BATCH_HEADER_BYTES..);
+    let payload = batch.slice(BATCH_HEADER_LEN..);
     Ok(compression::decompress(
         info.codec()?,
         &payload,
@@ -781,7 +615,7 @@ fn decode_batch_crc_checked(
     batch: &Bytes,
     max_decompressed_bytes: usize,
 ) -> Result<(DecodedBatch, usize), RecordsError> {
-    let info = BatchInfo::parse(batch)?;
+    let info = BatchHeader::parse_exact(batch)?;
     let payload = records_payload(batch, max_decompressed_bytes)?;
     let records = decode_payload(&payload, info.records_count)?;
     Ok((DecodedBatch { info, records }, payload.len()))
@@ -845,9 +679,13 @@ fn check_record_sizes(records: &[Record]) -> Result<(), RecordsError> {
 }
 
 /// Encodes a batch from a header template and records; `records_count`, `last_offset_delta`,
-/// `batch_length`, codec bits and CRC are derived, every other header field is taken from
+/// `length`, codec bits and CRC are derived, every other header field is taken from
 /// `info` as is.
-fn encode_batch(info: &BatchInfo, records: &[Record], codec: Codec) -> Result<Bytes, RecordsError> {
+fn encode_batch(
+    info: &BatchHeader,
+    records: &[Record],
+    codec: Codec,
+) -> Result<Bytes, RecordsError> {
     check_record_sizes(records)?;
     let count = i32::try_from(records.len())
         .map_err(|_| RecordsError::invalid("too many records for one batch"))?;
@@ -855,31 +693,28 @@ fn encode_batch(info: &BatchInfo, records: &[Record], codec: Codec) -> Result<By
     for r in records {
         encode_record(&mut payload, r);
     }
-    let mut out = Vec::with_capacity(BATCH_HEADER_BYTES + payload.len() / 2 + 64);
-    out.extend_from_slice(&info.base_offset.to_be_bytes());
-    out.extend_from_slice(&[0; 4]); // length, below
-    out.extend_from_slice(&info.partition_leader_epoch.to_be_bytes());
-    out.push(MAGIC_V2 as u8);
-    out.extend_from_slice(&[0; 4]); // crc, below
-    let attributes = (info.attributes & !ATTR_COMPRESSION_MASK) | codec.id();
-    out.extend_from_slice(&attributes.to_be_bytes());
     let last_offset_delta = records
         .iter()
         .map(|r| r.offset_delta)
         .max()
         .unwrap_or(info.last_offset_delta);
-    out.extend_from_slice(&last_offset_delta.to_be_bytes());
-    out.extend_from_slice(&info.base_timestamp.to_be_bytes());
-    out.extend_from_slice(&info.max_timestamp.to_be_bytes());
-    out.extend_from_slice(&info.producer_id.to_be_bytes());
-    out.extend_from_slice(&info.producer_epoch.to_be_bytes());
-    out.extend_from_slice(&info.base_sequence.to_be_bytes());
-    out.extend_from_slice(&count.to_be_bytes());
-    assert_eq!(out.len(), BATCH_HEADER_BYTES);
+    let header = BatchHeader {
+        length: 0, // below, once the records are compressed
+        magic: MAGIC_V2,
+        crc: 0, // below
+        attributes: (info.attributes & !ATTR_COMPRESSION_MASK) | codec.id(),
+        last_offset_delta,
+        records_count: count,
+        ..*info
+    };
+    let mut head = [0u8; BATCH_HEADER_LEN];
+    header.write(&mut head);
+    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + payload.len() / 2 + 64);
+    out.extend_from_slice(&head);
     compression::compress_into(codec, &payload, &mut out)?;
-    let length = i32::try_from(out.len() - LOG_OVERHEAD_BYTES)
+    let length = i32::try_from(out.len() - LOG_OVERHEAD)
         .map_err(|_| RecordsError::invalid("batch larger than 2 GiB"))?;
-    out[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
+    out[field::LENGTH].copy_from_slice(&length.to_be_bytes());
     write_crc(&mut out);
     Ok(Bytes::from(out))
 }
@@ -965,9 +800,9 @@ pub fn build_batch(spec: &BatchSpec, records: &[NewRecord]) -> Result<Bytes, Rec
             headers: r.headers.clone(),
         })
         .collect();
-    let info = BatchInfo {
+    let info = BatchHeader {
         base_offset: spec.base_offset,
-        batch_length: 0,
+        length: 0,
         partition_leader_epoch: spec.partition_leader_epoch,
         magic: MAGIC_V2,
         crc: 0,
@@ -1014,7 +849,7 @@ pub fn rebuild_batch(
     }
     let out = encode_batch(&template, &records, target)?;
     // Pair assertion: the new batch parses and carries the same number of records.
-    let check = BatchInfo::parse(&out)?;
+    let check = BatchHeader::parse_exact(&out)?;
     assert_eq!(check.records_count, info.records_count);
     assert_eq!(check.last_offset_delta, info.records_count - 1);
     Ok(out)
@@ -1039,7 +874,7 @@ pub fn recompress_with_limit(
     let mut changed = Vec::with_capacity(parts.len());
     let mut any = false;
     for part in &parts {
-        let info = BatchInfo::parse(part)?;
+        let info = BatchHeader::parse_exact(part)?;
         if info.codec()? == target || info.is_control() || info.records_count == 0 {
             verify_crc(part)?;
             changed.push(None);
@@ -1067,7 +902,7 @@ pub fn find_record_by_timestamp(
     batch: &Bytes,
     ts: i64,
 ) -> Result<Option<(i64, i64)>, RecordsError> {
-    let info = BatchInfo::parse(batch)?;
+    let info = BatchHeader::parse_exact(batch)?;
     if info.max_timestamp < ts {
         return Ok(None);
     }
@@ -1096,9 +931,8 @@ pub fn max_timestamp_record(batch: &Bytes) -> Result<Option<(i64, i64)>, Records
 
 /// Sets the partition leader epoch (not covered by the CRC), as Kafka does on append.
 pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) -> Result<(), RecordsError> {
-    BatchInfo::parse(batch)?;
-    batch[PARTITION_LEADER_EPOCH_AT..PARTITION_LEADER_EPOCH_AT + 4]
-        .copy_from_slice(&epoch.to_be_bytes());
+    BatchHeader::parse_exact(batch)?;
+    storage::batch::set_partition_leader_epoch(storage::batch::header_mut(batch)?, epoch);
     Ok(())
 }
 
@@ -1110,7 +944,7 @@ pub fn set_max_timestamp(
     timestamp_type: TimestampType,
     max_timestamp: i64,
 ) -> Result<(), RecordsError> {
-    let info = BatchInfo::parse(batch)?;
+    let info = BatchHeader::parse_exact(batch)?;
     verify_crc(batch)?;
     let attributes = match timestamp_type {
         TimestampType::LogAppendTime => info.attributes | ATTR_LOG_APPEND_TIME,
@@ -1119,8 +953,12 @@ pub fn set_max_timestamp(
     if attributes == info.attributes && max_timestamp == info.max_timestamp {
         return Ok(());
     }
-    batch[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
-    batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+    let stamped = BatchHeader {
+        attributes,
+        max_timestamp,
+        ..info
+    };
+    stamped.write(storage::batch::header_mut(batch)?);
     write_crc(batch);
     Ok(())
 }
@@ -1177,7 +1015,7 @@ impl ValidationOptions {
     /// [`validate_produce_batch`]), so a hot path may skip decompressing it when no
     /// recompression is needed either. With Kafka 4 defaults (`after.max.ms` = 1 h) it is true
     /// for `CreateTime` topics: Kafka iterates every record of every produced batch.
-    pub fn needs_record_validation(&self, batch: &BatchInfo) -> bool {
+    pub fn needs_record_validation(&self, batch: &BatchHeader) -> bool {
         self.compacted
             // A producer-set LogAppendTime can be an error (see validate_records).
             || batch.timestamp_type() == TimestampType::LogAppendTime
@@ -1205,7 +1043,7 @@ pub struct ValidationSummary {
 /// Batch-level produce checks on the record set of one partition (header only, plus CRC):
 /// exactly one v2 batch, CRC, `lastOffsetDelta + 1 == recordsCount > 0`, no control batch,
 /// no negative base sequence with a producer id. Returns the batch header.
-pub fn validate_produce_batch(records: &Bytes) -> Result<BatchInfo, RecordsError> {
+pub fn validate_produce_batch(records: &Bytes) -> Result<BatchHeader, RecordsError> {
     if records.is_empty() {
         return Err(RecordsError::invalid("record set has no batches at all"));
     }
@@ -1217,7 +1055,7 @@ pub fn validate_produce_batch(records: &Bytes) -> Result<BatchInfo, RecordsError
         )));
     }
     let batch = &parts[0]; // ok: len checked above
-    let info = BatchInfo::parse(batch)?;
+    let info = BatchHeader::parse_exact(batch)?;
     verify_crc(batch)?;
     info.codec()?;
     let count_from_offsets = i64::from(info.last_offset_delta) + 1;
@@ -1275,7 +1113,7 @@ fn validate_records_crc_checked(
     batch: &Bytes,
     opts: &ValidationOptions,
 ) -> Result<ValidationSummary, RecordsError> {
-    let info = BatchInfo::parse(batch)?;
+    let info = BatchHeader::parse_exact(batch)?;
     let payload = payload_of(batch, &info, opts.max_decompressed_bytes)?;
     let count = info.records_count;
     if count < 0 {
@@ -1327,7 +1165,7 @@ fn validate_records_crc_checked(
 /// Kafka's per-record checks (`LogValidator.validateRecord`): at most one error per record,
 /// `(is_timestamp_error, error)`.
 fn check_record(
-    info: &BatchInfo,
+    info: &BatchHeader,
     opts: &ValidationOptions,
     index: i32,
     record: &RecordFields,
@@ -1409,7 +1247,7 @@ pub struct ProduceValidation {
     /// The batch to append: the producer's bytes untouched, or a rebuilt / re-stamped copy.
     pub batch: Bytes,
     /// Header of `batch`.
-    pub info: BatchInfo,
+    pub info: BatchHeader,
     /// True when `batch` is not the producer's bytes (recompressed, renumbered or max
     /// timestamp corrected).
     pub rewritten: bool,
@@ -1453,7 +1291,7 @@ pub fn validate_produce(
         batch = rebuild_batch(records, target, opts.max_decompressed_bytes)?;
         rewritten = true;
     }
-    let current = BatchInfo::parse(&batch)?;
+    let current = BatchHeader::parse_exact(&batch)?;
     if opts.timestamp_type == TimestampType::CreateTime
         && current.timestamp_type() == TimestampType::CreateTime
         && current.max_timestamp != summary.max_timestamp
@@ -1463,7 +1301,7 @@ pub fn validate_produce(
         batch = Bytes::from(copy);
         rewritten = true;
     }
-    let info = BatchInfo::parse(&batch)?;
+    let info = BatchHeader::parse_exact(&batch)?;
     // Pair assertion: whatever we produced still passes the header checks. Untouched
     // producer bytes were verified above; only a rebuilt or re-stamped copy needs a new pass.
     if rewritten {
@@ -1481,6 +1319,7 @@ pub fn validate_produce(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::errors::KafkaCode;
     use crate::log::compression::DEFAULT_MAX_DECOMPRESSED_BYTES as LIMIT;
 
     /// The decoding validator that [`validate_records_crc_checked`] replaced (unchanged but
@@ -1648,8 +1487,8 @@ mod tests {
     /// Everything except the fields recompression legitimately changes.
     fn assert_same_content(a: &DecodedBatch, b: &DecodedBatch) {
         assert_eq!(a.records, b.records);
-        let strip = |i: &BatchInfo| BatchInfo {
-            batch_length: 0,
+        let strip = |i: &BatchHeader| BatchHeader {
+            length: 0,
             crc: 0,
             attributes: i.attributes & !ATTR_COMPRESSION_MASK,
             ..*i
@@ -2053,33 +1892,37 @@ mod tests {
             Bytes::from(b)
         };
         // count vs last offset delta
-        let e = validate_produce_batch(&patch(RECORDS_COUNT_AT, &4i32.to_be_bytes())).unwrap_err();
-        assert_eq!(e.kafka_code(), 87, "{e}");
-        let e = validate_produce_batch(&patch(LAST_OFFSET_DELTA_AT, &(-1i32).to_be_bytes()))
+        let e = validate_produce_batch(&patch(field::RECORDS_COUNT.start, &4i32.to_be_bytes()))
             .unwrap_err();
+        assert_eq!(e.kafka_code(), 87, "{e}");
+        let e = validate_produce_batch(&patch(
+            field::LAST_OFFSET_DELTA.start,
+            &(-1i32).to_be_bytes(),
+        ))
+        .unwrap_err();
         assert_eq!(e.kafka_code(), 87, "{e}");
         // control batch from a client
         let attrs = (ATTR_CONTROL | ATTR_TRANSACTIONAL).to_be_bytes();
         assert_eq!(
-            validate_produce_batch(&patch(ATTRIBUTES_AT, &attrs))
+            validate_produce_batch(&patch(field::ATTRIBUTES.start, &attrs))
                 .unwrap_err()
                 .kafka_code(),
             87
         );
         // producer id with a negative sequence
-        let e =
-            validate_produce_batch(&patch(BASE_SEQUENCE_AT, &(-1i32).to_be_bytes())).unwrap_err();
+        let e = validate_produce_batch(&patch(field::BASE_SEQUENCE.start, &(-1i32).to_be_bytes()))
+            .unwrap_err();
         assert_eq!(e.kafka_code(), 87);
         // unknown codec
         assert_eq!(
-            validate_produce_batch(&patch(ATTRIBUTES_AT, &7i16.to_be_bytes()))
+            validate_produce_batch(&patch(field::ATTRIBUTES.start, &7i16.to_be_bytes()))
                 .unwrap_err()
                 .kafka_code(),
             76
         );
         // old magic
         let mut old = good.to_vec();
-        old[MAGIC_AT] = 1;
+        old[field::MAGIC.start] = 1;
         assert!(matches!(
             validate_produce_batch(&Bytes::from(old)),
             Err(RecordsError::UnsupportedMagic(1))
@@ -2170,12 +2013,12 @@ mod tests {
                 ..opts
             };
             validate_records(&b, &lat).unwrap();
-            assert!(opts.needs_record_validation(&BatchInfo::parse(&b).unwrap()));
+            assert!(opts.needs_record_validation(&BatchHeader::parse_exact(&b).unwrap()));
             let lax = ValidationOptions {
                 timestamp_after_max_ms: i64::MAX,
                 ..opts
             };
-            assert!(!lax.needs_record_validation(&BatchInfo::parse(&b).unwrap()));
+            assert!(!lax.needs_record_validation(&BatchHeader::parse_exact(&b).unwrap()));
         }
         // A producer must not send LogAppendTime batches (to a LogAppendTime topic here).
         let spec = BatchSpec {
@@ -2250,7 +2093,7 @@ mod tests {
 
         // A wrong header max timestamp is corrected; a timestamp error rejects the batch.
         let mut lying = lz4.to_vec();
-        lying[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&5i64.to_be_bytes());
+        lying[field::MAX_TIMESTAMP].copy_from_slice(&5i64.to_be_bytes());
         write_crc(&mut lying);
         let v = validate_produce(&Bytes::from(lying), TC::Producer, &strict).unwrap();
         assert!(v.rewritten);
@@ -2278,7 +2121,7 @@ mod tests {
         info.last_offset_delta = 2;
         let odd = encode_batch(&info, &d.records, Codec::Gzip).unwrap();
         let mut odd = odd.to_vec();
-        odd[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4].copy_from_slice(&2i32.to_be_bytes());
+        odd[field::LAST_OFFSET_DELTA].copy_from_slice(&2i32.to_be_bytes());
         write_crc(&mut odd);
         let v = validate_produce(&Bytes::from(odd), TC::Producer, &strict).unwrap();
         assert!(v.rewritten);
@@ -2307,15 +2150,15 @@ mod tests {
         let good = build_batch(&BatchSpec::default(), &sample_records()).unwrap();
         let opts = ValidationOptions::kafka_defaults(1_700_000_000_000);
         let with_payload = |payload: &[u8], count: i32| {
-            let mut b = good[..BATCH_HEADER_BYTES].to_vec();
-            b[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&count.to_be_bytes());
+            let mut b = good[..BATCH_HEADER_LEN].to_vec();
+            b[field::RECORDS_COUNT].copy_from_slice(&count.to_be_bytes());
             b.extend_from_slice(payload);
-            let len = (b.len() - LOG_OVERHEAD_BYTES) as i32;
-            b[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&len.to_be_bytes());
+            let len = (b.len() - LOG_OVERHEAD) as i32;
+            b[field::LENGTH].copy_from_slice(&len.to_be_bytes());
             write_crc(&mut b);
             Bytes::from(b)
         };
-        let payload = &good[BATCH_HEADER_BYTES..];
+        let payload = &good[BATCH_HEADER_LEN..];
         // Fewer records than declared, more than declared, trailing bytes.
         for (p, count) in [
             (payload, 4),
@@ -2352,7 +2195,7 @@ mod tests {
                 seed ^= seed << 13;
                 seed ^= seed >> 7;
                 seed ^= seed << 17;
-                let at = BATCH_HEADER_BYTES + (seed as usize) % (b.len() - BATCH_HEADER_BYTES);
+                let at = BATCH_HEADER_LEN + (seed as usize) % (b.len() - BATCH_HEADER_LEN);
                 b[at] = (seed >> 32) as u8;
             }
             write_crc(&mut b); // make the parser, not the CRC, see the damage
@@ -2422,13 +2265,13 @@ mod tests {
     /// A batch around hand-encoded record bytes (`count` declared records), valid CRC.
     fn raw_batch(payload: &[u8], count: i32, codec: Codec) -> Bytes {
         let mut b = build_batch(&BatchSpec::default(), &sample_records()).unwrap()
-            [..BATCH_HEADER_BYTES]
+            [..BATCH_HEADER_LEN]
             .to_vec();
-        b[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&count.to_be_bytes());
-        b[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&codec.id().to_be_bytes());
+        b[field::RECORDS_COUNT].copy_from_slice(&count.to_be_bytes());
+        b[field::ATTRIBUTES].copy_from_slice(&codec.id().to_be_bytes());
         b.extend_from_slice(&compression::compress(codec, payload).unwrap());
-        let len = (b.len() - LOG_OVERHEAD_BYTES) as i32;
-        b[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&len.to_be_bytes());
+        let len = (b.len() - LOG_OVERHEAD) as i32;
+        b[field::LENGTH].copy_from_slice(&len.to_be_bytes());
         write_crc(&mut b);
         Bytes::from(b)
     }
@@ -2784,8 +2627,7 @@ mod tests {
                 small_bytes(8).prop_map(Damage::PlainAppend),
                 prop_oneof![-2i32..=2, any::<i32>()].prop_map(Damage::Count),
                 (any::<usize>(), 1u8..=255).prop_map(|(at, x)| Damage::PackedFlip(at, x)),
-                (0usize..BATCH_HEADER_BYTES, 1u8..=255)
-                    .prop_map(|(at, x)| Damage::HeaderFlip(at, x)),
+                (0usize..BATCH_HEADER_LEN, 1u8..=255).prop_map(|(at, x)| Damage::HeaderFlip(at, x)),
                 any::<usize>().prop_map(Damage::PackedTruncate),
             ]
         }
@@ -2914,8 +2756,8 @@ mod tests {
                 }
                 plain = encode_batch(&d.info, &d.records, Codec::None).unwrap();
             }
-            let mut header = plain[..BATCH_HEADER_BYTES].to_vec();
-            let mut payload = plain[BATCH_HEADER_BYTES..].to_vec();
+            let mut header = plain[..BATCH_HEADER_LEN].to_vec();
+            let mut payload = plain[BATCH_HEADER_LEN..].to_vec();
             for d in &c.damage {
                 match d {
                     Damage::PlainFlip(at, x) if !payload.is_empty() => {
@@ -2927,30 +2769,32 @@ mod tests {
                     }
                     Damage::PlainAppend(extra) => payload.extend_from_slice(extra),
                     Damage::Count(delta) => {
-                        let count = be_i32(&header, RECORDS_COUNT_AT).wrapping_add(*delta);
-                        header[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4]
-                            .copy_from_slice(&count.to_be_bytes());
+                        let count =
+                            i32::from_be_bytes(header[field::RECORDS_COUNT].try_into().unwrap())
+                                .wrapping_add(*delta);
+                        header[field::RECORDS_COUNT].copy_from_slice(&count.to_be_bytes());
                     }
                     _ => {}
                 }
             }
-            let attributes =
-                (be_i16(&header, ATTRIBUTES_AT) & !ATTR_COMPRESSION_MASK) | c.codec.id();
-            header[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+            let attributes = (i16::from_be_bytes(header[field::ATTRIBUTES].try_into().unwrap())
+                & !ATTR_COMPRESSION_MASK)
+                | c.codec.id();
+            header[field::ATTRIBUTES].copy_from_slice(&attributes.to_be_bytes());
             let mut batch = header;
             batch.extend_from_slice(&compression::compress(c.codec, &payload).unwrap());
             for d in &c.damage {
                 if let Damage::PackedTruncate(n) = d {
-                    let spare = batch.len() - BATCH_HEADER_BYTES;
+                    let spare = batch.len() - BATCH_HEADER_LEN;
                     batch.truncate(batch.len() - n % (spare + 1));
                 }
             }
-            let len = (batch.len() - LOG_OVERHEAD_BYTES) as i32;
-            batch[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&len.to_be_bytes());
+            let len = (batch.len() - LOG_OVERHEAD) as i32;
+            batch[field::LENGTH].copy_from_slice(&len.to_be_bytes());
             for d in &c.damage {
                 match d {
-                    Damage::PackedFlip(at, x) if batch.len() > BATCH_HEADER_BYTES => {
-                        let at = BATCH_HEADER_BYTES + at % (batch.len() - BATCH_HEADER_BYTES);
+                    Damage::PackedFlip(at, x) if batch.len() > BATCH_HEADER_LEN => {
+                        let at = BATCH_HEADER_LEN + at % (batch.len() - BATCH_HEADER_LEN);
                         batch[at] ^= x;
                     }
                     Damage::HeaderFlip(at, x) => batch[*at] ^= x,
@@ -3148,17 +2992,17 @@ mod tests {
 
             #[test]
             fn arbitrary_payloads_never_panic(payload in proptest::collection::vec(any::<u8>(), 0..300), count in -2i32..12, codec_bits in 0i16..8, lat in any::<bool>(), base_offset in any::<i64>(), base_ts in any::<i64>(), max_ts in any::<i64>()) {
-                let mut b = vec![0u8; BATCH_HEADER_BYTES];
+                let mut b = vec![0u8; BATCH_HEADER_LEN];
                 b[..8].copy_from_slice(&base_offset.to_be_bytes());
-                b[BASE_TIMESTAMP_AT..BASE_TIMESTAMP_AT + 8].copy_from_slice(&base_ts.to_be_bytes());
-                b[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_ts.to_be_bytes());
-                b[MAGIC_AT] = MAGIC_V2 as u8;
+                b[field::BASE_TIMESTAMP].copy_from_slice(&base_ts.to_be_bytes());
+                b[field::MAX_TIMESTAMP].copy_from_slice(&max_ts.to_be_bytes());
+                b[field::MAGIC.start] = MAGIC_V2 as u8;
                 let attributes = codec_bits | if lat { ATTR_LOG_APPEND_TIME } else { 0 };
-                b[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
-                b[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&count.to_be_bytes());
+                b[field::ATTRIBUTES].copy_from_slice(&attributes.to_be_bytes());
+                b[field::RECORDS_COUNT].copy_from_slice(&count.to_be_bytes());
                 b.extend_from_slice(&payload);
-                let len = (b.len() - LOG_OVERHEAD_BYTES) as i32;
-                b[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&len.to_be_bytes());
+                let len = (b.len() - LOG_OVERHEAD) as i32;
+                b[field::LENGTH].copy_from_slice(&len.to_be_bytes());
                 write_crc(&mut b);
                 let b = Bytes::from(b);
                 let opts = ValidationOptions { compacted: true, ..ValidationOptions::kafka_defaults(0) };

@@ -32,7 +32,7 @@
 //!   with serde) on the file's Kafka-named settings.
 //! - CreateTopics: [`TopicConfig::for_create`]; legacy AlterConfigs (full replacement):
 //!   [`TopicConfig::validate_and_build`]; IncrementalAlterConfigs: [`TopicConfig::incremental`].
-//!   Errors carry Kafka's code ([`ConfigError::kafka_code`]) and message (`Display`).
+//!   Errors carry Kafka's message (`Display`); `crate::errors` maps them to Kafka's code.
 //! - Dynamic broker configs (AlterConfigs / IncrementalAlterConfigs on the BROKER resource ""
 //!   or this broker's id): [`apply_dynamic_ops`], then [`BrokerDefaults::with_dynamic`]; only
 //!   [`is_dynamic_broker_config`] names are accepted. The controller persists them with the
@@ -230,11 +230,6 @@ pub enum TimestampType {
 // Errors
 // ---------------------------------------------------------------------------------------------
 
-/// Kafka error code INVALID_CONFIG.
-pub const INVALID_CONFIG: i16 = 40;
-/// Kafka error code INVALID_REQUEST.
-pub const INVALID_REQUEST: i16 = 42;
-
 /// A rejected configuration. `Display` gives the message Kafka puts in the response's
 /// `error_message` for the same mistake.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -253,26 +248,16 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
-    /// A rejected combination or operation (INVALID_CONFIG), message verbatim.
+    /// A rejected combination or operation, message verbatim.
     #[error("{0}")]
     Invalid(String),
-    /// A malformed request (INVALID_REQUEST), e.g. the same key twice in one incremental alter.
+    /// A malformed request, e.g. the same key twice in one incremental alter (Kafka answers
+    /// INVALID_REQUEST; the other variants are INVALID_CONFIG).
     #[error("{0}")]
     InvalidRequest(String),
 }
 
 impl ConfigError {
-    /// The Kafka error code to answer with.
-    pub fn kafka_code(&self) -> i16 {
-        match self {
-            ConfigError::InvalidRequest(_) => INVALID_REQUEST,
-            ConfigError::Unknown(_)
-            | ConfigError::UnknownBroker(_)
-            | ConfigError::InvalidValue { .. }
-            | ConfigError::Invalid(_) => INVALID_CONFIG,
-        }
-    }
-
     fn invalid_value(name: &str, value: impl fmt::Display, reason: impl Into<String>) -> Self {
         ConfigError::InvalidValue {
             name: name.to_string(),
@@ -2326,6 +2311,11 @@ impl TopicConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::errors::KafkaCode;
+    /// Kafka error code INVALID_CONFIG.
+    const INVALID_CONFIG: i16 = 40;
+    /// Kafka error code INVALID_REQUEST.
+    const INVALID_REQUEST: i16 = 42;
 
     fn broker(pairs: &[(&str, &str)]) -> BrokerDefaults {
         BrokerDefaults::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))

@@ -135,7 +135,7 @@ def test_configured_limit_counts_internal_topics_and_stops_auto_creation(broker_
 def test_descriptor_budget_lowers_the_limit(broker_factory, topic_name, tmp_path, monkeypatch):
     # The broker starts with a soft RLIMIT_NOFILE of 1024 and a hard one of 2000: it raises the
     # soft one and budgets 2000 descriptors (1 shard: 320 reserved, 840 for connections,
-    # 840 / 4 = 210 partition replicas).
+    # 840 / 2 = 420 partition replicas: one descriptor per segment, two segments budgeted).
     wrapper = tmp_path / "ringtail-nofile"
     wrapper.write_text(f'#!/bin/sh\nexec prlimit --nofile=1024:2000 -- "{ringtail_bin()}" "$@"\n')
     wrapper.chmod(0o755)
@@ -146,10 +146,10 @@ def test_descriptor_budget_lowers_the_limit(broker_factory, topic_name, tmp_path
     assert "RLIMIT_NOFILE 2000" in log, broker.tail()
 
     kclients.wait_partitions(broker.bootstrap, "__consumer_offsets", OFFSETS_PARTITIONS)
-    err = create_error(broker.bootstrap, NewTopic(topic_name, num_partitions=200, replication_factor=1))
+    err = create_error(broker.bootstrap, NewTopic(topic_name, num_partitions=400, replication_factor=1))
     assert err.code() == KafkaError.INVALID_PARTITIONS, err
     assert "RLIMIT_NOFILE 2000" in err.str(), err.str()
-    assert "would own 250" in err.str(), err.str()
+    assert "would own 450" in err.str(), err.str()
     kclients.create_topic(broker.bootstrap, topic_name, 100)
     produce_and_consume(broker.bootstrap, topic_name, 100, count=2000)
 

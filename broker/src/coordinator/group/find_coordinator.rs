@@ -10,7 +10,9 @@ use kafka_protocol::messages::{
     FindCoordinatorResponse,
 };
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::ResponseError;
+
+use super::GroupError;
+use crate::errors::KafkaCode;
 
 /// `key_type` of groups.
 pub const KEY_TYPE_GROUP: i8 = 0;
@@ -23,15 +25,6 @@ pub struct CoordinatorNode {
     pub node_id: i32,
     pub host: String,
     pub port: i32,
-}
-
-/// Kafka's `Errors.message()`: the exception text, or the error name ("NONE") for success;
-/// Kafka brokers send that string in FindCoordinator v1-v3 responses.
-fn error_message(code: i16) -> StrBytes {
-    match ResponseError::try_from_code(code) {
-        Some(e) => StrBytes::from_string(e.to_string()),
-        None => StrBytes::from_static_str("NONE"),
-    }
 }
 
 /// Builds the FindCoordinator response. `locate(key_type, key)` returns the coordinator of
@@ -56,7 +49,7 @@ pub fn find_coordinator_response(
             port: -1,
         };
         if key_type != KEY_TYPE_GROUP && key_type != KEY_TYPE_TRANSACTION {
-            return (ResponseError::InvalidRequest.code(), no_node);
+            return (GroupError::UnknownCoordinatorKeyType.kafka_code(), no_node);
         }
         match locate(key_type, key) {
             Ok(node) => (0, node),
@@ -84,7 +77,7 @@ pub fn find_coordinator_response(
     } else {
         let (code, node) = resolve(request.key.as_str());
         r.error_code = code;
-        r.error_message = Some(error_message(code));
+        r.error_message = Some(StrBytes::from_string(crate::errors::kafka_message(code)));
         r.node_id = BrokerId(node.node_id);
         r.host = StrBytes::from_string(node.host);
         r.port = node.port;
@@ -96,6 +89,7 @@ pub fn find_coordinator_response(
 mod tests {
     use super::super::group_partition;
     use super::*;
+    use kafka_protocol::ResponseError;
 
     fn locate(key_type: i8, key: &str) -> Result<CoordinatorNode, i16> {
         assert_eq!(key_type, KEY_TYPE_GROUP);

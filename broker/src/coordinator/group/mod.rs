@@ -23,6 +23,10 @@
 //!   that call. Completions must come in the order the `Persist` actions were emitted.
 //! - `ScheduleTick`: call `tick` at (or after) this time. Extra ticks are harmless.
 //!
+//! Failures the coordinator decides are [`GroupError`]s; `crate::errors` maps each to the
+//! Kafka code put in the response (no code is named in this module, see
+//! `errors::tests::io_free_modules_name_no_kafka_codes`).
+//!
 //! # Wiring (the shard shell)
 //! - One `GroupCoordinator` per `__consumer_offsets` partition, owned by the shard that owns
 //!   that partition (`Rc<RefCell<..>>`, never borrowed across an `.await`). A request for
@@ -55,6 +59,7 @@
 //! - Committed offsets change only when their record is durable, in log order, so the
 //!   in-memory offsets equal a replay ([`GroupCoordinator::load`]) of the log.
 
+mod error;
 pub mod find_coordinator;
 mod member;
 mod offsets;
@@ -89,8 +94,13 @@ use kafka_protocol::messages::{
     SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+
+use crate::errors::KafkaCode;
+// The tests (via `use super::*`) assert the codes clients see.
+#[cfg(test)]
 use kafka_protocol::ResponseError;
 
+pub use error::GroupError;
 pub use member::MemberProtocol;
 use member::{JoinWaiter, Member, SyncWaiter};
 pub use offsets::{encode_subscription_v0, CommittedOffset};
@@ -274,43 +284,23 @@ pub enum CoordinatorError {
 }
 
 impl PersistError {
-    /// Classifies the Kafka error code of a failed append (e.g. `errors::storage_code`) the
-    /// way Kafka's coordinator does before answering clients.
-    pub fn from_append_error(code: i16) -> PersistError {
-        use ResponseError as E;
-        match ResponseError::try_from_code(code) {
-            Some(
-                E::UnknownTopicOrPartition
-                | E::NotEnoughReplicas
-                | E::NotEnoughReplicasAfterAppend
-                | E::RequestTimedOut,
-            ) => PersistError::CoordinatorNotAvailable,
-            Some(E::NotLeaderOrFollower | E::KafkaStorageError) => PersistError::NotCoordinator,
-            Some(E::MessageTooLarge | E::RecordListTooLarge | E::InvalidFetchSize) => {
-                PersistError::RecordTooLarge
-            }
-            _ => PersistError::Other,
-        }
-    }
-
     /// Kafka's `appendGroupMetadataErrorToResponseError`.
-    fn group_error_code(self) -> i16 {
+    fn group_error(self) -> GroupError {
         match self {
-            PersistError::NotCoordinator => ResponseError::NotCoordinator.code(),
-            PersistError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable.code(),
-            PersistError::RecordTooLarge | PersistError::Other => {
-                ResponseError::UnknownServerError.code()
-            }
+            PersistError::NotCoordinator => GroupError::NotCoordinator,
+            PersistError::CoordinatorNotAvailable => GroupError::CoordinatorNotAvailable,
+            PersistError::RecordTooLarge => GroupError::GroupMetadataTooLarge,
+            PersistError::Other => GroupError::WriteFailed,
         }
     }
 
     /// Kafka's mapping of append errors for offset commits.
-    fn offset_error_code(self) -> i16 {
+    fn offset_error(self) -> GroupError {
         match self {
-            PersistError::NotCoordinator => ResponseError::NotCoordinator.code(),
-            PersistError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable.code(),
-            PersistError::RecordTooLarge => ResponseError::InvalidCommitOffsetSize.code(),
-            PersistError::Other => ResponseError::UnknownServerError.code(),
+            PersistError::NotCoordinator => GroupError::NotCoordinator,
+            PersistError::CoordinatorNotAvailable => GroupError::CoordinatorNotAvailable,
+            PersistError::RecordTooLarge => GroupError::InvalidCommitOffsetSize,
+            PersistError::Other => GroupError::WriteFailed,
         }
     }
 }
@@ -440,9 +430,9 @@ fn java_len(s: &str) -> usize {
     s.encode_utf16().count()
 }
 
-fn join_error(api_version: i16, member_id: &str, error: i16) -> JoinGroupResponse {
+fn join_error(api_version: i16, member_id: &str, error: GroupError) -> JoinGroupResponse {
     let mut r = JoinGroupResponse::default();
-    r.error_code = error;
+    r.error_code = error.kafka_code();
     r.member_id = sb(member_id);
     r.generation_id = -1;
     if api_version < 7 {
@@ -452,9 +442,9 @@ fn join_error(api_version: i16, member_id: &str, error: i16) -> JoinGroupRespons
     r
 }
 
-fn sync_error(error: i16) -> SyncGroupResponse {
+fn sync_error(error: GroupError) -> SyncGroupResponse {
     let mut r = SyncGroupResponse::default();
-    r.error_code = error;
+    r.error_code = error.kafka_code();
     r
 }
 
@@ -635,17 +625,13 @@ impl Core {
             if let Some(w) = m.awaiting_join {
                 self.respond(
                     w.request_id,
-                    Response::Join(join_error(
-                        w.api_version,
-                        "",
-                        ResponseError::UnknownMemberId.code(),
-                    )),
+                    Response::Join(join_error(w.api_version, "", GroupError::UnknownMemberId)),
                 );
             }
             if let Some(w) = m.awaiting_sync {
                 self.respond(
                     w.request_id,
-                    Response::Sync(sync_error(ResponseError::UnknownMemberId.code())),
+                    Response::Sync(sync_error(GroupError::UnknownMemberId)),
                 );
             }
         }
@@ -690,11 +676,7 @@ impl Core {
 
     fn prepare_rebalance(&mut self, g: &mut ClassicGroup, now_ms: i64) {
         if g.is(State::CompletingRebalance) {
-            self.reset_and_propagate_assignment_error(
-                g,
-                ResponseError::RebalanceInProgress.code(),
-                now_ms,
-            );
+            self.reset_and_propagate_assignment_error(g, GroupError::RebalanceInProgress, now_ms);
         }
         g.pending_sync_members.clear();
         self.set_sync_timer(g, None);
@@ -815,17 +797,22 @@ impl Core {
     fn reset_and_propagate_assignment_error(
         &mut self,
         g: &mut ClassicGroup,
-        error: i16,
+        error: GroupError,
         now_ms: i64,
     ) {
         assert!(g.is(State::CompletingRebalance));
         for m in g.members.values_mut() {
             m.assignment = Bytes::new();
         }
-        self.propagate_assignment(g, error, now_ms);
+        self.propagate_assignment(g, Some(error), now_ms);
     }
 
-    fn propagate_assignment(&mut self, g: &mut ClassicGroup, error: i16, now_ms: i64) {
+    fn propagate_assignment(
+        &mut self,
+        g: &mut ClassicGroup,
+        error: Option<GroupError>,
+        now_ms: i64,
+    ) {
         let ids: Vec<String> = g.members.keys().cloned().collect();
         for id in ids {
             let Some(m) = g.members.get_mut(&id) else {
@@ -835,8 +822,8 @@ impl Core {
                 continue;
             };
             let mut r = SyncGroupResponse::default();
-            r.error_code = error;
-            if error == NONE {
+            r.error_code = error.map_or(NONE, |e| e.kafka_code());
+            if error.is_none() {
                 r.protocol_type = g.protocol_type.as_deref().map(sb);
                 r.protocol_name = g.protocol_name.as_deref().map(sb);
                 r.assignment = m.assignment.clone();
@@ -1099,7 +1086,7 @@ impl GroupCoordinator {
     /// Answers every parked request with NOT_COORDINATOR and forgets all state (partition
     /// unloaded or broker stopping). Pending appends are abandoned.
     pub fn shutdown(&mut self) -> Vec<Action> {
-        let not_coord = ResponseError::NotCoordinator.code();
+        let not_coord = GroupError::NotCoordinator;
         let groups = std::mem::take(&mut self.groups);
         for g in groups.into_values() {
             for m in g.members.into_values() {
@@ -1202,7 +1189,7 @@ impl GroupCoordinator {
         let Some(g) = self.groups.get(group_id) else {
             d.group_state = sb(State::Dead.name());
             if api_version >= 6 {
-                d.error_code = ResponseError::GroupIdNotFound.code();
+                d.error_code = GroupError::GroupIdNotFound.kafka_code();
                 d.error_message = Some(sb(&format!("Group {group_id} not found.")));
             }
             return d;
@@ -1350,29 +1337,25 @@ impl GroupCoordinator {
         let core = &mut self.core;
         let group_id = req.group_id.0.as_str().to_owned();
         let member_id = req.member_id.as_str().to_owned();
-        let reply = |core: &mut Core, member_id: &str, code: i16| {
+        let reply = |core: &mut Core, member_id: &str, error: GroupError| {
             core.respond(
                 request_id,
-                Response::Join(join_error(api_version, member_id, code)),
+                Response::Join(join_error(api_version, member_id, error)),
             )
         };
         if group_id.is_empty() {
-            return reply(core, &member_id, ResponseError::InvalidGroupId.code());
+            return reply(core, &member_id, GroupError::InvalidGroupId);
         }
         if req.session_timeout_ms < core.cfg.session_timeout_ms_min
             || req.session_timeout_ms > core.cfg.session_timeout_ms_max
         {
-            return reply(
-                core,
-                &member_id,
-                ResponseError::InvalidSessionTimeout.code(),
-            );
+            return reply(core, &member_id, GroupError::InvalidSessionTimeout);
         }
         let is_unknown = member_id.is_empty();
         let created = !self.groups.contains_key(&group_id);
         if created {
             if !is_unknown {
-                return reply(core, &member_id, ResponseError::UnknownMemberId.code());
+                return reply(core, &member_id, GroupError::UnknownMemberId);
             }
             self.groups.insert(
                 group_id.clone(),
@@ -1416,7 +1399,7 @@ impl GroupCoordinator {
                 core.remove_member(g, &member_id);
                 core.maybe_complete_join_phase(g, now_ms);
             }
-            return reply(core, "", ResponseError::GroupMaxSizeReached.code());
+            return reply(core, "", GroupError::GroupMaxSizeReached);
         }
         if is_unknown {
             join_new_member(core, g, join, now_ms);
@@ -1442,17 +1425,18 @@ impl GroupCoordinator {
         req: SyncGroupRequest,
     ) {
         let core = &mut self.core;
-        let reply =
-            |core: &mut Core, code: i16| core.respond(request_id, Response::Sync(sync_error(code)));
+        let reply = |core: &mut Core, error: GroupError| {
+            core.respond(request_id, Response::Sync(sync_error(error)))
+        };
         let group_id = req.group_id.0.as_str();
         if group_id.is_empty() {
-            return reply(core, ResponseError::InvalidGroupId.code());
+            return reply(core, GroupError::InvalidGroupId);
         }
         let Some(g) = self.groups.get_mut(group_id) else {
-            return reply(core, ResponseError::UnknownMemberId.code());
+            return reply(core, GroupError::UnknownMemberId);
         };
         if g.is(State::Empty) {
-            return reply(core, ResponseError::UnknownMemberId.code());
+            return reply(core, GroupError::UnknownMemberId);
         }
         let member_id = req.member_id.as_str();
         let instance_id = if api_version >= 3 {
@@ -1461,13 +1445,13 @@ impl GroupCoordinator {
             None
         };
         if g.is(State::Dead) {
-            return reply(core, ResponseError::CoordinatorNotAvailable.code());
+            return reply(core, GroupError::CoordinatorNotAvailable);
         }
         if let Err(e) = g.validate_member(member_id, instance_id) {
-            return reply(core, e.code());
+            return reply(core, e.into());
         }
         if req.generation_id != g.generation_id {
-            return reply(core, ResponseError::IllegalGeneration.code());
+            return reply(core, GroupError::IllegalGeneration);
         }
         let inconsistent = |asked: &Option<StrBytes>, have: &Option<String>| match (asked, have) {
             (Some(a), Some(h)) => a.as_str() != h,
@@ -1476,10 +1460,10 @@ impl GroupCoordinator {
         if inconsistent(&req.protocol_type, &g.protocol_type)
             || inconsistent(&req.protocol_name, &g.protocol_name)
         {
-            return reply(core, ResponseError::InconsistentGroupProtocol.code());
+            return reply(core, GroupError::InconsistentGroupProtocol);
         }
         match g.state {
-            State::PreparingRebalance => reply(core, ResponseError::RebalanceInProgress.code()),
+            State::PreparingRebalance => reply(core, GroupError::RebalanceInProgress),
             State::CompletingRebalance => {
                 let waiter = SyncWaiter {
                     request_id,
@@ -1489,7 +1473,7 @@ impl GroupCoordinator {
                     if let Some(old) = m.awaiting_sync.replace(waiter) {
                         core.respond(
                             old.request_id,
-                            Response::Sync(sync_error(ResponseError::RebalanceInProgress.code())),
+                            Response::Sync(sync_error(GroupError::RebalanceInProgress)),
                         );
                     }
                 }
@@ -1510,7 +1494,7 @@ impl GroupCoordinator {
                         // coordinator reports as UNKNOWN_SERVER_ERROR and rebalances.
                         core.reset_and_propagate_assignment_error(
                             g,
-                            ResponseError::UnknownServerError.code(),
+                            GroupError::GroupMetadataTooLarge,
                             now_ms,
                         );
                         core.maybe_prepare_rebalance_or_complete_join(g, now_ms);
@@ -1541,7 +1525,7 @@ impl GroupCoordinator {
                 core.respond(request_id, Response::Sync(r));
                 core.reschedule_heartbeat(g, member_id, session, now_ms);
             }
-            State::Empty | State::Dead => reply(core, ResponseError::UnknownMemberId.code()),
+            State::Empty | State::Dead => reply(core, GroupError::UnknownMemberId),
         }
     }
 
@@ -1553,18 +1537,21 @@ impl GroupCoordinator {
         req: HeartbeatRequest,
     ) {
         let core = &mut self.core;
-        let reply = |core: &mut Core, code: i16| {
-            core.respond(request_id, Response::Heartbeat(heartbeat_response(code)))
+        let reply = |core: &mut Core, error: GroupError| {
+            core.respond(
+                request_id,
+                Response::Heartbeat(heartbeat_response(error.kafka_code())),
+            )
         };
         let group_id = req.group_id.0.as_str();
         if group_id.is_empty() {
-            return reply(core, ResponseError::InvalidGroupId.code());
+            return reply(core, GroupError::InvalidGroupId);
         }
         let Some(g) = self.groups.get_mut(group_id) else {
-            return reply(core, ResponseError::UnknownMemberId.code());
+            return reply(core, GroupError::UnknownMemberId);
         };
         if g.is(State::Dead) {
-            return reply(core, ResponseError::CoordinatorNotAvailable.code());
+            return reply(core, GroupError::CoordinatorNotAvailable);
         }
         let member_id = req.member_id.as_str();
         let instance_id = if api_version >= 3 {
@@ -1573,24 +1560,24 @@ impl GroupCoordinator {
             None
         };
         if let Err(e) = g.validate_member(member_id, instance_id) {
-            return reply(core, e.code());
+            return reply(core, e.into());
         }
         if req.generation_id != g.generation_id {
-            return reply(core, ResponseError::IllegalGeneration.code());
+            return reply(core, GroupError::IllegalGeneration);
         }
         let session = g
             .members
             .get(member_id)
             .map_or(0, |m| i64::from(m.session_timeout_ms));
         match g.state {
-            State::Empty | State::Dead => reply(core, ResponseError::UnknownMemberId.code()),
+            State::Empty | State::Dead => reply(core, GroupError::UnknownMemberId),
             State::PreparingRebalance => {
                 core.reschedule_heartbeat(g, member_id, session, now_ms);
-                reply(core, ResponseError::RebalanceInProgress.code())
+                reply(core, GroupError::RebalanceInProgress)
             }
             State::CompletingRebalance | State::Stable => {
                 core.reschedule_heartbeat(g, member_id, session, now_ms);
-                reply(core, NONE)
+                core.respond(request_id, Response::Heartbeat(heartbeat_response(NONE)))
             }
         }
     }
@@ -1603,7 +1590,8 @@ impl GroupCoordinator {
         req: LeaveGroupRequest,
     ) {
         let core = &mut self.core;
-        let finish = |core: &mut Core, top: i16, members: Vec<MemberResponse>| {
+        let finish = |core: &mut Core, top: Option<GroupError>, members: Vec<MemberResponse>| {
+            let top = top.map_or(NONE, |e| e.kafka_code());
             let mut r = LeaveGroupResponse::default();
             if api_version >= 3 {
                 r.error_code = top;
@@ -1624,7 +1612,7 @@ impl GroupCoordinator {
         };
         let group_id = req.group_id.0.as_str();
         if group_id.is_empty() {
-            return finish(core, ResponseError::InvalidGroupId.code(), Vec::new());
+            return finish(core, Some(GroupError::InvalidGroupId), Vec::new());
         }
         let identities: Vec<(String, Option<String>)> = if api_version >= 3 {
             req.members
@@ -1640,14 +1628,10 @@ impl GroupCoordinator {
             vec![(req.member_id.as_str().to_owned(), None)]
         };
         let Some(g) = self.groups.get_mut(group_id) else {
-            return finish(core, ResponseError::UnknownMemberId.code(), Vec::new());
+            return finish(core, Some(GroupError::UnknownMemberId), Vec::new());
         };
         if g.is(State::Dead) {
-            return finish(
-                core,
-                ResponseError::CoordinatorNotAvailable.code(),
-                Vec::new(),
-            );
+            return finish(core, Some(GroupError::CoordinatorNotAvailable), Vec::new());
         }
         let mut responses = Vec::with_capacity(identities.len());
         let mut removed_any = false;
@@ -1665,7 +1649,7 @@ impl GroupCoordinator {
                         core.remove_member(g, &current);
                         removed_any = true;
                     }
-                    None => mr.error_code = ResponseError::UnknownMemberId.code(),
+                    None => mr.error_code = GroupError::UnknownMemberId.kafka_code(),
                 }
             } else if g.pending_join_members.contains_key(&member_id) {
                 core.remove_pending_join_member(g, &member_id);
@@ -1676,7 +1660,7 @@ impl GroupCoordinator {
                         core.remove_member(g, &member_id);
                         removed_any = true;
                     }
-                    Err(e) => mr.error_code = e.code(),
+                    Err(e) => mr.error_code = GroupError::from(e).kafka_code(),
                 }
             }
             responses.push(mr);
@@ -1690,7 +1674,7 @@ impl GroupCoordinator {
                 _ => {}
             }
         }
-        finish(core, NONE, responses);
+        finish(core, None, responses);
     }
 
     fn handle_offset_commit(
@@ -1715,7 +1699,7 @@ impl GroupCoordinator {
                 let mut rp = OffsetCommitResponsePartition::default();
                 rp.partition_index = p.partition_index;
                 if unknown.contains(&(t.name.0.as_str().to_owned(), p.partition_index)) {
-                    rp.error_code = ResponseError::UnknownTopicOrPartition.code();
+                    rp.error_code = GroupError::UnknownTopicOrPartition.kafka_code();
                 } else {
                     known += 1;
                 }
@@ -1723,7 +1707,8 @@ impl GroupCoordinator {
             }
             response.topics.push(rt);
         }
-        let fail_known = |response: &mut OffsetCommitResponse, code: i16| {
+        let fail_known = |response: &mut OffsetCommitResponse, error: GroupError| {
+            let code = error.kafka_code();
             for t in &mut response.topics {
                 for p in &mut t.partitions {
                     if p.error_code == NONE {
@@ -1745,12 +1730,12 @@ impl GroupCoordinator {
                     ClassicGroup::new(group_id.clone(), now_ms),
                 );
             } else {
-                let code = if api_version >= 9 {
-                    ResponseError::GroupIdNotFound.code()
+                let error = if api_version >= 9 {
+                    GroupError::GroupIdNotFound
                 } else {
-                    ResponseError::IllegalGeneration.code()
+                    GroupError::IllegalGeneration
                 };
-                fail_known(&mut response, code);
+                fail_known(&mut response, error);
                 return core.respond(request_id, Response::OffsetCommit(response));
             }
         }
@@ -1763,8 +1748,8 @@ impl GroupCoordinator {
         } else {
             None
         };
-        if let Err(code) = validate_offset_commit(g, member_id, instance_id, generation) {
-            fail_known(&mut response, code);
+        if let Err(error) = validate_offset_commit(g, member_id, instance_id, generation) {
+            fail_known(&mut response, error);
             return core.respond(request_id, Response::OffsetCommit(response));
         }
         if g.is(State::Stable) || g.is(State::PreparingRebalance) {
@@ -1788,7 +1773,7 @@ impl GroupCoordinator {
                     .map(|m| m.as_str())
                     .unwrap_or("");
                 if java_len(metadata) > core.cfg.offset_metadata_bytes_max {
-                    rp.error_code = ResponseError::OffsetMetadataTooLarge.code();
+                    rp.error_code = GroupError::OffsetMetadataTooLarge.kafka_code();
                     continue;
                 }
                 let key = (t.name.0.as_str().to_owned(), p.partition_index);
@@ -1914,7 +1899,7 @@ impl GroupCoordinator {
                     -1,
                     -1,
                     String::new(),
-                    ResponseError::UnstableOffsetCommit.code(),
+                    GroupError::UnstableOffsetCommit.kafka_code(),
                 );
             }
             match g.offsets.get(&key) {
@@ -1955,11 +1940,11 @@ impl GroupCoordinator {
         let mut r = OffsetDeleteResponse::default();
         let group_id = req.group_id.0.as_str();
         if group_id.is_empty() {
-            r.error_code = ResponseError::InvalidGroupId.code();
+            r.error_code = GroupError::InvalidGroupId.kafka_code();
             return core.respond(request_id, Response::OffsetDelete(r));
         }
         let Some(g) = self.groups.get(group_id).filter(|g| !g.is(State::Dead)) else {
-            r.error_code = ResponseError::GroupIdNotFound.code();
+            r.error_code = GroupError::GroupIdNotFound.kafka_code();
             return core.respond(request_id, Response::OffsetDelete(r));
         };
         let active = matches!(
@@ -1967,7 +1952,7 @@ impl GroupCoordinator {
             State::Stable | State::PreparingRebalance | State::CompletingRebalance
         );
         if active && g.protocol_type.as_deref() != Some(CONSUMER_PROTOCOL_TYPE) {
-            r.error_code = ResponseError::NonEmptyGroup.code();
+            r.error_code = GroupError::NonEmptyGroup.kafka_code();
             return core.respond(request_id, Response::OffsetDelete(r));
         }
         let unknown: BTreeSet<(String, i32)> = unknown.into_iter().collect();
@@ -1982,9 +1967,9 @@ impl GroupCoordinator {
                 rp.partition_index = p.partition_index;
                 let key = (topic.to_owned(), p.partition_index);
                 if unknown.contains(&key) {
-                    rp.error_code = ResponseError::UnknownTopicOrPartition.code();
+                    rp.error_code = GroupError::UnknownTopicOrPartition.kafka_code();
                 } else if subscribed {
-                    rp.error_code = ResponseError::GroupSubscribedToTopic.code();
+                    rp.error_code = GroupError::GroupSubscribedToTopic.kafka_code();
                 } else if g.offsets.contains_key(&key) {
                     records.push(OffsetsRecord::OffsetCommit {
                         key: OffsetCommitKey {
@@ -2021,9 +2006,9 @@ impl GroupCoordinator {
             let mut res = DeletableGroupResult::default();
             res.group_id = id.clone();
             res.error_code = match self.groups.get(group_id).map(|g| g.state) {
-                None | Some(State::Dead) => ResponseError::GroupIdNotFound.code(),
+                None | Some(State::Dead) => GroupError::GroupIdNotFound.kafka_code(),
                 Some(State::Stable | State::PreparingRebalance | State::CompletingRebalance) => {
-                    ResponseError::NonEmptyGroup.code()
+                    GroupError::NonEmptyGroup.kafka_code()
                 }
                 Some(State::Empty) => NONE,
             };
@@ -2174,11 +2159,11 @@ impl GroupCoordinator {
                         for (id, m) in g.members.iter_mut() {
                             m.assignment = assignment.get(id).cloned().unwrap_or_default();
                         }
-                        core.propagate_assignment(g, NONE, now_ms);
+                        core.propagate_assignment(g, None, now_ms);
                         g.transition_to(State::Stable, now_ms);
                     }
                     Err(e) => {
-                        core.reset_and_propagate_assignment_error(g, e.group_error_code(), now_ms);
+                        core.reset_and_propagate_assignment_error(g, e.group_error(), now_ms);
                         core.maybe_prepare_rebalance_or_complete_join(g, now_ms);
                     }
                 }
@@ -2247,7 +2232,7 @@ impl GroupCoordinator {
                             &old_member_id,
                             now_ms,
                         );
-                        let mut r = join_error(waiter.api_version, "", e.group_error_code());
+                        let mut r = join_error(waiter.api_version, "", e.group_error());
                         r.generation_id = g.generation_id;
                         r.protocol_type = g.protocol_type.as_deref().map(sb);
                         r.protocol_name = Some(sb(g.protocol_name.as_deref().unwrap_or("")));
@@ -2295,7 +2280,7 @@ impl GroupCoordinator {
                             for p in &mut t.partitions {
                                 let k = (t.name.0.as_str().to_owned(), p.partition_index);
                                 if p.error_code == NONE && written.contains(&k) {
-                                    p.error_code = e.offset_error_code();
+                                    p.error_code = e.offset_error().kafka_code();
                                 }
                             }
                         }
@@ -2315,7 +2300,7 @@ impl GroupCoordinator {
                             self.apply_record(r);
                         }
                     }
-                    Err(e) => response.error_code = e.group_error_code(),
+                    Err(e) => response.error_code = e.group_error().kafka_code(),
                 }
                 self.core
                     .respond(request_id, Response::OffsetDelete(response));
@@ -2328,7 +2313,7 @@ impl GroupCoordinator {
                 if let Err(e) = result {
                     for i in written {
                         if let Some(r) = response.results.get_mut(i) {
-                            r.error_code = e.group_error_code();
+                            r.error_code = e.group_error().kafka_code();
                         }
                     }
                 }
@@ -2339,7 +2324,8 @@ impl GroupCoordinator {
     }
 
     /// Answers the request waiting on an abandoned append (shutdown).
-    fn fail_pending_waiter(&mut self, p: PendingPersist, code: i16) {
+    fn fail_pending_waiter(&mut self, p: PendingPersist, error: GroupError) {
+        let code = error.kafka_code();
         match p {
             PendingPersist::Fire | PendingPersist::SyncAssignment { .. } => {}
             PendingPersist::StaticReplace { .. } => {} // the member's join was answered above
@@ -2535,7 +2521,7 @@ fn join_new_member(core: &mut Core, g: &mut ClassicGroup, join: JoinArgs, now_ms
             Response::Join(join_error(
                 join.api_version,
                 "",
-                ResponseError::CoordinatorNotAvailable.code(),
+                GroupError::CoordinatorNotAvailable,
             )),
         );
     }
@@ -2545,7 +2531,7 @@ fn join_new_member(core: &mut Core, g: &mut ClassicGroup, join: JoinArgs, now_ms
             Response::Join(join_error(
                 join.api_version,
                 "",
-                ResponseError::InconsistentGroupProtocol.code(),
+                GroupError::InconsistentGroupProtocol,
             )),
         );
     }
@@ -2586,7 +2572,7 @@ fn join_new_member(core: &mut Core, g: &mut ClassicGroup, join: JoinArgs, now_ms
             Response::Join(join_error(
                 join.api_version,
                 &new_member_id,
-                ResponseError::MemberIdRequired.code(),
+                GroupError::MemberIdRequired,
             )),
         );
     } else {
@@ -2601,28 +2587,28 @@ fn join_existing_member(
     join: JoinArgs,
     now_ms: i64,
 ) {
-    let reply = |core: &mut Core, code: i16| {
+    let reply = |core: &mut Core, error: GroupError| {
         core.respond(
             join.request_id,
-            Response::Join(join_error(join.api_version, member_id, code)),
+            Response::Join(join_error(join.api_version, member_id, error)),
         )
     };
     if g.is(State::Dead) {
-        return reply(core, ResponseError::CoordinatorNotAvailable.code());
+        return reply(core, GroupError::CoordinatorNotAvailable);
     }
     if !g.supports_protocols(&join.protocol_type, &join.protocols) {
-        return reply(core, ResponseError::InconsistentGroupProtocol.code());
+        return reply(core, GroupError::InconsistentGroupProtocol);
     }
     if g.pending_join_members.contains_key(member_id) {
         if join.instance_id.is_some() {
             // Pending members are dynamic by construction; a static id here is a client bug.
-            return reply(core, ResponseError::UnknownMemberId.code());
+            return reply(core, GroupError::UnknownMemberId);
         }
         core.remove_pending_join_member(g, member_id);
         return add_member_and_rebalance(core, g, member_id.to_owned(), join, now_ms);
     }
     if let Err(e) = g.validate_member(member_id, join.instance_id.as_deref()) {
-        return reply(core, e.code());
+        return reply(core, e.into());
     }
     let matches = g
         .members
@@ -2648,7 +2634,7 @@ fn join_existing_member(
                 core.respond(join.request_id, Response::Join(r));
             }
         }
-        State::Empty | State::Dead => reply(core, ResponseError::UnknownMemberId.code()),
+        State::Empty | State::Dead => reply(core, GroupError::UnknownMemberId),
     }
 }
 
@@ -2705,7 +2691,7 @@ fn update_member_and_rebalance(
                 Response::Join(join_error(
                     old.api_version,
                     member_id,
-                    ResponseError::RebalanceInProgress.code(),
+                    GroupError::RebalanceInProgress,
                 )),
             );
         }
@@ -2727,7 +2713,7 @@ fn replace_static_member(
     let Some(mut m) = g.members.remove(old_member_id) else {
         return;
     };
-    let fenced = ResponseError::FencedInstanceId.code();
+    let fenced = GroupError::FencedInstanceId;
     if let Some(w) = m.awaiting_join.take() {
         core.respond(
             w.request_id,
@@ -2818,7 +2804,7 @@ fn update_static_member_and_rebalance(
                 Response::Join(join_error(
                     waiter.api_version,
                     "",
-                    ResponseError::UnknownMemberId.code(),
+                    GroupError::UnknownMemberId,
                 )),
             );
         }
@@ -2831,24 +2817,24 @@ fn validate_offset_commit(
     member_id: &str,
     instance_id: Option<&str>,
     generation: i32,
-) -> Result<(), i16> {
+) -> Result<(), GroupError> {
     if g.is(State::Dead) {
-        return Err(ResponseError::CoordinatorNotAvailable.code());
+        return Err(GroupError::CoordinatorNotAvailable);
     }
     if generation < 0 && g.is(State::Empty) {
         return Ok(());
     }
     if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
         g.validate_member(member_id, instance_id)
-            .map_err(|e| e.code())?;
+            .map_err(GroupError::from)?;
         if generation != g.generation_id {
-            return Err(ResponseError::IllegalGeneration.code());
+            return Err(GroupError::IllegalGeneration);
         }
     } else if !g.is(State::Empty) {
-        return Err(ResponseError::UnknownMemberId.code());
+        return Err(GroupError::UnknownMemberId);
     }
     if g.is(State::CompletingRebalance) {
-        return Err(ResponseError::RebalanceInProgress.code());
+        return Err(GroupError::RebalanceInProgress);
     }
     Ok(())
 }

@@ -347,19 +347,10 @@ impl ClassicGroup {
     }
 }
 
-/// Member validation failures shared by Heartbeat, SyncGroup, LeaveGroup, OffsetCommit.
+/// Member validation failures shared by Heartbeat, SyncGroup, LeaveGroup, OffsetCommit
+/// (a subset of [`super::GroupError`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MemberError {
     UnknownMemberId,
     FencedInstanceId,
-}
-
-impl MemberError {
-    pub fn code(self) -> i16 {
-        use kafka_protocol::ResponseError;
-        match self {
-            MemberError::UnknownMemberId => ResponseError::UnknownMemberId.code(),
-            MemberError::FencedInstanceId => ResponseError::FencedInstanceId.code(),
-        }
-    }
 }

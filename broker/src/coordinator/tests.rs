@@ -287,7 +287,7 @@ impl CoordinatorLog for FakeLog {
         if self.refuse_appends.get() {
             return Err(PartitionError::new(E::KafkaStorageError));
         }
-        let info = records::BatchInfo::parse(&batch).unwrap();
+        let info = storage::batch::BatchHeader::parse_exact(&batch).unwrap();
         let count = i64::from(info.records_count);
         let base = self.next_offset.get();
         let mut bytes = batch.to_vec();
