@@ -36,6 +36,11 @@ pub const BATCH_CACHE_BYTES_PER_SHARD_DEFAULT: usize = storage::log::DEFAULT_SHA
 /// (Seastar's `--idle-poll-time-us`, also 200 µs there). Under load a shard then never
 /// pays the wake-up latency of a parked thread; an idle shard sleeps after this long.
 pub const IDLE_POLL_US_DEFAULT: u64 = 200;
+/// How long the metadata controller waits for another shard to acknowledge a new metadata
+/// image (open its new partitions, adopt it) before answering the change with a retriable
+/// REQUEST_TIMED_OUT. Below the Kafka clients' default `request.timeout.ms` (30 s), so they
+/// see that answer rather than their own timeout.
+pub const CONTROLLER_ACK_TIMEOUT_MS_DEFAULT: u64 = 25_000;
 /// The same, for one partition.
 pub const BATCH_CACHE_BYTES_PER_PARTITION_DEFAULT: usize = storage::log::DEFAULT_READ_CACHE_BYTES;
 
@@ -57,6 +62,7 @@ pub struct FileConfig {
     pub read_ahead_bytes_per_shard: Option<usize>,
     pub idle_poll_us: Option<u64>,
     pub move_connections: Option<bool>,
+    pub controller_ack_timeout_ms: Option<u64>,
     pub cross_shard_queue_depth: Option<usize>,
     pub max_cross_shard_requests_per_shard: Option<usize>,
     pub max_cross_shard_waits_per_shard: Option<usize>,
@@ -99,6 +105,8 @@ pub struct BrokerConfig {
     /// Move a client connection to the shard that owns the partitions its requests use, so
     /// they stop costing a cross-shard call each (see `net::affinity`). Default true.
     pub move_connections: bool,
+    /// See [`CONTROLLER_ACK_TIMEOUT_MS_DEFAULT`].
+    pub controller_ack_timeout_ms: u64,
     /// Sizing of the cross-shard router (see `net::route`):
     /// - `queue_depth` (`cross_shard_queue_depth`): capacity of each shard-pair queue;
     /// - `max_concurrent_served` (`max_cross_shard_requests_per_shard`): requests of other
@@ -283,6 +291,10 @@ impl BrokerConfig {
                 .unwrap_or(storage::DEFAULT_SHARD_READ_AHEAD_BYTES),
             idle_poll_us: file.idle_poll_us.unwrap_or(IDLE_POLL_US_DEFAULT),
             move_connections: file.move_connections.unwrap_or(true),
+            controller_ack_timeout_ms: file
+                .controller_ack_timeout_ms
+                .unwrap_or(CONTROLLER_ACK_TIMEOUT_MS_DEFAULT)
+                .max(1),
             cross_shard,
             kafka,
             test_drop_produce_every,

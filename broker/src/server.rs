@@ -16,12 +16,14 @@ use anyhow::{bail, Context};
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{error, info, warn};
 
-use crate::cluster::controller::{Controller, ControllerReq, ControllerResp, NewTopic};
+use crate::cluster::controller::{
+    Controller, ControllerConfig, ControllerReq, ControllerResp, NewTopic,
+};
 use crate::cluster::meta::{MetaSnapshot, MetaStore};
 use crate::config::BrokerConfig;
 use crate::coordinator::group::OFFSETS_TOPIC;
 use crate::kafka::KafkaHandler;
-use crate::log::producer_state::ProducerIdAllocator;
+use crate::shard::controller_shell::ControllerShell;
 use crate::shard::{expect_controller, Shard, ShardReq, ShardResp, RETENTION_CHECK_INTERVAL_MS};
 
 /// How long I/O buffers stay free before they are given back to the system (a burst's
@@ -92,11 +94,6 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     check_kafka_port_free(&config)?;
     let store = MetaStore::new(&config.data_dir);
     let snapshot = Arc::new(store.load(shards, &config.kafka)?);
-    let producer_ids = ProducerIdAllocator::open(
-        config.data_dir.join("meta").join("producer_ids"),
-        crate::log::producer_state::PRODUCER_ID_BLOCK_SIZE,
-    )
-    .map_err(|e| anyhow::anyhow!("producer id allocator: {e}"))?;
     info!(
         cluster_id = %snapshot.cluster_id,
         topics = snapshot.topics.len(),
@@ -122,8 +119,9 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
 
     let config = Arc::new(config);
     let endpoints = net::route::build::<ShardReq, ShardResp>(shards, config.cross_shard);
-    // The controller is built inside shard 0's executor: it holds thread-local primitives.
-    let mut controller_parts = Some((store, producer_ids));
+    // The controller shell is built inside shard 0's executor: it holds thread-local
+    // primitives and shard 0's router.
+    let mut controller_parts = Some((store, ControllerConfig::new(config.partition_limit.clone())));
     let mut handles = Vec::new();
     for (endpoint, cpu) in endpoints.into_iter().zip(config.shard_cpus.clone()) {
         let id = endpoint.shard_id();
@@ -146,7 +144,15 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         let handle = builder
             .spawn(move || async move {
                 let router = endpoint.connect().await;
-                let controller = controller_parts.map(|(store, ids)| Controller::new(store, ids));
+                let controller = controller_parts.map(|(store, decider)| {
+                    ControllerShell::new(
+                        router.clone(),
+                        store,
+                        snapshot.clone(),
+                        Controller::new(decider),
+                        Duration::from_millis(config.controller_ack_timeout_ms),
+                    )
+                });
                 if let Err(e) =
                     shard_main(id, config, router, snapshot, controller, ready, metrics).await
                 {
@@ -275,7 +281,7 @@ async fn shard_main(
     config: Arc<BrokerConfig>,
     router: crate::shard::Router,
     snapshot: Arc<MetaSnapshot>,
-    controller: Option<Controller>,
+    controller: Option<ControllerShell>,
     ready: Arc<AtomicUsize>,
     metrics: Arc<crate::ops::metrics::Metrics>,
 ) -> anyhow::Result<()> {
@@ -491,8 +497,9 @@ fn wait_for_shutdown_signal() {
 /// creates it on first use; we do it at start-up so the first consumer finds it): Kafka's
 /// `offsets.topic.num.partitions`, compacted, `offsets.topic.segment.bytes`; replication
 /// factor 1 whatever `offsets.topic.replication.factor` says, as this is a single broker.
-/// Runs on shard 0 (the controller). Lives here, not in `coordinator`, because it calls the
-/// controller through the shard.
+/// Runs on shard 0. Lives here, not in `coordinator`, because it calls the controller through
+/// the shard: a `ShardReq::Controller` like any client's CreateTopics, so it goes through the
+/// same controller shell (persisted, published to every shard, acknowledged) before it returns.
 async fn ensure_offsets_topic(shard: &Rc<Shard>) {
     if shard.meta().topic(OFFSETS_TOPIC).is_some() {
         return;

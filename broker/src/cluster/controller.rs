@@ -1,31 +1,43 @@
-//! The metadata controller: the single writer of cluster metadata. Lives on shard 0.
+//! The metadata controller's decisions: an I/O-free state machine.
 //!
-//! Every change (create/delete topics, add partitions, alter topic or dynamic broker configs)
-//! runs one at a time:
-//! build the next snapshot, persist it, publish it to every shard (each opens or deletes the
-//! partitions it owns), then answer. A client therefore sees its topic usable on every shard
-//! as soon as CreateTopics returns. A change that would make a shard own more partition
-//! replicas than the limit (`limits`) is refused before anything is persisted.
+//! Owns: what a metadata request does to the image. Given the current image (the last durable
+//! [`MetaSnapshot`]) and a [`ControllerReq`], [`Controller::decide`] yields a [`Decision`]: the
+//! response and, if anything changed, the next image to persist and publish. It validates
+//! CreateTopics / DeleteTopics / CreatePartitions / AlterConfigs (topics, and dynamic broker
+//! configs, which re-resolve every topic's config) and hands out producer ids
+//! from blocks reserved in the image. [`Decision::settle`] turns what the shards acknowledged
+//! for a published image ([`PublishReport`]) into the final answer.
+//!
+//! It does no I/O, awaits nothing and knows nothing of shards or executors: the controller
+//! shell (`crate::shard::controller_shell`, on shard 0) drives it — serialises requests,
+//! persists `Decision::publish`, calls [`Controller::commit`] once it is durable, publishes it
+//! to every shard, and answers with `Decision::settle`. Tests here run it without executors.
+//!
+//! A change that would make a shard own more partition replicas than the limit
+//! ([`crate::cluster::limits`]) is refused before anything is persisted.
+//!
+//! Invariants: a decision never changes the image it was given; a new image has
+//! `version + 1`; a validate-only request or one where every entry fails changes nothing;
+//! a producer id is handed out only from a block whose end is durable in the image
+//! (`producer_ids_reserved_end`), so ids never repeat across restarts, at the cost of
+//! skipping the unused rest of a block after a restart.
 
-use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError as E;
-use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::cluster::limits;
 use crate::cluster::meta::{
-    validate_topic_name, MetaSnapshot, MetaStore, TopicMeta, PARTITIONS_PER_TOPIC_MAX,
+    validate_topic_name, MetaSnapshot, TopicMeta, PARTITIONS_PER_TOPIC_MAX,
 };
 use crate::errors::PartitionError;
-use crate::log::producer_state::ProducerIdAllocator;
+use crate::log::producer_state::{ProducerIdBlock, PRODUCER_ID_BLOCK_SIZE};
 use crate::log::topic_config::{
     apply_dynamic_ops, AlterOp, ConfigError, DynamicLevel, TopicConfig,
 };
-use crate::shard::{Shard, ShardReq};
 
 #[derive(Debug, Clone)]
 pub struct NewTopic {
@@ -83,21 +95,206 @@ pub enum ControllerResp {
     Failed(PartitionError),
 }
 
+/// What the controller decides with besides the image. The broker's Kafka settings
+/// (`num.partitions`, topic config defaults, dynamic broker configs) are part of the image
+/// ([`MetaSnapshot::broker`]).
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// Partition replicas a shard may own (from `BrokerConfig::partition_limit`).
+    pub partition_limit: limits::PartitionLimit,
+    /// Producer ids reserved (and persisted) at a time, so InitProducerId persists once per
+    /// block rather than once per id.
+    pub producer_id_block_size: i64,
+}
+
+impl ControllerConfig {
+    pub fn new(partition_limit: limits::PartitionLimit) -> ControllerConfig {
+        ControllerConfig {
+            partition_limit,
+            producer_id_block_size: PRODUCER_ID_BLOCK_SIZE,
+        }
+    }
+}
+
+/// The controller's state besides the image: the producer-id block it hands ids out of.
+#[derive(Debug)]
 pub struct Controller {
-    store: MetaStore,
-    lock: glommio::sync::Semaphore,
-    producer_ids: RefCell<ProducerIdAllocator>,
+    config: ControllerConfig,
+    /// Within `[.., image.producer_ids_reserved_end)`; `None` until the first allocation of
+    /// this run (a restart skips the rest of the last block).
+    producer_ids: Option<ProducerIdBlock>,
     /// Changes refused by the partition limit so far (logged at powers of two: a client that
     /// retries auto-creation must not flood the log).
     limit_refusals: Cell<u64>,
 }
 
+/// The outcome of one request, before any I/O.
+#[derive(Debug)]
+#[must_use]
+pub struct Decision {
+    /// The answer if `publish` is `None`; otherwise the answer once `publish` is durable and
+    /// every shard acknowledged it (see [`Decision::settle`]).
+    pub response: ControllerResp,
+    /// The next image (version + 1), to persist and then publish to every shard.
+    pub publish: Option<MetaSnapshot>,
+    /// What kind of request this decided (for the answer's checks and the log).
+    pub kind: RequestKind,
+    /// The producer-id block to continue from, adopted by [`Controller::commit`].
+    producer_ids: Option<ProducerIdBlock>,
+}
+
+/// The kinds of [`ControllerReq`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    CreateTopics,
+    DeleteTopics,
+    CreatePartitions,
+    AlterConfigs,
+    AlterBrokerConfigs,
+    AllocateProducerId,
+}
+
+impl RequestKind {
+    /// Whether the answer depends on the owners opening the image's new partitions.
+    pub fn opens_partitions(self) -> bool {
+        matches!(
+            self,
+            RequestKind::CreateTopics | RequestKind::CreatePartitions
+        )
+    }
+}
+
+/// One shard's acknowledgement of an image ([`crate::cluster::meta::MetaSnapshot`] version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaAck {
+    /// The image version the shard holds (or prepared) after handling the message; below the
+    /// published version means it did not take it.
+    pub version: u64,
+    /// Partitions of the image this shard owns but could not open (they stay offline).
+    pub unopened: Vec<(String, i32)>,
+}
+
+/// What publishing one image to every shard came to.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PublishReport {
+    /// The published image's version.
+    pub version: u64,
+    /// Shards that did not acknowledge a phase: unreachable, too slow, or still on an older
+    /// image. They get the image with the next publication (every image is complete).
+    pub unacknowledged: Vec<usize>,
+    /// Partitions whose owner could not open them.
+    pub unopened: Vec<(String, i32)>,
+}
+
+impl PublishReport {
+    /// Gathers the answers of both phases to publishing image `version`: per shard, its
+    /// acknowledgement, or `None` if it gave none. The partitions that count as unopened are
+    /// those the commit phase reports (the owner's state once it adopted the image).
+    pub fn from_acks(
+        version: u64,
+        open_phase: &[(usize, Option<MetaAck>)],
+        apply_phase: &[(usize, Option<MetaAck>)],
+    ) -> PublishReport {
+        let mut report = PublishReport {
+            version,
+            ..PublishReport::default()
+        };
+        for (shard, ack) in open_phase.iter().chain(apply_phase) {
+            let taken = ack.as_ref().is_some_and(|a| a.version >= version);
+            if !taken && !report.unacknowledged.contains(shard) {
+                report.unacknowledged.push(*shard);
+            }
+        }
+        report.unacknowledged.sort_unstable();
+        for (_, ack) in apply_phase {
+            if let Some(ack) = ack {
+                report.unopened.extend(ack.unopened.iter().cloned());
+            }
+        }
+        report.unopened.sort();
+        report
+    }
+
+    pub fn is_clean(&self) -> bool {
+        self.unacknowledged.is_empty() && self.unopened.is_empty()
+    }
+}
+
+impl Decision {
+    fn new(kind: RequestKind, response: ControllerResp, publish: Option<MetaSnapshot>) -> Self {
+        Decision {
+            response,
+            publish,
+            kind,
+            producer_ids: None,
+        }
+    }
+
+    /// The answer once `publish` was persisted and published with `report`.
+    ///
+    /// A producer id stands whatever the shards said (its block is durable). A topic change
+    /// that some shard did not acknowledge fails with REQUEST_TIMED_OUT (retriable; the change
+    /// is persisted and reaches that shard with the next image, as in Kafka, where a timed-out
+    /// CreateTopics may still create the topic). A created or grown topic with a partition
+    /// that could not be opened fails with KAFKA_STORAGE_ERROR (the partition stays offline).
+    pub fn settle(self, report: &PublishReport) -> ControllerResp {
+        let version = report.version;
+        let not_acknowledged = || {
+            PartitionError::with_message(
+                E::RequestTimedOut,
+                format!(
+                    "shard(s) {:?} did not acknowledge metadata version {version}; the change is stored and reaches them with the next one",
+                    report.unacknowledged
+                ),
+            )
+        };
+        let results = match self.response {
+            ControllerResp::Topics(results) => results,
+            ControllerResp::Configs(results) if !report.unacknowledged.is_empty() => {
+                let results = results
+                    .into_iter()
+                    .map(|r| r.and_then(|()| Err(not_acknowledged())))
+                    .collect();
+                return ControllerResp::Configs(results);
+            }
+            other => return other,
+        };
+        let results = results
+            .into_iter()
+            .map(|result| {
+                let topic = result?;
+                if !report.unacknowledged.is_empty() {
+                    return Err(not_acknowledged());
+                }
+                if self.kind.opens_partitions() {
+                    let offline: Vec<i32> = report
+                        .unopened
+                        .iter()
+                        .filter(|(name, _)| *name == topic.name)
+                        .map(|(_, p)| *p)
+                        .collect();
+                    if !offline.is_empty() {
+                        return Err(PartitionError::with_message(
+                            E::KafkaStorageError,
+                            format!(
+                                "partition(s) {offline:?} of topic {} could not be opened",
+                                topic.name
+                            ),
+                        ));
+                    }
+                }
+                Ok(topic)
+            })
+            .collect();
+        ControllerResp::Topics(results)
+    }
+}
+
 impl Controller {
-    pub fn new(store: MetaStore, producer_ids: ProducerIdAllocator) -> Controller {
+    pub fn new(config: ControllerConfig) -> Controller {
         Controller {
-            store,
-            lock: glommio::sync::Semaphore::new(1),
-            producer_ids: RefCell::new(producer_ids),
+            config,
+            producer_ids: None,
             limit_refusals: Cell::new(0),
         }
     }
@@ -108,57 +305,100 @@ impl Controller {
         let n = self.limit_refusals.get() + 1;
         self.limit_refusals.set(n);
         if n.is_power_of_two() {
-            warn!(refused_so_far = n, "{message}");
+            tracing::warn!(refused_so_far = n, "{message}");
         }
         PartitionError::with_message(E::InvalidPartitions, message)
     }
 
-    pub async fn handle(&self, shard: &Rc<Shard>, req: ControllerReq) -> ControllerResp {
-        if self.lock.acquire(1).await.is_err() {
-            return ControllerResp::Failed(PartitionError::new(E::UnknownServerError));
-        }
-        let _release = crate::shard::scopeguard(|| self.lock.signal(1));
-        match req {
-            ControllerReq::AllocateProducerId => {
-                let id = self.producer_ids.borrow_mut().allocate();
-                ControllerResp::ProducerId(id.map_err(|e| {
-                    warn!(error = %e, "producer id allocation failed");
-                    PartitionError::with_message(E::UnknownServerError, e.to_string())
-                }))
-            }
-            ControllerReq::CreateTopics {
-                topics,
-                validate_only,
-            } => self.create_topics(shard, topics, validate_only).await,
-            ControllerReq::DeleteTopics { names } => self.delete_topics(shard, names).await,
-            ControllerReq::CreatePartitions {
-                topics,
-                validate_only,
-            } => self.create_partitions(shard, topics, validate_only).await,
-            ControllerReq::AlterConfigs {
-                changes,
-                validate_only,
-            } => self.alter_configs(shard, changes, validate_only).await,
-            ControllerReq::AlterBrokerConfigs {
-                changes,
-                validate_only,
-            } => {
-                self.alter_broker_configs(shard, changes, validate_only)
-                    .await
-            }
+    /// Adopt the state `decision` leaves behind, given the image now durable: the decision's
+    /// own `publish` once persisted, or the image it was decided on when it published nothing.
+    /// A decision whose image could not be persisted is dropped instead.
+    pub fn commit(&mut self, decision: &Decision, durable: &MetaSnapshot) {
+        if let Some(block) = decision.producer_ids {
+            assert!(
+                block.end() <= durable.producer_ids_reserved_end,
+                "a producer-id block beyond the durably reserved range"
+            );
+            self.producer_ids = Some(block);
         }
     }
 
-    async fn create_topics(
+    /// What `req` does to `image`. Pure: no I/O, and `self` is unchanged until
+    /// [`Controller::commit`].
+    pub fn decide(&self, image: &MetaSnapshot, req: ControllerReq) -> Decision {
+        match req {
+            ControllerReq::AllocateProducerId => self.allocate_producer_id(image),
+            ControllerReq::CreateTopics {
+                topics,
+                validate_only,
+            } => self.create_topics(image, topics, validate_only),
+            ControllerReq::DeleteTopics { names } => self.delete_topics(image, names),
+            ControllerReq::CreatePartitions {
+                topics,
+                validate_only,
+            } => self.create_partitions(image, topics, validate_only),
+            ControllerReq::AlterConfigs {
+                changes,
+                validate_only,
+            } => self.alter_configs(image, changes, validate_only),
+            ControllerReq::AlterBrokerConfigs {
+                changes,
+                validate_only,
+            } => alter_broker_configs(image, changes, validate_only),
+        }
+    }
+
+    /// The next id of the current block; when it is used up (or at the first allocation of a
+    /// run), a new block starting at the image's reserved end, which makes a new image.
+    fn allocate_producer_id(&self, image: &MetaSnapshot) -> Decision {
+        let mut current = self
+            .producer_ids
+            .filter(|b| b.end() <= image.producer_ids_reserved_end);
+        if let Some(id) = current.as_mut().and_then(ProducerIdBlock::claim) {
+            let mut decision = Decision::new(
+                RequestKind::AllocateProducerId,
+                ControllerResp::ProducerId(Ok(id)),
+                None,
+            );
+            decision.producer_ids = current;
+            return decision;
+        }
+        let exhausted = || {
+            let error =
+                PartitionError::with_message(E::UnknownServerError, "producer id space exhausted");
+            Decision::new(
+                RequestKind::AllocateProducerId,
+                ControllerResp::ProducerId(Err(error)),
+                None,
+            )
+        };
+        let Some(mut block) = ProducerIdBlock::new(
+            image.producer_ids_reserved_end,
+            self.config.producer_id_block_size,
+        ) else {
+            return exhausted();
+        };
+        let Some(id) = block.claim() else {
+            return exhausted();
+        };
+        let mut decision = Decision::new(
+            RequestKind::AllocateProducerId,
+            ControllerResp::ProducerId(Ok(id)),
+            Some(image.with_producer_ids_reserved_end(block.end())),
+        );
+        decision.producer_ids = Some(block);
+        decision
+    }
+
+    fn create_topics(
         &self,
-        shard: &Rc<Shard>,
+        current: &MetaSnapshot,
         topics: Vec<NewTopic>,
         validate_only: bool,
-    ) -> ControllerResp {
-        let current = shard.meta();
+    ) -> Decision {
         // The effective broker settings, dynamic configs included.
         let broker = &*current.broker;
-        let limit = &shard.config.partition_limit;
+        let limit = &self.config.partition_limit;
         let mut owned = limits::owned_per_shard(
             current
                 .topics
@@ -168,7 +408,7 @@ impl Controller {
         );
         let mut next = current.topics.clone();
         let mut results = Vec::with_capacity(topics.len());
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         for t in topics {
             let result = (|| {
                 validate_topic_name(&t.name)
@@ -220,7 +460,7 @@ impl Controller {
                         return Err(self.refuse_over_limit(message));
                     }
                     // The broker cannot work without its internal topics: created anyway.
-                    warn!("{message} Creating the internal topic anyway.");
+                    tracing::warn!("{message} Creating the internal topic anyway.");
                     limits::add_partitions(&mut owned, &t.name, 0, partitions);
                 }
                 let topic = Arc::new(TopicMeta {
@@ -238,20 +478,15 @@ impl Controller {
             }
             results.push(result);
         }
-        if validate_only || results.iter().all(|r| r.is_err()) {
-            return ControllerResp::Topics(results);
-        }
-        if let Err(e) = self.publish(shard, current.with_topics(next)).await {
-            return ControllerResp::Failed(e);
-        }
-        for topic in results.iter().flatten() {
-            info!(topic = %topic.name, partitions = topic.partitions, "created topic");
-        }
-        ControllerResp::Topics(results)
+        let changed = !validate_only && results.iter().any(|r| r.is_ok());
+        Decision::new(
+            RequestKind::CreateTopics,
+            ControllerResp::Topics(results),
+            changed.then(|| current.with_topics(next)),
+        )
     }
 
-    async fn delete_topics(&self, shard: &Rc<Shard>, names: Vec<String>) -> ControllerResp {
-        let current = shard.meta();
+    fn delete_topics(&self, current: &MetaSnapshot, names: Vec<String>) -> Decision {
         let mut next = current.topics.clone();
         let results: Vec<_> = names
             .iter()
@@ -271,25 +506,22 @@ impl Controller {
                 })
             })
             .collect();
-        if results.iter().any(|r| r.is_ok()) {
-            if let Err(e) = self.publish(shard, current.with_topics(next)).await {
-                return ControllerResp::Failed(e);
-            }
-            for topic in results.iter().flatten() {
-                info!(topic = %topic.name, "deleted topic");
-            }
-        }
-        ControllerResp::Topics(results)
+        let changed = results.iter().any(|r| r.is_ok());
+        Decision::new(
+            RequestKind::DeleteTopics,
+            ControllerResp::Topics(results),
+            changed.then(|| current.with_topics(next)),
+        )
     }
 
-    async fn create_partitions(
+    fn create_partitions(
         &self,
-        shard: &Rc<Shard>,
+        current: &MetaSnapshot,
         topics: Vec<(String, i32)>,
         validate_only: bool,
-    ) -> ControllerResp {
-        let current = shard.meta();
-        let limit = &shard.config.partition_limit;
+    ) -> Decision {
+        let kind = RequestKind::CreatePartitions;
+        let limit = &self.config.partition_limit;
         let mut owned = limits::owned_per_shard(
             current
                 .topics
@@ -297,7 +529,7 @@ impl Controller {
                 .map(|t| (t.name.as_str(), t.partitions)),
             current.shards,
         );
-        self.change_topics(shard, topics, validate_only, |t, count| {
+        change_topics(kind, current, topics, validate_only, |t, count| {
             if count <= t.partitions {
                 return Err(PartitionError::with_message(
                     E::InvalidPartitions,
@@ -320,161 +552,711 @@ impl Controller {
             grown.partitions = count;
             Ok(grown)
         })
-        .await
     }
 
-    async fn alter_configs(
+    fn alter_configs(
         &self,
-        shard: &Rc<Shard>,
+        current: &MetaSnapshot,
         changes: Vec<(String, ConfigChange)>,
         validate_only: bool,
-    ) -> ControllerResp {
-        let broker = shard.meta().broker.clone();
-        self.change_topics(shard, changes, validate_only, |t, change| {
+    ) -> Decision {
+        let broker = &*current.broker;
+        let kind = RequestKind::AlterConfigs;
+        change_topics(kind, current, changes, validate_only, |t, change| {
             let config = match change {
-                ConfigChange::Replace(pairs) => TopicConfig::validate_and_build(pairs, &broker),
-                ConfigChange::Incremental(ops) => t.config.incremental(&ops, &broker),
+                ConfigChange::Replace(pairs) => TopicConfig::validate_and_build(pairs, broker),
+                ConfigChange::Incremental(ops) => t.config.incremental(&ops, broker),
             }?;
             let mut altered = t.clone();
             altered.configs = config.to_map();
             altered.config = config;
             Ok(altered)
         })
-        .await
     }
+}
 
-    /// Dynamic broker configs (Kafka's `DynamicBrokerConfig`): each resource's change is
-    /// validated on top of the ones before it; then the new settings are persisted and
-    /// published with every topic's config re-resolved against them, so a new default (e.g.
-    /// `log.retention.ms`) applies at once to the topics that do not override it.
-    async fn alter_broker_configs(
-        &self,
-        shard: &Rc<Shard>,
-        changes: Vec<(DynamicLevel, ConfigChange)>,
-        validate_only: bool,
-    ) -> ControllerResp {
-        let current = shard.meta();
-        let statics = current.broker.statics_only();
-        let mut broker = (*current.broker).clone();
-        let mut results = Vec::with_capacity(changes.len());
-        for (level, change) in changes {
-            let result = (|| {
-                let level_map = broker.dynamic_map(level);
-                let next_map = match change {
-                    ConfigChange::Replace(pairs) => {
-                        let ops: Vec<_> = pairs
-                            .into_iter()
-                            .map(|(name, value)| (name, AlterOp::Set, value))
-                            .collect();
-                        apply_dynamic_ops(&BTreeMap::new(), &ops, &broker)?
-                    }
-                    ConfigChange::Incremental(ops) => apply_dynamic_ops(&level_map, &ops, &broker)?,
-                };
-                let (default, this) = match level {
-                    DynamicLevel::ClusterDefault => {
-                        (next_map, broker.dynamic_map(DynamicLevel::ThisBroker))
-                    }
-                    DynamicLevel::ThisBroker => {
-                        (broker.dynamic_map(DynamicLevel::ClusterDefault), next_map)
-                    }
-                };
-                statics.with_dynamic(&default, &this)
-            })();
-            // KAFKA-13609: Kafka answers every rejected broker config change with
-            // INVALID_REQUEST (its ConfigAdminManager wraps the ConfigException).
-            results.push(match result {
-                Ok(next) => {
-                    broker = next;
-                    Ok(())
+/// Dynamic broker configs (Kafka's `DynamicBrokerConfig`): each resource's change is
+/// validated on top of the ones before it; then the new settings make the next image with
+/// every topic's config re-resolved against them, so a new default (e.g. `log.retention.ms`)
+/// applies at once to the topics that do not override it.
+fn alter_broker_configs(
+    current: &MetaSnapshot,
+    changes: Vec<(DynamicLevel, ConfigChange)>,
+    validate_only: bool,
+) -> Decision {
+    let kind = RequestKind::AlterBrokerConfigs;
+    let statics = current.broker.statics_only();
+    let mut broker = (*current.broker).clone();
+    let mut results = Vec::with_capacity(changes.len());
+    for (level, change) in changes {
+        let result = (|| {
+            let level_map = broker.dynamic_map(level);
+            let next_map = match change {
+                ConfigChange::Replace(pairs) => {
+                    let ops: Vec<_> = pairs
+                        .into_iter()
+                        .map(|(name, value)| (name, AlterOp::Set, value))
+                        .collect();
+                    apply_dynamic_ops(&BTreeMap::new(), &ops, &broker)?
                 }
-                Err(e) => Err(PartitionError::with_message(
-                    E::InvalidRequest,
-                    e.to_string(),
-                )),
-            });
-        }
-        if validate_only || broker == *current.broker {
-            return ControllerResp::Configs(results);
-        }
-        let mut topics = current.topics.clone();
-        for topic in topics.values_mut() {
-            let config = match TopicConfig::from_map(topic.configs.clone(), &broker) {
-                Ok(c) => c,
-                Err(e) => return ControllerResp::Failed(broker_change_failed(&topic.name, &e)),
+                ConfigChange::Incremental(ops) => apply_dynamic_ops(&level_map, &ops, &broker)?,
             };
-            if config != topic.config {
-                let mut t = (**topic).clone();
-                t.config = config;
-                *topic = Arc::new(t);
-            }
-        }
-        if let Err(e) = self
-            .publish(shard, current.with_broker(broker, topics))
-            .await
-        {
-            return ControllerResp::Failed(e);
-        }
-        info!("dynamic broker configs changed");
-        ControllerResp::Configs(results)
-    }
-
-    /// Apply `change` to each named existing topic (later entries see earlier changes), then
-    /// publish once if anything changed and this is not a dry run. One result per entry.
-    async fn change_topics<T>(
-        &self,
-        shard: &Rc<Shard>,
-        items: Vec<(String, T)>,
-        validate_only: bool,
-        mut change: impl FnMut(&TopicMeta, T) -> Result<TopicMeta, PartitionError>,
-    ) -> ControllerResp {
-        let current = shard.meta();
-        let mut next: BTreeMap<String, Arc<TopicMeta>> = current.topics.clone();
-        let mut results = Vec::with_capacity(items.len());
-        for (name, item) in items {
-            let result = match next.get(&name) {
-                None => Err(PartitionError::with_message(
-                    E::UnknownTopicOrPartition,
-                    format!("The topic '{name}' does not exist."),
-                )),
-                Some(t) => change(t, item).map(Arc::new),
+            let (default, this) = match level {
+                DynamicLevel::ClusterDefault => {
+                    (next_map, broker.dynamic_map(DynamicLevel::ThisBroker))
+                }
+                DynamicLevel::ThisBroker => {
+                    (broker.dynamic_map(DynamicLevel::ClusterDefault), next_map)
+                }
             };
-            if let Ok(t) = &result {
-                next.insert(name, t.clone());
+            statics.with_dynamic(&default, &this)
+        })();
+        // KAFKA-13609: Kafka answers every rejected broker config change with
+        // INVALID_REQUEST (its ConfigAdminManager wraps the ConfigException).
+        results.push(match result {
+            Ok(next) => {
+                broker = next;
+                Ok(())
             }
-            results.push(result);
-        }
-        if !validate_only && results.iter().any(|r| r.is_ok()) {
-            if let Err(e) = self.publish(shard, current.with_topics(next)).await {
-                return ControllerResp::Failed(e);
+            Err(e) => Err(PartitionError::with_message(
+                E::InvalidRequest,
+                e.to_string(),
+            )),
+        });
+    }
+    if validate_only || broker == *current.broker {
+        return Decision::new(kind, ControllerResp::Configs(results), None);
+    }
+    let mut topics = current.topics.clone();
+    for topic in topics.values_mut() {
+        let config = match TopicConfig::from_map(topic.configs.clone(), &broker) {
+            Ok(c) => c,
+            Err(e) => {
+                let failed = ControllerResp::Failed(broker_change_failed(&topic.name, &e));
+                return Decision::new(kind, failed, None);
             }
+        };
+        if config != topic.config {
+            let mut t = (**topic).clone();
+            t.config = config;
+            *topic = Arc::new(t);
         }
-        ControllerResp::Topics(results)
     }
-
-    /// Persist, then make every shard adopt the snapshot before returning.
-    async fn publish(
-        &self,
-        shard: &Rc<Shard>,
-        snapshot: MetaSnapshot,
-    ) -> Result<(), PartitionError> {
-        self.store.save(&snapshot).map_err(|e| {
-            warn!(error = %e, "persisting metadata failed");
-            PartitionError::with_message(E::KafkaStorageError, format!("persisting metadata: {e}"))
-        })?;
-        let snapshot = Arc::new(snapshot);
-        // Two phases: no shard routes to a new partition before its owner has opened it.
-        let opens = (0..shard.shards())
-            .map(|target| shard.call(target, ShardReq::OpenPartitions(snapshot.clone())));
-        futures::future::join_all(opens).await;
-        let applies = (0..shard.shards())
-            .map(|target| shard.call(target, ShardReq::ApplyMeta(snapshot.clone())));
-        futures::future::join_all(applies).await;
-        Ok(())
-    }
+    let next = current.with_broker(broker, topics);
+    Decision::new(kind, ControllerResp::Configs(results), Some(next))
 }
 
 /// A stored topic config that no longer resolves (cannot happen for validated overrides).
 fn broker_change_failed(topic: &str, e: &ConfigError) -> PartitionError {
-    warn!(topic, error = %e, "re-resolving a topic config failed");
+    tracing::warn!(topic, error = %e, "re-resolving a topic config failed");
     PartitionError::with_message(E::InvalidRequest, format!("topic {topic}: {e}"))
+}
+
+/// Apply `change` to each named existing topic (later entries see earlier changes); a new
+/// image if anything changed and this is not a dry run. One result per entry.
+fn change_topics<T>(
+    kind: RequestKind,
+    current: &MetaSnapshot,
+    items: Vec<(String, T)>,
+    validate_only: bool,
+    mut change: impl FnMut(&TopicMeta, T) -> Result<TopicMeta, PartitionError>,
+) -> Decision {
+    let mut next: BTreeMap<String, Arc<TopicMeta>> = current.topics.clone();
+    let mut results = Vec::with_capacity(items.len());
+    for (name, item) in items {
+        let result = match next.get(&name) {
+            None => Err(PartitionError::with_message(
+                E::UnknownTopicOrPartition,
+                format!("The topic '{name}' does not exist."),
+            )),
+            Some(t) => change(t, item).map(Arc::new),
+        };
+        if let Ok(t) = &result {
+            next.insert(name, t.clone());
+        }
+        results.push(result);
+    }
+    let changed = !validate_only && results.iter().any(|r| r.is_ok());
+    Decision::new(
+        kind,
+        ControllerResp::Topics(results),
+        changed.then(|| current.with_topics(next)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::log::topic_config::BrokerDefaults;
+
+    fn image() -> MetaSnapshot {
+        MetaSnapshot {
+            version: 7,
+            cluster_id: "test-cluster".into(),
+            topics: BTreeMap::new(),
+            by_id: HashMap::new(),
+            shards: 2,
+            broker: Arc::new(BrokerDefaults::default()),
+            producer_ids_reserved_end: 0,
+        }
+    }
+
+    fn config() -> ControllerConfig {
+        ControllerConfig::new(limits::PartitionLimit::new(
+            limits::MAX_PARTITIONS_PER_SHARD_DEFAULT,
+            2,
+        ))
+    }
+
+    fn controller() -> Controller {
+        Controller::new(config())
+    }
+
+    fn new_topic(name: &str, partitions: i32) -> NewTopic {
+        NewTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: -1,
+            configs: Vec::new(),
+            assignment_partitions: None,
+        }
+    }
+
+    fn create(names: &[(&str, i32)], validate_only: bool) -> ControllerReq {
+        ControllerReq::CreateTopics {
+            topics: names.iter().map(|(n, p)| new_topic(n, *p)).collect(),
+            validate_only,
+        }
+    }
+
+    fn topics(resp: &ControllerResp) -> &[Result<Arc<TopicMeta>, PartitionError>] {
+        match resp {
+            ControllerResp::Topics(results) => results,
+            other => panic!("not a per-topic answer: {other:?}"),
+        }
+    }
+
+    fn codes(resp: &ControllerResp) -> Vec<i16> {
+        topics(resp)
+            .iter()
+            .map(|r| r.as_ref().map_or_else(|e| e.code, |_| 0))
+            .collect()
+    }
+
+    /// Decides `req` on `image`, commits as the shell does after a successful persist, and
+    /// returns the answer and the image now in force.
+    fn step(
+        c: &mut Controller,
+        image: &MetaSnapshot,
+        req: ControllerReq,
+    ) -> (ControllerResp, MetaSnapshot) {
+        let mut d = c.decide(image, req);
+        let next = d.publish.take().unwrap_or_else(|| image.clone());
+        c.commit(&d, &next);
+        let report = PublishReport {
+            version: next.version,
+            ..PublishReport::default()
+        };
+        (d.settle(&report), next)
+    }
+
+    #[test]
+    fn create_topics_makes_the_next_image() {
+        let c = controller();
+        let current = image();
+        let d = c.decide(&current, create(&[("a", 3), ("b", -1)], false));
+        assert_eq!(d.kind, RequestKind::CreateTopics);
+        assert_eq!(codes(&d.response), vec![0, 0]);
+        let next = d.publish.as_ref().expect("a change publishes");
+        assert_eq!(next.version, 8);
+        assert_eq!(next.topic("a").map(|t| t.partitions), Some(3));
+        // -1 partitions: the broker default (num.partitions, 1 by default).
+        assert_eq!(
+            next.topic("b").map(|t| t.partitions),
+            Some(BrokerDefaults::default().num_partitions())
+        );
+        let a = next.topic("a").unwrap();
+        assert_eq!(next.topic_by_id(&a.id).map(|t| t.name.as_str()), Some("a"));
+        assert_ne!(a.id, next.topic("b").unwrap().id);
+        // The given image is unchanged.
+        assert!(current.topics.is_empty());
+        assert_eq!(current.version, 7);
+    }
+
+    #[test]
+    fn create_topics_validate_only_changes_nothing() {
+        let c = controller();
+        let d = c.decide(&image(), create(&[("a", 3), ("bad name", 1)], true));
+        assert_eq!(codes(&d.response), vec![0, E::InvalidTopicException.code()]);
+        assert!(d.publish.is_none());
+    }
+
+    #[test]
+    fn create_topics_errors_per_topic() {
+        let mut c = controller();
+        let (_, current) = step(&mut c, &image(), create(&[("exists", 1)], false));
+        let mut rf2 = new_topic("rf2", 1);
+        rf2.replication_factor = 2;
+        let mut rf0 = new_topic("rf0", 1);
+        rf0.replication_factor = 0;
+        let mut bad_config = new_topic("cfg", 1);
+        bad_config.configs = vec![("cleanup.policy".into(), Some("nonsense".into()))];
+        let mut null_config = new_topic("cfgnull", 1);
+        null_config.configs = vec![("retention.ms".into(), None)];
+        let mut assigned = new_topic("assigned", -1);
+        assigned.assignment_partitions = Some(4);
+        let req = ControllerReq::CreateTopics {
+            topics: vec![
+                new_topic("exists", 1),
+                new_topic("dup", 1),
+                new_topic("dup", 1),
+                new_topic("", 1),
+                new_topic("zero", 0),
+                new_topic("huge", PARTITIONS_PER_TOPIC_MAX + 1),
+                rf2,
+                rf0,
+                bad_config,
+                null_config,
+                assigned,
+            ],
+            validate_only: false,
+        };
+        let d = c.decide(&current, req);
+        let got = codes(&d.response);
+        assert_eq!(
+            got[..8],
+            [
+                E::TopicAlreadyExists.code(),
+                0,
+                E::InvalidRequest.code(),
+                E::InvalidTopicException.code(),
+                E::InvalidPartitions.code(),
+                E::InvalidPartitions.code(),
+                E::InvalidReplicationFactor.code(),
+                E::InvalidReplicationFactor.code(),
+            ]
+        );
+        assert_ne!(got[8], 0, "an invalid config value is refused");
+        assert_ne!(got[9], 0, "a null config value is refused at create");
+        assert_eq!(got[10], 0);
+        let next = d.publish.expect("the valid entries publish");
+        assert_eq!(next.topic("assigned").map(|t| t.partitions), Some(4));
+        assert!(next.topic("dup").is_some());
+        assert_eq!(next.topics.len(), 3); // exists, dup, assigned
+    }
+
+    #[test]
+    fn all_failing_entries_publish_nothing() {
+        let c = controller();
+        let d = c.decide(&image(), create(&[("", 1), ("x", 0)], false));
+        assert!(topics(&d.response).iter().all(Result::is_err));
+        assert!(d.publish.is_none());
+        let d = c.decide(
+            &image(),
+            ControllerReq::DeleteTopics {
+                names: vec!["missing".into()],
+            },
+        );
+        assert_eq!(codes(&d.response), vec![E::UnknownTopicOrPartition.code()]);
+        assert!(d.publish.is_none());
+    }
+
+    #[test]
+    fn delete_topics() {
+        let mut c = controller();
+        let (_, current) = step(
+            &mut c,
+            &image(),
+            create(
+                &[("a", 1), ("b", 1), (crate::cluster::meta::OFFSETS_TOPIC, 2)],
+                false,
+            ),
+        );
+        let d = c.decide(
+            &current,
+            ControllerReq::DeleteTopics {
+                names: vec![
+                    "a".into(),
+                    "a".into(),
+                    "nope".into(),
+                    crate::cluster::meta::OFFSETS_TOPIC.into(),
+                ],
+            },
+        );
+        assert_eq!(d.kind, RequestKind::DeleteTopics);
+        assert_eq!(
+            codes(&d.response),
+            vec![
+                0,
+                E::UnknownTopicOrPartition.code(),
+                E::UnknownTopicOrPartition.code(),
+                E::InvalidRequest.code(),
+            ]
+        );
+        let next = d.publish.expect("deleting publishes");
+        assert!(next.topic("a").is_none());
+        assert!(next.topic("b").is_some());
+        assert!(next.by_id.values().all(|n| n != "a"));
+        assert_eq!(next.version, current.version + 1);
+    }
+
+    #[test]
+    fn create_partitions() {
+        let mut c = controller();
+        let (_, current) = step(&mut c, &image(), create(&[("a", 2)], false));
+        let id = current.topic("a").unwrap().id;
+        let req = |topics: Vec<(&str, i32)>, validate_only| ControllerReq::CreatePartitions {
+            topics: topics
+                .into_iter()
+                .map(|(n, c)| (n.to_string(), c))
+                .collect(),
+            validate_only,
+        };
+        let d = c.decide(&current, req(vec![("a", 5)], true));
+        assert_eq!(codes(&d.response), vec![0]);
+        assert!(d.publish.is_none(), "validate_only");
+        let d = c.decide(
+            &current,
+            req(
+                vec![
+                    ("a", 2),
+                    ("a", PARTITIONS_PER_TOPIC_MAX + 1),
+                    ("missing", 3),
+                    ("a", 5),
+                    ("a", 4),
+                ],
+                false,
+            ),
+        );
+        assert_eq!(d.kind, RequestKind::CreatePartitions);
+        assert_eq!(
+            codes(&d.response),
+            vec![
+                E::InvalidPartitions.code(),
+                E::InvalidPartitions.code(),
+                E::UnknownTopicOrPartition.code(),
+                0,
+                // Later entries see earlier ones: 5 partitions now.
+                E::InvalidPartitions.code(),
+            ]
+        );
+        let next = d.publish.expect("growing publishes");
+        let a = next.topic("a").unwrap();
+        assert_eq!(a.partitions, 5);
+        assert_eq!(a.id, id, "growing keeps the topic id");
+    }
+
+    #[test]
+    fn alter_configs() {
+        let mut c = controller();
+        let (_, current) = step(&mut c, &image(), create(&[("a", 1)], false));
+        let set =
+            |v: &str| ConfigChange::Replace(vec![("retention.ms".into(), Some(v.to_string()))]);
+        let d = c.decide(
+            &current,
+            ControllerReq::AlterConfigs {
+                changes: vec![("a".into(), set("1000"))],
+                validate_only: true,
+            },
+        );
+        assert_eq!(codes(&d.response), vec![0]);
+        assert!(d.publish.is_none());
+        let d = c.decide(
+            &current,
+            ControllerReq::AlterConfigs {
+                changes: vec![
+                    ("a".into(), set("1000")),
+                    ("a".into(), set("not a number")),
+                    ("missing".into(), set("1")),
+                    (
+                        "a".into(),
+                        ConfigChange::Incremental(vec![(
+                            "cleanup.policy".into(),
+                            AlterOp::Set,
+                            Some("compact".into()),
+                        )]),
+                    ),
+                ],
+                validate_only: false,
+            },
+        );
+        assert_eq!(d.kind, RequestKind::AlterConfigs);
+        let got = codes(&d.response);
+        assert_eq!(got[0], 0);
+        assert_ne!(got[1], 0);
+        assert_eq!(got[2], E::UnknownTopicOrPartition.code());
+        assert_eq!(got[3], 0);
+        let next = d.publish.expect("altering publishes");
+        let configs = &next.topic("a").unwrap().configs;
+        // Incremental on top of the replace before it.
+        assert_eq!(
+            configs.get("retention.ms").map(String::as_str),
+            Some("1000")
+        );
+        assert_eq!(
+            configs.get("cleanup.policy").map(String::as_str),
+            Some("compact")
+        );
+    }
+
+    fn allocate(c: &mut Controller, current: &mut MetaSnapshot) -> (i64, bool) {
+        let d = c.decide(current, ControllerReq::AllocateProducerId);
+        assert_eq!(d.kind, RequestKind::AllocateProducerId);
+        let persisted = d.publish.is_some();
+        let (resp, next) = step(c, current, ControllerReq::AllocateProducerId);
+        // `step` decided again on the same state: the same decision.
+        *current = next;
+        match resp {
+            ControllerResp::ProducerId(Ok(id)) => (id, persisted),
+            other => panic!("no producer id: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn producer_ids_come_from_persisted_blocks() {
+        let config = ControllerConfig {
+            producer_id_block_size: 3,
+            ..config()
+        };
+        let mut c = Controller::new(config.clone());
+        let mut current = image();
+        let mut ids = Vec::new();
+        let mut persists = 0;
+        for _ in 0..7 {
+            let (id, persisted) = allocate(&mut c, &mut current);
+            persists += usize::from(persisted);
+            assert!(
+                id < current.producer_ids_reserved_end,
+                "handed out from a durable block"
+            );
+            ids.push(id);
+        }
+        assert_eq!(ids, (0..7).collect::<Vec<_>>());
+        assert_eq!(persists, 3, "one persist per block of 3");
+        assert_eq!(current.producer_ids_reserved_end, 9);
+        // A restart (a new controller on the durable image) skips the rest of the block.
+        let mut c = Controller::new(config);
+        let (id, persisted) = allocate(&mut c, &mut current);
+        assert_eq!((id, persisted), (9, true));
+        assert_eq!(current.producer_ids_reserved_end, 12);
+    }
+
+    #[test]
+    fn a_block_not_persisted_is_not_used() {
+        let c = controller();
+        let current = image();
+        let d = c.decide(&current, ControllerReq::AllocateProducerId);
+        assert!(matches!(d.response, ControllerResp::ProducerId(Ok(0))));
+        assert!(d.publish.is_some());
+        // The shell drops the decision when persisting fails: the next one reserves again
+        // from the same durable end and the id is not handed out twice.
+        drop(d);
+        let d = c.decide(&current, ControllerReq::AllocateProducerId);
+        assert!(matches!(d.response, ControllerResp::ProducerId(Ok(0))));
+        assert_eq!(
+            d.publish.map(|m| m.producer_ids_reserved_end),
+            Some(PRODUCER_ID_BLOCK_SIZE)
+        );
+    }
+
+    #[test]
+    fn producer_id_space_exhaustion_is_an_error() {
+        let mut c = controller();
+        let mut current = image();
+        current.producer_ids_reserved_end = i64::MAX - 10;
+        let d = c.decide(&current, ControllerReq::AllocateProducerId);
+        assert!(matches!(d.response, ControllerResp::ProducerId(Err(_))));
+        assert!(d.publish.is_none());
+        c.commit(&d, &current);
+        // Topic changes keep the reservation.
+        let (_, next) = step(&mut c, &current, create(&[("a", 1)], false));
+        assert_eq!(next.producer_ids_reserved_end, i64::MAX - 10);
+    }
+
+    #[test]
+    fn the_partition_limit_refuses_before_anything_is_persisted() {
+        let c = Controller::new(ControllerConfig::new(limits::PartitionLimit::new(4, 2)));
+        let mut c2 = Controller::new(ControllerConfig::new(limits::PartitionLimit::new(4, 2)));
+        // 2 shards x 4: 8 in all; 9 partitions cannot fit, even as a dry run.
+        let d = c.decide(&image(), create(&[("big", 9)], true));
+        assert_eq!(codes(&d.response), vec![E::InvalidPartitions.code()]);
+        let (_, current) = step(&mut c2, &image(), create(&[("a", 6)], false));
+        let d = c.decide(&current, create(&[("b", 4), ("c", 2)], false));
+        assert_eq!(codes(&d.response)[0], E::InvalidPartitions.code());
+        assert_eq!(codes(&d.response)[1], 0, "fits once b was refused");
+        let d = c.decide(
+            &current,
+            ControllerReq::CreatePartitions {
+                topics: vec![("a".into(), 12)],
+                validate_only: false,
+            },
+        );
+        assert_eq!(codes(&d.response), vec![E::InvalidPartitions.code()]);
+        assert!(d.publish.is_none());
+        // The internal topics are created anyway.
+        let d = c.decide(
+            &current,
+            create(&[(crate::cluster::meta::OFFSETS_TOPIC, 50)], false),
+        );
+        assert_eq!(codes(&d.response), vec![0]);
+    }
+
+    #[test]
+    fn alter_broker_configs_re_resolves_topics() {
+        let mut c = controller();
+        let (_, current) = step(&mut c, &image(), create(&[("a", 1)], false));
+        let change = |v: &str| {
+            ConfigChange::Incremental(vec![(
+                "log.retention.ms".into(),
+                AlterOp::Set,
+                Some(v.to_string()),
+            )])
+        };
+        let req = |changes, validate_only| ControllerReq::AlterBrokerConfigs {
+            changes,
+            validate_only,
+        };
+        let d = c.decide(
+            &current,
+            req(vec![(DynamicLevel::ClusterDefault, change("60000"))], true),
+        );
+        assert!(matches!(&d.response, ControllerResp::Configs(r) if r.len() == 1 && r[0].is_ok()));
+        assert!(d.publish.is_none(), "validate_only");
+        let d = c.decide(
+            &current,
+            req(
+                vec![
+                    (DynamicLevel::ClusterDefault, change("60000")),
+                    (DynamicLevel::ThisBroker, change("not a number")),
+                ],
+                false,
+            ),
+        );
+        assert_eq!(d.kind, RequestKind::AlterBrokerConfigs);
+        match &d.response {
+            ControllerResp::Configs(r) => {
+                assert!(r[0].is_ok());
+                assert_eq!(
+                    r[1].as_ref().err().map(|e| e.code),
+                    Some(E::InvalidRequest.code())
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let next = d
+            .publish
+            .as_ref()
+            .expect("a broker config change publishes");
+        assert_eq!(next.broker.log_retention_ms(), 60_000);
+        // The topic without an override follows the new default at once.
+        assert_eq!(
+            next.topic("a").unwrap().config.settings().retention_ms,
+            60_000
+        );
+        assert_eq!(next.version, current.version + 1);
+        // A shard that did not acknowledge turns the successes into retriable timeouts.
+        let report = PublishReport {
+            version: next.version,
+            unacknowledged: vec![1],
+            unopened: Vec::new(),
+        };
+        match d.settle(&report) {
+            ControllerResp::Configs(r) => {
+                assert_eq!(
+                    r[0].as_ref().err().map(|e| e.code),
+                    Some(E::RequestTimedOut.code())
+                );
+                assert_eq!(
+                    r[1].as_ref().err().map(|e| e.code),
+                    Some(E::InvalidRequest.code())
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn settle_checks_acknowledgements_and_open_partitions() {
+        let c = controller();
+        let current = image();
+        let decide = || c.decide(&current, create(&[("a", 2), ("b", 1), ("", 1)], false));
+        let ack = |version, unopened: &[(&str, i32)]| {
+            Some(MetaAck {
+                version,
+                unopened: unopened.iter().map(|(t, p)| (t.to_string(), *p)).collect(),
+            })
+        };
+        // Clean: every shard took version 8, everything open.
+        let clean = PublishReport::from_acks(
+            8,
+            &[(0, ack(8, &[])), (1, ack(8, &[]))],
+            &[(0, ack(8, &[])), (1, ack(8, &[]))],
+        );
+        assert!(clean.is_clean());
+        let invalid = E::InvalidTopicException.code();
+        assert_eq!(codes(&decide().settle(&clean)), vec![0, 0, invalid]);
+
+        // Shard 1 could not open a-1 in phase one but did in phase two: fine.
+        let retried = PublishReport::from_acks(
+            8,
+            &[(0, ack(8, &[])), (1, ack(8, &[("a", 1)]))],
+            &[(0, ack(8, &[])), (1, ack(8, &[]))],
+        );
+        assert!(retried.is_clean());
+
+        // a-1 stays offline: a fails with a storage error, b is fine.
+        let offline = PublishReport::from_acks(
+            8,
+            &[(0, ack(8, &[])), (1, ack(8, &[("a", 1)]))],
+            &[(0, ack(8, &[])), (1, ack(8, &[("a", 1)]))],
+        );
+        assert_eq!(offline.unopened, vec![("a".to_string(), 1)]);
+        assert_eq!(
+            codes(&decide().settle(&offline)),
+            vec![E::KafkaStorageError.code(), 0, invalid]
+        );
+
+        // Shard 1 did not answer phase two, or answered with an older version: retriable
+        // timeouts for every entry that succeeded; the invalid one keeps its error.
+        for apply in [None, ack(7, &[])] {
+            let silent = PublishReport::from_acks(
+                8,
+                &[(0, ack(8, &[])), (1, ack(8, &[]))],
+                &[(0, ack(8, &[])), (1, apply)],
+            );
+            assert_eq!(silent.unacknowledged, vec![1]);
+            let timed_out = E::RequestTimedOut.code();
+            assert_eq!(
+                codes(&decide().settle(&silent)),
+                vec![timed_out, timed_out, invalid]
+            );
+        }
+        // A shard silent in phase one only counts too.
+        let silent_open = PublishReport::from_acks(
+            8,
+            &[(0, None), (1, ack(8, &[]))],
+            &[(0, ack(8, &[])), (1, ack(8, &[]))],
+        );
+        assert_eq!(silent_open.unacknowledged, vec![0]);
+
+        // Offline partitions do not fail a config change or a deletion.
+        let mut c2 = controller();
+        let (_, with_a) = step(&mut c2, &current, create(&[("a", 2)], false));
+        let d = c2.decide(
+            &with_a,
+            ControllerReq::AlterConfigs {
+                changes: vec![("a".into(), ConfigChange::Replace(Vec::new()))],
+                validate_only: false,
+            },
+        );
+        assert_eq!(codes(&d.settle(&offline)), vec![0]);
+        // A producer id stands whatever the shards said.
+        let d = c2.decide(&with_a, ControllerReq::AllocateProducerId);
+        assert!(matches!(
+            d.settle(&PublishReport::from_acks(9, &[(0, None)], &[(0, None)])),
+            ControllerResp::ProducerId(Ok(0))
+        ));
+    }
 }

@@ -1,12 +1,23 @@
-//! Cluster metadata: topics, their partition counts, ids and configs, and which shard owns each
-//! partition.
+//! The metadata image and its store: topics (partition counts, ids, configs), which shard owns
+//! each partition, the broker's effective Kafka settings (the config file's plus the dynamic
+//! broker configs set by AlterConfigs on the BROKER resource; every topic's resolved config in
+//! an image was built against exactly those), and the end of the durably reserved producer-id
+//! range.
 //!
-//! One writer (the controller on shard 0, see [`crate::cluster::controller`]) changes it; every shard holds
-//! an immutable [`MetaSnapshot`] behind an `Arc` and swaps it when the controller publishes a new
-//! one, so readers never block. The dynamic broker configs (AlterConfigs on the BROKER resource)
-//! are part of it: [`MetaSnapshot::broker`] is the broker's effective Kafka settings, and every
-//! topic's resolved config in the snapshot was built against exactly those. The snapshot is persisted as `meta/topics.json` in the data dir
-//! (write to a temp file, fsync, rename, fsync the directory) before it is published.
+//! Owns: [`MetaSnapshot`] (the image), [`owner_of`] (placement), topic-name rules and
+//! [`MetaStore`], the image's on-disk home `meta/topics.json` in the data dir.
+//!
+//! Invariants: one writer changes the image (the controller shell on shard 0, deciding with
+//! [`crate::cluster::controller`]); each change makes a new snapshot with `version + 1`, and a
+//! snapshot is durable before any shard sees it. The file is replaced crash-safely: written to
+//! a temp file, fdatasync'ed, renamed over the old one, then the directory is synced, so after
+//! a crash the file holds either the old or the new image, whole. `producer_ids_reserved_end`
+//! only grows: every producer id ever handed out is below the persisted value.
+//!
+//! Runs on: [`MetaStore::load`] once at start-up, before the executors (blocking `std::fs`);
+//! [`MetaStore::save`] on shard 0 with glommio file I/O (io_uring; glommio runs the rename on
+//! its blocking-thread pool), so persisting never blocks the reactor. Snapshots are read on
+//! every shard.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -15,8 +26,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use tracing::info;
 use uuid::Uuid;
 
+use crate::log::producer_state::read_legacy_reserved_end;
 use crate::log::topic_config::{BrokerDefaults, DynamicLevel, TopicConfig};
 
 /// Kafka's limit on topic name length.
@@ -49,6 +62,10 @@ struct MetaFile {
     version: u64,
     cluster_id: String,
     topics: Vec<TopicMeta>,
+    /// Absent in files written before producer-id blocks moved into the image (0 then; the
+    /// legacy `meta/producer_ids` file is folded in at load).
+    #[serde(default)]
+    producer_ids_reserved_end: i64,
     /// Absent in files written before dynamic broker configs existed.
     #[serde(default)]
     dynamic_broker_configs: DynamicBrokerConfigs,
@@ -76,6 +93,9 @@ pub struct MetaSnapshot {
     pub shards: usize,
     /// The broker's Kafka settings: the config file's plus the dynamic broker configs.
     pub broker: Arc<BrokerDefaults>,
+    /// End of the producer-id range reserved so far: every id the controller handed out (in
+    /// this or an earlier run) is below it, so the next block starts here.
+    pub producer_ids_reserved_end: i64,
 }
 
 impl MetaSnapshot {
@@ -101,6 +121,7 @@ impl MetaSnapshot {
             .collect();
     }
 
+    /// The next version with `topics` instead of this one's.
     pub fn with_topics(&self, topics: BTreeMap<String, Arc<TopicMeta>>) -> MetaSnapshot {
         let mut next = MetaSnapshot {
             version: self.version + 1,
@@ -109,6 +130,7 @@ impl MetaSnapshot {
             by_id: HashMap::new(),
             shards: self.shards,
             broker: self.broker.clone(),
+            producer_ids_reserved_end: self.producer_ids_reserved_end,
         };
         next.rebuild_index();
         next
@@ -123,6 +145,18 @@ impl MetaSnapshot {
     ) -> MetaSnapshot {
         let mut next = self.with_topics(topics);
         next.broker = Arc::new(broker);
+        next
+    }
+
+    /// The next version with the producer-id range reserved up to `end`.
+    pub fn with_producer_ids_reserved_end(&self, end: i64) -> MetaSnapshot {
+        assert!(
+            end >= self.producer_ids_reserved_end,
+            "the reserved producer-id range never shrinks"
+        );
+        let mut next = self.clone();
+        next.version = self.version + 1;
+        next.producer_ids_reserved_end = end;
         next
     }
 }
@@ -172,7 +206,22 @@ pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{partition}"))
 }
 
-/// The on-disk home of the metadata; only the controller writes it.
+/// Why persisting the image failed. The stored file then holds the previous image or (when
+/// the failure came after the rename) the new one, whole either way.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaStoreError {
+    #[error("encoding the metadata image: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The on-disk home of the metadata; only the controller shell writes it.
 pub struct MetaStore {
     path: PathBuf,
 }
@@ -184,7 +233,29 @@ impl MetaStore {
         }
     }
 
-    /// Load the snapshot from disk, or make the first one (with a fresh cluster id).
+    fn dir(&self) -> PathBuf {
+        self.path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    fn tmp_path(&self) -> PathBuf {
+        self.path.with_extension("json.tmp")
+    }
+
+    /// The file that held the producer-id reservation before it moved into the image.
+    fn legacy_producer_ids_path(&self) -> PathBuf {
+        self.dir().join("producer_ids")
+    }
+
+    /// Load the snapshot from disk, or make the first one (with a fresh cluster id). Blocking:
+    /// call before the executors start.
+    ///
+    /// Upgrade: if the legacy `meta/producer_ids` file exists, its reserved end is folded into
+    /// the image (the larger of the two wins), the image is saved, and the legacy file removed,
+    /// so producer ids never go backwards. A crash in between only repeats this next time.
+    ///
     /// `broker`: the config file's settings; the stored dynamic broker configs go on top.
     pub fn load(&self, shards: usize, broker: &BrokerDefaults) -> anyhow::Result<MetaSnapshot> {
         let mut snapshot = MetaSnapshot {
@@ -194,13 +265,21 @@ impl MetaStore {
             by_id: HashMap::new(),
             shards,
             broker: Arc::new(broker.statics_only()),
+            producer_ids_reserved_end: 0,
         };
+        let mut dirty = false;
         match std::fs::read(&self.path) {
             Ok(bytes) => {
                 let file: MetaFile = serde_json::from_slice(&bytes)
                     .with_context(|| format!("parsing {}", self.path.display()))?;
+                anyhow::ensure!(
+                    file.producer_ids_reserved_end >= 0,
+                    "{}: negative producer_ids_reserved_end",
+                    self.path.display()
+                );
                 snapshot.version = file.version;
                 snapshot.cluster_id = file.cluster_id;
+                snapshot.producer_ids_reserved_end = file.producer_ids_reserved_end;
                 let dynamic = file.dynamic_broker_configs;
                 snapshot.broker = Arc::new(with_stored_dynamic(broker, &dynamic));
                 let broker = &*snapshot.broker.clone();
@@ -212,30 +291,55 @@ impl MetaStore {
                     snapshot.topics.insert(topic.name.clone(), Arc::new(topic));
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.save(&snapshot)?;
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => dirty = true,
             Err(e) => return Err(e).with_context(|| format!("reading {}", self.path.display())),
+        }
+        let legacy_path = self.legacy_producer_ids_path();
+        let legacy = read_legacy_reserved_end(&legacy_path)
+            .map_err(|e| anyhow::anyhow!("producer id allocator: {e}"))?;
+        if let Some(end) = legacy {
+            if end > snapshot.producer_ids_reserved_end {
+                snapshot.producer_ids_reserved_end = end;
+                snapshot.version += 1;
+                dirty = true;
+            }
+        }
+        if dirty {
+            self.save_blocking(&snapshot)?;
+        }
+        if legacy.is_some() {
+            info!(
+                reserved_end = snapshot.producer_ids_reserved_end,
+                "moved the producer-id reservation into the metadata image"
+            );
+            std::fs::remove_file(&legacy_path)
+                .with_context(|| format!("removing {}", legacy_path.display()))?;
+            sync_dir_blocking(&self.dir())?;
         }
         snapshot.rebuild_index();
         Ok(snapshot)
     }
 
-    /// Durably replace the stored metadata with `snapshot`.
-    pub fn save(&self, snapshot: &MetaSnapshot) -> anyhow::Result<()> {
-        let dir = self.path.parent().context("meta path has a parent")?;
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    fn encode(snapshot: &MetaSnapshot) -> Result<Vec<u8>, MetaStoreError> {
         let file = MetaFile {
             version: snapshot.version,
             cluster_id: snapshot.cluster_id.clone(),
             topics: snapshot.topics.values().map(|t| (**t).clone()).collect(),
+            producer_ids_reserved_end: snapshot.producer_ids_reserved_end,
             dynamic_broker_configs: DynamicBrokerConfigs {
                 cluster_default: snapshot.broker.dynamic_map(DynamicLevel::ClusterDefault),
                 this_broker: snapshot.broker.dynamic_map(DynamicLevel::ThisBroker),
             },
         };
-        let bytes = serde_json::to_vec_pretty(&file)?;
-        let tmp = self.path.with_extension("json.tmp");
+        Ok(serde_json::to_vec_pretty(&file)?)
+    }
+
+    /// [`MetaStore::save`] with blocking `std::fs`, for start-up (no executor yet).
+    fn save_blocking(&self, snapshot: &MetaSnapshot) -> anyhow::Result<()> {
+        let dir = self.dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let bytes = Self::encode(snapshot)?;
+        let tmp = self.tmp_path();
         {
             let mut f = std::fs::File::create(&tmp)
                 .with_context(|| format!("creating {}", tmp.display()))?;
@@ -243,7 +347,53 @@ impl MetaStore {
             f.sync_all()?;
         }
         std::fs::rename(&tmp, &self.path)?;
-        std::fs::File::open(dir)?.sync_all()?;
+        sync_dir_blocking(&dir)
+    }
+
+    /// Durably replace the stored metadata with `snapshot`: temp file, fdatasync, rename,
+    /// directory sync, all through glommio (never blocks the reactor). Call on an executor;
+    /// the directory exists since [`MetaStore::load`].
+    pub async fn save(&self, snapshot: &MetaSnapshot) -> Result<(), MetaStoreError> {
+        let bytes = Self::encode(snapshot)?;
+        let tmp = self.tmp_path();
+        let io = |op: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |e: glommio::GlommioError<()>| MetaStoreError::Io {
+                op,
+                path,
+                source: e.into(),
+            }
+        };
+        let file = glommio::io::BufferedFile::create(&tmp)
+            .await
+            .map_err(io("creating", &tmp))?;
+        let mut written = 0;
+        while written < bytes.len() {
+            let n = file
+                .write_at(bytes[written..].to_vec(), written as u64)
+                .await
+                .map_err(io("writing", &tmp))?;
+            if n == 0 {
+                return Err(MetaStoreError::Io {
+                    op: "writing",
+                    path: tmp,
+                    source: std::io::ErrorKind::WriteZero.into(),
+                });
+            }
+            written += n;
+        }
+        // A new file: fdatasync also makes its size durable.
+        file.fdatasync().await.map_err(io("syncing", &tmp))?;
+        file.close().await.map_err(io("closing", &tmp))?;
+        glommio::io::rename(&tmp, &self.path)
+            .await
+            .map_err(io("renaming", &tmp))?;
+        let dir_path = self.dir();
+        let dir = glommio::io::Directory::open(&dir_path)
+            .await
+            .map_err(io("opening", &dir_path))?;
+        dir.sync().await.map_err(io("syncing", &dir_path))?;
+        dir.close().await.map_err(io("closing", &dir_path))?;
         Ok(())
     }
 }
@@ -272,6 +422,12 @@ fn with_stored_dynamic(broker: &BrokerDefaults, stored: &DynamicBrokerConfigs) -
             statics
         }
     }
+}
+
+fn sync_dir_blocking(dir: &Path) -> anyhow::Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing directory {}", dir.display()))
 }
 
 /// Kafka cluster ids are 16 random bytes in URL-safe base64 without padding.
@@ -320,6 +476,93 @@ mod tests {
         assert!((0..100).all(|p| owner_of("x", p, 1) == 0));
     }
 
+    fn run<Fut>(f: impl FnOnce() -> Fut + Send + 'static) -> Fut::Output
+    where
+        Fut: std::future::Future + 'static,
+        Fut::Output: Send + 'static,
+    {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(512 << 10)
+            .spawn(f)
+            .expect("spawn executor")
+            .join()
+            .expect("executor thread")
+    }
+
+    fn topic(name: &str, partitions: i32) -> Arc<TopicMeta> {
+        Arc::new(TopicMeta {
+            name: name.into(),
+            id: Uuid::new_v4(),
+            partitions,
+            configs: BTreeMap::new(),
+            internal: false,
+            config: TopicConfig::default(),
+        })
+    }
+
+    #[test]
+    fn saved_with_glommio_and_loaded_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = BrokerDefaults::default();
+        let first = MetaStore::new(dir.path()).load(2, &broker).unwrap();
+        assert_eq!((first.version, first.producer_ids_reserved_end), (0, 0));
+        let mut topics = BTreeMap::new();
+        topics.insert("a".to_string(), topic("a", 3));
+        let next = first
+            .with_topics(topics)
+            .with_producer_ids_reserved_end(3000);
+        assert_eq!(next.version, 2);
+        let expected = next.clone();
+        let data_dir = dir.path().to_path_buf();
+        run(move || async move { MetaStore::new(&data_dir).save(&next).await }).unwrap();
+        let loaded = MetaStore::new(dir.path()).load(2, &broker).unwrap();
+        assert_eq!(loaded.version, 2);
+        assert_eq!(loaded.cluster_id, first.cluster_id);
+        assert_eq!(loaded.producer_ids_reserved_end, 3000);
+        let a = loaded.topic("a").unwrap();
+        assert_eq!(a.partitions, 3);
+        assert_eq!(a.id, expected.topic("a").unwrap().id);
+        assert_eq!(
+            loaded.topic_by_id(&a.id).map(|t| t.name.as_str()),
+            Some("a")
+        );
+        assert!(!dir.path().join("meta/topics.json.tmp").exists());
+    }
+
+    #[test]
+    fn old_meta_files_load_and_the_legacy_producer_id_file_is_folded_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta_dir = dir.path().join("meta");
+        std::fs::create_dir_all(&meta_dir).unwrap();
+        // A file written before producer ids moved into the image.
+        let id = Uuid::new_v4();
+        std::fs::write(
+            meta_dir.join("topics.json"),
+            format!(
+                r#"{{"version": 4, "cluster_id": "abc", "topics": [{{"name": "t", "id": "{id}", "partitions": 2, "configs": {{}}}}]}}"#
+            ),
+        )
+        .unwrap();
+        crate::log::producer_state::write_pid_file(&meta_dir.join("producer_ids"), 5000).unwrap();
+        let broker = BrokerDefaults::default();
+        let loaded = MetaStore::new(dir.path()).load(1, &broker).unwrap();
+        assert_eq!(loaded.producer_ids_reserved_end, 5000);
+        assert_eq!(loaded.version, 5, "the fold is a new version");
+        assert_eq!(loaded.topic("t").map(|t| t.id), Some(id));
+        assert!(!meta_dir.join("producer_ids").exists(), "read once");
+        // Persisted: a second start needs no legacy file.
+        let again = MetaStore::new(dir.path()).load(1, &broker).unwrap();
+        assert_eq!((again.version, again.producer_ids_reserved_end), (5, 5000));
+        // A stale legacy file (a crash before it was removed) never moves the end back.
+        crate::log::producer_state::write_pid_file(&meta_dir.join("producer_ids"), 1000).unwrap();
+        let third = MetaStore::new(dir.path()).load(1, &broker).unwrap();
+        assert_eq!((third.version, third.producer_ids_reserved_end), (5, 5000));
+        assert!(!meta_dir.join("producer_ids").exists());
+        // A corrupt legacy file stops the start-up rather than resetting ids.
+        std::fs::write(meta_dir.join("producer_ids"), b"junk").unwrap();
+        assert!(MetaStore::new(dir.path()).load(1, &broker).is_err());
+    }
+
     #[test]
     fn dynamic_broker_configs_persist_and_resolve_topics() {
         let dir = tempfile::tempdir().unwrap();
@@ -343,7 +586,7 @@ mod tests {
             config,
         });
         let next = first.with_broker(dynamic.clone(), [("t".to_string(), topic)].into());
-        store.save(&next).unwrap();
+        store.save_blocking(&next).unwrap();
         let loaded = store.load(1, &file_settings).unwrap();
         assert_eq!(*loaded.broker, dynamic);
         let settings = loaded.topic("t").unwrap().config.settings().clone();

@@ -1,15 +1,22 @@
-//! Cluster metadata: the image every shard reads and the controller that writes it.
+//! Cluster metadata: the image every shard reads and the decisions that change it.
 //!
 //! Owns: topics (names, ids, partition counts, configs), partition placement on shards
-//! ([`meta::owner_of`]), the persisted metadata store, and the controller's decisions for
-//! CreateTopics / DeleteTopics / CreatePartitions / AlterConfigs / producer-id allocation.
+//! ([`meta::owner_of`]), the reserved producer-id range, the persisted metadata store
+//! ([`meta::MetaStore`]), and the controller's decisions for CreateTopics / DeleteTopics /
+//! CreatePartitions / AlterConfigs / producer-id allocation ([`controller::Controller`], an
+//! I/O-free state machine).
 //!
-//! Invariants: there is one writer of metadata (the controller, whose shell runs on shard 0);
-//! every shard holds an immutable [`meta::MetaSnapshot`] behind an `Arc` and swaps it only when
-//! the controller publishes a newer version, so readers never block; a snapshot is persisted
-//! before it is published.
+//! Not here: driving the controller. Its shell (`crate::shard::controller_shell`) serialises
+//! requests, persists images, publishes them to the shards and checks their acknowledgements.
+//! This module does no shard messaging and must not import `crate::shard` (no cycle: shard
+//! depends on cluster, never the reverse).
 //!
-//! Runs on: the controller on shard 0; snapshots are read on every shard.
+//! Invariants: there is one writer of metadata (the controller shell on shard 0); every image
+//! is complete and carries a version one above the previous; an image is durable before any
+//! shard sees it; every shard holds an immutable [`meta::MetaSnapshot`] behind an `Arc` and
+//! swaps it only for a newer version, so readers never block.
+//!
+//! Runs on: decisions and persistence on shard 0; snapshots are read on every shard.
 
 pub mod controller;
 pub mod limits;

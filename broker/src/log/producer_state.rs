@@ -49,7 +49,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;
-use std::io::{self, Write};
+use std::io;
+#[cfg(test)]
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Kafka's `ProducerStateEntry.NUM_BATCHES_TO_RETAIN`: the client's
@@ -652,7 +654,7 @@ impl ProducerIdBlock {
     }
 }
 
-/// Errors of the file-backed producer id allocator.
+/// Errors reading the legacy producer-id file.
 #[derive(Debug, thiserror::Error)]
 pub enum ProducerIdError {
     #[error("producer id file {path}: {source}")]
@@ -663,10 +665,6 @@ pub enum ProducerIdError {
     },
     #[error("producer id file {path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: &'static str },
-    #[error("producer id space exhausted")]
-    Exhausted,
-    #[error("invalid producer id block size {0}")]
-    InvalidBlockSize(i64),
 }
 
 const PID_FILE_MAGIC: [u8; 4] = *b"RTPI";
@@ -674,59 +672,18 @@ const PID_FILE_VERSION: u16 = 1;
 /// magic + version + reserved_end i64 + crc32c u32.
 const PID_FILE_BYTES: usize = 4 + 2 + 8 + 4;
 
-/// Node-wide producer id allocator for non-transactional `InitProducerId`.
-///
-/// The file holds the end of the last reserved block. A block is made durable (write to a
-/// temporary file, fsync, rename, fsync the directory) *before* any id from it is handed out,
-/// so after a crash the next block starts past every id ever returned: ids are never reused,
-/// at the cost of skipping the unused rest of a block. Uses blocking `std::fs`; it runs once
-/// per `PRODUCER_ID_BLOCK_SIZE` allocations. A corrupt file is an error, never a reset to 0.
-#[derive(Debug)]
-pub struct ProducerIdAllocator {
-    path: PathBuf,
-    block_size: i64,
-    block: Option<ProducerIdBlock>,
-    reserved_end: i64,
-}
-
-impl ProducerIdAllocator {
-    /// Opens (or starts) the allocator state at `path`. No block is reserved until the first
-    /// [`Self::allocate`].
-    pub fn open(path: impl Into<PathBuf>, block_size: i64) -> Result<Self, ProducerIdError> {
-        if block_size <= 0 {
-            return Err(ProducerIdError::InvalidBlockSize(block_size));
-        }
-        let path = path.into();
-        let reserved_end = match fs::read(&path) {
-            Ok(bytes) => decode_pid_file(&path, &bytes)?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-            Err(source) => return Err(ProducerIdError::Io { path, source }),
-        };
-        Ok(ProducerIdAllocator {
-            path,
-            block_size,
-            block: None,
-            reserved_end,
-        })
-    }
-
-    /// A fresh producer id, reserving (durably) a new block when needed.
-    pub fn allocate(&mut self) -> Result<i64, ProducerIdError> {
-        if let Some(id) = self.block.as_mut().and_then(ProducerIdBlock::claim) {
-            return Ok(id);
-        }
-        let mut block = ProducerIdBlock::new(self.reserved_end, self.block_size)
-            .ok_or(ProducerIdError::Exhausted)?;
-        write_pid_file(&self.path, block.end())?;
-        self.reserved_end = block.end();
-        let id = block.claim().ok_or(ProducerIdError::Exhausted)?;
-        self.block = Some(block);
-        Ok(id)
-    }
-
-    /// End of the durably reserved range (every id ever returned is below it).
-    pub fn reserved_end(&self) -> i64 {
-        self.reserved_end
+/// The end of the producer-id range reserved by the file `path` that brokers before the
+/// metadata image held producer-id blocks wrote (`meta/producer_ids`), or `None` if there is
+/// no such file. The controller folds it into the image once at start-up so ids never go
+/// backwards after an upgrade. A corrupt file is an error, never a reset to 0.
+pub fn read_legacy_reserved_end(path: &Path) -> Result<Option<i64>, ProducerIdError> {
+    match fs::read(path) {
+        Ok(bytes) => decode_pid_file(path, &bytes).map(Some),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ProducerIdError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -757,7 +714,9 @@ fn decode_pid_file(path: &Path, bytes: &[u8]) -> Result<i64, ProducerIdError> {
     Ok(reserved_end)
 }
 
-fn write_pid_file(path: &Path, reserved_end: i64) -> Result<(), ProducerIdError> {
+/// Writes the legacy file format (tests of the upgrade path only).
+#[cfg(test)]
+pub fn write_pid_file(path: &Path, reserved_end: i64) -> Result<(), ProducerIdError> {
     let io_err = |source| ProducerIdError::Io {
         path: path.to_path_buf(),
         source,
@@ -1136,46 +1095,28 @@ mod tests {
     }
 
     #[test]
-    fn producer_id_allocator_never_reuses_ids_across_restarts() {
+    fn legacy_producer_id_file_is_read_and_corruption_reported() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("producer_ids");
-        let mut seen = std::collections::HashSet::new();
-        let mut a = ProducerIdAllocator::open(&path, 4).unwrap();
-        for _ in 0..6 {
-            assert!(seen.insert(a.allocate().unwrap()));
-        }
-        assert_eq!(a.reserved_end(), 8);
-        drop(a); // "crash" in the middle of a block
-        let mut b = ProducerIdAllocator::open(&path, 4).unwrap();
-        let first = b.allocate().unwrap();
-        assert_eq!(first, 8, "restart skips the rest of the reserved block");
-        assert!(seen.insert(first));
-        for _ in 0..10 {
-            assert!(seen.insert(b.allocate().unwrap()));
-        }
+        assert_eq!(read_legacy_reserved_end(&path).unwrap(), None);
+        write_pid_file(&path, 8000).unwrap();
+        assert_eq!(read_legacy_reserved_end(&path).unwrap(), Some(8000));
         // Corruption is reported, never silently reset.
         let mut bytes = fs::read(&path).unwrap();
         bytes[8] ^= 1;
         fs::write(&path, &bytes).unwrap();
         assert!(matches!(
-            ProducerIdAllocator::open(&path, 4),
+            read_legacy_reserved_end(&path),
             Err(ProducerIdError::Corrupt { .. })
         ));
+        fs::write(&path, b"RTPI").unwrap();
         assert!(matches!(
-            ProducerIdAllocator::open(&path, 0),
-            Err(ProducerIdError::InvalidBlockSize(0))
+            read_legacy_reserved_end(&path),
+            Err(ProducerIdError::Corrupt {
+                reason: "wrong length",
+                ..
+            })
         ));
-    }
-
-    #[test]
-    fn producer_id_allocator_reports_exhaustion() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("pids");
-        write_pid_file(&path, i64::MAX - 2).unwrap();
-        let mut a = ProducerIdAllocator::open(&path, 1).unwrap();
-        assert_eq!(a.allocate().unwrap(), i64::MAX - 2);
-        assert_eq!(a.allocate().unwrap(), i64::MAX - 1);
-        assert!(matches!(a.allocate(), Err(ProducerIdError::Exhausted)));
     }
 
     mod model {

@@ -18,13 +18,17 @@ use storage::batch::ValidatedBatches;
 use storage::{Durability, PartitionLog};
 use tracing::{info, warn};
 
-use crate::cluster::controller::{Controller, ControllerReq, ControllerResp};
+use crate::cluster::controller::{ControllerReq, ControllerResp, MetaAck};
 use crate::cluster::meta::{partition_dir, MetaSnapshot, TopicMeta};
 use crate::config::BrokerConfig;
 use crate::errors::PartitionError;
 use crate::log::compression;
 use crate::log::producer_state::{ProducerBatch, ProducerStateTable, SeqCheck};
 use crate::log::records::{self, ValidationOptions};
+
+pub mod controller_shell;
+
+use self::controller_shell::ControllerShell;
 
 mod coordinator_log;
 
@@ -62,11 +66,13 @@ pub enum ShardReq {
         offset: i64,
     },
     /// First phase of publishing metadata: open the partitions the snapshot adds here.
+    /// Answered with [`ShardResp::MetaAck`].
     OpenPartitions(Arc<MetaSnapshot>),
     /// Second phase, once every shard opened its new partitions: adopt the snapshot (so
     /// requests route to the new partitions only when they are open everywhere), then close
-    /// or delete what it dropped.
+    /// or delete what it dropped. Answered with [`ShardResp::MetaAck`] once done.
     ApplyMeta(Arc<MetaSnapshot>),
+    /// For the controller shell; only shard 0 has one.
     Controller(ControllerReq),
     /// For the consumer-group coordinators of the target shard (see `coordinator`).
     Group(crate::coordinator::GroupReq),
@@ -80,6 +86,9 @@ pub enum ShardResp {
     Produce(Vec<ProduceResult>),
     Read(Vec<ReadReply>),
     Done,
+    /// To `OpenPartitions` / `ApplyMeta`: the version this shard holds now and what it could
+    /// not open.
+    MetaAck(MetaAck),
     ListOffset(Result<(i64, i64), PartitionError>),
     /// To `DeleteRecords`: the new low watermark (log start offset).
     DeleteRecords(Result<i64, PartitionError>),
@@ -184,8 +193,8 @@ pub struct Shard {
     /// The snapshot version whose partitions [`ShardReq::OpenPartitions`] last tried to open:
     /// its [`ShardReq::ApplyMeta`] does not try again the ones that failed (one report each).
     opened_version: Cell<Option<u64>>,
-    /// Only on shard 0.
-    pub controller: Option<Controller>,
+    /// The controller shell; only on shard 0.
+    pub controller: Option<ControllerShell>,
     /// One group coordinator per `__consumer_offsets` partition this shard owns.
     pub coordinators: crate::coordinator::GroupCoordinators,
     produce_responses: Cell<u64>,
@@ -212,7 +221,7 @@ impl Shard {
         config: Arc<BrokerConfig>,
         router: Router,
         meta: Arc<MetaSnapshot>,
-        controller: Option<Controller>,
+        controller: Option<ControllerShell>,
         ready_shards: Arc<AtomicUsize>,
         metrics: Arc<crate::ops::metrics::Metrics>,
     ) -> Shard {
@@ -364,15 +373,11 @@ impl Shard {
                 ShardResp::DeleteRecords(self.delete_records_local(&topic, partition, offset).await)
             }
             ShardReq::OpenPartitions(snapshot) => {
-                self.open_partitions(&snapshot).await;
-                ShardResp::Done
+                ShardResp::MetaAck(self.open_partitions(&snapshot).await)
             }
-            ShardReq::ApplyMeta(snapshot) => {
-                self.apply_meta(snapshot).await;
-                ShardResp::Done
-            }
+            ShardReq::ApplyMeta(snapshot) => ShardResp::MetaAck(self.apply_meta(snapshot).await),
             ShardReq::Controller(req) => match &self.controller {
-                Some(controller) => ShardResp::Controller(controller.handle(self, req).await),
+                Some(controller) => ShardResp::Controller(controller.handle(req).await),
                 None => ShardResp::Controller(ControllerResp::NotController),
             },
             ShardReq::Group(req) => ShardResp::Group(self.coordinators.serve(req).await),
@@ -386,17 +391,30 @@ impl Shard {
         }
     }
 
+    /// The version this shard holds or has prepared (what an acknowledgement reports).
+    fn meta_version(&self) -> u64 {
+        self.meta.borrow().version.max(self.prepared_version.get())
+    }
+
     /// Adopt a metadata snapshot: open the partitions this shard now owns, delete those of
-    /// deleted topics, and pass config changes to the logs.
-    pub async fn apply_meta(self: &Rc<Self>, snapshot: Arc<MetaSnapshot>) {
+    /// deleted topics, and pass config changes to the logs. The acknowledgement lists the
+    /// partitions of the snapshot owned here that are not open (they stay offline).
+    pub async fn apply_meta(self: &Rc<Self>, snapshot: Arc<MetaSnapshot>) -> MetaAck {
         if self.apply_lock.acquire(1).await.is_err() {
-            return;
+            return MetaAck {
+                version: self.meta.borrow().version,
+                unopened: Vec::new(),
+            };
         }
         let _release = scopeguard(|| self.apply_lock.signal(1));
         if snapshot.version < self.meta.borrow().version
             || snapshot.version < self.prepared_version.get()
         {
-            return; // an older snapshot overtaken by a newer one
+            // An older snapshot overtaken by a newer one.
+            return MetaAck {
+                version: self.meta_version(),
+                unopened: Vec::new(),
+            };
         }
         *self.meta.borrow_mut() = snapshot.clone();
 
@@ -463,21 +481,53 @@ impl Shard {
         if dropped_any || self.opened_version.get() != Some(snapshot.version) {
             self.open_new_partitions(&snapshot).await;
         }
+        MetaAck {
+            version: self.meta_version(),
+            unopened: self.unopened_partitions(&snapshot),
+        }
     }
 
     /// Phase one of a metadata change (see [`ShardReq::OpenPartitions`]).
-    async fn open_partitions(self: &Rc<Self>, snapshot: &Arc<MetaSnapshot>) {
+    async fn open_partitions(self: &Rc<Self>, snapshot: &Arc<MetaSnapshot>) -> MetaAck {
         if self.apply_lock.acquire(1).await.is_err() {
-            return;
+            return MetaAck {
+                version: self.meta.borrow().version,
+                unopened: Vec::new(),
+            };
         }
         let _release = scopeguard(|| self.apply_lock.signal(1));
         if snapshot.version < self.meta.borrow().version {
-            return;
+            return MetaAck {
+                version: self.meta_version(),
+                unopened: Vec::new(),
+            };
         }
         self.prepared_version
             .set(self.prepared_version.get().max(snapshot.version));
         self.open_new_partitions(snapshot).await;
         self.opened_version.set(Some(snapshot.version));
+        MetaAck {
+            version: self.meta_version(),
+            unopened: self.unopened_partitions(snapshot),
+        }
+    }
+
+    /// The partitions of `snapshot` owned here that are not open (in that incarnation): what
+    /// an acknowledgement reports as offline.
+    fn unopened_partitions(&self, snapshot: &MetaSnapshot) -> Vec<(String, i32)> {
+        let mut unopened = Vec::new();
+        for topic in snapshot.topics.values() {
+            for index in 0..topic.partitions {
+                if snapshot.owner(&topic.name, index) == self.id
+                    && self
+                        .partition(&topic.name, index)
+                        .is_none_or(|p| p.topic.id != topic.id)
+                {
+                    unopened.push((topic.name.clone(), index));
+                }
+            }
+        }
+        unopened
     }
 
     /// Open the partitions of `snapshot` owned here that are not open yet. A partition of an
