@@ -24,9 +24,16 @@
 //! 4. The reply waits for the durability `acks` asks for and returns to the connection, which
 //!    sends responses in request order.
 //!
-//! # Layering
-//! `errors`, `config`, `log`, `ops` depend on no other subsystem; `cluster` on those;
-//! `coordinator` and `shard` on those; `kafka` on everything below it; `server` wires it all.
+//! # Layering (no cycles between subsystems; `errors`, the mapping table, is the one exception)
+//! - `log` depends only on the `storage` crate; `ops` on nothing.
+//! - `cluster` on `log` and `errors`; it never reaches a shard (the controller is I/O-free;
+//!   its shell, `shard::controller_shell`, drives it).
+//! - `coordinator` on `cluster`, `log`, `config`, `errors`; never on `shard` (the shard lends
+//!   each coordinator a narrow `coordinator::CoordinatorLog`).
+//! - `shard` on all of the above; `kafka` on `shard` and below; `server` wires everything.
+//! - `errors` is the boundary itself: it names the typed errors of `storage`, `log` and
+//!   `coordinator::group` and maps them to Kafka codes; `config` reads `log::topic_config`
+//!   and `cluster::limits` for defaults.
 //!
 //! Invariants: a partition is owned by exactly one shard; offsets of a partition are assigned
 //! only on its owner, synchronously after the idempotence check; responses of a connection go

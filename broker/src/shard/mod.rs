@@ -1,5 +1,21 @@
-//! One shard: the partitions this core owns, its copy of the metadata snapshot, and the
+//! One shard: the partitions this core owns, its copy of the metadata image, and the
 //! cross-shard messages it answers.
+//!
+//! Owns: the partition table of this core (`Partition`: a `storage::PartitionLog` plus its
+//! idempotent producer state), the shard's current `MetaSnapshot`, the group coordinators
+//! of the `__consumer_offsets` partitions it owns (each lent a `coordinator_log::ShardLog`), and,
+//! on shard 0 only, the [`controller_shell::ControllerShell`].
+//!
+//! The produce path ends here: `kafka::produce` hands each partition to its owner (directly,
+//! or as [`ShardReq::Produce`]); [`Shard::produce_local`] validates (`log::records`), checks
+//! sequences (`log::producer_state`), recompresses if the topic asks (`log::compression`),
+//! calls `storage::PartitionLog::append` and waits for the durability the `acks` ask for.
+//!
+//! Invariants: a partition is appended to only here, on its owner; its offsets are assigned
+//! synchronously after the idempotence check. A newer metadata image is applied in two phases
+//! (open what it adds everywhere, then adopt it), never an older one. Long-poll waits for other
+//! shards go through [`Shard::wait_for_data`] (router waits: no request slot, cancelled when
+//! the fetch answers).
 //!
 //! Lives on exactly one glommio executor: everything here is `Rc`/`RefCell` and cannot leave the
 //! thread. Other shards reach it only through [`ShardReq`] messages on the router. No `RefCell`
