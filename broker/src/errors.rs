@@ -2,7 +2,7 @@
 //!
 //! # What this module owns
 //! The table from typed failures to Kafka's wire error codes (and the message sent with them).
-//! I/O-free modules (`log/`, `coordinator/group/`) return `thiserror` enums whose variants say
+//! I/O-free modules (`log/`, `coordinator/group/`, `cluster/`) return `thiserror` enums whose variants say
 //! what went wrong; they never name a Kafka code. Each such enum implements [`KafkaCode`] here,
 //! and only here, so remapping a code is a change to this file and fails
 //! `tests::every_variant_has_its_code`.
@@ -14,8 +14,8 @@
 //!   (`PartitionError::from(err)`).
 //! - `tests::io_free_modules_name_no_kafka_codes` fails when a non-test line in an I/O-free
 //!   module (its `IO_FREE` list) names `ResponseError` or implements the code mapping. A module
-//!   joins the list once its errors are typed; `cluster/controller.rs` is the next candidate.
-//! - Shells and handlers (`shard/`, `kafka/`, `coordinator/mod.rs`, `cluster/`) sit at the
+//!   joins the list once its errors are typed.
+//! - Shells and handlers (`shard/`, `kafka/`, `coordinator/mod.rs`) sit at the
 //!   response boundary: they may still name codes for conditions they decide themselves
 //!   (routing, unknown topic, coordinator loading) and match on codes received from other
 //!   shards; they do not re-decide what a typed error means.
@@ -25,6 +25,7 @@
 use kafka_protocol::ResponseError as E;
 use storage::StorageError;
 
+use crate::cluster::controller::ControllerError;
 use crate::coordinator::group::{GroupError, PersistError};
 use crate::log::compression::CompressionError;
 use crate::log::producer_state::ProducerError;
@@ -177,6 +178,12 @@ impl From<ConfigError> for PartitionError {
     }
 }
 
+impl From<ControllerError> for PartitionError {
+    fn from(e: ControllerError) -> PartitionError {
+        PartitionError::typed(&e)
+    }
+}
+
 impl From<crate::log::compression::RecordsError> for PartitionError {
     /// Record-level rejections keep Kafka's partition message (the `LogValidator` exception's
     /// own text, without our prefix) and list the offending records.
@@ -255,6 +262,38 @@ impl KafkaCode for ConfigError {
 }
 
 // ---------------------------------------------------------------------------------------------
+// cluster/
+// ---------------------------------------------------------------------------------------------
+
+impl KafkaCode for ControllerError {
+    fn kafka_error(&self) -> E {
+        match self {
+            // Retriable: the change is stored and reaches the shard with the next image.
+            ControllerError::NotAcknowledged { .. } => E::RequestTimedOut,
+            ControllerError::PartitionsNotOpened { .. } => E::KafkaStorageError,
+            // What Redpanda answers for its per-shard partition limit.
+            ControllerError::OverPartitionLimit(_)
+            | ControllerError::PartitionCountOutOfRange(_)
+            | ControllerError::PartitionCountNotIncreased { .. }
+            | ControllerError::PartitionCountAboveMax => E::InvalidPartitions,
+            ControllerError::ProducerIdsExhausted => E::UnknownServerError,
+            ControllerError::InvalidTopicName(_) => E::InvalidTopicException,
+            ControllerError::TopicAlreadyExists(_) => E::TopicAlreadyExists,
+            ControllerError::ReplicationFactorNotPositive
+            | ControllerError::ReplicationFactorTooLarge(_) => E::InvalidReplicationFactor,
+            // KAFKA-13609: every rejected broker config change is INVALID_REQUEST.
+            ControllerError::DuplicateTopic(_)
+            | ControllerError::InternalTopicDeletion(_)
+            | ControllerError::BrokerConfigRejected(_)
+            | ControllerError::TopicConfigUnresolvable { .. } => E::InvalidRequest,
+            ControllerError::TopicNotHosted | ControllerError::UnknownTopic(_) => {
+                E::UnknownTopicOrPartition
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // coordinator/group/
 // ---------------------------------------------------------------------------------------------
 
@@ -326,7 +365,13 @@ mod tests {
     use storage::batch::BatchError;
 
     /// Fails to compile when a variant is added, so that it gets a row in the table below.
-    fn listed(r: &RecordsError, c: &CompressionError, p: &ProducerError, k: &ConfigError) {
+    fn listed(
+        r: &RecordsError,
+        c: &CompressionError,
+        p: &ProducerError,
+        k: &ConfigError,
+        ctl: &ControllerError,
+    ) {
         match r {
             RecordsError::Corrupt(_)
             | RecordsError::CrcMismatch { .. }
@@ -354,6 +399,25 @@ mod tests {
             | ConfigError::InvalidValue { .. }
             | ConfigError::Invalid(_)
             | ConfigError::InvalidRequest(_) => {}
+        }
+        match ctl {
+            ControllerError::NotAcknowledged { .. }
+            | ControllerError::PartitionsNotOpened { .. }
+            | ControllerError::OverPartitionLimit(_)
+            | ControllerError::ProducerIdsExhausted
+            | ControllerError::InvalidTopicName(_)
+            | ControllerError::DuplicateTopic(_)
+            | ControllerError::TopicAlreadyExists(_)
+            | ControllerError::PartitionCountOutOfRange(_)
+            | ControllerError::ReplicationFactorNotPositive
+            | ControllerError::ReplicationFactorTooLarge(_)
+            | ControllerError::InternalTopicDeletion(_)
+            | ControllerError::TopicNotHosted
+            | ControllerError::PartitionCountNotIncreased { .. }
+            | ControllerError::PartitionCountAboveMax
+            | ControllerError::BrokerConfigRejected(_)
+            | ControllerError::TopicConfigUnresolvable { .. }
+            | ControllerError::UnknownTopic(_) => {}
         }
     }
 
@@ -586,6 +650,106 @@ mod tests {
             (Box::new(StorageError::Poisoned), 56, "KAFKA_STORAGE_ERROR"),
             (Box::new(StorageError::Closed), 56, "KAFKA_STORAGE_ERROR"),
             (Box::new(BatchError::Empty), 2, "CORRUPT_MESSAGE"),
+            // cluster/controller.rs
+            (
+                Box::new(ControllerError::NotAcknowledged {
+                    shards: vec![1],
+                    version: 2,
+                }),
+                7,
+                "REQUEST_TIMED_OUT",
+            ),
+            (
+                Box::new(ControllerError::PartitionsNotOpened {
+                    topic: s(),
+                    partitions: vec![0],
+                }),
+                56,
+                "KAFKA_STORAGE_ERROR",
+            ),
+            (
+                Box::new(ControllerError::OverPartitionLimit(s())),
+                37,
+                "INVALID_PARTITIONS",
+            ),
+            (
+                Box::new(ControllerError::ProducerIdsExhausted),
+                -1,
+                "UNKNOWN_SERVER_ERROR",
+            ),
+            (
+                Box::new(ControllerError::InvalidTopicName(s())),
+                17,
+                "INVALID_TOPIC_EXCEPTION",
+            ),
+            (
+                Box::new(ControllerError::DuplicateTopic(s())),
+                42,
+                "INVALID_REQUEST",
+            ),
+            (
+                Box::new(ControllerError::TopicAlreadyExists(s())),
+                36,
+                "TOPIC_ALREADY_EXISTS",
+            ),
+            (
+                Box::new(ControllerError::PartitionCountOutOfRange(0)),
+                37,
+                "INVALID_PARTITIONS",
+            ),
+            (
+                Box::new(ControllerError::ReplicationFactorNotPositive),
+                38,
+                "INVALID_REPLICATION_FACTOR",
+            ),
+            (
+                Box::new(ControllerError::ReplicationFactorTooLarge(3)),
+                38,
+                "INVALID_REPLICATION_FACTOR",
+            ),
+            (
+                Box::new(ControllerError::InternalTopicDeletion(s())),
+                42,
+                "INVALID_REQUEST",
+            ),
+            (
+                Box::new(ControllerError::TopicNotHosted),
+                3,
+                "UNKNOWN_TOPIC_OR_PARTITION",
+            ),
+            (
+                Box::new(ControllerError::PartitionCountNotIncreased {
+                    current: 2,
+                    requested: 1,
+                }),
+                37,
+                "INVALID_PARTITIONS",
+            ),
+            (
+                Box::new(ControllerError::PartitionCountAboveMax),
+                37,
+                "INVALID_PARTITIONS",
+            ),
+            (
+                Box::new(ControllerError::BrokerConfigRejected(ConfigError::Unknown(
+                    s(),
+                ))),
+                42,
+                "INVALID_REQUEST",
+            ),
+            (
+                Box::new(ControllerError::TopicConfigUnresolvable {
+                    topic: s(),
+                    error: ConfigError::Unknown(s()),
+                }),
+                42,
+                "INVALID_REQUEST",
+            ),
+            (
+                Box::new(ControllerError::UnknownTopic(s())),
+                3,
+                "UNKNOWN_TOPIC_OR_PARTITION",
+            ),
             (
                 Box::new(BatchError::BadLastOffsetDelta {
                     last_offset_delta: 1,
@@ -600,6 +764,7 @@ mod tests {
             &CompressionError::UnknownCodec(5),
             &ProducerError::UnknownProducerId { producer_id: 1 },
             &ConfigError::Unknown(s()),
+            &ControllerError::TopicNotHosted,
         );
         for (error, code, name) in &table {
             assert_eq!(error.kafka_code(), *code, "{name}");
@@ -643,8 +808,8 @@ mod tests {
     }
 
     /// I/O-free modules: they return typed errors and never name a Kafka code. Add a module
-    /// here once its errors are typed (`cluster/controller.rs` is next).
-    const IO_FREE: &[&str] = &["log", "coordinator/group"];
+    /// here once its errors are typed.
+    const IO_FREE: &[&str] = &["log", "coordinator/group", "cluster"];
 
     /// What an I/O-free module must not contain outside its tests: the protocol's error type
     /// (constructing or matching codes) or an implementation of the code mapping.

@@ -16,6 +16,10 @@
 //! A change that would make a shard own more partition replicas than the limit
 //! ([`crate::cluster::limits`]) is refused before anything is persisted.
 //!
+//! Refusals are [`ControllerError`]s, whose `Display` is the message clients get; their Kafka
+//! codes are chosen in `crate::errors` only (this module names none), and the responses carry
+//! them as `PartitionError::from(ControllerError)`.
+//!
 //! Invariants: a decision never changes the image it was given; a new image has
 //! `version + 1`; a validate-only request or one where every entry fails changes nothing;
 //! a producer id is handed out only from a block whose end is durable in the image
@@ -26,7 +30,6 @@ use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use kafka_protocol::ResponseError as E;
 use uuid::Uuid;
 
 use crate::cluster::limits;
@@ -38,6 +41,60 @@ use crate::log::producer_state::{ProducerIdBlock, PRODUCER_ID_BLOCK_SIZE};
 use crate::log::topic_config::{
     apply_dynamic_ops, AlterOp, ConfigError, DynamicLevel, TopicConfig,
 };
+
+/// Why the controller refused (part of) a request. Its `Display` is the message sent to the
+/// client; the Kafka code for each variant is chosen in `crate::errors` (`KafkaCode`), and
+/// `PartitionError::from` turns it into the answer `ControllerResp` carries.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControllerError {
+    /// Some shard did not acknowledge the published image (the change is stored).
+    #[error("shard(s) {shards:?} did not acknowledge metadata version {version}; the change is stored and reaches them with the next one")]
+    NotAcknowledged { shards: Vec<usize>, version: u64 },
+    /// A created or grown topic has partitions that could not be opened (they stay offline).
+    #[error("partition(s) {partitions:?} of topic {topic} could not be opened")]
+    PartitionsNotOpened { topic: String, partitions: Vec<i32> },
+    /// The change would make a shard own more partition replicas than the limit.
+    #[error("{0}")]
+    OverPartitionLimit(String),
+    #[error("producer id space exhausted")]
+    ProducerIdsExhausted,
+    /// The topic name is not legal (the reason, from `validate_topic_name`).
+    #[error("{0}")]
+    InvalidTopicName(String),
+    #[error("Create topics request from client contains multiple entries for topic {0}")]
+    DuplicateTopic(String),
+    #[error("Topic '{0}' already exists.")]
+    TopicAlreadyExists(String),
+    #[error("Number of partitions must be between 1 and {max}, got {0}.", max = PARTITIONS_PER_TOPIC_MAX)]
+    PartitionCountOutOfRange(i32),
+    #[error("Replication factor must be larger than 0.")]
+    ReplicationFactorNotPositive,
+    /// More replicas than brokers (there is one).
+    #[error("Unable to replicate the partition {0} time(s): The target replication factor of {0} cannot be reached because only 1 broker(s) are registered.")]
+    ReplicationFactorTooLarge(i16),
+    #[error("Deleting the internal topic {0} is not allowed.")]
+    InternalTopicDeletion(String),
+    /// DeleteTopics of a topic that does not exist.
+    #[error("This server does not host this topic-partition.")]
+    TopicNotHosted,
+    /// CreatePartitions that would not grow the topic.
+    #[error(
+        "Topic currently has {current} partitions, which is higher than the requested {requested}."
+    )]
+    PartitionCountNotIncreased { current: i32, requested: i32 },
+    #[error("Number of partitions must be at most {max}.", max = PARTITIONS_PER_TOPIC_MAX)]
+    PartitionCountAboveMax,
+    /// A dynamic broker config change was rejected (KAFKA-13609: Kafka answers every one
+    /// with INVALID_REQUEST).
+    #[error("{0}")]
+    BrokerConfigRejected(ConfigError),
+    /// A stored topic config no longer resolves under new broker configs.
+    #[error("topic {topic}: {error}")]
+    TopicConfigUnresolvable { topic: String, error: ConfigError },
+    /// CreatePartitions / AlterConfigs of a topic that does not exist.
+    #[error("The topic '{0}' does not exist.")]
+    UnknownTopic(String),
+}
 
 #[derive(Debug, Clone)]
 pub struct NewTopic {
@@ -240,13 +297,10 @@ impl Decision {
     pub fn settle(self, report: &PublishReport) -> ControllerResp {
         let version = report.version;
         let not_acknowledged = || {
-            PartitionError::with_message(
-                E::RequestTimedOut,
-                format!(
-                    "shard(s) {:?} did not acknowledge metadata version {version}; the change is stored and reaches them with the next one",
-                    report.unacknowledged
-                ),
-            )
+            PartitionError::from(ControllerError::NotAcknowledged {
+                shards: report.unacknowledged.clone(),
+                version,
+            })
         };
         let results = match self.response {
             ControllerResp::Topics(results) => results,
@@ -274,13 +328,11 @@ impl Decision {
                         .map(|(_, p)| *p)
                         .collect();
                     if !offline.is_empty() {
-                        return Err(PartitionError::with_message(
-                            E::KafkaStorageError,
-                            format!(
-                                "partition(s) {offline:?} of topic {} could not be opened",
-                                topic.name
-                            ),
-                        ));
+                        return Err(ControllerError::PartitionsNotOpened {
+                            topic: topic.name.clone(),
+                            partitions: offline,
+                        }
+                        .into());
                     }
                 }
                 Ok(topic)
@@ -307,7 +359,7 @@ impl Controller {
         if n.is_power_of_two() {
             tracing::warn!(refused_so_far = n, "{message}");
         }
-        PartitionError::with_message(E::InvalidPartitions, message)
+        ControllerError::OverPartitionLimit(message).into()
     }
 
     /// Adopt the state `decision` leaves behind, given the image now durable: the decision's
@@ -364,8 +416,7 @@ impl Controller {
             return decision;
         }
         let exhausted = || {
-            let error =
-                PartitionError::with_message(E::UnknownServerError, "producer id space exhausted");
+            let error = ControllerError::ProducerIdsExhausted.into();
             Decision::new(
                 RequestKind::AllocateProducerId,
                 ControllerResp::ProducerId(Err(error)),
@@ -411,19 +462,12 @@ impl Controller {
         let mut seen = HashSet::new();
         for t in topics {
             let result = (|| {
-                validate_topic_name(&t.name)
-                    .map_err(|m| PartitionError::with_message(E::InvalidTopicException, m))?;
+                validate_topic_name(&t.name).map_err(ControllerError::InvalidTopicName)?;
                 if !seen.insert(t.name.clone()) {
-                    return Err(PartitionError::with_message(
-                        E::InvalidRequest,
-                        format!("Create topics request from client contains multiple entries for topic {}", t.name),
-                    ));
+                    return Err(ControllerError::DuplicateTopic(t.name.clone()).into());
                 }
                 if next.contains_key(&t.name) {
-                    return Err(PartitionError::with_message(
-                        E::TopicAlreadyExists,
-                        format!("Topic '{}' already exists.", t.name),
-                    ));
+                    return Err(ControllerError::TopicAlreadyExists(t.name.clone()).into());
                 }
                 let partitions = match (t.assignment_partitions, t.partitions) {
                     (Some(n), _) => n,
@@ -431,10 +475,7 @@ impl Controller {
                     (None, n) => n,
                 };
                 if partitions <= 0 || partitions > PARTITIONS_PER_TOPIC_MAX {
-                    return Err(PartitionError::with_message(
-                        E::InvalidPartitions,
-                        format!("Number of partitions must be between 1 and {PARTITIONS_PER_TOPIC_MAX}, got {partitions}."),
-                    ));
+                    return Err(ControllerError::PartitionCountOutOfRange(partitions).into());
                 }
                 let rf = if t.replication_factor == -1 {
                     broker.default_replication_factor()
@@ -442,16 +483,10 @@ impl Controller {
                     t.replication_factor
                 };
                 if rf <= 0 {
-                    return Err(PartitionError::with_message(
-                        E::InvalidReplicationFactor,
-                        "Replication factor must be larger than 0.",
-                    ));
+                    return Err(ControllerError::ReplicationFactorNotPositive.into());
                 }
                 if rf > 1 {
-                    return Err(PartitionError::with_message(
-                        E::InvalidReplicationFactor,
-                        format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered."),
-                    ));
+                    return Err(ControllerError::ReplicationFactorTooLarge(rf).into());
                 }
                 let config = TopicConfig::for_create(t.configs.clone(), broker)?;
                 let internal = crate::cluster::meta::is_internal_topic(&t.name);
@@ -493,17 +528,10 @@ impl Controller {
             .map(|name| {
                 if crate::cluster::meta::is_internal_topic(name) && next.contains_key(name) {
                     // Deleting it would drop every group's committed offsets.
-                    return Err(PartitionError::with_message(
-                        E::InvalidRequest,
-                        format!("Deleting the internal topic {name} is not allowed."),
-                    ));
+                    return Err(ControllerError::InternalTopicDeletion(name.clone()).into());
                 }
-                next.remove(name).ok_or_else(|| {
-                    PartitionError::with_message(
-                        E::UnknownTopicOrPartition,
-                        "This server does not host this topic-partition.",
-                    )
-                })
+                next.remove(name)
+                    .ok_or_else(|| ControllerError::TopicNotHosted.into())
             })
             .collect();
         let changed = results.iter().any(|r| r.is_ok());
@@ -531,19 +559,14 @@ impl Controller {
         );
         change_topics(kind, current, topics, validate_only, |t, count| {
             if count <= t.partitions {
-                return Err(PartitionError::with_message(
-                    E::InvalidPartitions,
-                    format!(
-                        "Topic currently has {} partitions, which is higher than the requested {count}.",
-                        t.partitions
-                    ),
-                ));
+                return Err(ControllerError::PartitionCountNotIncreased {
+                    current: t.partitions,
+                    requested: count,
+                }
+                .into());
             }
             if count > PARTITIONS_PER_TOPIC_MAX {
-                return Err(PartitionError::with_message(
-                    E::InvalidPartitions,
-                    format!("Number of partitions must be at most {PARTITIONS_PER_TOPIC_MAX}."),
-                ));
+                return Err(ControllerError::PartitionCountAboveMax.into());
             }
             limit
                 .check(&mut owned, &t.name, t.partitions, count)
@@ -618,10 +641,7 @@ fn alter_broker_configs(
                 broker = next;
                 Ok(())
             }
-            Err(e) => Err(PartitionError::with_message(
-                E::InvalidRequest,
-                e.to_string(),
-            )),
+            Err(e) => Err(ControllerError::BrokerConfigRejected(e).into()),
         });
     }
     if validate_only || broker == *current.broker {
@@ -649,7 +669,11 @@ fn alter_broker_configs(
 /// A stored topic config that no longer resolves (cannot happen for validated overrides).
 fn broker_change_failed(topic: &str, e: &ConfigError) -> PartitionError {
     tracing::warn!(topic, error = %e, "re-resolving a topic config failed");
-    PartitionError::with_message(E::InvalidRequest, format!("topic {topic}: {e}"))
+    ControllerError::TopicConfigUnresolvable {
+        topic: topic.to_owned(),
+        error: e.clone(),
+    }
+    .into()
 }
 
 /// Apply `change` to each named existing topic (later entries see earlier changes); a new
@@ -665,10 +689,7 @@ fn change_topics<T>(
     let mut results = Vec::with_capacity(items.len());
     for (name, item) in items {
         let result = match next.get(&name) {
-            None => Err(PartitionError::with_message(
-                E::UnknownTopicOrPartition,
-                format!("The topic '{name}' does not exist."),
-            )),
+            None => Err(ControllerError::UnknownTopic(name.clone()).into()),
             Some(t) => change(t, item).map(Arc::new),
         };
         if let Ok(t) = &result {
@@ -687,6 +708,8 @@ fn change_topics<T>(
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+
+    use kafka_protocol::ResponseError as E;
 
     use super::*;
     use crate::log::topic_config::BrokerDefaults;
@@ -1258,5 +1281,90 @@ mod tests {
             d.settle(&PublishReport::from_acks(9, &[(0, None)], &[(0, None)])),
             ControllerResp::ProducerId(Ok(0))
         ));
+    }
+
+    /// The messages clients get, as sent before the errors were typed (byte for byte).
+    #[test]
+    fn controller_error_messages_are_pinned() {
+        use ControllerError as C;
+        let unknown = || ConfigError::Unknown("x.y".into());
+        let cases = [
+            (
+                C::NotAcknowledged {
+                    shards: vec![1, 2],
+                    version: 7,
+                },
+                "shard(s) [1, 2] did not acknowledge metadata version 7; the change is stored and reaches them with the next one".to_owned(),
+            ),
+            (
+                C::PartitionsNotOpened {
+                    topic: "t".into(),
+                    partitions: vec![0, 3],
+                },
+                "partition(s) [0, 3] of topic t could not be opened".to_owned(),
+            ),
+            (C::OverPartitionLimit("over".into()), "over".to_owned()),
+            (
+                C::ProducerIdsExhausted,
+                "producer id space exhausted".to_owned(),
+            ),
+            (C::InvalidTopicName("bad".into()), "bad".to_owned()),
+            (
+                C::DuplicateTopic("t".into()),
+                "Create topics request from client contains multiple entries for topic t".to_owned(),
+            ),
+            (
+                C::TopicAlreadyExists("t".into()),
+                "Topic 't' already exists.".to_owned(),
+            ),
+            (
+                C::PartitionCountOutOfRange(0),
+                "Number of partitions must be between 1 and 100000, got 0.".to_owned(),
+            ),
+            (
+                C::ReplicationFactorNotPositive,
+                "Replication factor must be larger than 0.".to_owned(),
+            ),
+            (
+                C::ReplicationFactorTooLarge(3),
+                "Unable to replicate the partition 3 time(s): The target replication factor of 3 cannot be reached because only 1 broker(s) are registered.".to_owned(),
+            ),
+            (
+                C::InternalTopicDeletion("__consumer_offsets".into()),
+                "Deleting the internal topic __consumer_offsets is not allowed.".to_owned(),
+            ),
+            (
+                C::TopicNotHosted,
+                "This server does not host this topic-partition.".to_owned(),
+            ),
+            (
+                C::PartitionCountNotIncreased {
+                    current: 4,
+                    requested: 2,
+                },
+                "Topic currently has 4 partitions, which is higher than the requested 2.".to_owned(),
+            ),
+            (
+                C::PartitionCountAboveMax,
+                "Number of partitions must be at most 100000.".to_owned(),
+            ),
+            (C::BrokerConfigRejected(unknown()), unknown().to_string()),
+            (
+                C::TopicConfigUnresolvable {
+                    topic: "t".into(),
+                    error: unknown(),
+                },
+                format!("topic t: {}", unknown()),
+            ),
+            (
+                C::UnknownTopic("t".into()),
+                "The topic 't' does not exist.".to_owned(),
+            ),
+        ];
+        for (error, message) in cases {
+            let sent = PartitionError::from(error.clone());
+            assert_eq!(sent.message.as_deref(), Some(message.as_str()), "{error:?}");
+            assert_eq!(sent.code, crate::errors::KafkaCode::kafka_code(&error));
+        }
     }
 }
