@@ -15,7 +15,7 @@
 //!
 //! # The produce path, from socket to disk
 //! 1. `net::conn` reads a frame on the shard whose listener accepted the connection and calls
-//!    [`kafka::handle`].
+//!    [`kafka::KafkaHandler::handle_frame`].
 //! 2. `kafka::produce` splits the request by owning shard (`cluster::meta::MetaSnapshot::owner`):
 //!    local partitions are appended directly, others travel as `shard::ShardReq::Produce`.
 //! 3. On the owning shard, `shard::Shard::produce_local` validates the batch (`log::records`),
