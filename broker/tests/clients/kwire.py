@@ -261,21 +261,7 @@ class Conn:
         )
         r = self.request(API_FETCH, 4, body)
         r.i32()  # throttle time
-        topics = r.array(
-            lambda r: (
-                r.string(),
-                r.array(
-                    lambda r: FetchedPartition(
-                        partition=r.i32(),
-                        error=r.i16(),
-                        high_watermark=r.i64(),
-                        last_stable_offset=r.i64(),
-                        aborted=r.array(lambda r: (r.i64(), r.i64())),
-                        records=r.nbytes() or b"",
-                    )
-                ),
-            )
-        )
+        topics = read_fetch_v4_topics(r)
         assert topics and topics[0][0] == topic, f"unexpected fetch response {topics}"
         return topics[0][1][0]
 
@@ -303,21 +289,7 @@ class Conn:
         got = r.i32()
         assert got == correlation_id, f"correlation id {got}, expected {correlation_id}"
         r.i32()  # throttle time
-        topics = r.array(
-            lambda r: (
-                r.string(),
-                r.array(
-                    lambda r: FetchedPartition(
-                        partition=r.i32(),
-                        error=r.i16(),
-                        high_watermark=r.i64(),
-                        last_stable_offset=r.i64(),
-                        aborted=r.array(lambda r: (r.i64(), r.i64())),
-                        records=r.nbytes() or b"",
-                    )
-                ),
-            )
-        ) or []
+        topics = read_fetch_v4_topics(r) or []
         return {p.partition: p for _, parts in topics for p in parts or []}
 
 
@@ -429,3 +401,23 @@ def decode_records(batch: StoredBatch):
     decoded = DefaultRecordBatch(bytearray(batch.raw))
     assert decoded.validate_crc(), f"stored batch at offset {batch.base_offset} fails its CRC32C"
     return [(r.offset, r.timestamp, r.key, r.value, list(r.headers)) for r in decoded]
+
+
+def read_fetch_v4_topics(r: "Reader") -> list:
+    """The topics array of a Fetch v4 response body (after throttle time):
+    [(topic, [FetchedPartition, ...]), ...]."""
+    return r.array(
+        lambda r: (
+            r.string(),
+            r.array(
+                lambda r: FetchedPartition(
+                    partition=r.i32(),
+                    error=r.i16(),
+                    high_watermark=r.i64(),
+                    last_stable_offset=r.i64(),
+                    aborted=r.array(lambda r: (r.i64(), r.i64())),
+                    records=r.nbytes() or b"",
+                )
+            ),
+        )
+    )
