@@ -41,6 +41,14 @@ pub const IDLE_POLL_US_DEFAULT: u64 = 200;
 /// REQUEST_TIMED_OUT. Below the Kafka clients' default `request.timeout.ms` (30 s), so they
 /// see that answer rather than their own timeout.
 pub const CONTROLLER_ACK_TIMEOUT_MS_DEFAULT: u64 = 25_000;
+/// Kafka's `broker.session.timeout.ms`: a broker that has not heartbeated to the active
+/// controller for this long is fenced (it leads nothing until it is back).
+pub const BROKER_SESSION_TIMEOUT_MS_DEFAULT: u64 = 9_000;
+/// Kafka's `broker.heartbeat.interval.ms`.
+pub const BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 2_000;
+/// How long a metadata change (CreateTopics, ...) may wait for an active controller to commit
+/// it before it fails with the retriable REQUEST_TIMED_OUT (below the clients' 30 s).
+pub const CONTROLLER_REQUEST_TIMEOUT_MS_DEFAULT: u64 = 20_000;
 /// The same, for one partition.
 pub const BATCH_CACHE_BYTES_PER_PARTITION_DEFAULT: usize = storage::log::DEFAULT_READ_CACHE_BYTES;
 
@@ -54,6 +62,15 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     pub cores: Option<String>,
     pub node_id: Option<i32>,
+    /// The controller listener, `HOST:PORT` (cluster traffic: Raft, registration, forwarding).
+    pub controller_addr: Option<String>,
+    /// The controller quorum's voters, `ID@HOST:PORT,...`.
+    pub controller_quorum: Option<String>,
+    /// Kafka's `broker.rack`: placement spreads a partition's replicas over racks.
+    pub rack: Option<String>,
+    pub broker_session_timeout_ms: Option<u64>,
+    pub broker_heartbeat_interval_ms: Option<u64>,
+    pub controller_request_timeout_ms: Option<u64>,
     pub max_connections_per_shard: Option<usize>,
     pub max_partitions_per_shard: Option<usize>,
     pub max_in_flight_per_connection: Option<usize>,
@@ -91,6 +108,14 @@ pub struct BrokerConfig {
     /// CPUs to run shards on, one shard per CPU.
     pub shard_cpus: Vec<usize>,
     pub node_id: i32,
+    /// See [`FileConfig::controller_addr`].
+    pub controller_addr: Option<SocketAddr>,
+    /// Voter id -> controller address; empty: this node is a quorum of one.
+    pub controller_quorum: BTreeMap<i32, String>,
+    pub rack: Option<String>,
+    pub broker_session_timeout_ms: u64,
+    pub broker_heartbeat_interval_ms: u64,
+    pub controller_request_timeout_ms: u64,
     /// Effective once the broker started: [`crate::server::run`] lowers it to the descriptor
     /// budget.
     pub max_connections_per_shard: usize,
@@ -134,6 +159,9 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub cores: Option<String>,
     pub node_id: Option<i32>,
+    pub controller_addr: Option<String>,
+    pub controller_quorum: Option<String>,
+    pub rack: Option<String>,
     pub config_file: Option<PathBuf>,
 }
 
@@ -263,7 +291,48 @@ impl BrokerConfig {
                 .or(file.max_cross_shard_waits_per_shard)
                 .unwrap_or(net::route::MAX_PARKED_WAITS_DEFAULT),
         };
+        let controller_addr = over
+            .controller_addr
+            .clone()
+            .or(file.controller_addr.clone())
+            .map(|text| {
+                text.parse::<SocketAddr>()
+                    .with_context(|| format!("controller address {text:?} is not IP:PORT"))
+            })
+            .transpose()?;
+        let controller_quorum = match over
+            .controller_quorum
+            .clone()
+            .or(file.controller_quorum.clone())
+        {
+            Some(text) => parse_quorum(&text)?,
+            None => BTreeMap::new(),
+        };
+        let session_ms = env_setting("broker_session_timeout_ms")?
+            .or(file.broker_session_timeout_ms)
+            .unwrap_or(BROKER_SESSION_TIMEOUT_MS_DEFAULT)
+            .max(100);
+        let heartbeat_ms = env_setting("broker_heartbeat_interval_ms")?
+            .or(file.broker_heartbeat_interval_ms)
+            .unwrap_or(BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT)
+            .max(10);
+        if heartbeat_ms >= session_ms {
+            bail!("broker_heartbeat_interval_ms ({heartbeat_ms}) must be below broker_session_timeout_ms ({session_ms})");
+        }
         Ok(BrokerConfig {
+            controller_addr,
+            controller_quorum,
+            rack: over
+                .rack
+                .clone()
+                .or(file.rack.clone())
+                .filter(|r| !r.is_empty()),
+            broker_session_timeout_ms: session_ms,
+            broker_heartbeat_interval_ms: heartbeat_ms,
+            controller_request_timeout_ms: env_setting("controller_request_timeout_ms")?
+                .or(file.controller_request_timeout_ms)
+                .unwrap_or(CONTROLLER_REQUEST_TIMEOUT_MS_DEFAULT)
+                .max(100),
             kafka_addr,
             advertised_host,
             advertised_port,
@@ -322,6 +391,32 @@ where
             .map_err(|e| anyhow::anyhow!("{var}={text:?}: {e}")),
         _ => Ok(None),
     }
+}
+
+/// `--controller-quorum`: `ID@HOST:PORT` entries separated by commas.
+pub fn parse_quorum(text: &str) -> anyhow::Result<BTreeMap<i32, String>> {
+    let mut voters = BTreeMap::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, addr) = entry
+            .split_once('@')
+            .with_context(|| format!("controller quorum entry {entry:?} is not ID@HOST:PORT"))?;
+        let id: i32 = id
+            .parse()
+            .with_context(|| format!("controller quorum entry {entry:?}: bad node id"))?;
+        if id < 0 {
+            bail!("controller quorum entry {entry:?}: node ids are not negative");
+        }
+        addr.parse::<SocketAddr>().with_context(|| {
+            format!("controller quorum entry {entry:?}: {addr:?} is not IP:PORT")
+        })?;
+        if voters.insert(id, addr.to_string()).is_some() {
+            bail!("controller quorum names node {id} twice");
+        }
+    }
+    if voters.is_empty() {
+        bail!("the controller quorum {text:?} names no voter");
+    }
+    Ok(voters)
 }
 
 fn at_least_one(key: &str, value: usize) -> anyhow::Result<usize> {

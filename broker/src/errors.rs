@@ -44,7 +44,7 @@ pub trait KafkaCode {
 }
 
 /// A partition-level failure, carried across shards as plain data (no `Rc` inside).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartitionError {
     pub code: i16,
     pub message: Option<String>,
@@ -184,6 +184,24 @@ impl From<ControllerError> for PartitionError {
     }
 }
 
+impl From<crate::cluster::quorum::QuorumError> for PartitionError {
+    fn from(e: crate::cluster::quorum::QuorumError) -> PartitionError {
+        PartitionError::typed(&e)
+    }
+}
+
+impl KafkaCode for crate::cluster::quorum::QuorumError {
+    fn kafka_error(&self) -> E {
+        use crate::cluster::quorum::QuorumError as Q;
+        match self {
+            // Retriable: the client tries again (and reaches a controller once there is one).
+            Q::Timeout(_) => E::RequestTimedOut,
+            Q::NotLeader => E::NotController,
+            Q::Failed(_) => E::UnknownServerError,
+        }
+    }
+}
+
 impl From<crate::log::compression::RecordsError> for PartitionError {
     /// Record-level rejections keep Kafka's partition message (the `LogValidator` exception's
     /// own text, without our prefix) and list the offending records.
@@ -280,7 +298,9 @@ impl KafkaCode for ControllerError {
             ControllerError::InvalidTopicName(_) => E::InvalidTopicException,
             ControllerError::TopicAlreadyExists(_) => E::TopicAlreadyExists,
             ControllerError::ReplicationFactorNotPositive
-            | ControllerError::ReplicationFactorTooLarge(_) => E::InvalidReplicationFactor,
+            | ControllerError::ReplicationFactorTooLarge { .. }
+            | ControllerError::ReplicationNotSupported(_) => E::InvalidReplicationFactor,
+            ControllerError::NoLiveBrokers => E::BrokerNotAvailable,
             // KAFKA-13609: every rejected broker config change is INVALID_REQUEST.
             ControllerError::DuplicateTopic(_)
             | ControllerError::InternalTopicDeletion(_)
@@ -410,7 +430,9 @@ mod tests {
             | ControllerError::TopicAlreadyExists(_)
             | ControllerError::PartitionCountOutOfRange(_)
             | ControllerError::ReplicationFactorNotPositive
-            | ControllerError::ReplicationFactorTooLarge(_)
+            | ControllerError::ReplicationFactorTooLarge { .. }
+            | ControllerError::ReplicationNotSupported(_)
+            | ControllerError::NoLiveBrokers
             | ControllerError::InternalTopicDeletion(_)
             | ControllerError::TopicNotHosted
             | ControllerError::PartitionCountNotIncreased { .. }
@@ -703,7 +725,7 @@ mod tests {
                 "INVALID_REPLICATION_FACTOR",
             ),
             (
-                Box::new(ControllerError::ReplicationFactorTooLarge(3)),
+                Box::new(ControllerError::ReplicationFactorTooLarge { rf: 3, live: 1 }),
                 38,
                 "INVALID_REPLICATION_FACTOR",
             ),

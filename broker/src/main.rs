@@ -55,14 +55,32 @@ struct ServeArgs {
     /// This broker's node id [default: 0].
     #[arg(long, env = "RINGTAIL_NODE_ID")]
     node_id: Option<i32>,
+    /// Controller listener for cluster traffic (Raft, broker registration, forwarded admin
+    /// requests), IP:PORT [default: none; a lone node needs none].
+    #[arg(long, env = "RINGTAIL_CONTROLLER_ADDR")]
+    controller_addr: Option<String>,
+    /// The controller quorum's voters, ID@IP:PORT,... (e.g. 1@10.0.0.1:9093,2@10.0.0.2:9093,
+    /// 3@10.0.0.3:9093) [default: this node alone]. A node not named joins as a broker only.
+    #[arg(long, env = "RINGTAIL_CONTROLLER_QUORUM")]
+    controller_quorum: Option<String>,
+    /// This broker's rack (Kafka's broker.rack): replicas of a partition spread over racks.
+    #[arg(long, env = "RINGTAIL_RACK")]
+    rack: Option<String>,
     /// TOML config file; flags and environment override it.
     #[arg(long, env = "RINGTAIL_CONFIG")]
     config: Option<PathBuf>,
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RINGTAIL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // openraft narrates every election at info: keep it at warn unless asked for.
+    let spec = std::env::var("RINGTAIL_LOG").unwrap_or_else(|_| "info".to_string());
+    let spec = if spec.contains("openraft") {
+        spec
+    } else {
+        format!("{spec},openraft=warn")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -88,6 +106,9 @@ fn main() -> std::process::ExitCode {
                 data_dir: args.data_dir,
                 cores: args.cores,
                 node_id: args.node_id,
+                controller_addr: args.controller_addr,
+                controller_quorum: args.controller_quorum,
+                rack: args.rack,
                 config_file: args.config,
             };
             broker::config::BrokerConfig::resolve(&over).and_then(broker::server::run)

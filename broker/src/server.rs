@@ -16,10 +16,10 @@ use anyhow::{bail, Context};
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{error, info, warn};
 
-use crate::cluster::controller::{
-    Controller, ControllerConfig, ControllerReq, ControllerResp, NewTopic,
-};
-use crate::cluster::meta::{MetaSnapshot, MetaStore};
+use crate::cluster::controller::{ControllerConfig, ControllerReq, ControllerResp, NewTopic};
+use crate::cluster::image::NodeView;
+use crate::cluster::meta::MetaSnapshot;
+use crate::cluster::quorum::{QuorumConfig, QuorumHandle};
 use crate::config::BrokerConfig;
 use crate::coordinator::group::OFFSETS_TOPIC;
 use crate::kafka::KafkaHandler;
@@ -92,8 +92,36 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
 
     let _lock = lock_data_dir(&config)?;
     check_kafka_port_free(&config)?;
-    let store = MetaStore::new(&config.data_dir);
-    let snapshot = Arc::new(store.load(shards, &config.kafka)?);
+    let quorum_config = QuorumConfig {
+        node_id: config.node_id,
+        controller_addr: config.controller_addr,
+        voters: config.controller_quorum.clone(),
+        advertised_host: config.advertised_host.clone(),
+        advertised_port: config.advertised_port,
+        rack: config.rack.clone(),
+        data_dir: config.data_dir.clone(),
+        session_timeout: Duration::from_millis(config.broker_session_timeout_ms),
+        heartbeat_interval: Duration::from_millis(config.broker_heartbeat_interval_ms),
+        request_timeout: Duration::from_millis(config.controller_request_timeout_ms),
+        // A lone node elects itself quickly; a real quorum leaves room for a loaded machine.
+        raft_heartbeat_ms: if config.controller_quorum.len() > 1 {
+            100
+        } else {
+            50
+        },
+        raft_election_timeout_ms: if config.controller_quorum.len() > 1 {
+            (1000, 2000)
+        } else {
+            (150, 300)
+        },
+        controller: ControllerConfig::new(config.partition_limit.clone()),
+    };
+    let view = NodeView {
+        node_id: config.node_id,
+        shards,
+        statics: config.kafka.clone(),
+    };
+    let (quorum, snapshot) = crate::cluster::quorum::start(quorum_config, view)?;
     info!(
         cluster_id = %snapshot.cluster_id,
         topics = snapshot.topics.len(),
@@ -121,7 +149,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let endpoints = net::route::build::<ShardReq, ShardResp>(shards, config.cross_shard);
     // The controller shell is built inside shard 0's executor: it holds thread-local
     // primitives and shard 0's router.
-    let mut controller_parts = Some((store, ControllerConfig::new(config.partition_limit.clone())));
+    let mut controller_parts = Some(quorum.clone());
     let mut handles = Vec::new();
     for (endpoint, cpu) in endpoints.into_iter().zip(config.shard_cpus.clone()) {
         let id = endpoint.shard_id();
@@ -144,12 +172,11 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         let handle = builder
             .spawn(move || async move {
                 let router = endpoint.connect().await;
-                let controller = controller_parts.map(|(store, decider)| {
+                let controller = controller_parts.map(|quorum| {
                     ControllerShell::new(
                         router.clone(),
-                        store,
-                        snapshot.clone(),
-                        Controller::new(decider),
+                        quorum,
+                        &snapshot,
                         Duration::from_millis(config.controller_ack_timeout_ms),
                     )
                 });
@@ -195,6 +222,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     }
 
     wait_for_shutdown_signal();
+    controlled_shutdown(&quorum, &config);
     info!("shutting down: closing partitions");
     SHUTDOWN.store(true, Ordering::SeqCst);
     std::thread::Builder::new()
@@ -217,6 +245,21 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// Kafka's controlled shutdown: the active controller fences this broker, so its partitions
+/// get other leaders (or go offline, for single-replica ones) before it stops serving.
+/// Bounded: without a controller the broker stops anyway.
+fn controlled_shutdown(quorum: &QuorumHandle, config: &BrokerConfig) {
+    let bound = Duration::from_millis(config.broker_session_timeout_ms.min(5_000));
+    if quorum.controlled_shutdown_blocking(bound) {
+        info!("controlled shutdown: the controller moved leadership away");
+    } else {
+        warn!(
+            waited_ms = bound.as_millis() as u64,
+            "controlled shutdown: no answer from the controller; stopping anyway"
+        );
+    }
 }
 
 /// Every partition segment and every client connection is a descriptor: run with the hard
@@ -327,13 +370,28 @@ async fn shard_main(
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
     shard.apply_meta(snapshot).await;
+    if id == 0 {
+        let publisher = shard.clone();
+        glommio::spawn_local(async move {
+            if let Some(controller) = &publisher.controller {
+                controller.run_publisher().await;
+            }
+        })
+        .detach();
+    }
     info!(
         shard = id,
         partitions = shard.partition_count(),
         "partitions recovered"
     );
     if shard.controller.is_some() {
-        ensure_offsets_topic(&shard).await;
+        if config.controller_quorum.len() > 1 {
+            // It may wait for the other nodes: do not hold the listener back meanwhile.
+            let s = shard.clone();
+            glommio::spawn_local(async move { ensure_offsets_topic(&s).await }).detach();
+        } else {
+            ensure_offsets_topic(&shard).await;
+        }
     }
 
     let handler = Rc::new(KafkaHandler::new(shard.clone()));
@@ -501,8 +559,19 @@ fn wait_for_shutdown_signal() {
 /// the shard: a `ShardReq::Controller` like any client's CreateTopics, so it goes through the
 /// same controller shell (persisted, published to every shard, acknowledged) before it returns.
 async fn ensure_offsets_topic(shard: &Rc<Shard>) {
-    if shard.meta().topic(OFFSETS_TOPIC).is_some() {
-        return;
+    // In a cluster, wait (a while) for the other voters to register, so the offsets
+    // partitions, and with them the group coordinators, spread over every node.
+    let expected = shard.config.controller_quorum.len().max(1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let meta = shard.meta();
+        if meta.topic(OFFSETS_TOPIC).is_some() {
+            return;
+        }
+        if meta.live_brokers().count() >= expected || std::time::Instant::now() >= deadline {
+            break;
+        }
+        glommio::timer::sleep(Duration::from_millis(100)).await;
     }
     let k = &shard.config.kafka;
     let topic = NewTopic {

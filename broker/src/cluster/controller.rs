@@ -34,7 +34,7 @@ use uuid::Uuid;
 
 use crate::cluster::limits;
 use crate::cluster::meta::{
-    validate_topic_name, MetaSnapshot, TopicMeta, PARTITIONS_PER_TOPIC_MAX,
+    validate_topic_name, MetaSnapshot, PartitionAssignment, TopicMeta, PARTITIONS_PER_TOPIC_MAX,
 };
 use crate::errors::PartitionError;
 use crate::log::producer_state::{ProducerIdBlock, PRODUCER_ID_BLOCK_SIZE};
@@ -69,9 +69,16 @@ pub enum ControllerError {
     PartitionCountOutOfRange(i32),
     #[error("Replication factor must be larger than 0.")]
     ReplicationFactorNotPositive,
-    /// More replicas than brokers (there is one).
-    #[error("Unable to replicate the partition {0} time(s): The target replication factor of {0} cannot be reached because only 1 broker(s) are registered.")]
-    ReplicationFactorTooLarge(i16),
+    /// More replicas than live brokers.
+    #[error("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {live} broker(s) are registered.")]
+    ReplicationFactorTooLarge { rf: i16, live: usize },
+    /// Partition data is not replicated yet: a replication factor above 1 would promise
+    /// copies that do not exist.
+    #[error("Replication factor {0} is not supported yet: partition data is not replicated between brokers, so only 1 is accepted.")]
+    ReplicationNotSupported(i16),
+    /// No live broker to place a partition on.
+    #[error("No live broker to place the partitions on.")]
+    NoLiveBrokers,
     #[error("Deleting the internal topic {0} is not allowed.")]
     InternalTopicDeletion(String),
     /// DeleteTopics of a topic that does not exist.
@@ -96,7 +103,7 @@ pub enum ControllerError {
     UnknownTopic(String),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewTopic {
     pub name: String,
     /// -1: the broker default (`num.partitions`).
@@ -108,7 +115,7 @@ pub struct NewTopic {
     pub assignment_partitions: Option<i32>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum ConfigChange {
     /// AlterConfigs: the new complete set of overrides.
     Replace(Vec<(String, Option<String>)>),
@@ -116,7 +123,7 @@ pub enum ConfigChange {
     Incremental(Vec<(String, AlterOp, Option<String>)>),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum ControllerReq {
     CreateTopics {
         topics: Vec<NewTopic>,
@@ -141,7 +148,7 @@ pub enum ControllerReq {
     AllocateProducerId,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum ControllerResp {
     /// One result per requested topic, in request order.
     Topics(Vec<Result<Arc<TopicMeta>, PartitionError>>),
@@ -201,7 +208,7 @@ pub struct Decision {
 }
 
 /// The kinds of [`ControllerReq`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RequestKind {
     CreateTopics,
     DeleteTopics,
@@ -295,6 +302,32 @@ impl Decision {
     /// CreateTopics may still create the topic). A created or grown topic with a partition
     /// that could not be opened fails with KAFKA_STORAGE_ERROR (the partition stays offline).
     pub fn settle(self, report: &PublishReport) -> ControllerResp {
+        settle(self.kind, self.response, report)
+    }
+}
+
+impl RequestKind {
+    /// The kind of `req`.
+    pub fn of(req: &ControllerReq) -> RequestKind {
+        match req {
+            ControllerReq::CreateTopics { .. } => RequestKind::CreateTopics,
+            ControllerReq::DeleteTopics { .. } => RequestKind::DeleteTopics,
+            ControllerReq::CreatePartitions { .. } => RequestKind::CreatePartitions,
+            ControllerReq::AlterConfigs { .. } => RequestKind::AlterConfigs,
+            ControllerReq::AlterBrokerConfigs { .. } => RequestKind::AlterBrokerConfigs,
+            ControllerReq::AllocateProducerId => RequestKind::AllocateProducerId,
+        }
+    }
+}
+
+/// The answer to a decided request of `kind` once its image was published on this node with
+/// `report` (see [`Decision::settle`]).
+pub fn settle(
+    kind: RequestKind,
+    response: ControllerResp,
+    report: &PublishReport,
+) -> ControllerResp {
+    {
         let version = report.version;
         let not_acknowledged = || {
             PartitionError::from(ControllerError::NotAcknowledged {
@@ -302,7 +335,7 @@ impl Decision {
                 version,
             })
         };
-        let results = match self.response {
+        let results = match response {
             ControllerResp::Topics(results) => results,
             ControllerResp::Configs(results) if !report.unacknowledged.is_empty() => {
                 let results = results
@@ -320,7 +353,7 @@ impl Decision {
                 if !report.unacknowledged.is_empty() {
                     return Err(not_acknowledged());
                 }
-                if self.kind.opens_partitions() {
+                if kind.opens_partitions() {
                     let offline: Vec<i32> = report
                         .unopened
                         .iter()
@@ -485,9 +518,28 @@ impl Controller {
                 if rf <= 0 {
                     return Err(ControllerError::ReplicationFactorNotPositive.into());
                 }
-                if rf > 1 {
-                    return Err(ControllerError::ReplicationFactorTooLarge(rf).into());
+                let live: Vec<_> = current.live_brokers().collect();
+                if rf as usize > live.len() {
+                    return Err(ControllerError::ReplicationFactorTooLarge {
+                        rf,
+                        live: live.len(),
+                    }
+                    .into());
                 }
+                if rf > 1 {
+                    return Err(ControllerError::ReplicationNotSupported(rf).into());
+                }
+                let assignments = crate::cluster::image::place_replicas(
+                    &live,
+                    &t.name,
+                    0,
+                    partitions,
+                    rf as usize,
+                )
+                .ok_or(ControllerError::NoLiveBrokers)?
+                .into_iter()
+                .map(PartitionAssignment::new)
+                .collect();
                 let config = TopicConfig::for_create(t.configs.clone(), broker)?;
                 let internal = crate::cluster::meta::is_internal_topic(&t.name);
                 if let Err(message) = limit.check(&mut owned, &t.name, 0, partitions) {
@@ -504,6 +556,7 @@ impl Controller {
                     partitions,
                     configs: config.to_map(),
                     internal,
+                    assignments,
                     config,
                 });
                 Ok(topic)
@@ -571,8 +624,24 @@ impl Controller {
             limit
                 .check(&mut owned, &t.name, t.partitions, count)
                 .map_err(|message| self.refuse_over_limit(message))?;
+            let rf = t.assignments.first().map_or(1, |a| a.replicas.len().max(1));
+            let live: Vec<_> = current.live_brokers().collect();
+            let added = crate::cluster::image::place_replicas(
+                &live,
+                &t.name,
+                t.partitions,
+                count - t.partitions,
+                rf,
+            )
+            .ok_or(ControllerError::ReplicationFactorTooLarge {
+                rf: i16::try_from(rf).unwrap_or(i16::MAX),
+                live: live.len(),
+            })?;
             let mut grown = t.clone();
             grown.partitions = count;
+            grown
+                .assignments
+                .extend(added.into_iter().map(PartitionAssignment::new));
             Ok(grown)
         })
     }
@@ -723,6 +792,23 @@ mod tests {
             shards: 2,
             broker: Arc::new(BrokerDefaults::default()),
             producer_ids_reserved_end: 0,
+            node_id: 1,
+            brokers: Arc::new(
+                [(
+                    1,
+                    crate::cluster::meta::BrokerInfo {
+                        id: 1,
+                        host: "127.0.0.1".into(),
+                        port: 9092,
+                        rack: None,
+                        controller_addr: None,
+                        incarnation: Uuid::nil(),
+                        epoch: 1,
+                        fenced: false,
+                    },
+                )]
+                .into(),
+            ),
         }
     }
 
@@ -1326,7 +1412,7 @@ mod tests {
                 "Replication factor must be larger than 0.".to_owned(),
             ),
             (
-                C::ReplicationFactorTooLarge(3),
+                C::ReplicationFactorTooLarge { rf: 3, live: 1 },
                 "Unable to replicate the partition 3 time(s): The target replication factor of 3 cannot be reached because only 1 broker(s) are registered.".to_owned(),
             ),
             (

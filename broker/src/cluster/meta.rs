@@ -20,7 +20,6 @@
 //! every shard.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,7 +29,7 @@ use tracing::info;
 use uuid::Uuid;
 
 use crate::log::producer_state::read_legacy_reserved_end;
-use crate::log::topic_config::{BrokerDefaults, DynamicLevel, TopicConfig};
+use crate::log::topic_config::{BrokerDefaults, TopicConfig};
 
 /// Kafka's limit on topic name length.
 pub const TOPIC_NAME_LEN_MAX: usize = 249;
@@ -53,8 +52,67 @@ pub struct TopicMeta {
     pub configs: BTreeMap<String, String>,
     #[serde(default)]
     pub internal: bool,
+    /// One entry per partition: where its replicas live and who leads it. Empty in images
+    /// written before the cluster existed (the migration assigns them to the node).
+    #[serde(default)]
+    pub assignments: Vec<PartitionAssignment>,
     #[serde(skip)]
     pub config: TopicConfig,
+}
+
+impl TopicMeta {
+    /// Partition `p`'s replicas and leader, if `p` exists.
+    pub fn assignment(&self, p: i32) -> Option<&PartitionAssignment> {
+        usize::try_from(p)
+            .ok()
+            .and_then(|i| self.assignments.get(i))
+    }
+}
+
+/// One partition's place in the cluster (Kafka's `PartitionRecord`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionAssignment {
+    /// Broker ids holding a replica, the preferred leader first.
+    pub replicas: Vec<i32>,
+    /// The broker leading it, or -1 when no eligible replica is live (offline).
+    pub leader: i32,
+    /// Bumped on every leader change (KIP-320 fencing of stale leaders and clients).
+    pub leader_epoch: i32,
+    /// The in-sync replicas.
+    pub isr: Vec<i32>,
+    /// Bumped on every change of this record (leader or ISR).
+    pub partition_epoch: i32,
+}
+
+impl PartitionAssignment {
+    /// A new partition led by the first of `replicas`, all in sync.
+    pub fn new(replicas: Vec<i32>) -> PartitionAssignment {
+        PartitionAssignment {
+            leader: replicas.first().copied().unwrap_or(-1),
+            isr: replicas.clone(),
+            replicas,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        }
+    }
+}
+
+/// A registered broker (Kafka's `RegisterBrokerRecord` plus its fencing state).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerInfo {
+    pub id: i32,
+    /// Where clients reach its Kafka listener.
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+    /// Its controller listener (`--controller-addr`), if it has one.
+    pub controller_addr: Option<String>,
+    /// Random per process start: tells a restart from a second process with the same id.
+    pub incarnation: Uuid,
+    /// The metadata log index of its registration.
+    pub epoch: i64,
+    /// Fenced brokers lead nothing and are not listed to clients.
+    pub fenced: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -96,6 +154,10 @@ pub struct MetaSnapshot {
     /// End of the producer-id range reserved so far: every id the controller handed out (in
     /// this or an earlier run) is below it, so the next block starts here.
     pub producer_ids_reserved_end: i64,
+    /// This node's broker id.
+    pub node_id: i32,
+    /// Every registered broker, fenced ones included.
+    pub brokers: Arc<BTreeMap<i32, BrokerInfo>>,
 }
 
 impl MetaSnapshot {
@@ -113,7 +175,32 @@ impl MetaSnapshot {
         owner_of(topic, partition, self.shards)
     }
 
-    fn rebuild_index(&mut self) {
+    /// Whether this node holds a replica of partition `p` of `topic` (so one of its shards
+    /// opens it).
+    pub fn hosts(&self, topic: &TopicMeta, p: i32) -> bool {
+        topic
+            .assignment(p)
+            .is_some_and(|a| a.replicas.contains(&self.node_id))
+    }
+
+    /// Whether this node leads partition `p` of `topic` (so it serves produce and fetch).
+    pub fn leads(&self, topic: &TopicMeta, p: i32) -> bool {
+        topic
+            .assignment(p)
+            .is_some_and(|a| a.leader == self.node_id)
+    }
+
+    /// The brokers clients may use: registered and not fenced.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerInfo> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    /// A live broker by id.
+    pub fn live_broker(&self, id: i32) -> Option<&BrokerInfo> {
+        self.brokers.get(&id).filter(|b| !b.fenced)
+    }
+
+    pub(crate) fn rebuild_index(&mut self) {
         self.by_id = self
             .topics
             .values()
@@ -131,6 +218,8 @@ impl MetaSnapshot {
             shards: self.shards,
             broker: self.broker.clone(),
             producer_ids_reserved_end: self.producer_ids_reserved_end,
+            node_id: self.node_id,
+            brokers: self.brokers.clone(),
         };
         next.rebuild_index();
         next
@@ -206,29 +295,27 @@ pub fn partition_dir(data_dir: &Path, topic: &str, partition: i32) -> PathBuf {
     data_dir.join(format!("{topic}-{partition}"))
 }
 
-/// Why persisting the image failed. The stored file then holds the previous image or (when
-/// the failure came after the rename) the new one, whole either way.
-#[derive(Debug, thiserror::Error)]
-pub enum MetaStoreError {
-    #[error("encoding the metadata image: {0}")]
-    Encode(#[from] serde_json::Error),
-    #[error("{op} {path}: {source}")]
-    Io {
-        op: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// The on-disk home of the metadata; only the controller shell writes it.
-pub struct MetaStore {
+/// The metadata file of a single-node data dir from before the controller quorum
+/// (`meta/topics.json`, plus the older `meta/producer_ids`). Read once, when the quorum
+/// bootstraps the cluster, to migrate its topics, configs and producer-id reservation into the
+/// metadata log; then renamed to `topics.json.migrated` so it is never read again.
+pub struct LegacyMeta {
     path: PathBuf,
 }
 
-impl MetaStore {
-    pub fn new(data_dir: &Path) -> MetaStore {
-        MetaStore {
+/// What a legacy metadata file held.
+#[derive(Debug, Clone)]
+pub struct LegacyImage {
+    pub cluster_id: String,
+    pub topics: Vec<TopicMeta>,
+    pub producer_ids_reserved_end: i64,
+    pub cluster_configs: BTreeMap<String, String>,
+    pub this_broker_configs: BTreeMap<String, String>,
+}
+
+impl LegacyMeta {
+    pub fn new(data_dir: &Path) -> LegacyMeta {
+        LegacyMeta {
             path: data_dir.join("meta").join("topics.json"),
         }
     }
@@ -240,168 +327,72 @@ impl MetaStore {
             .unwrap_or_else(|| PathBuf::from("."))
     }
 
-    fn tmp_path(&self) -> PathBuf {
-        self.path.with_extension("json.tmp")
-    }
-
-    /// The file that held the producer-id reservation before it moved into the image.
     fn legacy_producer_ids_path(&self) -> PathBuf {
         self.dir().join("producer_ids")
     }
 
-    /// Load the snapshot from disk, or make the first one (with a fresh cluster id). Blocking:
-    /// call before the executors start.
-    ///
-    /// Upgrade: if the legacy `meta/producer_ids` file exists, its reserved end is folded into
-    /// the image (the larger of the two wins), the image is saved, and the legacy file removed,
-    /// so producer ids never go backwards. A crash in between only repeats this next time.
-    ///
-    /// `broker`: the config file's settings; the stored dynamic broker configs go on top.
-    pub fn load(&self, shards: usize, broker: &BrokerDefaults) -> anyhow::Result<MetaSnapshot> {
-        let mut snapshot = MetaSnapshot {
-            version: 0,
-            cluster_id: new_cluster_id(),
-            topics: BTreeMap::new(),
-            by_id: HashMap::new(),
-            shards,
-            broker: Arc::new(broker.statics_only()),
-            producer_ids_reserved_end: 0,
-        };
-        let mut dirty = false;
-        match std::fs::read(&self.path) {
-            Ok(bytes) => {
-                let file: MetaFile = serde_json::from_slice(&bytes)
-                    .with_context(|| format!("parsing {}", self.path.display()))?;
-                anyhow::ensure!(
-                    file.producer_ids_reserved_end >= 0,
-                    "{}: negative producer_ids_reserved_end",
-                    self.path.display()
-                );
-                snapshot.version = file.version;
-                snapshot.cluster_id = file.cluster_id;
-                snapshot.producer_ids_reserved_end = file.producer_ids_reserved_end;
-                let dynamic = file.dynamic_broker_configs;
-                snapshot.broker = Arc::new(with_stored_dynamic(broker, &dynamic));
-                let broker = &*snapshot.broker.clone();
-                for mut topic in file.topics {
-                    topic.config =
-                        TopicConfig::from_map(topic.configs.clone(), broker).map_err(|e| {
-                            anyhow::anyhow!("stored config of topic {}: {e}", topic.name)
-                        })?;
-                    snapshot.topics.insert(topic.name.clone(), Arc::new(topic));
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => dirty = true,
-            Err(e) => return Err(e).with_context(|| format!("reading {}", self.path.display())),
-        }
-        let legacy_path = self.legacy_producer_ids_path();
-        let legacy = read_legacy_reserved_end(&legacy_path)
+    /// The legacy image, if the data dir has one. Blocking `std::fs`, read-only. The larger of
+    /// the two producer-id reservations wins, so ids never go backwards.
+    pub fn read(&self) -> anyhow::Result<Option<LegacyImage>> {
+        let legacy_pids = read_legacy_reserved_end(&self.legacy_producer_ids_path())
             .map_err(|e| anyhow::anyhow!("producer id allocator: {e}"))?;
-        if let Some(end) = legacy {
-            if end > snapshot.producer_ids_reserved_end {
-                snapshot.producer_ids_reserved_end = end;
-                snapshot.version += 1;
-                dirty = true;
+        let file: MetaFile = match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("parsing {}", self.path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(legacy_pids.map(|end| LegacyImage {
+                    cluster_id: new_cluster_id(),
+                    topics: Vec::new(),
+                    producer_ids_reserved_end: end,
+                    cluster_configs: BTreeMap::new(),
+                    this_broker_configs: BTreeMap::new(),
+                }))
             }
-        }
-        if dirty {
-            self.save_blocking(&snapshot)?;
-        }
-        if legacy.is_some() {
-            info!(
-                reserved_end = snapshot.producer_ids_reserved_end,
-                "moved the producer-id reservation into the metadata image"
-            );
-            std::fs::remove_file(&legacy_path)
-                .with_context(|| format!("removing {}", legacy_path.display()))?;
-            sync_dir_blocking(&self.dir())?;
-        }
-        snapshot.rebuild_index();
-        Ok(snapshot)
-    }
-
-    fn encode(snapshot: &MetaSnapshot) -> Result<Vec<u8>, MetaStoreError> {
-        let file = MetaFile {
-            version: snapshot.version,
-            cluster_id: snapshot.cluster_id.clone(),
-            topics: snapshot.topics.values().map(|t| (**t).clone()).collect(),
-            producer_ids_reserved_end: snapshot.producer_ids_reserved_end,
-            dynamic_broker_configs: DynamicBrokerConfigs {
-                cluster_default: snapshot.broker.dynamic_map(DynamicLevel::ClusterDefault),
-                this_broker: snapshot.broker.dynamic_map(DynamicLevel::ThisBroker),
-            },
+            Err(e) => return Err(e).with_context(|| format!("reading {}", self.path.display())),
         };
-        Ok(serde_json::to_vec_pretty(&file)?)
+        anyhow::ensure!(
+            file.producer_ids_reserved_end >= 0,
+            "{}: negative producer_ids_reserved_end",
+            self.path.display()
+        );
+        Ok(Some(LegacyImage {
+            cluster_id: file.cluster_id,
+            topics: file.topics,
+            producer_ids_reserved_end: file.producer_ids_reserved_end.max(legacy_pids.unwrap_or(0)),
+            cluster_configs: file.dynamic_broker_configs.cluster_default,
+            this_broker_configs: file.dynamic_broker_configs.this_broker,
+        }))
     }
 
-    /// [`MetaStore::save`] with blocking `std::fs`, for start-up (no executor yet).
-    fn save_blocking(&self, snapshot: &MetaSnapshot) -> anyhow::Result<()> {
-        let dir = self.dir();
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let bytes = Self::encode(snapshot)?;
-        let tmp = self.tmp_path();
-        {
-            let mut f = std::fs::File::create(&tmp)
-                .with_context(|| format!("creating {}", tmp.display()))?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &self.path)?;
-        sync_dir_blocking(&dir)
-    }
-
-    /// Durably replace the stored metadata with `snapshot`: temp file, fdatasync, rename,
-    /// directory sync, all through glommio (never blocks the reactor). Call on an executor;
-    /// the directory exists since [`MetaStore::load`].
-    pub async fn save(&self, snapshot: &MetaSnapshot) -> Result<(), MetaStoreError> {
-        let bytes = Self::encode(snapshot)?;
-        let tmp = self.tmp_path();
-        let io = |op: &'static str, path: &Path| {
-            let path = path.to_path_buf();
-            move |e: glommio::GlommioError<()>| MetaStoreError::Io {
-                op,
-                path,
-                source: e.into(),
+    /// Once the migrated image is committed to the metadata log: move the legacy files aside
+    /// (kept for forensics, never read again). Idempotent.
+    pub fn retire(&self) -> anyhow::Result<()> {
+        let moved = self.path.with_extension("json.migrated");
+        match std::fs::rename(&self.path, &moved) {
+            Ok(()) => {
+                info!(from = %self.path.display(), to = %moved.display(), "retired the single-node metadata file")
             }
-        };
-        let file = glommio::io::BufferedFile::create(&tmp)
-            .await
-            .map_err(io("creating", &tmp))?;
-        let mut written = 0;
-        while written < bytes.len() {
-            let n = file
-                .write_at(bytes[written..].to_vec(), written as u64)
-                .await
-                .map_err(io("writing", &tmp))?;
-            if n == 0 {
-                return Err(MetaStoreError::Io {
-                    op: "writing",
-                    path: tmp,
-                    source: std::io::ErrorKind::WriteZero.into(),
-                });
-            }
-            written += n;
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("renaming {}", self.path.display())),
         }
-        // A new file: fdatasync also makes its size durable.
-        file.fdatasync().await.map_err(io("syncing", &tmp))?;
-        file.close().await.map_err(io("closing", &tmp))?;
-        glommio::io::rename(&tmp, &self.path)
-            .await
-            .map_err(io("renaming", &tmp))?;
-        let dir_path = self.dir();
-        let dir = glommio::io::Directory::open(&dir_path)
-            .await
-            .map_err(io("opening", &dir_path))?;
-        dir.sync().await.map_err(io("syncing", &dir_path))?;
-        dir.close().await.map_err(io("closing", &dir_path))?;
-        Ok(())
+        let pids = self.legacy_producer_ids_path();
+        match std::fs::remove_file(&pids) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", pids.display())),
+        }
+        sync_dir_blocking(&self.dir())
     }
 }
 
 /// The config file's settings with the stored dynamic broker configs. A stored config that is
 /// no longer valid (an upgrade changed the rules, the file's settings now conflict with it) is
 /// dropped with a warning rather than keeping the broker from starting.
-fn with_stored_dynamic(broker: &BrokerDefaults, stored: &DynamicBrokerConfigs) -> BrokerDefaults {
+pub(crate) fn with_stored_dynamic(
+    broker: &BrokerDefaults,
+    cluster_default: &BTreeMap<String, String>,
+    this_broker: &BTreeMap<String, String>,
+) -> BrokerDefaults {
     let statics = broker.statics_only();
     let valid = |map: &BTreeMap<String, String>| -> BTreeMap<String, String> {
         map.iter()
@@ -415,7 +406,7 @@ fn with_stored_dynamic(broker: &BrokerDefaults, stored: &DynamicBrokerConfigs) -
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     };
-    match statics.with_dynamic(&valid(&stored.cluster_default), &valid(&stored.this_broker)) {
+    match statics.with_dynamic(&valid(cluster_default), &valid(this_broker)) {
         Ok(b) => b,
         Err(e) => {
             tracing::warn!(error = %e, "ignoring the stored dynamic broker configs");
@@ -431,7 +422,7 @@ fn sync_dir_blocking(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Kafka cluster ids are 16 random bytes in URL-safe base64 without padding.
-fn new_cluster_id() -> String {
+pub(crate) fn new_cluster_id() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bytes = Uuid::new_v4().into_bytes();
     let mut out = String::with_capacity(22);
@@ -476,132 +467,40 @@ mod tests {
         assert!((0..100).all(|p| owner_of("x", p, 1) == 0));
     }
 
-    fn run<Fut>(f: impl FnOnce() -> Fut + Send + 'static) -> Fut::Output
-    where
-        Fut: std::future::Future + 'static,
-        Fut::Output: Send + 'static,
-    {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(512 << 10)
-            .spawn(f)
-            .expect("spawn executor")
-            .join()
-            .expect("executor thread")
-    }
-
-    fn topic(name: &str, partitions: i32) -> Arc<TopicMeta> {
-        Arc::new(TopicMeta {
-            name: name.into(),
-            id: Uuid::new_v4(),
-            partitions,
-            configs: BTreeMap::new(),
-            internal: false,
-            config: TopicConfig::default(),
-        })
-    }
-
     #[test]
-    fn saved_with_glommio_and_loaded_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let broker = BrokerDefaults::default();
-        let first = MetaStore::new(dir.path()).load(2, &broker).unwrap();
-        assert_eq!((first.version, first.producer_ids_reserved_end), (0, 0));
-        let mut topics = BTreeMap::new();
-        topics.insert("a".to_string(), topic("a", 3));
-        let next = first
-            .with_topics(topics)
-            .with_producer_ids_reserved_end(3000);
-        assert_eq!(next.version, 2);
-        let expected = next.clone();
-        let data_dir = dir.path().to_path_buf();
-        run(move || async move { MetaStore::new(&data_dir).save(&next).await }).unwrap();
-        let loaded = MetaStore::new(dir.path()).load(2, &broker).unwrap();
-        assert_eq!(loaded.version, 2);
-        assert_eq!(loaded.cluster_id, first.cluster_id);
-        assert_eq!(loaded.producer_ids_reserved_end, 3000);
-        let a = loaded.topic("a").unwrap();
-        assert_eq!(a.partitions, 3);
-        assert_eq!(a.id, expected.topic("a").unwrap().id);
-        assert_eq!(
-            loaded.topic_by_id(&a.id).map(|t| t.name.as_str()),
-            Some("a")
-        );
-        assert!(!dir.path().join("meta/topics.json.tmp").exists());
-    }
-
-    #[test]
-    fn old_meta_files_load_and_the_legacy_producer_id_file_is_folded_in() {
+    fn legacy_files_are_read_and_retired() {
         let dir = tempfile::tempdir().unwrap();
         let meta_dir = dir.path().join("meta");
         std::fs::create_dir_all(&meta_dir).unwrap();
-        // A file written before producer ids moved into the image.
+        assert!(LegacyMeta::new(dir.path()).read().unwrap().is_none());
         let id = Uuid::new_v4();
         std::fs::write(
             meta_dir.join("topics.json"),
             format!(
-                r#"{{"version": 4, "cluster_id": "abc", "topics": [{{"name": "t", "id": "{id}", "partitions": 2, "configs": {{}}}}]}}"#
+                r#"{{"version": 4, "cluster_id": "abc", "topics": [{{"name": "t", "id": "{id}", "partitions": 2, "configs": {{"retention.ms": "1000"}}}}], "dynamic_broker_configs": {{"cluster_default": {{"log.retention.ms": "5"}}}}}}"#
             ),
         )
         .unwrap();
         crate::log::producer_state::write_pid_file(&meta_dir.join("producer_ids"), 5000).unwrap();
-        let broker = BrokerDefaults::default();
-        let loaded = MetaStore::new(dir.path()).load(1, &broker).unwrap();
-        assert_eq!(loaded.producer_ids_reserved_end, 5000);
-        assert_eq!(loaded.version, 5, "the fold is a new version");
-        assert_eq!(loaded.topic("t").map(|t| t.id), Some(id));
-        assert!(!meta_dir.join("producer_ids").exists(), "read once");
-        // Persisted: a second start needs no legacy file.
-        let again = MetaStore::new(dir.path()).load(1, &broker).unwrap();
-        assert_eq!((again.version, again.producer_ids_reserved_end), (5, 5000));
-        // A stale legacy file (a crash before it was removed) never moves the end back.
-        crate::log::producer_state::write_pid_file(&meta_dir.join("producer_ids"), 1000).unwrap();
-        let third = MetaStore::new(dir.path()).load(1, &broker).unwrap();
-        assert_eq!((third.version, third.producer_ids_reserved_end), (5, 5000));
-        assert!(!meta_dir.join("producer_ids").exists());
+        let legacy = LegacyMeta::new(dir.path()).read().unwrap().unwrap();
+        assert_eq!(legacy.cluster_id, "abc");
+        assert_eq!(legacy.producer_ids_reserved_end, 5000);
+        assert_eq!(legacy.topics.len(), 1);
+        assert_eq!(legacy.topics[0].id, id);
+        assert!(legacy.topics[0].assignments.is_empty());
+        assert_eq!(
+            legacy
+                .cluster_configs
+                .get("log.retention.ms")
+                .map(String::as_str),
+            Some("5")
+        );
+        LegacyMeta::new(dir.path()).retire().unwrap();
+        assert!(LegacyMeta::new(dir.path()).read().unwrap().is_none());
+        assert!(meta_dir.join("topics.json.migrated").exists());
         // A corrupt legacy file stops the start-up rather than resetting ids.
         std::fs::write(meta_dir.join("producer_ids"), b"junk").unwrap();
-        assert!(MetaStore::new(dir.path()).load(1, &broker).is_err());
-    }
-
-    #[test]
-    fn dynamic_broker_configs_persist_and_resolve_topics() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = MetaStore::new(dir.path());
-        let file_settings =
-            BrokerDefaults::from_pairs([("log.retention.hours".into(), "24".into())]).unwrap();
-        let first = store.load(1, &file_settings).unwrap();
-        let dynamic = file_settings
-            .with_dynamic(
-                &[("log.retention.ms".to_string(), "60000".to_string())].into(),
-                &[("message.max.bytes".to_string(), "2000".to_string())].into(),
-            )
-            .unwrap();
-        let config = TopicConfig::defaults(&dynamic);
-        let topic = Arc::new(TopicMeta {
-            name: "t".into(),
-            id: Uuid::new_v4(),
-            partitions: 1,
-            configs: BTreeMap::new(),
-            internal: false,
-            config,
-        });
-        let next = first.with_broker(dynamic.clone(), [("t".to_string(), topic)].into());
-        store.save_blocking(&next).unwrap();
-        let loaded = store.load(1, &file_settings).unwrap();
-        assert_eq!(*loaded.broker, dynamic);
-        let settings = loaded.topic("t").unwrap().config.settings().clone();
-        assert_eq!(settings.retention_ms, 60_000);
-        assert_eq!(settings.max_message_bytes, 2000);
-        // A stored config that became invalid is dropped, not fatal.
-        let text = std::fs::read_to_string(dir.path().join("meta/topics.json")).unwrap();
-        let broken = text.replace("\"message.max.bytes\"", "\"num.partitions\"");
-        std::fs::write(dir.path().join("meta/topics.json"), broken).unwrap();
-        let loaded = store.load(1, &file_settings).unwrap();
-        assert_eq!(
-            loaded.broker.message_max_bytes(),
-            file_settings.message_max_bytes()
-        );
-        assert_eq!(loaded.broker.log_retention_ms(), 60_000);
+        assert!(LegacyMeta::new(dir.path()).read().is_err());
     }
 
     #[test]

@@ -19,5 +19,7 @@
 //! Runs on: decisions and persistence on shard 0; snapshots are read on every shard.
 
 pub mod controller;
+pub mod image;
 pub mod limits;
 pub mod meta;
+pub mod quorum;

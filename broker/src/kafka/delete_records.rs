@@ -31,6 +31,9 @@ pub async fn delete_records(
                     E::InvalidTopicException,
                     format!("Cannot delete records of internal topic {name}"),
                 )),
+                Some(tm) if index >= 0 && index < tm.partitions && !meta.leads(tm, index) => {
+                    Err(PartitionError::new(E::NotLeaderOrFollower))
+                }
                 Some(tm) if index >= 0 && index < tm.partitions => Ok(meta.owner(&name, index)),
                 _ => Err(PartitionError::new(E::UnknownTopicOrPartition)),
             };

@@ -89,7 +89,11 @@ pub async fn fetch(
         for p in &t.partitions {
             let target = match &known {
                 Some(tm) if p.partition >= 0 && p.partition < tm.partitions => {
-                    Ok(meta.owner(&name, p.partition))
+                    if meta.leads(tm, p.partition) {
+                        Ok(meta.owner(&name, p.partition))
+                    } else {
+                        Err(PartitionError::new(E::NotLeaderOrFollower))
+                    }
                 }
                 Some(_) => Err(PartitionError::new(E::UnknownTopicOrPartition)),
                 None if use_ids => Err(PartitionError::new(E::UnknownTopicId)),

@@ -31,6 +31,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as E;
 use tracing::warn;
 
+use crate::cluster::meta::{MetaSnapshot, OFFSETS_TOPIC};
 use crate::coordinator::group::{self, ClientInfo, Input, Response};
 use crate::coordinator::{coordinator_of, GroupReq, GroupResp};
 use crate::shard::{Shard, ShardReq, ShardResp};
@@ -59,12 +60,22 @@ async fn call(
     }
 }
 
+/// The group's coordinator partition and its owning shard, if this node leads that
+/// `__consumer_offsets` partition: NOT_COORDINATOR when another node does (the client asks
+/// FindCoordinator again), COORDINATOR_NOT_AVAILABLE when there is no offsets topic.
+fn local_coordinator(meta: &MetaSnapshot, group_id: &str) -> Result<(i32, usize), i16> {
+    let (partition, owner) =
+        coordinator_of(meta, group_id).ok_or(E::CoordinatorNotAvailable.code())?;
+    match meta.topic(OFFSETS_TOPIC) {
+        Some(t) if meta.leads(t, partition) => Ok((partition, owner)),
+        _ => Err(E::NotCoordinator.code()),
+    }
+}
+
 /// Sends a single-group request to its coordinator.
 async fn step(shard: &Rc<Shard>, group_id: &str, input: Input) -> Result<Response, i16> {
-    match coordinator_of(&shard.meta(), group_id) {
-        Some((partition, owner)) => call(shard, owner, partition, input).await,
-        None => Err(E::CoordinatorNotAvailable.code()),
-    }
+    let (partition, owner) = local_coordinator(&shard.meta(), group_id)?;
+    call(shard, owner, partition, input).await
 }
 
 /// A response of another API than asked: a bug, answered as UNKNOWN_SERVER_ERROR.
@@ -88,9 +99,9 @@ async fn per_group<R>(
     let mut out: Vec<Option<R>> = group_ids.iter().map(|_| None).collect();
     let mut buckets: BTreeMap<(usize, i32), Vec<usize>> = BTreeMap::new();
     for (i, id) in group_ids.iter().enumerate() {
-        match coordinator_of(&shard.meta(), id) {
-            Some((partition, owner)) => buckets.entry((owner, partition)).or_default().push(i),
-            None => out[i] = Some(error_for(i, E::CoordinatorNotAvailable.code())),
+        match local_coordinator(&shard.meta(), id) {
+            Ok((partition, owner)) => buckets.entry((owner, partition)).or_default().push(i),
+            Err(code) => out[i] = Some(error_for(i, code)),
         }
     }
     let calls = buckets.into_iter().map(|((owner, partition), indexes)| {

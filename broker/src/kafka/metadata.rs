@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use super::{str_bytes, topic_name};
 use crate::cluster::controller::{ControllerReq, ControllerResp, NewTopic};
-use crate::cluster::meta::{validate_topic_name, TopicMeta};
+use crate::cluster::meta::{validate_topic_name, MetaSnapshot, TopicMeta, OFFSETS_TOPIC};
 use crate::coordinator::group::find_coordinator::{
     find_coordinator_response, CoordinatorNode, KEY_TYPE_GROUP,
 };
@@ -109,28 +109,48 @@ pub fn api_versions(table: &ApiVersionTable, _version: i16) -> ApiVersionsRespon
     resp
 }
 
-fn broker_entry(shard: &Shard) -> MetadataResponseBroker {
-    let mut b = MetadataResponseBroker::default();
-    b.node_id = BrokerId(shard.config.node_id);
-    b.host = str_bytes(&shard.config.advertised_host);
-    b.port = shard.config.advertised_port;
-    b
+/// Every live (registered, unfenced) broker, as Kafka lists them.
+fn broker_entries(meta: &MetaSnapshot) -> Vec<MetadataResponseBroker> {
+    meta.live_brokers()
+        .map(|info| {
+            let mut b = MetadataResponseBroker::default();
+            b.node_id = BrokerId(info.id);
+            b.host = str_bytes(&info.host);
+            b.port = info.port;
+            b.rack = info.rack.as_deref().map(str_bytes);
+            b
+        })
+        .collect()
 }
 
-fn topic_entry(shard: &Shard, topic: &TopicMeta) -> MetadataResponseTopic {
-    let node = BrokerId(shard.config.node_id);
+/// The active controller's id; -1 while there is none (clients then retry admin requests).
+fn controller_id() -> BrokerId {
+    BrokerId(crate::cluster::quorum::active_controller())
+}
+
+fn topic_entry(meta: &MetaSnapshot, topic: &TopicMeta) -> MetadataResponseTopic {
     let mut t = MetadataResponseTopic::default();
     t.name = Some(topic_name(&topic.name));
     t.topic_id = topic.id;
     t.is_internal = topic.internal;
     t.topic_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
-    for index in 0..topic.partitions {
+    for (index, a) in (0..topic.partitions).zip(&topic.assignments) {
         let mut p = MetadataResponsePartition::default();
         p.partition_index = index;
-        p.leader_id = node;
-        p.leader_epoch = 0;
-        p.replica_nodes = vec![node];
-        p.isr_nodes = vec![node];
+        p.leader_id = BrokerId(a.leader);
+        p.leader_epoch = a.leader_epoch;
+        p.replica_nodes = a.replicas.iter().copied().map(BrokerId).collect();
+        p.isr_nodes = a.isr.iter().copied().map(BrokerId).collect();
+        p.offline_replicas = a
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| meta.live_broker(*r).is_none())
+            .map(BrokerId)
+            .collect();
+        if a.leader < 0 || meta.live_broker(a.leader).is_none() {
+            p.error_code = E::LeaderNotAvailable.code();
+        }
         t.partitions.push(p);
     }
     t
@@ -147,8 +167,8 @@ fn error_topic(name: Option<&str>, id: Uuid, code: i16) -> MetadataResponseTopic
 
 pub async fn metadata(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> MetadataResponse {
     let mut resp = MetadataResponse::default();
-    resp.brokers.push(broker_entry(shard));
-    resp.controller_id = BrokerId(shard.config.node_id);
+    resp.brokers = broker_entries(&shard.meta());
+    resp.controller_id = controller_id();
     resp.cluster_authorized_operations = AUTHORIZED_OPERATIONS_OMITTED;
     // v8-10 may ask for the cluster's operations (v11 moved that to DescribeCluster).
     if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
@@ -180,7 +200,7 @@ async fn metadata_topics(
             resp.topics = meta
                 .topics
                 .values()
-                .map(|t| topic_entry(shard, t))
+                .map(|t| topic_entry(&meta, t))
                 .collect();
             return resp;
         }
@@ -240,7 +260,7 @@ async fn metadata_topics(
             (Some(name), _) => {
                 let name = name.0.to_string();
                 match meta.topic(&name) {
-                    Some(tm) => topic_entry(shard, tm),
+                    Some(tm) => topic_entry(&meta, tm),
                     None if validate_topic_name(&name).is_err() => {
                         error_topic(Some(&name), Uuid::nil(), E::InvalidTopicException.code())
                     }
@@ -253,7 +273,7 @@ async fn metadata_topics(
                 }
             }
             (None, id) => match meta.topic_by_id(&id) {
-                Some(tm) => topic_entry(shard, tm),
+                Some(tm) => topic_entry(&meta, tm),
                 None => error_topic(None, id, E::UnknownTopicId.code()),
             },
         };
@@ -276,17 +296,47 @@ pub async fn find_coordinator(
     } else {
         vec![req.key.as_str()]
     };
-    let statuses = coordinator_statuses(shard, &keys).await;
+    // The coordinator is the leader of the group's `__consumer_offsets` partition: this
+    // node's own coordinators report their load state; other nodes' are named directly.
+    let meta = shard.meta();
+    let mut remote: HashMap<String, Result<CoordinatorNode, i16>> = HashMap::new();
+    let mut local: Vec<&str> = Vec::new();
+    for key in &keys {
+        let leader = coordinator_of(&meta, key).and_then(|(partition, _)| {
+            meta.topic(OFFSETS_TOPIC)
+                .and_then(|t| t.assignment(partition))
+                .map(|a| a.leader)
+        });
+        match leader {
+            Some(id) if id == meta.node_id => local.push(key),
+            Some(id) => {
+                let node = meta.live_broker(id).map(|b| CoordinatorNode {
+                    node_id: b.id,
+                    host: b.host.clone(),
+                    port: b.port,
+                });
+                remote.insert(
+                    key.to_string(),
+                    node.ok_or(E::CoordinatorNotAvailable.code()),
+                );
+            }
+            None => {
+                remote.insert(key.to_string(), Err(E::CoordinatorNotAvailable.code()));
+            }
+        }
+    }
+    let statuses = coordinator_statuses(shard, &local).await;
     let node = CoordinatorNode {
         node_id: shard.config.node_id,
         host: shard.config.advertised_host.clone(),
         port: shard.config.advertised_port,
     };
     find_coordinator_response(version, &req, |key_type, key| match key_type {
-        KEY_TYPE_GROUP => match statuses.get(key).copied() {
-            Some(0) => Ok(node.clone()),
-            Some(code) => Err(code),
-            None => Err(E::CoordinatorNotAvailable.code()),
+        KEY_TYPE_GROUP => match (statuses.get(key).copied(), remote.get(key)) {
+            (Some(0), _) => Ok(node.clone()),
+            (Some(code), _) => Err(code),
+            (None, Some(answer)) => answer.clone(),
+            (None, None) => Err(E::CoordinatorNotAvailable.code()),
         },
         // Transactions are not supported by this broker yet.
         _ => Err(E::CoordinatorNotAvailable.code()),
@@ -333,8 +383,9 @@ pub fn describe_cluster(
     _version: i16,
 ) -> DescribeClusterResponse {
     let mut resp = DescribeClusterResponse::default();
-    resp.cluster_id = str_bytes(&shard.meta().cluster_id);
-    resp.controller_id = BrokerId(shard.config.node_id);
+    let meta = shard.meta();
+    resp.cluster_id = str_bytes(&meta.cluster_id);
+    resp.controller_id = controller_id();
     resp.endpoint_type = 1;
     resp.cluster_authorized_operations = if req.include_cluster_authorized_operations {
         CLUSTER_AUTHORIZED_OPERATIONS
@@ -345,10 +396,14 @@ pub fn describe_cluster(
         resp.error_code = E::UnsupportedEndpointType.code();
         return resp;
     }
-    let mut b = DescribeClusterBroker::default();
-    b.broker_id = BrokerId(shard.config.node_id);
-    b.host = str_bytes(&shard.config.advertised_host);
-    b.port = shard.config.advertised_port;
-    resp.brokers.push(b);
+    for info in meta.brokers.values() {
+        let mut b = DescribeClusterBroker::default();
+        b.broker_id = BrokerId(info.id);
+        b.host = str_bytes(&info.host);
+        b.port = info.port;
+        b.rack = info.rack.as_deref().map(str_bytes);
+        b.is_fenced = info.fenced;
+        resp.brokers.push(b);
+    }
     resp
 }

@@ -24,18 +24,20 @@ pub async fn list_offsets(
         for p in &t.partitions {
             let target = match &known {
                 Some(tm) if p.partition_index >= 0 && p.partition_index < tm.partitions => {
-                    Some(meta.owner(&name, p.partition_index))
+                    if meta.leads(tm, p.partition_index) {
+                        Ok(meta.owner(&name, p.partition_index))
+                    } else {
+                        Err(E::NotLeaderOrFollower)
+                    }
                 }
-                _ => None,
+                _ => Err(E::UnknownTopicOrPartition),
             };
             let name = name.clone();
             let (index, timestamp) = (p.partition_index, p.timestamp);
             lookups.push(async move {
                 match target {
-                    None => Err(crate::errors::PartitionError::new(
-                        E::UnknownTopicOrPartition,
-                    )),
-                    Some(owner) => expect_list_offset(
+                    Err(code) => Err(crate::errors::PartitionError::new(code)),
+                    Ok(owner) => expect_list_offset(
                         shard
                             .call(
                                 owner,

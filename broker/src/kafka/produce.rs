@@ -68,6 +68,13 @@ pub async fn produce(
                 Some(t) if crate::cluster::meta::is_internal_topic(&t.name) => {
                     slots[slot] = Some(failed(E::InvalidTopicException))
                 }
+                Some(t)
+                    if part.index >= 0
+                        && part.index < t.partitions
+                        && !meta.leads(t, part.index) =>
+                {
+                    slots[slot] = Some(failed(E::NotLeaderOrFollower))
+                }
                 Some(t) if part.index >= 0 && part.index < t.partitions => {
                     let (slot_ids, parts) = &mut by_shard[meta.owner(&name, part.index)];
                     slot_ids.push(slot);

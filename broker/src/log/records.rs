@@ -56,7 +56,7 @@ pub const NO_TIMESTAMP: i64 = -1;
 const MIN_RECORD_BYTES: usize = 7;
 
 /// One record-level problem, as Kafka reports it in `ProduceResponse.record_errors`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecordError {
     /// Index of the record within its batch.
     pub batch_index: i32,

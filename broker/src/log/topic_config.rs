@@ -129,7 +129,7 @@ impl ConfigSource {
 }
 
 /// IncrementalAlterConfigs `config_operation` codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum AlterOp {
     Set,
     Delete,
@@ -1119,7 +1119,7 @@ pub struct BrokerDefaults {
 }
 
 /// Where a dynamic broker config is set: Kafka's BROKER resource "" or this broker's id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DynamicLevel {
     ClusterDefault,
     ThisBroker,

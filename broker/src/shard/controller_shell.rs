@@ -1,121 +1,135 @@
-//! The controller shell: the thin driver of the metadata controller, on shard 0.
+//! The controller shell: shard 0's link to the controller quorum.
 //!
-//! Owns: the current metadata image (the last durable one), the [`MetaStore`] that persists
-//! it, and the I/O-free [`Controller`] that decides what each request does. Requests arrive as
-//! [`ShardReq::Controller`] messages (from any shard, shard 0 included, and from start-up's
-//! `coordinator::ensure_offsets_topic`); the shell talks to the shards only through the
-//! [`Router`], never by holding a [`crate::shard::Shard`].
+//! Owns: publishing every image the quorum applies ([`QuorumHandle::images`]) to this node's
+//! shards, and answering metadata requests. Requests arrive as [`ShardReq::Controller`]
+//! messages (from any shard, shard 0 included, and from start-up's `ensure_offsets_topic`);
+//! the shell hands each to the quorum ([`QuorumHandle::submit`]: decided by the active
+//! controller, wherever it runs, and committed to the metadata log), then waits until this
+//! node has published an image that includes the change and answers through
+//! [`crate::cluster::controller::settle`]: a topic whose local partitions could not be opened
+//! answers KAFKA_STORAGE_ERROR; a shard that did not acknowledge (unreachable, or silent for
+//! `controller_ack_timeout_ms`) makes the change answer REQUEST_TIMED_OUT. A client therefore
+//! finds a created topic usable on this node as soon as CreateTopics returns successfully.
 //!
-//! One request at a time (a semaphore): decide; if the decision makes a new image, persist it
-//! ([`MetaStore::save`], glommio file I/O, off the reactor's blocking path), adopt it, then
-//! publish it in two phases — [`ShardReq::OpenPartitions`] on every shard, then
-//! [`ShardReq::ApplyMeta`] on every shard — and await each shard's [`MetaAck`]. Only then
-//! does it answer, through [`crate::cluster::controller::Decision::settle`]: a topic whose
-//! partitions could not be opened answers KAFKA_STORAGE_ERROR, and a shard that did not
-//! acknowledge (unreachable, or silent for `controller_ack_timeout_ms`) makes the change answer
-//! REQUEST_TIMED_OUT and is logged. A client therefore finds a created topic usable on every
-//! shard as soon as CreateTopics returns successfully.
+//! Publishing is two-phase, one image at a time, in version order — [`ShardReq::OpenPartitions`]
+//! on every shard, then [`ShardReq::ApplyMeta`] on every shard — and may skip images that a
+//! newer one supersedes (every image is complete). The shell talks to the shards only through
+//! the [`Router`], never by holding a [`crate::shard::Shard`].
 //!
-//! Invariants: an image is durable before any shard sees it, and is adopted by the shell once
-//! durable even if some shard does not acknowledge it (the file is the truth; every image is
-//! complete, so a shard that missed one catches up with the next). A failed persist changes
-//! nothing: the old image stays in force and no producer id of an unpersisted block is handed
-//! out. Shard 0's own acknowledgement has no deadline: cancelling its handler half-way would
-//! leave its metadata half applied.
+//! Invariants: an image reaches the shards only once the quorum applied it (it is committed);
+//! shards see images in increasing version order; shard 0's own acknowledgement has no
+//! deadline: cancelling its handler half-way would leave its metadata half applied.
 //!
 //! Runs on: shard 0 only.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kafka_protocol::ResponseError as E;
+use futures::future::Either;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::cluster::controller::{
-    Controller, ControllerReq, ControllerResp, MetaAck, PublishReport, RequestKind,
+    settle, ControllerReq, ControllerResp, MetaAck, PublishReport, RequestKind,
 };
-use crate::cluster::meta::{MetaSnapshot, MetaStore};
+use crate::cluster::meta::MetaSnapshot;
+use crate::cluster::quorum::QuorumHandle;
 use crate::errors::PartitionError;
-use crate::shard::{scopeguard, Router, ShardReq, ShardResp};
+use crate::shard::{Router, ShardReq, ShardResp};
 
-/// The metadata controller's driver (see the module docs).
+/// Shard 0's link to the controller quorum (see the module docs).
 pub struct ControllerShell {
     router: Router,
-    store: MetaStore,
-    state: RefCell<State>,
-    /// Serialises requests: each one decides on the image the previous one left.
-    lock: glommio::sync::Semaphore,
+    quorum: QuorumHandle,
+    /// The report of the last image published to every shard.
+    published: watch::Sender<PublishReport>,
     /// How long to wait for another shard's acknowledgement of a published image.
     ack_timeout: Duration,
 }
 
-struct State {
-    /// The last durable image.
-    image: Arc<MetaSnapshot>,
-    controller: Controller,
-}
-
 impl ControllerShell {
-    /// `image` is the one loaded at start-up (durable already).
+    /// `initial`: the image every shard starts with.
     pub fn new(
         router: Router,
-        store: MetaStore,
-        image: Arc<MetaSnapshot>,
-        controller: Controller,
+        quorum: QuorumHandle,
+        initial: &MetaSnapshot,
         ack_timeout: Duration,
     ) -> ControllerShell {
+        let (published, _) = watch::channel(PublishReport {
+            version: initial.version,
+            ..PublishReport::default()
+        });
         ControllerShell {
             router,
-            store,
-            state: RefCell::new(State { image, controller }),
-            lock: glommio::sync::Semaphore::new(1),
+            quorum,
+            published,
             ack_timeout,
         }
     }
 
-    /// Decide, persist, publish, check the acknowledgements, answer.
+    /// Publish every new image of the quorum to every shard, until the quorum goes away.
+    pub async fn run_publisher(&self) {
+        let mut images = self.quorum.images();
+        loop {
+            if images.changed().await.is_err() {
+                return;
+            }
+            let image = images.borrow_and_update().clone();
+            if image.version <= self.published.borrow().version {
+                continue;
+            }
+            let report = self.publish(&image).await;
+            if !report.is_clean() {
+                warn!(
+                    version = report.version,
+                    unacknowledged = ?report.unacknowledged,
+                    unopened = ?report.unopened,
+                    "metadata published with problems"
+                );
+            }
+            self.published.send_replace(report);
+        }
+    }
+
+    /// Have the quorum decide `req`, wait until this node published the change, answer.
     pub async fn handle(&self, req: ControllerReq) -> ControllerResp {
-        if self.lock.acquire(1).await.is_err() {
-            return ControllerResp::Failed(PartitionError::new(E::UnknownServerError));
-        }
-        let _release = scopeguard(|| self.lock.signal(1));
-        let mut decision = {
-            let state = self.state.borrow();
-            state.controller.decide(&state.image, req)
+        let submitted = match self.quorum.submit(req).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "metadata request failed");
+                return ControllerResp::Failed(PartitionError::from(e));
+            }
         };
-        let Some(next) = decision.publish.take() else {
-            let mut state = self.state.borrow_mut();
-            let State { image, controller } = &mut *state;
-            controller.commit(&decision, image);
-            return decision.response;
+        let kind = submitted.kind;
+        let Some(index) = submitted.index else {
+            return submitted.response;
         };
-        if let Err(e) = self.store.save(&next).await {
-            warn!(version = next.version, error = %e, "persisting metadata failed; the change is dropped");
-            return ControllerResp::Failed(PartitionError::with_message(
-                E::KafkaStorageError,
-                format!("persisting metadata: {e}"),
-            ));
-        }
-        let image = Arc::new(next);
-        {
-            let mut state = self.state.borrow_mut();
-            state.controller.commit(&decision, &image);
-            state.image = image.clone();
-        }
-        let report = self.publish(&image).await;
-        if !report.is_clean() {
-            warn!(
-                version = report.version,
-                unacknowledged = ?report.unacknowledged,
-                unopened = ?report.unopened,
-                "metadata published with problems"
-            );
-        }
-        let kind = decision.kind;
-        let response = decision.settle(&report);
+        let report = self.wait_published(index).await;
+        let response = settle(kind, submitted.response, &report);
         log_change(kind, &response);
         response
+    }
+
+    /// The report of the first publication at or above `version`; a report naming every
+    /// other shard unacknowledged if none comes within the acknowledgement timeout.
+    async fn wait_published(&self, version: u64) -> PublishReport {
+        let mut reports = self.published.subscribe();
+        let wait = Box::pin(async move {
+            reports
+                .wait_for(|r| r.version >= version)
+                .await
+                .map(|r| r.clone())
+                .ok()
+        });
+        let deadline = Box::pin(glommio::timer::sleep(self.ack_timeout));
+        match futures::future::select(wait, deadline).await {
+            Either::Left((Some(report), _)) => report,
+            _ => PublishReport {
+                version,
+                unacknowledged: (0..self.router.nr_shards()).collect(),
+                unopened: Vec::new(),
+            },
+        }
     }
 
     /// Both phases of publishing `image` to every shard (this one included).
@@ -126,7 +140,7 @@ impl ControllerShell {
             .map(|shard| self.ack(shard, ShardReq::OpenPartitions(image.clone())));
         // Phase two only once every shard opened its new partitions: no shard routes to a
         // partition its owner has not opened. It runs even if a shard did not answer phase
-        // one: the image is durable, so every shard must converge on it.
+        // one: the image is committed, so every shard must converge on it.
         let open = futures::future::join_all(open).await;
         let apply = shards.map(|shard| self.ack(shard, ShardReq::ApplyMeta(image.clone())));
         let apply = futures::future::join_all(apply).await;

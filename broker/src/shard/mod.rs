@@ -441,7 +441,11 @@ impl Shard {
             .borrow()
             .iter()
             .filter(|((topic, index), p)| match snapshot.topic(topic) {
-                Some(t) => t.id != p.topic.id || snapshot.owner(topic, *index) != self.id,
+                Some(t) => {
+                    t.id != p.topic.id
+                        || snapshot.owner(topic, *index) != self.id
+                        || !snapshot.hosts(t, *index)
+                }
                 None => true,
             })
             .map(|(k, p)| (k.clone(), p.clone()))
@@ -472,7 +476,7 @@ impl Shard {
         // Update what changed, open what is new (done already when OpenPartitions ran).
         for topic in snapshot.topics.values() {
             for index in 0..topic.partitions {
-                if snapshot.owner(&topic.name, index) != self.id {
+                if snapshot.owner(&topic.name, index) != self.id || !snapshot.hosts(topic, index) {
                     continue;
                 }
                 let existing = self.partition(&topic.name, index);
@@ -535,6 +539,7 @@ impl Shard {
         for topic in snapshot.topics.values() {
             for index in 0..topic.partitions {
                 if snapshot.owner(&topic.name, index) == self.id
+                    && snapshot.hosts(topic, index)
                     && self
                         .partition(&topic.name, index)
                         .is_none_or(|p| p.topic.id != topic.id)
@@ -559,6 +564,7 @@ impl Shard {
         for topic in snapshot.topics.values() {
             for index in 0..topic.partitions {
                 if snapshot.owner(&topic.name, index) == self.id
+                    && snapshot.hosts(topic, index)
                     && self.partition(&topic.name, index).is_none()
                 {
                     to_open.push((topic.clone(), index));

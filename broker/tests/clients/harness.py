@@ -143,6 +143,18 @@ class Broker:
         raise AssertionError("unreachable")
 
     def _start_once(self, ready_timeout_s: float) -> "Broker":
+        self.launch()
+        try:
+            self.wait_ready(ready_timeout_s)
+        except BrokerError:
+            # Never leave a half-started broker behind: no fixture teardown will see it.
+            self.kill9()
+            raise
+        return self
+
+    def launch(self) -> "Broker":
+        """Start the process without waiting for it to be ready (cluster nodes: a node is
+        ready only once a majority of the controller quorum runs)."""
         if not self.binary.exists():
             raise BrokerError(
                 f"broker binary {self.binary} does not exist (build it with "
@@ -168,12 +180,6 @@ class Broker:
                 start_new_session=True,
             )
         self.stopped_on_purpose = False
-        try:
-            self.wait_ready(ready_timeout_s)
-        except BrokerError:
-            # Never leave a half-started broker behind: no fixture teardown will see it.
-            self.kill9()
-            raise
         return self
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
