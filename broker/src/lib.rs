@@ -6,7 +6,7 @@
 //! | [`kafka`] | Kafka API handlers: supported versions, decode → route → encode | the shard holding the connection |
 //! | [`shard`] | one core's partition table, cross-shard messages, the produce/fetch paths to a partition; the controller shell | every shard; the controller shell on shard 0 |
 //! | [`log`] | Kafka record semantics over `storage`: validation, codecs, idempotent producers, topic configs (I/O-free) | the partition's owning shard |
-//! | [`cluster`] | the metadata image and its store, placement, the I/O-free controller | controller on shard 0; image on every shard |
+//! | [`cluster`] | the metadata image and the records that build it, placement, the I/O-free controller, the Raft controller quorum | quorum on its own "controller" thread; its images published by shard 0; image on every shard |
 //! | [`coordinator`] | the coordinator shell and the I/O-free group coordinator ([`coordinator::group`]) | the shard owning the `__consumer_offsets` partition |
 //! | [`ops`] | metrics and the admin HTTP endpoint | admin thread reads; shards write their own counters |
 //! | [`cli`] | operator commands speaking the Kafka protocol to a running broker | the operator's shell |
@@ -27,7 +27,8 @@
 //! # Layering (no cycles between subsystems; `errors`, the mapping table, is the one exception)
 //! - `log` depends only on the `storage` crate; `ops` on nothing.
 //! - `cluster` on `log` and `errors`; it never reaches a shard (the controller is I/O-free;
-//!   its shell, `shard::controller_shell`, drives it).
+//!   the quorum decides with it on its own thread; `shard::controller_shell` hands it
+//!   requests and publishes its images to the shards).
 //! - `coordinator` on `cluster`, `log`, `config`, `errors`; never on `shard` (the shard lends
 //!   each coordinator a narrow `coordinator::CoordinatorLog`).
 //! - `shard` on all of the above; `kafka` on `shard` and below; `server` wires everything.

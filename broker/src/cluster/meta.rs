@@ -1,23 +1,20 @@
-//! The metadata image and its store: topics (partition counts, ids, configs), which shard owns
-//! each partition, the broker's effective Kafka settings (the config file's plus the dynamic
+//! The metadata image as a node's shards read it: topics (partition counts, ids, configs,
+//! each partition's replicas and leader), the registered brokers, which shard owns each
+//! partition here, the broker's effective Kafka settings (the config file's plus the dynamic
 //! broker configs set by AlterConfigs on the BROKER resource; every topic's resolved config in
-//! an image was built against exactly those), and the end of the durably reserved producer-id
-//! range.
+//! an image was built against exactly those), and the end of the reserved producer-id range.
 //!
-//! Owns: [`MetaSnapshot`] (the image), [`owner_of`] (placement), topic-name rules and
-//! [`MetaStore`], the image's on-disk home `meta/topics.json` in the data dir.
+//! Owns: [`MetaSnapshot`] (the image), [`owner_of`] (placement on shards), topic-name rules,
+//! and [`LegacyMeta`], the reader of the single-node releases' `meta/topics.json` (migrated
+//! into the metadata log once, see `crate::cluster::quorum`).
 //!
-//! Invariants: one writer changes the image (the controller shell on shard 0, deciding with
-//! [`crate::cluster::controller`]); each change makes a new snapshot with `version + 1`, and a
-//! snapshot is durable before any shard sees it. The file is replaced crash-safely: written to
-//! a temp file, fdatasync'ed, renamed over the old one, then the directory is synced, so after
-//! a crash the file holds either the old or the new image, whole. `producer_ids_reserved_end`
-//! only grows: every producer id ever handed out is below the persisted value.
+//! Invariants: images are built only by applying the metadata log
+//! ([`crate::cluster::image::ClusterImage`]); an image's version is the log index it reflects,
+//! so versions only grow. `producer_ids_reserved_end` only grows: every producer id ever
+//! handed out is below the committed value.
 //!
-//! Runs on: [`MetaStore::load`] once at start-up, before the executors (blocking `std::fs`);
-//! [`MetaStore::save`] on shard 0 with glommio file I/O (io_uring; glommio runs the rename on
-//! its blocking-thread pool), so persisting never blocks the reactor. Snapshots are read on
-//! every shard.
+//! Runs on: [`LegacyMeta`] once at start-up on the controller thread (blocking `std::fs`);
+//! snapshots are read on every shard.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

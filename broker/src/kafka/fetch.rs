@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::FetchRequest;
 use kafka_protocol::messages::fetch_response::{
-    FetchResponse, FetchableTopicResponse, PartitionData,
+    FetchResponse, FetchableTopicResponse, NodeEndpoint, PartitionData,
 };
 use kafka_protocol::messages::BrokerId;
 use kafka_protocol::ResponseError as E;
@@ -153,6 +153,7 @@ pub async fn fetch(
     // very first data, which goes out whole (KIP-74).
     let mut used = 0usize;
     let read_committed = req.isolation_level == 1;
+    let mut hinted: Vec<i32> = Vec::new();
     for slot in slots {
         let mut pd = PartitionData::default();
         pd.partition_index = slot.partition;
@@ -189,7 +190,28 @@ pub async fn fetch(
         if pd.records.is_none() {
             pd.records = Some(Bytes::new());
         }
+        // KIP-951 (v16+): who leads a partition this node does not.
+        if version >= 16 && pd.error_code == E::NotLeaderOrFollower.code() {
+            let name = topics[slot.topic_index].topic.0.to_string();
+            if let Some((leader, epoch)) = super::leader_of(&meta, &name, slot.partition) {
+                pd.current_leader.leader_id = BrokerId(leader);
+                pd.current_leader.leader_epoch = epoch;
+                if !hinted.contains(&leader) {
+                    hinted.push(leader);
+                }
+            }
+        }
         topics[slot.topic_index].partitions.push(pd);
+    }
+    for id in hinted {
+        if let Some(b) = meta.live_broker(id) {
+            let mut e = NodeEndpoint::default();
+            e.node_id = BrokerId(b.id);
+            e.host = super::str_bytes(&b.host);
+            e.port = b.port;
+            e.rack = b.rack.as_deref().map(super::str_bytes);
+            response.node_endpoints.push(e);
+        }
     }
     response.responses = topics;
     response.session_id = 0;

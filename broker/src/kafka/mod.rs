@@ -61,6 +61,18 @@ pub fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
 
+/// The leader and leader epoch of a partition this node knows, if it has a live leader
+/// (KIP-951's `CurrentLeader` hints in Produce and Fetch answers).
+pub fn leader_of(
+    meta: &crate::cluster::meta::MetaSnapshot,
+    topic: &str,
+    partition: i32,
+) -> Option<(i32, i32)> {
+    let a = meta.topic(topic)?.assignment(partition)?;
+    meta.live_broker(a.leader)?;
+    Some((a.leader, a.leader_epoch))
+}
+
 pub fn topic_name(s: &str) -> kafka_protocol::messages::TopicName {
     kafka_protocol::messages::TopicName(str_bytes(s))
 }

@@ -10,9 +10,10 @@ use kafka_protocol::messages::init_producer_id_request::InitProducerIdRequest;
 use kafka_protocol::messages::init_producer_id_response::InitProducerIdResponse;
 use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::produce_response::{
-    BatchIndexAndErrorMessage, PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, NodeEndpoint, PartitionProduceResponse, ProduceResponse,
+    TopicProduceResponse,
 };
-use kafka_protocol::messages::ProducerId;
+use kafka_protocol::messages::{BrokerId, ProducerId};
 use kafka_protocol::ResponseError as E;
 
 use super::str_bytes;
@@ -115,6 +116,9 @@ pub async fn produce(
     }
     let mut results = slots.into_iter();
     let mut response = ProduceResponse::default();
+    // KIP-951 (v10+): who leads a partition this node does not, so the client need not
+    // refresh its metadata first.
+    let mut hinted: Vec<i32> = Vec::new();
     for (name, indexes) in shapes {
         let mut topic = TopicProduceResponse::default();
         topic.name = name;
@@ -146,9 +150,29 @@ pub async fn produce(
                         .collect();
                 }
             }
+            if version >= 10 && p.error_code == E::NotLeaderOrFollower.code() {
+                if let Some((leader, epoch)) = super::leader_of(&meta, topic.name.0.as_str(), index)
+                {
+                    p.current_leader.leader_id = BrokerId(leader);
+                    p.current_leader.leader_epoch = epoch;
+                    if !hinted.contains(&leader) {
+                        hinted.push(leader);
+                    }
+                }
+            }
             topic.partition_responses.push(p);
         }
         response.responses.push(topic);
+    }
+    for id in hinted {
+        if let Some(b) = meta.live_broker(id) {
+            let mut e = NodeEndpoint::default();
+            e.node_id = BrokerId(b.id);
+            e.host = str_bytes(&b.host);
+            e.port = b.port;
+            e.rack = b.rack.as_deref().map(str_bytes);
+            response.node_endpoints.push(e);
+        }
     }
     response
 }

@@ -68,7 +68,9 @@ fn answer(stream: TcpStream, state: &AdminState) -> std::io::Result<()> {
         "/health" => ("200 OK", "ok\n".to_string()),
         "/metrics" => {
             content_type = "text/plain; version=0.0.4";
-            ("200 OK", state.metrics.render())
+            let mut body = state.metrics.render();
+            body.push_str(&crate::cluster::quorum::render_metrics());
+            ("200 OK", body)
         }
         "/ready" if ready => ("200 OK", "ready\n".to_string()),
         "/ready" => (

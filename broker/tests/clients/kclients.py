@@ -176,7 +176,7 @@ def scrape_metrics(broker) -> dict[tuple, float]:
         if not line or line.startswith("#"):
             continue
         series, value = line.rsplit(" ", 1)
-        name, labels = series.split("{", 1)
+        name, _, labels = series.partition("{")
         api = re.search(r'(?:api|state)="([^"]+)"', labels)
         le = re.search(r'le="([^"]+)"', labels)
         key = (name, api.group(1) if api else "") + ((le.group(1),) if le else ())

@@ -154,6 +154,16 @@ def test_three_nodes_form_one_cluster_and_serve_every_partition(cluster):
         coordinators[group] = desc.coordinator.id
     assert len(set(coordinators.values())) >= 2, coordinators
 
+    # /metrics: one active controller, three registered brokers, none fenced.
+    from kclients import scrape_metrics
+
+    scraped = {i: scrape_metrics(n) for i, n in cluster.nodes.items()}
+    assert sum(m[("ringtail_controller_active", "")] for m in scraped.values()) == 1
+    for m in scraped.values():
+        assert m[("ringtail_brokers_registered", "")] == 3
+        assert m[("ringtail_brokers_fenced", "")] == 0
+        assert m[("ringtail_metadata_offset", "")] > 0
+
 
 def test_controller_failover_keeps_metadata_changes_working(cluster):
     earlier = None
@@ -210,6 +220,11 @@ def test_a_stopped_node_is_fenced_and_unfenced_when_it_returns(cluster):
                 return offline and victim not in md.brokers
 
             wait_for(f"node {victim} fenced (session {SESSION_TIMEOUT_MS} ms)", fenced, timeout_s=120)
+            from kclients import scrape_metrics
+
+            wait_for("the fenced broker and its offline partitions on /metrics", lambda: (
+                (m := scrape_metrics(cluster.nodes[watcher]))[("ringtail_brokers_fenced", "")] == 1
+                and m[("ringtail_partitions_offline", "")] >= len(led)))
         finally:
             os.kill(cluster.nodes[victim].pid, signal.SIGCONT)
 
@@ -286,3 +301,41 @@ def test_broker_only_node_joins_and_bad_identities_refuse_to_start(cluster, tmp_
     node3.extra_args = cluster.node_args(3)
     node3.start(ready_timeout_s=120)
     wait_for("node 3 listed again", lambda: 3 in metadata(cluster, 1).brokers)
+
+
+def test_without_a_majority_data_flows_and_metadata_changes_are_refused(cluster):
+    topic = unique("minority")
+    create_topic(cluster, 1, topic, 6)
+    survivor = 1
+    led = wait_for("partitions led by node 1", lambda: [
+        p for p, leader in leaders(cluster, survivor, topic).items() if leader == survivor])
+    others = [i for i in cluster.nodes if i != survivor]
+    for i in others:
+        os.kill(cluster.nodes[i].pid, signal.SIGSTOP)
+    try:
+        # Produce and fetch on the survivor's own partitions keep working.
+        records = [(p, b"k", f"minority-{p}".encode()) for p in led]
+        p = Producer({"bootstrap.servers": cluster.nodes[survivor].bootstrap, "acks": "all",
+                      "message.timeout.ms": 60000})
+        failures = []
+        for partition, key, value in records:
+            p.produce(topic, key=key, value=value, partition=partition,
+                      on_delivery=lambda err, _m: err and failures.append(err))
+        assert p.flush(90) == 0 and not failures, failures
+        with kwire.Conn(cluster.nodes[survivor].bootstrap) as conn:
+            for partition in led:
+                fetched = conn.fetch_v4(topic, partition, 0)
+                assert fetched.error == 0 and fetched.records, partition
+        # A metadata change cannot be committed: a retriable error, never a success.
+        name = unique("refused")
+        admin = cluster.admin(survivor)
+        fut = admin.create_topics([NewTopic(name, 1, 1)], request_timeout=40)[name]
+        with pytest.raises(KafkaException) as err:
+            fut.result(timeout=90)
+        assert err.value.args[0].retriable() or err.value.args[0].name() in (
+            "REQUEST_TIMED_OUT", "NOT_CONTROLLER", "_TIMED_OUT"), err.value
+    finally:
+        for i in others:
+            os.kill(cluster.nodes[i].pid, signal.SIGCONT)
+    # Once the majority is back, metadata changes work again and nothing was half-done.
+    create_topic(cluster, survivor, unique("majority-back"), 1)

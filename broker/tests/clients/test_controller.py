@@ -5,11 +5,13 @@ restarts, and across the upgrade from the separate `meta/producer_ids` file)."""
 from __future__ import annotations
 
 import json
+import uuid
 import struct
 import time
 
 import kclients
 import kwire
+from harness import Broker
 
 API_CREATE_TOPICS = 19
 API_INIT_PRODUCER_ID = 22
@@ -122,30 +124,33 @@ def legacy_producer_id_file(reserved_end: int) -> bytes:
     return body + struct.pack(">I", _crc32c(body))
 
 
-def test_old_data_dir_with_legacy_producer_id_file_keeps_increasing_ids(broker_factory, topic_name):
+def test_old_data_dir_with_legacy_producer_id_file_keeps_increasing_ids(tmp_path, topic_name):
     assert _crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
-    broker = broker_factory()
-    kclients.create_topic(broker.bootstrap, topic_name, 2)
-    broker.stop()
-    # Make it look like an old broker's data dir: no reservation in topics.json, the
-    # reservation in its own file, far above anything this broker handed out.
+    # A data dir as an old single-node release left it: the topics in meta/topics.json without
+    # a reservation, the reservation in its own file, far above anything handed out since.
+    broker = Broker(tmp_path / "old", cores="0,1")
     meta = broker.data_dir / "meta"
-    image = json.loads((meta / "topics.json").read_text())
-    image.pop("producer_ids_reserved_end", None)
-    (meta / "topics.json").write_text(json.dumps(image))
+    meta.mkdir(parents=True)
+    (meta / "topics.json").write_text(json.dumps({
+        "version": 3,
+        "cluster_id": "old-cluster-id",
+        "topics": [{"name": topic_name, "id": str(uuid.uuid4()), "partitions": 2, "configs": {}}],
+    }))
     legacy_end = 123_000
     (meta / "producer_ids").write_bytes(legacy_producer_id_file(legacy_end))
+    try:
+        broker.start()
+        ids = producer_ids(broker.bootstrap, 3)
+        assert min(ids) >= legacy_end, f"ids {ids} went below the legacy reservation {legacy_end}"
+        assert not (meta / "producer_ids").exists(), "the legacy files are read once"
+        assert (meta / "topics.json.migrated").exists()
+        # The topic survived the upgrade.
+        with kwire.Conn(broker.bootstrap) as conn:
+            error, _ = conn.produce_v3(topic_name, 1, kwire.record_batch([(None, b"v")]))
+            assert error == kwire.ERR_NONE
 
-    broker.start()
-    ids = producer_ids(broker.bootstrap, 3)
-    assert min(ids) >= legacy_end, f"ids {ids} went below the legacy reservation {legacy_end}"
-    assert not (meta / "producer_ids").exists(), "the legacy file is read once"
-    assert json.loads((meta / "topics.json").read_text())["producer_ids_reserved_end"] > max(ids)
-    # The topic survived the upgrade.
-    with kwire.Conn(broker.bootstrap) as conn:
-        error, _ = conn.produce_v3(topic_name, 1, kwire.record_batch([(None, b"v")]))
-        assert error == kwire.ERR_NONE
-
-    broker.restart("kill")
-    again = producer_ids(broker.bootstrap, 2)
-    assert min(again) > max(ids), (again, ids)
+        broker.restart("kill")
+        again = producer_ids(broker.bootstrap, 2)
+        assert min(again) > max(ids), (again, ids)
+    finally:
+        broker.terminate_quietly()

@@ -35,7 +35,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Cursor;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -157,6 +157,60 @@ struct ForwardReq {
 }
 
 static ACTIVE_CONTROLLER: AtomicI32 = AtomicI32::new(-1);
+/// For `/metrics`: whether this node is the active controller, the metadata log offset it
+/// applied, the registered and the fenced brokers in its image, leader changes it saw.
+static IS_ACTIVE_CONTROLLER: AtomicBool = AtomicBool::new(false);
+static METADATA_OFFSET: AtomicU64 = AtomicU64::new(0);
+static REGISTERED_BROKERS: AtomicU64 = AtomicU64::new(0);
+static FENCED_BROKERS: AtomicU64 = AtomicU64::new(0);
+static OFFLINE_PARTITIONS: AtomicU64 = AtomicU64::new(0);
+static CONTROLLER_CHANGES: AtomicU64 = AtomicU64::new(0);
+
+/// The quorum's Prometheus lines (appended to `/metrics`).
+pub fn render_metrics() -> String {
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, value: String| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        ));
+    };
+    gauge(
+        "ringtail_controller_active",
+        "1 if this node is the active controller (the Raft leader of the controller quorum)",
+        u8::from(IS_ACTIVE_CONTROLLER.load(Ordering::Relaxed)).to_string(),
+    );
+    gauge(
+        "ringtail_controller_id",
+        "Broker id of the active controller as this node sees it, -1 if none",
+        ACTIVE_CONTROLLER.load(Ordering::Relaxed).to_string(),
+    );
+    gauge(
+        "ringtail_metadata_offset",
+        "Index of the last metadata log entry applied on this node",
+        METADATA_OFFSET.load(Ordering::Relaxed).to_string(),
+    );
+    gauge(
+        "ringtail_brokers_registered",
+        "Brokers registered in the cluster metadata",
+        REGISTERED_BROKERS.load(Ordering::Relaxed).to_string(),
+    );
+    gauge(
+        "ringtail_brokers_fenced",
+        "Registered brokers that are fenced (missed their session or shut down)",
+        FENCED_BROKERS.load(Ordering::Relaxed).to_string(),
+    );
+    gauge(
+        "ringtail_partitions_offline",
+        "Partitions of the cluster without a live leader",
+        OFFLINE_PARTITIONS.load(Ordering::Relaxed).to_string(),
+    );
+    out.push_str("# HELP ringtail_controller_changes_total Active controller changes seen by this node\n# TYPE ringtail_controller_changes_total counter\n");
+    out.push_str(&format!(
+        "ringtail_controller_changes_total {}\n",
+        CONTROLLER_CHANGES.load(Ordering::Relaxed)
+    ));
+    out
+}
 
 /// The broker id of the active controller as this node last saw it, or -1.
 pub fn active_controller() -> i32 {
@@ -507,7 +561,23 @@ fn fmt_voters(v: &BTreeMap<NodeId, String>) -> String {
 async fn watch_cluster_id(shared: Arc<Shared>, mut stored: Option<String>) {
     let mut images = shared.sm.subscribe();
     loop {
-        let cluster_id = images.borrow_and_update().cluster_id.clone();
+        let cluster_id = {
+            let image = images.borrow_and_update();
+            METADATA_OFFSET.store(image.version, Ordering::Relaxed);
+            REGISTERED_BROKERS.store(image.brokers.len() as u64, Ordering::Relaxed);
+            FENCED_BROKERS.store(
+                image.brokers.values().filter(|b| b.fenced).count() as u64,
+                Ordering::Relaxed,
+            );
+            let offline = image
+                .topics
+                .values()
+                .flat_map(|t| t.assignments.iter())
+                .filter(|a| image.live_broker(a.leader).is_none())
+                .count();
+            OFFLINE_PARTITIONS.store(offline as u64, Ordering::Relaxed);
+            image.cluster_id.clone()
+        };
         if !cluster_id.is_empty() {
             match &stored {
                 Some(s) if *s != cluster_id => {
@@ -545,10 +615,11 @@ async fn watch_leadership(shared: Arc<Shared>) {
             let m = metrics.borrow_and_update();
             (m.current_leader, m.state == ServerState::Leader)
         };
-        ACTIVE_CONTROLLER.store(
-            leader.and_then(|l| i32::try_from(l).ok()).unwrap_or(-1),
-            Ordering::Relaxed,
-        );
+        let id = leader.and_then(|l| i32::try_from(l).ok()).unwrap_or(-1);
+        if ACTIVE_CONTROLLER.swap(id, Ordering::Relaxed) != id && id >= 0 {
+            CONTROLLER_CHANGES.fetch_add(1, Ordering::Relaxed);
+        }
+        IS_ACTIVE_CONTROLLER.store(is_leader, Ordering::Relaxed);
         if is_leader && !was_leader {
             info!(node_id = shared.me, "became the active controller");
             let mut s = shared.sessions.lock().unwrap_or_else(|p| p.into_inner());

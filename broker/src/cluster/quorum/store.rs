@@ -324,7 +324,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 }
             }
         }
-        let failed = result.as_ref().err().map(|e| StorageIOError::write_logs(e));
+        let failed = result.as_ref().err().map(StorageIOError::write_logs);
         callback.log_io_completed(result);
         match failed {
             Some(e) => Err(e.into()),
