@@ -39,6 +39,8 @@ const FETCH_BYTES_MAX: i32 = 16 << 20;
 /// Size of a record batch header up to and including `lastOffsetDelta`.
 const BATCH_HEADER_PREFIX: usize = 27;
 const ATTR_CONTROL: i16 = 0x20;
+/// Pause before fetching again after a retriable partition error (leader moving, ...).
+const RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
 
 #[derive(clap::Args, Debug)]
 pub struct ConsumeArgs {
@@ -306,6 +308,7 @@ impl Consumer {
         }
         let mut out = Vec::new();
         let mut stale = false;
+        let mut out_of_range = Vec::new();
         for (leader, partitions) in by_leader {
             let mut ft = FetchTopic::default();
             ft.topic = topic_name(&self.topic);
@@ -351,6 +354,10 @@ impl Consumer {
                                 code: pd.error_code,
                                 message: None,
                             });
+                        if e.is(ResponseError::OffsetOutOfRange) {
+                            out_of_range.push(p);
+                            continue;
+                        }
                         if ResponseError::try_from_code(pd.error_code)
                             .is_some_and(|e| e.is_retriable())
                         {
@@ -379,10 +386,41 @@ impl Consumer {
                 }
             }
         }
+        if !out_of_range.is_empty() {
+            self.skip_out_of_range(&out_of_range)?;
+        }
         if stale {
+            std::thread::sleep(RETRY_BACKOFF);
             self.refresh()?;
         }
         Ok(out)
+    }
+
+    /// Like `auto.offset.reset=earliest`: a position below the log start (retention deleted
+    /// it) moves to the log start, one past the end moves to the end; says so on stderr.
+    fn skip_out_of_range(&mut self, partitions: &[i32]) -> anyhow::Result<()> {
+        let tps: Vec<Tp> = partitions
+            .iter()
+            .map(|p| (self.topic.clone(), *p))
+            .collect();
+        let starts =
+            offsets::list_offsets(&mut self.client, &self.leaders, &tps, offsets::EARLIEST)?;
+        let ends = offsets::list_offsets(&mut self.client, &self.leaders, &tps, offsets::LATEST)?;
+        for tp in &tps {
+            let (Some(&start), Some(&end)) = (starts.get(tp), ends.get(tp)) else {
+                continue;
+            };
+            let Some(pos) = self.positions.get_mut(&tp.1) else {
+                continue;
+            };
+            let next = if *pos < start { start } else { end };
+            eprintln!(
+                "ringtail: partition {}: offset {} is out of range [{start}, {end}], continuing at {next}",
+                tp.1, *pos
+            );
+            *pos = next;
+        }
+        Ok(())
     }
 }
 

@@ -29,8 +29,9 @@ use kafka_protocol::ResponseError;
 
 /// Largest response frame accepted (a describe of a big group stays far below).
 const RESPONSE_BYTES_MAX: usize = 256 << 20;
-/// Socket read/write timeout; a Fetch long-poll waits at most `FETCH_MAX_WAIT_MS` below it.
-const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Socket read/write timeout: above the 30 s the admin requests give the controller and far
+/// above a Fetch long-poll (500 ms).
+const IO_TIMEOUT: Duration = Duration::from_secs(45);
 /// How long to wait for a TCP connection to a broker.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to retry while a group coordinator is loading or not yet known.

@@ -40,6 +40,8 @@ def cli(broker, *args: str, stdin: str | None = None, ok: bool = True) -> subpro
     )
     if ok:
         assert out.returncode == 0, f"ringtail {' '.join(args)}: {out.stderr}"
+        # Piped: no progress and no chatter on stderr.
+        assert out.stderr == "", out.stderr
     return out
 
 
@@ -284,6 +286,12 @@ def test_group_consume_commit_and_reset_offsets(broker, topic_name):
         "UNKNOWN_TOPIC_OR_PARTITION",
     )
 
+    assert group in {g["group"] for g in cli_json(broker, "group", "list")}
+    assert "deleted" in cli(broker, "group", "delete", group).stdout
+    assert group not in {g["group"] for g in cli_json(broker, "group", "list")}
+    assert committed(broker.bootstrap, group, topic_name, partitions) == {p: -1001 for p in range(partitions)}
+    assert_fails(cli(broker, "group", "delete", group, ok=False), "GROUP_ID_NOT_FOUND")
+
 
 @pytest.mark.timeout(240)
 def test_reset_refused_while_the_group_has_members(broker, topic_name):
@@ -303,6 +311,11 @@ def test_reset_refused_while_the_group_has_members(broker, topic_name):
         listed = {g["group"]: g for g in cli_json(broker, "group", "list")}
         assert listed[group]["state"] == "Stable"
         assert any(r["member_id"] for r in cli_json(broker, "group", "describe", group))
+        assert_fails(cli(broker, "group", "delete", group, ok=False), "NON_EMPTY_GROUP")
+        # The standalone consumer's commits are refused while the group has members.
+        cli(broker, "produce", topic_name, stdin="x\n")
+        out = cli(broker, "consume", topic_name, "-g", group, "-e", ok=False)
+        assert out.returncode != 0 and len(out.stderr.splitlines()) == 1, out.stderr
     finally:
         c.close()
 
