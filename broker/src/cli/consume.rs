@@ -2,12 +2,13 @@
 //! its value (default), as one JSON object per line (`--format json`) or through a format
 //! string (`--format '%k %v %h %p %o %t'`).
 //!
-//! With `--group G` the consumer is *standalone* (like `assign()` plus commits in the Java
-//! client): it starts from the group's committed offsets (partitions without one start at
-//! `--offset`), reads every selected partition itself, and commits its position after each
-//! fetch round and at the end, with generation -1 and no member id. It does not join the group
-//! (no JoinGroup/SyncGroup/heartbeats, no rebalancing), so the broker refuses its commits
-//! while the group has active members.
+//! With `--group G` the consumer is a member of the classic consumer group ([`Member`]):
+//! it joins (range assignor), reads the partitions it is assigned, starting at the group's
+//! committed offsets (partitions without one start at `--offset`), commits its position after
+//! each fetch round, heartbeats between fetches, rejoins when the group rebalances, and leaves
+//! at exit. With `--group G --partitions ...` it is *standalone* instead (like `assign()` plus
+//! commits in the Java client): it reads the named partitions without joining and commits with
+//! generation -1, which the broker refuses while the group has active members.
 //!
 //! Reads with isolation level read_uncommitted (records of open or aborted transactions are
 //! shown, control records are not).
@@ -24,6 +25,7 @@ use kafka_protocol::ResponseError;
 use serde_json::json;
 
 use super::group::{commit_offsets, committed_offsets};
+use super::member::Member;
 use super::offsets::{self, Tp};
 use super::output::Progress;
 use super::wire::{topic_name, Client, Connection, KafkaError};
@@ -54,8 +56,9 @@ pub struct ConsumeArgs {
     /// Partitions to read, e.g. 0,2 [default: all].
     #[arg(short, long, value_delimiter = ',')]
     pub partitions: Vec<i32>,
-    /// Standalone group consumer: start from the group's committed offsets and commit the
-    /// position (no group membership, no rebalancing; see the docs).
+    /// Consumer group: join it (range assignor) and read the assigned partitions from the
+    /// committed offsets, committing as it goes. With --partitions: standalone (no membership,
+    /// generation -1 commits, refused while the group has members).
     #[arg(short, long)]
     pub group: Option<String>,
     /// Stop after N records.
@@ -424,49 +427,53 @@ impl Consumer {
     }
 }
 
-pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
-    let format = parse_format(&args.conn.format);
-    let start = match &args.offset {
-        Some(s) => parse_start(s)?,
-        None => StartAt::Earliest,
-    };
-    let mut client = args.conn.client()?;
-    let meta = client.topic(&args.topic)?;
-    let all: Vec<i32> = meta.partitions.iter().map(|p| p.partition).collect();
-    let partitions: Vec<i32> = if args.partitions.is_empty() {
-        all.clone()
-    } else {
-        for p in &args.partitions {
-            if !all.contains(p) {
-                bail!(
-                    "UNKNOWN_TOPIC_OR_PARTITION: topic '{}' has no partition {p}",
-                    args.topic
-                );
-            }
-        }
-        args.partitions.clone()
-    };
-    let leaders = offsets::leaders(std::slice::from_ref(&meta));
-    let tps: Vec<Tp> = partitions
-        .iter()
-        .map(|p| (args.topic.clone(), *p))
-        .collect();
-    let starts = offsets::list_offsets(&mut client, &leaders, &tps, offsets::EARLIEST)?;
-    let ends = offsets::list_offsets(&mut client, &leaders, &tps, offsets::LATEST)?;
+/// How a consume commits its position.
+enum Committer {
+    /// No `--group`.
+    Nothing,
+    /// `--group` with `--partitions`: generation -1 commits, no membership.
+    Standalone { conn: Connection, group: String },
+    /// `--group` alone: a member of the group.
+    Member(Member),
+}
 
-    let mut coordinator = match &args.group {
-        Some(g) => Some(client.coordinator(g)?),
-        None => None,
-    };
-    let committed = match (&mut coordinator, &args.group) {
-        (Some(c), Some(g)) => committed_offsets(c, g)?,
-        _ => BTreeMap::new(),
-    };
+impl Committer {
+    fn committed(&mut self, group: Option<&str>) -> anyhow::Result<BTreeMap<Tp, i64>> {
+        match (self, group) {
+            (Committer::Standalone { conn, group }, _) => committed_offsets(conn, group),
+            (Committer::Member(m), Some(g)) => committed_offsets(m.connection(), g),
+            _ => Ok(BTreeMap::new()),
+        }
+    }
+
+    fn commit(&mut self, offsets: &BTreeMap<Tp, i64>) -> anyhow::Result<()> {
+        match self {
+            Committer::Nothing => Ok(()),
+            Committer::Standalone { conn, group } => commit_offsets(conn, group, offsets),
+            Committer::Member(m) => m.commit(offsets),
+        }
+    }
+}
+
+/// Where each of `partitions` starts (its committed offset, else `start`) and its end offset
+/// now.
+fn start_positions(
+    client: &mut Client,
+    topic: &str,
+    leaders: &BTreeMap<Tp, i32>,
+    partitions: &[i32],
+    start: StartAt,
+    committed: &BTreeMap<Tp, i64>,
+) -> anyhow::Result<(BTreeMap<i32, i64>, BTreeMap<i32, i64>)> {
+    let tps: Vec<Tp> = partitions.iter().map(|p| (topic.to_string(), *p)).collect();
+    let starts = offsets::list_offsets(client, leaders, &tps, offsets::EARLIEST)?;
+    let ends = offsets::list_offsets(client, leaders, &tps, offsets::LATEST)?;
     let at_time = match start {
-        StartAt::Timestamp(ms) => Some(offsets::list_offsets(&mut client, &leaders, &tps, ms)?),
+        StartAt::Timestamp(ms) => Some(offsets::list_offsets(client, leaders, &tps, ms)?),
         _ => None,
     };
     let mut positions = BTreeMap::new();
+    let mut end_offsets = BTreeMap::new();
     for tp in &tps {
         let (s, e) = (
             starts.get(tp).copied().unwrap_or(0),
@@ -485,30 +492,107 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             },
         };
         positions.insert(tp.1, pos);
+        end_offsets.insert(tp.1, e);
     }
+    Ok((positions, end_offsets))
+}
 
+pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
+    let format = parse_format(&args.conn.format);
+    let start = match &args.offset {
+        Some(s) => parse_start(s)?,
+        None => StartAt::Earliest,
+    };
+    let mut client = args.conn.client()?;
+    let meta = client.topic(&args.topic)?;
+    let all: Vec<i32> = meta.partitions.iter().map(|p| p.partition).collect();
+    for p in &args.partitions {
+        if !all.contains(p) {
+            bail!(
+                "UNKNOWN_TOPIC_OR_PARTITION: topic '{}' has no partition {p}",
+                args.topic
+            );
+        }
+    }
+    let (mut committer, partitions) = match &args.group {
+        Some(g) if args.partitions.is_empty() => {
+            let (member, assigned) = Member::join(&mut client, g, &args.topic)?;
+            (Committer::Member(member), assigned)
+        }
+        Some(g) => (
+            Committer::Standalone {
+                conn: client.coordinator(g)?,
+                group: g.clone(),
+            },
+            args.partitions.clone(),
+        ),
+        None if args.partitions.is_empty() => (Committer::Nothing, all),
+        None => (Committer::Nothing, args.partitions.clone()),
+    };
+    let leaders = offsets::leaders(std::slice::from_ref(&meta));
+    let committed = committer.committed(args.group.as_deref())?;
+    let (positions, mut ends) = start_positions(
+        &mut client,
+        &args.topic,
+        &leaders,
+        &partitions,
+        start,
+        &committed,
+    )?;
     let mut consumer = Consumer {
         client,
         topic: args.topic.clone(),
         leaders,
         positions,
     };
+    let result = consume_loop(
+        &args,
+        &format,
+        start,
+        &mut consumer,
+        &mut committer,
+        &mut ends,
+    );
+    if let Committer::Member(m) = &mut committer {
+        m.leave();
+    }
+    result
+}
+
+/// Whether a member's failed commit means its generation is over.
+fn needs_rejoin(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<KafkaError>().is_some_and(|k| {
+        k.is(ResponseError::RebalanceInProgress)
+            || k.is(ResponseError::IllegalGeneration)
+            || k.is(ResponseError::UnknownMemberId)
+    })
+}
+
+fn consume_loop(
+    args: &ConsumeArgs,
+    format: &RecordFormat,
+    start: StartAt,
+    consumer: &mut Consumer,
+    committer: &mut Committer,
+    ends: &mut BTreeMap<i32, i64>,
+) -> anyhow::Result<()> {
     let mut progress = Progress::for_stream("consumed", args.num);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut printed: u64 = 0;
     let mut last_committed: BTreeMap<i32, i64> = BTreeMap::new();
-    let done = |c: &Consumer, printed: u64| -> bool {
-        if args.num.is_some_and(|n| printed >= n) {
-            return true;
-        }
-        args.exit_at_end
-            && c.positions
-                .iter()
-                .all(|(p, pos)| *pos >= ends.get(&(c.topic.clone(), *p)).copied().unwrap_or(0))
-    };
     let mut broken_pipe = false;
-    while !done(&consumer, printed) {
+    loop {
+        if args.num.is_some_and(|n| printed >= n) {
+            break;
+        }
+        let at_end = consumer
+            .positions
+            .iter()
+            .all(|(p, pos)| *pos >= ends.get(p).copied().unwrap_or(0));
+        if args.exit_at_end && at_end {
+            break;
+        }
         let rounds = consumer.fetch_round()?;
         for (p, records) in rounds {
             for r in records {
@@ -518,7 +602,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
                     *pos = (*pos).min(r.offset);
                     continue;
                 }
-                let text = render_record(&format, &consumer.topic, p, &r);
+                let text = render_record(format, &consumer.topic, p, &r);
                 if let Err(e) = out.write_all(text.as_bytes()) {
                     if e.kind() != std::io::ErrorKind::BrokenPipe {
                         return Err(e).context("writing to stdout");
@@ -538,20 +622,46 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
             }
             broken_pipe = true;
         }
-        if let (Some(c), Some(g)) = (&mut coordinator, &args.group) {
-            let changed: BTreeMap<Tp, i64> = consumer
-                .positions
-                .iter()
-                .filter(|(p, o)| last_committed.get(p) != Some(o))
-                .map(|(p, o)| ((consumer.topic.clone(), *p), *o))
-                .collect();
-            if !changed.is_empty() {
-                commit_offsets(c, g, &changed)?;
-                last_committed.extend(changed.into_iter().map(|((_, p), o)| (p, o)));
+        let changed: BTreeMap<Tp, i64> = consumer
+            .positions
+            .iter()
+            .filter(|(p, o)| last_committed.get(p) != Some(o))
+            .map(|(p, o)| ((consumer.topic.clone(), *p), *o))
+            .collect();
+        let mut rejoin = false;
+        if !changed.is_empty() {
+            match committer.commit(&changed) {
+                Ok(()) => last_committed.extend(changed.into_iter().map(|((_, p), o)| (p, o))),
+                // A member whose generation ended rejoins; what it printed since its last
+                // commit is read again by whoever gets the partition (at least once).
+                Err(e) if matches!(committer, Committer::Member(_)) && needs_rejoin(&e) => {
+                    rejoin = true;
+                }
+                Err(e) => return Err(e),
             }
         }
         if broken_pipe {
             break;
+        }
+        if let Committer::Member(m) = committer {
+            if rejoin || m.heartbeat()? {
+                // The group rebalances: rejoin and start over from the committed offsets.
+                let assigned = m.rejoin(&mut consumer.client)?;
+                consumer.refresh()?;
+                let committed =
+                    committed_offsets(m.connection(), args.group.as_deref().unwrap_or(""))?;
+                let (positions, new_ends) = start_positions(
+                    &mut consumer.client,
+                    &consumer.topic,
+                    &consumer.leaders,
+                    &assigned,
+                    start,
+                    &committed,
+                )?;
+                consumer.positions = positions;
+                *ends = new_ends;
+                last_committed.clear();
+            }
         }
     }
     progress.finish();

@@ -259,6 +259,18 @@ pub fn commit_offsets(
     group: &str,
     offsets: &BTreeMap<Tp, i64>,
 ) -> anyhow::Result<()> {
+    commit_offsets_as(conn, group, -1, "", offsets)
+}
+
+/// Commits `offsets` for `group` as member `member_id` of `generation` (-1 and "" for a
+/// standalone commit).
+pub fn commit_offsets_as(
+    conn: &mut Connection,
+    group: &str,
+    generation: i32,
+    member_id: &str,
+    offsets: &BTreeMap<Tp, i64>,
+) -> anyhow::Result<()> {
     let mut by_topic: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
     for ((t, p), o) in offsets {
         let mut cp = OffsetCommitRequestPartition::default();
@@ -270,8 +282,8 @@ pub fn commit_offsets(
     }
     let mut req = OffsetCommitRequest::default();
     req.group_id = group_id(group);
-    req.generation_id_or_member_epoch = -1;
-    req.member_id = str_bytes("");
+    req.generation_id_or_member_epoch = generation;
+    req.member_id = str_bytes(member_id);
     req.retention_time_ms = -1;
     req.topics = by_topic
         .into_iter()
@@ -349,7 +361,7 @@ fn log_end_offsets(client: &mut Client, keys: &[Tp]) -> anyhow::Result<BTreeMap<
 
 /// The partitions of a consumer-protocol assignment (any version); nothing when it does not
 /// parse (another protocol, or an empty assignment during a rebalance).
-fn decode_assignment(bytes: &bytes::Bytes) -> Vec<Tp> {
+pub(super) fn decode_assignment(bytes: &bytes::Bytes) -> Vec<Tp> {
     let mut buf = bytes.clone();
     if buf.remaining() < 2 {
         return Vec::new();

@@ -4,7 +4,8 @@
 //!
 //! - `ringtail topic create|list|describe|delete|add-partitions|alter-config|describe-config`
 //!   ([`topic`]);
-//! - `ringtail produce TOPIC` and `ringtail consume TOPIC` ([`produce`], [`consume`]);
+//! - `ringtail produce TOPIC` and `ringtail consume TOPIC` ([`produce`], [`consume`]; a
+//!   consume with `--group` is a classic group member, [`member`]);
 //! - `ringtail group list|describe|delete|reset-offsets` ([`group`]);
 //! - `ringtail cluster info` ([`cluster`]).
 //!
@@ -23,6 +24,7 @@
 pub mod cluster;
 pub mod consume;
 pub mod group;
+pub mod member;
 pub mod offsets;
 pub mod output;
 pub mod produce;

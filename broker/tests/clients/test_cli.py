@@ -314,7 +314,7 @@ def test_reset_refused_while_the_group_has_members(broker, topic_name):
         assert_fails(cli(broker, "group", "delete", group, ok=False), "NON_EMPTY_GROUP")
         # The standalone consumer's commits are refused while the group has members.
         cli(broker, "produce", topic_name, stdin="x\n")
-        out = cli(broker, "consume", topic_name, "-g", group, "-e", ok=False)
+        out = cli(broker, "consume", topic_name, "-g", group, "-p", "0", "-e", ok=False)
         assert out.returncode != 0 and len(out.stderr.splitlines()) == 1, out.stderr
     finally:
         c.close()
@@ -351,3 +351,59 @@ def test_errors_are_one_line_and_non_zero(broker):
     assert env_out.returncode == 0, env_out.stderr
     assert isinstance(json.loads(env_out.stdout), list)
     assert_fails(cli(broker, "topic", "list", "--format", "yaml", ok=False), "--format")
+
+
+def members_by_client(broker, group: str) -> dict[str, set[int]]:
+    """client id -> partitions it owns, from `ringtail group describe --format json`."""
+    owned: dict[str, set[int]] = {}
+    for r in cli_json(broker, "group", "describe", group):
+        if r["client_id"]:
+            owned.setdefault(r["client_id"], set()).add(r["partition"])
+    return owned
+
+
+@pytest.mark.timeout(240)
+def test_group_member_consume_rebalances_with_confluent(broker, topic_name):
+    partitions = 4
+    create_topic(broker.bootstrap, topic_name, partitions)
+    prod = producer(broker.bootstrap)
+    for i in range(40):
+        prod.produce(topic_name, f"v{i}".encode(), partition=i % partitions)
+    flush_all(prod)
+    group = group_name()
+
+    # Alone in the group, the CLI member gets every partition, commits what it read, leaves.
+    out = cli(broker, "consume", topic_name, "-g", group, "-e", "--format", "%p %o")
+    assert sorted(tuple(map(int, line.split())) for line in out.stdout.splitlines()) == sorted(
+        (p, o) for p in range(partitions) for o in range(10)
+    )
+    assert committed(broker.bootstrap, group, topic_name, partitions) == {p: 10 for p in range(partitions)}
+    assert {g["group"]: g["state"] for g in cli_json(broker, "group", "list")}[group] == "Empty"
+
+    # A running CLI member and a confluent-kafka member split the partitions (range assignor).
+    proc = subprocess.Popen(
+        [str(ringtail_bin()), "consume", topic_name, "-g", group, "--brokers", broker.bootstrap],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    c = None
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        while members_by_client(broker, group).get("ringtail-cli") != set(range(partitions)):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, members_by_client(broker, group)
+            time.sleep(0.3)
+        c = consumer(broker.bootstrap, **{"group.id": group, "client.id": "confluent"})
+        c.subscribe([topic_name])
+        while True:
+            c.poll(0.2)
+            owned = members_by_client(broker, group)
+            if len(owned.get("ringtail-cli", ())) == 2 and len(owned.get("confluent", ())) == 2:
+                break
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, owned
+        assert owned["ringtail-cli"] | owned["confluent"] == set(range(partitions))
+    finally:
+        if c is not None:
+            c.close()
+        proc.terminate()
+        proc.wait(timeout=30)
