@@ -79,7 +79,8 @@ pub struct Progress {
     done: u64,
     enabled: bool,
     drawn: bool,
-    last: Instant,
+    /// When the line was last drawn (None: never, so the first update draws at once).
+    last: Option<Instant>,
 }
 
 impl Progress {
@@ -105,19 +106,19 @@ impl Progress {
             done: 0,
             enabled,
             drawn: false,
-            last: Instant::now(),
+            last: None,
         }
     }
 
     pub fn add(&mut self, n: u64) {
         self.done += n;
-        if self.enabled && self.last.elapsed() >= PROGRESS_REDRAW {
+        if self.enabled && self.last.is_none_or(|t| t.elapsed() >= PROGRESS_REDRAW) {
             self.draw();
         }
     }
 
     fn draw(&mut self) {
-        self.last = Instant::now();
+        self.last = Some(Instant::now());
         self.drawn = true;
         let text = match self.total {
             Some(t) => format!("\r{}: {}/{}", self.label, self.done, t),
@@ -166,7 +167,6 @@ mod tests {
     #[test]
     fn disabled_progress_draws_nothing() {
         let mut p = Progress::with("x", Some(3), false);
-        p.last = Instant::now() - PROGRESS_REDRAW * 2;
         p.add(2);
         assert!(!p.drawn);
         assert_eq!(p.done, 2);

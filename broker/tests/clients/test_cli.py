@@ -407,3 +407,46 @@ def test_group_member_consume_rebalances_with_confluent(broker, topic_name):
             c.close()
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def run_with_tty_stderr(args: list[str]) -> tuple[int, str, str]:
+    """Runs ringtail with stdout piped and stderr on a pseudo-terminal; (rc, stdout, stderr)."""
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([str(ringtail_bin()), *args], stdout=subprocess.PIPE, stderr=slave)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the process closed its end
+                break
+            if not data:
+                break
+            chunks.append(data)
+        out, _ = proc.communicate(timeout=CLI_TIMEOUT_S)
+        return proc.returncode, out.decode(), b"".join(chunks).decode(errors="replace")
+    finally:
+        os.close(master)
+
+
+@pytest.mark.timeout(180)
+def test_progress_only_on_a_terminal(broker, topic_name):
+    create_topic(broker.bootstrap, topic_name, 2)
+    cli(broker, "produce", topic_name, stdin="".join(f"{i}\n" for i in range(2000)))
+    rc, out, err = run_with_tty_stderr(["consume", topic_name, "-e", "--format", "%o", "--brokers", broker.bootstrap])
+    assert rc == 0, err
+    assert len(out.splitlines()) == 2000
+    assert "consumed: " in err, err
+    group = group_name()
+    rc, out, err = run_with_tty_stderr(
+        ["group", "reset-offsets", group, "--topic", topic_name, "--to-latest", "--brokers", broker.bootstrap]
+    )
+    assert rc == 0, err
+    assert "committing offsets: 2/2" in err, err
+    # The same commands piped: nothing on stderr (cli() checks it).
+    cli(broker, "consume", topic_name, "-e", "--format", "%o")
+    cli(broker, "group", "reset-offsets", group, "--topic", topic_name, "--to-earliest")
