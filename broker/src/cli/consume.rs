@@ -45,10 +45,12 @@ const ATTR_CONTROL: i16 = 0x20;
 const RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Format strings (--format): %k key, %v value, %h headers (k=v,k2=v2), \
+#[command(
+    after_help = "Format strings (--format): %k key, %v value, %h headers (k=v,k2=v2), \
 %p partition, %o offset, %t timestamp (ms), %T topic, %% a percent sign; \\n, \\t, \\\\ \
 escapes. A newline follows each record unless the format ends with one. --format json prints \
-one JSON object per record; the default (table) prints the value.")]
+one JSON object per record; the default (table) prints the value."
+)]
 pub struct ConsumeArgs {
     #[command(flatten)]
     pub conn: ConnArgs,

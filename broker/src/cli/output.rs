@@ -89,6 +89,11 @@ impl Progress {
         Progress::with(label, total, std::io::stderr().is_terminal())
     }
 
+    /// Progress for a long operation, shown only if `allowed` (and stderr is a terminal).
+    pub fn when(label: &str, total: Option<u64>, allowed: bool) -> Progress {
+        Progress::with(label, total, allowed && std::io::stderr().is_terminal())
+    }
+
     /// Progress for an operation that prints records on stdout: shown only when stdout is not
     /// a terminal (the records would mix with it).
     pub fn for_stream(label: &str, total: Option<u64>) -> Progress {

@@ -124,14 +124,19 @@ pub fn parse_codec(s: &str) -> anyhow::Result<Codec> {
         .ok_or_else(|| anyhow!("--compression must be none, gzip, snappy, lz4 or zstd, not '{s}'"))
 }
 
-/// One line of input as (key, value).
-pub fn split_line(line: &str, separator: Option<&str>) -> (Option<Bytes>, Bytes) {
-    match separator.and_then(|sep| line.split_once(sep)) {
-        Some((k, v)) => (
-            Some(Bytes::copy_from_slice(k.as_bytes())),
-            Bytes::copy_from_slice(v.as_bytes()),
-        ),
-        None => (None, Bytes::copy_from_slice(line.as_bytes())),
+/// One line of input (bytes, not necessarily UTF-8) as (key, value).
+pub fn split_line(line: &[u8], separator: Option<&str>) -> (Option<Bytes>, Bytes) {
+    let split = separator
+        .map(str::as_bytes)
+        .filter(|sep| !sep.is_empty())
+        .and_then(|sep| {
+            line.windows(sep.len())
+                .position(|w| w == sep)
+                .map(|i| (&line[..i], &line[i + sep.len()..]))
+        });
+    match split {
+        Some((k, v)) => (Some(Bytes::copy_from_slice(k)), Bytes::copy_from_slice(v)),
+        None => (None, Bytes::copy_from_slice(line)),
     }
 }
 
@@ -388,20 +393,23 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let interactive = std::io::stdin().is_terminal();
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
-    let mut progress = Progress::new("produced", None);
+    // Not while someone types records into the terminal.
+    let mut progress = Progress::when("produced", None, !interactive);
     let mut seq: u64 = 0;
-    let mut line = String::new();
+    let mut line: Vec<u8> = Vec::new();
     let mut batch: BTreeMap<i32, Vec<Pending>> = BTreeMap::new();
     let mut batch_records = 0usize;
     let mut batch_bytes = 0usize;
     let mut total = 0u64;
     loop {
         line.clear();
-        let n = input.read_line(&mut line).context("reading stdin")?;
+        let n = input
+            .read_until(b'\n', &mut line)
+            .context("reading stdin")?;
         let eof = n == 0;
         if !eof {
-            let text = line.strip_suffix('\n').unwrap_or(&line);
-            let text = text.strip_suffix('\r').unwrap_or(text);
+            let text = line.strip_suffix(b"\n").unwrap_or(&line);
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
             let (key, value) = split_line(text, args.key_separator.as_deref());
             let p = producer.partition_of(key.as_ref());
             batch_bytes += value.len() + key.as_ref().map_or(0, |k| k.len());
@@ -466,16 +474,27 @@ mod tests {
     #[test]
     fn lines_split_at_the_first_separator() {
         assert_eq!(
-            split_line("k:v:w", Some(":")),
+            split_line(b"\xff\x00:\xfe", Some(":")),
+            (
+                Some(Bytes::from_static(b"\xff\x00")),
+                Bytes::from_static(b"\xfe")
+            )
+        );
+        assert_eq!(
+            split_line(b"a:b", Some("")),
+            (None, Bytes::from_static(b"a:b"))
+        );
+        assert_eq!(
+            split_line(b"k:v:w", Some(":")),
             (Some(Bytes::from_static(b"k")), Bytes::from_static(b"v:w"))
         );
         assert_eq!(
-            split_line("kv", Some(":")),
+            split_line(b"kv", Some(":")),
             (None, Bytes::from_static(b"kv"))
         );
-        assert_eq!(split_line("k:v", None), (None, Bytes::from_static(b"k:v")));
+        assert_eq!(split_line(b"k:v", None), (None, Bytes::from_static(b"k:v")));
         assert_eq!(
-            split_line("key||", Some("||")),
+            split_line(b"key||", Some("||")),
             (Some(Bytes::from_static(b"key")), Bytes::new())
         );
     }

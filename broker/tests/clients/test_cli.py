@@ -450,3 +450,20 @@ def test_progress_only_on_a_terminal(broker, topic_name):
     # The same commands piped: nothing on stderr (cli() checks it).
     cli(broker, "consume", topic_name, "-e", "--format", "%o")
     cli(broker, "group", "reset-offsets", group, "--topic", topic_name, "--to-earliest")
+
+
+@pytest.mark.timeout(120)
+def test_produce_binary_lines(broker, topic_name):
+    create_topic(broker.bootstrap, topic_name, 1)
+    data = b"\xff\x00key|\xfe\x01value\r\n" + b"plain\n" + b"last-without-newline"
+    out = subprocess.run(
+        [str(ringtail_bin()), "produce", topic_name, "-k", "|", "--brokers", broker.bootstrap],
+        input=data, capture_output=True, timeout=CLI_TIMEOUT_S,
+    )
+    assert out.returncode == 0 and out.stderr == b"", out.stderr
+    got = consume_all(broker.bootstrap, topic_name, 1)[0]
+    assert [(m.key, m.value) for m in got] == [
+        (b"\xff\x00key", b"\xfe\x01value"),
+        (None, b"plain"),
+        (None, b"last-without-newline"),
+    ]
