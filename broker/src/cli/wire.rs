@@ -146,23 +146,12 @@ impl Connection {
 
     /// The highest version of `api_key` in `ours` that the broker supports.
     pub fn version(&self, api_key: ApiKey, ours: RangeInclusive<i16>) -> anyhow::Result<i16> {
-        let Some(&(min, max)) = self.versions.get(&(api_key as i16)) else {
-            bail!(
-                "UNSUPPORTED_VERSION: the broker at {} does not support {api_key:?}",
+        pick_version(self.versions.get(&(api_key as i16)).copied(), &ours).map_err(|why| {
+            anyhow!(
+                "UNSUPPORTED_VERSION: the broker at {} {why} {api_key:?}",
                 self.addr
-            );
-        };
-        let version = (*ours.end()).min(max);
-        if version < min.max(*ours.start()) {
-            bail!(
-                "UNSUPPORTED_VERSION: the broker at {} supports {api_key:?} v{min}-v{max}, this \
-                 tool v{}-v{}",
-                self.addr,
-                ours.start(),
-                ours.end()
-            );
-        }
-        Ok(version)
+            )
+        })
     }
 
     /// Sends `request` at the highest common version in `ours` and decodes the response as `R`.
@@ -235,6 +224,23 @@ impl Connection {
             .with_context(|| format!("sending {api_key:?} to {}", self.addr))?;
         Ok(correlation_id)
     }
+}
+
+/// The highest version in both `ours` and the broker's advertised range; the reason (to finish
+/// "the broker at X ... API") when there is none.
+fn pick_version(broker: Option<(i16, i16)>, ours: &RangeInclusive<i16>) -> Result<i16, String> {
+    let Some((min, max)) = broker else {
+        return Err("does not support".to_string());
+    };
+    let version = (*ours.end()).min(max);
+    if version < min.max(*ours.start()) {
+        return Err(format!(
+            "supports only v{min}-v{max} (this tool v{}-v{}) of",
+            ours.start(),
+            ours.end()
+        ));
+    }
+    Ok(version)
 }
 
 fn connect_any(addr: &str) -> anyhow::Result<TcpStream> {
@@ -480,6 +486,16 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_are_the_highest_common_one() {
+        assert_eq!(pick_version(Some((0, 12)), &(4..=12)), Ok(12));
+        assert_eq!(pick_version(Some((0, 9)), &(4..=12)), Ok(9));
+        assert_eq!(pick_version(Some((3, 16)), &(4..=12)), Ok(12));
+        assert!(pick_version(Some((0, 3)), &(4..=12)).is_err());
+        assert!(pick_version(Some((13, 16)), &(4..=12)).is_err());
+        assert!(pick_version(None, &(0..=3)).is_err());
+    }
 
     #[test]
     fn error_names_are_kafkas() {
