@@ -6,7 +6,7 @@
 //! it joins (range assignor), reads the partitions it is assigned, starting at the group's
 //! committed offsets (partitions without one start at `--offset`), commits its position after
 //! each fetch round, heartbeats between fetches, rejoins when the group rebalances, and leaves
-//! at exit. With `--group G --partitions ...` it is *standalone* instead (like `assign()` plus
+//! at exit (also on the first SIGINT/SIGTERM: [`STOP_REQUESTED`]). With `--group G --partitions ...` it is *standalone* instead (like `assign()` plus
 //! commits in the Java client): it reads the named partitions without joining and commits with
 //! generation -1, which the broker refuses while the group has active members.
 //!
@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
@@ -551,6 +552,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         leaders,
         positions,
     };
+    install_stop_handler();
     let result = consume_loop(
         &args,
         &format,
@@ -563,6 +565,28 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         m.leave();
     }
     result
+}
+
+/// Set by the first SIGINT/SIGTERM: the consume loop ends after the fetch in progress,
+/// commits and leaves its group. A second signal exits at once.
+static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_signal: libc::c_int) {
+    if STOP_REQUESTED.swap(true, Ordering::SeqCst) {
+        // SAFETY: _exit is async-signal-safe; nothing needs to run on a second Ctrl-C.
+        unsafe { libc::_exit(130) };
+    }
+}
+
+/// Lets Ctrl-C / SIGTERM end a consume cleanly (commit, LeaveGroup) instead of killing it.
+fn install_stop_handler() {
+    let handler = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only touches an atomic and calls _exit, both async-signal-safe;
+    // `signal` is called before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
 }
 
 /// Whether a member's failed commit means its generation is over.
@@ -589,7 +613,7 @@ fn consume_loop(
     let mut last_committed: BTreeMap<i32, i64> = BTreeMap::new();
     let mut broken_pipe = false;
     loop {
-        if args.num.is_some_and(|n| printed >= n) {
+        if STOP_REQUESTED.load(Ordering::SeqCst) || args.num.is_some_and(|n| printed >= n) {
             break;
         }
         let at_end = consumer

@@ -402,11 +402,18 @@ def test_group_member_consume_rebalances_with_confluent(broker, topic_name):
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.monotonic() < deadline, owned
         assert owned["ringtail-cli"] | owned["confluent"] == set(range(partitions))
+        c.close()
+        c = None
+        # SIGTERM ends the CLI member cleanly: it leaves the group before it exits.
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+        assert {g["group"]: g["state"] for g in cli_json(broker, "group", "list")}[group] == "Empty"
     finally:
         if c is not None:
             c.close()
-        proc.terminate()
-        proc.wait(timeout=30)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
 
 
 def run_with_tty_stderr(args: list[str]) -> tuple[int, str, str]:
