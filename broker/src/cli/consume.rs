@@ -6,9 +6,12 @@
 //! it joins (range assignor), reads the partitions it is assigned, starting at the group's
 //! committed offsets (partitions without one start at `--offset`), commits its position after
 //! each fetch round, heartbeats between fetches, rejoins when the group rebalances, and leaves
-//! at exit (also on the first SIGINT/SIGTERM: [`STOP_REQUESTED`]). With `--group G --partitions ...` it is *standalone* instead (like `assign()` plus
-//! commits in the Java client): it reads the named partitions without joining and commits with
-//! generation -1, which the broker refuses while the group has active members.
+//! at exit, also on the first SIGINT/SIGTERM (`STOP_REQUESTED`). With `--group G
+//! --partitions ...` it is *standalone* instead (like `assign()` plus commits in the Java
+//! client): it reads the named partitions without joining and commits with generation -1,
+//! which the broker refuses while the group has active members.
+//!
+//! Runs on: the `ringtail` process's main thread (blocking sockets).
 //!
 //! Reads with isolation level read_uncommitted (records of open or aborted transactions are
 //! shown, control records are not).
