@@ -183,10 +183,9 @@ impl LagRow {
 /// The member fields of a row: (member id, host, client id).
 type Owner = (String, String, String);
 
-/// What DescribeGroups says about a group: state, protocol type and members' partitions.
+/// What DescribeGroups says about a group: state, member count and members' partitions.
 struct GroupInfo {
     state: String,
-    protocol_type: String,
     members: usize,
     owners: BTreeMap<Tp, Owner>,
 }
@@ -220,7 +219,6 @@ fn describe_group(conn: &mut Connection, group: &str) -> anyhow::Result<GroupInf
     }
     Ok(GroupInfo {
         state: g.group_state.to_string(),
-        protocol_type: g.protocol_type.to_string(),
         members: g.members.len(),
         owners,
     })
@@ -576,7 +574,6 @@ fn reset_offsets(client: &mut Client, format: Format, args: &ResetArgs) -> anyho
             info.members
         );
     }
-    let _ = info.protocol_type;
     let committed = committed_offsets(&mut conn, group)?;
 
     // The partitions to reset.
