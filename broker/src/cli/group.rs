@@ -115,7 +115,7 @@ pub fn run(args: GroupArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        GroupCommand::Delete { group } => delete(&mut client, &group),
+        GroupCommand::Delete { group } => delete(&mut client, format, &group),
         GroupCommand::ResetOffsets(r) => reset_offsets(&mut client, format, &r),
     }
 }
@@ -408,7 +408,7 @@ pub fn render(group: &str, rows: &[LagRow]) -> String {
     out
 }
 
-fn delete(client: &mut Client, group: &str) -> anyhow::Result<()> {
+fn delete(client: &mut Client, format: Format, group: &str) -> anyhow::Result<()> {
     let mut conn = client.coordinator(group)?;
     let mut req = DeleteGroupsRequest::default();
     req.groups_names = vec![group_id(group)];
@@ -419,8 +419,13 @@ fn delete(client: &mut Client, group: &str) -> anyhow::Result<()> {
         .first()
         .ok_or_else(|| anyhow!("DeleteGroups answered no group"))?;
     KafkaError::check(r.error_code, None, &format!("group '{group}'"))?;
-    println!("deleted group {group}");
-    Ok(())
+    match format {
+        Format::Json => print_json(&json!({"group": group, "deleted": true})),
+        Format::Table => {
+            println!("deleted group {group}");
+            Ok(())
+        }
+    }
 }
 
 /// `TOPIC` or `TOPIC:P1,P2` → (topic, partitions; empty = all).

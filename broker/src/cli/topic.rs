@@ -101,9 +101,11 @@ pub fn run(args: TopicArgs) -> anyhow::Result<()> {
         TopicCommand::List { internal } => list(&mut client, format, internal),
         TopicCommand::Describe { topic } => describe(&mut client, format, &topic),
         TopicCommand::Delete { topics } => delete(&mut client, format, &topics),
-        TopicCommand::AddPartitions { topic, num } => add_partitions(&mut client, &topic, num),
+        TopicCommand::AddPartitions { topic, num } => {
+            add_partitions(&mut client, format, &topic, num)
+        }
         TopicCommand::AlterConfig { topic, set, delete } => {
-            alter_config(&mut client, &topic, &set, &delete)
+            alter_config(&mut client, format, &topic, &set, &delete)
         }
         TopicCommand::DescribeConfig { topic } => describe_config(&mut client, format, &topic),
     }
@@ -361,7 +363,12 @@ fn describe(client: &mut Client, format: Format, topic: &str) -> anyhow::Result<
     }
 }
 
-fn add_partitions(client: &mut Client, topic: &str, num: i32) -> anyhow::Result<()> {
+fn add_partitions(
+    client: &mut Client,
+    format: Format,
+    topic: &str,
+    num: i32,
+) -> anyhow::Result<()> {
     if num <= 0 {
         bail!("--num must be at least 1");
     }
@@ -381,12 +388,18 @@ fn add_partitions(client: &mut Client, topic: &str, num: i32) -> anyhow::Result<
     for r in &resp.results {
         KafkaError::check(r.error_code, r.error_message.as_ref(), "")?;
     }
-    println!("{topic}: {} partitions (added {num})", count);
-    Ok(())
+    match format {
+        Format::Json => print_json(&json!({"topic": topic, "partitions": count, "added": num})),
+        Format::Table => {
+            println!("{topic}: {count} partitions (added {num})");
+            Ok(())
+        }
+    }
 }
 
 fn alter_config(
     client: &mut Client,
+    format: Format,
     topic: &str,
     set: &[String],
     delete: &[String],
@@ -424,8 +437,13 @@ fn alter_config(
     for r in &resp.responses {
         KafkaError::check(r.error_code, r.error_message.as_ref(), "")?;
     }
-    println!("{topic}: configs updated");
-    Ok(())
+    match format {
+        Format::Json => print_json(&json!({"topic": topic, "set": set, "deleted": delete})),
+        Format::Table => {
+            println!("{topic}: configs updated");
+            Ok(())
+        }
+    }
 }
 
 /// Kafka's names of config sources (DescribeConfigs `config_source`).

@@ -132,7 +132,7 @@ def test_topic_configs_and_add_partitions(broker, topic_name):
         "UNKNOWN_TOPIC_OR_PARTITION",
     )
 
-    cli(broker, "topic", "add-partitions", topic_name, "-n", "2")
+    assert cli_json(broker, "topic", "add-partitions", topic_name, "-n", "2")["partitions"] == 3
     wait_partitions(broker.bootstrap, topic_name, 3)
     assert len(cli_json(broker, "topic", "describe", topic_name)["partitions"]) == 3
 
