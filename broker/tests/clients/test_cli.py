@@ -474,3 +474,14 @@ def test_produce_binary_lines(broker, topic_name):
         (None, b"plain"),
         (None, b"last-without-newline"),
     ]
+
+
+@pytest.mark.timeout(60)
+def test_bootstrap_list_skips_unreachable_brokers(broker, topic_name):
+    create_topic(broker.bootstrap, topic_name, 1)
+    out = subprocess.run(
+        [str(ringtail_bin()), "topic", "list", "--format", "json", "--brokers", f"127.0.0.1:1,{broker.bootstrap}"],
+        capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+    )
+    assert out.returncode == 0, out.stderr
+    assert topic_name in {t["name"] for t in json.loads(out.stdout)}
