@@ -19,8 +19,8 @@ struct Cli {
 enum Command {
     /// Run the broker.
     Serve(ServeArgs),
-    /// Consumer groups of a running broker: list, describe (with lag), delete.
-    Group(broker::cli::GroupArgs),
+    #[command(flatten)]
+    Ops(broker::cli::OpsCommand),
     /// Report (and with --apply, change) OS settings that matter for Ringtail.
     Tune {
         /// Directory whose filesystem and disk are checked.
@@ -113,7 +113,7 @@ fn main() -> std::process::ExitCode {
             };
             broker::config::BrokerConfig::resolve(&over).and_then(broker::server::run)
         }
-        Command::Group(args) => broker::cli::run_group(args),
+        Command::Ops(command) => broker::cli::run(command),
         Command::Tune {
             data_dir,
             apply,
