@@ -39,7 +39,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let mut client = args.conn.client()?;
     let ClusterCommand::Info = args.command;
     let topics = client.metadata(None)?;
-    let (cluster_id, controller, brokers, source) = {
+    let (cluster_id, controller, brokers, fenced, source) = {
         let conn = client.any()?;
         if conn.supports(ApiKey::DescribeCluster) {
             let resp: DescribeClusterResponse = conn.call(
@@ -62,10 +62,17 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
                     rack: b.rack.as_ref().map(|r| r.to_string()),
                 })
                 .collect();
+            let fenced: Vec<i32> = resp
+                .brokers
+                .iter()
+                .filter(|b| b.is_fenced)
+                .map(|b| b.broker_id.0)
+                .collect();
             (
                 Some(resp.cluster_id.to_string()),
                 resp.controller_id.0,
                 brokers,
+                fenced,
                 "DescribeCluster",
             )
         } else {
@@ -73,10 +80,31 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 client.cluster_id.clone(),
                 client.controller_id,
                 client.brokers.values().cloned().collect(),
+                Vec::new(),
                 "Metadata",
             )
         }
     };
+    // Per broker: partitions it leads and replicas it holds; replicas on brokers that are
+    // fenced or not listed at all are offline.
+    let live = |id: i32| brokers.iter().any(|b| b.id == id) && !fenced.contains(&id);
+    let mut leads: std::collections::BTreeMap<i32, usize> = Default::default();
+    let mut holds: std::collections::BTreeMap<i32, usize> = Default::default();
+    let mut offline_partitions = 0usize;
+    let mut offline_replicas = 0usize;
+    for p in topics.iter().flat_map(|t| t.partitions.iter()) {
+        if p.leader >= 0 && live(p.leader) {
+            *leads.entry(p.leader).or_default() += 1;
+        } else {
+            offline_partitions += 1;
+        }
+        for r in &p.replicas {
+            *holds.entry(*r).or_default() += 1;
+            if !live(*r) {
+                offline_replicas += 1;
+            }
+        }
+    }
     let versions = client.any()?.api_versions();
     let user_topics = topics.iter().filter(|t| !t.internal).count();
     let partitions: usize = topics.iter().map(|t| t.partitions.len()).sum();
@@ -89,6 +117,15 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
             "topics": user_topics,
             "internal_topics": topics.len() - user_topics,
             "partitions": partitions,
+            "offline_partitions": offline_partitions,
+            "offline_replicas": offline_replicas,
+            "fenced_brokers": fenced,
+            "partitions_per_broker": brokers.iter().map(|b| json!({
+                "id": b.id,
+                "leader": leads.get(&b.id).copied().unwrap_or(0),
+                "replicas": holds.get(&b.id).copied().unwrap_or(0),
+                "fenced": fenced.contains(&b.id),
+            })).collect::<Vec<_>>(),
             "source": source,
             "api_versions": versions.iter().map(|(k, (min, max))| json!({
                 "api_key": k,
@@ -112,6 +149,10 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 vec!["topics".to_string(), user_topics.to_string()],
                 vec!["partitions".to_string(), partitions.to_string()],
                 vec![
+                    "offline".to_string(),
+                    format!("{offline_partitions} partition(s), {offline_replicas} replica(s)"),
+                ],
+                vec![
                     "api-versions".to_string(),
                     format!(
                         "{} APIs at {bootstrap} ({})",
@@ -130,10 +171,29 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
                     } else {
                         b.id.to_string()
                     };
-                    vec![id, b.host.clone(), b.port.to_string(), dash(b.rack.clone())]
+                    vec![
+                        id,
+                        b.host.clone(),
+                        b.port.to_string(),
+                        dash(b.rack.clone()),
+                        if fenced.contains(&b.id) {
+                            "fenced"
+                        } else {
+                            "live"
+                        }
+                        .to_string(),
+                        leads.get(&b.id).copied().unwrap_or(0).to_string(),
+                        holds.get(&b.id).copied().unwrap_or(0).to_string(),
+                    ]
                 })
                 .collect();
-            print!("{}", table(&["ID", "HOST", "PORT", "RACK"], &rows));
+            print!(
+                "{}",
+                table(
+                    &["ID", "HOST", "PORT", "RACK", "STATE", "LEADS", "REPLICAS"],
+                    &rows
+                )
+            );
             Ok(())
         }
     }

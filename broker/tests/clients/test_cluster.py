@@ -20,7 +20,7 @@ from confluent_kafka.admin import ConfigResource, NewPartitions, NewTopic
 
 import kwire
 from cluster_harness import SESSION_TIMEOUT_MS, Cluster, rounds, wait_for
-from harness import Broker, free_port
+from harness import Broker, free_port, ringtail_bin
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -43,6 +43,14 @@ def cluster(tmp_path, request):
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def cluster_info(c: Cluster, via: int) -> dict:
+    """`ringtail cluster info --format json` through node `via`."""
+    out = subprocess.run([str(ringtail_bin()), "cluster", "info", "--brokers", c.nodes[via].bootstrap,
+                          "--format", "json"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
 
 
 def metadata(c: Cluster, via: int, topic: str | None = None):
@@ -154,6 +162,15 @@ def test_three_nodes_form_one_cluster_and_serve_every_partition(cluster):
         coordinators[group] = desc.coordinator.id
     assert len(set(coordinators.values())) >= 2, coordinators
 
+    # `ringtail cluster info`: three live brokers, partitions spread, nothing offline.
+    info = cluster_info(cluster, 3)
+    assert sorted(b["id"] for b in info["brokers"]) == [1, 2, 3]
+    assert info["controller_id"] in (1, 2, 3)
+    per_broker = {b["id"]: b for b in info["partitions_per_broker"]}
+    assert all(per_broker[i]["leader"] >= 2 and not per_broker[i]["fenced"] for i in (1, 2, 3))
+    assert sum(b["leader"] for b in per_broker.values()) == info["partitions"]
+    assert info["offline_partitions"] == 0 and info["offline_replicas"] == 0
+
     # /metrics: one active controller, three registered brokers, none fenced.
     from kclients import scrape_metrics
 
@@ -222,6 +239,10 @@ def test_a_stopped_node_is_fenced_and_unfenced_when_it_returns(cluster):
             wait_for(f"node {victim} fenced (session {SESSION_TIMEOUT_MS} ms)", fenced, timeout_s=120)
             from kclients import scrape_metrics
 
+            info = wait_for("cluster info showing the fenced broker", lambda: (
+                i if (i := cluster_info(cluster, watcher))["offline_partitions"] >= len(led) else None))
+            assert victim in info["fenced_brokers"], info
+            assert info["offline_replicas"] >= len(led)
             wait_for("the fenced broker and its offline partitions on /metrics", lambda: (
                 (m := scrape_metrics(cluster.nodes[watcher]))[("ringtail_brokers_fenced", "")] == 1
                 and m[("ringtail_partitions_offline", "")] >= len(led)))
