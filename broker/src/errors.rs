@@ -27,6 +27,7 @@ use storage::StorageError;
 
 use crate::cluster::controller::ControllerError;
 use crate::coordinator::group::{GroupError, PersistError};
+use crate::coordinator::txn::TxnError;
 use crate::log::compression::CompressionError;
 use crate::log::producer_state::ProducerError;
 use crate::log::records::RecordsError;
@@ -289,6 +290,25 @@ impl KafkaCode for ControllerError {
             ControllerError::TopicNotHosted | ControllerError::UnknownTopic(_) => {
                 E::UnknownTopicOrPartition
             }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// coordinator/txn/
+// ---------------------------------------------------------------------------------------------
+
+impl KafkaCode for TxnError {
+    fn kafka_error(&self) -> E {
+        match self {
+            TxnError::NotCoordinator => E::NotCoordinator,
+            TxnError::CoordinatorNotAvailable => E::CoordinatorNotAvailable,
+            TxnError::ConcurrentTransactions => E::ConcurrentTransactions,
+            TxnError::ProducerFenced => E::ProducerFenced,
+            TxnError::InvalidProducerIdMapping => E::InvalidProducerIdMapping,
+            TxnError::InvalidTxnState => E::InvalidTxnState,
+            TxnError::InvalidTransactionTimeout => E::InvalidTransactionTimeout,
+            TxnError::InvalidProducerEpoch => E::InvalidProducerEpoch,
         }
     }
 }
@@ -809,7 +829,7 @@ mod tests {
 
     /// I/O-free modules: they return typed errors and never name a Kafka code. Add a module
     /// here once its errors are typed.
-    const IO_FREE: &[&str] = &["log", "coordinator/group", "cluster"];
+    const IO_FREE: &[&str] = &["log", "coordinator/group", "coordinator/txn", "cluster"];
 
     /// What an I/O-free module must not contain outside its tests: the protocol's error type
     /// (constructing or matching codes) or an implementation of the code mapping.
