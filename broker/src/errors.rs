@@ -32,6 +32,7 @@ use crate::log::compression::CompressionError;
 use crate::log::producer_state::ProducerError;
 use crate::log::records::RecordsError;
 use crate::log::topic_config::ConfigError;
+use crate::log::txn_index::TxnAppendError;
 
 /// A typed failure with a fixed Kafka error code. Implemented in this file only.
 pub trait KafkaCode {
@@ -291,6 +292,23 @@ impl KafkaCode for ControllerError {
                 E::UnknownTopicOrPartition
             }
         }
+    }
+}
+
+impl KafkaCode for TxnAppendError {
+    fn kafka_error(&self) -> E {
+        match self {
+            // Since Kafka 2.7 produce answers a fenced epoch with INVALID_PRODUCER_EPOCH.
+            TxnAppendError::Fenced { .. } => E::InvalidProducerEpoch,
+            TxnAppendError::NotInTransaction { .. } => E::InvalidTxnState,
+            TxnAppendError::Invalid => E::InvalidRecord,
+        }
+    }
+}
+
+impl From<TxnAppendError> for PartitionError {
+    fn from(e: TxnAppendError) -> PartitionError {
+        PartitionError::typed(&e)
     }
 }
 

@@ -21,6 +21,8 @@ enum Command {
     Serve(ServeArgs),
     /// Consumer groups of a running broker: list, describe (with lag), delete.
     Group(broker::cli::GroupArgs),
+    /// Transactions of a running broker: list, abort a hanging one.
+    Txn(broker::cli::TxnArgs),
     /// Report (and with --apply, change) OS settings that matter for Ringtail.
     Tune {
         /// Directory whose filesystem and disk are checked.
@@ -93,6 +95,7 @@ fn main() -> std::process::ExitCode {
             broker::config::BrokerConfig::resolve(&over).and_then(broker::server::run)
         }
         Command::Group(args) => broker::cli::run_group(args),
+        Command::Txn(args) => broker::cli::run_txn(args),
         Command::Tune {
             data_dir,
             apply,

@@ -5,11 +5,15 @@
 //! - `ringtail group describe GROUP`: per partition the committed offset, the log end offset
 //!   and the lag, with the member that owns the partition.
 //! - `ringtail group delete GROUP`: delete an empty group and its offsets.
+//! - `ringtail txn list` / `ringtail txn abort ID`: transactions (see [`txn`]).
 //!
 //! They work against any Kafka-compatible broker (`--bootstrap HOST:PORT`); each request goes
 //! to the group's coordinator found with FindCoordinator.
 
+mod txn;
 mod wire;
+
+pub use txn::{run_txn, TxnArgs};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

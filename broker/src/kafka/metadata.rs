@@ -24,7 +24,7 @@ use super::{str_bytes, topic_name};
 use crate::cluster::controller::{ControllerReq, ControllerResp, NewTopic};
 use crate::cluster::meta::{validate_topic_name, TopicMeta};
 use crate::coordinator::group::find_coordinator::{
-    find_coordinator_response, CoordinatorNode, KEY_TYPE_GROUP,
+    find_coordinator_response, CoordinatorNode, KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION,
 };
 use crate::coordinator::{coordinator_of, GroupReq, GroupResp};
 use crate::shard::{expect_controller, Shard, ShardReq, ShardResp};
@@ -276,19 +276,23 @@ pub async fn find_coordinator(
     } else {
         vec![req.key.as_str()]
     };
-    let statuses = coordinator_statuses(shard, &keys).await;
+    let key_type = if version >= 1 { req.key_type } else { KEY_TYPE_GROUP };
+    let statuses = if key_type == KEY_TYPE_TRANSACTION {
+        super::txn::coordinator_statuses(shard, &keys).await
+    } else {
+        coordinator_statuses(shard, &keys).await
+    };
     let node = CoordinatorNode {
         node_id: shard.config.node_id,
         host: shard.config.advertised_host.clone(),
         port: shard.config.advertised_port,
     };
     find_coordinator_response(version, &req, |key_type, key| match key_type {
-        KEY_TYPE_GROUP => match statuses.get(key).copied() {
+        KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => match statuses.get(key).copied() {
             Some(0) => Ok(node.clone()),
             Some(code) => Err(code),
             None => Err(E::CoordinatorNotAvailable.code()),
         },
-        // Transactions are not supported by this broker yet.
         _ => Err(E::CoordinatorNotAvailable.code()),
     })
 }

@@ -59,10 +59,6 @@ pub async fn produce(
                 slots[slot] = Some(failed(E::InvalidRequiredAcks));
                 continue;
             }
-            if req.transactional_id.is_some() {
-                slots[slot] = Some(failed(E::TransactionalIdAuthorizationFailed));
-                continue;
-            }
             match &topic_meta {
                 // Kafka: the offsets topic is written only by the group coordinators.
                 Some(t) if crate::cluster::meta::is_internal_topic(&t.name) => {
@@ -76,6 +72,10 @@ pub async fn produce(
                         partition: part.index,
                         records: part.records,
                         acks: req.acks,
+                        transactional_id: req
+                            .transactional_id
+                            .as_ref()
+                            .map(|id| id.0.to_string()),
                     });
                 }
                 _ => slots[slot] = Some(failed(E::UnknownTopicOrPartition)),
