@@ -796,6 +796,51 @@ mod tests {
                 87,
                 "INVALID_RECORD",
             ),
+            // coordinator/txn/
+            (Box::new(TxnError::NotCoordinator), 16, "NOT_COORDINATOR"),
+            (
+                Box::new(TxnError::CoordinatorNotAvailable),
+                15,
+                "COORDINATOR_NOT_AVAILABLE",
+            ),
+            (
+                Box::new(TxnError::ConcurrentTransactions),
+                51,
+                "CONCURRENT_TRANSACTIONS",
+            ),
+            (Box::new(TxnError::ProducerFenced), 90, "PRODUCER_FENCED"),
+            (
+                Box::new(TxnError::InvalidProducerIdMapping),
+                49,
+                "INVALID_PRODUCER_ID_MAPPING",
+            ),
+            (Box::new(TxnError::InvalidTxnState), 48, "INVALID_TXN_STATE"),
+            (
+                Box::new(TxnError::InvalidTransactionTimeout),
+                50,
+                "INVALID_TRANSACTION_TIMEOUT",
+            ),
+            (
+                Box::new(TxnError::InvalidProducerEpoch),
+                47,
+                "INVALID_PRODUCER_EPOCH",
+            ),
+            // log/txn_index.rs
+            (
+                Box::new(TxnAppendError::Fenced {
+                    producer_id: 1,
+                    epoch: 0,
+                    fenced_by: 1,
+                }),
+                47,
+                "INVALID_PRODUCER_EPOCH",
+            ),
+            (
+                Box::new(TxnAppendError::NotInTransaction { producer_id: 1 }),
+                48,
+                "INVALID_TXN_STATE",
+            ),
+            (Box::new(TxnAppendError::Invalid), 87, "INVALID_RECORD"),
         ];
         listed(
             &RecordsError::Corrupt(s()),

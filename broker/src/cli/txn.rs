@@ -167,11 +167,8 @@ fn abort(bootstrap: &str, transactional_id: &str) -> anyhow::Result<()> {
         req.transaction_timeout_ms = ABORT_TXN_TIMEOUT_MS;
         req.producer_id = kafka_protocol::messages::ProducerId(-1);
         req.producer_epoch = -1;
-        let resp: InitProducerIdResponse = conn.call(
-            ApiKey::InitProducerId,
-            2,
-            RequestKind::InitProducerId(req),
-        )?;
+        let resp: InitProducerIdResponse =
+            conn.call(ApiKey::InitProducerId, 2, RequestKind::InitProducerId(req))?;
         match resp.error_code {
             0 => {
                 println!(

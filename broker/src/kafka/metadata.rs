@@ -276,7 +276,11 @@ pub async fn find_coordinator(
     } else {
         vec![req.key.as_str()]
     };
-    let key_type = if version >= 1 { req.key_type } else { KEY_TYPE_GROUP };
+    let key_type = if version >= 1 {
+        req.key_type
+    } else {
+        KEY_TYPE_GROUP
+    };
     let statuses = if key_type == KEY_TYPE_TRANSACTION {
         super::txn::coordinator_statuses(shard, &keys).await
     } else {

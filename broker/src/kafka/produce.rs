@@ -72,10 +72,7 @@ pub async fn produce(
                         partition: part.index,
                         records: part.records,
                         acks: req.acks,
-                        transactional_id: req
-                            .transactional_id
-                            .as_ref()
-                            .map(|id| id.0.to_string()),
+                        transactional_id: req.transactional_id.as_ref().map(|id| id.0.to_string()),
                     });
                 }
                 _ => slots[slot] = Some(failed(E::UnknownTopicOrPartition)),

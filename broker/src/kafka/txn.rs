@@ -83,7 +83,10 @@ async fn step(shard: &Rc<Shard>, transactional_id: &str, input: Input) -> Result
 }
 
 fn mismatched(got: &Response) -> i16 {
-    warn!(?got, "transaction coordinator answered another API's response");
+    warn!(
+        ?got,
+        "transaction coordinator answered another API's response"
+    );
     E::UnknownServerError.code()
 }
 
@@ -174,12 +177,15 @@ async fn apply_offsets(shard: &Rc<Shard>, offsets: &[PendingOffset]) -> bool {
         });
         match shard.call(owner, req).await {
             ShardResp::Group(GroupResp::Step(Ok(group::Response::OffsetCommit(r))))
-                if r
-                    .topics
+                if r.topics
                     .iter()
                     .all(|t| t.partitions.iter().all(|p| p.error_code == 0)) => {}
             other => {
-                warn!(?other, group = group_id, "applying a transaction's offsets failed");
+                warn!(
+                    ?other,
+                    group = group_id,
+                    "applying a transaction's offsets failed"
+                );
                 ok = false;
             }
         }
@@ -240,8 +246,8 @@ pub async fn init_producer_id(
             return resp;
         }
     };
-    let expected = (version >= 3 && req.producer_id.0 >= 0)
-        .then_some((req.producer_id.0, req.producer_epoch));
+    let expected =
+        (version >= 3 && req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
     let input = Input::InitProducerId {
         transactional_id: id.clone(),
         timeout_ms: req.transaction_timeout_ms,
@@ -267,6 +273,9 @@ pub async fn init_producer_id(
     resp
 }
 
+/// The error code of one (topic, partition) of a request.
+type PartitionCode = dyn Fn(&(String, i32)) -> i16;
+
 pub async fn add_partitions_to_txn(
     shard: &Rc<Shard>,
     req: AddPartitionsToTxnRequest,
@@ -285,7 +294,7 @@ pub async fn add_partitions_to_txn(
             }
         }
     }
-    let code_for: Box<dyn Fn(&(String, i32)) -> i16> = if !unknown.is_empty() {
+    let code_for: Box<PartitionCode> = if !unknown.is_empty() {
         // Kafka: the unknown ones fail, the others are not attempted.
         Box::new(move |p: &(String, i32)| {
             if unknown.contains(p) {
@@ -361,8 +370,8 @@ pub async fn txn_offset_commit(
         let name = t.name.0.to_string();
         for p in &t.partitions {
             match meta.topic(&name) {
-                Some(tm) if p.partition_index >= 0 && p.partition_index < tm.partitions => {
-                    offsets.push(PendingOffset {
+                Some(tm) if p.partition_index >= 0 && p.partition_index < tm.partitions => offsets
+                    .push(PendingOffset {
                         group: group_id.clone(),
                         topic: name.clone(),
                         partition: p.partition_index,
@@ -373,8 +382,7 @@ pub async fn txn_offset_commit(
                             .as_ref()
                             .map(|m| m.to_string())
                             .unwrap_or_default(),
-                    })
-                }
+                    }),
                 _ => unknown.push((name.clone(), p.partition_index)),
             }
         }
@@ -575,12 +583,13 @@ pub async fn list_transactions(
     let now = crate::shard::now_ms();
     for d in all {
         let state = d.meta.state.name();
-        if !req.state_filters.is_empty() && !req.state_filters.iter().any(|f| f.as_str() == state)
-        {
+        if !req.state_filters.is_empty() && !req.state_filters.iter().any(|f| f.as_str() == state) {
             continue;
         }
         if !req.producer_id_filters.is_empty()
-            && !req.producer_id_filters.contains(&ProducerId(d.meta.producer_id))
+            && !req
+                .producer_id_filters
+                .contains(&ProducerId(d.meta.producer_id))
         {
             continue;
         }
@@ -592,7 +601,8 @@ pub async fn list_transactions(
             continue;
         }
         let mut t = ListedTxn::default();
-        t.transactional_id = kafka_protocol::messages::TransactionalId(str_bytes(&d.transactional_id));
+        t.transactional_id =
+            kafka_protocol::messages::TransactionalId(str_bytes(&d.transactional_id));
         t.producer_id = ProducerId(d.meta.producer_id);
         t.transaction_state = str_bytes(state);
         resp.transaction_states.push(t);
@@ -686,7 +696,9 @@ pub async fn ensure_txn_state_topic(shard: &Rc<Shard>) {
     match expect_controller(reply) {
         ControllerResp::Topics(results) => match results.first() {
             Some(Ok(_)) => tracing::info!("created {}", txn::TXN_STATE_TOPIC),
-            Some(Err(e)) => warn!(code = e.code, msg = ?e.message, "cannot create the transaction state topic"),
+            Some(Err(e)) => {
+                warn!(code = e.code, msg = ?e.message, "cannot create the transaction state topic")
+            }
             None => warn!("cannot create the transaction state topic: empty answer"),
         },
         other => warn!(?other, "cannot create the transaction state topic"),

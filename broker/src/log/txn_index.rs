@@ -107,7 +107,10 @@ impl PartitionTxns {
 
     /// A transactional data batch was written at `base_offset..=last_offset`.
     pub fn on_data(&mut self, producer_id: i64, epoch: i16, base_offset: i64, last_offset: i64) {
-        assert!(base_offset <= last_offset, "a batch holds at least one offset");
+        assert!(
+            base_offset <= last_offset,
+            "a batch holds at least one offset"
+        );
         match self.open.get_mut(&producer_id) {
             Some(t) => {
                 t.producer_epoch = t.producer_epoch.max(epoch);

@@ -811,10 +811,12 @@ impl Shard {
         self.metrics()
             .produced(batches.bytes().len(), batches.headers().len());
         if let Some((pid, epoch)) = txn_of {
-            partition
-                .txns
-                .borrow_mut()
-                .on_data(pid, epoch, pending.base_offset, pending.last_offset);
+            partition.txns.borrow_mut().on_data(
+                pid,
+                epoch,
+                pending.base_offset,
+                pending.last_offset,
+            );
         }
         if let Some((producer_id, producer_epoch, first_seq, last_seq, max_ts)) = seq {
             partition.producers.borrow_mut().record(&ProducerBatch {

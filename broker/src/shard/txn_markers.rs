@@ -74,11 +74,21 @@ pub async fn rebuild_txns(
     let mut txns = PartitionTxns::new();
     for e in events {
         if !e.control {
-            txns.on_data(e.producer_id, e.producer_epoch, e.base_offset, e.last_offset);
+            txns.on_data(
+                e.producer_id,
+                e.producer_epoch,
+                e.base_offset,
+                e.last_offset,
+            );
             continue;
         }
         let read = log
-            .read(e.base_offset, MARKER_READ_BYTES_MAX, true, log.written_end_offset())
+            .read(
+                e.base_offset,
+                MARKER_READ_BYTES_MAX,
+                true,
+                log.written_end_offset(),
+            )
             .await?;
         let bytes = read.into_bytes().await?;
         let commit = records::split_batches(&bytes)
@@ -156,7 +166,10 @@ impl Shard {
             let batches = ValidatedBatches::parse(batch)?;
             // Offsets are assigned here and the index follows in the same step.
             let pending = partition.log.append(&batches, None)?;
-            assert_eq!(pending.base_offset, pending.last_offset, "a marker is one record");
+            assert_eq!(
+                pending.base_offset, pending.last_offset,
+                "a marker is one record"
+            );
             partition.txns.borrow_mut().on_marker(
                 part.producer_id,
                 part.producer_epoch,
