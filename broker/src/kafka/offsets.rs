@@ -30,6 +30,7 @@ pub async fn list_offsets(
             };
             let name = name.clone();
             let (index, timestamp) = (p.partition_index, p.timestamp);
+            let committed = req.isolation_level == 1;
             lookups.push(async move {
                 match target {
                     None => Err(crate::errors::PartitionError::new(
@@ -43,6 +44,7 @@ pub async fn list_offsets(
                                     topic: name,
                                     partition: index,
                                     timestamp,
+                                    committed,
                                 },
                             )
                             .await,

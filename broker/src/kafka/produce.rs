@@ -1,4 +1,5 @@
-//! Produce and InitProducerId.
+//! Produce and InitProducerId for idempotent (non-transactional) producers (transactional ids:
+//! `kafka::txn`).
 //!
 //! A Produce request is split by owning shard: local partitions append here, the others travel
 //! as [`ShardReq::Produce`] carrying the request's `Bytes` (no copy). All parts run at once and
@@ -152,8 +153,7 @@ pub async fn init_producer_id(
     resp.producer_id = ProducerId(-1);
     resp.producer_epoch = -1;
     if req.transactional_id.is_some() {
-        // Transactions need the transaction coordinator, which this broker does not have yet.
-        // Kafka answers a transactional InitProducerId it cannot serve with this code.
+        // Dispatch sends transactional ids to `kafka::txn`; this one was misrouted.
         resp.error_code = E::CoordinatorNotAvailable.code();
         return resp;
     }

@@ -75,6 +75,8 @@ pub enum ShardReq {
         topic: String,
         partition: i32,
         timestamp: i64,
+        /// read_committed: LATEST is the last stable offset.
+        committed: bool,
     },
     /// DeleteRecords for one partition: move its log start offset to `offset` (-1: the high
     /// watermark).
@@ -405,7 +407,11 @@ impl Shard {
                 topic,
                 partition,
                 timestamp,
-            } => ShardResp::ListOffset(self.list_offset_local(&topic, partition, timestamp).await),
+                committed,
+            } => ShardResp::ListOffset(
+                self.list_offset_local(&topic, partition, timestamp, committed)
+                    .await,
+            ),
             ShardReq::DeleteRecords {
                 topic,
                 partition,
@@ -936,13 +942,21 @@ impl Shard {
         topic: &str,
         index: i32,
         timestamp: i64,
+        committed: bool,
     ) -> Result<(i64, i64), PartitionError> {
         let partition = self
             .partition(topic, index)
             .ok_or_else(|| PartitionError::new(E::UnknownTopicOrPartition))?;
         let log = &partition.log;
         match timestamp {
-            // LATEST: the high watermark (no transactions yet, so also the LSO).
+            // LATEST: the high watermark, or for read_committed the last stable offset.
+            -1 if committed => Ok((
+                partition
+                    .txns
+                    .borrow()
+                    .last_stable_offset(log.written_end_offset()),
+                -1,
+            )),
             -1 => Ok((log.written_end_offset(), -1)),
             // EARLIEST and EARLIEST_LOCAL: everything is local.
             -2 | -4 => Ok((log.log_start_offset(), -1)),

@@ -26,11 +26,21 @@ def txn_producer(bootstrap: str, txn_id: str, **overrides):
     )
 
 
+def high_watermarks(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    """High watermarks (a read_committed client's ListOffsets would answer the LSO)."""
+    c = kclients.consumer(bootstrap, **{"isolation.level": "read_uncommitted"})
+    try:
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=DEADLINE_S)[1]
+                for p in range(partitions)}
+    finally:
+        c.close()
+
+
 def read_all(bootstrap: str, topic: str, partitions: int, isolation: str,
              timeout_s: float = DEADLINE_S) -> list:
     """Every record of `topic` a consumer with `isolation` sees, reading until its position
     reaches the end (high watermark, which is also the LSO once no transaction is open)."""
-    ends = kclients.high_watermarks(bootstrap, topic, partitions)
+    ends = high_watermarks(bootstrap, topic, partitions)
     c = kclients.consumer(bootstrap, **{"isolation.level": isolation})
     out = []
     try:
@@ -236,3 +246,60 @@ def test_kafka_python_transactional_producer_commits_and_aborts(broker, topic_na
     assert [v for *_, v in rc] == [f"kp-commit-{i}".encode() for i in range(5)]
     ru = read_all(broker.bootstrap, topic_name, 1, "read_uncommitted")
     assert len(ru) == 10
+
+
+@pytest.mark.timeout(240)
+def test_open_transaction_survives_kill9_and_is_aborted_by_its_timeout(broker_factory, topic_name):
+    """A producer dies mid-transaction and the broker is killed: after the restart the open
+    transaction is rebuilt from the log (its records stay invisible to read_committed), and
+    the coordinator aborts it at its timeout, so the LSO moves on and later commits are seen;
+    the aborted records stay hidden across another restart (aborted index rebuilt)."""
+    broker = broker_factory(config={"transaction.abort.timed.out.transaction.cleanup.interval.ms": 500})
+    kclients.create_topic(broker.bootstrap, topic_name, 1)
+    hanging = txn_producer(broker.bootstrap, f"tx-hang-{topic_name}", **{"transaction.timeout.ms": 4000})
+    hanging.init_transactions(DEADLINE_S)
+    hanging.begin_transaction()
+    for i in range(5):
+        hanging.produce(topic_name, value=f"hanging-{i}".encode())
+    hanging.flush(DEADLINE_S)
+    broker.restart("kill")
+
+    other = txn_producer(broker.bootstrap, f"tx-other-{topic_name}")
+    other.init_transactions(DEADLINE_S)
+    other.begin_transaction()
+    other.produce(topic_name, value=b"after")
+    other.commit_transaction(DEADLINE_S)
+    rc = read_all(broker.bootstrap, topic_name, 1, "read_committed", timeout_s=90)
+    assert [v for *_, v in rc] == [b"after"]
+
+    broker.restart("kill")
+    rc = read_all(broker.bootstrap, topic_name, 1, "read_committed", timeout_s=90)
+    assert [v for *_, v in rc] == [b"after"]
+    ru = read_all(broker.bootstrap, topic_name, 1, "read_uncommitted")
+    assert len(ru) == 6
+
+
+@pytest.mark.timeout(180)
+def test_cli_lists_and_aborts_a_hanging_transaction(broker, topic_name):
+    kclients.create_topic(broker.bootstrap, topic_name, 1)
+    txn_id = f"tx-cli-{topic_name}"
+    p = txn_producer(broker.bootstrap, txn_id)
+    p.init_transactions(DEADLINE_S)
+    p.begin_transaction()
+    p.produce(topic_name, value=b"hanging")
+    p.flush(DEADLINE_S)
+    bin_path = broker.command()[0]
+
+    def cli(*args):
+        out = subprocess.run([bin_path, "txn", *args, "--bootstrap", broker.bootstrap],
+                             capture_output=True, text=True, timeout=90)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    listed = [line for line in cli("list").splitlines() if line.startswith(txn_id)]
+    assert len(listed) == 1 and "Ongoing" in listed[0] and f"{topic_name}-0" in listed[0], listed
+    cli("abort", txn_id)
+    listed = [line for line in cli("list").splitlines() if line.startswith(txn_id)]
+    assert "CompleteAbort" in listed[0] or "Empty" in listed[0], listed
+    # The LSO moved on: a read_committed reader reaches the end and sees nothing.
+    assert read_all(broker.bootstrap, topic_name, 1, "read_committed") == []
