@@ -27,10 +27,12 @@ use storage::StorageError;
 
 use crate::cluster::controller::ControllerError;
 use crate::coordinator::group::{GroupError, PersistError};
+use crate::coordinator::txn::TxnError;
 use crate::log::compression::CompressionError;
 use crate::log::producer_state::ProducerError;
 use crate::log::records::RecordsError;
 use crate::log::topic_config::ConfigError;
+use crate::log::txn_index::TxnAppendError;
 
 /// A typed failure with a fixed Kafka error code. Implemented in this file only.
 pub trait KafkaCode {
@@ -309,6 +311,42 @@ impl KafkaCode for ControllerError {
             ControllerError::TopicNotHosted | ControllerError::UnknownTopic(_) => {
                 E::UnknownTopicOrPartition
             }
+        }
+    }
+}
+
+impl KafkaCode for TxnAppendError {
+    fn kafka_error(&self) -> E {
+        match self {
+            // Since Kafka 2.7 produce answers a fenced epoch with INVALID_PRODUCER_EPOCH.
+            TxnAppendError::Fenced { .. } => E::InvalidProducerEpoch,
+            TxnAppendError::NotInTransaction { .. } => E::InvalidTxnState,
+            TxnAppendError::Invalid => E::InvalidRecord,
+        }
+    }
+}
+
+impl From<TxnAppendError> for PartitionError {
+    fn from(e: TxnAppendError) -> PartitionError {
+        PartitionError::typed(&e)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// coordinator/txn/
+// ---------------------------------------------------------------------------------------------
+
+impl KafkaCode for TxnError {
+    fn kafka_error(&self) -> E {
+        match self {
+            TxnError::NotCoordinator => E::NotCoordinator,
+            TxnError::CoordinatorNotAvailable => E::CoordinatorNotAvailable,
+            TxnError::ConcurrentTransactions => E::ConcurrentTransactions,
+            TxnError::ProducerFenced => E::ProducerFenced,
+            TxnError::InvalidProducerIdMapping => E::InvalidProducerIdMapping,
+            TxnError::InvalidTxnState => E::InvalidTxnState,
+            TxnError::InvalidTransactionTimeout => E::InvalidTransactionTimeout,
+            TxnError::InvalidProducerEpoch => E::InvalidProducerEpoch,
         }
     }
 }
@@ -780,6 +818,51 @@ mod tests {
                 87,
                 "INVALID_RECORD",
             ),
+            // coordinator/txn/
+            (Box::new(TxnError::NotCoordinator), 16, "NOT_COORDINATOR"),
+            (
+                Box::new(TxnError::CoordinatorNotAvailable),
+                15,
+                "COORDINATOR_NOT_AVAILABLE",
+            ),
+            (
+                Box::new(TxnError::ConcurrentTransactions),
+                51,
+                "CONCURRENT_TRANSACTIONS",
+            ),
+            (Box::new(TxnError::ProducerFenced), 90, "PRODUCER_FENCED"),
+            (
+                Box::new(TxnError::InvalidProducerIdMapping),
+                49,
+                "INVALID_PRODUCER_ID_MAPPING",
+            ),
+            (Box::new(TxnError::InvalidTxnState), 48, "INVALID_TXN_STATE"),
+            (
+                Box::new(TxnError::InvalidTransactionTimeout),
+                50,
+                "INVALID_TRANSACTION_TIMEOUT",
+            ),
+            (
+                Box::new(TxnError::InvalidProducerEpoch),
+                47,
+                "INVALID_PRODUCER_EPOCH",
+            ),
+            // log/txn_index.rs
+            (
+                Box::new(TxnAppendError::Fenced {
+                    producer_id: 1,
+                    epoch: 0,
+                    fenced_by: 1,
+                }),
+                47,
+                "INVALID_PRODUCER_EPOCH",
+            ),
+            (
+                Box::new(TxnAppendError::NotInTransaction { producer_id: 1 }),
+                48,
+                "INVALID_TXN_STATE",
+            ),
+            (Box::new(TxnAppendError::Invalid), 87, "INVALID_RECORD"),
         ];
         listed(
             &RecordsError::Corrupt(s()),
@@ -831,7 +914,7 @@ mod tests {
 
     /// I/O-free modules: they return typed errors and never name a Kafka code. Add a module
     /// here once its errors are typed.
-    const IO_FREE: &[&str] = &["log", "coordinator/group", "cluster"];
+    const IO_FREE: &[&str] = &["log", "coordinator/group", "coordinator/txn", "cluster"];
 
     /// What an I/O-free module must not contain outside its tests: the protocol's error type
     /// (constructing or matching codes) or an implementation of the code mapping.

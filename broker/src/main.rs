@@ -21,6 +21,8 @@ enum Command {
     Serve(ServeArgs),
     #[command(flatten)]
     Ops(broker::cli::OpsCommand),
+    /// Transactions of a running broker: list, abort a hanging one.
+    Txn(broker::cli::TxnArgs),
     /// Report (and with --apply, change) OS settings that matter for Ringtail.
     Tune {
         /// Directory whose filesystem and disk are checked.
@@ -114,6 +116,7 @@ fn main() -> std::process::ExitCode {
             broker::config::BrokerConfig::resolve(&over).and_then(broker::server::run)
         }
         Command::Ops(command) => broker::cli::run(command),
+        Command::Txn(args) => broker::cli::run_txn(args),
         Command::Tune {
             data_dir,
             apply,

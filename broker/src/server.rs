@@ -471,6 +471,20 @@ async fn shard_main(
     })
     .detach();
 
+    // Transactions nobody completes (a failed marker write, a restart, a timeout) and idle
+    // transactional ids: `transaction.abort.timed.out.transaction.cleanup.interval.ms`.
+    let txn_shard = shard.clone();
+    let txn_interval = Duration::from_millis(
+        u64::try_from(config.kafka.transaction_cleanup_interval_ms()).unwrap_or(10_000), // ok: validated >= 1
+    );
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(txn_interval).await;
+            crate::kafka::txn::pending_work_pass(&txn_shard).await;
+        }
+    })
+    .detach();
+
     while !SHUTDOWN.load(Ordering::SeqCst) {
         glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
     }

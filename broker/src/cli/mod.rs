@@ -8,6 +8,7 @@
 //!   consume with `--group` is a classic group member, [`member`]);
 //! - `ringtail group list|describe|delete|reset-offsets` ([`group`]);
 //! - `ringtail cluster info` ([`cluster`]).
+//! - `ringtail txn list` / `ringtail txn abort ID`: transactions ([`txn`]).
 //!
 //! Every command takes `--brokers HOST:PORT[,...]` (`RINGTAIL_BROKERS`; `--bootstrap` and
 //! `RINGTAIL_BOOTSTRAP` are kept as aliases) and `--format table|json`. Requests are routed
@@ -29,9 +30,12 @@ pub mod offsets;
 pub mod output;
 pub mod produce;
 pub mod topic;
+pub mod txn;
 pub mod wire;
 
 use anyhow::bail;
+
+pub use txn::{run_txn, TxnArgs};
 
 pub use group::{render, LagRow};
 

@@ -16,7 +16,8 @@
 //!   tests implement it in memory. This module does not import `crate::shard`.
 //! - The users: [`group`] (the classic consumer-group coordinator on `__consumer_offsets`)
 //!   and its glue [`groups`] (routing a group to its partition, the [`GroupReq`] messages,
-//!   ListGroups over every coordinator of a shard).
+//!   ListGroups over every coordinator of a shard); [`txn`] (the transaction coordinator on
+//!   `__transaction_state`) and its glue [`txns`].
 //!
 //! # Which shard runs it
 //! Every shard: a coordinator lives on the shard that owns its partition, so coordinators
@@ -55,12 +56,15 @@ pub mod groups;
 mod shell;
 #[cfg(test)]
 mod tests;
+pub mod txn;
+pub mod txns;
 
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 
 pub use self::groups::{coordinator_of, GroupCoordinators, GroupReq, GroupResp};
 pub use self::shell::{Coordinators, ShellError, Status};
+pub use self::txns::{txn_coordinator_of, TxnCoordinators, TxnReq, TxnResp};
 use crate::errors::PartitionError;
 
 /// What a coordinator asks its shell to do.

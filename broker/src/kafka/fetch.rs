@@ -29,9 +29,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::FetchRequest;
 use kafka_protocol::messages::fetch_response::{
-    FetchResponse, FetchableTopicResponse, NodeEndpoint, PartitionData,
+    AbortedTransaction, FetchResponse, FetchableTopicResponse, NodeEndpoint, PartitionData,
 };
-use kafka_protocol::messages::BrokerId;
+use kafka_protocol::messages::{BrokerId, ProducerId};
 use kafka_protocol::ResponseError as E;
 use net::codec::FetchRecords;
 
@@ -123,9 +123,10 @@ pub async fn fetch(
     let min_bytes = usize::try_from(req.min_bytes.max(0)).unwrap_or(0);
     let max_wait = Duration::from_millis(req.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX) as u64);
     let deadline = Instant::now() + max_wait;
+    let read_committed = req.isolation_level == 1;
 
     loop {
-        read_round(shard, &mut slots, &names, max_bytes).await;
+        read_round(shard, &mut slots, &names, max_bytes, read_committed).await;
         let total: usize = slots
             .iter()
             .filter_map(|s| s.reply.as_ref())
@@ -143,7 +144,7 @@ pub async fn fetch(
             break; // nobody reads the answer: no need for a last read
         }
         if Instant::now() >= deadline {
-            read_round(shard, &mut slots, &names, max_bytes).await;
+            read_round(shard, &mut slots, &names, max_bytes, read_committed).await;
             break;
         }
     }
@@ -152,7 +153,6 @@ pub async fn fetch(
     // would cross the limit returns none this time (the client fetches it again), except the
     // very first data, which goes out whole (KIP-74).
     let mut used = 0usize;
-    let read_committed = req.isolation_level == 1;
     let mut hinted: Vec<i32> = Vec::new();
     for slot in slots {
         let mut pd = PartitionData::default();
@@ -171,7 +171,21 @@ pub async fn fetch(
             }
             (Ok(_), Some(reply)) => {
                 pd.high_watermark = reply.high_watermark;
-                pd.last_stable_offset = reply.high_watermark;
+                pd.last_stable_offset = reply.last_stable_offset;
+                if read_committed {
+                    pd.aborted_transactions = Some(
+                        reply
+                            .aborted
+                            .iter()
+                            .map(|a| {
+                                let mut t = AbortedTransaction::default();
+                                t.producer_id = ProducerId(a.producer_id);
+                                t.first_offset = a.first_offset;
+                                t
+                            })
+                            .collect(),
+                    );
+                }
                 pd.log_start_offset = reply.log_start_offset;
                 if let Some(e) = reply.error {
                     pd.error_code = e.code;
@@ -218,8 +232,15 @@ pub async fn fetch(
     response
 }
 
-/// Read every readable slot, one message per owning shard.
-async fn read_round(shard: &Rc<Shard>, slots: &mut [Slot], names: &[String], max_bytes: usize) {
+/// Read every readable slot, one message per owning shard; `committed`: read_committed
+/// (stop at each partition's last stable offset).
+async fn read_round(
+    shard: &Rc<Shard>,
+    slots: &mut [Slot],
+    names: &[String],
+    max_bytes: usize,
+    committed: bool,
+) {
     let mut by_shard: Vec<(Vec<usize>, Vec<ReadPart>)> = (0..shard.shards())
         .map(|_| (Vec::new(), Vec::new()))
         .collect();
@@ -232,6 +253,7 @@ async fn read_round(shard: &Rc<Shard>, slots: &mut [Slot], names: &[String], max
                 offset: slot.fetch_offset,
                 max_bytes: slot.partition_max_bytes,
                 min_one: true,
+                committed,
             });
         }
     }
@@ -269,10 +291,17 @@ async fn wait_for_any(
     let mut by_shard: Vec<Vec<(String, i32, i64)>> = vec![Vec::new(); shard.shards()];
     for slot in slots {
         if let Ok(target) = slot.target {
+            // A read_committed fetch may have found data it may not return yet (past the last
+            // stable offset): wait for what comes after it (a marker moves the LSO).
+            let seen_end = slot
+                .reply
+                .as_ref()
+                .filter(|r| r.error.is_none() && r.last_stable_offset < r.high_watermark)
+                .map_or(slot.fetch_offset, |r| r.high_watermark);
             by_shard[target].push((
                 names[slot.topic_index].clone(),
                 slot.partition,
-                slot.fetch_offset,
+                slot.fetch_offset.max(seen_end),
             ));
         }
     }

@@ -22,11 +22,13 @@ use uuid::Uuid;
 
 use super::{str_bytes, topic_name};
 use crate::cluster::controller::{ControllerReq, ControllerResp, NewTopic};
-use crate::cluster::meta::{validate_topic_name, MetaSnapshot, TopicMeta, OFFSETS_TOPIC};
-use crate::coordinator::group::find_coordinator::{
-    find_coordinator_response, CoordinatorNode, KEY_TYPE_GROUP,
+use crate::cluster::meta::{
+    validate_topic_name, MetaSnapshot, TopicMeta, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC,
 };
-use crate::coordinator::{coordinator_of, GroupReq, GroupResp};
+use crate::coordinator::group::find_coordinator::{
+    find_coordinator_response, CoordinatorNode, KEY_TYPE_GROUP, KEY_TYPE_TRANSACTION,
+};
+use crate::coordinator::{coordinator_of, txn_coordinator_of, GroupReq, GroupResp};
 use crate::shard::{expect_controller, Shard, ShardReq, ShardResp};
 
 /// Kafka's "authorized operations not requested" marker.
@@ -296,14 +298,29 @@ pub async fn find_coordinator(
     } else {
         vec![req.key.as_str()]
     };
-    // The coordinator is the leader of the group's `__consumer_offsets` partition: this
-    // node's own coordinators report their load state; other nodes' are named directly.
+    let key_type = if version >= 1 {
+        req.key_type
+    } else {
+        KEY_TYPE_GROUP
+    };
+    let txn = key_type == KEY_TYPE_TRANSACTION;
+    if txn {
+        super::txn::ensure_txn_state_topic(shard).await;
+    }
+    // The coordinator is the leader of the key's partition of `__consumer_offsets` (groups)
+    // or `__transaction_state` (transactional ids): this node's own coordinators report their
+    // load state; other nodes' are named directly.
     let meta = shard.meta();
+    let (state_topic, locate): (&str, fn(&MetaSnapshot, &str) -> Option<(i32, usize)>) = if txn {
+        (TRANSACTION_STATE_TOPIC, txn_coordinator_of)
+    } else {
+        (OFFSETS_TOPIC, coordinator_of)
+    };
     let mut remote: HashMap<String, Result<CoordinatorNode, i16>> = HashMap::new();
     let mut local: Vec<&str> = Vec::new();
     for key in &keys {
-        let leader = coordinator_of(&meta, key).and_then(|(partition, _)| {
-            meta.topic(OFFSETS_TOPIC)
+        let leader = locate(&meta, key).and_then(|(partition, _)| {
+            meta.topic(state_topic)
                 .and_then(|t| t.assignment(partition))
                 .map(|a| a.leader)
         });
@@ -325,20 +342,23 @@ pub async fn find_coordinator(
             }
         }
     }
-    let statuses = coordinator_statuses(shard, &local).await;
+    let statuses = if txn {
+        super::txn::coordinator_statuses(shard, &local).await
+    } else {
+        coordinator_statuses(shard, &local).await
+    };
     let node = CoordinatorNode {
         node_id: shard.config.node_id,
         host: shard.config.advertised_host.clone(),
         port: shard.config.advertised_port,
     };
     find_coordinator_response(version, &req, |key_type, key| match key_type {
-        KEY_TYPE_GROUP => match (statuses.get(key).copied(), remote.get(key)) {
+        KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => match (statuses.get(key).copied(), remote.get(key)) {
             (Some(0), _) => Ok(node.clone()),
             (Some(code), _) => Err(code),
             (None, Some(answer)) => answer.clone(),
             (None, None) => Err(E::CoordinatorNotAvailable.code()),
         },
-        // Transactions are not supported by this broker yet.
         _ => Err(E::CoordinatorNotAvailable.code()),
     })
 }

@@ -8,6 +8,7 @@ mod groups;
 mod metadata;
 mod offsets;
 mod produce;
+pub mod txn;
 
 use std::rc::Rc;
 
@@ -51,6 +52,18 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    // Transactions (the pre-KIP-890 protocol, "transaction version 1"): librdkafka sends
+    // AddPartitionsToTxn v0, AddOffsetsToTxn v0, EndTxn v1, TxnOffsetCommit v3; kafka-python
+    // at most v3 of each. AddPartitionsToTxn v4+ is broker-to-broker (KIP-890 verification),
+    // EndTxn v5 / TxnOffsetCommit v5 are transaction version 2: not advertised, and no
+    // `transaction.version` feature, so clients use the old protocol.
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::TxnOffsetCommit, 0, 3),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 pub fn api_table() -> ApiVersionTable {
@@ -213,8 +226,30 @@ impl KafkaHandler {
             RequestKind::DescribeCluster(r) => {
                 ResponseKind::DescribeCluster(metadata::describe_cluster(shard, r, version))
             }
+            RequestKind::InitProducerId(r) if r.transactional_id.is_some() => {
+                ResponseKind::InitProducerId(txn::init_producer_id(shard, r, version).await)
+            }
             RequestKind::InitProducerId(r) => {
                 ResponseKind::InitProducerId(produce::init_producer_id(shard, r, version).await)
+            }
+            RequestKind::AddPartitionsToTxn(r) => ResponseKind::AddPartitionsToTxn(
+                txn::add_partitions_to_txn(shard, r, version).await,
+            ),
+            RequestKind::AddOffsetsToTxn(r) => {
+                ResponseKind::AddOffsetsToTxn(txn::add_offsets_to_txn(shard, r, version).await)
+            }
+            RequestKind::TxnOffsetCommit(r) => {
+                ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(shard, r, version).await)
+            }
+            RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end_txn(shard, r, version).await),
+            RequestKind::DescribeTransactions(r) => ResponseKind::DescribeTransactions(
+                txn::describe_transactions(shard, r, version).await,
+            ),
+            RequestKind::ListTransactions(r) => {
+                ResponseKind::ListTransactions(txn::list_transactions(shard, r, version).await)
+            }
+            RequestKind::DescribeProducers(r) => {
+                ResponseKind::DescribeProducers(txn::describe_producers(shard, r, version).await)
             }
             RequestKind::DeleteRecords(r) => {
                 ResponseKind::DeleteRecords(delete_records::delete_records(shard, r, version).await)

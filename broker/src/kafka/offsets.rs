@@ -34,6 +34,7 @@ pub async fn list_offsets(
             };
             let name = name.clone();
             let (index, timestamp) = (p.partition_index, p.timestamp);
+            let committed = req.isolation_level == 1;
             lookups.push(async move {
                 match target {
                     Err(code) => Err(crate::errors::PartitionError::new(code)),
@@ -45,6 +46,7 @@ pub async fn list_offsets(
                                     topic: name,
                                     partition: index,
                                     timestamp,
+                                    committed,
                                 },
                             )
                             .await,

@@ -1,4 +1,5 @@
-//! Produce and InitProducerId.
+//! Produce and InitProducerId for idempotent (non-transactional) producers (transactional ids:
+//! `kafka::txn`).
 //!
 //! A Produce request is split by owning shard: local partitions append here, the others travel
 //! as [`ShardReq::Produce`] carrying the request's `Bytes` (no copy). All parts run at once and
@@ -60,10 +61,6 @@ pub async fn produce(
                 slots[slot] = Some(failed(E::InvalidRequiredAcks));
                 continue;
             }
-            if req.transactional_id.is_some() {
-                slots[slot] = Some(failed(E::TransactionalIdAuthorizationFailed));
-                continue;
-            }
             match &topic_meta {
                 // Kafka: the offsets topic is written only by the group coordinators.
                 Some(t) if crate::cluster::meta::is_internal_topic(&t.name) => {
@@ -84,6 +81,7 @@ pub async fn produce(
                         partition: part.index,
                         records: part.records,
                         acks: req.acks,
+                        transactional_id: req.transactional_id.as_ref().map(|id| id.0.to_string()),
                     });
                 }
                 _ => slots[slot] = Some(failed(E::UnknownTopicOrPartition)),
@@ -186,8 +184,7 @@ pub async fn init_producer_id(
     resp.producer_id = ProducerId(-1);
     resp.producer_epoch = -1;
     if req.transactional_id.is_some() {
-        // Transactions need the transaction coordinator, which this broker does not have yet.
-        // Kafka answers a transactional InitProducerId it cannot serve with this code.
+        // Dispatch sends transactional ids to `kafka::txn`; this one was misrouted.
         resp.error_code = E::CoordinatorNotAvailable.code();
         return resp;
     }

@@ -2,7 +2,8 @@
 //!
 //! Owns: record batch validation and record decoding ([`records`]), the four codecs and
 //! recompression to a topic's codec ([`compression`]), idempotent producer state
-//! ([`producer_state`]), and topic configs with Kafka's names and defaults ([`topic_config`]).
+//! ([`producer_state`]), transactions per partition (open ones, last stable offset, aborted
+//! ones: [`txn_index`]), and topic configs with Kafka's names and defaults ([`topic_config`]).
 //! The storage crate (`storage::PartitionLog`) owns the bytes on disk; this module decides what
 //! may be appended and how it must look.
 //!
@@ -15,3 +16,4 @@ pub mod compression;
 pub mod producer_state;
 pub mod records;
 pub mod topic_config;
+pub mod txn_index;

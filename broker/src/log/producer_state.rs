@@ -309,6 +309,11 @@ impl ProducerStateTable {
         self.producers.get(&producer_id)
     }
 
+    /// Every producer with state here (DescribeProducers).
+    pub fn producers(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
+        self.producers.iter().map(|(pid, e)| (*pid, e))
+    }
+
     /// One past the last offset applied: replay the log from here after [`Self::restore`].
     pub fn end_offset(&self) -> i64 {
         self.end_offset

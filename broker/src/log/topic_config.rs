@@ -806,6 +806,11 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
          replication, as with Kafka's defaults (flush.messages unset)."),
     broker_def!("socket.request.max.bytes", Int, Some("104857600"), Validator::AtLeast(1),
         "The maximum number of bytes in a socket request"),
+    broker_def!("transaction.abort.timed.out.transaction.cleanup.interval.ms", Int,
+        Some("10000"), Validator::AtLeast(1),
+        "The interval at which to rollback transactions that have timed out. Ringtail also \
+         completes, at this interval, transactions whose markers could not be written (and \
+         expires transactional ids idle for transactional.id.expiration.ms)."),
     broker_def!("transaction.max.timeout.ms", Int, Some("900000"), Validator::AtLeast(1),
         "The maximum allowed timeout for transactions. If a client’s requested transaction time \
          exceed this, then the broker will return an error in InitProducerIdRequest. This \
@@ -1538,6 +1543,9 @@ impl BrokerDefaults {
     }
     pub fn transaction_state_log_segment_bytes(&self) -> i32 {
         self.int("transaction.state.log.segment.bytes")
+    }
+    pub fn transaction_cleanup_interval_ms(&self) -> i32 {
+        self.int("transaction.abort.timed.out.transaction.cleanup.interval.ms")
     }
     pub fn transaction_max_timeout_ms(&self) -> i32 {
         self.int("transaction.max.timeout.ms")

@@ -1,6 +1,7 @@
 //! The shard's side of the coordinator shell: lends a coordinator the partition it keeps its
 //! state in ([`CoordinatorLog`]) and opens the group coordinators with the partitions of
-//! `__consumer_offsets`. Runs on the shard owning the partition.
+//! `__consumer_offsets` and the transaction coordinators with those of `__transaction_state`.
+//! Runs on the shard owning the partition.
 
 use std::rc::Rc;
 
@@ -12,6 +13,7 @@ use storage::{Durability, PartitionLog};
 
 use super::{now_ms, Partition, Shard};
 use crate::coordinator::groups::group_config;
+use crate::coordinator::txns::txn_config;
 use crate::coordinator::{CoordinatorLog, PendingDurable};
 use crate::errors::PartitionError;
 
@@ -72,5 +74,25 @@ impl Shard {
         });
         let config = group_config(&self.config, &partition.topic);
         self.coordinators.open(partition.index, log, config);
+    }
+
+    /// Becomes the transaction coordinator of `__transaction_state` partition `partition`,
+    /// just opened here.
+    pub(super) fn open_txn_coordinator(&self, partition: &Partition) {
+        let log = Rc::new(ShardLog {
+            log: partition.log.clone(),
+            durability: self.coordinator_durability(),
+        });
+        self.txn_coordinators
+            .open(partition.index, log, txn_config(&self.config));
+    }
+
+    /// What "persisted" means for a coordinator: as durable as an acks=all produce.
+    pub(super) fn coordinator_durability(&self) -> Durability {
+        if self.config.kafka.acks_all_fsync() {
+            Durability::Fsynced
+        } else {
+            Durability::Written
+        }
     }
 }

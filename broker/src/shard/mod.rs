@@ -41,12 +41,14 @@ use crate::errors::PartitionError;
 use crate::log::compression;
 use crate::log::producer_state::{ProducerBatch, ProducerStateTable, SeqCheck};
 use crate::log::records::{self, ValidationOptions};
+use crate::log::txn_index::{PartitionTxns, TxnAppendError, TxnCheck};
 
 pub mod controller_shell;
 
 use self::controller_shell::ControllerShell;
 
 mod coordinator_log;
+pub mod txn_markers;
 
 /// How often each shard applies retention to its partitions (Kafka's
 /// `log.retention.check.interval.ms` default).
@@ -73,6 +75,8 @@ pub enum ShardReq {
         topic: String,
         partition: i32,
         timestamp: i64,
+        /// read_committed: LATEST is the last stable offset.
+        committed: bool,
     },
     /// DeleteRecords for one partition: move its log start offset to `offset` (-1: the high
     /// watermark).
@@ -92,6 +96,13 @@ pub enum ShardReq {
     Controller(ControllerReq),
     /// For the consumer-group coordinators of the target shard (see `coordinator`).
     Group(crate::coordinator::GroupReq),
+    /// For the transaction coordinators of the target shard (see `coordinator::txns`).
+    Txn(crate::coordinator::TxnReq),
+    /// COMMIT/ABORT markers for partitions owned by the target shard (`txn_markers`);
+    /// answered with [`ShardResp::Produce`], one result per marker.
+    WriteMarkers(Vec<txn_markers::MarkerPart>),
+    /// DescribeProducers for one partition owned by the target shard.
+    DescribeProducers { topic: String, partition: i32 },
     /// Serve this client connection here from now on: its requests use this shard's
     /// partitions (see `net::affinity`).
     AdoptConnection(net::Handoff),
@@ -110,6 +121,8 @@ pub enum ShardResp {
     DeleteRecords(Result<i64, PartitionError>),
     Controller(ControllerResp),
     Group(crate::coordinator::GroupResp),
+    Txn(crate::coordinator::TxnResp),
+    Producers(Result<Vec<txn_markers::ProducerInfo>, PartitionError>),
     /// To `AdoptConnection`: the connection back when the shard could not take it.
     Adopted(Result<(), net::Handoff>),
     /// The call itself failed (target shard unreachable).
@@ -122,6 +135,8 @@ pub struct ProducePart {
     pub partition: i32,
     pub records: Option<Bytes>,
     pub acks: i16,
+    /// The request's transactional id (transactional batches need one).
+    pub transactional_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -150,12 +165,17 @@ pub struct ReadPart {
     pub offset: i64,
     pub max_bytes: usize,
     pub min_one: bool,
+    /// `read_committed`: stop at the last stable offset.
+    pub committed: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct ReadReply {
     pub error: Option<PartitionError>,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    /// `read_committed`: the aborted transactions overlapping the range read.
+    pub aborted: Vec<crate::log::txn_index::AbortedTxn>,
     pub log_start_offset: i64,
     /// Whole batches, in order, possibly in several chunks.
     pub records: Vec<Bytes>,
@@ -170,6 +190,8 @@ impl ReadReply {
         ReadReply {
             error: Some(error),
             high_watermark: -1,
+            last_stable_offset: -1,
+            aborted: Vec::new(),
             log_start_offset: -1,
             records: Vec::new(),
         }
@@ -193,6 +215,8 @@ pub struct Partition {
     pub index: i32,
     pub log: PartitionLog,
     pub producers: RefCell<ProducerStateTable>,
+    /// Open and aborted transactions, the last stable offset (`log::txn_index`).
+    pub txns: RefCell<PartitionTxns>,
 }
 
 pub struct Shard {
@@ -213,6 +237,8 @@ pub struct Shard {
     pub controller: Option<ControllerShell>,
     /// One group coordinator per `__consumer_offsets` partition this shard owns.
     pub coordinators: crate::coordinator::GroupCoordinators,
+    /// One transaction coordinator per `__transaction_state` partition this shard owns.
+    pub txn_coordinators: crate::coordinator::TxnCoordinators,
     produce_responses: Cell<u64>,
     pub ready_shards: Arc<AtomicUsize>,
     /// Every shard's counters (this one updates only its own).
@@ -252,6 +278,7 @@ impl Shard {
             opened_version: Cell::new(None),
             controller,
             coordinators: Default::default(),
+            txn_coordinators: Default::default(),
             produce_responses: Cell::new(0),
             ready_shards,
             metrics,
@@ -380,7 +407,11 @@ impl Shard {
                 topic,
                 partition,
                 timestamp,
-            } => ShardResp::ListOffset(self.list_offset_local(&topic, partition, timestamp).await),
+                committed,
+            } => ShardResp::ListOffset(
+                self.list_offset_local(&topic, partition, timestamp, committed)
+                    .await,
+            ),
             ShardReq::DeleteRecords {
                 topic,
                 partition,
@@ -397,6 +428,14 @@ impl Shard {
                 None => ShardResp::Controller(ControllerResp::NotController),
             },
             ShardReq::Group(req) => ShardResp::Group(self.coordinators.serve(req).await),
+            ShardReq::Txn(req) => ShardResp::Txn(self.txn_coordinators.serve(req).await),
+            ShardReq::WriteMarkers(parts) => {
+                let writes = parts.into_iter().map(|part| self.write_marker_local(part));
+                ShardResp::Produce(futures::future::join_all(writes).await)
+            }
+            ShardReq::DescribeProducers { topic, partition } => {
+                ShardResp::Producers(self.describe_producers_local(&topic, partition))
+            }
             ShardReq::AdoptConnection(conn) => {
                 let home = self.conn_home.borrow();
                 ShardResp::Adopted(match home.as_ref() {
@@ -458,6 +497,9 @@ impl Shard {
             if key.0 == crate::coordinator::group::OFFSETS_TOPIC {
                 self.coordinators.close(key.1);
             }
+            if key.0 == crate::coordinator::txn::TXN_STATE_TOPIC {
+                self.txn_coordinators.close(key.1);
+            }
             let deleted = snapshot
                 .topic(&key.0)
                 .is_none_or(|t| t.id != partition.topic.id);
@@ -489,6 +531,7 @@ impl Shard {
                             index,
                             log: p.log.clone(),
                             producers: RefCell::new(p.producers.borrow().clone()),
+                            txns: RefCell::new(p.txns.borrow().clone()),
                         });
                         self.partitions
                             .borrow_mut()
@@ -591,6 +634,9 @@ impl Shard {
                     if topic.name == crate::coordinator::group::OFFSETS_TOPIC {
                         self.open_group_coordinator(&p);
                     }
+                    if topic.name == crate::coordinator::txn::TXN_STATE_TOPIC {
+                        self.open_txn_coordinator(&p);
+                    }
                     self.partitions
                         .borrow_mut()
                         .insert((topic.name.clone(), index), Rc::new(p));
@@ -636,8 +682,13 @@ impl Shard {
         // restart are still recognised as duplicates.
         let mut producers = ProducerStateTable::default();
         let mut batches = Vec::new();
+        // Transactional batches and markers, in log order, to rebuild the transactions.
+        let mut txn_events = Vec::new();
         log.for_each_batch_header(log.log_start_offset(), |h| {
-            if h.producer_id >= 0 {
+            if h.is_transactional() && h.producer_id >= 0 {
+                txn_events.push(txn_markers::TxnEvent::from_header(h));
+            }
+            if h.producer_id >= 0 && !h.is_control() {
                 batches.push(ProducerBatch::from_header(
                     h.base_offset,
                     h.last_offset_delta,
@@ -650,11 +701,13 @@ impl Shard {
         })
         .await?;
         producers.rebuild_from(batches);
+        let txns = txn_markers::rebuild_txns(&log, txn_events).await?;
         Ok(Partition {
             topic,
             index,
             log,
             producers: RefCell::new(producers),
+            txns: RefCell::new(txns),
         })
     }
 
@@ -671,7 +724,15 @@ impl Shard {
         let Some(partition) = self.partition(&part.topic, part.partition) else {
             return ProduceResult::failed(PartitionError::new(E::UnknownTopicOrPartition));
         };
-        match self.append(&partition, part.records, part.acks).await {
+        match self
+            .append(
+                &partition,
+                part.records,
+                part.acks,
+                part.transactional_id.as_deref(),
+            )
+            .await
+        {
             Ok(result) => result,
             Err(error) => {
                 if error.code != E::OutOfOrderSequenceNumber.code() {
@@ -687,6 +748,7 @@ impl Shard {
         partition: &Partition,
         records: Option<Bytes>,
         acks: i16,
+        transactional_id: Option<&str>,
     ) -> Result<ProduceResult, PartitionError> {
         let records = records.ok_or_else(|| {
             PartitionError::with_message(E::CorruptMessage, "produce request without records")
@@ -701,14 +763,20 @@ impl Shard {
         // validate_produce verified the CRC (once, on the bytes it returns).
         let batches = ValidatedBatches::parse_crc_verified(validated.batch)?;
         let headers = batches.headers();
-        if headers
-            .iter()
-            .any(|h| h.is_transactional() || h.is_control())
+        // Clients never write markers; a transactional batch needs its transactional id.
+        let transactional = headers.iter().any(|h| h.is_transactional());
+        if headers.iter().any(|h| h.is_control())
+            || (transactional && (transactional_id.is_none() || headers[0].producer_id < 0))
         {
-            return Err(PartitionError::with_message(
-                E::InvalidRecord,
-                "transactional batches are not supported by this broker yet",
-            ));
+            return Err(TxnAppendError::Invalid.into());
+        }
+        let txn_of = transactional.then(|| (headers[0].producer_id, headers[0].producer_epoch));
+        if let (Some((pid, epoch)), Some(id)) = (txn_of, transactional_id) {
+            let check = partition.txns.borrow().check(pid, epoch)?;
+            if check == TxnCheck::Verify {
+                self.verify_in_transaction(id, pid, epoch, &partition.topic.name, partition.index)
+                    .await?;
+            }
         }
         let seq = headers.first().filter(|h| h.producer_id >= 0).map(|h| {
             (
@@ -754,6 +822,14 @@ impl Shard {
         let pending = partition.log.append(&batches, log_append_time)?;
         self.metrics()
             .produced(batches.bytes().len(), batches.headers().len());
+        if let Some((pid, epoch)) = txn_of {
+            partition.txns.borrow_mut().on_data(
+                pid,
+                epoch,
+                pending.base_offset,
+                pending.last_offset,
+            );
+        }
         if let Some((producer_id, producer_epoch, first_seq, last_seq, max_ts)) = seq {
             partition.producers.borrow_mut().record(&ProducerBatch {
                 producer_id,
@@ -800,7 +876,7 @@ impl Shard {
             part.max_bytes = part.max_bytes.min(remaining);
             part.min_one &= min_one;
             let plan = self.plan_read(&part).await;
-            if let Ok((_, read)) = &plan {
+            if let Ok((_, read, _)) = &plan {
                 if read.bytes > 0 {
                     min_one = false;
                     remaining = remaining.saturating_sub(read.bytes);
@@ -818,20 +894,26 @@ impl Shard {
     async fn plan_read(
         &self,
         part: &ReadPart,
-    ) -> Result<(Rc<Partition>, storage::ReadResult), ReadReply> {
+    ) -> Result<(Rc<Partition>, storage::ReadResult, Option<i64>), ReadReply> {
         let Some(partition) = self.partition(&part.topic, part.partition) else {
             return Err(ReadReply::failed(PartitionError::new(
                 E::UnknownTopicOrPartition,
             )));
         };
-        // Single replica: readers see everything written (high watermark = LSO = written end).
-        let visible_end = partition.log.written_end_offset();
+        // Single replica: the high watermark is the written end; read_committed readers stop
+        // at the last stable offset.
+        let high_watermark = partition.log.written_end_offset();
+        let visible_end = if part.committed {
+            partition.txns.borrow().last_stable_offset(high_watermark)
+        } else {
+            high_watermark
+        };
         match partition
             .log
             .read(part.offset, part.max_bytes, part.min_one, visible_end)
             .await
         {
-            Ok(read) => Ok((partition, read)),
+            Ok(read) => Ok((partition, read, part.committed.then_some(part.offset))),
             Err(e) => Err(read_error(&partition.log, &e)),
         }
     }
@@ -866,13 +948,21 @@ impl Shard {
         topic: &str,
         index: i32,
         timestamp: i64,
+        committed: bool,
     ) -> Result<(i64, i64), PartitionError> {
         let partition = self
             .partition(topic, index)
             .ok_or_else(|| PartitionError::new(E::UnknownTopicOrPartition))?;
         let log = &partition.log;
         match timestamp {
-            // LATEST: the high watermark (no transactions yet, so also the LSO).
+            // LATEST: the high watermark, or for read_committed the last stable offset.
+            -1 if committed => Ok((
+                partition
+                    .txns
+                    .borrow()
+                    .last_stable_offset(log.written_end_offset()),
+                -1,
+            )),
             -1 => Ok((log.written_end_offset(), -1)),
             // EARLIEST and EARLIEST_LOCAL: everything is local.
             -2 | -4 => Ok((log.log_start_offset(), -1)),
@@ -955,12 +1045,14 @@ impl Shard {
             }
             // Kafka forgets idle idempotent producers after producer.id.expiration.ms.
             p.producers.borrow_mut().expire(now, producer_expiration_ms);
+            p.txns.borrow_mut().trim_before(p.log.log_start_offset());
         }
     }
 
     pub async fn close_all(&self) {
         // Coordinators first: their parked requests are answered before the logs go.
         self.coordinators.close_all();
+        self.txn_coordinators.close_all();
         let partitions: Vec<Rc<Partition>> = self
             .partitions
             .borrow_mut()
@@ -1046,8 +1138,12 @@ pub fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
 }
 
 /// Loads a planned read's bytes and builds the reply.
-async fn finish_read(plan: Result<(Rc<Partition>, storage::ReadResult), ReadReply>) -> ReadReply {
-    let (partition, read) = match plan {
+/// `committed_from`: a read_committed read from this offset (its aborted transactions are
+/// reported).
+async fn finish_read(
+    plan: Result<(Rc<Partition>, storage::ReadResult, Option<i64>), ReadReply>,
+) -> ReadReply {
+    let (partition, read, committed_from) = match plan {
         Ok(p) => p,
         Err(reply) => return reply,
     };
@@ -1056,6 +1152,20 @@ async fn finish_read(plan: Result<(Rc<Partition>, storage::ReadResult), ReadRepl
         Ok(records) => ReadReply {
             error: None,
             high_watermark: log.written_end_offset(),
+            last_stable_offset: partition
+                .txns
+                .borrow()
+                .last_stable_offset(log.written_end_offset()),
+            aborted: match committed_from {
+                Some(from) => {
+                    let to = partition
+                        .txns
+                        .borrow()
+                        .last_stable_offset(log.written_end_offset());
+                    partition.txns.borrow().aborted_between(from, to)
+                }
+                None => Vec::new(),
+            },
             log_start_offset: log.log_start_offset(),
             records,
         },
@@ -1068,6 +1178,8 @@ fn read_error(log: &PartitionLog, e: &storage::StorageError) -> ReadReply {
     ReadReply {
         error: Some(PartitionError::from(e)),
         high_watermark: log.written_end_offset(),
+        last_stable_offset: log.written_end_offset(),
+        aborted: Vec::new(),
         log_start_offset: log.log_start_offset(),
         records: Vec::new(),
     }

@@ -200,6 +200,10 @@ pub enum Input {
         request: OffsetCommitRequest,
         unknown_partitions: Vec<(String, i32)>,
     },
+    /// The offsets of a committed transaction (from the transaction coordinator's marker
+    /// job): written like an OffsetCommit, without member or generation checks, since the
+    /// transaction already committed them (Kafka materialises them from the COMMIT marker).
+    TxnOffsetsCommitted { request: OffsetCommitRequest },
     /// The lead passes only the groups this coordinator owns (v8+ may name many groups).
     OffsetFetch {
         api_version: i16,
@@ -946,7 +950,11 @@ impl GroupCoordinator {
                 api_version,
                 request,
                 unknown_partitions,
+                true,
             ),
+            Input::TxnOffsetsCommitted { request } => {
+                self.handle_offset_commit(now_ms, request_id, 8, request, Vec::new(), false)
+            }
             Input::OffsetFetch {
                 api_version,
                 request,
@@ -1684,6 +1692,7 @@ impl GroupCoordinator {
         api_version: i16,
         req: OffsetCommitRequest,
         unknown: Vec<(String, i32)>,
+        validate: bool,
     ) {
         let core = &mut self.core;
         let group_id = req.group_id.0.as_str().to_owned();
@@ -1722,7 +1731,7 @@ impl GroupCoordinator {
         }
         let generation = req.generation_id_or_member_epoch;
         if !self.groups.contains_key(&group_id) {
-            if generation < 0 {
+            if generation < 0 || !validate {
                 // A "simple" group: standalone consumers and admin tools commit without
                 // membership.
                 self.groups.insert(
@@ -1748,9 +1757,11 @@ impl GroupCoordinator {
         } else {
             None
         };
-        if let Err(error) = validate_offset_commit(g, member_id, instance_id, generation) {
-            fail_known(&mut response, error);
-            return core.respond(request_id, Response::OffsetCommit(response));
+        if validate {
+            if let Err(error) = validate_offset_commit(g, member_id, instance_id, generation) {
+                fail_known(&mut response, error);
+                return core.respond(request_id, Response::OffsetCommit(response));
+            }
         }
         if g.is(State::Stable) || g.is(State::PreparingRebalance) {
             // Commits keep a classic member's session alive.

@@ -162,6 +162,7 @@ impl Harness {
             | Input::DescribeGroups { api_version, .. }
             | Input::ListGroups { api_version, .. }
             | Input::DeleteGroups { api_version, .. } => *api_version,
+            Input::TxnOffsetsCommitted { .. } => 8,
         };
         self.versions.insert(id, version);
         let actions = self.c.step(self.now, id, input);
