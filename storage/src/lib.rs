@@ -122,8 +122,8 @@ pub use error::StorageError;
 #[doc(hidden)]
 pub use index::SegmentIndex;
 pub use log::{
-    set_shard_cache_bytes, shard_cache_bytes, Chunk, PartitionLog, PendingAppend, ReadResult,
-    RetentionOutcome,
+    set_shard_cache_bytes, shard_cache_bytes, Chunk, CleanedSegment, PartitionLog, PendingAppend,
+    ReadResult, RetentionOutcome, SegmentInfo,
 };
 pub use readahead::{
     set_shard_read_ahead_bytes, shard_read_ahead_bytes, shard_read_ahead_hits,

@@ -2,7 +2,8 @@
 //!
 //! Owns: record batch validation and record decoding ([`records`]), the four codecs and
 //! recompression to a topic's codec ([`compression`]), idempotent producer state
-//! ([`producer_state`]), and topic configs with Kafka's names and defaults ([`topic_config`]).
+//! ([`producer_state`]), compaction's record and segment decisions ([`compaction`]), and topic
+//! configs with Kafka's names and defaults ([`topic_config`]).
 //! The storage crate (`storage::PartitionLog`) owns the bytes on disk; this module decides what
 //! may be appended and how it must look.
 //!
@@ -11,6 +12,7 @@
 //!
 //! Runs on: whichever shard owns the partition being validated or decoded.
 
+pub mod compaction;
 pub mod compression;
 pub mod producer_state;
 pub mod records;

@@ -1342,3 +1342,14 @@ mod tests {
         }
     }
 }
+
+impl ProducerStateTable {
+    /// Producer id → last offset of its last batch, for every producer with state: the
+    /// batches compaction must keep (emptied if need be), as Kafka's cleaner does.
+    pub fn last_batch_offsets(&self) -> HashMap<i64, i64> {
+        self.producers
+            .iter()
+            .map(|(id, entry)| (*id, entry.last_data_offset()))
+            .collect()
+    }
+}

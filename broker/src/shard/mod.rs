@@ -42,6 +42,7 @@ use crate::log::compression;
 use crate::log::producer_state::{ProducerBatch, ProducerStateTable, SeqCheck};
 use crate::log::records::{self, ValidationOptions};
 
+pub mod cleaner;
 pub mod controller_shell;
 
 use self::controller_shell::ControllerShell;
@@ -219,6 +220,8 @@ pub struct Shard {
     metrics: Arc<crate::ops::metrics::Metrics>,
     /// Takes connections moved here from other shards; set once the listener is up.
     conn_home: RefCell<Option<ConnAdopter>>,
+    /// The log cleaner's counters and per-partition state (see [`cleaner`]).
+    pub cleaner: RefCell<cleaner::CleanerState>,
 }
 
 /// Serves a connection moved to this shard, or gives it back (see [`net::ConnHome::adopt`]).
@@ -256,6 +259,7 @@ impl Shard {
             ready_shards,
             metrics,
             conn_home: RefCell::new(None),
+            cleaner: RefCell::new(cleaner::CleanerState::default()),
         }
     }
 

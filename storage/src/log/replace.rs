@@ -168,6 +168,23 @@ impl PartitionLog {
         self.inner.st.borrow().cleaner_offset
     }
 
+    /// Moves the cleaner offset up to `offset` (never down, never past the log end) and
+    /// persists it: the cleaner found nothing to rewrite below it.
+    pub async fn set_cleaner_offset(&self, offset: i64) -> Result<(), StorageError> {
+        {
+            let mut st = self.inner.st.borrow_mut();
+            if st.closed || st.closing {
+                return Err(StorageError::Closed);
+            }
+            let offset = offset.min(st.leo);
+            if offset <= st.cleaner_offset {
+                return Ok(());
+            }
+            st.cleaner_offset = offset;
+        }
+        write_checkpoint(&self.inner, false).await
+    }
+
     /// Whole batches of the segment `base_offset` from byte `position` (a batch boundary)
     /// up to about `max_bytes` (at least one batch), each checked (header, CRC), and the
     /// position after them; `None` at the end of the segment. Errors when the segment is
