@@ -137,7 +137,9 @@ def test_compacted_topic_refuses_records_without_key(broker, topic_name):
     kclients.create_topic(broker.bootstrap, topic_name, 1, config={"cleanup.policy": "compact"})
     deliveries = kclients.Deliveries()
     prod = kclients.producer(broker.bootstrap, **{"message.timeout.ms": 30000})
+    # One batch each: the broker refuses a whole batch holding a record without a key.
     prod.produce(topic_name, value=b"no key", on_delivery=deliveries)
+    kclients.flush_all(prod)
     prod.produce(topic_name, key=b"k", value=b"with key", on_delivery=deliveries)
     kclients.flush_all(prod)
     assert len(deliveries.ok) == 1 and deliveries.ok[0].key == b"k"
