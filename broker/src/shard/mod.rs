@@ -436,7 +436,7 @@ impl Shard {
                 unopened: Vec::new(),
             };
         }
-        *self.meta.borrow_mut() = snapshot.clone();
+        let previous = std::mem::replace(&mut *self.meta.borrow_mut(), snapshot.clone());
 
         // Drop partitions whose topic is gone (or was re-created with a new id) or whose
         // partition no longer belongs here.
@@ -453,6 +453,7 @@ impl Shard {
         // Dropping an older incarnation of a topic makes room for its new one, which the
         // open phase had to leave alone.
         let dropped_any = !stale.is_empty();
+        let mut deleted_topics: Vec<String> = Vec::new();
         for (key, partition) in stale {
             self.partitions.borrow_mut().remove(&key);
             if key.0 == crate::coordinator::group::OFFSETS_TOPIC {
@@ -464,12 +465,36 @@ impl Shard {
             let log = partition.log.clone();
             drop(partition);
             if deleted {
+                if !deleted_topics.contains(&key.0) {
+                    deleted_topics.push(key.0.clone());
+                }
                 info!(topic = %key.0, partition = key.1, "deleting partition");
                 if let Err(e) = log.delete().await {
                     warn!(topic = %key.0, partition = key.1, error = %e, "deleting partition failed");
                 }
             } else if let Err(e) = log.close().await {
                 warn!(topic = %key.0, partition = key.1, error = %e, "closing partition failed");
+            }
+        }
+
+        // Deleted topics' committed offsets become tombstones in the offsets log (every
+        // shard tells its own coordinators; a topic with no partition here is found by
+        // comparing with the previous snapshot).
+        for name in previous.topics.keys() {
+            let gone = snapshot
+                .topic(name)
+                .is_none_or(|t| Some(t.id) != previous.topic(name).map(|p| p.id));
+            if gone
+                && !deleted_topics.contains(name)
+                && name != crate::coordinator::group::OFFSETS_TOPIC
+            {
+                deleted_topics.push(name.clone());
+            }
+        }
+        if !deleted_topics.is_empty() {
+            let removed = self.coordinators.topics_deleted(&deleted_topics).await;
+            if removed > 0 {
+                info!(shard = self.id, topics = ?deleted_topics, offsets = removed, "removed committed offsets of deleted topics");
             }
         }
 
