@@ -179,3 +179,29 @@ def test_kill9_during_segment_replacement(broker_factory, topic_name, step):
         assert latest.get(k) == v, f"{k!r}: latest {latest.get(k)!r}, expected {v!r}"
     # And cleaning completes after the restart.
     wait_compacted(broker.bootstrap, topic_name, expected)
+
+
+def test_deleting_a_topic_forgets_its_committed_offsets(broker, topic_name):
+    """Kafka drops a deleted topic's committed offsets (tombstones in __consumer_offsets): a
+    topic re-created under the same name starts without them."""
+    kclients.create_topic(broker.bootstrap, topic_name, 1)
+    group = f"g-{topic_name}"
+    c = kclients.consumer(broker.bootstrap, **{"group.id": group})
+    try:
+        c.commit(offsets=[TopicPartition(topic_name, 0, 5)], asynchronous=False)
+        assert c.committed([TopicPartition(topic_name, 0)], timeout=30)[0].offset == 5
+    finally:
+        c.close()
+    client = kclients.admin(broker.bootstrap)
+    client.delete_topics([topic_name], operation_timeout=30)[topic_name].result(timeout=60)
+    deadline = time.monotonic() + 60
+    while topic_name in client.list_topics(timeout=10).topics:
+        assert time.monotonic() < deadline, "topic not deleted"
+        time.sleep(0.2)
+    kclients.create_topic(broker.bootstrap, topic_name, 1)
+    c = kclients.consumer(broker.bootstrap, **{"group.id": group})
+    try:
+        committed = c.committed([TopicPartition(topic_name, 0)], timeout=30)[0].offset
+    finally:
+        c.close()
+    assert committed < 0, f"offset {committed} survived the topic's deletion"
