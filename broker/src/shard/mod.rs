@@ -44,6 +44,7 @@ use crate::log::records::{self, ValidationOptions};
 
 pub mod cleaner;
 pub mod controller_shell;
+pub mod producer_snapshots;
 
 use self::controller_shell::ControllerShell;
 
@@ -194,6 +195,9 @@ pub struct Partition {
     pub index: i32,
     pub log: PartitionLog,
     pub producers: RefCell<ProducerStateTable>,
+    /// Active segment base when the last producer-state snapshot was taken: a roll past it
+    /// takes the next one (see [`producer_snapshots`]).
+    pub snapshot_segment_base: Cell<i64>,
 }
 
 pub struct Shard {
@@ -514,6 +518,7 @@ impl Shard {
                             index,
                             log: p.log.clone(),
                             producers: RefCell::new(p.producers.borrow().clone()),
+                            snapshot_segment_base: Cell::new(p.snapshot_segment_base.get()),
                         });
                         self.partitions
                             .borrow_mut()
@@ -655,11 +660,15 @@ impl Shard {
         let dir = partition_dir(&self.config.data_dir, &topic.name, index);
         let log = PartitionLog::open(dir, topic.config.log_config()).await?;
         log.set_read_cache_bytes(self.config.batch_cache_bytes_per_partition);
-        // Rebuild idempotent-producer state from the log so retried batches sent before a
-        // restart are still recognised as duplicates.
-        let mut producers = ProducerStateTable::default();
+        // Rebuild idempotent-producer state so retried batches sent before a restart are
+        // still recognised as duplicates: the newest snapshot, then the log after it.
+        let dir = log.dir().to_path_buf();
+        let snapshot = producer_snapshots::load(dir, log.log_end_offset()).await;
+        let from_snapshot = snapshot.as_ref().map(ProducerStateTable::end_offset);
+        let mut producers = snapshot.unwrap_or_default();
+        let replay_from = producers.end_offset().max(log.log_start_offset());
         let mut batches = Vec::new();
-        log.for_each_batch_header(log.log_start_offset(), |h| {
+        log.for_each_batch_header(replay_from, |h| {
             if h.producer_id >= 0 {
                 batches.push(ProducerBatch::from_header(
                     h.base_offset,
@@ -672,12 +681,24 @@ impl Shard {
             }
         })
         .await?;
-        producers.rebuild_from(batches);
+        let replayed = producers.rebuild_from(batches);
+        producers.advance_end_offset(log.log_end_offset());
+        info!(
+            topic = %topic.name,
+            partition = index,
+            snapshot_end_offset = from_snapshot.unwrap_or(-1),
+            replayed_from = replay_from,
+            replayed_batches = replayed,
+            producers = producers.len(),
+            "producer state loaded"
+        );
+        let segment_base = log.active_segment_base();
         Ok(Partition {
             topic,
             index,
             log,
             producers: RefCell::new(producers),
+            snapshot_segment_base: Cell::new(segment_base),
         })
     }
 
@@ -787,6 +808,17 @@ impl Shard {
                 last_offset: pending.last_offset,
                 max_timestamp_ms: log_append_time.unwrap_or(max_ts),
             });
+        }
+        // A roll: snapshot the producer state in the background (the next start replays
+        // only what follows it).
+        let segment_base = partition.log.active_segment_base();
+        if segment_base > partition.snapshot_segment_base.get() {
+            partition.snapshot_segment_base.set(segment_base);
+            let mut table = partition.producers.borrow().clone();
+            table.advance_end_offset(partition.log.log_end_offset());
+            let dir = partition.log.dir().to_path_buf();
+            glommio::spawn_local(async move { producer_snapshots::write(dir, &table).await })
+                .detach();
         }
         let base_offset = pending.base_offset;
         let durability = match acks {
@@ -992,9 +1024,18 @@ impl Shard {
             .collect();
         for p in partitions {
             let log = p.log.clone();
+            let mut table = p.producers.borrow().clone();
             drop(p);
-            if let Err(e) = log.close().await {
-                warn!(error = %e, "closing partition at shutdown failed");
+            let dir = log.dir().to_path_buf();
+            let handle = log.clone();
+            match log.close().await {
+                // Clean: the log ends where its appends did; the next start loads this and
+                // replays nothing.
+                Ok(()) => {
+                    table.advance_end_offset(handle.log_end_offset());
+                    producer_snapshots::write(dir, &table).await
+                }
+                Err(e) => warn!(error = %e, "closing partition at shutdown failed"),
             }
         }
     }

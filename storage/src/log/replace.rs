@@ -157,6 +157,11 @@ impl PartitionLog {
         out
     }
 
+    /// Base offset of the active (last) segment: it changes when the log rolls.
+    pub fn active_segment_base(&self) -> i64 {
+        self.inner.st.borrow().active().base_offset
+    }
+
     /// Bytes of every segment (what a dirty ratio is a fraction of).
     pub fn size_bytes(&self) -> u64 {
         let st = self.inner.st.borrow();
