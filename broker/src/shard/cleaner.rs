@@ -144,7 +144,29 @@ pub async fn run(shard: Rc<Shard>, config: CleanerConfig) {
                 warn!(topic = %p.topic.name, partition = p.index, error = %e, "log cleaning failed");
             }
         }
+        publish(&shard);
     }
+}
+
+/// Hands this shard's cleaner figures to `/metrics` (partitions no longer owned are dropped).
+fn publish(shard: &Shard) {
+    let mut cleaner = shard.cleaner.borrow_mut();
+    cleaner
+        .partitions
+        .retain(|(topic, index), _| shard.partition(topic, *index).is_some());
+    let mut partitions: Vec<(String, i32, f64, i64)> = cleaner
+        .partitions
+        .iter()
+        .map(|((t, i), s)| (t.clone(), *i, s.dirty_ratio, s.last_clean_ms))
+        .collect();
+    partitions.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let view = crate::ops::metrics::CleanerShardView {
+        bytes_read: cleaner.bytes_read,
+        bytes_written: cleaner.bytes_written,
+        partitions,
+    };
+    drop(cleaner);
+    shard.metrics_registry().cleaner.publish(shard.id, view);
 }
 
 /// Reads every batch of a segment, in chunks of about `chunk` bytes, calling `f` per chunk.

@@ -326,6 +326,11 @@ impl Shard {
         self.metrics.shard(self.id)
     }
 
+    /// Every shard's metrics (the log cleaner publishes its own block there).
+    pub fn metrics_registry(&self) -> &crate::ops::metrics::Metrics {
+        &self.metrics
+    }
+
     pub async fn call(self: &Rc<Self>, shard: usize, req: ShardReq) -> ShardResp {
         if shard == self.id {
             return self.serve(req).await;

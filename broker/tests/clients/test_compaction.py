@@ -128,6 +128,23 @@ def test_compaction_keeps_latest_value_per_key(broker_factory, topic_name, codec
     assert [m.offset for m in got] == sorted({m.offset for m in got})
     # The log end did not move: the last record keeps its offset.
     assert got[-1].offset == UPDATES + DELETED_KEYS
+    # The cleaner's figures are on /metrics (published after each pass).
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        status, body = broker.http_get("/metrics")
+        assert status == 200
+        lines = body.decode().splitlines()
+        mine = [ln for ln in lines if f'topic="{topic_name}"' in ln]
+        read = sum(float(ln.split()[-1]) for ln in lines
+                   if ln.startswith("ringtail_log_cleaner_read_bytes_total{"))
+        written = sum(float(ln.split()[-1]) for ln in lines
+                      if ln.startswith("ringtail_log_cleaner_written_bytes_total{"))
+        if (read > 0 and written > 0
+                and any(ln.startswith("ringtail_log_cleaner_dirty_ratio{") for ln in mine)
+                and any(ln.startswith("ringtail_log_cleaner_seconds_since_last_clean{") for ln in mine)):
+            break
+        assert time.monotonic() < deadline, f"cleaner metrics missing: read {read}, written {written}, {mine}"
+        time.sleep(0.5)
     # And it survives a restart as it is.
     broker.restart("term")
     assert {m.key: m.value for m in read_from_beginning(broker.bootstrap, topic_name)} == expected
