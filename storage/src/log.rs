@@ -2219,9 +2219,10 @@ impl PartitionLog {
         // checkpoint record).
         loop {
             let listener = self.inner.changed.listen();
-            let st = self.inner.st.borrow();
-            let busy = st.truncating || st.replacing;
-            drop(st);
+            let busy = {
+                let st = self.inner.st.borrow();
+                st.truncating || st.replacing
+            };
             if !busy {
                 break;
             }

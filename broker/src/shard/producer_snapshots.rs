@@ -52,7 +52,7 @@ fn list(dir: &Path) -> io::Result<Vec<(i64, PathBuf)>> {
         };
         out.push((offset, entry.path()));
     }
-    out.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    out.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
     Ok(out)
 }
 

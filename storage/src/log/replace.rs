@@ -418,11 +418,9 @@ impl PartitionLog {
         }
         // 2. Commit: from here on a crash opens with the new set.
         inner.st.borrow_mut().replace_marker = Some(old_bases.to_vec());
-        if let Err(e) = write_checkpoint(inner, false).await {
-            // Unknown whether the record reached the disk: recovery decides; this log
-            // stops writing until then.
-            return Err(e);
-        }
+        // On failure it is unknown whether the record reached the disk: recovery decides,
+        // and this log stops writing until then (the caller poisons it).
+        write_checkpoint(inner, false).await?;
         self.replace_step(2).await?;
         // The new set in memory, in one step.
         let old_bytes: u64;
