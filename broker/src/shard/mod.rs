@@ -3,8 +3,10 @@
 //!
 //! Owns: the partition table of this core (`Partition`: a `storage::PartitionLog` plus its
 //! idempotent producer state), the shard's current `MetaSnapshot`, the group coordinators
-//! of the `__consumer_offsets` partitions it owns (each lent a `coordinator_log::ShardLog`), and,
-//! on shard 0 only, the [`controller_shell::ControllerShell`].
+//! of the `__consumer_offsets` partitions it owns (each lent a `coordinator_log::ShardLog`), the
+//! log cleaner of its compacted partitions ([`cleaner`]), its partitions' producer-state
+//! snapshot files ([`producer_snapshots`]), and, on shard 0 only, the
+//! [`controller_shell::ControllerShell`].
 //!
 //! The produce path ends here: `kafka::produce` hands each partition to its owner (directly,
 //! or as [`ShardReq::Produce`]); [`Shard::produce_local`] validates (`log::records`), checks
