@@ -222,3 +222,54 @@ def test_deleting_a_topic_forgets_its_committed_offsets(broker, topic_name):
     finally:
         c.close()
     assert committed < 0, f"offset {committed} survived the topic's deletion"
+
+
+def test_consumer_offsets_compacts_and_replays(broker_factory):
+    """__consumer_offsets is compacted like any compact topic: thousands of commits over a few
+    group/partitions shrink to about one record each, and after a kill -9 the coordinators
+    replay the compacted log to the latest committed offsets."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+    broker = broker_factory(config={**BROKER_CONFIG, "offsets.topic.num.partitions": 2})
+    topic = "offsets-source"
+    kclients.create_topic(broker.bootstrap, topic, 2)
+    client = kclients.admin(broker.bootstrap)
+    res = ConfigResource(ConfigResource.Type.TOPIC, "__consumer_offsets", incremental_configs=[
+        ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET)
+        for name, value in [("internal.segment.bytes", "16384"), ("segment.ms", "1000"),
+                            ("min.cleanable.dirty.ratio", "0.01")]
+    ])
+    client.incremental_alter_configs([res], request_timeout=60)[res].result(timeout=60)
+
+    groups = [f"offsets-group-{i}" for i in range(4)]
+    rounds = 300
+    consumers = {g: kclients.consumer(broker.bootstrap, **{"group.id": g}) for g in groups}
+    try:
+        for r in range(rounds):
+            for g, c in consumers.items():
+                c.commit(offsets=[TopicPartition(topic, p, r + 1) for p in range(2)], asynchronous=False)
+        time.sleep(1.5)  # segment.ms: the next commits roll the segment
+        for g, c in consumers.items():
+            c.commit(offsets=[TopicPartition(topic, p, rounds + 1) for p in range(2)], asynchronous=False)
+    finally:
+        for c in consumers.values():
+            c.close()
+
+    def offsets_log_records() -> int:
+        got = kclients.consume_all(broker.bootstrap, "__consumer_offsets", 2,
+                                   until=kclients.high_watermarks(broker.bootstrap, "__consumer_offsets", 2))
+        return sum(len(v) for v in got.values())
+
+    deadline = time.monotonic() + DEADLINE_S
+    while (n := offsets_log_records()) > 100:
+        assert time.monotonic() < deadline, f"__consumer_offsets still holds {n} records"
+        time.sleep(1)
+
+    broker.restart("kill")
+    for g in groups:
+        c = kclients.consumer(broker.bootstrap, **{"group.id": g})
+        try:
+            committed = c.committed([TopicPartition(topic, p) for p in range(2)], timeout=60)
+        finally:
+            c.close()
+        assert [tp.offset for tp in committed] == [rounds + 1, rounds + 1], (g, committed)
