@@ -485,6 +485,24 @@ async fn shard_main(
     })
     .detach();
 
+    // The log cleaner: background work in a task queue of its own with few shares.
+    let cleaner_queue = glommio::executor().create_task_queue(
+        glommio::Shares::Static(crate::shard::cleaner::CLEANER_SHARES),
+        glommio::Latency::NotImportant,
+        "log-cleaner",
+    );
+    let cleaner_config = crate::shard::cleaner::CleanerConfig::from_broker(&config.kafka);
+    let cleaner_shard = shard.clone();
+    match glommio::spawn_local_into(
+        crate::shard::cleaner::run(cleaner_shard, cleaner_config),
+        cleaner_queue,
+    ) {
+        Ok(task) => {
+            task.detach();
+        }
+        Err(e) => error!(shard = id, error = %e, "cannot start the log cleaner"),
+    };
+
     while !SHUTDOWN.load(Ordering::SeqCst) {
         glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
     }

@@ -1,5 +1,6 @@
 //! The partition checkpoint file: log start offset, recovery point, a clean-shutdown
-//! flag and a pending truncation, written atomically (temporary file, fsync, rename,
+//! flag, a pending truncation, a pending segment replacement (compaction) and the
+//! cleaner's offset, written atomically (temporary file, fsync, rename,
 //! directory fsync).
 
 use std::fs::{self, File};
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 pub(crate) const CHECKPOINT_FILE: &str = "partition.checkpoint";
 const HEADER: &str = "ringtail-partition-checkpoint v1";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Checkpoint {
     /// First offset visible to readers (DeleteRecords / retention).
     pub log_start_offset: i64,
@@ -22,6 +23,12 @@ pub(crate) struct Checkpoint {
     /// finished: recovery completes it before anything else (see [`crate::recovery`]).
     /// Older readers ignore the line (unknown keys are skipped).
     pub truncate_to: Option<i64>,
+    /// A [`crate::PartitionLog::replace_segments`] of these segments (base offsets, in
+    /// order) by the cleaned file `<first base>.log.cleaned` is committed and may not have
+    /// finished: recovery completes it (see [`crate::recovery`]). Older readers ignore it.
+    pub replace: Option<Vec<i64>>,
+    /// Offsets below this were compacted (the cleaner's "first dirty offset"); 0 = never.
+    pub cleaner_offset: i64,
 }
 
 impl Checkpoint {
@@ -32,6 +39,13 @@ impl Checkpoint {
         );
         if let Some(t) = self.truncate_to {
             s.push_str(&format!("truncate_to {t}\n"));
+        }
+        if let Some(bases) = &self.replace {
+            let list: Vec<String> = bases.iter().map(i64::to_string).collect();
+            s.push_str(&format!("replace_segments {}\n", list.join(",")));
+        }
+        if self.cleaner_offset > 0 {
+            s.push_str(&format!("cleaner_offset {}\n", self.cleaner_offset));
         }
         s
     }
@@ -51,6 +65,16 @@ impl Checkpoint {
                 "clean" => cp.clean = v == "1",
                 "truncate_to" => {
                     cp.truncate_to = Some(v.parse().ok()?);
+                    continue;
+                }
+                "replace_segments" => {
+                    let bases: Option<Vec<i64>> = v.split(',').map(|b| b.parse().ok()).collect();
+                    let bases = bases.filter(|b| !b.is_empty())?;
+                    cp.replace = Some(bases);
+                    continue;
+                }
+                "cleaner_offset" => {
+                    cp.cleaner_offset = v.parse().ok()?;
                     continue;
                 }
                 _ => continue,
@@ -109,10 +133,16 @@ mod tests {
             recovery_point: 77,
             clean: true,
             truncate_to: None,
+            replace: None,
+            cleaner_offset: 0,
         };
         write(d.path(), &cp).unwrap();
-        assert_eq!(read(d.path()).unwrap(), Some(cp));
+        assert_eq!(read(d.path()).unwrap(), Some(cp.clone()));
         cp.truncate_to = Some(40);
+        write(d.path(), &cp).unwrap();
+        assert_eq!(read(d.path()).unwrap(), Some(cp.clone()));
+        cp.replace = Some(vec![0, 10, 20]);
+        cp.cleaner_offset = 30;
         write(d.path(), &cp).unwrap();
         assert_eq!(read(d.path()).unwrap(), Some(cp));
         fs::write(path(d.path()), "garbage").unwrap();

@@ -25,6 +25,9 @@
 //!   may see ([`PartitionLog::read`]'s `visible_end`: a high watermark, a last stable
 //!   offset); storage itself only knows the end of completed writes
 //!   ([`PartitionLog::written_end_offset`]).
+//! - [`PartitionLog::replace_segments`] swaps a run of sealed segments for one cleaned
+//!   (compacted) file, crash-safely (see `log::replace`); the broker's cleaner decides
+//!   what the file holds.
 //! - [`PartitionLog::truncate_to`] removes a suffix (a follower that diverged);
 //!   [`PartitionLog::assign_epoch`] / [`PartitionLog::end_offset_for_epoch`] keep and
 //!   answer the leader-epoch history (see [`epoch`]).
@@ -88,7 +91,8 @@
 //! `<dir>/00000000000000000000.log|.index|.timeindex` per segment (named by base
 //! offset: the log end offset when it was rolled, so its first batch may start later),
 //! `<dir>/partition.checkpoint` (log start offset, recovery point, clean shutdown flag, a
-//! truncation in progress) and `<dir>/leader-epoch-checkpoint` (Kafka's layout: version,
+//! truncation in progress, a segment replacement in progress, the cleaner offset), a
+//! compacted segment being written as `<base>.log.cleaned` and `<dir>/leader-epoch-checkpoint` (Kafka's layout: version,
 //! count, `epoch start_offset` lines). Both checkpoint files are replaced atomically
 //! (write temporary, fsync, rename, fsync the directory). See [`recovery`] for what
 //! happens at open.
@@ -122,8 +126,8 @@ pub use error::StorageError;
 #[doc(hidden)]
 pub use index::SegmentIndex;
 pub use log::{
-    set_shard_cache_bytes, shard_cache_bytes, Chunk, PartitionLog, PendingAppend, ReadResult,
-    RetentionOutcome,
+    set_shard_cache_bytes, shard_cache_bytes, Chunk, CleanedSegment, PartitionLog, PendingAppend,
+    ReadResult, RetentionOutcome, SegmentInfo,
 };
 pub use readahead::{
     set_shard_read_ahead_bytes, shard_read_ahead_bytes, shard_read_ahead_hits,

@@ -60,6 +60,9 @@ use crate::readahead::{read_ahead_len, Stream, READ_AHEAD_STREAMS};
 use crate::segment::{self, Segment, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 use crate::StorageError;
 
+mod replace;
+pub use replace::{CleanedSegment, SegmentInfo};
+
 /// O_DIRECT alignment used for every write (>= the device's 512 B logical block).
 const ALIGN: u64 = 4096;
 const CHUNK_MIN: usize = 64 << 10;
@@ -592,6 +595,12 @@ struct State {
     truncations: u64,
     /// The pending truncation recorded in the checkpoint while `truncate_to` runs.
     truncate_marker: Option<i64>,
+    /// A `replace_segments` runs: truncation waits, retention skips (see `replace`).
+    replacing: bool,
+    /// The committed segment replacement recorded in the checkpoint while it completes.
+    replace_marker: Option<Vec<i64>>,
+    /// Offsets below this were compacted (persisted in the checkpoint).
+    cleaner_offset: i64,
 }
 
 impl State {
@@ -796,6 +805,10 @@ pub(crate) struct Inner {
     injected_faults: std::cell::Cell<(u32, u32)>,
     /// Test hook: `truncate_to` stops (as if the process died there) before this step.
     injected_truncate_stop: std::cell::Cell<Option<u32>>,
+    /// Test hooks of `replace_segments` (see `replace`): stop with an error before a step,
+    /// or pause there (for kill -9 tests of a real process).
+    injected_replace_stop: std::cell::Cell<Option<u32>>,
+    replace_pause: std::cell::Cell<Option<u32>>,
     /// What sequential readers of the segment files will read next, loaded ahead: one
     /// stream per reader position (consumer groups replaying from different places each
     /// keep theirs), least recently used first, at most [`READ_AHEAD_STREAMS`].
@@ -959,6 +972,9 @@ impl PartitionLog {
             truncating: false,
             truncations: 0,
             truncate_marker: None,
+            replacing: false,
+            replace_marker: None,
+            cleaner_offset: recovered.cleaner_offset,
         };
         let inner = Rc::new(Inner {
             dir,
@@ -970,6 +986,8 @@ impl PartitionLog {
             seal_lock: glommio::sync::Semaphore::new(1),
             injected_faults: std::cell::Cell::new((0, 0)),
             injected_truncate_stop: std::cell::Cell::new(None),
+            injected_replace_stop: std::cell::Cell::new(None),
+            replace_pause: std::cell::Cell::new(None),
             read_ahead: RefCell::new(VecDeque::new()),
         });
         let weak = Rc::downgrade(&inner);
@@ -1761,7 +1779,7 @@ impl PartitionLog {
             if st.closed {
                 return Err(StorageError::Closed);
             }
-            if st.truncating {
+            if st.truncating || st.replacing {
                 // The next retention pass deletes what this one would have.
                 return Ok(RetentionOutcome {
                     log_start_offset: st.log_start_offset,
@@ -1807,9 +1825,10 @@ impl PartitionLog {
         }
         {
             let mut st = self.inner.st.borrow_mut();
-            if st.truncating {
-                // A truncation started while this retention waited: it decides the
-                // segments now; the next retention pass deletes these.
+            if st.truncating || st.replacing {
+                // A truncation (or a compaction's segment swap) started while this
+                // retention waited: it decides the segments now; the next retention pass
+                // deletes these.
                 return Ok(outcome);
             }
             for v in &victims {
@@ -1932,6 +1951,15 @@ impl PartitionLog {
     /// a hole or with data below `offset` lost. A failed step poisons the log (reopening
     /// completes the truncation).
     pub async fn truncate_to(&self, offset: i64) -> Result<i64, StorageError> {
+        // A compaction's segment swap finishes first (it only touches sealed segments,
+        // but a truncation may remove them).
+        loop {
+            let listener = self.inner.changed.listen();
+            if !self.inner.st.borrow().replacing {
+                break;
+            }
+            listener.await;
+        }
         {
             let mut st = self.inner.st.borrow_mut();
             if st.closed || st.closing {
@@ -2187,10 +2215,15 @@ impl PartitionLog {
     }
 
     async fn shutdown(&self, clean: bool) -> Result<(), StorageError> {
-        // A truncation in progress finishes first (its files and checkpoint record).
+        // A truncation or segment swap in progress finishes first (its files and
+        // checkpoint record).
         loop {
             let listener = self.inner.changed.listen();
-            if !self.inner.st.borrow().truncating {
+            let busy = {
+                let st = self.inner.st.borrow();
+                st.truncating || st.replacing
+            };
+            if !busy {
                 break;
             }
             listener.await;
@@ -2272,6 +2305,8 @@ async fn write_checkpoint(inner: &Rc<Inner>, clean: bool) -> Result<(), StorageE
             recovery_point: st.recovery_point,
             clean,
             truncate_to: st.truncate_marker,
+            replace: st.replace_marker.clone(),
+            cleaner_offset: st.cleaner_offset,
         };
         (cp, epochs)
     };

@@ -26,6 +26,13 @@
 //! - Every truncation is logged with the segment, position, byte count and reason.
 //!   Preallocated zeros after the last batch are the normal end of an active segment and
 //!   are logged at debug level only.
+//! - A segment replacement recorded in the checkpoint (`replace_segments`, written by
+//!   [`crate::PartitionLog::replace_segments`] once the cleaned file is complete and
+//!   fsynced, before any old file changes) is completed next: the replaced segments after
+//!   the first are deleted and `<first>.log.cleaned` is renamed over `<first>.log` (its old
+//!   index files go, so it is scanned). Without such a record a `.log.cleaned` file is an
+//!   unfinished cleaning and is deleted. So a crash at any step opens with either the old
+//!   or the new segments, never a mix.
 //! - The checkpoint is rewritten with `clean = false` before the log accepts appends.
 
 use std::cell::Cell;
@@ -53,6 +60,7 @@ pub(crate) struct Recovered {
     pub tail_block_pos: u64,
     pub tail_bytes: Vec<u8>,
     pub epochs: LeaderEpochs,
+    pub cleaner_offset: i64,
 }
 
 /// Statistics of the last recovery on this thread (for benchmarks and tests).
@@ -121,6 +129,54 @@ fn remove_segment_files(dir: &Path, base: i64) {
     }
 }
 
+/// Finishes a committed replacement of the segments `bases` by `<bases[0]>.log.cleaned`
+/// (idempotent: every step may already have happened). Blocking.
+pub(crate) fn complete_replacement(dir: &Path, bases: &[i64]) -> std::io::Result<()> {
+    let Some((&first, rest)) = bases.split_first() else {
+        return Ok(());
+    };
+    for &b in rest {
+        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            remove_if_present(&segment::segment_path(dir, b, suffix))?;
+        }
+    }
+    let cleaned = segment::segment_path(dir, first, segment::CLEANED_SUFFIX);
+    if cleaned.exists() {
+        // The old index files describe the old content; the new ones are written after
+        // the rename (or rebuilt by the scan of a segment without them).
+        for suffix in [INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+            remove_if_present(&segment::segment_path(dir, first, suffix))?;
+        }
+        std::fs::rename(&cleaned, segment::segment_path(dir, first, LOG_SUFFIX))?;
+    }
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Deletes `.log.cleaned` files no committed replacement refers to (a cleaning that did
+/// not get as far as its commit). Blocking.
+fn remove_unfinished_cleanings(dir: &Path) -> std::io::Result<()> {
+    let suffix = format!(".{}", segment::CLEANED_SUFFIX);
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.ends_with(&suffix))
+        {
+            info!(path = %entry.path().display(), "removing an unfinished cleaned segment");
+            remove_if_present(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_if_present(p: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 fn load_index(
     dir: &Path,
     base: i64,
@@ -144,8 +200,13 @@ pub(crate) async fn recover(dir: &PathBuf, config: &LogConfig) -> Result<Recover
         }
     }
     segment::ensure_dma_probe(dir).await?;
-    let mut bases = list_segments(dir)?;
     let cp = checkpoint::read(dir)?;
+    if let Some(bases) = cp.as_ref().and_then(|c| c.replace.as_ref()) {
+        info!(dir = %dir.display(), segments = ?bases, "completing an interrupted segment replacement");
+        complete_replacement(dir, bases)?;
+    }
+    remove_unfinished_cleanings(dir)?;
+    let mut bases = list_segments(dir)?;
     let cp_known = cp.is_some();
     let cp = cp.unwrap_or_default();
     if let Some(t) = cp.truncate_to {
@@ -342,6 +403,8 @@ pub(crate) async fn recover(dir: &PathBuf, config: &LogConfig) -> Result<Recover
         recovery_point,
         clean: false,
         truncate_to: None,
+        replace: None,
+        cleaner_offset: cp.cleaner_offset.min(next_offset),
     };
     let epoch_data = epochs.is_dirty().then(|| epochs.encode());
     epochs.set_dirty(false);
@@ -376,5 +439,6 @@ pub(crate) async fn recover(dir: &PathBuf, config: &LogConfig) -> Result<Recover
         tail_block_pos: block_pos,
         tail_bytes,
         epochs,
+        cleaner_offset: cp.cleaner_offset.min(next_offset),
     })
 }

@@ -25,6 +25,8 @@ use crate::StorageError;
 pub(crate) const LOG_SUFFIX: &str = "log";
 pub(crate) const INDEX_SUFFIX: &str = "index";
 pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
+/// A compacted replacement of segments being written (see [`crate::recovery`]).
+pub(crate) const CLEANED_SUFFIX: &str = "log.cleaned";
 
 pub(crate) fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
     dir.join(format!("{base_offset:020}.{suffix}"))

@@ -193,6 +193,24 @@ impl GroupCoordinators {
         self.shells.close_all();
     }
 
+    /// Topics were deleted: every coordinator of this shard drops their committed offsets
+    /// and writes tombstones for them. Returns how many offsets were removed. A coordinator
+    /// still loading is skipped (its offsets for the topics stay until they expire).
+    pub async fn topics_deleted(&self, topics: &[String]) -> usize {
+        let mut removed = 0;
+        for partition in self.shells.partitions() {
+            let input = Input::TopicsDeleted {
+                topics: topics.to_vec(),
+            };
+            match self.shells.step(partition, input).await {
+                Ok(Response::TopicsDeleted { offsets_removed }) => removed += offsets_removed,
+                Ok(other) => warn!(?other, "TopicsDeleted answered with another response"),
+                Err(e) => warn!(partition, error = ?e, "offsets of deleted topics not removed"),
+            }
+        }
+        removed
+    }
+
     /// Answers a [`GroupReq`] for this shard's coordinators.
     pub async fn serve(&self, req: GroupReq) -> GroupResp {
         match req {

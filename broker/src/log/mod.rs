@@ -3,7 +3,8 @@
 //! Owns: record batch validation and record decoding ([`records`]), the four codecs and
 //! recompression to a topic's codec ([`compression`]), idempotent producer state
 //! ([`producer_state`]), transactions per partition (open ones, last stable offset, aborted
-//! ones: [`txn_index`]), and topic configs with Kafka's names and defaults ([`topic_config`]).
+//! ones: [`txn_index`]), compaction's record and segment decisions ([`compaction`]), and topic
+//! configs with Kafka's names and defaults ([`topic_config`]).
 //! The storage crate (`storage::PartitionLog`) owns the bytes on disk; this module decides what
 //! may be appended and how it must look.
 //!
@@ -12,6 +13,7 @@
 //!
 //! Runs on: whichever shard owns the partition being validated or decoded.
 
+pub mod compaction;
 pub mod compression;
 pub mod producer_state;
 pub mod records;

@@ -719,6 +719,36 @@ fn encode_batch(
     Ok(Bytes::from(out))
 }
 
+/// Re-encodes a stored batch keeping only `records` (a subset, in order, with their
+/// original offset deltas) in `codec`: the base offset, last offset delta, producer fields,
+/// timestamps and attributes other than the codec stay as they were, as Kafka's cleaner
+/// does (`MemoryRecords.filterTo` with `overrideLastOffset`), so offsets and the producer's
+/// sequence range survive compaction. No records gives an empty batch (header only, no
+/// compression), which Kafka keeps for a producer's last batch.
+pub fn encode_retained(
+    info: &BatchHeader,
+    records: &[Record],
+    codec: Codec,
+) -> Result<Bytes, RecordsError> {
+    let codec = if records.is_empty() {
+        Codec::None
+    } else {
+        codec
+    };
+    let out = encode_batch(info, records, codec)?;
+    let mut out = out.to_vec();
+    out[field::LAST_OFFSET_DELTA].copy_from_slice(&info.last_offset_delta.to_be_bytes());
+    out[field::MAX_TIMESTAMP].copy_from_slice(&info.max_timestamp.to_be_bytes());
+    write_crc(&mut out);
+    // Pair assertion: the new batch parses with the offsets of the old one.
+    let check = BatchHeader::parse_and_verify(&out)?;
+    assert_eq!(
+        (check.base_offset, check.last_offset()),
+        (info.base_offset, info.last_offset())
+    );
+    Ok(Bytes::from(out))
+}
+
 /// Header fields for [`build_batch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchSpec {

@@ -668,8 +668,25 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
         "The minimum allowed session timeout for registered consumers. Shorter timeouts result \
          in quicker failure detection at the cost of more frequent consumer heartbeating, which \
          can overwhelm broker resources."),
+    broker_def!("log.cleaner.backoff.ms", Long, Some("15000"), Validator::AtLeast(0),
+        "The amount of time to sleep when there are no logs to clean"),
+    broker_def!("log.cleaner.dedupe.buffer.size", Long, Some("134217728"), Validator::None,
+        "The total memory used for log deduplication across all cleaner threads (Ringtail: \
+         per shard, for the key map of one partition's dirty section)"),
     broker_def!("log.cleaner.delete.retention.ms", Long, Some("86400000"), Validator::AtLeast(0),
         DOC_DELETE_RETENTION_MS),
+    broker_def!("log.cleaner.enable", Boolean, Some("true"), Validator::None,
+        "Enable the log cleaner process to run on the server. Should be enabled if using any \
+         topics with a cleanup.policy=compact including the internal offsets topic. If \
+         disabled those topics will not be compacted and continually grow in size."),
+    broker_def!("log.cleaner.io.buffer.size", Int, Some("524288"), Validator::AtLeast(0),
+        "The total memory used for log cleaner I/O buffers across all cleaner threads \
+         (Ringtail: the bytes one cleaner read takes from a segment)"),
+    broker_def!("log.cleaner.io.max.bytes.per.second", Long, Some("52428800"),
+        Validator::AtLeast(1),
+        "The log cleaner will be throttled so that the sum of its read and write i/o will be \
+         less than this value on average (Ringtail: per shard; default 50 MiB/s rather than \
+         Kafka's unlimited, so compaction stays background work)"),
     broker_def!("log.cleaner.max.compaction.lag.ms", Long, Some(LONG_MAX), Validator::AtLeast(1),
         DOC_MAX_COMPACTION_LAG_MS),
     broker_def!("log.cleaner.min.cleanable.ratio", Double, Some("0.5"),
@@ -1471,6 +1488,27 @@ impl BrokerDefaults {
         std::time::Duration::from_millis(
             u64::try_from(self.long("connections.max.idle.ms")).unwrap_or(1),
         ) // ok: validated >= 1
+    }
+    /// `log.cleaner.enable`: compact `cleanup.policy=compact` topics.
+    pub fn log_cleaner_enable(&self) -> bool {
+        self.boolean("log.cleaner.enable")
+    }
+    /// `log.cleaner.backoff.ms`: pause between two passes over a shard's compacted partitions.
+    pub fn log_cleaner_backoff_ms(&self) -> u64 {
+        u64::try_from(self.long("log.cleaner.backoff.ms")).unwrap_or(0) // ok: validated >= 0
+    }
+    /// `log.cleaner.io.max.bytes.per.second`: a shard's cleaner reads plus writes at most this.
+    pub fn log_cleaner_io_max_bytes_per_second(&self) -> u64 {
+        u64::try_from(self.long("log.cleaner.io.max.bytes.per.second")).unwrap_or(1)
+        // ok: >= 1
+    }
+    /// `log.cleaner.dedupe.buffer.size`: memory bound of one cleaning's key map.
+    pub fn log_cleaner_dedupe_buffer_bytes(&self) -> usize {
+        usize::try_from(self.long("log.cleaner.dedupe.buffer.size")).unwrap_or(1 << 20)
+    }
+    /// `log.cleaner.io.buffer.size`: bytes one cleaner read takes from a segment.
+    pub fn log_cleaner_io_buffer_bytes(&self) -> usize {
+        usize::try_from(self.int("log.cleaner.io.buffer.size")).unwrap_or(0) // ok: >= 0
     }
     pub fn log_retention_check_interval_ms(&self) -> i64 {
         self.long("log.retention.check.interval.ms")

@@ -203,6 +203,8 @@ pub struct Metrics {
     shards: Box<[ShardMetrics]>,
     /// Counts of shards outside `0..shards` (never rendered); keeps callers free of checks.
     discard: ShardMetrics,
+    /// The log cleaners' figures (see [`CleanerMetrics`]).
+    pub cleaner: CleanerMetrics,
 }
 
 impl Metrics {
@@ -210,6 +212,7 @@ impl Metrics {
         Arc::new(Metrics {
             shards: (0..shards).map(|_| ShardMetrics::new()).collect(),
             discard: ShardMetrics::new(),
+            cleaner: CleanerMetrics::new(shards),
         })
     }
 
@@ -374,6 +377,7 @@ impl Metrics {
         for (state, bytes) in [("in_use", io.in_use_bytes), ("free", free)] {
             let _ = writeln!(out, "ringtail_io_buffer_bytes{{state=\"{state}\"}} {bytes}");
         }
+        self.cleaner.render(&mut out);
         out
     }
 }
@@ -386,6 +390,101 @@ type HistogramField = fn(&ShardMetrics) -> &TimeHistogram;
 
 fn family(out: &mut String, name: &str, help: &str, kind: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+// ---- The log cleaner (issue 21: compaction) -----------------------------------------------
+
+/// What one shard's log cleaner last published: its byte counters and, per compacted
+/// partition it owns, the dirty ratio and the time of the last cleaning. The cleaner replaces
+/// its shard's entry after every pass (not on the data path, so a mutex is fine).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CleanerShardView {
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    /// (topic, partition, dirty ratio, wall-clock ms of the last cleaning or 0 if none yet).
+    pub partitions: Vec<(String, i32, f64, i64)>,
+}
+
+/// Every shard's [`CleanerShardView`].
+pub struct CleanerMetrics {
+    shards: Box<[std::sync::Mutex<CleanerShardView>]>,
+}
+
+impl CleanerMetrics {
+    fn new(shards: usize) -> CleanerMetrics {
+        CleanerMetrics {
+            shards: (0..shards).map(|_| Default::default()).collect(),
+        }
+    }
+
+    /// Replaces shard `id`'s view (ignored for unknown shards).
+    pub fn publish(&self, id: usize, view: CleanerShardView) {
+        if let Some(slot) = self.shards.get(id) {
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = view;
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        let views: Vec<CleanerShardView> = self
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .collect();
+        family(
+            out,
+            "ringtail_log_cleaner_read_bytes_total",
+            "Bytes the log cleaner read from compacted partitions' segments, by shard.",
+            "counter",
+        );
+        for (id, v) in views.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "ringtail_log_cleaner_read_bytes_total{{shard=\"{id}\"}} {}",
+                v.bytes_read
+            );
+        }
+        family(
+            out,
+            "ringtail_log_cleaner_written_bytes_total",
+            "Bytes the log cleaner wrote into cleaned segments, by shard.",
+            "counter",
+        );
+        for (id, v) in views.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "ringtail_log_cleaner_written_bytes_total{{shard=\"{id}\"}} {}",
+                v.bytes_written
+            );
+        }
+        family(
+            out,
+            "ringtail_log_cleaner_dirty_ratio",
+            "Share of a compacted partition's sealed bytes not cleaned yet (what \
+             min.cleanable.dirty.ratio is compared with).",
+            "gauge",
+        );
+        for v in &views {
+            for (topic, partition, ratio, _) in &v.partitions {
+                let _ = writeln!(out, "ringtail_log_cleaner_dirty_ratio{{topic=\"{topic}\",partition=\"{partition}\"}} {ratio}");
+            }
+        }
+        family(
+            out,
+            "ringtail_log_cleaner_seconds_since_last_clean",
+            "Seconds since the log cleaner last cleaned a compacted partition (absent until \
+             it has, since the broker started).",
+            "gauge",
+        );
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        for v in &views {
+            for (topic, partition, _, last_ms) in v.partitions.iter().filter(|p| p.3 > 0) {
+                let secs = (now_ms - last_ms).max(0) as f64 / 1000.0;
+                let _ = writeln!(out, "ringtail_log_cleaner_seconds_since_last_clean{{topic=\"{topic}\",partition=\"{partition}\"}} {secs}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,8 +3,10 @@
 //!
 //! Owns: the partition table of this core (`Partition`: a `storage::PartitionLog` plus its
 //! idempotent producer state), the shard's current `MetaSnapshot`, the group coordinators
-//! of the `__consumer_offsets` partitions it owns (each lent a `coordinator_log::ShardLog`), and,
-//! on shard 0 only, the [`controller_shell::ControllerShell`].
+//! of the `__consumer_offsets` partitions it owns (each lent a `coordinator_log::ShardLog`), the
+//! log cleaner of its compacted partitions ([`cleaner`]), its partitions' producer-state
+//! snapshot files ([`producer_snapshots`]), and, on shard 0 only, the
+//! [`controller_shell::ControllerShell`].
 //!
 //! The produce path ends here: `kafka::produce` hands each partition to its owner (directly,
 //! or as [`ShardReq::Produce`]); [`Shard::produce_local`] validates (`log::records`), checks
@@ -43,7 +45,9 @@ use crate::log::producer_state::{ProducerBatch, ProducerStateTable, SeqCheck};
 use crate::log::records::{self, ValidationOptions};
 use crate::log::txn_index::{PartitionTxns, TxnAppendError, TxnCheck};
 
+pub mod cleaner;
 pub mod controller_shell;
+pub mod producer_snapshots;
 
 use self::controller_shell::ControllerShell;
 
@@ -217,6 +221,9 @@ pub struct Partition {
     pub producers: RefCell<ProducerStateTable>,
     /// Open and aborted transactions, the last stable offset (`log::txn_index`).
     pub txns: RefCell<PartitionTxns>,
+    /// Active segment base when the last producer-state snapshot was taken: a roll past it
+    /// takes the next one (see [`producer_snapshots`]).
+    pub snapshot_segment_base: Cell<i64>,
 }
 
 pub struct Shard {
@@ -245,6 +252,8 @@ pub struct Shard {
     metrics: Arc<crate::ops::metrics::Metrics>,
     /// Takes connections moved here from other shards; set once the listener is up.
     conn_home: RefCell<Option<ConnAdopter>>,
+    /// The log cleaner's counters and per-partition state (see [`cleaner`]).
+    pub cleaner: RefCell<cleaner::CleanerState>,
 }
 
 /// Serves a connection moved to this shard, or gives it back (see [`net::ConnHome::adopt`]).
@@ -283,6 +292,7 @@ impl Shard {
             ready_shards,
             metrics,
             conn_home: RefCell::new(None),
+            cleaner: RefCell::new(cleaner::CleanerState::default()),
         }
     }
 
@@ -343,6 +353,11 @@ impl Shard {
     /// This shard's counters.
     pub fn metrics(&self) -> &crate::ops::metrics::ShardMetrics {
         self.metrics.shard(self.id)
+    }
+
+    /// Every shard's metrics (the log cleaner publishes its own block there).
+    pub fn metrics_registry(&self) -> &crate::ops::metrics::Metrics {
+        &self.metrics
     }
 
     pub async fn call(self: &Rc<Self>, shard: usize, req: ShardReq) -> ShardResp {
@@ -471,7 +486,7 @@ impl Shard {
                 unopened: Vec::new(),
             };
         }
-        *self.meta.borrow_mut() = snapshot.clone();
+        let previous = std::mem::replace(&mut *self.meta.borrow_mut(), snapshot.clone());
 
         // Drop partitions whose topic is gone (or was re-created with a new id) or whose
         // partition no longer belongs here.
@@ -492,6 +507,7 @@ impl Shard {
         // Dropping an older incarnation of a topic makes room for its new one, which the
         // open phase had to leave alone.
         let dropped_any = !stale.is_empty();
+        let mut deleted_topics: Vec<String> = Vec::new();
         for (key, partition) in stale {
             self.partitions.borrow_mut().remove(&key);
             if key.0 == crate::coordinator::group::OFFSETS_TOPIC {
@@ -506,12 +522,36 @@ impl Shard {
             let log = partition.log.clone();
             drop(partition);
             if deleted {
+                if !deleted_topics.contains(&key.0) {
+                    deleted_topics.push(key.0.clone());
+                }
                 info!(topic = %key.0, partition = key.1, "deleting partition");
                 if let Err(e) = log.delete().await {
                     warn!(topic = %key.0, partition = key.1, error = %e, "deleting partition failed");
                 }
             } else if let Err(e) = log.close().await {
                 warn!(topic = %key.0, partition = key.1, error = %e, "closing partition failed");
+            }
+        }
+
+        // Deleted topics' committed offsets become tombstones in the offsets log (every
+        // shard tells its own coordinators; a topic with no partition here is found by
+        // comparing with the previous snapshot).
+        for name in previous.topics.keys() {
+            let gone = snapshot
+                .topic(name)
+                .is_none_or(|t| Some(t.id) != previous.topic(name).map(|p| p.id));
+            if gone
+                && !deleted_topics.contains(name)
+                && name != crate::coordinator::group::OFFSETS_TOPIC
+            {
+                deleted_topics.push(name.clone());
+            }
+        }
+        if !deleted_topics.is_empty() {
+            let removed = self.coordinators.topics_deleted(&deleted_topics).await;
+            if removed > 0 {
+                info!(shard = self.id, topics = ?deleted_topics, offsets = removed, "removed committed offsets of deleted topics");
             }
         }
 
@@ -532,6 +572,7 @@ impl Shard {
                             log: p.log.clone(),
                             producers: RefCell::new(p.producers.borrow().clone()),
                             txns: RefCell::new(p.txns.borrow().clone()),
+                            snapshot_segment_base: Cell::new(p.snapshot_segment_base.get()),
                         });
                         self.partitions
                             .borrow_mut()
@@ -678,17 +719,22 @@ impl Shard {
         let dir = partition_dir(&self.config.data_dir, &topic.name, index);
         let log = PartitionLog::open(dir, topic.config.log_config()).await?;
         log.set_read_cache_bytes(self.config.batch_cache_bytes_per_partition);
-        // Rebuild idempotent-producer state from the log so retried batches sent before a
-        // restart are still recognised as duplicates.
-        let mut producers = ProducerStateTable::default();
+        // Rebuild idempotent-producer state so retried batches sent before a restart are
+        // still recognised as duplicates: the newest snapshot, then the log after it.
+        let dir = log.dir().to_path_buf();
+        let snapshot = producer_snapshots::load(dir, log.log_end_offset()).await;
+        let from_snapshot = snapshot.as_ref().map(ProducerStateTable::end_offset);
+        let mut producers = snapshot.unwrap_or_default();
+        let replay_from = producers.end_offset().max(log.log_start_offset());
         let mut batches = Vec::new();
-        // Transactional batches and markers, in log order, to rebuild the transactions.
+        // Transactional batches and markers, in log order, to rebuild the transactions (from
+        // the log start: the aborted-transaction state is not in the producer snapshot).
         let mut txn_events = Vec::new();
         log.for_each_batch_header(log.log_start_offset(), |h| {
             if h.is_transactional() && h.producer_id >= 0 {
                 txn_events.push(txn_markers::TxnEvent::from_header(h));
             }
-            if h.producer_id >= 0 && !h.is_control() {
+            if h.producer_id >= 0 && !h.is_control() && h.base_offset >= replay_from {
                 batches.push(ProducerBatch::from_header(
                     h.base_offset,
                     h.last_offset_delta,
@@ -700,14 +746,26 @@ impl Shard {
             }
         })
         .await?;
-        producers.rebuild_from(batches);
+        let replayed = producers.rebuild_from(batches);
+        producers.advance_end_offset(log.log_end_offset());
+        info!(
+            topic = %topic.name,
+            partition = index,
+            snapshot_end_offset = from_snapshot.unwrap_or(-1),
+            replayed_from = replay_from,
+            replayed_batches = replayed,
+            producers = producers.len(),
+            "producer state loaded"
+        );
         let txns = txn_markers::rebuild_txns(&log, txn_events).await?;
+        let segment_base = log.active_segment_base();
         Ok(Partition {
             topic,
             index,
             log,
             producers: RefCell::new(producers),
             txns: RefCell::new(txns),
+            snapshot_segment_base: Cell::new(segment_base),
         })
     }
 
@@ -840,6 +898,17 @@ impl Shard {
                 last_offset: pending.last_offset,
                 max_timestamp_ms: log_append_time.unwrap_or(max_ts),
             });
+        }
+        // A roll: snapshot the producer state in the background (the next start replays
+        // only what follows it).
+        let segment_base = partition.log.active_segment_base();
+        if segment_base > partition.snapshot_segment_base.get() {
+            partition.snapshot_segment_base.set(segment_base);
+            let mut table = partition.producers.borrow().clone();
+            table.advance_end_offset(partition.log.log_end_offset());
+            let dir = partition.log.dir().to_path_buf();
+            glommio::spawn_local(async move { producer_snapshots::write(dir, &table).await })
+                .detach();
         }
         let base_offset = pending.base_offset;
         let durability = match acks {
@@ -1061,9 +1130,18 @@ impl Shard {
             .collect();
         for p in partitions {
             let log = p.log.clone();
+            let mut table = p.producers.borrow().clone();
             drop(p);
-            if let Err(e) = log.close().await {
-                warn!(error = %e, "closing partition at shutdown failed");
+            let dir = log.dir().to_path_buf();
+            let handle = log.clone();
+            match log.close().await {
+                // Clean: the log ends where its appends did; the next start loads this and
+                // replays nothing.
+                Ok(()) => {
+                    table.advance_end_offset(handle.log_end_offset());
+                    producer_snapshots::write(dir, &table).await
+                }
+                Err(e) => warn!(error = %e, "closing partition at shutdown failed"),
             }
         }
     }

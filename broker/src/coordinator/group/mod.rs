@@ -229,6 +229,10 @@ pub enum Input {
         api_version: i16,
         request: DeleteGroupsRequest,
     },
+    /// These topics were deleted: every group forgets its committed offsets for them and
+    /// tombstones are written, so the compacted offsets log drops them (Kafka's
+    /// `GroupCoordinator.onPartitionsDeleted`). Sent by the shard, not by a client.
+    TopicsDeleted { topics: Vec<String> },
 }
 
 /// A response, to be encoded with the version of the request it answers.
@@ -244,6 +248,10 @@ pub enum Response {
     DescribeGroups(DescribeGroupsResponse),
     ListGroups(ListGroupsResponse),
     DeleteGroups(DeleteGroupsResponse),
+    /// To [`Input::TopicsDeleted`]: how many committed offsets were removed.
+    TopicsDeleted {
+        offsets_removed: usize,
+    },
 }
 
 /// What the shard must do on behalf of the coordinator.
@@ -998,6 +1006,7 @@ impl GroupCoordinator {
                 api_version: _,
                 request,
             } => self.handle_delete_groups(request_id, request),
+            Input::TopicsDeleted { topics } => self.handle_topics_deleted(request_id, &topics),
         }
         self.finish(now_ms)
     }
@@ -2006,6 +2015,38 @@ impl GroupCoordinator {
                 response: r,
             },
         );
+    }
+
+    /// [`Input::TopicsDeleted`]: offsets of deleted topics go now, their tombstones are
+    /// written without anyone waiting (like expired offsets).
+    fn handle_topics_deleted(&mut self, request_id: u64, topics: &[String]) {
+        let deleted: BTreeSet<&str> = topics.iter().map(String::as_str).collect();
+        let mut records = Vec::new();
+        for g in self.groups.values_mut() {
+            let gone: Vec<(String, i32)> = g
+                .offsets
+                .keys()
+                .filter(|(t, _)| deleted.contains(t.as_str()))
+                .cloned()
+                .collect();
+            for (topic, partition) in gone {
+                g.offsets.remove(&(topic.clone(), partition));
+                records.push(OffsetsRecord::OffsetCommit {
+                    key: OffsetCommitKey {
+                        group: g.group_id.clone(),
+                        topic,
+                        partition,
+                    },
+                    value: None,
+                });
+            }
+        }
+        let offsets_removed = records.len();
+        if !records.is_empty() {
+            self.core.persist(records, PendingPersist::Fire);
+        }
+        self.core
+            .respond(request_id, Response::TopicsDeleted { offsets_removed });
     }
 
     fn handle_delete_groups(&mut self, request_id: u64, req: DeleteGroupsRequest) {

@@ -36,6 +36,7 @@ pub(super) fn encode_response(response: &Response, version: i16) {
         Response::DescribeGroups(r) => r.encode(&mut buf, version),
         Response::ListGroups(r) => r.encode(&mut buf, version),
         Response::DeleteGroups(r) => r.encode(&mut buf, version),
+        Response::TopicsDeleted { .. } => Ok(()), // internal: never sent to a client
     };
     if let Err(e) = result {
         panic!("response does not encode at v{version}: {e}: {response:?}");
@@ -163,6 +164,7 @@ impl Harness {
             | Input::ListGroups { api_version, .. }
             | Input::DeleteGroups { api_version, .. } => *api_version,
             Input::TxnOffsetsCommitted { .. } => 8,
+            Input::TopicsDeleted { .. } => 0,
         };
         self.versions.insert(id, version);
         let actions = self.c.step(self.now, id, input);
@@ -1228,6 +1230,38 @@ fn offsets_of_empty_groups_expire() {
     h.advance(25_000);
     assert!(h.c.committed_offsets("g").is_empty());
     assert_eq!(h.c.group_state("g"), None);
+}
+
+#[test]
+fn deleted_topics_offsets_become_tombstones() {
+    let mut h = Harness::new();
+    h.commit(
+        "a",
+        "",
+        -1,
+        &[("gone", 0, 1), ("gone", 1, 2), ("kept", 0, 3)],
+    );
+    h.commit("b", "", -1, &[("gone", 0, 4)]);
+    let id = h.send(Input::TopicsDeleted {
+        topics: vec!["gone".into()],
+    });
+    assert!(matches!(
+        h.answers[&id],
+        Response::TopicsDeleted { offsets_removed: 3 }
+    ));
+    let left: Vec<(String, i32)> =
+        h.c.committed_offsets("a")
+            .into_iter()
+            .map(|x| (x.0, x.1))
+            .collect();
+    assert_eq!(left, vec![("kept".to_string(), 0)]);
+    assert!(h.c.committed_offsets("b").is_empty());
+    let tombstones = h
+        .log
+        .iter()
+        .filter(|r| matches!(r, OffsetsRecord::OffsetCommit { key, value: None } if key.topic == "gone"))
+        .count();
+    assert_eq!(tombstones, 3);
 }
 
 #[test]

@@ -1,0 +1,398 @@
+//! The log cleaner of one shard: compacts the `cleanup.policy=compact` partitions this shard
+//! owns, as background work.
+//!
+//! Owns: the cleaning loop (a pass every `log.cleaner.backoff.ms`), its I/O throttle
+//! (`log.cleaner.io.max.bytes.per.second`, reads plus writes, per shard), and the per-partition
+//! cleaner state kept in memory (last clean time, when a kept tombstone may go). It runs in a
+//! glommio task queue of its own with few shares ([`CLEANER_SHARES`]), so produce and fetch
+//! win the CPU whenever they want it. What survives is decided by `log::compaction` (I/O-free);
+//! the crash-safe swap of segments is `storage::PartitionLog::replace_segments`.
+//!
+//! Invariants: only the owning shard cleans a partition (this module runs on it; the partition
+//! is looked up again for every pass, so a deleted or moved partition is never touched after it
+//! left the table); the active segment and segments younger than `min.compaction.lag.ms` are
+//! never read for rewriting; offsets never change (gaps appear).
+//!
+//! Runs on: every shard, in the shard's cleaner task queue.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use storage::batch::BatchHeader;
+use storage::{PartitionLog, SegmentInfo};
+use tracing::{debug, info, warn};
+
+use super::{now_ms, Partition, Shard};
+use crate::log::compaction::{self, BatchOutcome, CleanParams, CleanStats, OffsetMap};
+use crate::log::compression::DEFAULT_MAX_DECOMPRESSED_BYTES;
+
+/// Shares of the cleaner's task queue (glommio's default queue has 1000): background work.
+pub const CLEANER_SHARES: usize = 10;
+
+/// Test-only: the step of a segment replacement at which a cleaning pauses (an hour), so a
+/// test can `kill -9` the broker there (see `storage::PartitionLog::set_replace_pause`).
+pub const TEST_PAUSE_ENV: &str = "RINGTAIL_TEST_COMPACTION_PAUSE_STEP";
+
+/// The cleaner's settings (broker configs, read once at start).
+#[derive(Debug, Clone, Copy)]
+pub struct CleanerConfig {
+    pub enabled: bool,
+    pub backoff: Duration,
+    pub io_max_bytes_per_second: u64,
+    pub dedupe_buffer_bytes: usize,
+    pub io_buffer_bytes: usize,
+    pub test_pause_step: Option<u32>,
+}
+
+impl CleanerConfig {
+    pub fn from_broker(kafka: &crate::log::topic_config::BrokerDefaults) -> CleanerConfig {
+        CleanerConfig {
+            enabled: kafka.log_cleaner_enable(),
+            backoff: Duration::from_millis(kafka.log_cleaner_backoff_ms().max(10)),
+            io_max_bytes_per_second: kafka.log_cleaner_io_max_bytes_per_second(),
+            dedupe_buffer_bytes: kafka.log_cleaner_dedupe_buffer_bytes(),
+            io_buffer_bytes: kafka.log_cleaner_io_buffer_bytes().max(64 << 10),
+            test_pause_step: std::env::var(TEST_PAUSE_ENV)
+                .ok()
+                .and_then(|v| v.trim().parse().ok()),
+        }
+    }
+}
+
+/// What the cleaner remembers of one partition (in memory; lost on restart, which only means
+/// the next pass decides from the log's persisted cleaner offset again).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PartitionCleanerState {
+    /// Wall-clock ms of the last completed cleaning (0: never since start).
+    pub last_clean_ms: i64,
+    /// When a tombstone kept by the last cleaning may be removed (`i64::MAX`: none).
+    pub tombstone_expiry_ms: i64,
+    pub dirty_ratio: f64,
+}
+
+/// Cleaner counters and per-partition state of one shard.
+#[derive(Debug, Default)]
+pub struct CleanerState {
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub cleanings: u64,
+    pub partitions: HashMap<(String, i32), PartitionCleanerState>,
+}
+
+/// Keeps reads plus writes at or below a rate, on average since the start of a cleaning.
+struct Throttle {
+    bytes_per_second: u64,
+    started: Instant,
+    bytes: u64,
+}
+
+impl Throttle {
+    fn new(bytes_per_second: u64) -> Throttle {
+        Throttle {
+            bytes_per_second: bytes_per_second.max(1),
+            started: Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    async fn consume(&mut self, bytes: usize) {
+        self.bytes += bytes as u64;
+        let due = Duration::from_secs_f64(self.bytes as f64 / self.bytes_per_second as f64);
+        let elapsed = self.started.elapsed();
+        if due > elapsed {
+            glommio::timer::sleep(due - elapsed).await;
+        }
+    }
+}
+
+/// Why a cleaning stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanError {
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+    #[error(transparent)]
+    Records(#[from] crate::log::records::RecordsError),
+}
+
+/// Runs the cleaner of `shard` until the process ends. Spawn it into its own task queue.
+pub async fn run(shard: Rc<Shard>, config: CleanerConfig) {
+    if !config.enabled {
+        return;
+    }
+    loop {
+        glommio::timer::sleep(config.backoff).await;
+        let partitions: Vec<Rc<Partition>> = shard
+            .partitions
+            .borrow()
+            .values()
+            .filter(|p| p.topic.config.settings().cleanup_compact)
+            .cloned()
+            .collect();
+        for p in partitions {
+            // Still ours, and the same incarnation? (A metadata change may have closed or
+            // deleted it meanwhile; a config change replaces the entry: use the new one.)
+            let Some(p) = shard
+                .partition(&p.topic.name, p.index)
+                .filter(|c| c.topic.id == p.topic.id)
+            else {
+                continue;
+            };
+            if let Err(e) = clean_partition(&shard, &p, &config).await {
+                warn!(topic = %p.topic.name, partition = p.index, error = %e, "log cleaning failed");
+            }
+        }
+        publish(&shard);
+    }
+}
+
+/// Hands this shard's cleaner figures to `/metrics` (partitions no longer owned are dropped).
+fn publish(shard: &Shard) {
+    let mut cleaner = shard.cleaner.borrow_mut();
+    cleaner
+        .partitions
+        .retain(|(topic, index), _| shard.partition(topic, *index).is_some());
+    let mut partitions: Vec<(String, i32, f64, i64)> = cleaner
+        .partitions
+        .iter()
+        .map(|((t, i), s)| (t.clone(), *i, s.dirty_ratio, s.last_clean_ms))
+        .collect();
+    partitions.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    let view = crate::ops::metrics::CleanerShardView {
+        bytes_read: cleaner.bytes_read,
+        bytes_written: cleaner.bytes_written,
+        partitions,
+    };
+    drop(cleaner);
+    shard.metrics_registry().cleaner.publish(shard.id, view);
+}
+
+/// Reads every batch of a segment, in chunks of about `chunk` bytes, calling `f` per chunk.
+async fn for_each_chunk(
+    log: &PartitionLog,
+    seg: &SegmentInfo,
+    chunk: usize,
+    throttle: &mut Throttle,
+    state: &RefCell<CleanerState>,
+    mut f: impl FnMut(Bytes) -> Result<bool, CleanError>,
+) -> Result<(), CleanError> {
+    let mut pos = 0;
+    while let Some((bytes, next)) = log.read_segment(seg.base_offset, pos, chunk).await? {
+        state.borrow_mut().bytes_read += bytes.len() as u64;
+        throttle.consume(bytes.len()).await;
+        if !f(bytes)? {
+            break;
+        }
+        pos = next;
+    }
+    Ok(())
+}
+
+/// Splits whole stored batches (already checked by storage) into per-batch slices.
+fn batches_of(bytes: &Bytes) -> Result<Vec<Bytes>, CleanError> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let h = BatchHeader::parse(&bytes[pos..]).map_err(storage::StorageError::from)?;
+        out.push(bytes.slice(pos..pos + h.total_len()));
+        pos += h.total_len();
+    }
+    Ok(out)
+}
+
+/// Appends what `out` holds to the cleaned segment, within the throttle.
+async fn write_out(
+    shard: &Rc<Shard>,
+    cleaned: &mut storage::CleanedSegment,
+    out: &mut BytesMut,
+    throttle: &mut Throttle,
+) -> Result<(), CleanError> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let chunk = out.split().freeze();
+    throttle.consume(chunk.len()).await;
+    shard.cleaner.borrow_mut().bytes_written += chunk.len() as u64;
+    cleaned.append(chunk).await?;
+    Ok(())
+}
+
+/// One cleaning of one partition, when its plan says so.
+pub async fn clean_partition(
+    shard: &Rc<Shard>,
+    p: &Rc<Partition>,
+    config: &CleanerConfig,
+) -> Result<(), CleanError> {
+    let settings = p.topic.config.settings().clone();
+    let log = p.log.clone();
+    log.set_replace_pause(config.test_pause_step);
+    let key = (p.topic.name.clone(), p.index);
+    let now = now_ms();
+    let sealed = log.sealed_segments();
+    let cleaner_offset = log.cleaner_offset();
+    let prior = shard
+        .cleaner
+        .borrow()
+        .partitions
+        .get(&key)
+        .copied()
+        .unwrap_or(PartitionCleanerState {
+            tombstone_expiry_ms: i64::MAX,
+            ..Default::default()
+        });
+    let ratio = compaction::dirty_ratio(&sealed, cleaner_offset);
+    shard.cleaner.borrow_mut().partitions.insert(
+        key.clone(),
+        PartitionCleanerState {
+            dirty_ratio: ratio,
+            ..prior
+        },
+    );
+    let cs = compaction::CompactionSettings {
+        min_cleanable_dirty_ratio: settings.min_cleanable_dirty_ratio,
+        min_compaction_lag_ms: settings.min_compaction_lag_ms,
+        max_compaction_lag_ms: settings.max_compaction_lag_ms,
+    };
+    let Some(plan) = compaction::plan(&sealed, cleaner_offset, &cs, prior.tombstone_expiry_ms, now)
+    else {
+        return Ok(());
+    };
+    let mut throttle = Throttle::new(config.io_max_bytes_per_second);
+    let started = Instant::now();
+    // 1. The key map over the dirty section, as far as it fits.
+    let mut map = OffsetMap::new(config.dedupe_buffer_bytes);
+    let mut end = plan.end;
+    for seg in plan
+        .segments
+        .iter()
+        .filter(|s| s.base_offset >= plan.dirty_from)
+    {
+        let mut full = false;
+        for_each_chunk(
+            &log,
+            seg,
+            config.io_buffer_bytes,
+            &mut throttle,
+            &shard.cleaner,
+            |bytes| {
+                for b in batches_of(&bytes)? {
+                    let h = BatchHeader::parse(&b).map_err(storage::StorageError::from)?;
+                    if h.is_control() {
+                        continue;
+                    }
+                    let decoded =
+                        crate::log::records::decode_batch(&b, DEFAULT_MAX_DECOMPRESSED_BYTES)?;
+                    if !map.add_batch(&decoded) {
+                        full = true;
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            },
+        )
+        .await?;
+        if full {
+            // This segment's keys did not all fit: it stays dirty for the next pass.
+            end = seg.base_offset;
+            debug!(topic = %p.topic.name, partition = p.index, keys = map.len(), "cleaner key map full");
+            break;
+        }
+    }
+    let segments: Vec<SegmentInfo> = plan
+        .segments
+        .iter()
+        .filter(|s| s.base_offset < end)
+        .copied()
+        .collect();
+    if segments.is_empty() {
+        return Ok(());
+    }
+    // 2. Rewrite, group by group (each group becomes one segment).
+    let producer_last = p.producers.borrow().last_batch_offsets();
+    let params = CleanParams {
+        now_ms: now,
+        delete_retention_ms: settings.delete_retention_ms,
+        compression: settings.compression.into(),
+        max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+    };
+    let mut stats = CleanStats::new();
+    let segment_bytes = log.config().segment_bytes;
+    let (mut bytes_before, mut bytes_after) = (0u64, 0u64);
+    for group in compaction::group_segments(&segments, segment_bytes) {
+        let mut cleaned = log.begin_cleaned_segment(group[0].base_offset).await?; // ok: groups are never empty
+        let mut changed = group.len() > 1;
+        for seg in &group {
+            bytes_before += seg.size_bytes;
+            let mut out = BytesMut::new();
+            let mut pos = 0;
+            loop {
+                let read = log
+                    .read_segment(seg.base_offset, pos, config.io_buffer_bytes)
+                    .await?;
+                let Some((bytes, next)) = read else { break };
+                pos = next;
+                shard.cleaner.borrow_mut().bytes_read += bytes.len() as u64;
+                throttle.consume(bytes.len()).await;
+                for b in batches_of(&bytes)? {
+                    match compaction::clean_batch(&b, &map, &producer_last, &params, &mut stats)? {
+                        BatchOutcome::Keep => out.extend_from_slice(&b),
+                        BatchOutcome::Drop => changed = true,
+                        BatchOutcome::Rewrite(new) => {
+                            changed = true;
+                            out.extend_from_slice(&new);
+                        }
+                    }
+                }
+                if out.len() >= config.io_buffer_bytes {
+                    write_out(shard, &mut cleaned, &mut out, &mut throttle).await?;
+                }
+            }
+            write_out(shard, &mut cleaned, &mut out, &mut throttle).await?;
+        }
+        bytes_after += cleaned.size_bytes();
+        let bases: Vec<i64> = group.iter().map(|s| s.base_offset).collect();
+        let group_end = segments
+            .iter()
+            .find(|s| s.base_offset > bases[bases.len() - 1]) // ok: not empty
+            .map_or(end, |s| s.base_offset);
+        if !changed {
+            // Nothing to remove here: keep the files, only the cleaner offset moves.
+            drop(cleaned);
+            log.set_cleaner_offset(group_end).await?;
+            continue;
+        }
+        if !log.replace_segments(&bases, cleaned, group_end).await? {
+            debug!(topic = %p.topic.name, partition = p.index, "log changed during cleaning; trying again later");
+            return Ok(());
+        }
+    }
+    log.set_cleaner_offset(end).await?;
+    let after = log.sealed_segments();
+    let mut cleaner = shard.cleaner.borrow_mut();
+    cleaner.cleanings += 1;
+    cleaner.partitions.insert(
+        key,
+        PartitionCleanerState {
+            last_clean_ms: now_ms(),
+            tombstone_expiry_ms: stats.next_tombstone_expiry_ms,
+            dirty_ratio: compaction::dirty_ratio(&after, log.cleaner_offset()),
+        },
+    );
+    drop(cleaner);
+    info!(
+        topic = %p.topic.name,
+        partition = p.index,
+        dirty_ratio = plan.dirty_ratio,
+        keys = map.len(),
+        records_kept = stats.records_kept,
+        records_removed = stats.records_removed,
+        tombstones_removed = stats.tombstones_removed,
+        bytes_before,
+        bytes_after,
+        seconds = started.elapsed().as_secs_f64(),
+        "log cleaned"
+    );
+    Ok(())
+}
