@@ -47,6 +47,7 @@ pub mod controller_shell;
 use self::controller_shell::ControllerShell;
 
 mod coordinator_log;
+mod sample;
 
 /// How often each shard applies retention to its partitions (Kafka's
 /// `log.retention.check.interval.ms` default).
@@ -193,6 +194,9 @@ pub struct Partition {
     pub index: i32,
     pub log: PartitionLog,
     pub producers: RefCell<ProducerStateTable>,
+    /// Records and bytes in and out, for `/metrics` (see [`sample`]); shared with the
+    /// `Partition` that replaces this one on a config change, so the counts go on.
+    pub traffic: Rc<crate::ops::series::PartitionTraffic>,
 }
 
 pub struct Shard {
@@ -485,6 +489,7 @@ impl Shard {
                             index,
                             log: p.log.clone(),
                             producers: RefCell::new(p.producers.borrow().clone()),
+                            traffic: p.traffic.clone(),
                         });
                         self.partitions
                             .borrow_mut()
@@ -649,6 +654,7 @@ impl Shard {
             index,
             log,
             producers: RefCell::new(producers),
+            traffic: Default::default(),
         })
     }
 
@@ -748,6 +754,9 @@ impl Shard {
         let pending = partition.log.append(&batches, log_append_time)?;
         self.metrics()
             .produced(batches.bytes().len(), batches.headers().len());
+        partition
+            .traffic
+            .produced(batches.record_count(), batches.bytes().len());
         if let Some((producer_id, producer_epoch, first_seq, last_seq, max_ts)) = seq {
             partition.producers.borrow_mut().record(&ProducerBatch {
                 producer_id,
@@ -952,7 +961,11 @@ impl Shard {
         }
     }
 
-    pub async fn close_all(&self) {
+    /// Closes every partition (shutdown), `concurrency` at a time: each close waits for its
+    /// writes, seals the active segment and writes indexes and a checkpoint (several fsyncs),
+    /// so one after the other took tens of seconds with tens of thousands of partitions.
+    pub async fn close_all(&self, concurrency: usize) {
+        use futures::StreamExt as _;
         // Coordinators first: their parked requests are answered before the logs go.
         self.coordinators.close_all();
         let partitions: Vec<Rc<Partition>> = self
@@ -961,13 +974,16 @@ impl Shard {
             .drain()
             .map(|(_, p)| p)
             .collect();
-        for p in partitions {
-            let log = p.log.clone();
-            drop(p);
-            if let Err(e) = log.close().await {
-                warn!(error = %e, "closing partition at shutdown failed");
-            }
-        }
+        futures::stream::iter(partitions)
+            .for_each_concurrent(concurrency.max(1), |p| async move {
+                let log = p.log.clone();
+                let (topic, index) = (p.topic.clone(), p.index);
+                drop(p);
+                if let Err(e) = log.close().await {
+                    warn!(topic = %topic.name, partition = index, error = %e, "closing partition at shutdown failed");
+                }
+            })
+            .await;
     }
 
     pub fn mark_ready(&self) {
@@ -1047,12 +1063,15 @@ async fn finish_read(plan: Result<(Rc<Partition>, storage::ReadResult), ReadRepl
     };
     let log = &partition.log;
     match read.into_chunks().await {
-        Ok(records) => ReadReply {
-            error: None,
-            high_watermark: log.written_end_offset(),
-            log_start_offset: log.log_start_offset(),
-            records,
-        },
+        Ok(records) => {
+            partition.traffic.fetched(&records);
+            ReadReply {
+                error: None,
+                high_watermark: log.written_end_offset(),
+                log_start_offset: log.log_start_offset(),
+                records,
+            }
+        }
         Err(e) => read_error(log, &e),
     }
 }
