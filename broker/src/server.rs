@@ -114,6 +114,9 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         "starting"
     );
 
+    // Before any thread starts (the admin endpoint's too): a thread that does not block
+    // them could take a signal meant for `sigwait` and die of it (a second signal did).
+    block_shutdown_signals()?;
     let ready = Arc::new(AtomicUsize::new(0));
     let metrics =
         crate::ops::metrics::Metrics::with_label_sets_max(shards, config.metrics_label_sets_max);
@@ -127,7 +130,6 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
             },
         )?;
     }
-    block_shutdown_signals()?;
 
     let config = Arc::new(config);
     let endpoints = net::route::build::<ShardReq, ShardResp>(shards, config.cross_shard);

@@ -961,9 +961,10 @@ impl Shard {
         }
     }
 
-    /// Closes every partition (shutdown), `concurrency` at a time: each close waits for its
-    /// writes, seals the active segment and writes indexes and a checkpoint (several fsyncs),
-    /// so one after the other took tens of seconds with tens of thousands of partitions.
+    /// Closes every partition (shutdown), `concurrency` at a time: first flushes them all
+    /// (data written and fsynced), then closes each (seals the active segment, writes its
+    /// indexes and checkpoint: several fsyncs). One after the other took 30 s for 2 000
+    /// partitions on the reference VM.
     pub async fn close_all(&self, concurrency: usize) {
         use futures::StreamExt as _;
         // Coordinators first: their parked requests are answered before the logs go.
@@ -974,6 +975,17 @@ impl Shard {
             .drain()
             .map(|(_, p)| p)
             .collect();
+        // Data first: every partition's appended batches written and fsynced, so a shutdown
+        // cut short (timeout, second signal) later leaves only index and checkpoint work to
+        // recovery.
+        let logs: Vec<PartitionLog> = partitions.iter().map(|p| p.log.clone()).collect();
+        futures::stream::iter(logs)
+            .for_each_concurrent(concurrency.max(1), |log| async move {
+                if let Err(e) = log.flush().await {
+                    warn!(error = %e, "flushing partition at shutdown failed");
+                }
+            })
+            .await;
         futures::stream::iter(partitions)
             .for_each_concurrent(concurrency.max(1), |p| async move {
                 let log = p.log.clone();
