@@ -220,6 +220,15 @@ impl BrokerConfig {
             .clone()
             .or(file.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from("./data"));
+        // Absolute from here on: glommio opens directories given relative paths wrongly
+        // (EBADF persisting metadata under the default "./data").
+        let data_dir = if data_dir.is_relative() {
+            std::env::current_dir()
+                .context("reading the working directory for a relative data dir")?
+                .join(data_dir)
+        } else {
+            data_dir
+        };
         let online = tuning::online_cpus();
         let shard_cpus = match over.cores.clone().or(file.cores.clone()) {
             Some(list) => {
@@ -422,6 +431,10 @@ fn default_advertised_host(addr: &SocketAddr) -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_string())
 }
+
+#[cfg(test)]
+#[path = "config_template_tests.rs"]
+mod template_tests;
 
 #[cfg(test)]
 mod tests {

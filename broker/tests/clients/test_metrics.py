@@ -81,8 +81,14 @@ def wait_for(broker, what: str, check) -> dict[tuple, float]:
 def test_metrics_follow_produce_consume_commit_and_errors(broker, topic_name):
     kclients.create_topic(broker.bootstrap, topic_name, PARTITIONS)
     records_in = lambda m: value(m, "ringtail_topic_records_in_total", topic=topic_name)
-    before = wait_for(broker, f"the new topic {topic_name}", lambda m: records_in(m) == 0)
-    assert value(before, "ringtail_partition_log_end_offset", topic=topic_name, partition=0) == 0
+    # Each shard publishes its own partitions: wait until both partitions are there.
+    before = wait_for(
+        broker,
+        f"both partitions of the new topic {topic_name}",
+        lambda m: all(value(m, "ringtail_partition_log_end_offset", topic=topic_name, partition=p) == 0
+                      for p in range(PARTITIONS)),
+    )
+    assert records_in(before) == 0
     assert value(before, "ringtail_partition_log_segments", topic=topic_name, partition=1) >= 1
     errors_before = value(before, "ringtail_produce_errors_total", code=3,
                           error="UnknownTopicOrPartition") or 0
@@ -135,7 +141,9 @@ def test_metrics_follow_produce_consume_commit_and_errors(broker, topic_name):
         assert lag(m, p) == end - committed
     assert lag(m, 0) == 20 and lag(m, 1) == 0
     # Every fetched batch was returned once, whole: the records out are exactly the records in.
-    assert value(m, "ringtail_topic_records_out_total", topic=topic_name) == 42
+    # (Each shard publishes its own partitions' counts: wait for both.)
+    m = wait_for(broker, "42 records out",
+                 lambda m: value(m, "ringtail_topic_records_out_total", topic=topic_name) == 42)
     assert value(m, "ringtail_topic_bytes_out_total", topic=topic_name) == produced_bytes
 
     # Producing more moves the lag by exactly as much.
@@ -187,3 +195,31 @@ def test_metrics_label_sets_are_capped(broker_factory, topic_name):
     partition_series = [dict(l) for (n, l) in m if n == "ringtail_partition_log_end_offset"]
     assert len(partition_series) == 2
     assert value(m, "ringtail_metrics_series_folded_total", family="partition") == 50 + 4 - 2
+
+
+@pytest.mark.timeout(120)
+def test_every_metric_is_documented_and_the_dashboard_uses_only_served_ones(broker, topic_name):
+    """README.md names every family /metrics serves; ops/grafana/ringtail.json queries only
+    families /metrics serves."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    kclients.create_topic(broker.bootstrap, topic_name, 1)
+    status, body = broker.http_get("/metrics")
+    assert status == 200
+    served = set(re.findall(r"^# TYPE (\S+) ", body.decode(), re.M))
+    assert "ringtail_group_lag" in served and "ringtail_topic_records_in_total" in served
+    readme = (root / "README.md").read_text()
+    documented = set(re.findall(r"`(ringtail_[a-z0-9_]+)`", readme))
+    # The table abbreviates siblings as `ringtail_x_accepted_total`, `_rejected_total`.
+    for m in re.finditer(r"`(ringtail_[a-z0-9_]+?)_[a-z]+_total`((?:, `_[a-z_]+`)+)", readme):
+        documented |= {m.group(1) + s for s in re.findall(r"`(_[a-z_]+)`", m.group(2))}
+    undocumented = sorted(served - documented)
+    assert not undocumented, f"metrics missing from README.md: {undocumented}"
+
+    dashboard = json.loads((root / "ops/grafana/ringtail.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert exprs
+    used = {re.sub(r"_bucket$", "", n) for e in exprs for n in re.findall(r"ringtail_[a-z0-9_]+", e)}
+    assert not sorted(used - served), f"dashboard queries unknown metrics: {sorted(used - served)}"
