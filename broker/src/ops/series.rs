@@ -276,7 +276,7 @@ fn render_partitions<'a>(
         .collect();
     let (kept, rest) = split_at_cap(parts, cap);
     *folded.entry(FAMILY_PARTITION).or_default() += rest.len() as u64;
-    let summed: [(&str, &str, fn(&PartitionSample) -> i64); 2] = [
+    let summed: [PartitionFamily; 2] = [
         (
             "ringtail_partition_log_size_bytes",
             "Bytes of the partition's segments (as written).",
@@ -288,7 +288,7 @@ fn render_partitions<'a>(
             |p| p.segments as i64,
         ),
     ];
-    let offsets: [(&str, &str, fn(&PartitionSample) -> i64); 2] = [
+    let offsets: [PartitionFamily; 2] = [
         (
             "ringtail_partition_log_start_offset",
             "The partition's log start offset (the earliest offset a consumer can read).",
@@ -385,6 +385,9 @@ fn render_groups(
         );
     }
 }
+
+/// A per-partition family: name, help, and the value it shows.
+type PartitionFamily = (&'static str, &'static str, fn(&PartitionSample) -> i64);
 
 /// The first `cap` items keep their own label set; the rest are folded.
 fn split_at_cap<T>(mut items: Vec<T>, cap: usize) -> (Vec<T>, Vec<T>) {
