@@ -49,6 +49,31 @@ pub const BROKER_HEARTBEAT_INTERVAL_MS_DEFAULT: u64 = 2_000;
 /// How long a metadata change (CreateTopics, ...) may wait for an active controller to commit
 /// it before it fails with the retriable REQUEST_TIMED_OUT (below the clients' 30 s).
 pub const CONTROLLER_REQUEST_TIMEOUT_MS_DEFAULT: u64 = 20_000;
+
+/// How long a shutdown (SIGTERM/SIGINT) may take before the process exits anyway, with a
+/// non-zero status. The systemd unit's `TimeoutStopSec` is this plus a margin.
+pub const SHUTDOWN_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+/// How long a shutdown waits for requests in flight (a produce waiting for its write or
+/// fsync, a fetch's long poll) before it closes the partitions under them.
+pub const SHUTDOWN_DRAIN_MS_DEFAULT: u64 = 5_000;
+/// Partitions one shard closes at once at shutdown (each close seals the active segment,
+/// writes its indexes and a checkpoint: several fsyncs).
+pub const SHUTDOWN_CLOSE_CONCURRENCY_DEFAULT: usize = 64;
+/// Threads per shard for blocking file-system calls (glommio's default is one, which makes
+/// every index and checkpoint fsync of a shard wait for the previous one).
+pub const BLOCKING_THREADS_PER_SHARD_DEFAULT: usize = 8;
+
+/// Shutdown settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownConfig {
+    /// `shutdown_timeout_ms`
+    pub timeout_ms: u64,
+    /// `shutdown_drain_ms`
+    pub drain_ms: u64,
+    /// `shutdown_close_concurrency`
+    pub close_concurrency: usize,
+}
+
 /// The same, for one partition.
 pub const BATCH_CACHE_BYTES_PER_PARTITION_DEFAULT: usize = storage::log::DEFAULT_READ_CACHE_BYTES;
 
@@ -83,6 +108,11 @@ pub struct FileConfig {
     pub cross_shard_queue_depth: Option<usize>,
     pub max_cross_shard_requests_per_shard: Option<usize>,
     pub max_cross_shard_waits_per_shard: Option<usize>,
+    pub metrics_label_sets_max: Option<usize>,
+    pub shutdown_timeout_ms: Option<u64>,
+    pub shutdown_drain_ms: Option<u64>,
+    pub shutdown_close_concurrency: Option<usize>,
+    pub blocking_threads_per_shard: Option<usize>,
     /// Kafka broker settings by their Kafka names (`log.retention.hours`, `num.partitions`, ...).
     #[serde(default)]
     pub kafka: BTreeMap<String, toml::Value>,
@@ -142,12 +172,23 @@ pub struct BrokerConfig {
     /// Each is also read from `RINGTAIL_<KEY IN CAPITALS>`, which overrides the file.
     pub cross_shard: net::route::RouteConfig,
     pub kafka: BrokerDefaults,
+    /// Label sets one labelled `/metrics` family may render (see `ops::series`).
+    pub metrics_label_sets_max: usize,
+    /// Shutdown bounds and parallelism (see `server`): [`SHUTDOWN_TIMEOUT_MS_DEFAULT`] etc.
+    pub shutdown: ShutdownConfig,
+    /// Threads per shard for blocking file-system calls (index, checkpoint and metadata
+    /// writes with their fsyncs): [`BLOCKING_THREADS_PER_SHARD_DEFAULT`].
+    pub blocking_threads_per_shard: usize,
     /// Test-only fault injection: drop (close the connection instead of answering) every Nth
     /// produce response. Set by `RINGTAIL_TEST_DROP_PRODUCE_RESPONSES`.
     pub test_drop_produce_every: Option<u64>,
     /// Test-only fault injection: a produce to this topic makes a background task of the
     /// owning shard panic (as a storage bug would). Set by `RINGTAIL_TEST_PANIC_TOPIC`.
     pub test_panic_topic: Option<String>,
+    /// Test-only: shards wait this long after a shutdown signal before they close their
+    /// partitions (so a test can send a second signal during the shutdown). Set by
+    /// `RINGTAIL_TEST_SHUTDOWN_STALL_MS`.
+    pub test_shutdown_stall_ms: Option<u64>,
 }
 
 /// Command-line / environment overrides, already parsed by clap.
@@ -208,6 +249,15 @@ impl BrokerConfig {
             .clone()
             .or(file.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from("./data"));
+        // Absolute from here on: glommio opens directories given relative paths wrongly
+        // (EBADF persisting metadata under the default "./data").
+        let data_dir = if data_dir.is_relative() {
+            std::env::current_dir()
+                .context("reading the working directory for a relative data dir")?
+                .join(data_dir)
+        } else {
+            data_dir
+        };
         let online = tuning::online_cpus();
         let shard_cpus = match over.cores.clone().or(file.cores.clone()) {
             Some(list) => {
@@ -319,6 +369,22 @@ impl BrokerConfig {
         if heartbeat_ms >= session_ms {
             bail!("broker_heartbeat_interval_ms ({heartbeat_ms}) must be below broker_session_timeout_ms ({session_ms})");
         }
+        let shutdown = ShutdownConfig {
+            timeout_ms: at_least_one(
+                "shutdown_timeout_ms",
+                env_setting("shutdown_timeout_ms")?
+                    .or(file.shutdown_timeout_ms)
+                    .unwrap_or(SHUTDOWN_TIMEOUT_MS_DEFAULT) as usize,
+            )? as u64,
+            drain_ms: env_setting("shutdown_drain_ms")?
+                .or(file.shutdown_drain_ms)
+                .unwrap_or(SHUTDOWN_DRAIN_MS_DEFAULT),
+            close_concurrency: at_least_one(
+                "shutdown_close_concurrency",
+                file.shutdown_close_concurrency
+                    .unwrap_or(SHUTDOWN_CLOSE_CONCURRENCY_DEFAULT),
+            )?,
+        };
         Ok(BrokerConfig {
             controller_addr,
             controller_quorum,
@@ -366,8 +432,18 @@ impl BrokerConfig {
                 .max(1),
             cross_shard,
             kafka,
+            metrics_label_sets_max: file
+                .metrics_label_sets_max
+                .unwrap_or(crate::ops::series::METRICS_LABEL_SETS_MAX_DEFAULT),
+            shutdown,
+            blocking_threads_per_shard: at_least_one(
+                "blocking_threads_per_shard",
+                file.blocking_threads_per_shard
+                    .unwrap_or(BLOCKING_THREADS_PER_SHARD_DEFAULT),
+            )?,
             test_drop_produce_every,
             test_panic_topic,
+            test_shutdown_stall_ms: env_setting("test_shutdown_stall_ms")?,
         })
     }
 
@@ -451,6 +527,10 @@ fn default_advertised_host(addr: &SocketAddr) -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_string())
 }
+
+#[cfg(test)]
+#[path = "config_template_tests.rs"]
+mod template_tests;
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,16 @@
 //! descriptors into the partition and connection limits (`limits`) -> lock the data dir ->
 //! load metadata -> one executor per configured CPU, each: connect the cross-shard router,
 //! open (recover) the partitions it owns, bind the Kafka port with SO_REUSEPORT, report
-//! ready. SIGTERM/SIGINT close every partition cleanly.
+//! ready.
+//!
+//! Shutdown (SIGTERM/SIGINT): every shard stops accepting connections and requests (a
+//! request read from now on closes its connection once earlier responses are written),
+//! waits up to `shutdown_drain_ms` for the requests in flight on its connections, then closes its
+//! partitions `shutdown_close_concurrency` at a time (each flushes, fsyncs, seals and
+//! checkpoints through `storage::PartitionLog::close`); the process exits 0 once every shard
+//! is done. A watchdog exits with status 1 after `shutdown_timeout_ms`; a second signal
+//! exits at once with status [`SECOND_SIGNAL_EXIT_CODE`] (what is not closed is recovered
+//! at the next start, as after a crash).
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -34,12 +43,14 @@ const IO_BUFFER_TRIM_INTERVAL: Duration = Duration::from_secs(10);
 const IO_MEMORY_WANTED_BYTES: usize = 10 << 20;
 /// How often an idle shard looks at the shutdown flag. Cheap: one timer wake-up.
 const SHUTDOWN_POLL_MS: u64 = 200;
+/// How often a shutting-down shard looks whether its requests in flight are done.
+const SHUTDOWN_DRAIN_POLL_MS: u64 = 10;
 
 /// How long a listener found on the Kafka port may take to go away before start-up fails.
 const PORT_PROBE_MS: u64 = 5_000;
-/// How long shutdown may take before the process exits anyway (a shard stuck waiting on a
-/// dead peer must not keep a broken broker alive).
-const SHUTDOWN_GRACE_MS: u64 = 30_000;
+/// Exit status when a second SIGTERM/SIGINT cuts a shutdown short (128 + SIGINT, what a
+/// shell reports for an interrupted program).
+pub const SECOND_SIGNAL_EXIT_CODE: i32 = 130;
 
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
 /// Set when a shard could not start or stopped on an error: the process must exit non-zero.
@@ -131,8 +142,12 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         "starting"
     );
 
+    // Before any thread starts (the admin endpoint's too): a thread that does not block
+    // them could take a signal meant for `sigwait` and die of it (a second signal did).
+    block_shutdown_signals()?;
     let ready = Arc::new(AtomicUsize::new(0));
-    let metrics = crate::ops::metrics::Metrics::new(shards);
+    let metrics =
+        crate::ops::metrics::Metrics::with_label_sets_max(shards, config.metrics_label_sets_max);
     if let Some(addr) = config.admin_addr {
         crate::ops::admin_http::start(
             addr,
@@ -143,7 +158,6 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
             },
         )?;
     }
-    block_shutdown_signals()?;
 
     let config = Arc::new(config);
     let endpoints = net::route::build::<ShardReq, ShardResp>(shards, config.cross_shard);
@@ -162,9 +176,19 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         } else {
             None
         };
+        // Several blocking threads on the shard's CPU: index and checkpoint writes wait on
+        // fsync, and with one thread (glommio's default) every such wait queued behind the
+        // previous one (shutdown with thousands of partitions took tens of seconds).
+        let blocking_cpus = glommio::CpuSet::online()
+            .map_err(|e| anyhow::anyhow!("listing online CPUs: {e}"))?
+            .filter(|l| l.cpu == cpu);
         let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{id}"))
-            .io_memory(io_plan.io_memory_bytes);
+            .io_memory(io_plan.io_memory_bytes)
+            .blocking_thread_pool_placement(glommio::PoolPlacement::Custom(vec![
+                blocking_cpus;
+                config.blocking_threads_per_shard
+            ]));
         if config.idle_poll_us > 0 {
             builder =
                 builder.spin_before_park(std::time::Duration::from_micros(config.idle_poll_us));
@@ -223,16 +247,30 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
 
     wait_for_shutdown_signal();
     controlled_shutdown(&quorum, &config);
-    info!("shutting down: closing partitions");
+    let started = std::time::Instant::now();
+    let timeout_ms = config.shutdown.timeout_ms;
+    info!(
+        timeout_ms,
+        "shutting down: no new connections, finishing requests in flight, closing partitions"
+    );
     SHUTDOWN.store(true, Ordering::SeqCst);
     std::thread::Builder::new()
         .name("shutdown-watchdog".into())
-        .spawn(|| {
-            std::thread::sleep(Duration::from_millis(SHUTDOWN_GRACE_MS));
-            error!("shutdown did not finish within {SHUTDOWN_GRACE_MS} ms; exiting");
+        .spawn(move || {
+            std::thread::sleep(Duration::from_millis(timeout_ms));
+            error!("shutdown did not finish within shutdown_timeout_ms = {timeout_ms}; exiting");
             std::process::exit(1);
         })
         .context("starting the shutdown watchdog")?;
+    // The signals stay blocked in every thread: this one takes the next.
+    std::thread::Builder::new()
+        .name("second-signal".into())
+        .spawn(|| {
+            wait_for_shutdown_signal();
+            error!("second signal during shutdown: exiting now (unclosed partitions are recovered at the next start)");
+            std::process::exit(SECOND_SIGNAL_EXIT_CODE);
+        })
+        .context("starting the second-signal thread")?;
     for h in handles {
         match h.join() {
             Ok(Ok(())) => {}
@@ -243,7 +281,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     if SHARD_FAILED.load(Ordering::SeqCst) {
         bail!("a shard failed (see the error above); the broker stopped");
     }
-    info!("stopped");
+    info!(took_ms = started.elapsed().as_millis() as u64, "stopped");
     Ok(())
 }
 
@@ -422,6 +460,7 @@ async fn shard_main(
                     log_write_times: storage::iotime::shard_write_times(),
                     log_fsync_times: storage::iotime::shard_fsync_times(),
                 });
+            reporter.metrics().publish_sample(reporter.metrics_sample());
             glommio::timer::sleep(Duration::from_secs(1)).await;
         }
     })
@@ -443,13 +482,13 @@ async fn shard_main(
         })
         .detach();
     }
-    let home = Rc::new(listener.home(handler, limits, max_connections));
+    let home = Rc::new(listener.home(handler.clone(), limits, max_connections));
     let adopter = Rc::downgrade(&home);
     shard.set_conn_home(Box::new(move |conn| match adopter.upgrade() {
         Some(home) => home.adopt(conn),
         None => Err(conn),
     }));
-    glommio::spawn_local(async move {
+    let accepting = glommio::spawn_local(async move {
         if let Err(e) = listener.serve_home(home).await {
             error!(shard = id, error = %e, "listener stopped");
         }
@@ -506,8 +545,33 @@ async fn shard_main(
     while !SHUTDOWN.load(Ordering::SeqCst) {
         glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_MS)).await;
     }
-    shard.close_all().await;
-    info!(shard = id, "shard stopped");
+    // Stop accepting: dropping the listener closes this shard's listening socket.
+    accepting.cancel();
+    handler.start_draining();
+    let drain_deadline =
+        std::time::Instant::now() + Duration::from_millis(config.shutdown.drain_ms);
+    while handler.in_flight() > 0 && std::time::Instant::now() < drain_deadline {
+        glommio::timer::sleep(Duration::from_millis(SHUTDOWN_DRAIN_POLL_MS)).await;
+    }
+    if handler.in_flight() > 0 {
+        warn!(
+            shard = id,
+            in_flight = handler.in_flight(),
+            "requests still in flight after shutdown_drain_ms; closing partitions under them"
+        );
+    }
+    if let Some(ms) = config.test_shutdown_stall_ms {
+        glommio::timer::sleep(Duration::from_millis(ms)).await;
+    }
+    let partitions = shard.partition_count();
+    let closing = std::time::Instant::now();
+    shard.close_all(config.shutdown.close_concurrency).await;
+    info!(
+        shard = id,
+        partitions,
+        took_ms = closing.elapsed().as_millis() as u64,
+        "shard stopped: partitions closed"
+    );
     Ok(())
 }
 

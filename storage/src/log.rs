@@ -1260,6 +1260,14 @@ impl PartitionLog {
         self.inner.st.borrow().written_end
     }
 
+    /// Bytes written to the log's segments and how many segments it has (for metrics;
+    /// walks the segment map, so once a second per partition, not per request).
+    pub fn size_and_segments(&self) -> (u64, u64) {
+        let st = self.inner.st.borrow();
+        let bytes = st.segments.values().map(|s| s.written_size.get()).sum();
+        (bytes, st.segments.len() as u64)
+    }
+
     /// End of what has been fsynced.
     pub fn durable_offset(&self) -> i64 {
         self.inner.st.borrow().durable

@@ -211,6 +211,13 @@ impl GroupCoordinators {
         removed
     }
 
+    /// Calls `f(group, topic, partition, committed offset)` for every offset the loaded
+    /// coordinators of this shard hold (for `/metrics`).
+    pub fn for_each_committed(&self, mut f: impl FnMut(&str, &str, i32, i64)) {
+        self.shells
+            .for_each_active(|machine| machine.for_each_committed(&mut f));
+    }
+
     /// Answers a [`GroupReq`] for this shard's coordinators.
     pub async fn serve(&self, req: GroupReq) -> GroupResp {
         match req {

@@ -149,6 +149,17 @@ impl<M: StateMachine> Coordinators<M> {
         partitions
     }
 
+    /// Calls `f` with every loaded machine (for metrics: read-only, synchronous, so no borrow
+    /// outlives the call).
+    pub fn for_each_active(&self, mut f: impl FnMut(&M)) {
+        let shells: Vec<Rc<Shell<M>>> = self.by_partition.borrow().values().cloned().collect();
+        for shell in shells {
+            if let Phase::Active(machine) = &*shell.phase.borrow() {
+                f(machine);
+            }
+        }
+    }
+
     /// Whether the coordinator of `partition` serves; `None` when there is none here.
     pub fn status(&self, partition: i32) -> Option<Status> {
         let shell = self.by_partition.borrow().get(&partition).cloned();

@@ -64,6 +64,7 @@ pub async fn fetch(
     let mut response = FetchResponse::default();
     if version >= 7 && req.session_id != 0 {
         response.error_code = E::FetchSessionIdNotFound.code();
+        shard.metrics().fetch_error(response.error_code);
         return response;
     }
     let meta = shard.meta();
@@ -203,6 +204,9 @@ pub async fn fetch(
         }
         if pd.records.is_none() {
             pd.records = Some(Bytes::new());
+        }
+        if pd.error_code != 0 {
+            shard.metrics().fetch_error(pd.error_code);
         }
         // KIP-951 (v16+): who leads a partition this node does not.
         if version >= 16 && pd.error_code == E::NotLeaderOrFollower.code() {

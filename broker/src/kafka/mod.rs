@@ -108,6 +108,11 @@ impl net::Handler for KafkaHandler {
 pub struct KafkaHandler {
     pub shard: Rc<Shard>,
     pub table: ApiVersionTable,
+    /// Requests being handled now (a graceful shutdown waits for them).
+    in_flight: std::cell::Cell<usize>,
+    /// Set at shutdown: requests read from now on close their connection (after the
+    /// responses owed to earlier ones), so clients go to another broker or retry later.
+    draining: std::cell::Cell<bool>,
 }
 
 impl KafkaHandler {
@@ -115,15 +120,33 @@ impl KafkaHandler {
         KafkaHandler {
             shard,
             table: api_table(),
+            in_flight: std::cell::Cell::new(0),
+            draining: std::cell::Cell::new(false),
         }
+    }
+
+    /// Shutdown: take no new requests (see `draining`).
+    pub fn start_draining(&self) {
+        self.draining.set(true);
+    }
+
+    /// Requests of this shard's connections being handled right now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.get()
     }
 
     /// Handles one request and records how long it took (`/metrics`), from the moment its
     /// frame was read to the moment its response is ready to be written (for a Fetch, that
     /// includes the long-poll wait).
     pub async fn handle_frame(&self, req: RequestFrame, conn: &ConnInfo) -> HandlerResult {
+        if self.draining.get() {
+            return HandlerResult::Close;
+        }
         let started = std::time::Instant::now();
         let api = req.api_key;
+        self.in_flight.set(self.in_flight.get() + 1);
+        // Also when the connection task is dropped mid-request.
+        let _done = crate::shard::scopeguard(|| self.in_flight.set(self.in_flight.get() - 1));
         let result = self.dispatch(req, conn).await;
         self.shard.metrics().request_time(api, started.elapsed());
         result

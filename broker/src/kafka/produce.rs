@@ -131,6 +131,7 @@ pub async fn produce(
             p.log_append_time_ms = r.log_append_time_ms;
             p.log_start_offset = r.log_start_offset;
             if let Some(e) = r.error {
+                shard.metrics().produce_error(e.code);
                 p.error_code = e.code;
                 p.error_message = e.message.as_deref().map(str_bytes);
                 // KIP-467 (v8+): which records failed; clients fail the others of the batch

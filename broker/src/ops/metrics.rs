@@ -6,16 +6,28 @@
 //! thread reads them all when scraped. Cross-shard calls per request, the figure the
 //! thread-per-core design tries to keep near zero, is
 //! `ringtail_cross_shard_calls_total / ringtail_requests_total`.
+//!
+//! Labelled series (per topic, partition, group) come from each shard's last published
+//! [`ShardSample`] and are bounded by `metrics_label_sets_max` (see [`crate::ops::series`]).
+//! Error counters are a fixed array per API indexed by Kafka error code (the code space is
+//! Kafka's and small), summed over shards at scrape.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use kafka_protocol::messages::ApiKey;
+use kafka_protocol::ResponseError;
+
+use crate::ops::series::{self, family, ShardSample};
 use storage::iotime::{TimeCounts, TIME_BUCKETS_US};
 
 /// Kafka API keys counted individually (every key Kafka defines is below this).
 const API_KEYS: usize = 128;
+
+/// Error codes counted individually: Kafka's run from -1 (UNKNOWN_SERVER_ERROR) to about 130;
+/// slot `code + 1`. A code outside lands in the last slot (rendered as `code="other"`).
+const ERROR_CODE_SLOTS: usize = 192;
 
 /// APIs whose handling time is kept as a histogram: the data path.
 const TIMED_APIS: [ApiKey; 2] = [ApiKey::Produce, ApiKey::Fetch];
@@ -91,6 +103,11 @@ pub struct ShardMetrics {
     batch_cache_bytes: AtomicU64,
     read_ahead_bytes: AtomicU64,
     cross_shard_waits_parked: AtomicU64,
+    /// Partition errors in Produce / Fetch responses, by error code (slot `code + 1`).
+    produce_errors: [AtomicU64; ERROR_CODE_SLOTS],
+    fetch_errors: [AtomicU64; ERROR_CODE_SLOTS],
+    /// The shard's last published sample of its partitions and committed offsets.
+    sample: Mutex<Arc<ShardSample>>,
 }
 
 impl ShardMetrics {
@@ -114,7 +131,38 @@ impl ShardMetrics {
             batch_cache_bytes: AtomicU64::new(0),
             read_ahead_bytes: AtomicU64::new(0),
             cross_shard_waits_parked: AtomicU64::new(0),
+            produce_errors: std::array::from_fn(|_| AtomicU64::new(0)),
+            fetch_errors: std::array::from_fn(|_| AtomicU64::new(0)),
+            sample: Mutex::new(Arc::new(ShardSample::default())),
         }
+    }
+
+    /// Publishes the shard's partitions and committed offsets as of now (once a second,
+    /// from the shard's reporter task; the lock is held only for the swap).
+    pub fn publish_sample(&self, sample: ShardSample) {
+        let sample = Arc::new(sample);
+        match self.sample.lock() {
+            Ok(mut slot) => *slot = sample,
+            // A scrape that panicked while holding the lock: the slot itself is fine.
+            Err(poisoned) => *poisoned.into_inner() = sample,
+        }
+    }
+
+    fn last_sample(&self) -> Arc<ShardSample> {
+        match self.sample.lock() {
+            Ok(slot) => slot.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// A Produce response carried this error code for a partition.
+    pub fn produce_error(&self, code: i16) {
+        error_slot(&self.produce_errors, code).fetch_add(1, Relaxed);
+    }
+
+    /// A Fetch response carried this error code (for a partition or the whole request).
+    pub fn fetch_error(&self, code: i16) {
+        error_slot(&self.fetch_errors, code).fetch_add(1, Relaxed);
     }
 
     /// The shard's connection counts and memory held for readers, as of now.
@@ -198,6 +246,13 @@ pub struct ShardState {
     pub log_fsync_times: TimeCounts,
 }
 
+/// The counter of `code` (the last slot for a code outside Kafka's range).
+fn error_slot(slots: &[AtomicU64; ERROR_CODE_SLOTS], code: i16) -> &AtomicU64 {
+    let last = ERROR_CODE_SLOTS - 1;
+    let i = usize::try_from(i32::from(code) + 1).map_or(last, |i| i.min(last));
+    &slots[i] // ok: i <= last
+}
+
 /// The counters of every shard.
 pub struct Metrics {
     shards: Box<[ShardMetrics]>,
@@ -205,15 +260,28 @@ pub struct Metrics {
     discard: ShardMetrics,
     /// The log cleaners' figures (see [`CleanerMetrics`]).
     pub cleaner: CleanerMetrics,
+    /// `metrics_label_sets_max`: label sets per labelled family.
+    label_sets_max: usize,
 }
 
 impl Metrics {
     pub fn new(shards: usize) -> Arc<Metrics> {
+        Metrics::with_label_sets_max(shards, series::METRICS_LABEL_SETS_MAX_DEFAULT)
+    }
+
+    /// `label_sets_max`: `metrics_label_sets_max`, the label sets a labelled family may render.
+    pub fn with_label_sets_max(shards: usize, label_sets_max: usize) -> Arc<Metrics> {
         Arc::new(Metrics {
             shards: (0..shards).map(|_| ShardMetrics::new()).collect(),
             discard: ShardMetrics::new(),
             cleaner: CleanerMetrics::new(shards),
+            label_sets_max,
         })
+    }
+
+    /// The cap on label sets per labelled family (shards also bound their samples by it).
+    pub fn label_sets_max(&self) -> usize {
+        self.label_sets_max
     }
 
     pub fn shard(&self, id: usize) -> &ShardMetrics {
@@ -363,6 +431,44 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{shard=\"{id}\"}} {}", field(s).load(Relaxed));
             }
         }
+        let errors: [(&str, &str, ErrorsField); 2] = [
+            (
+                "ringtail_produce_errors_total",
+                "Partitions answered with an error in Produce responses, by Kafka error code.",
+                |s| &s.produce_errors,
+            ),
+            (
+                "ringtail_fetch_errors_total",
+                "Partitions (or whole requests) answered with an error in Fetch responses, by \
+                 Kafka error code.",
+                |s| &s.fetch_errors,
+            ),
+        ];
+        for (name, help, field) in errors {
+            family(&mut out, name, help, "counter");
+            for slot in 0..ERROR_CODE_SLOTS {
+                let n: u64 = self
+                    .shards
+                    .iter()
+                    .map(|s| field(s)[slot].load(Relaxed))
+                    .sum();
+                if n == 0 {
+                    continue;
+                }
+                let (code, error) = if slot == ERROR_CODE_SLOTS - 1 {
+                    ("other".to_string(), "Other".to_string())
+                } else {
+                    let code = slot as i16 - 1;
+                    let error = ResponseError::try_from_code(code)
+                        .map_or_else(|| "Unknown".to_string(), |e| format!("{e:?}"));
+                    (code.to_string(), error)
+                };
+                let _ = writeln!(out, "{name}{{code=\"{code}\",error=\"{error}\"}} {n}");
+            }
+        }
+        let samples: Vec<Arc<ShardSample>> =
+            self.shards.iter().map(ShardMetrics::last_sample).collect();
+        series::render(&mut out, &samples, self.label_sets_max);
         // Process-wide: the I/O buffer allocator is shared by every shard.
         let io = storage::dma_alloc::stats();
         family(
@@ -385,12 +491,12 @@ impl Metrics {
 /// Picks one counter out of a shard's.
 type Field = fn(&ShardMetrics) -> &AtomicU64;
 
+/// Picks one error-code array out of a shard's.
+type ErrorsField = fn(&ShardMetrics) -> &[AtomicU64; ERROR_CODE_SLOTS];
+
 /// Picks one histogram out of a shard's.
 type HistogramField = fn(&ShardMetrics) -> &TimeHistogram;
 
-fn family(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
 
 // ---- The log cleaner (issue 21: compaction) -----------------------------------------------
 
@@ -526,8 +632,19 @@ mod tests {
             cross_shard_waits_cancelled: 6,
             ..ShardState::default()
         });
+        m.shard(0).produce_error(3);
+        m.shard(1).produce_error(3);
+        m.shard(1).fetch_error(1);
+        m.shard(1).fetch_error(-1);
+        m.shard(1).fetch_error(i16::MAX);
+        m.shard(1).fetch_error(i16::MIN);
         let text = m.render();
         for line in [
+            "ringtail_produce_errors_total{code=\"3\",error=\"UnknownTopicOrPartition\"} 2",
+            "ringtail_fetch_errors_total{code=\"1\",error=\"OffsetOutOfRange\"} 1",
+            "ringtail_fetch_errors_total{code=\"-1\",error=\"UnknownServerError\"} 1",
+            "ringtail_fetch_errors_total{code=\"other\",error=\"Other\"} 2",
+            "ringtail_shard_partitions{shard=\"1\"} 0",
             "ringtail_requests_total{shard=\"0\",api=\"Produce\"} 2",
             "ringtail_requests_total{shard=\"1\",api=\"Fetch\"} 1",
             "ringtail_cross_shard_calls_total{shard=\"0\"} 0",

@@ -53,6 +53,7 @@ use self::controller_shell::ControllerShell;
 
 mod coordinator_log;
 pub mod txn_markers;
+mod sample;
 
 /// How often each shard applies retention to its partitions (Kafka's
 /// `log.retention.check.interval.ms` default).
@@ -224,6 +225,9 @@ pub struct Partition {
     /// Active segment base when the last producer-state snapshot was taken: a roll past it
     /// takes the next one (see [`producer_snapshots`]).
     pub snapshot_segment_base: Cell<i64>,
+    /// Records and bytes in and out, for `/metrics` (see [`sample`]); shared with the
+    /// `Partition` that replaces this one on a config change, so the counts go on.
+    pub traffic: Rc<crate::ops::series::PartitionTraffic>,
 }
 
 pub struct Shard {
@@ -573,6 +577,7 @@ impl Shard {
                             producers: RefCell::new(p.producers.borrow().clone()),
                             txns: RefCell::new(p.txns.borrow().clone()),
                             snapshot_segment_base: Cell::new(p.snapshot_segment_base.get()),
+                            traffic: p.traffic.clone(),
                         });
                         self.partitions
                             .borrow_mut()
@@ -766,6 +771,7 @@ impl Shard {
             producers: RefCell::new(producers),
             txns: RefCell::new(txns),
             snapshot_segment_base: Cell::new(segment_base),
+            traffic: Default::default(),
         })
     }
 
@@ -888,6 +894,9 @@ impl Shard {
                 pending.last_offset,
             );
         }
+        partition
+            .traffic
+            .produced(batches.record_count(), batches.bytes().len());
         if let Some((producer_id, producer_epoch, first_seq, last_seq, max_ts)) = seq {
             partition.producers.borrow_mut().record(&ProducerBatch {
                 producer_id,
@@ -1118,7 +1127,12 @@ impl Shard {
         }
     }
 
-    pub async fn close_all(&self) {
+    /// Closes every partition (shutdown), `concurrency` at a time: first flushes them all
+    /// (data written and fsynced), then closes each (seals the active segment, writes its
+    /// indexes and checkpoint: several fsyncs). One after the other took 30 s for 2 000
+    /// partitions on the reference VM.
+    pub async fn close_all(&self, concurrency: usize) {
+        use futures::StreamExt as _;
         // Coordinators first: their parked requests are answered before the logs go.
         self.coordinators.close_all();
         self.txn_coordinators.close_all();
@@ -1128,22 +1142,38 @@ impl Shard {
             .drain()
             .map(|(_, p)| p)
             .collect();
-        for p in partitions {
-            let log = p.log.clone();
-            let mut table = p.producers.borrow().clone();
-            drop(p);
-            let dir = log.dir().to_path_buf();
-            let handle = log.clone();
-            match log.close().await {
-                // Clean: the log ends where its appends did; the next start loads this and
-                // replays nothing.
-                Ok(()) => {
-                    table.advance_end_offset(handle.log_end_offset());
-                    producer_snapshots::write(dir, &table).await
+        // Data first: every partition's appended batches written and fsynced, so a shutdown
+        // cut short (timeout, second signal) later leaves only index and checkpoint work to
+        // recovery.
+        let logs: Vec<PartitionLog> = partitions.iter().map(|p| p.log.clone()).collect();
+        futures::stream::iter(logs)
+            .for_each_concurrent(concurrency.max(1), |log| async move {
+                if let Err(e) = log.flush().await {
+                    warn!(error = %e, "flushing partition at shutdown failed");
                 }
-                Err(e) => warn!(error = %e, "closing partition at shutdown failed"),
-            }
-        }
+            })
+            .await;
+        futures::stream::iter(partitions)
+            .for_each_concurrent(concurrency.max(1), |p| async move {
+                let log = p.log.clone();
+                let mut table = p.producers.borrow().clone();
+                let (topic, index) = (p.topic.clone(), p.index);
+                drop(p);
+                let dir = log.dir().to_path_buf();
+                let handle = log.clone();
+                match log.close().await {
+                    // Clean: the log ends where its appends did; the next start loads this
+                    // and replays nothing.
+                    Ok(()) => {
+                        table.advance_end_offset(handle.log_end_offset());
+                        producer_snapshots::write(dir, &table).await
+                    }
+                    Err(e) => {
+                        warn!(topic = %topic.name, partition = index, error = %e, "closing partition at shutdown failed")
+                    }
+                }
+            })
+            .await;
     }
 
     pub fn mark_ready(&self) {
@@ -1227,26 +1257,29 @@ async fn finish_read(
     };
     let log = &partition.log;
     match read.into_chunks().await {
-        Ok(records) => ReadReply {
-            error: None,
-            high_watermark: log.written_end_offset(),
-            last_stable_offset: partition
-                .txns
-                .borrow()
-                .last_stable_offset(log.written_end_offset()),
-            aborted: match committed_from {
-                Some(from) => {
-                    let to = partition
-                        .txns
-                        .borrow()
-                        .last_stable_offset(log.written_end_offset());
-                    partition.txns.borrow().aborted_between(from, to)
-                }
-                None => Vec::new(),
-            },
-            log_start_offset: log.log_start_offset(),
-            records,
-        },
+        Ok(records) => {
+            partition.traffic.fetched(&records);
+            ReadReply {
+                error: None,
+                high_watermark: log.written_end_offset(),
+                last_stable_offset: partition
+                    .txns
+                    .borrow()
+                    .last_stable_offset(log.written_end_offset()),
+                aborted: match committed_from {
+                    Some(from) => {
+                        let to = partition
+                            .txns
+                            .borrow()
+                            .last_stable_offset(log.written_end_offset());
+                        partition.txns.borrow().aborted_between(from, to)
+                    }
+                    None => Vec::new(),
+                },
+                log_start_offset: log.log_start_offset(),
+                records,
+            }
+        }
         Err(e) => read_error(log, &e),
     }
 }

@@ -1169,6 +1169,15 @@ impl GroupCoordinator {
             .unwrap_or_default()
     }
 
+    /// Calls `f(group, topic, partition, offset)` for every committed offset (no copies).
+    pub fn for_each_committed(&self, f: &mut impl FnMut(&str, &str, i32, i64)) {
+        for (group_id, g) in &self.groups {
+            for ((topic, partition), o) in &g.offsets {
+                f(group_id, topic, *partition, o.offset);
+            }
+        }
+    }
+
     pub fn group_ids(&self) -> Vec<String> {
         self.groups.keys().cloned().collect()
     }
