@@ -132,6 +132,10 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         shards,
         statics: config.kafka.clone(),
     };
+    // Before any thread starts (the controller thread and the admin endpoint's too): every
+    // thread inherits the blocked set, so SIGTERM/SIGINT reach only the thread that waits for
+    // them with `sigwait` (a thread that did not block them took a second signal and died).
+    block_shutdown_signals()?;
     let (quorum, snapshot) = crate::cluster::quorum::start(quorum_config, view)?;
     info!(
         cluster_id = %snapshot.cluster_id,
@@ -142,9 +146,6 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         "starting"
     );
 
-    // Before any thread starts (the admin endpoint's too): a thread that does not block
-    // them could take a signal meant for `sigwait` and die of it (a second signal did).
-    block_shutdown_signals()?;
     let ready = Arc::new(AtomicUsize::new(0));
     let metrics =
         crate::ops::metrics::Metrics::with_label_sets_max(shards, config.metrics_label_sets_max);

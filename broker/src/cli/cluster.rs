@@ -42,10 +42,14 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let (cluster_id, controller, brokers, fenced, source) = {
         let conn = client.any()?;
         if conn.supports(ApiKey::DescribeCluster) {
-            let resp: DescribeClusterResponse = conn.call(
+            // v2 lists fenced brokers too (marked), so offline replicas can be told apart.
+            let version = conn.version(ApiKey::DescribeCluster, 0..=2)?;
+            let mut req = DescribeClusterRequest::default();
+            req.include_fenced_brokers = version >= 2;
+            let resp: DescribeClusterResponse = conn.call_at(
                 ApiKey::DescribeCluster,
-                0..=1,
-                RequestKind::DescribeCluster(DescribeClusterRequest::default()),
+                version,
+                RequestKind::DescribeCluster(req),
             )?;
             KafkaError::check(
                 resp.error_code,

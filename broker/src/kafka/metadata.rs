@@ -400,7 +400,7 @@ async fn coordinator_statuses(shard: &Rc<Shard>, keys: &[&str]) -> HashMap<Strin
 pub fn describe_cluster(
     shard: &Rc<Shard>,
     req: DescribeClusterRequest,
-    _version: i16,
+    version: i16,
 ) -> DescribeClusterResponse {
     let mut resp = DescribeClusterResponse::default();
     let meta = shard.meta();
@@ -416,13 +416,18 @@ pub fn describe_cluster(
         resp.error_code = E::UnsupportedEndpointType.code();
         return resp;
     }
+    // As Kafka: the live brokers; fenced ones too (marked) when a v2+ request asks for them.
+    let include_fenced = version >= 2 && req.include_fenced_brokers;
     for info in meta.brokers.values() {
+        if info.fenced && !include_fenced {
+            continue;
+        }
         let mut b = DescribeClusterBroker::default();
         b.broker_id = BrokerId(info.id);
         b.host = str_bytes(&info.host);
         b.port = info.port;
         b.rack = info.rack.as_deref().map(str_bytes);
-        b.is_fenced = info.fenced;
+        b.is_fenced = version >= 2 && info.fenced;
         resp.brokers.push(b);
     }
     resp

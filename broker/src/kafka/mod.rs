@@ -39,7 +39,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
-    (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::DescribeCluster, 0, 2),
     // Consumer groups (classic protocol), answered by the coordinators in `coordinator`.
     // OffsetCommit < 2 and OffsetFetch 0 (ZooKeeper-era) have no structs in kafka-protocol.
     (ApiKey::OffsetCommit, 2, 9),
