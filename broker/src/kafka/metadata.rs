@@ -353,12 +353,14 @@ pub async fn find_coordinator(
         port: shard.config.advertised_port,
     };
     find_coordinator_response(version, &req, |key_type, key| match key_type {
-        KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => match (statuses.get(key).copied(), remote.get(key)) {
-            (Some(0), _) => Ok(node.clone()),
-            (Some(code), _) => Err(code),
-            (None, Some(answer)) => answer.clone(),
-            (None, None) => Err(E::CoordinatorNotAvailable.code()),
-        },
+        KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => {
+            match (statuses.get(key).copied(), remote.get(key)) {
+                (Some(0), _) => Ok(node.clone()),
+                (Some(code), _) => Err(code),
+                (None, Some(answer)) => answer.clone(),
+                (None, None) => Err(E::CoordinatorNotAvailable.code()),
+            }
+        }
         _ => Err(E::CoordinatorNotAvailable.code()),
     })
 }

@@ -497,7 +497,6 @@ type ErrorsField = fn(&ShardMetrics) -> &[AtomicU64; ERROR_CODE_SLOTS];
 /// Picks one histogram out of a shard's.
 type HistogramField = fn(&ShardMetrics) -> &TimeHistogram;
 
-
 // ---- The log cleaner (issue 21: compaction) -----------------------------------------------
 
 /// What one shard's log cleaner last published: its byte counters and, per compacted

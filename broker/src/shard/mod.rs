@@ -52,8 +52,8 @@ pub mod producer_snapshots;
 use self::controller_shell::ControllerShell;
 
 mod coordinator_log;
-pub mod txn_markers;
 mod sample;
+pub mod txn_markers;
 
 /// How often each shard applies retention to its partitions (Kafka's
 /// `log.retention.check.interval.ms` default).
