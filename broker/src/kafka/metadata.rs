@@ -311,7 +311,7 @@ pub async fn find_coordinator(
     // or `__transaction_state` (transactional ids): this node's own coordinators report their
     // load state; other nodes' are named directly.
     let meta = shard.meta();
-    let (state_topic, locate): (&str, fn(&MetaSnapshot, &str) -> Option<(i32, usize)>) = if txn {
+    let (state_topic, locate): (&str, CoordinatorLocator) = if txn {
         (TRANSACTION_STATE_TOPIC, txn_coordinator_of)
     } else {
         (OFFSETS_TOPIC, coordinator_of)
@@ -364,6 +364,9 @@ pub async fn find_coordinator(
         _ => Err(E::CoordinatorNotAvailable.code()),
     })
 }
+
+/// Where a coordinator key lives: its partition of the state topic and the owning shard.
+type CoordinatorLocator = fn(&MetaSnapshot, &str) -> Option<(i32, usize)>;
 
 /// Per group key: 0 when its coordinator serves requests, else the error code to answer.
 async fn coordinator_statuses(shard: &Rc<Shard>, keys: &[&str]) -> HashMap<String, i16> {
