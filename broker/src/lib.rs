@@ -7,7 +7,7 @@
 //! | [`shard`] | one core's partition table, cross-shard messages, the produce/fetch paths to a partition; the controller shell | every shard; the controller shell on shard 0 |
 //! | [`log`] | Kafka record semantics over `storage`: validation, codecs, idempotent producers, topic configs (I/O-free) | the partition's owning shard |
 //! | [`cluster`] | the metadata image and the records that build it, placement, the I/O-free controller, the Raft controller quorum | quorum on its own "controller" thread; its images published by shard 0; image on every shard |
-//! | [`coordinator`] | the coordinator shell and the I/O-free group coordinator ([`coordinator::group`]) | the shard owning the `__consumer_offsets` partition |
+//! | [`coordinator`] | the coordinator shell and the I/O-free group ([`coordinator::group`]) and transaction ([`coordinator::txn`]) coordinators | the shard owning the `__consumer_offsets` / `__transaction_state` partition |
 //! | [`ops`] | metrics and the admin HTTP endpoint | admin thread reads; shards write their own counters |
 //! | [`cli`] | operator commands speaking the Kafka protocol to a running broker | the operator's shell |
 //! | [`server`] | start-up and shutdown: checks, metadata load, one executor per core | the main thread |

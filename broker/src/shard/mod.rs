@@ -2,9 +2,11 @@
 //! cross-shard messages it answers.
 //!
 //! Owns: the partition table of this core (`Partition`: a `storage::PartitionLog` plus its
-//! idempotent producer state), the shard's current `MetaSnapshot`, the group coordinators
-//! of the `__consumer_offsets` partitions it owns (each lent a `coordinator_log::ShardLog`), the
-//! log cleaner of its compacted partitions ([`cleaner`]), its partitions' producer-state
+//! idempotent producer state and its transactions: open ones, last stable offset, aborted
+//! ones, see `log::txn_index` and [`txn_markers`]), the shard's current `MetaSnapshot`, the
+//! group coordinators of the `__consumer_offsets` partitions and the transaction coordinators
+//! of the `__transaction_state` partitions it owns (each lent a `coordinator_log::ShardLog`),
+//! the log cleaner of its compacted partitions ([`cleaner`]), its partitions' producer-state
 //! snapshot files ([`producer_snapshots`]), and, on shard 0 only, the
 //! [`controller_shell::ControllerShell`].
 //!
