@@ -5,6 +5,7 @@ mod admin;
 mod delete_records;
 mod fetch;
 mod groups;
+mod log_dirs;
 mod metadata;
 mod offsets;
 mod produce;
@@ -40,6 +41,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeLogDirs, 0, 4),
     // Consumer groups (classic protocol), answered by the coordinators in `coordinator`.
     // OffsetCommit < 2 and OffsetFetch 0 (ZooKeeper-era) have no structs in kafka-protocol.
     (ApiKey::OffsetCommit, 2, 9),
@@ -245,6 +247,9 @@ impl KafkaHandler {
             }
             RequestKind::DeleteGroups(r) => {
                 ResponseKind::DeleteGroups(groups::delete_groups(shard, r, version).await)
+            }
+            RequestKind::DescribeLogDirs(r) => {
+                ResponseKind::DescribeLogDirs(log_dirs::describe_log_dirs(shard, r, version).await)
             }
             RequestKind::DescribeCluster(r) => {
                 ResponseKind::DescribeCluster(metadata::describe_cluster(shard, r, version))

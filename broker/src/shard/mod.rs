@@ -85,6 +85,8 @@ pub enum ShardReq {
         /// read_committed: LATEST is the last stable offset.
         committed: bool,
     },
+    /// DescribeLogDirs: the bytes on disk of these partitions (`None`: not open here).
+    LogSizes(Vec<(String, i32)>),
     /// DeleteRecords for one partition: move its log start offset to `offset` (-1: the high
     /// watermark).
     DeleteRecords {
@@ -124,6 +126,7 @@ pub enum ShardResp {
     /// not open.
     MetaAck(MetaAck),
     ListOffset(Result<(i64, i64), PartitionError>),
+    LogSizes(Vec<Option<u64>>),
     /// To `DeleteRecords`: the new low watermark (log start offset).
     DeleteRecords(Result<i64, PartitionError>),
     Controller(ControllerResp),
@@ -424,6 +427,15 @@ impl Shard {
                 self.wait_local(&parts, timeout_ms).await;
                 ShardResp::Done
             }
+            ShardReq::LogSizes(parts) => ShardResp::LogSizes(
+                parts
+                    .iter()
+                    .map(|(topic, p)| {
+                        self.partition(topic, *p)
+                            .map(|part| part.log.size_and_segments().0)
+                    })
+                    .collect(),
+            ),
             ShardReq::ListOffset {
                 topic,
                 partition,

@@ -10,6 +10,8 @@ import time
 import uuid
 
 import pytest
+
+import kwire
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import ConfigResource
 
@@ -93,6 +95,15 @@ def test_topic_create_list_describe_delete(broker, topic_name):
         assert (p["log_start_offset"], p["log_end_offset"]) == (0, 0)
     table = cli(broker, "topic", "describe", topic_name).stdout
     assert "LOG-END-OFFSET" in table and f"NAME        {topic_name}" in table
+    # Sizes come from DescribeLogDirs: an empty partition takes 0 bytes, one batch its bytes.
+    assert [p["size_bytes"] for p in described["partitions"]] == [0, 0, 0]
+    batch = kwire.record_batch([(b"k", b"v" * 100)])
+    with kwire.Conn(broker.bootstrap) as conn:
+        error, _ = conn.produce_v3(topic_name, 1, batch)
+    assert error == 0
+    described = cli_json(broker, "topic", "describe", topic_name)
+    assert [p["size_bytes"] for p in described["partitions"]] == [0, len(batch), 0]
+    assert "SIZE" in cli(broker, "topic", "describe", topic_name).stdout
 
     out = cli(broker, "topic", "delete", topic_name)
     assert "DELETED" in out.stdout
