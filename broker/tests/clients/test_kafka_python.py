@@ -138,3 +138,23 @@ def test_kafka_python_pipelined_idempotent_producer_moves_to_the_partition_owner
                 for b in (b for b in batches if b.producer_id == pid):
                     assert b.base_sequence == sequence, f"partition {p}, producer id {pid}"
                     sequence += b.record_count
+
+
+@pytest.mark.timeout(120)
+def test_kafka_python_describe_log_dirs_reports_partition_sizes(broker, topic_name):
+    kclients.create_topic(broker.bootstrap, topic_name, 2)
+    batch = kwire.record_batch([(b"k", b"v" * 200)])
+    with kwire.Conn(broker.bootstrap) as conn:
+        error, _ = conn.produce_v3(topic_name, 0, batch)
+    assert error == kwire.ERR_NONE
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=30000)
+    try:
+        answers = admin.describe_log_dirs()
+    finally:
+        admin.close()
+    dirs = [d for a in answers for d in a["log_dirs"]]
+    assert len(dirs) == 1 and dirs[0]["error_code"] == 0
+    assert dirs[0]["log_dir"] == str(broker.data_dir)
+    sizes = {p["partition_index"]: p["partition_size"]
+             for t in dirs[0]["topics"] if t["name"] == topic_name for p in t["partitions"]}
+    assert sizes == {0: len(batch), 1: 0}
