@@ -25,7 +25,7 @@ use anyhow::{bail, Context};
 use glommio::{LocalExecutorBuilder, Placement};
 use tracing::{error, info, warn};
 
-use crate::cluster::controller::{ControllerConfig, ControllerReq, ControllerResp, NewTopic};
+use crate::cluster::controller::ControllerConfig;
 use crate::cluster::image::NodeView;
 use crate::cluster::meta::MetaSnapshot;
 use crate::cluster::quorum::{QuorumConfig, QuorumHandle};
@@ -33,7 +33,7 @@ use crate::config::BrokerConfig;
 use crate::coordinator::group::OFFSETS_TOPIC;
 use crate::kafka::KafkaHandler;
 use crate::shard::controller_shell::ControllerShell;
-use crate::shard::{expect_controller, Shard, ShardReq, ShardResp, RETENTION_CHECK_INTERVAL_MS};
+use crate::shard::{Shard, ShardReq, ShardResp, RETENTION_CHECK_INTERVAL_MS};
 
 /// How long I/O buffers stay free before they are given back to the system (a burst's
 /// buffers go 10-20 s after it ends; see `storage::dma_alloc::trim`).
@@ -671,35 +671,11 @@ async fn ensure_offsets_topic(shard: &Rc<Shard>) {
         glommio::timer::sleep(Duration::from_millis(100)).await;
     }
     let k = &shard.config.kafka;
-    let topic = NewTopic {
-        name: OFFSETS_TOPIC.to_string(),
-        partitions: k.offsets_topic_num_partitions(),
-        replication_factor: 1,
-        configs: vec![
-            ("cleanup.policy".into(), Some("compact".into())),
-            ("compression.type".into(), Some("producer".into())),
-            (
-                "segment.bytes".into(),
-                Some(k.offsets_topic_segment_bytes().to_string()),
-            ),
-        ],
-        assignment_partitions: None,
-    };
-    let reply = shard
-        .call(
-            0,
-            ShardReq::Controller(ControllerReq::CreateTopics {
-                topics: vec![topic],
-                validate_only: false,
-            }),
+    shard
+        .create_internal_topic(
+            OFFSETS_TOPIC,
+            k.offsets_topic_num_partitions(),
+            k.offsets_topic_segment_bytes(),
         )
         .await;
-    match expect_controller(reply) {
-        ControllerResp::Topics(results) => match results.first() {
-            Some(Ok(t)) => info!(partitions = t.partitions, "created {OFFSETS_TOPIC}"),
-            Some(Err(e)) => warn!(code = e.code, msg = ?e.message, "cannot create {OFFSETS_TOPIC}"),
-            None => warn!("cannot create {OFFSETS_TOPIC}: empty controller answer"),
-        },
-        other => warn!(?other, "cannot create {OFFSETS_TOPIC}"),
-    }
 }

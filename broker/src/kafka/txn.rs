@@ -40,7 +40,7 @@ use kafka_protocol::ResponseError as E;
 use tracing::warn;
 
 use super::{str_bytes, topic_name};
-use crate::cluster::controller::{ControllerReq, ControllerResp, NewTopic};
+use crate::cluster::controller::{ControllerReq, ControllerResp};
 use crate::coordinator::group;
 use crate::coordinator::txn::{self, Input, MarkerJob, PendingOffset, Response, TxnDescription};
 use crate::coordinator::{
@@ -670,39 +670,13 @@ pub async fn ensure_txn_state_topic(shard: &Rc<Shard>) {
         return;
     }
     let k = &shard.config.kafka;
-    let topic = NewTopic {
-        name: txn::TXN_STATE_TOPIC.to_string(),
-        partitions: k.transaction_state_log_num_partitions(),
-        replication_factor: 1,
-        configs: vec![
-            ("cleanup.policy".into(), Some("compact".into())),
-            ("compression.type".into(), Some("producer".into())),
-            (
-                "segment.bytes".into(),
-                Some(k.transaction_state_log_segment_bytes().to_string()),
-            ),
-        ],
-        assignment_partitions: None,
-    };
-    let reply = shard
-        .call(
-            0,
-            ShardReq::Controller(ControllerReq::CreateTopics {
-                topics: vec![topic],
-                validate_only: false,
-            }),
+    shard
+        .create_internal_topic(
+            txn::TXN_STATE_TOPIC,
+            k.transaction_state_log_num_partitions(),
+            k.transaction_state_log_segment_bytes(),
         )
         .await;
-    match expect_controller(reply) {
-        ControllerResp::Topics(results) => match results.first() {
-            Some(Ok(_)) => tracing::info!("created {}", txn::TXN_STATE_TOPIC),
-            Some(Err(e)) => {
-                warn!(code = e.code, msg = ?e.message, "cannot create the transaction state topic")
-            }
-            None => warn!("cannot create the transaction state topic: empty answer"),
-        },
-        other => warn!(?other, "cannot create the transaction state topic"),
-    }
 }
 
 /// FindCoordinator for transactional ids: per key, 0 when its coordinator serves, else the

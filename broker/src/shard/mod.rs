@@ -38,7 +38,7 @@ use storage::batch::ValidatedBatches;
 use storage::{Durability, PartitionLog};
 use tracing::{info, warn};
 
-use crate::cluster::controller::{ControllerReq, ControllerResp, MetaAck};
+use crate::cluster::controller::{ControllerReq, ControllerResp, MetaAck, NewTopic};
 use crate::cluster::meta::{partition_dir, MetaSnapshot, TopicMeta};
 use crate::config::BrokerConfig;
 use crate::errors::PartitionError;
@@ -1188,6 +1188,49 @@ impl Shard {
                 }
             })
             .await;
+    }
+
+    /// Creates an internal topic (`__consumer_offsets`, `__transaction_state`) through the
+    /// controller, like any client's CreateTopics: compacted, `compression.type=producer`,
+    /// the given partitions and segment size, replication factor 1 (partition data is not
+    /// replicated yet). A topic someone else created meanwhile is fine; a failure is logged
+    /// and the next caller tries again.
+    pub async fn create_internal_topic(
+        self: &Rc<Self>,
+        name: &str,
+        partitions: i32,
+        segment_bytes: i32,
+    ) {
+        let topic = NewTopic {
+            name: name.to_string(),
+            partitions,
+            replication_factor: 1,
+            configs: vec![
+                ("cleanup.policy".into(), Some("compact".into())),
+                ("compression.type".into(), Some("producer".into())),
+                ("segment.bytes".into(), Some(segment_bytes.to_string())),
+            ],
+            assignment_partitions: None,
+        };
+        let reply = self
+            .call(
+                0,
+                ShardReq::Controller(ControllerReq::CreateTopics {
+                    topics: vec![topic],
+                    validate_only: false,
+                }),
+            )
+            .await;
+        match expect_controller(reply) {
+            ControllerResp::Topics(results) => match results.first() {
+                Some(Ok(t)) => info!(partitions = t.partitions, "created {name}"),
+                Some(Err(e))
+                    if e.code == kafka_protocol::ResponseError::TopicAlreadyExists.code() => {}
+                Some(Err(e)) => warn!(code = e.code, msg = ?e.message, "cannot create {name}"),
+                None => warn!("cannot create {name}: empty controller answer"),
+            },
+            other => warn!(?other, "cannot create {name}"),
+        }
     }
 
     pub fn mark_ready(&self) {
