@@ -45,7 +45,7 @@ if ! command -v kcat >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kcat
 fi
 
-# Known-good major versions (see /work/shared/kafka-compat-notes.md): a new major version
+# Known-good major versions (see kafka-compat-notes.md in the steering repo's shared/): a new major version
 # of a client is a deliberate upgrade, not something CI picks up by accident.
 python_requirements=(
   "confluent-kafka>=2.16,<3"

@@ -16,14 +16,14 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "test-package: FAIL: $*" >&2; [ -f "$work/broker.log" ] && tail -30 "$work/broker.log" >&2; exit 1; }
 
-dpkg-deb -x "$deb" "$work/root"
+dpkg-deb -x "$deb" "$work/pkg"
 dpkg-deb -e "$deb" "$work/control"
 for f in usr/bin/ringtail etc/ringtail/ringtail.toml usr/lib/systemd/system/ringtail.service; do
-    [ -e "$work/root/$f" ] || fail "missing /$f"
+    [ -e "$work/pkg/$f" ] || fail "missing /$f"
 done
 grep -qx /etc/ringtail/ringtail.toml "$work/control/conffiles" || fail "config is not a conffile"
 grep -q "adduser --system" "$work/control/postinst" || fail "postinst creates no user"
-unit="$work/root/usr/lib/systemd/system/ringtail.service"
+unit="$work/pkg/usr/lib/systemd/system/ringtail.service"
 for key in LimitMEMLOCK= LimitNOFILE= TimeoutStopSec= "ExecStartPre=-/usr/bin/ringtail tune" CPUAffinity; do
     grep -q -- "$key" "$unit" || fail "unit lacks $key"
 done
@@ -32,7 +32,7 @@ if command -v systemd-analyze >/dev/null; then
     out=$(systemd-analyze verify "$unit" 2>&1 | grep -v "/usr/bin/ringtail" || true)
     [ -z "$out" ] || fail "systemd-analyze verify: $out"
 fi
-bin="$work/root/usr/bin/ringtail"
+bin="$work/pkg/usr/bin/ringtail"
 "$bin" --version
 "$bin" tune --data-dir "$work/run/data" >/dev/null || fail "ringtail tune (report) failed"
 
@@ -40,7 +40,7 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 kafka=$(port); admin=$(port)
 mkdir -p "$work/run"
 cd "$work/run"   # data_dir = "./data", as under the unit's WorkingDirectory
-"$bin" serve --config "$work/root/etc/ringtail/ringtail.toml" --kafka-addr "127.0.0.1:$kafka" \
+"$bin" serve --config "$work/pkg/etc/ringtail/ringtail.toml" --kafka-addr "127.0.0.1:$kafka" \
     --admin-addr "127.0.0.1:$admin" --cores 0,1 >"$work/broker.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 120); do
