@@ -304,6 +304,9 @@ impl KafkaCode for ControllerError {
             ControllerError::NotLeaderAtEpoch { .. } => E::FencedLeaderEpoch,
             ControllerError::StalePartitionEpoch { .. } => E::InvalidUpdateVersion,
             ControllerError::IneligibleIsr { .. } => E::IneligibleReplica,
+            ControllerError::ElectionNotNeeded => E::ElectionNotNeeded,
+            ControllerError::PreferredLeaderNotAvailable => E::PreferredLeaderNotAvailable,
+            ControllerError::EligibleLeadersNotAvailable => E::EligibleLeadersNotAvailable,
             ControllerError::NoLiveBrokers => E::BrokerNotAvailable,
             // KAFKA-13609: every rejected broker config change is INVALID_REQUEST.
             ControllerError::DuplicateTopic(_)
@@ -474,6 +477,9 @@ mod tests {
             | ControllerError::NotLeaderAtEpoch { .. }
             | ControllerError::StalePartitionEpoch { .. }
             | ControllerError::IneligibleIsr { .. }
+            | ControllerError::ElectionNotNeeded
+            | ControllerError::PreferredLeaderNotAvailable
+            | ControllerError::EligibleLeadersNotAvailable
             | ControllerError::NoLiveBrokers
             | ControllerError::InternalTopicDeletion(_)
             | ControllerError::TopicNotHosted

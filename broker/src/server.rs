@@ -658,8 +658,9 @@ fn wait_for_shutdown_signal() {
 
 /// Creates `__consumer_offsets` through the controller if it does not exist yet (Kafka
 /// creates it on first use; we do it at start-up so the first consumer finds it): Kafka's
-/// `offsets.topic.num.partitions`, compacted, `offsets.topic.segment.bytes`; replication
-/// factor 1 whatever `offsets.topic.replication.factor` says, as this is a single broker.
+/// `offsets.topic.num.partitions`, compacted, `offsets.topic.segment.bytes`,
+/// `offsets.topic.replication.factor` (at most the cluster's brokers, see
+/// `Shard::create_internal_topic`).
 /// Runs on shard 0. Lives here, not in `coordinator`, because it calls the controller through
 /// the shard: a `ShardReq::Controller` like any client's CreateTopics, so it goes through the
 /// same controller shell (persisted, published to every shard, acknowledged) before it returns.
@@ -684,6 +685,7 @@ async fn ensure_offsets_topic(shard: &Rc<Shard>) {
             OFFSETS_TOPIC,
             k.offsets_topic_num_partitions(),
             k.offsets_topic_segment_bytes(),
+            k.offsets_topic_replication_factor(),
         )
         .await;
 }

@@ -115,6 +115,15 @@ pub enum ControllerError {
         got: i32,
         current: i32,
     },
+    /// ElectLeaders: the partition already has the leader asked for.
+    #[error("Leader election not needed for topic partition.")]
+    ElectionNotNeeded,
+    /// ElectLeaders (preferred): the preferred replica is not live or not in sync.
+    #[error("The preferred leader was not available.")]
+    PreferredLeaderNotAvailable,
+    /// ElectLeaders (unclean): no live replica.
+    #[error("Eligible topic partition leaders are not available.")]
+    EligibleLeadersNotAvailable,
     /// The proposed ISR names a replica that may not join it.
     #[error("the new ISR {isr:?} of {topic}-{partition} is not valid: {why}")]
     IneligibleIsr {
@@ -179,10 +188,19 @@ pub enum ControllerReq {
         partition_epoch: i32,
         isr: Vec<i32>,
     },
+    /// ElectLeaders: `unclean` false elects each partition's preferred replica (the first
+    /// of its replicas) when it is live and in sync; true elects any live replica of a
+    /// partition without a leader. `None`: every partition.
+    ElectLeaders {
+        unclean: bool,
+        partitions: Option<Vec<(String, i32)>>,
+    },
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum ControllerResp {
+    /// To ElectLeaders: one result per partition asked for (or changed, when all were).
+    Elected(Vec<(String, i32, Result<(), PartitionError>)>),
     /// To AlterPartition.
     Altered(Result<(), PartitionError>),
     /// One result per requested topic, in request order.
@@ -252,6 +270,7 @@ pub enum RequestKind {
     AlterBrokerConfigs,
     AllocateProducerId,
     AlterPartition,
+    ElectLeaders,
 }
 
 impl RequestKind {
@@ -353,6 +372,7 @@ impl RequestKind {
             ControllerReq::AlterBrokerConfigs { .. } => RequestKind::AlterBrokerConfigs,
             ControllerReq::AllocateProducerId => RequestKind::AllocateProducerId,
             ControllerReq::AlterPartition { .. } => RequestKind::AlterPartition,
+            ControllerReq::ElectLeaders { .. } => RequestKind::ElectLeaders,
         }
     }
 }
@@ -483,6 +503,10 @@ impl Controller {
                 partition_epoch,
                 isr,
             ),
+            ControllerReq::ElectLeaders {
+                unclean,
+                partitions,
+            } => elect_leaders(image, unclean, partitions),
         }
     }
 
@@ -822,6 +846,89 @@ fn change_topics<T>(
         ControllerResp::Topics(results),
         changed.then(|| current.with_topics(next)),
     )
+}
+
+/// ElectLeaders (see [`ControllerReq::ElectLeaders`]); also what the active controller runs
+/// for `auto.leader.rebalance.enable` (preferred, every partition).
+fn elect_leaders(
+    image: &MetaSnapshot,
+    unclean: bool,
+    partitions: Option<Vec<(String, i32)>>,
+) -> Decision {
+    let all = partitions.is_none();
+    let wanted: Vec<(String, i32)> = partitions.unwrap_or_else(|| {
+        image
+            .topics
+            .values()
+            .flat_map(|t| (0..t.partitions).map(move |p| (t.name.clone(), p)))
+            .collect()
+    });
+    let mut topics = image.topics.clone();
+    let mut results = Vec::new();
+    let mut changed = false;
+    for (name, p) in wanted {
+        let outcome = elect_one(image, &mut topics, &name, p, unclean);
+        changed |= outcome.is_ok();
+        // Electing everything reports only what changed or could not (Kafka lists the
+        // partitions it elected, or failed to).
+        if !all || !matches!(outcome, Err(ControllerError::ElectionNotNeeded)) {
+            if all && matches!(outcome, Err(ControllerError::PreferredLeaderNotAvailable)) {
+                continue;
+            }
+            results.push((name, p, outcome.map_err(PartitionError::from)));
+        }
+    }
+    let publish = changed.then(|| image.with_topics(topics));
+    Decision::new(
+        RequestKind::ElectLeaders,
+        ControllerResp::Elected(results),
+        publish,
+    )
+}
+
+/// One partition of [`elect_leaders`], changed in `topics`.
+fn elect_one(
+    image: &MetaSnapshot,
+    topics: &mut BTreeMap<String, Arc<TopicMeta>>,
+    name: &str,
+    p: i32,
+    unclean: bool,
+) -> Result<(), ControllerError> {
+    let t = topics.get(name).ok_or(ControllerError::TopicNotHosted)?;
+    let a = t.assignment(p).ok_or(ControllerError::TopicNotHosted)?;
+    let new_leader = if unclean {
+        if a.leader >= 0 {
+            return Err(ControllerError::ElectionNotNeeded);
+        }
+        a.replicas
+            .iter()
+            .copied()
+            .find(|r| image.live_broker(*r).is_some())
+            .ok_or(ControllerError::EligibleLeadersNotAvailable)?
+    } else {
+        let preferred = a.replicas.first().copied().unwrap_or(-1);
+        if a.leader == preferred {
+            return Err(ControllerError::ElectionNotNeeded);
+        }
+        if image.live_broker(preferred).is_none() || !a.isr.contains(&preferred) {
+            return Err(ControllerError::PreferredLeaderNotAvailable);
+        }
+        preferred
+    };
+    let mut next = (**t).clone();
+    if let Some(slot) = usize::try_from(p)
+        .ok()
+        .and_then(|i| next.assignments.get_mut(i))
+    {
+        if unclean && !slot.isr.contains(&new_leader) {
+            slot.isr = vec![new_leader];
+        }
+        slot.leader = new_leader;
+        slot.leader_epoch += 1;
+        slot.partition_epoch += 1;
+    }
+    topics.insert(name.to_string(), Arc::new(next));
+    Ok(())
 }
 
 /// AlterPartition (see [`ControllerReq::AlterPartition`]): the new ISR, with the partition

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use tracing::warn;
 use uuid::Uuid;
 
 use crate::cluster::meta::{
@@ -300,7 +301,7 @@ impl ClusterImage {
         }
     }
 
-    fn is_live(&self, id: i32) -> bool {
+    pub(crate) fn is_live(&self, id: i32) -> bool {
         self.brokers.get(&id).is_some_and(|b| !b.fenced)
     }
 
@@ -323,6 +324,7 @@ impl ClusterImage {
             {
                 continue;
             }
+            let unclean = unclean_allowed(topic);
             let t = Arc::make_mut(topic);
             for a in &mut t.assignments {
                 let mut changed = false;
@@ -337,6 +339,13 @@ impl ClusterImage {
                         .copied()
                         .find(|r| *r != id && a.isr.contains(r) && live.contains(r))
                         .unwrap_or(-1);
+                    if a.leader == -1 && unclean {
+                        if let Some(r) = a.replicas.iter().copied().find(|r| live.contains(r)) {
+                            warn!(topic = %t.name, leader = r, isr = ?a.isr, "unclean leader election: no in-sync replica is live; electing an out-of-sync one (records may be lost)");
+                            a.leader = r;
+                            a.isr = vec![r];
+                        }
+                    }
                     a.leader_epoch += 1;
                     changed = true;
                 }
@@ -347,23 +356,29 @@ impl ClusterImage {
         }
     }
 
-    /// A broker that (re)joined leads the offline partitions whose ISR names it.
+    /// A broker that (re)joined leads the offline partitions whose ISR names it (and, with
+    /// `unclean.leader.election.enable` set on the topic, those it merely holds a replica of).
     fn elect_offline_leaders(&mut self, id: i32) {
         if !self.is_live(id) {
             return;
         }
         for topic in self.topics.values_mut() {
-            if !topic
-                .assignments
-                .iter()
-                .any(|a| a.leader == -1 && a.isr.contains(&id))
-            {
+            let unclean = unclean_allowed(topic);
+            if !topic.assignments.iter().any(|a| {
+                a.leader == -1 && (a.isr.contains(&id) || (unclean && a.replicas.contains(&id)))
+            }) {
                 continue;
             }
             let t = Arc::make_mut(topic);
             for a in &mut t.assignments {
                 if a.leader == -1 && a.isr.contains(&id) {
                     a.leader = id;
+                    a.leader_epoch += 1;
+                    a.partition_epoch += 1;
+                } else if a.leader == -1 && unclean && a.replicas.contains(&id) {
+                    warn!(topic = %t.name, leader = id, isr = ?a.isr, "unclean leader election: electing an out-of-sync replica (records may be lost)");
+                    a.leader = id;
+                    a.isr = vec![id];
                     a.leader_epoch += 1;
                     a.partition_epoch += 1;
                 }
@@ -522,6 +537,16 @@ pub fn place_replicas(
         })
         .collect();
     Some(out)
+}
+
+/// Whether the topic sets `unclean.leader.election.enable=true` itself. Only the topic's own
+/// override counts here: applying the metadata log must give every node the same image, and
+/// broker-level defaults may differ per node.
+fn unclean_allowed(topic: &TopicMeta) -> bool {
+    topic
+        .configs
+        .get("unclean.leader.election.enable")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 #[cfg(test)]
@@ -712,3 +737,4 @@ mod tests {
         assert_eq!(place_replicas(&live, "t", 3, 2, 1).unwrap().len(), 2);
     }
 }
+

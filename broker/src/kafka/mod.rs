@@ -3,6 +3,7 @@
 
 mod admin;
 mod delete_records;
+mod elections;
 mod fetch;
 mod groups;
 mod log_dirs;
@@ -29,6 +30,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
     (ApiKey::Fetch, 4, 16),
     (ApiKey::ListOffsets, 1, 8),
+    // KIP-320: consumers check for truncation after a leader change.
+    (ApiKey::OffsetForLeaderEpoch, 0, 4),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::ApiVersions, 0, 4),
@@ -42,6 +45,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeLogDirs, 0, 4),
+    (ApiKey::ElectLeaders, 0, 2),
     // Consumer groups (classic protocol), answered by the coordinators in `coordinator`.
     // OffsetCommit < 2 and OffsetFetch 0 (ZooKeeper-era) have no structs in kafka-protocol.
     (ApiKey::OffsetCommit, 2, 9),
@@ -214,6 +218,9 @@ impl KafkaHandler {
             RequestKind::ListOffsets(r) => {
                 ResponseKind::ListOffsets(offsets::list_offsets(shard, r, version).await)
             }
+            RequestKind::OffsetForLeaderEpoch(r) => ResponseKind::OffsetForLeaderEpoch(
+                offsets::offset_for_leader_epoch(shard, r, version).await,
+            ),
             RequestKind::FindCoordinator(r) => {
                 ResponseKind::FindCoordinator(metadata::find_coordinator(shard, r, version).await)
             }
@@ -287,6 +294,9 @@ impl KafkaHandler {
             }
             RequestKind::DeleteTopics(r) => {
                 ResponseKind::DeleteTopics(admin::delete_topics(shard, r, version).await)
+            }
+            RequestKind::ElectLeaders(r) => {
+                ResponseKind::ElectLeaders(elections::elect_leaders(shard, r, version).await)
             }
             RequestKind::CreatePartitions(r) => {
                 ResponseKind::CreatePartitions(admin::create_partitions(shard, r, version).await)

@@ -664,7 +664,8 @@ pub async fn describe_producers(
 
 /// Creates `__transaction_state` through the controller the first time a transactional id
 /// looks for its coordinator (as Kafka does): `transaction.state.log.num.partitions`,
-/// compacted, `transaction.state.log.segment.bytes`; replication factor 1 on one node.
+/// compacted, `transaction.state.log.segment.bytes`, `transaction.state.log.replication.factor`
+/// (at most the cluster's brokers).
 pub async fn ensure_txn_state_topic(shard: &Rc<Shard>) {
     if shard.meta().topic(txn::TXN_STATE_TOPIC).is_some() {
         return;
@@ -675,6 +676,7 @@ pub async fn ensure_txn_state_topic(shard: &Rc<Shard>) {
             txn::TXN_STATE_TOPIC,
             k.transaction_state_log_num_partitions(),
             k.transaction_state_log_segment_bytes(),
+            k.transaction_state_log_replication_factor(),
         )
         .await;
 }

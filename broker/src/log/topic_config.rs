@@ -815,6 +815,12 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     broker_def!("replica.lag.time.max.ms", Long, Some("30000"), Validator::None,
         "If a follower hasn't sent any fetch requests or hasn't consumed up to the leaders log \
          end offset for at least this time, the leader will remove the follower from isr"),
+    broker_def!("auto.leader.rebalance.enable", Boolean, Some("true"), Validator::None,
+        "Enables auto leader balancing. The active controller periodically moves the leadership \
+         of each partition back to its preferred replica (the first in its replica list) when \
+         that replica is live and in sync; see leader.imbalance.check.interval.seconds."),
+    broker_def!("leader.imbalance.check.interval.seconds", Long, Some("300"), Validator::AtLeast(1),
+        "The frequency with which the partition rebalance check is triggered by the controller"),
     // Ringtail extension (the only non-Kafka name here; Kafka brokers also describe vendor keys).
     broker_def!("ringtail.acks.all.fsync", Boolean, Some("true"), Validator::None,
         "Ringtail: with acks=all (-1), acknowledge a produce only after the appended batches are \
@@ -1596,6 +1602,12 @@ impl BrokerDefaults {
     }
     pub fn replica_lag_time_max_ms(&self) -> i64 {
         self.long("replica.lag.time.max.ms")
+    }
+    pub fn auto_leader_rebalance_enable(&self) -> bool {
+        self.boolean("auto.leader.rebalance.enable")
+    }
+    pub fn leader_imbalance_check_interval_seconds(&self) -> i64 {
+        self.long("leader.imbalance.check.interval.seconds")
     }
 
     /// The broker's default for a topic config (Kafka's `KafkaConfig.extractLogConfigMap`), or

@@ -190,7 +190,8 @@ fn log_change(kind: RequestKind, response: &ControllerResp) {
             RequestKind::AlterConfigs => info!(topic = %topic.name, "altered topic configs"),
             RequestKind::AlterBrokerConfigs
             | RequestKind::AllocateProducerId
-            | RequestKind::AlterPartition => {}
+            | RequestKind::AlterPartition
+            | RequestKind::ElectLeaders => {}
         }
     }
 }

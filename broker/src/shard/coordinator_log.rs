@@ -1,9 +1,12 @@
 //! The shard's side of the coordinator shell: lends a coordinator the partition it keeps its
 //! state in ([`CoordinatorLog`]) and opens the group coordinators with the partitions of
 //! `__consumer_offsets` and the transaction coordinators with those of `__transaction_state`.
-//! Runs on the shard owning the partition.
+//! A coordinator runs where its partition's leader is: it is opened when the replica becomes
+//! leader and closed when it stops leading (`shard::replica::Shard::sync_roles`), and its
+//! writes wait for the ISR like an acks=all produce. Runs on the shard owning the partition.
 
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
@@ -11,6 +14,9 @@ use futures::FutureExt;
 use storage::batch::ValidatedBatches;
 use storage::{Durability, PartitionLog};
 
+use kafka_protocol::ResponseError as E;
+
+use super::replica::Replica;
 use super::{now_ms, Partition, Shard};
 use crate::coordinator::groups::group_config;
 use crate::coordinator::txns::txn_config;
@@ -20,9 +26,16 @@ use crate::errors::PartitionError;
 /// A partition this shard owns, as a coordinator's log.
 struct ShardLog {
     log: PartitionLog,
+    /// The partition's role: a coordinator writes only while its replica leads, and (when
+    /// replicated) waits for the ISR, as Kafka's coordinators write with acks=all.
+    replica: Rc<Replica>,
     /// What "persisted" means: as durable as an acks=all produce.
     durability: Durability,
 }
+
+/// How long a coordinator's write waits for the ISR (Kafka's `offsets.commit.timeout.ms`
+/// default); then it fails with REQUEST_TIMED_OUT and the coordinator reports the failure.
+pub const COORDINATOR_REPLICATION_TIMEOUT: Duration = Duration::from_millis(5000);
 
 impl CoordinatorLog for ShardLog {
     fn now_ms(&self) -> i64 {
@@ -34,6 +47,8 @@ impl CoordinatorLog for ShardLog {
     }
 
     fn high_watermark(&self) -> i64 {
+        // What a coordinator loads: everything written (Kafka's coordinators load to the log
+        // end; what is not replicated yet was never acknowledged).
         self.log.written_end_offset()
     }
 
@@ -53,10 +68,24 @@ impl CoordinatorLog for ShardLog {
     }
 
     fn append(&self, batch: Bytes) -> Result<PendingDurable, PartitionError> {
+        let leader_epoch = self
+            .replica
+            .leader_epoch()
+            .ok_or_else(|| PartitionError::new(E::NotLeaderOrFollower))?;
         let batches = ValidatedBatches::parse(batch)?;
         let pending = self.log.append(&batches, None)?;
+        let last_offset = pending.last_offset;
         let durability = self.durability;
-        Ok(async move { Ok(pending.wait(durability).await?) }.boxed_local())
+        let replica = self.replica.clone();
+        let log = self.log.clone();
+        Ok(async move {
+            pending.wait(durability).await?;
+            let deadline = Instant::now() + COORDINATOR_REPLICATION_TIMEOUT;
+            replica
+                .wait_replicated(&log, leader_epoch, last_offset, deadline)
+                .await
+        }
+        .boxed_local())
     }
 }
 
@@ -70,6 +99,7 @@ impl Shard {
         };
         let log = Rc::new(ShardLog {
             log: partition.log.clone(),
+            replica: partition.replica.clone(),
             durability,
         });
         let config = group_config(&self.config, &partition.topic);
@@ -81,6 +111,7 @@ impl Shard {
     pub(super) fn open_txn_coordinator(&self, partition: &Partition) {
         let log = Rc::new(ShardLog {
             log: partition.log.clone(),
+            replica: partition.replica.clone(),
             durability: self.coordinator_durability(),
         });
         self.txn_coordinators

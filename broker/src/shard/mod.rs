@@ -85,6 +85,15 @@ pub enum ShardReq {
         timestamp: i64,
         /// read_committed: LATEST is the last stable offset.
         committed: bool,
+        /// KIP-320: the leader epoch the client believes in (-1: unchecked).
+        current_leader_epoch: i32,
+    },
+    /// OffsetForLeaderEpoch for one partition: the (epoch, end offset) of `leader_epoch`.
+    EpochEnd {
+        topic: String,
+        partition: i32,
+        current_leader_epoch: i32,
+        leader_epoch: i32,
     },
     /// DescribeLogDirs: the bytes on disk of these partitions (`None`: not open here).
     LogSizes(Vec<(String, i32)>),
@@ -126,7 +135,9 @@ pub enum ShardResp {
     /// To `OpenPartitions` / `ApplyMeta`: the version this shard holds now and what it could
     /// not open.
     MetaAck(MetaAck),
-    ListOffset(Result<(i64, i64), PartitionError>),
+    /// (offset, timestamp, leader epoch of the offset or -1).
+    ListOffset(Result<(i64, i64, i32), PartitionError>),
+    EpochEnd(Result<(i32, i64), PartitionError>),
     LogSizes(Vec<Option<u64>>),
     /// To `DeleteRecords`: the new low watermark (log start offset).
     DeleteRecords(Result<i64, PartitionError>),
@@ -478,10 +489,28 @@ impl Shard {
                 partition,
                 timestamp,
                 committed,
+                current_leader_epoch,
             } => ShardResp::ListOffset(
-                self.list_offset_local(&topic, partition, timestamp, committed)
-                    .await,
+                self.list_offset_with_epoch(
+                    &topic,
+                    partition,
+                    timestamp,
+                    committed,
+                    current_leader_epoch,
+                )
+                .await,
             ),
+            ShardReq::EpochEnd {
+                topic,
+                partition,
+                current_leader_epoch,
+                leader_epoch,
+            } => ShardResp::EpochEnd(self.epoch_end_local(
+                &topic,
+                partition,
+                current_leader_epoch,
+                leader_epoch,
+            )),
             ShardReq::DeleteRecords {
                 topic,
                 partition,
@@ -730,12 +759,7 @@ impl Shard {
             }
             match self.open_partition(topic.clone(), index).await {
                 Ok(p) => {
-                    if topic.name == crate::coordinator::group::OFFSETS_TOPIC {
-                        self.open_group_coordinator(&p);
-                    }
-                    if topic.name == crate::coordinator::txn::TXN_STATE_TOPIC {
-                        self.open_txn_coordinator(&p);
-                    }
+                    // Its coordinator (internal topics) starts when it leads (`sync_roles`).
                     self.partitions
                         .borrow_mut()
                         .insert((topic.name.clone(), index), Rc::new(p));
@@ -903,7 +927,9 @@ impl Shard {
                         partition.log.flush().await?;
                     }
                     if acks == -1 {
-                        self.wait_replicated(partition, leader_epoch, last_offset, deadline)
+                        partition
+                            .replica
+                            .wait_replicated(&partition.log, leader_epoch, last_offset, deadline)
                             .await?;
                     }
                     return Ok(ProduceResult {
@@ -970,7 +996,9 @@ impl Shard {
         };
         pending.wait(durability).await?;
         if acks == -1 {
-            self.wait_replicated(partition, leader_epoch, last_offset, deadline)
+            partition
+                .replica
+                .wait_replicated(&partition.log, leader_epoch, last_offset, deadline)
                 .await?;
         }
         Ok(ProduceResult {
@@ -1257,19 +1285,32 @@ impl Shard {
 
     /// Creates an internal topic (`__consumer_offsets`, `__transaction_state`) through the
     /// controller, like any client's CreateTopics: compacted, `compression.type=producer`,
-    /// the given partitions and segment size, replication factor 1 (partition data is not
-    /// replicated yet). A topic someone else created meanwhile is fine; a failure is logged
-    /// and the next caller tries again.
+    /// the given partitions and segment size; replication factor `replication_factor`
+    /// (`offsets.topic.replication.factor` / `transaction.state.log.replication.factor`,
+    /// default 3) but at most the brokers of the cluster: the voters of the controller
+    /// quorum, and the live brokers now (so a single node, or a cluster still starting, gets
+    /// a topic rather than an error). A topic someone else created meanwhile is fine; a
+    /// failure is logged and the next caller tries again.
     pub async fn create_internal_topic(
         self: &Rc<Self>,
         name: &str,
         partitions: i32,
         segment_bytes: i32,
+        replication_factor: i16,
     ) {
+        let brokers = self
+            .config
+            .controller_quorum
+            .len()
+            .max(self.meta().live_brokers().count())
+            .min(self.meta().live_brokers().count())
+            .max(1);
+        let replication_factor =
+            replication_factor.clamp(1, i16::try_from(brokers).unwrap_or(i16::MAX));
         let topic = NewTopic {
             name: name.to_string(),
             partitions,
-            replication_factor: 1,
+            replication_factor,
             configs: vec![
                 ("cleanup.policy".into(), Some("compact".into())),
                 ("compression.type".into(), Some("producer".into())),
@@ -1323,9 +1364,16 @@ pub fn expect_read(resp: ShardResp, n: usize) -> Vec<ReadReply> {
     }
 }
 
-pub fn expect_list_offset(resp: ShardResp) -> Result<(i64, i64), PartitionError> {
+pub fn expect_list_offset(resp: ShardResp) -> Result<(i64, i64, i32), PartitionError> {
     match resp {
         ShardResp::ListOffset(r) => r,
+        other => Err(reply_error(&other)),
+    }
+}
+
+pub fn expect_epoch_end(resp: ShardResp) -> Result<(i32, i64), PartitionError> {
+    match resp {
+        ShardResp::EpochEnd(r) => r,
         other => Err(reply_error(&other)),
     }
 }

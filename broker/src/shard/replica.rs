@@ -38,7 +38,7 @@ use kafka_protocol::messages::fetch_response::{FetchResponse, PartitionData};
 use kafka_protocol::messages::{ApiKey, BrokerId, RequestKind};
 use kafka_protocol::ResponseError as E;
 use storage::batch::ValidatedBatches;
-use storage::Durability;
+use storage::{Durability, PartitionLog};
 use tracing::{debug, info, warn};
 
 use super::{now_ms, Partition, Shard, ShardReq};
@@ -112,11 +112,12 @@ pub struct ReplicaFetch {
     pub last_fetched_epoch: i32,
 }
 
-impl Partition {
-    /// What consumers may see: everything the ISR has (a single replica: everything written).
-    pub fn high_watermark(&self) -> i64 {
-        let end = self.log.written_end_offset();
-        let mut role = self.replica.role.borrow_mut();
+impl Replica {
+    /// What consumers may see of `log`: everything the ISR has (a single replica: everything
+    /// written).
+    pub fn high_watermark(&self, log: &PartitionLog) -> i64 {
+        let end = log.written_end_offset();
+        let mut role = self.role.borrow_mut();
         match &mut *role {
             Role::Leader(s) if s.replicas().len() <= 1 => end,
             Role::Leader(s) => {
@@ -124,7 +125,7 @@ impl Partition {
                     .high_watermark
                     .is_some()
                 {
-                    self.replica.wake();
+                    self.wake();
                 }
                 s.high_watermark()
             }
@@ -134,7 +135,7 @@ impl Partition {
 
     /// The leader epoch this replica leads at, or `None` when it does not lead.
     pub fn leader_epoch(&self) -> Option<i32> {
-        match &*self.replica.role.borrow() {
+        match &*self.role.borrow() {
             Role::Leader(s) => Some(s.leader_epoch),
             Role::Follower { .. } => None,
         }
@@ -142,10 +143,66 @@ impl Partition {
 
     /// Whether an acks=all append may go ahead (`min.insync.replicas` in sync).
     pub fn enough_replicas(&self) -> bool {
-        match &*self.replica.role.borrow() {
+        match &*self.role.borrow() {
             Role::Leader(s) => s.enough_replicas(),
             Role::Follower { .. } => false,
         }
+    }
+
+    /// acks=all: waits until the high watermark passes `last_offset`, or fails with the
+    /// retriable error a client expects (NOT_LEADER_OR_FOLLOWER when this replica stopped
+    /// leading at `leader_epoch`, NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR fell below
+    /// `min.insync.replicas`, REQUEST_TIMED_OUT at `deadline`).
+    pub async fn wait_replicated(
+        &self,
+        log: &PartitionLog,
+        leader_epoch: i32,
+        last_offset: i64,
+        deadline: Instant,
+    ) -> Result<(), PartitionError> {
+        loop {
+            let listener = self.changed.listen();
+            if self.leader_epoch() != Some(leader_epoch) {
+                return Err(PartitionError::with_message(
+                    E::NotLeaderOrFollower,
+                    "leadership moved before the records were replicated",
+                ));
+            }
+            let replicated = self.high_watermark(log) > last_offset;
+            if !self.enough_replicas() {
+                return Err(PartitionError::new(E::NotEnoughReplicasAfterAppend));
+            }
+            if replicated {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(PartitionError::new(E::RequestTimedOut));
+            }
+            let written_end = log.written_end_offset();
+            futures_lite::future::or(
+                futures_lite::future::or(listener, log.wait_for_data(written_end)),
+                glommio::timer::sleep(left),
+            )
+            .await;
+        }
+    }
+}
+
+impl Partition {
+    /// See [`Replica::high_watermark`].
+    pub fn high_watermark(&self) -> i64 {
+        self.replica.high_watermark(&self.log)
+    }
+
+    /// See [`Replica::leader_epoch`].
+    pub fn leader_epoch(&self) -> Option<i32> {
+        self.replica.leader_epoch()
+    }
+
+    /// See [`Replica::enough_replicas`].
+    pub fn enough_replicas(&self) -> bool {
+        self.replica.enough_replicas()
     }
 
     fn replicated(&self) -> bool {
@@ -153,6 +210,32 @@ impl Partition {
             .assignment(self.index)
             .is_some_and(|a| a.replicas.len() > 1)
     }
+}
+
+/// KIP-320: a request's `current_leader_epoch` against this replica's (-1: unchecked).
+pub fn check_leader_epoch(
+    partition: &Partition,
+    current_leader_epoch: i32,
+) -> Result<(), PartitionError> {
+    if current_leader_epoch < 0 {
+        return Ok(());
+    }
+    match partition.leader_epoch() {
+        Some(e) if current_leader_epoch < e => Err(PartitionError::new(E::FencedLeaderEpoch)),
+        Some(e) if current_leader_epoch > e => Err(PartitionError::new(E::UnknownLeaderEpoch)),
+        Some(_) => Ok(()),
+        None => Err(PartitionError::new(E::NotLeaderOrFollower)),
+    }
+}
+
+/// The leader epoch the record at `offset` was written in (-1: unknown, e.g. an unreplicated
+/// partition whose batches carry none).
+pub fn epoch_of_offset(log: &PartitionLog, offset: i64) -> i32 {
+    log.leader_epochs()
+        .iter()
+        .rev()
+        .find(|e| e.start_offset <= offset)
+        .map_or(-1, |e| e.epoch)
 }
 
 /// Replication figures of one shard, for `/metrics`.
@@ -166,6 +249,56 @@ pub struct ReplicationStats {
 }
 
 impl Shard {
+    /// ListOffsets on the leader, with KIP-320's epoch check and the epoch of the offset
+    /// found (for LATEST, the latest epoch).
+    pub async fn list_offset_with_epoch(
+        &self,
+        topic: &str,
+        index: i32,
+        timestamp: i64,
+        committed: bool,
+        current_leader_epoch: i32,
+    ) -> Result<(i64, i64, i32), PartitionError> {
+        let partition = self
+            .partition(topic, index)
+            .ok_or_else(|| PartitionError::new(E::UnknownTopicOrPartition))?;
+        check_leader_epoch(&partition, current_leader_epoch)?;
+        let (offset, ts) = self
+            .list_offset_local(topic, index, timestamp, committed)
+            .await?;
+        let epoch = if offset < 0 {
+            -1
+        } else if timestamp == -1 {
+            partition.log.latest_epoch().map_or(-1, |e| e.epoch)
+        } else {
+            epoch_of_offset(&partition.log, offset)
+        };
+        Ok((offset, ts, epoch))
+    }
+
+    /// OffsetForLeaderEpoch on the leader: the largest epoch at or below `leader_epoch` and
+    /// where it ends (the start of the next epoch, or the log end); (-1, -1) when unknown.
+    pub fn epoch_end_local(
+        &self,
+        topic: &str,
+        index: i32,
+        current_leader_epoch: i32,
+        leader_epoch: i32,
+    ) -> Result<(i32, i64), PartitionError> {
+        let partition = self
+            .partition(topic, index)
+            .ok_or_else(|| PartitionError::new(E::UnknownTopicOrPartition))?;
+        if current_leader_epoch >= 0 {
+            check_leader_epoch(&partition, current_leader_epoch)?;
+        } else if partition.leader_epoch().is_none() {
+            return Err(PartitionError::new(E::NotLeaderOrFollower));
+        }
+        Ok(partition
+            .log
+            .end_offset_for_epoch(leader_epoch)
+            .unwrap_or((-1, -1)))
+    }
+
     /// Gives every partition replica of this shard the role `snapshot` names.
     pub async fn sync_roles(self: &Rc<Self>, snapshot: &MetaSnapshot) {
         let me = snapshot.node_id;
@@ -235,6 +368,12 @@ impl Shard {
                 }
                 *p.replica.role.borrow_mut() = Role::Leader(state);
                 p.replica.wake();
+                // Coordinators move with leadership: load on becoming leader.
+                if p.topic.name == crate::coordinator::group::OFFSETS_TOPIC {
+                    self.open_group_coordinator(&p);
+                } else if p.topic.name == crate::coordinator::txn::TXN_STATE_TOPIC {
+                    self.open_txn_coordinator(&p);
+                }
             } else {
                 let mut role = p.replica.role.borrow_mut();
                 let known_hw = match &*role {
@@ -254,6 +393,12 @@ impl Shard {
                 };
                 drop(role);
                 p.log.set_leader_epoch(None);
+                // ... and unload on losing it.
+                if p.topic.name == crate::coordinator::group::OFFSETS_TOPIC {
+                    self.coordinators.close(p.index);
+                } else if p.topic.name == crate::coordinator::txn::TXN_STATE_TOPIC {
+                    self.txn_coordinators.close(p.index);
+                }
                 if was_leader || a.leader >= 0 {
                     info!(topic = %p.topic.name, partition = p.index, leader = a.leader, leader_epoch = a.leader_epoch, "following");
                 }
@@ -387,45 +532,6 @@ impl Shard {
         .detach();
     }
 
-    /// acks=all: waits until the high watermark passes `last_offset`, or fails with the
-    /// retriable error a client expects (NOT_LEADER_OR_FOLLOWER when this replica stopped
-    /// leading at `leader_epoch`, NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR fell below
-    /// `min.insync.replicas`, REQUEST_TIMED_OUT at `deadline`).
-    pub async fn wait_replicated(
-        &self,
-        partition: &Partition,
-        leader_epoch: i32,
-        last_offset: i64,
-        deadline: Instant,
-    ) -> Result<(), PartitionError> {
-        loop {
-            let listener = partition.replica.changed.listen();
-            if partition.leader_epoch() != Some(leader_epoch) {
-                return Err(PartitionError::with_message(
-                    E::NotLeaderOrFollower,
-                    "leadership moved before the records were replicated",
-                ));
-            }
-            let replicated = partition.high_watermark() > last_offset;
-            if !partition.enough_replicas() {
-                return Err(PartitionError::new(E::NotEnoughReplicasAfterAppend));
-            }
-            if replicated {
-                return Ok(());
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(PartitionError::new(E::RequestTimedOut));
-            }
-            let written_end = partition.log.written_end_offset();
-            futures_lite::future::or(
-                futures_lite::future::or(listener, partition.log.wait_for_data(written_end)),
-                glommio::timer::sleep(left),
-            )
-            .await;
-        }
-    }
-
     /// A consumer's long poll: resolves once the high watermark passes `offset` (or the role
     /// changed, or the log closed); the caller bounds it with its own deadline.
     pub async fn wait_for_high_watermark(partition: Rc<Partition>, offset: i64) {
@@ -531,8 +637,7 @@ impl Shard {
             for topic in response.responses {
                 for data in topic.partitions {
                     total += 1;
-                    let Some((p, epoch)) =
-                        by_key.get(&(topic.topic_id, data.partition_index))
+                    let Some((p, epoch)) = by_key.get(&(topic.topic_id, data.partition_index))
                     else {
                         continue;
                     };

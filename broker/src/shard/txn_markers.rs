@@ -169,9 +169,9 @@ impl Shard {
         };
         let result = async {
             // Only the leader writes markers (a follower copies them).
-            if partition.leader_epoch().is_none() {
+            let Some(leader_epoch) = partition.leader_epoch() else {
                 return Err(PartitionError::new(E::NotLeaderOrFollower));
-            }
+            };
             let batch = records::build_batch(&spec, &[record])?;
             let batches = ValidatedBatches::parse(batch)?;
             // Offsets are assigned here and the index follows in the same step.
@@ -188,6 +188,14 @@ impl Shard {
             );
             let base_offset = pending.base_offset;
             pending.wait(self.coordinator_durability()).await?;
+            // As Kafka writes markers with acks=all: a transaction completes only once its
+            // markers survive a failover.
+            let deadline =
+                std::time::Instant::now() + super::coordinator_log::COORDINATOR_REPLICATION_TIMEOUT;
+            partition
+                .replica
+                .wait_replicated(&partition.log, leader_epoch, base_offset, deadline)
+                .await?;
             Ok::<i64, PartitionError>(base_offset)
         }
         .await;

@@ -107,6 +107,8 @@ def test_three_nodes_form_one_cluster_and_serve_every_partition(cluster):
 
     topic = unique("spread")
     create_topic(cluster, 2, topic, 6)
+    # Node 3 learns the topic from the metadata log a moment later.
+    wait_for("the topic on node 3", lambda: len(leaders(cluster, 3, topic)) == 6)
     md = metadata(cluster, 3, topic)
     placed = {p: (pm.leader, list(pm.replicas), list(pm.isrs)) for p, pm in md.topics[topic].partitions.items()}
     assert {leader for leader, _, _ in placed.values()} == {1, 2, 3}, placed

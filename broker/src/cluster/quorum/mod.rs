@@ -1233,9 +1233,11 @@ fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
 /// The leader's periodic work: bootstrap a new cluster, fence expired sessions.
 async fn leader_duties(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut last_rebalance = Instant::now();
     loop {
         tick.tick().await;
         if !shared.is_leader() {
+            last_rebalance = Instant::now();
             continue;
         }
         if !shared.sm.is_bootstrapped() {
@@ -1245,6 +1247,32 @@ async fn leader_duties(shared: Arc<Shared>) {
             continue;
         }
         shared.expire_sessions().await;
+        // `auto.leader.rebalance.enable`: every `leader.imbalance.check.interval.seconds`,
+        // leadership goes back to preferred replicas that are live and in sync.
+        let broker = shared.sm.snapshot().broker.clone();
+        let interval = Duration::from_secs(
+            u64::try_from(broker.leader_imbalance_check_interval_seconds()).unwrap_or(300),
+        );
+        if broker.auto_leader_rebalance_enable() && last_rebalance.elapsed() >= interval {
+            last_rebalance = Instant::now();
+            let req = ControllerReq::ElectLeaders {
+                unclean: false,
+                partitions: None,
+            };
+            match shared.decide_local(shared.cfg.node_id, req).await {
+                Ok(Submitted {
+                    response: ControllerResp::Elected(results),
+                    ..
+                }) if !results.is_empty() => {
+                    info!(
+                        partitions = results.len(),
+                        "leadership moved back to preferred replicas"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "preferred leader election failed"),
+            }
+        }
     }
 }
 
