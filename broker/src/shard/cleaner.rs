@@ -26,7 +26,10 @@ use storage::{PartitionLog, SegmentInfo};
 use tracing::{debug, info, warn};
 
 use super::{now_ms, Partition, Shard};
-use crate::log::compaction::{self, BatchOutcome, CleanParams, CleanStats, OffsetMap};
+use crate::log::compaction::{
+    self, AbortedIndex, BatchOutcome, CleanContext, CleanParams, CleanStats, OffsetMap,
+    ProducerRetention, TxnTracker,
+};
 use crate::log::compression::DEFAULT_MAX_DECOMPRESSED_BYTES;
 
 /// Shares of the cleaner's task queue (glommio's default queue has 1000): background work.
@@ -219,6 +222,28 @@ async fn write_out(
     Ok(())
 }
 
+/// The sealed segments wholly below the last stable offset: a transaction still open is
+/// never cleaned (its fate decides what survives), as in Kafka.
+fn stable_sealed_segments(p: &Partition) -> Vec<SegmentInfo> {
+    let lso = p
+        .txns
+        .borrow()
+        .last_stable_offset(p.log.written_end_offset());
+    p.log
+        .sealed_segments()
+        .into_iter()
+        .take_while(|s| s.next_offset <= lso)
+        .collect()
+}
+
+/// Drops from the partition's aborted list the transactions of ABORT markers below `end`
+/// that the pass found with no data left (Kafka's cleaned transaction index).
+fn forget_emptied_aborts(p: &Partition, txns: &mut TxnTracker, end: i64) {
+    let done = txns.emptied_aborts.partition_point(|o| *o < end);
+    let emptied: Vec<i64> = txns.emptied_aborts.drain(..done).collect();
+    p.txns.borrow_mut().forget_aborted(&emptied);
+}
+
 /// One cleaning of one partition, when its plan says so.
 pub async fn clean_partition(
     shard: &Rc<Shard>,
@@ -230,7 +255,7 @@ pub async fn clean_partition(
     log.set_replace_pause(config.test_pause_step);
     let key = (p.topic.name.clone(), p.index);
     let now = now_ms();
-    let sealed = log.sealed_segments();
+    let sealed = stable_sealed_segments(p);
     let cleaner_offset = log.cleaner_offset();
     let prior = shard
         .cleaner
@@ -261,6 +286,8 @@ pub async fn clean_partition(
     };
     let mut throttle = Throttle::new(config.io_max_bytes_per_second);
     let started = Instant::now();
+    // Aborted transactions' data neither enters the map nor survives.
+    let aborted = AbortedIndex::new(&p.txns.borrow().aborted_between(0, plan.end));
     // 1. The key map over the dirty section, as far as it fits.
     let mut map = OffsetMap::new(config.dedupe_buffer_bytes);
     let mut end = plan.end;
@@ -279,7 +306,7 @@ pub async fn clean_partition(
             |bytes| {
                 for b in batches_of(&bytes)? {
                     let h = BatchHeader::parse(&b).map_err(storage::StorageError::from)?;
-                    if h.is_control() {
+                    if h.is_control() || aborted.is_aborted(&h) {
                         continue;
                     }
                     let decoded =
@@ -310,13 +337,22 @@ pub async fn clean_partition(
         return Ok(());
     }
     // 2. Rewrite, group by group (each group becomes one segment).
-    let producer_last = p.producers.borrow().last_batch_offsets();
-    let params = CleanParams {
-        now_ms: now,
-        delete_retention_ms: settings.delete_retention_ms,
-        compression: settings.compression.into(),
-        max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+    let producers = ProducerRetention {
+        last_data_offsets: p.producers.borrow().last_batch_offsets(),
+        newest_marker_offsets: p.txns.borrow().newest_marker_offsets(),
     };
+    let ctx = CleanContext {
+        map: &map,
+        producers: &producers,
+        aborted: &aborted,
+        params: CleanParams {
+            now_ms: now,
+            delete_retention_ms: settings.delete_retention_ms,
+            compression: settings.compression.into(),
+            max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+        },
+    };
+    let mut txns = TxnTracker::default();
     let mut stats = CleanStats::new();
     let segment_bytes = log.config().segment_bytes;
     let (mut bytes_before, mut bytes_after) = (0u64, 0u64);
@@ -336,7 +372,7 @@ pub async fn clean_partition(
                 shard.cleaner.borrow_mut().bytes_read += bytes.len() as u64;
                 throttle.consume(bytes.len()).await;
                 for b in batches_of(&bytes)? {
-                    match compaction::clean_batch(&b, &map, &producer_last, &params, &mut stats)? {
+                    match compaction::clean_batch(&b, &ctx, &mut txns, &mut stats)? {
                         BatchOutcome::Keep => out.extend_from_slice(&b),
                         BatchOutcome::Drop => changed = true,
                         BatchOutcome::Rewrite(new) => {
@@ -361,12 +397,16 @@ pub async fn clean_partition(
             // Nothing to remove here: keep the files, only the cleaner offset moves.
             drop(cleaned);
             log.set_cleaner_offset(group_end).await?;
+            forget_emptied_aborts(p, &mut txns, group_end);
             continue;
         }
         if !log.replace_segments(&bases, cleaned, group_end).await? {
             debug!(topic = %p.topic.name, partition = p.index, "log changed during cleaning; trying again later");
             return Ok(());
         }
+        // In the same step as the swap: no fetch may learn of an aborted transaction whose
+        // data and marker may be gone (its consumer would skip the producer's later data).
+        forget_emptied_aborts(p, &mut txns, group_end);
     }
     log.set_cleaner_offset(end).await?;
     let after = log.sealed_segments();
@@ -389,6 +429,8 @@ pub async fn clean_partition(
         records_kept = stats.records_kept,
         records_removed = stats.records_removed,
         tombstones_removed = stats.tombstones_removed,
+        aborted_records_removed = stats.aborted_records_removed,
+        markers_removed = stats.markers_removed,
         bytes_before,
         bytes_after,
         seconds = started.elapsed().as_secs_f64(),
