@@ -9,25 +9,29 @@ idempotent producers (ringtail-bench --idempotence, acks=all) so every partition
 producer state. Then for each history size in SIZES_GIB (cumulative): OffsetCommit requests
 (raw, v2, standalone) from GROUPS groups, each for PARTITIONS/GROUPS partitions of `idem` with
 METADATA_BYTES of metadata per partition, until that many bytes of commits were written in
-all; SETTLE_S seconds for the cleaner; then a clean restart (SIGTERM, start) and a crash
-restart (kill -9, start), each timed from process start to
+all; SETTLE_S seconds for the cleaner; then RESTARTS (3) pairs of a clean restart (SIGTERM,
+start) and a crash restart (kill -9, start), each timed from process start to
 - ready: `/ready` answers 200 and the Kafka port accepts (after a kill -9 this includes the
   controller waiting out the dead broker's session, broker.session.timeout.ms = 9 s, as
   Kafka's controller does, whatever the history);
 - offsets: every group's committed offsets are served (OffsetFetch v1, retried while the
   coordinator is loading) and equal the last commit;
 and the size of `__consumer_offsets` on disk at that moment, and from the broker's log the
-time from its `starting` line to the last shard listening (opening every partition).
+time from its `starting` line to the last shard listening (opening every partition);
+medians per kind of restart, and every run's "offsets served" time.
 
     SIZES_GIB=0.25,0.5,1 bench-harness/scripts/startup-time.py
 
 Env: RINGTAIL_BIN (default target/release/ringtail), BENCH_BIN, PARTITIONS=1000, GROUPS=10,
-METADATA_BYTES=4000, SETTLE_S=30. Uses the client-test harness (broker/tests/clients).
+METADATA_BYTES=4000, SETTLE_S=30, OFFSETS_SEGMENT_MIB=100 (`offsets.topic.segment.bytes`:
+only sealed segments are cleaned, so history below partitions x segment size stays in the
+active segments and is replayed whole; a smaller size shows the bound sooner). Uses the client-test harness (broker/tests/clients).
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,6 +52,8 @@ PARTITIONS = int(os.environ.get("PARTITIONS", "1000"))
 GROUPS = int(os.environ.get("GROUPS", "10"))
 METADATA_BYTES = int(os.environ.get("METADATA_BYTES", "4000"))
 SETTLE_S = int(os.environ.get("SETTLE_S", "30"))
+RESTARTS = int(os.environ.get("RESTARTS", "3"))
+OFFSETS_SEGMENT_MIB = int(os.environ.get("OFFSETS_SEGMENT_MIB", "100"))
 BENCH = os.environ.get("BENCH_BIN", str(repo / "target/release/ringtail-bench"))
 API_OFFSET_COMMIT = 8
 API_OFFSET_FETCH = 9
@@ -132,7 +138,8 @@ def timed_start(broker, expected: int) -> tuple[float, float, float]:
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ringtail-startup-", dir=os.environ.get("DATA_ROOT")) as wd:
-        broker = harness.Broker(Path(wd), cores="0,1")
+        broker = harness.Broker(Path(wd), cores="0,1", config={
+            "offsets.topic.segment.bytes": OFFSETS_SEGMENT_MIB << 20})
         try:
             broker.start()
             kclients.create_topic(broker.bootstrap, TOPIC, PARTITIONS)
@@ -142,7 +149,7 @@ def main() -> None:
                             "--duration", "10", "--no-charts"], check=True, stdout=subprocess.DEVNULL)
             print(f"== {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {PARTITIONS} partitions with "
                   f"idempotent producers; commits of {GROUPS} groups x {PARTITIONS // GROUPS} partitions x "
-                  f"{METADATA_BYTES} B metadata", flush=True)
+                  f"{METADATA_BYTES} B metadata; offsets segments {OFFSETS_SEGMENT_MIB} MiB", flush=True)
             metadata = "m" * METADATA_BYTES
             written, offset = 0, 0
             for size in SIZES_GIB:
@@ -154,17 +161,22 @@ def main() -> None:
                             written += commit(conn, g, offset, metadata)
                 took = time.monotonic() - started
                 time.sleep(SETTLE_S)
-                for how in ("term", "kill"):
-                    if how == "term":
-                        broker.stop(timeout_s=300)
-                    else:
-                        broker.kill9()
-                    on_disk = offsets_bytes(broker.data_dir)
-                    ready, served, opening = timed_start(broker, offset)
+                times: dict[str, list[tuple[float, float, float]]] = {"term": [], "kill": []}
+                for _ in range(RESTARTS):
+                    for how in ("term", "kill"):
+                        if how == "term":
+                            broker.stop(timeout_s=300)
+                        else:
+                            broker.kill9()
+                        on_disk = offsets_bytes(broker.data_dir)
+                        times[how].append(timed_start(broker, offset))
+                for how, runs in times.items():
+                    ready, served, opening = (statistics.median(r[i] for r in runs) for i in range(3))
                     print(f"history {written / (1 << 30):.2f} GiB ({offset} commits per key, written in {took:.0f} s), "
                           f"__consumer_offsets on disk {on_disk / (1 << 20):.0f} MiB, restart after "
-                          f"{'SIGTERM' if how == 'term' else 'kill -9'}: ready {ready:.2f} s, "
-                          f"offsets served {served:.2f} s; partitions opened in {opening:.2f} s", flush=True)
+                          f"{'SIGTERM' if how == 'term' else 'kill -9'} (median of {RESTARTS}): ready {ready:.2f} s, "
+                          f"offsets served {served:.2f} s; partitions opened in {opening:.2f} s "
+                          f"[served: {', '.join(f'{r[1]:.2f}' for r in runs)}]", flush=True)
         except BaseException:
             print(broker.tail(30), file=sys.stderr)
             raise

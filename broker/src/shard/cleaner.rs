@@ -15,14 +15,13 @@
 //!
 //! Runs on: every shard, in the shard's cleaner task queue.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use storage::batch::BatchHeader;
-use storage::{PartitionLog, SegmentInfo};
+use storage::SegmentInfo;
 use tracing::{debug, info, warn};
 
 use super::{now_ms, Partition, Shard};
@@ -172,25 +171,70 @@ fn publish(shard: &Shard) {
     shard.metrics_registry().cleaner.publish(shard.id, view);
 }
 
-/// Reads every batch of a segment, in chunks of about `chunk` bytes, calling `f` per chunk.
-async fn for_each_chunk(
-    log: &PartitionLog,
-    seg: &SegmentInfo,
-    chunk: usize,
-    throttle: &mut Throttle,
-    state: &RefCell<CleanerState>,
-    mut f: impl FnMut(Bytes) -> Result<bool, CleanError>,
-) -> Result<(), CleanError> {
-    let mut pos = 0;
-    while let Some((bytes, next)) = log.read_segment(seg.base_offset, pos, chunk).await? {
-        state.borrow_mut().bytes_read += bytes.len() as u64;
-        throttle.consume(bytes.len()).await;
-        if !f(bytes)? {
-            break;
+/// Bytes of batches the cleaner decodes or rewrites between two yields of its task queue.
+/// A task is never preempted: without yields, a produce request arriving while the cleaner
+/// works through a read chunk (`log.cleaner.io.buffer.size`) would wait for the whole chunk.
+pub const CLEANER_YIELD_BYTES: usize = 64 << 10;
+
+/// Hands the shard back to its other task queues (produce, fetch) every
+/// [`CLEANER_YIELD_BYTES`] of work; they run first whenever they have something to do.
+#[derive(Default)]
+struct Yielder {
+    since_bytes: usize,
+}
+
+impl Yielder {
+    async fn worked(&mut self, bytes: usize) {
+        self.since_bytes += bytes;
+        if self.since_bytes >= CLEANER_YIELD_BYTES {
+            self.since_bytes = 0;
+            glommio::executor().yield_task_queue_now().await;
         }
-        pos = next;
     }
-    Ok(())
+}
+
+/// Builds the key map over the dirty `segments` (aborted transactions left out), as far as
+/// it fits. Returns the map and the end of what it covers (the base of the first segment
+/// whose keys did not all fit, else `end`).
+#[allow(clippy::too_many_arguments)]
+async fn build_map(
+    shard: &Shard,
+    p: &Partition,
+    segments: &[SegmentInfo],
+    end: i64,
+    aborted: &AbortedIndex,
+    config: &CleanerConfig,
+    throttle: &mut Throttle,
+    yielder: &mut Yielder,
+) -> Result<(OffsetMap, i64), CleanError> {
+    let mut map = OffsetMap::new(config.dedupe_buffer_bytes);
+    for seg in segments {
+        let mut pos = 0;
+        while let Some((bytes, next)) = p
+            .log
+            .read_segment(seg.base_offset, pos, config.io_buffer_bytes)
+            .await?
+        {
+            pos = next;
+            shard.cleaner.borrow_mut().bytes_read += bytes.len() as u64;
+            throttle.consume(bytes.len()).await;
+            for b in batches_of(&bytes)? {
+                let h = BatchHeader::parse(&b).map_err(storage::StorageError::from)?;
+                if h.is_control() || aborted.is_aborted(&h) {
+                    continue;
+                }
+                let decoded =
+                    crate::log::records::decode_batch(&b, DEFAULT_MAX_DECOMPRESSED_BYTES)?;
+                if !map.add_batch(&decoded) {
+                    // This segment's keys did not all fit: it stays dirty for the next pass.
+                    debug!(topic = %p.topic.name, partition = p.index, keys = map.len(), "cleaner key map full");
+                    return Ok((map, seg.base_offset));
+                }
+                yielder.worked(b.len()).await;
+            }
+        }
+    }
+    Ok((map, end))
 }
 
 /// Splits whole stored batches (already checked by storage) into per-batch slices.
@@ -289,44 +333,24 @@ pub async fn clean_partition(
     // Aborted transactions' data neither enters the map nor survives.
     let aborted = AbortedIndex::new(&p.txns.borrow().aborted_between(0, plan.end));
     // 1. The key map over the dirty section, as far as it fits.
-    let mut map = OffsetMap::new(config.dedupe_buffer_bytes);
-    let mut end = plan.end;
-    for seg in plan
+    let mut yielder = Yielder::default();
+    let dirty: Vec<SegmentInfo> = plan
         .segments
         .iter()
         .filter(|s| s.base_offset >= plan.dirty_from)
-    {
-        let mut full = false;
-        for_each_chunk(
-            &log,
-            seg,
-            config.io_buffer_bytes,
-            &mut throttle,
-            &shard.cleaner,
-            |bytes| {
-                for b in batches_of(&bytes)? {
-                    let h = BatchHeader::parse(&b).map_err(storage::StorageError::from)?;
-                    if h.is_control() || aborted.is_aborted(&h) {
-                        continue;
-                    }
-                    let decoded =
-                        crate::log::records::decode_batch(&b, DEFAULT_MAX_DECOMPRESSED_BYTES)?;
-                    if !map.add_batch(&decoded) {
-                        full = true;
-                        return Ok(false);
-                    }
-                }
-                Ok(true)
-            },
-        )
-        .await?;
-        if full {
-            // This segment's keys did not all fit: it stays dirty for the next pass.
-            end = seg.base_offset;
-            debug!(topic = %p.topic.name, partition = p.index, keys = map.len(), "cleaner key map full");
-            break;
-        }
-    }
+        .copied()
+        .collect();
+    let (map, end) = build_map(
+        shard,
+        p,
+        &dirty,
+        plan.end,
+        &aborted,
+        config,
+        &mut throttle,
+        &mut yielder,
+    )
+    .await?;
     let segments: Vec<SegmentInfo> = plan
         .segments
         .iter()
@@ -380,6 +404,7 @@ pub async fn clean_partition(
                             out.extend_from_slice(&new);
                         }
                     }
+                    yielder.worked(b.len()).await;
                 }
                 if out.len() >= config.io_buffer_bytes {
                     write_out(shard, &mut cleaned, &mut out, &mut throttle).await?;
