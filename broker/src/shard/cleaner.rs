@@ -171,13 +171,20 @@ fn publish(shard: &Shard) {
     shard.metrics_registry().cleaner.publish(shard.id, view);
 }
 
-/// Bytes of batches the cleaner decodes or rewrites between two yields of its task queue.
-/// A task is never preempted: without yields, a produce request arriving while the cleaner
+/// Bytes of batches the cleaner decodes or rewrites between two pauses.
+/// A task is never preempted: without pauses, a produce request arriving while the cleaner
 /// works through a read chunk (`log.cleaner.io.buffer.size`) would wait for the whole chunk.
 pub const CLEANER_YIELD_BYTES: usize = 64 << 10;
 
+/// How long the cleaner sleeps at each pause. A sleep, not `yield_task_queue_now`: glommio
+/// reaps I/O completions (new requests, socket writes) only once no task queue is runnable
+/// or its preempt timer fires (100 ms by default), so a queue that only yields stays
+/// runnable and keeps the shard from seeing the network; a pending timer lets the executor
+/// poll, and the default queue (1000 shares against [`CLEANER_SHARES`]) runs first.
+pub const CLEANER_PAUSE: Duration = Duration::from_micros(50);
+
 /// Hands the shard back to its other task queues (produce, fetch) every
-/// [`CLEANER_YIELD_BYTES`] of work; they run first whenever they have something to do.
+/// [`CLEANER_YIELD_BYTES`] of work.
 #[derive(Default)]
 struct Yielder {
     since_bytes: usize,
@@ -188,7 +195,7 @@ impl Yielder {
         self.since_bytes += bytes;
         if self.since_bytes >= CLEANER_YIELD_BYTES {
             self.since_bytes = 0;
-            glommio::executor().yield_task_queue_now().await;
+            glommio::timer::sleep(CLEANER_PAUSE).await;
         }
     }
 }
