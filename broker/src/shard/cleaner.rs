@@ -4,14 +4,19 @@
 //! Owns: the cleaning loop (a pass every `log.cleaner.backoff.ms`), its I/O throttle
 //! (`log.cleaner.io.max.bytes.per.second`, reads plus writes, per shard), and the per-partition
 //! cleaner state kept in memory (last clean time, when a kept tombstone may go). It runs in a
-//! glommio task queue of its own with few shares ([`CLEANER_SHARES`]), so produce and fetch
-//! win the CPU whenever they want it. What survives is decided by `log::compaction` (I/O-free);
-//! the crash-safe swap of segments is `storage::PartitionLog::replace_segments`.
+//! glommio task queue of its own with few shares ([`CLEANER_SHARES`]) and pauses every
+//! [`CLEANER_YIELD_BYTES`] of work ([`CLEANER_PAUSE`]), so produce and fetch win the CPU
+//! whenever they want it. What survives is decided by `log::compaction` (I/O-free); the
+//! crash-safe swap of segments is `storage::PartitionLog::replace_segments`; the aborted
+//! transactions whose data and markers a pass removed leave the partition's aborted list in
+//! the same step as the swap.
 //!
 //! Invariants: only the owning shard cleans a partition (this module runs on it; the partition
 //! is looked up again for every pass, so a deleted or moved partition is never touched after it
-//! left the table); the active segment and segments younger than `min.compaction.lag.ms` are
-//! never read for rewriting; offsets never change (gaps appear).
+//! left the table); the active segment, segments younger than `min.compaction.lag.ms` and
+//! segments reaching the last stable offset are never read for rewriting; a pass reads the
+//! cleanable segments in log order from the log start (the transaction rules need it);
+//! offsets never change (gaps appear).
 //!
 //! Runs on: every shard, in the shard's cleaner task queue.
 
