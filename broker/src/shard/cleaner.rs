@@ -278,13 +278,12 @@ async fn write_out(
     Ok(())
 }
 
-/// The sealed segments wholly below the last stable offset: a transaction still open is
-/// never cleaned (its fate decides what survives), as in Kafka.
+/// The sealed segments wholly below the last stable offset (itself at most the high
+/// watermark): a transaction still open is never cleaned (its fate decides what survives),
+/// nor is data the replicas do not all have yet, as in Kafka.
 fn stable_sealed_segments(p: &Partition) -> Vec<SegmentInfo> {
-    let lso = p
-        .txns
-        .borrow()
-        .last_stable_offset(p.log.written_end_offset());
+    let high_watermark = p.high_watermark();
+    let lso = p.txns.borrow().last_stable_offset(high_watermark);
     p.log
         .sealed_segments()
         .into_iter()
