@@ -10,30 +10,41 @@
 //! Rules (Kafka's `LogCleaner`, with the deviations noted):
 //! - a record survives when no later record of the dirty section has its key; records
 //!   without a key are dropped (a compacted topic refuses them at produce);
-//! - a tombstone (null value) that survives is removed once its timestamp is
-//!   `delete.retention.ms` old (Kafka measures from when the cleaner first saw it; here the
-//!   record's timestamp, which is never later for producers with sane clocks);
-//! - control batches (transaction markers) are kept as they are; the last batch of every
-//!   producer with state is kept, emptied of its removed records (so the producer's
-//!   sequence range and offsets survive, as Kafka does); other emptied batches go;
+//! - a tombstone (null value) that survives is kept for `delete.retention.ms` counted from
+//!   the pass that first kept it (KIP-534): that pass writes the batch's *delete horizon*
+//!   (now + `delete.retention.ms`) into it (attributes bit 6, base timestamp = horizon,
+//!   record timestamps unchanged), and a later pass past the horizon removes the tombstone.
+//!   So a tombstone with an old timestamp is still seen by consumers that read up to the
+//!   log end within `delete.retention.ms` of its first cleaning;
+//! - transactions (Kafka's `CleanedTransactionMetadata`): the data batches of aborted
+//!   transactions are dropped and never enter the key map (so an aborted update never hides
+//!   a committed one); a COMMIT/ABORT marker stays while any data batch of its transaction
+//!   remains before it; once none does, it gets a delete horizon like a tombstone and goes
+//!   after it. The newest marker of every producer with state is kept (its epoch fences
+//!   zombies after a restart). Only offsets below the last stable offset are cleaned, so
+//!   every transaction seen is decided;
+//! - the last batch of every producer with state is kept, emptied of its removed records
+//!   (so the producer's sequence range and offsets survive, as Kafka does); other emptied
+//!   batches go;
 //! - a batch keeps its base offset and last offset delta (offsets never move; compacted
 //!   logs have gaps); a changed batch is written in the topic's codec (`producer`: its own);
 //!   an unchanged batch is copied byte for byte;
 //! - only sealed segments wholly older than `min.compaction.lag.ms` are cleanable; a
 //!   partition is cleaned when its dirty ratio reaches `min.cleanable.dirty.ratio`, or its
-//!   oldest dirty data is older than `max.compaction.lag.ms`, or a kept tombstone has
-//!   passed `delete.retention.ms`.
+//!   oldest dirty data is older than `max.compaction.lag.ms`, or the delete horizon of a
+//!   kept tombstone or marker has passed.
 //!
 //! Runs on: the partition's owning shard (called from its cleaner task).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
-use storage::batch::BatchHeader;
+use storage::batch::{BatchHeader, ATTR_DELETE_HORIZON};
 use storage::SegmentInfo;
 
 use crate::log::compression::{Codec, TopicCompression};
 use crate::log::records::{self, DecodedBatch, RecordsError};
+use crate::log::txn_index::{self, AbortedTxn};
 
 /// Bytes one [`OffsetMap`] entry costs besides its key (hash slot, `Bytes` handle, offset).
 pub const OFFSET_MAP_ENTRY_OVERHEAD_BYTES: usize = 64;
@@ -126,7 +137,11 @@ pub struct CleanStats {
     pub records_kept: u64,
     pub records_removed: u64,
     pub tombstones_removed: u64,
-    /// Earliest time a kept tombstone may be removed (`i64::MAX`: none kept).
+    /// Records of aborted transactions removed (also counted in `records_removed`).
+    pub aborted_records_removed: u64,
+    /// COMMIT/ABORT markers removed.
+    pub markers_removed: u64,
+    /// Earliest delete horizon of a kept tombstone or marker (`i64::MAX`: none kept).
     pub next_tombstone_expiry_ms: i64,
 }
 
@@ -139,58 +154,195 @@ impl CleanStats {
     }
 }
 
-/// Applies the compaction rules (module docs) to one stored batch. `producer_last_offsets`:
-/// producer id → last offset of its last batch, for every producer with state.
+/// The delete horizon a cleaner wrote into a batch (KIP-534), if any.
+pub fn delete_horizon_ms(header: &BatchHeader) -> Option<i64> {
+    (header.attributes & ATTR_DELETE_HORIZON != 0).then_some(header.base_timestamp)
+}
+
+/// The aborted transactions of a partition, by producer: is a data batch part of one?
+#[derive(Debug, Default)]
+pub struct AbortedIndex {
+    /// Producer id -> (first offset, ABORT marker offset), sorted by first offset (one
+    /// producer's transactions never overlap).
+    by_producer: HashMap<i64, Vec<(i64, i64)>>,
+}
+
+impl AbortedIndex {
+    pub fn new(aborted: &[AbortedTxn]) -> AbortedIndex {
+        let mut by_producer: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for a in aborted {
+            by_producer
+                .entry(a.producer_id)
+                .or_default()
+                .push((a.first_offset, a.last_offset));
+        }
+        for v in by_producer.values_mut() {
+            v.sort_unstable();
+        }
+        AbortedIndex { by_producer }
+    }
+
+    /// True for a transactional data batch of an aborted transaction.
+    pub fn is_aborted(&self, header: &BatchHeader) -> bool {
+        if !header.is_transactional() || header.is_control() || header.producer_id < 0 {
+            return false;
+        }
+        let Some(txns) = self.by_producer.get(&header.producer_id) else {
+            return false;
+        };
+        let after = txns.partition_point(|(first, _)| *first <= header.base_offset);
+        after > 0 && header.base_offset < txns[after - 1].1
+    }
+}
+
+/// What a pass keeps for the producers of a partition (their state must survive cleaning).
+#[derive(Debug, Clone, Default)]
+pub struct ProducerRetention {
+    /// Producer id -> last offset of its last data batch, for every producer with state.
+    pub last_data_offsets: HashMap<i64, i64>,
+    /// Producer id -> offset of its newest COMMIT/ABORT marker.
+    pub newest_marker_offsets: HashMap<i64, i64>,
+}
+
+impl ProducerRetention {
+    fn is_last_data_batch(&self, header: &BatchHeader) -> bool {
+        header.producer_id >= 0
+            && self.last_data_offsets.get(&header.producer_id) == Some(&header.last_offset())
+    }
+
+    fn is_newest_marker(&self, header: &BatchHeader) -> bool {
+        self.last_data_offsets.contains_key(&header.producer_id)
+            && self.newest_marker_offsets.get(&header.producer_id) == Some(&header.base_offset)
+    }
+}
+
+/// Transaction state carried through one pass, batch by batch from the log start.
+#[derive(Debug, Default)]
+pub struct TxnTracker {
+    /// Producers with a data batch of their current transaction seen since their last marker.
+    data_seen: HashSet<i64>,
+    /// Offsets of ABORT markers with no data left before them, in log order: their
+    /// transactions must leave the partition's aborted list once the cleaned segments are in.
+    pub emptied_aborts: Vec<i64>,
+}
+
+/// Everything one pass applies to every batch.
+#[derive(Debug)]
+pub struct CleanContext<'a> {
+    pub map: &'a OffsetMap,
+    pub producers: &'a ProducerRetention,
+    pub aborted: &'a AbortedIndex,
+    pub params: CleanParams,
+}
+
+/// Applies the compaction rules (module docs) to one stored batch. Batches must come in log
+/// order from the log start (`txns` follows the transactions through the pass).
 pub fn clean_batch(
     batch: &Bytes,
-    map: &OffsetMap,
-    producer_last_offsets: &HashMap<i64, i64>,
-    params: &CleanParams,
+    ctx: &CleanContext<'_>,
+    txns: &mut TxnTracker,
     stats: &mut CleanStats,
 ) -> Result<BatchOutcome, RecordsError> {
     let header = BatchHeader::parse_and_verify(batch)?;
     if header.is_control() {
-        return Ok(BatchOutcome::Keep);
+        return clean_marker(batch, &header, ctx, txns, stats);
+    }
+    let params = &ctx.params;
+    let retain_empty = ctx.producers.is_last_data_batch(&header);
+    if header.is_transactional() && header.producer_id >= 0 {
+        txns.data_seen.insert(header.producer_id);
+    }
+    if ctx.aborted.is_aborted(&header) {
+        let count = u64::try_from(header.records_count).unwrap_or(0);
+        stats.records_removed += count;
+        stats.aborted_records_removed += count;
+        return Ok(match (retain_empty, count) {
+            (false, _) => BatchOutcome::Drop,
+            (true, 0) => BatchOutcome::Keep,
+            (true, _) => {
+                BatchOutcome::Rewrite(records::encode_retained(&header, &[], Codec::None, None)?)
+            }
+        });
     }
     let decoded = records::decode_batch(batch, params.max_decompressed_bytes)?;
+    let horizon = delete_horizon_ms(&header);
+    let retain_deletes = horizon.is_none_or(|h| params.now_ms < h);
     let mut kept = Vec::with_capacity(decoded.records.len());
-    for (offset, timestamp, record) in decoded.iter() {
-        let keep = match &record.key {
-            None => false,
-            Some(key) => {
-                let newest = map.latest(key).is_none_or(|latest| latest <= offset);
-                let expired_tombstone = record.value.is_none()
-                    && timestamp.saturating_add(params.delete_retention_ms) <= params.now_ms;
-                if newest && record.value.is_none() && !expired_tombstone {
-                    let expiry = timestamp.saturating_add(params.delete_retention_ms);
-                    stats.next_tombstone_expiry_ms = stats.next_tombstone_expiry_ms.min(expiry);
-                }
-                if newest && expired_tombstone {
-                    stats.tombstones_removed += 1;
-                }
-                newest && !expired_tombstone
-            }
-        };
-        if keep {
-            kept.push(record.clone());
+    for (offset, _, record) in decoded.iter() {
+        let Some(key) = &record.key else { continue };
+        if ctx.map.latest(key).is_some_and(|latest| latest > offset) {
+            continue;
         }
+        if record.value.is_none() && !retain_deletes {
+            stats.tombstones_removed += 1;
+            continue;
+        }
+        kept.push(record.clone());
     }
     let removed = decoded.records.len() - kept.len();
     stats.records_kept += kept.len() as u64;
     stats.records_removed += removed as u64;
-    if removed == 0 {
+    let keeps_tombstone = kept.iter().any(|r| r.value.is_none());
+    let new_horizon = (keeps_tombstone && horizon.is_none())
+        .then(|| params.now_ms.saturating_add(params.delete_retention_ms));
+    if keeps_tombstone {
+        let due = horizon.or(new_horizon).unwrap_or(i64::MAX);
+        stats.next_tombstone_expiry_ms = stats.next_tombstone_expiry_ms.min(due);
+    }
+    if removed == 0 && new_horizon.is_none() {
         return Ok(BatchOutcome::Keep);
     }
-    let producers_last = header.producer_id >= 0
-        && producer_last_offsets.get(&header.producer_id) == Some(&header.last_offset());
-    if kept.is_empty() && !producers_last {
+    if kept.is_empty() && !retain_empty {
         return Ok(BatchOutcome::Drop);
     }
     let codec = params
         .compression
         .target_codec(Codec::from_attributes(header.attributes)?);
-    let out = records::encode_retained(&decoded.info, &kept, codec)?;
+    let out = records::encode_retained(&decoded.info, &kept, codec, new_horizon)?;
     Ok(BatchOutcome::Rewrite(out))
+}
+
+/// A COMMIT/ABORT marker: kept while data of its transaction remains before it (or it is
+/// its producer's newest), else given a delete horizon, and dropped once that has passed.
+fn clean_marker(
+    batch: &Bytes,
+    header: &BatchHeader,
+    ctx: &CleanContext<'_>,
+    txns: &mut TxnTracker,
+    stats: &mut CleanStats,
+) -> Result<BatchOutcome, RecordsError> {
+    let params = &ctx.params;
+    let data_seen = txns.data_seen.remove(&header.producer_id);
+    let decoded = records::decode_batch(batch, params.max_decompressed_bytes)?;
+    let commit = decoded
+        .records
+        .first()
+        .and_then(|r| r.key.as_deref())
+        .and_then(txn_index::parse_marker_key);
+    if commit == Some(false) && !data_seen {
+        txns.emptied_aborts.push(header.base_offset);
+    }
+    if commit.is_none() || data_seen || ctx.producers.is_newest_marker(header) {
+        // Not a marker this cleaner understands, or still needed.
+        return Ok(BatchOutcome::Keep);
+    }
+    match delete_horizon_ms(header) {
+        Some(h) if h <= params.now_ms => {
+            stats.markers_removed += 1;
+            Ok(BatchOutcome::Drop)
+        }
+        Some(h) => {
+            stats.next_tombstone_expiry_ms = stats.next_tombstone_expiry_ms.min(h);
+            Ok(BatchOutcome::Keep)
+        }
+        None => {
+            let h = params.now_ms.saturating_add(params.delete_retention_ms);
+            stats.next_tombstone_expiry_ms = stats.next_tombstone_expiry_ms.min(h);
+            let codec = Codec::from_attributes(header.attributes)?;
+            let out = records::encode_retained(&decoded.info, &decoded.records, codec, Some(h))?;
+            Ok(BatchOutcome::Rewrite(out))
+        }
+    }
 }
 
 /// A partition's topic settings that compaction reads.
@@ -327,6 +479,28 @@ mod tests {
         records::decode_batch(b, 1 << 20).unwrap()
     }
 
+    /// One batch through `clean_batch` with no aborted transactions and a fresh tracker.
+    fn clean(
+        b: &Bytes,
+        map: &OffsetMap,
+        last_data_offsets: &HashMap<i64, i64>,
+        params: CleanParams,
+        stats: &mut CleanStats,
+    ) -> BatchOutcome {
+        let producers = ProducerRetention {
+            last_data_offsets: last_data_offsets.clone(),
+            ..ProducerRetention::default()
+        };
+        let aborted = AbortedIndex::default();
+        let ctx = CleanContext {
+            map,
+            producers: &producers,
+            aborted: &aborted,
+            params,
+        };
+        clean_batch(b, &ctx, &mut TxnTracker::default(), stats).unwrap()
+    }
+
     #[test]
     fn newest_record_per_key_survives_in_every_codec() {
         for codec in [
@@ -352,7 +526,7 @@ mod tests {
             assert_eq!(map.latest(b"a"), Some(2));
             let mut stats = CleanStats::new();
             let none = HashMap::new();
-            let out = clean_batch(&b1, &map, &none, &params(100), &mut stats).unwrap();
+            let out = clean(&b1, &map, &none, params(100), &mut stats);
             let BatchOutcome::Rewrite(bytes) = out else {
                 panic!("{codec:?}: {out:?}")
             };
@@ -365,7 +539,7 @@ mod tests {
                 .map(|(o, _, r)| (o, r.key.as_deref().unwrap()))
                 .collect();
             assert_eq!(kept, vec![(1, &b"b"[..])]);
-            let out = clean_batch(&b2, &map, &none, &params(100), &mut stats).unwrap();
+            let out = clean(&b2, &map, &none, params(100), &mut stats);
             assert_eq!(out, BatchOutcome::Keep);
             assert_eq!((stats.records_kept, stats.records_removed), (3, 1));
         }
@@ -381,18 +555,32 @@ mod tests {
         let none = HashMap::new();
         let mut stats = CleanStats::new();
         assert_eq!(
-            clean_batch(&b1, &map, &none, &params(600), &mut stats).unwrap(),
+            clean(&b1, &map, &none, params(600), &mut stats),
             BatchOutcome::Drop
         );
-        // Young tombstone: kept, and its expiry noted.
+        // First seen: kept whatever its own timestamp, and the delete horizon (now +
+        // delete.retention.ms) written into the batch; the record's timestamp is unchanged.
+        let BatchOutcome::Rewrite(marked) = clean(&b2, &map, &none, params(600), &mut stats) else {
+            panic!("expected the horizon to be written")
+        };
+        assert_eq!(stats.next_tombstone_expiry_ms, 1_600);
+        let h = BatchHeader::parse_and_verify(&marked).unwrap();
+        assert_eq!(delete_horizon_ms(&h), Some(1_600));
+        let d = decoded(&marked);
+        let seen: Vec<(i64, i64, bool)> = d
+            .iter()
+            .map(|(o, ts, r)| (o, ts, r.value.is_none()))
+            .collect();
+        assert_eq!(seen, vec![(1, 500, true)]);
+        // The horizon counts, not the record's timestamp (500 + 1 000 is long past).
+        let mut stats = CleanStats::new();
         assert_eq!(
-            clean_batch(&b2, &map, &none, &params(600), &mut stats).unwrap(),
+            clean(&marked, &map, &none, params(1_599), &mut stats),
             BatchOutcome::Keep
         );
-        assert_eq!(stats.next_tombstone_expiry_ms, 1_500);
-        // Old enough: removed.
+        assert_eq!(stats.next_tombstone_expiry_ms, 1_600);
         assert_eq!(
-            clean_batch(&b2, &map, &none, &params(1_500), &mut stats).unwrap(),
+            clean(&marked, &map, &none, params(1_600), &mut stats),
             BatchOutcome::Drop
         );
         assert_eq!(stats.tombstones_removed, 1);
@@ -409,9 +597,7 @@ mod tests {
         )
         .unwrap();
         let last = HashMap::from([(7, 0)]);
-        let BatchOutcome::Rewrite(empty) =
-            clean_batch(&pb, &map, &last, &params(600), &mut stats).unwrap()
-        else {
+        let BatchOutcome::Rewrite(empty) = clean(&pb, &map, &last, params(600), &mut stats) else {
             panic!("expected an empty batch")
         };
         let h = BatchHeader::parse_and_verify(&empty).unwrap();
@@ -428,7 +614,7 @@ mod tests {
         let mut stats = CleanStats::new();
         let none = HashMap::new();
         assert_eq!(
-            clean_batch(&b, &map, &none, &params(5), &mut stats).unwrap(),
+            clean(&b, &map, &none, params(5), &mut stats),
             BatchOutcome::Drop
         );
         let control = build_batch(
@@ -443,10 +629,221 @@ mod tests {
             &[rec("\0\0\0\0", Some("\0\0\0\0\0\0"), 1)],
         )
         .unwrap();
+        // The newest marker of a producer with state stays as it is.
+        let producers = ProducerRetention {
+            last_data_offsets: HashMap::from([(1, 2)]),
+            newest_marker_offsets: HashMap::from([(1, 3)]),
+        };
+        let aborted = AbortedIndex::default();
+        let ctx = CleanContext {
+            map: &map,
+            producers: &producers,
+            aborted: &aborted,
+            params: params(5),
+        };
+        let mut txns = TxnTracker::default();
         assert_eq!(
-            clean_batch(&control, &map, &none, &params(5), &mut stats).unwrap(),
+            clean_batch(&control, &ctx, &mut txns, &mut stats).unwrap(),
             BatchOutcome::Keep
         );
+        // An ABORT marker with no data before it is noted as emptied.
+        assert_eq!(txns.emptied_aborts, vec![3]);
+    }
+
+    fn txn_batch(base: i64, pid: i64, seq: i32, records: &[NewRecord]) -> Bytes {
+        build_batch(
+            &BatchSpec {
+                base_offset: base,
+                transactional: true,
+                producer_id: pid,
+                producer_epoch: 0,
+                base_sequence: seq,
+                ..BatchSpec::default()
+            },
+            records,
+        )
+        .unwrap()
+    }
+
+    fn marker(base: i64, pid: i64, commit: bool) -> Bytes {
+        let r = NewRecord {
+            timestamp: 1,
+            key: Some(Bytes::copy_from_slice(&txn_index::marker_key(commit))),
+            value: Some(Bytes::copy_from_slice(&txn_index::marker_value(0))),
+            headers: Vec::new(),
+        };
+        build_batch(
+            &BatchSpec {
+                base_offset: base,
+                transactional: true,
+                control: true,
+                producer_id: pid,
+                producer_epoch: 0,
+                ..BatchSpec::default()
+            },
+            &[r],
+        )
+        .unwrap()
+    }
+
+    /// One pass over a whole log (map built as the cleaner does: aborted data left out).
+    fn pass(
+        log: &[Bytes],
+        aborted: &[AbortedTxn],
+        producers: &ProducerRetention,
+        now_ms: i64,
+    ) -> (Vec<Bytes>, TxnTracker, CleanStats) {
+        let aborted = AbortedIndex::new(aborted);
+        let mut map = OffsetMap::new(1 << 20);
+        for b in log {
+            let h = BatchHeader::parse_and_verify(b).unwrap();
+            if !h.is_control() && !aborted.is_aborted(&h) {
+                assert!(map.add_batch(&decoded(b)));
+            }
+        }
+        let ctx = CleanContext {
+            map: &map,
+            producers,
+            aborted: &aborted,
+            params: params(now_ms),
+        };
+        let (mut txns, mut stats) = (TxnTracker::default(), CleanStats::new());
+        let mut out = Vec::new();
+        for b in log {
+            match clean_batch(b, &ctx, &mut txns, &mut stats).unwrap() {
+                BatchOutcome::Keep => out.push(b.clone()),
+                BatchOutcome::Drop => {}
+                BatchOutcome::Rewrite(n) => out.push(n),
+            }
+        }
+        (out, txns, stats)
+    }
+
+    fn view(log: &[Bytes]) -> Vec<(i64, bool, usize)> {
+        log.iter()
+            .map(|b| {
+                let h = BatchHeader::parse_and_verify(b).unwrap();
+                (h.base_offset, h.is_control(), h.records_count as usize)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn aborted_data_goes_then_its_marker_after_the_delete_horizon() {
+        // pid 5 commits a=1, b=1 (0-1, marker 2) and d=1 (5, marker 7); pid 6 writes a=X
+        // (3) and c=X (4) and aborts (marker 6), interleaved; e is not transactional (8).
+        let log = vec![
+            txn_batch(0, 5, 0, &[rec("a", Some("1"), 1), rec("b", Some("1"), 1)]),
+            marker(2, 5, true),
+            txn_batch(3, 6, 0, &[rec("a", Some("X"), 1)]),
+            txn_batch(4, 6, 1, &[rec("c", Some("X"), 1)]),
+            txn_batch(5, 5, 2, &[rec("d", Some("1"), 1)]),
+            marker(6, 6, false),
+            marker(7, 5, true),
+            batch(8, Codec::None, &[rec("e", Some("1"), 1)]),
+        ];
+        let aborted = [AbortedTxn {
+            producer_id: 6,
+            first_offset: 3,
+            last_offset: 6,
+        }];
+        // pid 6 has no state any more (expired): nothing of it needs keeping.
+        let producers = ProducerRetention {
+            last_data_offsets: HashMap::from([(5, 5)]),
+            newest_marker_offsets: HashMap::from([(5, 7), (6, 6)]),
+        };
+        let (log1, txns, stats) = pass(&log, &aborted, &producers, 100);
+        // The aborted update of "a" hid nothing: a=1 stays; the aborted batches go; every
+        // marker stays this pass (pid 6's had data before it, pid 5's are needed).
+        assert_eq!(
+            view(&log1),
+            vec![
+                (0, false, 2),
+                (2, true, 1),
+                (5, false, 1),
+                (6, true, 1),
+                (7, true, 1),
+                (8, false, 1)
+            ]
+        );
+        assert_eq!(
+            (stats.aborted_records_removed, stats.markers_removed),
+            (2, 0)
+        );
+        assert!(txns.emptied_aborts.is_empty());
+        // Next pass: pid 6's marker has no data left: it gets a delete horizon (and its
+        // transaction leaves the aborted list) ...
+        let (log2, txns, stats) = pass(&log1, &aborted, &producers, 200);
+        assert_eq!(txns.emptied_aborts, vec![6]);
+        assert_eq!(stats.next_tombstone_expiry_ms, 1_200);
+        let h = BatchHeader::parse_and_verify(&log2[3]).unwrap();
+        assert_eq!((h.base_offset, delete_horizon_ms(&h)), (6, Some(1_200)));
+        // ... stays until the horizon, then goes; pid 5's markers stay (data before them,
+        // and the newest one of a producer with state).
+        let (log3, _, _) = pass(&log2, &[], &producers, 1_199);
+        assert_eq!(view(&log3), view(&log2));
+        let (log4, _, stats) = pass(&log3, &[], &producers, 1_200);
+        assert_eq!(stats.markers_removed, 1);
+        assert_eq!(
+            view(&log4),
+            vec![
+                (0, false, 2),
+                (2, true, 1),
+                (5, false, 1),
+                (7, true, 1),
+                (8, false, 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_aborted_batch_that_is_its_producers_last_stays_empty() {
+        let log = vec![
+            txn_batch(0, 6, 0, &[rec("a", Some("X"), 1)]),
+            marker(1, 6, false),
+        ];
+        let aborted = [AbortedTxn {
+            producer_id: 6,
+            first_offset: 0,
+            last_offset: 1,
+        }];
+        let producers = ProducerRetention {
+            last_data_offsets: HashMap::from([(6, 0)]),
+            newest_marker_offsets: HashMap::from([(6, 1)]),
+        };
+        let (out, _, stats) = pass(&log, &aborted, &producers, 100);
+        assert_eq!(view(&out), vec![(0, false, 0), (1, true, 1)]);
+        let h = BatchHeader::parse_and_verify(&out[0]).unwrap();
+        assert_eq!((h.producer_id, h.base_sequence, h.last_offset()), (6, 0, 0));
+        assert_eq!(stats.aborted_records_removed, 1);
+        // Stable from then on.
+        let (again, _, _) = pass(&out, &aborted, &producers, 5_000);
+        assert_eq!(again, out);
+    }
+
+    #[test]
+    fn aborted_index_matches_batches_inside_a_transaction_only() {
+        let idx = AbortedIndex::new(&[
+            AbortedTxn {
+                producer_id: 1,
+                first_offset: 10,
+                last_offset: 20,
+            },
+            AbortedTxn {
+                producer_id: 1,
+                first_offset: 30,
+                last_offset: 40,
+            },
+        ]);
+        let at = |base: i64, pid: i64| {
+            let b = txn_batch(base, pid, 0, &[rec("k", Some("v"), 1)]);
+            idx.is_aborted(&BatchHeader::parse_and_verify(&b).unwrap())
+        };
+        assert!(at(10, 1) && at(19, 1) && at(35, 1));
+        assert!(!at(9, 1) && !at(21, 1) && !at(41, 1) && !at(15, 2));
+        // Not transactional: never aborted.
+        let plain = batch(15, Codec::None, &[rec("k", Some("v"), 1)]);
+        assert!(!idx.is_aborted(&BatchHeader::parse_and_verify(&plain).unwrap()));
     }
 
     #[test]

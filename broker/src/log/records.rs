@@ -40,7 +40,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use storage::batch::{
     field, verify_crc, write_crc, BatchError, BatchHeader, ATTR_COMPRESSION_MASK, ATTR_CONTROL,
-    ATTR_LOG_APPEND_TIME, ATTR_TRANSACTIONAL, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2,
+    ATTR_DELETE_HORIZON, ATTR_LOG_APPEND_TIME, ATTR_TRANSACTIONAL, BATCH_HEADER_LEN, LOG_OVERHEAD,
+    MAGIC_V2,
 };
 
 use crate::log::compression::{self, Codec, CompressionError, HeaderCodec};
@@ -725,16 +726,45 @@ fn encode_batch(
 /// does (`MemoryRecords.filterTo` with `overrideLastOffset`), so offsets and the producer's
 /// sequence range survive compaction. No records gives an empty batch (header only, no
 /// compression), which Kafka keeps for a producer's last batch.
+///
+/// `delete_horizon_ms` (KIP-534): when set, the batch is marked with
+/// [`ATTR_DELETE_HORIZON`] and its base timestamp becomes the horizon (when the cleaner may
+/// drop its tombstones or its marker); every record's timestamp delta is recomputed so
+/// the timestamps consumers see do not change.
 pub fn encode_retained(
     info: &BatchHeader,
     records: &[Record],
     codec: Codec,
+    delete_horizon_ms: Option<i64>,
 ) -> Result<Bytes, RecordsError> {
     let codec = if records.is_empty() {
         Codec::None
     } else {
         codec
     };
+    let rebased: Vec<Record>;
+    let (info, records) = match delete_horizon_ms {
+        None => (*info, records),
+        Some(horizon) => {
+            rebased = records
+                .iter()
+                .map(|r| Record {
+                    timestamp_delta: info
+                        .base_timestamp
+                        .wrapping_add(r.timestamp_delta)
+                        .wrapping_sub(horizon),
+                    ..r.clone()
+                })
+                .collect();
+            let header = BatchHeader {
+                attributes: info.attributes | ATTR_DELETE_HORIZON,
+                base_timestamp: horizon,
+                ..*info
+            };
+            (header, rebased.as_slice())
+        }
+    };
+    let info = &info;
     let out = encode_batch(info, records, codec)?;
     let mut out = out.to_vec();
     out[field::LAST_OFFSET_DELTA].copy_from_slice(&info.last_offset_delta.to_be_bytes());
@@ -746,6 +776,7 @@ pub fn encode_retained(
         (check.base_offset, check.last_offset()),
         (info.base_offset, info.last_offset())
     );
+    assert_eq!(check.base_timestamp, info.base_timestamp);
     Ok(Bytes::from(out))
 }
 

@@ -70,6 +70,9 @@ pub struct PartitionTxns {
     aborted: Vec<AbortedTxn>,
     /// Producer id -> epoch of its newest marker.
     marker_epochs: HashMap<i64, i16>,
+    /// Producer id -> offset of its newest marker (the cleaner keeps it: it holds the epoch
+    /// that fences zombies after a restart).
+    marker_offsets: HashMap<i64, i64>,
 }
 
 impl PartitionTxns {
@@ -134,6 +137,8 @@ impl PartitionTxns {
     pub fn on_marker(&mut self, producer_id: i64, epoch: i16, commit: bool, offset: i64) {
         let fenced = self.marker_epochs.entry(producer_id).or_insert(epoch);
         *fenced = (*fenced).max(epoch);
+        let newest = self.marker_offsets.entry(producer_id).or_insert(offset);
+        *newest = (*newest).max(offset);
         if let Some(t) = self.open.remove(&producer_id) {
             assert!(
                 self.open_by_first.remove(&(t.first_offset, producer_id)),
@@ -169,6 +174,26 @@ impl PartitionTxns {
     /// Forgets aborted transactions wholly below `log_start_offset` (retention).
     pub fn trim_before(&mut self, log_start_offset: i64) {
         self.aborted.retain(|a| a.last_offset >= log_start_offset);
+    }
+
+    /// Forgets the aborted transactions whose markers are at `marker_offsets`: the cleaner
+    /// removed all their data (a fetch must not be told about a transaction whose marker may
+    /// be gone, or a consumer would skip that producer's later batches).
+    pub fn forget_aborted(&mut self, marker_offsets: &[i64]) {
+        if marker_offsets.is_empty() {
+            return;
+        }
+        assert!(
+            marker_offsets.windows(2).all(|w| w[0] < w[1]),
+            "marker offsets come in log order"
+        );
+        self.aborted
+            .retain(|a| marker_offsets.binary_search(&a.last_offset).is_err());
+    }
+
+    /// Producer id -> offset of its newest COMMIT/ABORT marker.
+    pub fn newest_marker_offsets(&self) -> HashMap<i64, i64> {
+        self.marker_offsets.clone()
     }
 
     /// Open transactions: (producer id, transaction).
@@ -232,6 +257,25 @@ mod tests {
         assert!(matches!(t.check(1, 2), Err(TxnAppendError::Fenced { .. })));
         t.trim_before(17);
         assert!(t.aborted_between(0, 100).is_empty());
+    }
+
+    #[test]
+    fn the_cleaner_can_forget_emptied_aborts_and_sees_newest_markers() {
+        let mut t = PartitionTxns::new();
+        t.on_data(1, 0, 0, 1);
+        t.on_marker(1, 0, false, 2);
+        t.on_data(2, 0, 3, 3);
+        t.on_marker(2, 0, false, 4);
+        t.on_data(1, 0, 5, 5);
+        t.on_marker(1, 0, true, 6);
+        assert_eq!(t.newest_marker_offsets(), HashMap::from([(1, 6), (2, 4)]));
+        t.forget_aborted(&[2]);
+        let left: Vec<i64> = t
+            .aborted_between(0, 10)
+            .iter()
+            .map(|a| a.last_offset)
+            .collect();
+        assert_eq!(left, vec![4]);
     }
 
     #[test]

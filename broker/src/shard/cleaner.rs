@@ -4,29 +4,36 @@
 //! Owns: the cleaning loop (a pass every `log.cleaner.backoff.ms`), its I/O throttle
 //! (`log.cleaner.io.max.bytes.per.second`, reads plus writes, per shard), and the per-partition
 //! cleaner state kept in memory (last clean time, when a kept tombstone may go). It runs in a
-//! glommio task queue of its own with few shares ([`CLEANER_SHARES`]), so produce and fetch
-//! win the CPU whenever they want it. What survives is decided by `log::compaction` (I/O-free);
-//! the crash-safe swap of segments is `storage::PartitionLog::replace_segments`.
+//! glommio task queue of its own with few shares ([`CLEANER_SHARES`]) and pauses every
+//! [`CLEANER_YIELD_BYTES`] of work ([`CLEANER_PAUSE`]), so produce and fetch win the CPU
+//! whenever they want it. What survives is decided by `log::compaction` (I/O-free); the
+//! crash-safe swap of segments is `storage::PartitionLog::replace_segments`; the aborted
+//! transactions whose data and markers a pass removed leave the partition's aborted list in
+//! the same step as the swap.
 //!
 //! Invariants: only the owning shard cleans a partition (this module runs on it; the partition
 //! is looked up again for every pass, so a deleted or moved partition is never touched after it
-//! left the table); the active segment and segments younger than `min.compaction.lag.ms` are
-//! never read for rewriting; offsets never change (gaps appear).
+//! left the table); the active segment, segments younger than `min.compaction.lag.ms` and
+//! segments reaching the last stable offset are never read for rewriting; a pass reads the
+//! cleanable segments in log order from the log start (the transaction rules need it);
+//! offsets never change (gaps appear).
 //!
 //! Runs on: every shard, in the shard's cleaner task queue.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use storage::batch::BatchHeader;
-use storage::{PartitionLog, SegmentInfo};
+use storage::SegmentInfo;
 use tracing::{debug, info, warn};
 
 use super::{now_ms, Partition, Shard};
-use crate::log::compaction::{self, BatchOutcome, CleanParams, CleanStats, OffsetMap};
+use crate::log::compaction::{
+    self, AbortedIndex, BatchOutcome, CleanContext, CleanParams, CleanStats, OffsetMap,
+    ProducerRetention, TxnTracker,
+};
 use crate::log::compression::DEFAULT_MAX_DECOMPRESSED_BYTES;
 
 /// Shares of the cleaner's task queue (glommio's default queue has 1000): background work.
@@ -169,25 +176,77 @@ fn publish(shard: &Shard) {
     shard.metrics_registry().cleaner.publish(shard.id, view);
 }
 
-/// Reads every batch of a segment, in chunks of about `chunk` bytes, calling `f` per chunk.
-async fn for_each_chunk(
-    log: &PartitionLog,
-    seg: &SegmentInfo,
-    chunk: usize,
-    throttle: &mut Throttle,
-    state: &RefCell<CleanerState>,
-    mut f: impl FnMut(Bytes) -> Result<bool, CleanError>,
-) -> Result<(), CleanError> {
-    let mut pos = 0;
-    while let Some((bytes, next)) = log.read_segment(seg.base_offset, pos, chunk).await? {
-        state.borrow_mut().bytes_read += bytes.len() as u64;
-        throttle.consume(bytes.len()).await;
-        if !f(bytes)? {
-            break;
+/// Bytes of batches the cleaner decodes or rewrites between two pauses.
+/// A task is never preempted: without pauses, a produce request arriving while the cleaner
+/// works through a read chunk (`log.cleaner.io.buffer.size`) would wait for the whole chunk.
+pub const CLEANER_YIELD_BYTES: usize = 64 << 10;
+
+/// How long the cleaner sleeps at each pause. A sleep, not `yield_task_queue_now`: glommio
+/// reaps I/O completions (new requests, socket writes) only once no task queue is runnable
+/// or its preempt timer fires (100 ms by default), so a queue that only yields stays
+/// runnable and keeps the shard from seeing the network; a pending timer lets the executor
+/// poll, and the default queue (1000 shares against [`CLEANER_SHARES`]) runs first.
+pub const CLEANER_PAUSE: Duration = Duration::from_micros(50);
+
+/// Hands the shard back to its other task queues (produce, fetch) every
+/// [`CLEANER_YIELD_BYTES`] of work.
+#[derive(Default)]
+struct Yielder {
+    since_bytes: usize,
+}
+
+impl Yielder {
+    async fn worked(&mut self, bytes: usize) {
+        self.since_bytes += bytes;
+        if self.since_bytes >= CLEANER_YIELD_BYTES {
+            self.since_bytes = 0;
+            glommio::timer::sleep(CLEANER_PAUSE).await;
         }
-        pos = next;
     }
-    Ok(())
+}
+
+/// Builds the key map over the dirty `segments` (aborted transactions left out), as far as
+/// it fits. Returns the map and the end of what it covers (the base of the first segment
+/// whose keys did not all fit, else `end`).
+#[allow(clippy::too_many_arguments)]
+async fn build_map(
+    shard: &Shard,
+    p: &Partition,
+    segments: &[SegmentInfo],
+    end: i64,
+    aborted: &AbortedIndex,
+    config: &CleanerConfig,
+    throttle: &mut Throttle,
+    yielder: &mut Yielder,
+) -> Result<(OffsetMap, i64), CleanError> {
+    let mut map = OffsetMap::new(config.dedupe_buffer_bytes);
+    for seg in segments {
+        let mut pos = 0;
+        while let Some((bytes, next)) = p
+            .log
+            .read_segment(seg.base_offset, pos, config.io_buffer_bytes)
+            .await?
+        {
+            pos = next;
+            shard.cleaner.borrow_mut().bytes_read += bytes.len() as u64;
+            throttle.consume(bytes.len()).await;
+            for b in batches_of(&bytes)? {
+                let h = BatchHeader::parse(&b).map_err(storage::StorageError::from)?;
+                if h.is_control() || aborted.is_aborted(&h) {
+                    continue;
+                }
+                let decoded =
+                    crate::log::records::decode_batch(&b, DEFAULT_MAX_DECOMPRESSED_BYTES)?;
+                if !map.add_batch(&decoded) {
+                    // This segment's keys did not all fit: it stays dirty for the next pass.
+                    debug!(topic = %p.topic.name, partition = p.index, keys = map.len(), "cleaner key map full");
+                    return Ok((map, seg.base_offset));
+                }
+                yielder.worked(b.len()).await;
+            }
+        }
+    }
+    Ok((map, end))
 }
 
 /// Splits whole stored batches (already checked by storage) into per-batch slices.
@@ -219,6 +278,27 @@ async fn write_out(
     Ok(())
 }
 
+/// The sealed segments wholly below the last stable offset (itself at most the high
+/// watermark): a transaction still open is never cleaned (its fate decides what survives),
+/// nor is data the replicas do not all have yet, as in Kafka.
+fn stable_sealed_segments(p: &Partition) -> Vec<SegmentInfo> {
+    let high_watermark = p.high_watermark();
+    let lso = p.txns.borrow().last_stable_offset(high_watermark);
+    p.log
+        .sealed_segments()
+        .into_iter()
+        .take_while(|s| s.next_offset <= lso)
+        .collect()
+}
+
+/// Drops from the partition's aborted list the transactions of ABORT markers below `end`
+/// that the pass found with no data left (Kafka's cleaned transaction index).
+fn forget_emptied_aborts(p: &Partition, txns: &mut TxnTracker, end: i64) {
+    let done = txns.emptied_aborts.partition_point(|o| *o < end);
+    let emptied: Vec<i64> = txns.emptied_aborts.drain(..done).collect();
+    p.txns.borrow_mut().forget_aborted(&emptied);
+}
+
 /// One cleaning of one partition, when its plan says so.
 pub async fn clean_partition(
     shard: &Rc<Shard>,
@@ -230,7 +310,7 @@ pub async fn clean_partition(
     log.set_replace_pause(config.test_pause_step);
     let key = (p.topic.name.clone(), p.index);
     let now = now_ms();
-    let sealed = log.sealed_segments();
+    let sealed = stable_sealed_segments(p);
     let cleaner_offset = log.cleaner_offset();
     let prior = shard
         .cleaner
@@ -261,45 +341,27 @@ pub async fn clean_partition(
     };
     let mut throttle = Throttle::new(config.io_max_bytes_per_second);
     let started = Instant::now();
+    // Aborted transactions' data neither enters the map nor survives.
+    let aborted = AbortedIndex::new(&p.txns.borrow().aborted_between(0, plan.end));
     // 1. The key map over the dirty section, as far as it fits.
-    let mut map = OffsetMap::new(config.dedupe_buffer_bytes);
-    let mut end = plan.end;
-    for seg in plan
+    let mut yielder = Yielder::default();
+    let dirty: Vec<SegmentInfo> = plan
         .segments
         .iter()
         .filter(|s| s.base_offset >= plan.dirty_from)
-    {
-        let mut full = false;
-        for_each_chunk(
-            &log,
-            seg,
-            config.io_buffer_bytes,
-            &mut throttle,
-            &shard.cleaner,
-            |bytes| {
-                for b in batches_of(&bytes)? {
-                    let h = BatchHeader::parse(&b).map_err(storage::StorageError::from)?;
-                    if h.is_control() {
-                        continue;
-                    }
-                    let decoded =
-                        crate::log::records::decode_batch(&b, DEFAULT_MAX_DECOMPRESSED_BYTES)?;
-                    if !map.add_batch(&decoded) {
-                        full = true;
-                        return Ok(false);
-                    }
-                }
-                Ok(true)
-            },
-        )
-        .await?;
-        if full {
-            // This segment's keys did not all fit: it stays dirty for the next pass.
-            end = seg.base_offset;
-            debug!(topic = %p.topic.name, partition = p.index, keys = map.len(), "cleaner key map full");
-            break;
-        }
-    }
+        .copied()
+        .collect();
+    let (map, end) = build_map(
+        shard,
+        p,
+        &dirty,
+        plan.end,
+        &aborted,
+        config,
+        &mut throttle,
+        &mut yielder,
+    )
+    .await?;
     let segments: Vec<SegmentInfo> = plan
         .segments
         .iter()
@@ -310,13 +372,22 @@ pub async fn clean_partition(
         return Ok(());
     }
     // 2. Rewrite, group by group (each group becomes one segment).
-    let producer_last = p.producers.borrow().last_batch_offsets();
-    let params = CleanParams {
-        now_ms: now,
-        delete_retention_ms: settings.delete_retention_ms,
-        compression: settings.compression.into(),
-        max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+    let producers = ProducerRetention {
+        last_data_offsets: p.producers.borrow().last_batch_offsets(),
+        newest_marker_offsets: p.txns.borrow().newest_marker_offsets(),
     };
+    let ctx = CleanContext {
+        map: &map,
+        producers: &producers,
+        aborted: &aborted,
+        params: CleanParams {
+            now_ms: now,
+            delete_retention_ms: settings.delete_retention_ms,
+            compression: settings.compression.into(),
+            max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+        },
+    };
+    let mut txns = TxnTracker::default();
     let mut stats = CleanStats::new();
     let segment_bytes = log.config().segment_bytes;
     let (mut bytes_before, mut bytes_after) = (0u64, 0u64);
@@ -336,7 +407,7 @@ pub async fn clean_partition(
                 shard.cleaner.borrow_mut().bytes_read += bytes.len() as u64;
                 throttle.consume(bytes.len()).await;
                 for b in batches_of(&bytes)? {
-                    match compaction::clean_batch(&b, &map, &producer_last, &params, &mut stats)? {
+                    match compaction::clean_batch(&b, &ctx, &mut txns, &mut stats)? {
                         BatchOutcome::Keep => out.extend_from_slice(&b),
                         BatchOutcome::Drop => changed = true,
                         BatchOutcome::Rewrite(new) => {
@@ -344,6 +415,7 @@ pub async fn clean_partition(
                             out.extend_from_slice(&new);
                         }
                     }
+                    yielder.worked(b.len()).await;
                 }
                 if out.len() >= config.io_buffer_bytes {
                     write_out(shard, &mut cleaned, &mut out, &mut throttle).await?;
@@ -361,12 +433,16 @@ pub async fn clean_partition(
             // Nothing to remove here: keep the files, only the cleaner offset moves.
             drop(cleaned);
             log.set_cleaner_offset(group_end).await?;
+            forget_emptied_aborts(p, &mut txns, group_end);
             continue;
         }
         if !log.replace_segments(&bases, cleaned, group_end).await? {
             debug!(topic = %p.topic.name, partition = p.index, "log changed during cleaning; trying again later");
             return Ok(());
         }
+        // In the same step as the swap: no fetch may learn of an aborted transaction whose
+        // data and marker may be gone (its consumer would skip the producer's later data).
+        forget_emptied_aborts(p, &mut txns, group_end);
     }
     log.set_cleaner_offset(end).await?;
     let after = log.sealed_segments();
@@ -389,6 +465,8 @@ pub async fn clean_partition(
         records_kept = stats.records_kept,
         records_removed = stats.records_removed,
         tombstones_removed = stats.tombstones_removed,
+        aborted_records_removed = stats.aborted_records_removed,
+        markers_removed = stats.markers_removed,
         bytes_before,
         bytes_after,
         seconds = started.elapsed().as_secs_f64(),

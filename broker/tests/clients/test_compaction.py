@@ -4,6 +4,7 @@ step of a segment replacement leaves a consistent, complete log; keyless records
 
 from __future__ import annotations
 
+import struct
 import time
 
 import pytest
@@ -273,3 +274,149 @@ def test_consumer_offsets_compacts_and_replays(broker_factory):
         finally:
             c.close()
         assert [tp.offset for tp in committed] == [rounds + 1, rounds + 1], (g, committed)
+
+
+def read_records(bootstrap: str, topic: str, isolation: str = "read_uncommitted") -> list[tuple]:
+    """(offset, key, value, timestamp ms) of every record a consumer with `isolation` reads
+    from the beginning up to the high watermark (no transaction is open in these tests, so
+    the high watermark is also the last stable offset)."""
+    hw = kclients.high_watermarks(bootstrap, topic, 1)[0]
+    c = kclients.consumer(bootstrap, **{"isolation.level": isolation})
+    got: list[tuple] = []
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        deadline = time.monotonic() + DEADLINE_S
+        while c.position([TopicPartition(topic, 0)])[0].offset < hw:
+            assert time.monotonic() < deadline, f"{isolation}: read {len(got)} records, not up to {hw}"
+            for m in c.consume(num_messages=10000, timeout=0.5):
+                if m.error() is not None:
+                    raise AssertionError(m.error())
+                got.append((m.offset(), m.key(), m.value(), m.timestamp()[1]))
+    finally:
+        c.close()
+    return got
+
+
+def roll(bootstrap: str, topic: str) -> None:
+    """Seals what was written so far (as the active segment is never cleaned): one record
+    after segment.ms has passed starts a new segment."""
+    time.sleep(1.5)
+    deliveries = kclients.Deliveries()
+    prod = kclients.producer(bootstrap)
+    prod.produce(topic, key=MARKER_KEY, value=b"marker", on_delivery=deliveries)
+    kclients.flush_all(prod)
+    assert len(deliveries.ok) == 1, deliveries.failed
+
+
+def test_compaction_removes_aborted_transactions(broker_factory, topic_name):
+    """Kafka's cleaner drops the data of aborted transactions: afterwards even a
+    read_uncommitted consumer sees no aborted record, an aborted update never hid a
+    committed one, and the producer carries on with its state intact (also after kill -9)."""
+    broker = broker_factory(config=BROKER_CONFIG)
+    kclients.create_topic(broker.bootstrap, topic_name, 1, config=TOPIC_CONFIG)
+    prod = kclients.producer(broker.bootstrap, **{"transactional.id": f"txn-{topic_name}",
+                                                  "transaction.timeout.ms": 30000})
+    prod.init_transactions(60)
+
+    def txn(records: list[tuple[bytes, bytes]], commit: bool) -> None:
+        prod.begin_transaction()
+        for k, v in records:
+            prod.produce(topic_name, key=k, value=v)
+        prod.flush(60)
+        if commit:
+            prod.commit_transaction(60)
+        else:
+            prod.abort_transaction(60)
+
+    shared = [key(i) for i in range(100)]
+    txn([(k, b"committed-1") for k in shared], commit=True)
+    # Aborted updates of committed keys and aborted new keys.
+    txn([(k, b"aborted") for k in shared[:50]] + [(b"new-%d" % i, b"aborted") for i in range(50)],
+        commit=False)
+    txn([(k, b"committed-3") for k in shared[50:]], commit=True)
+    before = read_records(broker.bootstrap, topic_name)
+    assert sum(1 for r in before if r[2] == b"aborted") == 100, "read_uncommitted sees aborted data before"
+    roll(broker.bootstrap, topic_name)
+
+    expected = {k: b"committed-1" for k in shared[:50]}
+    expected.update({k: b"committed-3" for k in shared[50:]})
+    expected[MARKER_KEY] = b"marker"
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        got = read_records(broker.bootstrap, topic_name)
+        if len(got) == len(expected):
+            break
+        assert time.monotonic() < deadline, (
+            f"not compacted: {len(got)} records, {sum(1 for r in got if r[2] == b'aborted')} aborted"
+        )
+        time.sleep(1)
+    assert {r[1]: r[2] for r in got} == expected
+    assert read_records(broker.bootstrap, topic_name, "read_committed") == got
+
+    # The producer's state survived: its next transaction is accepted, before and after a
+    # kill -9 (which rebuilds the partition's transactions from the cleaned log).
+    txn([(shared[0], b"committed-4")], commit=True)
+    del prod
+    broker.restart("kill")
+    expected[shared[0]] = b"committed-4"
+    for isolation in ("read_uncommitted", "read_committed"):
+        view = {r[1]: r[2] for r in read_records(broker.bootstrap, topic_name, isolation)}
+        assert view == expected, isolation
+    prod = kclients.producer(broker.bootstrap, **{"transactional.id": f"txn-{topic_name}",
+                                                  "transaction.timeout.ms": 30000})
+    prod.init_transactions(60)
+    txn([(shared[1], b"committed-5")], commit=True)
+    view = {r[1]: r[2] for r in read_records(broker.bootstrap, topic_name, "read_committed")}
+    assert view[shared[1]] == b"committed-5"
+
+
+def test_tombstone_kept_for_delete_retention_from_its_first_cleaning(broker_factory, topic_name):
+    """KIP-534: a tombstone is kept for delete.retention.ms counted from when the cleaner
+    first kept it (the delete horizon it writes into the batch), not from the record's own
+    timestamp: a tombstone stamped a day ago is still there after the cleaning that removed
+    the value it deletes, with its timestamp unchanged, and goes once the horizon passes."""
+    import kwire
+
+    retention_ms = 30_000
+    broker = broker_factory(config=BROKER_CONFIG)
+    kclients.create_topic(broker.bootstrap, topic_name, 1,
+                          config={**TOPIC_CONFIG, "delete.retention.ms": str(retention_ms)})
+    day_ago = int(time.time() * 1000) - 86_400_000
+    started_ms = int(time.time() * 1000)
+    deliveries = kclients.Deliveries()
+    prod = kclients.producer(broker.bootstrap)
+    prod.produce(topic_name, key=b"gone", value=b"old value", timestamp=day_ago, on_delivery=deliveries)
+    prod.produce(topic_name, key=b"kept", value=b"live", timestamp=day_ago, on_delivery=deliveries)
+    kclients.flush_all(prod)
+    prod.produce(topic_name, key=b"gone", value=None, timestamp=day_ago + 1, on_delivery=deliveries)
+    kclients.flush_all(prod)
+    assert len(deliveries.ok) == 3, deliveries.failed
+    roll(broker.bootstrap, topic_name)
+
+    # The cleaning that removes the old value keeps the tombstone (before KIP-534 semantics
+    # it went in the same pass: its own timestamp is a day past delete.retention.ms).
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        got = read_records(broker.bootstrap, topic_name)
+        if all(r[2] != b"old value" for r in got):
+            break
+        assert time.monotonic() < deadline, f"not compacted: {got}"
+        time.sleep(0.5)
+    assert [(r[1], r[2], r[3]) for r in got] == [
+        (b"kept", b"live", day_ago), (b"gone", None, day_ago + 1), (MARKER_KEY, b"marker", got[-1][3]),
+    ]
+    # The horizon is in the stored batch: attributes bit 6, base timestamp = horizon.
+    with kwire.Conn(broker.bootstrap) as conn:
+        batches = kwire.fetch_all_batches(conn, topic_name, 0)
+    tomb = [b for b in batches if b.base_offset <= 2 <= b.last_offset]
+    assert len(tomb) == 1 and tomb[0].attributes & 0x40, [hex(b.attributes) for b in batches]
+    horizon = struct.unpack_from(">q", tomb[0].raw, 27)[0]
+    assert horizon >= started_ms + retention_ms, (horizon, started_ms)
+    # And it goes once the horizon has passed.
+    deadline = time.monotonic() + retention_ms / 1000 + DEADLINE_S
+    while any(r[1] == b"gone" for r in read_records(broker.bootstrap, topic_name)):
+        assert time.monotonic() < deadline, "tombstone never removed"
+        time.sleep(1)
+    assert [(r[1], r[2]) for r in read_records(broker.bootstrap, topic_name)] == [
+        (b"kept", b"live"), (MARKER_KEY, b"marker"),
+    ]
