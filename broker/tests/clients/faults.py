@@ -103,7 +103,7 @@ class NetworkPartitioner:
 class LoopDisk:
     """A small ext4 file system on a loop device, mounted at `mountpoint`."""
 
-    def __init__(self, image: Path, mountpoint: Path, size_mib: int = 64):
+    def __init__(self, image: Path, mountpoint: Path, size_mib: int = 256):
         self.image = Path(image)
         self.mountpoint = Path(mountpoint)
         self.mountpoint.mkdir(parents=True, exist_ok=True)

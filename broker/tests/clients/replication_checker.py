@@ -316,7 +316,7 @@ class _Producer(threading.Thread):
             self.seq += 1
             while True:
                 try:
-                    prod.produce(w.topic, value=value.encode(), partition=partition,
+                    prod.produce(w.topic, key=w.key, value=value.encode(), partition=partition,
                                  on_delivery=self._on_delivery)
                     break
                 except BufferError:
@@ -397,11 +397,13 @@ class Workload:
 
     def __init__(self, bootstrap: str, topic: str, partitions: int, *, producers: int = 2,
                  consumers: int = 2, rate_per_producer: float = 150.0,
-                 message_timeout_ms: int = 120000, producer_overrides: dict | None = None):
+                 message_timeout_ms: int = 120000, producer_overrides: dict | None = None,
+                 key_bytes: int = 0):
         self.bootstrap = bootstrap
         self.topic = topic
         self.partitions = partitions
         self.rate_per_producer = rate_per_producer
+        self.key = b"k" * key_bytes if key_bytes else None  # padding (values stay short)
         self.message_timeout_ms = message_timeout_ms
         self.flush_timeout_s = message_timeout_ms / 1000 + 30
         self.producer_overrides = dict(producer_overrides or {})
