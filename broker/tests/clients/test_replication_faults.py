@@ -252,6 +252,18 @@ def raw_produce(bootstrap: str, topic: str, partition: int, value: str, timeout_
         return err
 
 
+def raw_produce_all(bootstrap: str, topic: str, tries: list[tuple[int, str]], timeout_s: float) -> list:
+    """raw_produce of each (partition, value) at once, one connection each: [(p, value, result)]."""
+    results: list = []
+    threads = [threading.Thread(target=lambda p=p, v=v: results.append(
+        (p, v, raw_produce(bootstrap, topic, p, v, timeout_s)))) for p, v in tries]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout_s + 30)
+    return results
+
+
 @pytest.fixture
 def faults(tmp_path, request):
     made: list[FaultCluster] = []
@@ -383,9 +395,9 @@ def test_replication_faults_network_partition_leader_then_follower(faults):
                 # The majority side keeps acknowledging.
                 w.wait_acks(PROGRESS, timeout_s=HEAL_TIMEOUT_S)
                 # The minority side acknowledges no acks=all write (whatever it believes it leads).
-                for p in range(PARTITIONS):
-                    value = f"p98-{r * 1000 + len(minority_acks) + p * 10 + (role == 'follower')}"
-                    res = raw_produce(fc.nodes[victim].bootstrap, fc.topic, p, value, timeout_s=15)
+                tries = [(p, f"p98-{r * 100 + p * 10 + (role == 'follower')}") for p in range(PARTITIONS)]
+                for p, value, res in raw_produce_all(fc.nodes[victim].bootstrap, fc.topic, tries, 15):
+                    fc.notes.append(f"round {r}: raw produce to isolated {role} node {victim}: {p} {value} {res!r}")
                     if isinstance(res, tuple) and res[0] == 0:
                         minority_acks.append((role, p, value, res))
                         fc.extra_acks.append(Ack(p, res[1], value))
