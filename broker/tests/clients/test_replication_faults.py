@@ -35,7 +35,8 @@ from harness import ringtail_bin
 from replication_checker import (Ack, Workload, check, figures_header, figures_row, read_disk_view,
                                  read_view_via_consumer)
 
-pytestmark = [pytest.mark.timeout(480), pytest.mark.slow]
+# A time limit per test that grows with the rounds asked for (the long version runs 20).
+pytestmark = [pytest.mark.timeout(300 + 150 * rounds(ci=2)), pytest.mark.slow]
 
 RF = int(os.environ.get("RINGTAIL_FAULT_RF", "3"))
 PARTITIONS = 3
