@@ -48,13 +48,17 @@ PROGRESS = 150
 
 
 def broker_config() -> dict:
-    # Replication settings only where the broker has replication (an unknown [kafka] key is
-    # refused at start-up, so the RF=1 self-test leaves them out).
-    return {"replica.lag.time.max.ms": REPLICA_LAG_MS} if RF > 1 else {}
+    return {"replica.lag.time.max.ms": REPLICA_LAG_MS}
 
 
 def topic_config() -> dict:
-    return {"min.insync.replicas": str(MIN_ISR)} if RF > 1 else {}
+    return {"min.insync.replicas": str(MIN_ISR)}
+
+
+# Replication metrics summed over the nodes, noted at the end of each test (absent ones skipped).
+REPLICATION_METRICS = ("ringtail_isr_shrinks_total", "ringtail_isr_expands_total",
+                       "ringtail_replica_truncations_total", "ringtail_under_replicated_partitions",
+                       "ringtail_under_min_isr_partitions", "ringtail_offline_partitions")
 
 
 def figures_path() -> Path:
@@ -141,6 +145,7 @@ class FaultCluster:
         wait_for("every replica in sync before the final read", self.healed, timeout_s=HEAL_TIMEOUT_S)
         history = w.history
         history.acks.extend(self.extra_acks)
+        self.notes.append(f"metrics at the end: {replication_metrics(self.cluster)}")
         history.final["leader read"] = read_view_via_consumer(self.cluster.bootstrap(), self.topic, PARTITIONS)
         # Every record was acknowledged by the whole ISR, so followers hold the leader's log;
         # a moment for their next fetch (which also carries the final high watermark).
@@ -227,6 +232,19 @@ def node_metadata(bootstrap: str, topic: str) -> dict[int, tuple[int, list[int],
             return {p: (leader, sorted(replicas or []), sorted(isr or []))
                     for _err, p, leader, replicas, isr in partitions}
     raise AssertionError(f"{topic} not in metadata from {bootstrap}")
+
+
+def replication_metrics(c: Cluster) -> dict[str, int]:
+    from kclients import scrape_metrics
+
+    out: dict[str, int] = {}
+    for node in c.nodes.values():
+        if not node.alive():
+            continue
+        for (name, *_), value in scrape_metrics(node).items():
+            if name in REPLICATION_METRICS:
+                out[name] = out.get(name, 0) + int(value)
+    return out
 
 
 def under_replicated(c: Cluster) -> int | None:
