@@ -15,6 +15,7 @@ on unreplicated topics (the self-test of the machinery from before replication e
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -43,6 +44,10 @@ PARTITIONS = 3
 MIN_ISR = 2 if RF >= 3 else 1
 REPLICA_LAG_MS = 3000
 HEAL_TIMEOUT_S = 180.0
+# Values of raw Produce requests sent straight to one node: each its own "producer" (they
+# are sent concurrently, so no order among them is promised).
+RAW_PRODUCERS = itertools.count(9000)
+
 # Records the workload must get acknowledged while a fault lasts / after it healed.
 PROGRESS = 150
 
@@ -355,9 +360,10 @@ def test_replication_faults_sigstop_leader_past_session_timeout(faults):
                          timeout_s=HEAL_TIMEOUT_S)
             # Requests queued in the stopped node's socket: it handles them on SIGCONT, while
             # it may still believe it leads. Replaced, it must acknowledge none of them.
-            senders = [threading.Thread(target=lambda p=p, k=k: results.append(
-                (p, f"p99-{r * 100 + k}", raw_produce(node.bootstrap, fc.topic, p, f"p99-{r * 100 + k}"))))
-                for k, p in enumerate([partition] * 3 + [q for q in range(PARTITIONS) if q != partition])]
+            tries = [(p, f"p{next(RAW_PRODUCERS)}-0")
+                     for p in [partition] * 3 + [q for q in range(PARTITIONS) if q != partition]]
+            senders = [threading.Thread(target=lambda p=p, v=v: results.append(
+                (p, v, raw_produce(node.bootstrap, fc.topic, p, v)))) for p, v in tries]
             for t in senders:
                 t.start()
             time.sleep(1.0)  # let them connect and send (the kernel queues them)
@@ -414,7 +420,7 @@ def test_replication_faults_network_partition_leader_then_follower(faults):
                 # The majority side keeps acknowledging.
                 w.wait_acks(PROGRESS, timeout_s=HEAL_TIMEOUT_S)
                 # The minority side acknowledges no acks=all write (whatever it believes it leads).
-                tries = [(p, f"p98-{r * 100 + p * 10 + (role == 'follower')}") for p in range(PARTITIONS)]
+                tries = [(p, f"p{next(RAW_PRODUCERS)}-0") for p in range(PARTITIONS)]
                 for p, value, res in raw_produce_all(fc.nodes[victim].bootstrap, fc.topic, tries, 15):
                     fc.notes.append(f"round {r}: raw produce to isolated {role} node {victim}: {p} {value} {res!r}")
                     if isinstance(res, tuple) and res[0] == 0:
