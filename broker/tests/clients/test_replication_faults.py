@@ -469,11 +469,19 @@ def test_replication_faults_follower_disk_full(faults):
         pytest.skip(reason)
     victim = 3
     fc = faults(loop_disk_node=victim)
+    node = fc.nodes[victim]
+    if RF > 1 and any(s[0] == victim for s in fc.state().values()):
+        # Make the victim a follower only: a clean restart hands its leaderships over, and
+        # they stay with the others (no preferred-leader election within the test).
+        node.stop()
+        node.start(ready_timeout_s=120)
+        wait_for("node 3 back in every ISR", fc.healed, timeout_s=HEAL_TIMEOUT_S)
+    fc.notes.append(f"node {victim} leads {sum(1 for s in fc.state().values() if s[0] == victim)} "
+                    "partitions when its disk fills")
     # Bigger records, so the victim needs fresh blocks soon after the disk is full (segments
     # are allocated ahead of the writer in steps of 1 MiB and more).
     w = fc.run_workload(key_bytes=2048)
     n = rounds(ci=1)
-    node = fc.nodes[victim]
     for r in range(n):
         taken = fc.disk.fill()
         t0 = time.monotonic()
