@@ -120,34 +120,23 @@ class LoopDisk:
         return st.f_bavail * st.f_frsize
 
     def fill(self) -> int:
-        """Take every free block; returns the bytes taken."""
-        taken = 0
-        with open(self.filler, "ab") as f:
+        """Take every free block; returns the bytes the filler holds."""
+        with open(self.filler, "ab", buffering=0) as f:
             free = self.free_bytes()
             if free > 0:
                 try:
                     os.posix_fallocate(f.fileno(), f.seek(0, 2), free)
-                    taken += free
                 except OSError:
-                    pass
-            chunk = b"\0" * (1 << 16)
-            while True:  # whatever fallocate left (metadata rounding)
-                try:
-                    f.write(chunk)
-                    f.flush()
-                    taken += len(chunk)
-                except OSError:
-                    break
-            # Smaller pieces for the last blocks.
-            chunk = b"\0" * 4096
-            while True:
-                try:
-                    f.write(chunk)
-                    f.flush()
-                    taken += len(chunk)
-                except OSError:
-                    break
-        return taken
+                    pass  # ENOSPC part way (metadata rounding): the writes take the rest
+            for size in (1 << 16, 4096):
+                chunk = b"\0" * size
+                while True:
+                    try:
+                        f.seek(0, 2)
+                        f.write(chunk)
+                    except OSError:
+                        break
+        return os.stat(self.filler).st_blocks * 512
 
     def free(self) -> None:
         self.filler.unlink(missing_ok=True)
