@@ -263,6 +263,16 @@ def replication_metrics(c: Cluster) -> dict[str, int]:
     return out
 
 
+def active_controller(c: Cluster) -> int | None:
+    """The node whose /metrics says it is the active controller."""
+    from kclients import scrape_metrics
+
+    for i, node in c.nodes.items():
+        if node.alive() and scrape_metrics(node).get(("ringtail_controller_active", ""), 0) >= 1:
+            return i
+    return None
+
+
 def metadata_offsets(c: Cluster) -> dict[int, int]:
     """ringtail_metadata_offset of every node."""
     from kclients import scrape_metrics
@@ -417,8 +427,13 @@ def test_replication_faults_network_partition_leader_then_follower(faults):
         for role in ("leader", "follower"):
             st = fc.state()
             if role == "leader":
-                partition = r % PARTITIONS
+                # The active controller when it leads a partition (a controller failover and a
+                # partition leader failover at once), otherwise some partition's leader.
+                controller = active_controller(fc.cluster)
+                partition = next((p for p, s in sorted(st.items()) if s[0] == controller), r % PARTITIONS)
                 victim = st[partition][0]
+                fc.notes.append(f"round {r}: isolating node {victim}, leader of partition {partition}; "
+                                f"active controller: node {controller}")
             else:
                 # A node leading as few partitions as possible (after the leader round the
                 # isolated node usually leads none: leadership does not move back by itself).
