@@ -30,7 +30,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import NewTopic
 
 import kwire
-from cluster_harness import SESSION_TIMEOUT_MS, Cluster, rounds, wait_for
+from cluster_harness import SESSION_TIMEOUT_MS, BrokerError, Cluster, rounds, wait_for
 from faults import NODE_UID_BASE, LoopDisk, NetworkPartitioner, iptables_missing, loop_disk_missing
 from harness import ringtail_bin
 from replication_checker import (Ack, Workload, check, figures_header, figures_row, read_disk_view,
@@ -77,9 +77,10 @@ class FaultCluster:
 
     def __init__(self, workdir: Path, run_as: bool = False, loop_disk_node: int | None = None):
         self.workdir = workdir
-        uids = {i: NODE_UID_BASE + i for i in (1, 2, 3)} if run_as else None
-        self.cluster = Cluster(workdir / "cluster", config=broker_config(), run_as=uids)
+        self.uids = {i: NODE_UID_BASE + i for i in (1, 2, 3)} if run_as else None
+        self.cluster = Cluster(workdir / "cluster", config=broker_config(), run_as=self.uids)
         self.disk: LoopDisk | None = None
+        self.loop_disk_node = loop_disk_node
         if loop_disk_node is not None:
             node = self.cluster.nodes[loop_disk_node]
             self.disk = LoopDisk(workdir / f"node{loop_disk_node}.img", node.data_dir)
@@ -91,7 +92,21 @@ class FaultCluster:
         self.notes: list[str] = []
 
     def start(self) -> "FaultCluster":
-        self.cluster.start()
+        for attempt in range(3):
+            try:
+                self.cluster.start()
+                break
+            except BrokerError as err:
+                # free_port() races with other processes: start over on fresh ports.
+                if "could not bind" not in str(err) or attempt == 2:
+                    raise
+                self.cluster.stop()
+                self.cluster = Cluster(self.workdir / f"cluster-{attempt + 2}", config=broker_config(),
+                                       run_as=self.uids)
+                if self.disk is not None:
+                    self.disk.close()
+                    self.disk = LoopDisk(self.workdir / f"node{self.loop_disk_node}-{attempt + 2}.img",
+                                         self.nodes[self.loop_disk_node].data_dir)
         create_topic(self.cluster, self.topic)
         wait_for("every replica in sync after creation", lambda: self.healed(), timeout_s=HEAL_TIMEOUT_S)
         return self
@@ -130,9 +145,13 @@ class FaultCluster:
         applied when this started (a node whose controller quorum member died keeps serving
         a frozen view, which can look healed from its own metadata)."""
         target = max(metadata_offsets(self.cluster).values())
-        wait_for(f"every node applying the metadata log up to {target}",
-                 lambda: min(metadata_offsets(self.cluster).values()) >= target,
-                 timeout_s=HEAL_TIMEOUT_S, interval_s=0.5)
+        deadline = time.monotonic() + HEAL_TIMEOUT_S
+        while (offsets := metadata_offsets(self.cluster)) and min(offsets.values()) < target:
+            assert time.monotonic() < deadline, (
+                f"nodes stopped applying the metadata log: ringtail_metadata_offset {offsets}, "
+                f"wanted each >= {target} (a node whose controller quorum member quit keeps "
+                "serving a frozen metadata view)")
+            time.sleep(0.5)
 
     def wait_healed(self, since: float, what: str) -> float:
         wait_for(f"cluster healed after {what}", self.healed, timeout_s=HEAL_TIMEOUT_S, interval_s=0.5)
