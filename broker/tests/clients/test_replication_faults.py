@@ -147,10 +147,11 @@ class FaultCluster:
         target = max(metadata_offsets(self.cluster).values())
         deadline = time.monotonic() + HEAL_TIMEOUT_S
         while (offsets := metadata_offsets(self.cluster)) and min(offsets.values()) < target:
-            assert time.monotonic() < deadline, (
-                f"nodes stopped applying the metadata log: ringtail_metadata_offset {offsets}, "
-                f"wanted each >= {target} (a node whose controller quorum member quit keeps "
-                "serving a frozen metadata view)")
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"nodes stopped applying the metadata log: ringtail_metadata_offset {offsets}, "
+                    f"wanted each >= {target} (a node whose controller quorum member quit keeps "
+                    "serving a frozen metadata view)")
             time.sleep(0.5)
 
     def wait_healed(self, since: float, what: str) -> float:
