@@ -445,7 +445,7 @@ def test_replication_faults_network_partition_leader_then_follower(faults):
     minority_acks = []
     for r in range(n):
         for role in ("leader", "follower"):
-            st = fc.state()
+            st = fc.state(active_controller(fc.cluster))  # the freshest view
             if role == "leader":
                 # The active controller when it leads a partition (a controller failover and a
                 # partition leader failover at once), otherwise some partition's leader.
