@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The single test command for Ringtail (CI runs it through .ci/run).
 #
-#   1. installs what the client tests need, only when missing (kcat from apt; Python client
+#   1. installs what the client tests need, only when missing (kcat, and as root iptables and
+#      e2fsprogs for the replication fault suite, from apt; Python client
 #      libraries from PyPI, pinned to the major versions we tested against);
 #   2. checks formatting (cargo fmt) and lints (cargo clippy -D warnings);
 #   3. builds the workspace in release mode and runs every crate's tests;
@@ -39,10 +40,18 @@ summary() {
 trap summary EXIT
 
 # --- 1. Tools the client tests need ---------------------------------------------------
-if ! command -v kcat >/dev/null 2>&1; then
-  log "installing kcat (apt)"
+apt_missing=()
+command -v kcat >/dev/null 2>&1 || apt_missing+=(kcat)
+# The replication fault suite: network partitions (iptables owner match), a loop-mounted
+# ext4 data dir (mkfs.ext4). It runs them only as root; elsewhere those tests skip.
+if [ "$(id -u)" -eq 0 ]; then
+  command -v iptables >/dev/null 2>&1 || apt_missing+=(iptables)
+  command -v mkfs.ext4 >/dev/null 2>&1 || apt_missing+=(e2fsprogs)
+fi
+if [ "${#apt_missing[@]}" -gt 0 ]; then
+  log "installing ${apt_missing[*]} (apt)"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kcat
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${apt_missing[@]}"
 fi
 
 # Known-good major versions (see kafka-compat-notes.md in the steering repo's shared/): a new major version

@@ -22,14 +22,17 @@ HEARTBEAT_INTERVAL_MS = 500
 READY_TIMEOUT_S = 120.0
 
 
-def rounds() -> int:
-    """How many fault rounds the cluster tests run: 1 in CI, more for the long version
+def rounds(ci: int = 1) -> int:
+    """How many fault rounds the cluster tests run: `ci` in CI, more for the long version
     (`RINGTAIL_CLUSTER_ROUNDS=10 ./run-tests.sh -k cluster`, see the README)."""
-    return max(1, int(os.environ.get("RINGTAIL_CLUSTER_ROUNDS", "1")))
+    return max(1, int(os.environ.get("RINGTAIL_CLUSTER_ROUNDS", str(ci))))
 
 
 class Cluster:
-    def __init__(self, workdir: Path, nodes: int = 3, settings: dict | None = None):
+    def __init__(self, workdir: Path, nodes: int = 3, settings: dict | None = None,
+                 config: dict | None = None, run_as: dict[int, int] | None = None):
+        """`settings`: Ringtail's own keys; `config`: Kafka broker settings ([kafka] table);
+        `run_as`: node id -> uid to run that node's process as."""
         self.workdir = Path(workdir)
         self.controller_ports = {i: free_port() for i in range(1, nodes + 1)}
         self.quorum = ",".join(f"{i}@127.0.0.1:{p}" for i, p in self.controller_ports.items())
@@ -47,7 +50,9 @@ class Cluster:
                 cores=str((i - 1) % 2),
                 node_id=i,
                 settings=base,
+                config=config,
                 extra_args=self.node_args(i),
+                run_as=(run_as or {}).get(i),
             )
 
     def node_args(self, i: int, quorum: str | None = None) -> list[str]:

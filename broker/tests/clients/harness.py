@@ -66,6 +66,7 @@ class Broker:
         config: dict | None = None,
         settings: dict | None = None,
         extra_args: list[str] | None = None,
+        run_as: int | None = None,
     ):
         self.binary = ringtail_bin()
         self.workdir = Path(workdir)
@@ -81,6 +82,8 @@ class Broker:
         self.config = config
         self.settings = settings
         self.extra_args = list(extra_args or [])
+        # Run the process as this uid (and gid), e.g. so iptables can tell nodes apart by owner.
+        self.run_as = run_as
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self._log_offset_at_start = 0
@@ -168,6 +171,12 @@ class Broker:
         env.update(self.env)
         cmd = self.command()
         self._log_offset_at_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        identity = {}
+        if self.run_as is not None:
+            for path in [self.workdir, *self.workdir.rglob("*")]:
+                if not path.is_symlink():
+                    os.chown(path, self.run_as, self.run_as)
+            identity = {"user": self.run_as, "group": self.run_as, "extra_groups": []}
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== harness: start #{self.starts}: {' '.join(cmd)}\n".encode())
             log.flush()
@@ -178,6 +187,7 @@ class Broker:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
+                **identity,
             )
         self.stopped_on_purpose = False
         return self
