@@ -1323,6 +1323,14 @@ impl PartitionLog {
         st.epochs.end_offset_for(epoch, st.leo)
     }
 
+    /// How many times a failed write rolled the log back (its unwritten appends dropped and
+    /// their offsets reused). State derived from appends (a broker's idempotent-producer
+    /// table) must forget what it learned past [`PartitionLog::log_end_offset`] when this
+    /// changes, before the next append reuses those offsets.
+    pub fn rollbacks(&self) -> u64 {
+        self.inner.st.borrow().epoch
+    }
+
     /// The latest leader epoch and the offset it started at.
     pub fn latest_epoch(&self) -> Option<EpochEntry> {
         self.inner.st.borrow().epochs.latest()

@@ -231,6 +231,14 @@ impl ProducerEntry {
         self.batches.iter()
     }
 
+    /// Drops the batches at or after `offset`; false when none is left.
+    fn forget_from(&mut self, offset: i64) -> bool {
+        while self.batches.back().is_some_and(|b| b.last_offset >= offset) {
+            self.batches.pop_back();
+        }
+        !self.batches.is_empty()
+    }
+
     /// Kafka's `ProducerStateEntry.addBatch`: a change of epoch forgets the older batches.
     fn add_batch(&mut self, batch: &ProducerBatch) {
         if self.epoch != batch.producer_epoch {
@@ -321,6 +329,14 @@ impl ProducerStateTable {
 
     /// Moves the replay point forward, e.g. to the log start offset when the log starts past
     /// everything applied (Kafka's `onLogStartOffsetIncremented`). Never moves it backwards.
+    /// Forgets every batch at or after `offset` (a failed write rolled the log back there):
+    /// a producer retrying one of them is not answered with an offset that now holds other
+    /// records. A producer left with no batch is forgotten, so its retry is appended anew.
+    pub fn forget_from(&mut self, offset: i64) {
+        self.producers.retain(|_, e| e.forget_from(offset));
+        self.end_offset = self.end_offset.min(offset);
+    }
+
     pub fn advance_end_offset(&mut self, offset: i64) {
         self.end_offset = self.end_offset.max(offset);
     }
@@ -804,6 +820,23 @@ mod tests {
             SeqCheck::Reject(e) => e.kafka_code(),
             other => panic!("expected a rejection, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_rollback_forgets_the_lost_batches() {
+        let mut t = ProducerStateTable::new();
+        assert_eq!(produce(&mut t, &batch(1, 0, 0, 5, 0, 1)), SeqCheck::Append);
+        assert_eq!(produce(&mut t, &batch(1, 0, 5, 5, 5, 2)), SeqCheck::Append);
+        assert_eq!(produce(&mut t, &batch(2, 0, 0, 5, 10, 3)), SeqCheck::Append);
+        // The write of offsets 5.. failed: the retry of seq 5-9 is new again, not a duplicate.
+        t.forget_from(5);
+        assert_eq!(check_batch(&t, &batch(1, 0, 5, 5, 5, 2)), SeqCheck::Append);
+        assert!(t.entry(2).is_none());
+        assert_eq!(t.end_offset(), 5);
+        assert!(matches!(
+            check_batch(&t, &batch(1, 0, 0, 5, 0, 1)),
+            SeqCheck::Duplicate { base_offset: 0, .. }
+        ));
     }
 
     #[test]

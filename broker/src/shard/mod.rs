@@ -268,7 +268,9 @@ pub struct Partition {
     pub traffic: Rc<crate::ops::series::PartitionTraffic>,
     /// Its role (leader or follower), high watermark and replication state (see
     /// [`replica`]); shared with the `Partition` that replaces this one.
-    pub replica: Rc<replica::Replica>,
+    pub replica: Rc<replica::Replica>,    /// The log's rollback count when the producer state last caught up with it (see
+    /// `storage::PartitionLog::rollbacks`).
+    pub rollbacks_seen: Cell<u64>,
 }
 
 pub struct Shard {
@@ -309,6 +311,21 @@ pub struct Shard {
 }
 
 /// Serves a connection moved to this shard, or gives it back (see [`net::ConnHome::adopt`]).
+impl Partition {
+    /// After a failed write rolled the log back (see `storage::PartitionLog::rollbacks`),
+    /// the producer state forgets the dropped appends. Runs before every append, in the same
+    /// synchronous step that assigns offsets, so no offset is reused before it.
+    pub fn forget_rolled_back_appends(&self) {
+        let rollbacks = self.log.rollbacks();
+        if rollbacks != self.rollbacks_seen.get() {
+            self.rollbacks_seen.set(rollbacks);
+            self.producers
+                .borrow_mut()
+                .forget_from(self.log.log_end_offset());
+        }
+    }
+}
+
 pub type ConnAdopter = Box<dyn Fn(net::Handoff) -> Result<(), net::Handoff>>;
 
 pub fn now_ms() -> i64 {
@@ -659,6 +676,7 @@ impl Shard {
                             snapshot_segment_base: Cell::new(p.snapshot_segment_base.get()),
                             traffic: p.traffic.clone(),
                             replica: p.replica.clone(),
+                            rollbacks_seen: Cell::new(p.rollbacks_seen.get()),
                         });
                         self.partitions
                             .borrow_mut()
@@ -808,6 +826,7 @@ impl Shard {
             .remove(&(topic.name.clone(), index))
             .unwrap_or(0);
         let segment_base = log.active_segment_base();
+        let rollbacks = log.rollbacks();
         Ok(Partition {
             topic,
             index,
@@ -816,6 +835,7 @@ impl Shard {
             txns: RefCell::new(txns),
             snapshot_segment_base: Cell::new(segment_base),
             traffic: Default::default(),
+            rollbacks_seen: Cell::new(rollbacks),
             replica: Rc::new(replica::Replica::new(high_watermark)),
         })
     }
@@ -898,6 +918,9 @@ impl Shard {
                     .await?;
             }
         }
+        // A failed write rolled the log back since the last append: what the producer state
+        // learned from the dropped appends goes too, before their offsets are reused.
+        partition.forget_rolled_back_appends();
         let seq = headers.first().filter(|h| h.producer_id >= 0).map(|h| {
             (
                 h.producer_id,

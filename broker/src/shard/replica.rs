@@ -177,6 +177,14 @@ impl Replica {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                if !crate::cluster::quorum::controller_session_alive() {
+                    // Probably replaced while cut off from the controller: send the client
+                    // to look for the new leader.
+                    return Err(PartitionError::with_message(
+                        E::NotLeaderOrFollower,
+                        "not replicated in time, and this broker lost its controller session",
+                    ));
+                }
                 return Err(PartitionError::new(E::RequestTimedOut));
             }
             let written_end = log.written_end_offset();
@@ -552,6 +560,9 @@ impl Shard {
 
     /// One fetcher task per leader node this shard follows partitions of.
     fn ensure_fetchers(self: &Rc<Self>, snapshot: &MetaSnapshot) {
+        if crate::server::shutting_down() {
+            return;
+        }
         let me = snapshot.node_id;
         let mut leaders: Vec<i32> = self
             .partitions
@@ -653,9 +664,12 @@ impl Shard {
         }
         self.fetchers.borrow_mut().remove(&leader);
         info!(shard = self.id, leader, "replica fetcher stopped");
-        // Something may have been added while stopping.
-        let meta = self.meta();
-        self.ensure_fetchers(&meta);
+        // Something may have been added while stopping (never at shutdown: the fetcher
+        // would stop again at once, and start again, forever).
+        if !crate::server::shutting_down() {
+            let meta = self.meta();
+            self.ensure_fetchers(&meta);
+        }
     }
 
     fn replica_fetch_request(
@@ -741,6 +755,7 @@ impl Shard {
 
     async fn append_replicated(&self, p: &Rc<Partition>, records: Bytes) -> Result<(), String> {
         let batches = ValidatedBatches::parse(records).map_err(|e| format!("bad batches: {e}"))?;
+        p.forget_rolled_back_appends();
         let end = p.log.log_end_offset();
         if batches
             .headers()

@@ -217,6 +217,27 @@ pub fn active_controller() -> i32 {
     ACTIVE_CONTROLLER.load(Ordering::Relaxed)
 }
 
+/// When this broker's last heartbeat was accepted (ms since the epoch; 0: never), and its
+/// session timeout: see [`controller_session_alive`].
+static LAST_HEARTBEAT_OK_MS: AtomicU64 = AtomicU64::new(0);
+static SESSION_TIMEOUT_MS: AtomicU64 = AtomicU64::new(u64::MAX);
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Whether the active controller heard from this broker within its session timeout. When
+/// not, the controller has probably fenced it and moved its leaderships elsewhere: a leader
+/// that cannot get its writes replicated then answers NOT_LEADER_OR_FOLLOWER (clients look
+/// for the new leader) rather than REQUEST_TIMED_OUT (clients retry here).
+pub fn controller_session_alive() -> bool {
+    let timeout = SESSION_TIMEOUT_MS.load(Ordering::Relaxed);
+    timeout == u64::MAX
+        || wall_ms().saturating_sub(LAST_HEARTBEAT_OK_MS.load(Ordering::Relaxed)) < timeout
+}
+
 #[derive(Default)]
 struct Sessions {
     /// Last heartbeat per broker, as seen by this node while leader.
@@ -1316,6 +1337,11 @@ async fn lifecycle(shared: Arc<Shared>) {
         match shared.heartbeat(current).await {
             Ok(resp) if resp.error_code == code::STALE_BROKER_EPOCH => epoch = None,
             Ok(resp) if resp.error_code == code::NONE => {
+                SESSION_TIMEOUT_MS.store(
+                    shared.cfg.session_timeout.as_millis() as u64,
+                    Ordering::Relaxed,
+                );
+                LAST_HEARTBEAT_OK_MS.store(wall_ms(), Ordering::Relaxed);
                 if shutting_down && resp.should_shut_down {
                     shared.shut_down_acked.send_replace(true);
                 }

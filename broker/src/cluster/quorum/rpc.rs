@@ -152,23 +152,33 @@ impl Peer {
         body: &[u8],
         timeout: Duration,
     ) -> Result<Bytes, RpcError> {
-        let mut guard = self.conn.lock().await;
-        let result = tokio::time::timeout(
-            timeout,
-            self.call_locked(&mut guard, api_key, version, body),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(RpcError::Timeout {
-                addr: self.addr.clone(),
-                timeout,
-            })
-        });
-        if result.is_err() {
-            // Never reuse a connection that may be out of step.
-            guard.0 = None;
+        // The timeout covers waiting for the connection too: a heartbeat must not queue for
+        // 15 s behind a forwarded request to a controller that stopped answering (the broker
+        // would miss its session with the new controller meanwhile).
+        let attempt = tokio::time::timeout(timeout, async {
+            let mut guard = self.conn.lock().await;
+            let result = self.call_locked(&mut guard, api_key, version, body).await;
+            if result.is_err() {
+                // Never reuse a connection that may be out of step.
+                guard.0 = None;
+            }
+            result
+        })
+        .await;
+        match attempt {
+            Ok(result) => result,
+            Err(_) => {
+                // Cancelled mid-exchange (or never got the connection): if we held it, the
+                // stream may be out of step; drop it unless someone else holds it now.
+                if let Ok(mut guard) = self.conn.try_lock() {
+                    guard.0 = None;
+                }
+                Err(RpcError::Timeout {
+                    addr: self.addr.clone(),
+                    timeout,
+                })
+            }
         }
-        result
     }
 
     async fn call_locked(
