@@ -34,6 +34,7 @@ use tracing::warn;
 use crate::cluster::meta::{MetaSnapshot, OFFSETS_TOPIC};
 use crate::coordinator::group::{self, ClientInfo, Input, Response};
 use crate::coordinator::{coordinator_of, GroupReq, GroupResp};
+use crate::errors::KafkaCode;
 use crate::shard::{Shard, ShardReq, ShardResp};
 
 /// Sends `input` to the coordinator of `partition` on shard `owner`.
@@ -231,6 +232,29 @@ fn partition_exists(shard: &Shard, topic: &str, index: i32) -> bool {
         .meta()
         .topic(topic)
         .is_some_and(|t| index >= 0 && index < t.partitions)
+}
+
+/// TxnOffsetCommit's member check at the group's coordinator (see
+/// [`Input::CheckTxnOffsetCommit`]): 0, or the code every partition of the request gets.
+pub async fn check_txn_offset_commit(
+    shard: &Rc<Shard>,
+    group_id: &str,
+    member_id: &str,
+    group_instance_id: Option<&str>,
+    generation: i32,
+) -> i16 {
+    let input = Input::CheckTxnOffsetCommit {
+        group_id: group_id.to_owned(),
+        member_id: member_id.to_owned(),
+        group_instance_id: group_instance_id.map(str::to_owned),
+        generation,
+    };
+    match step(shard, group_id, input).await {
+        Ok(Response::TxnOffsetCommitChecked(Ok(()))) => 0,
+        Ok(Response::TxnOffsetCommitChecked(Err(e))) => e.kafka_code(),
+        Ok(other) => mismatched(&other),
+        Err(code) => code,
+    }
 }
 
 pub async fn offset_commit(

@@ -387,8 +387,22 @@ pub async fn txn_offset_commit(
             }
         }
     }
-    let code = if offsets.is_empty() {
+    // v3+ name the member: the group's coordinator refuses a stale generation or a fenced
+    // member before the offsets join the transaction (v0-2 send -1 / "" and pass).
+    let group_code = if offsets.is_empty() {
         0
+    } else {
+        super::groups::check_txn_offset_commit(
+            shard,
+            &group_id,
+            req.member_id.as_str(),
+            req.group_instance_id.as_ref().map(|s| s.as_str()),
+            req.generation_id,
+        )
+        .await
+    };
+    let code = if offsets.is_empty() || group_code != 0 {
+        group_code
     } else {
         let input = Input::TxnOffsetCommit {
             transactional_id: id.clone(),

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 import kclients
 
@@ -303,3 +303,88 @@ def test_cli_lists_and_aborts_a_hanging_transaction(broker, topic_name):
     assert "CompleteAbort" in listed[0] or "Empty" in listed[0], listed
     # The LSO moved on: a read_committed reader reaches the end and sees nothing.
     assert read_all(broker.bootstrap, topic_name, 1, "read_committed") == []
+
+
+def poll_until(consumers, cond, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        for c in consumers:
+            c.poll(0.1)
+
+
+def offsets_refused(bootstrap: str, txn_id: str, out: str, offsets, gmd):
+    """A transaction sending `offsets` with the group metadata `gmd`: the error the
+    send_offsets_to_transaction call raises (then aborted), or None if it succeeded."""
+    p = txn_producer(bootstrap, txn_id)
+    p.init_transactions(DEADLINE_S)
+    p.begin_transaction()
+    p.produce(out, value=b"x")
+    try:
+        p.send_offsets_to_transaction(offsets, gmd, DEADLINE_S)
+    except KafkaException as e:
+        err = e.args[0]
+        assert err.txn_requires_abort(), err
+        p.abort_transaction(DEADLINE_S)
+        return err
+    p.commit_transaction(DEADLINE_S)
+    return None
+
+
+@pytest.mark.timeout(180)
+def test_zombie_with_a_stale_generation_cannot_commit_offsets(broker, topic_name):
+    """TxnOffsetCommit v3 carries the consumer's generation and member id: once the group
+    rebalanced, a producer sending the old group metadata gets ILLEGAL_GENERATION (its
+    offsets stay out), the current metadata commits, and a member that left gets
+    UNKNOWN_MEMBER_ID."""
+    src, out, group = f"{topic_name}-in", f"{topic_name}-out", f"g-{uuid.uuid4().hex[:8]}"
+    kclients.create_topic(broker.bootstrap, src, 2)
+    kclients.create_topic(broker.bootstrap, out, 1)
+    a, stale = group_metadata(broker.bootstrap, group, src)
+    b = kclients.consumer(broker.bootstrap, **{"group.id": group})
+    try:
+        b.subscribe([src])
+        poll_until([a, b], lambda: len(a.assignment()) == 1 and len(b.assignment()) == 1,
+                   "the second consumer's rebalance")
+        err = offsets_refused(broker.bootstrap, f"tx-{topic_name}", out,
+                              [TopicPartition(src, 0, 7)], stale)
+        assert err is not None and err.code() == KafkaError.ILLEGAL_GENERATION, err
+        assert committed(broker.bootstrap, group, src, 1)[0] < 0
+        assert offsets_refused(broker.bootstrap, f"tx-{topic_name}", out,
+                               [TopicPartition(src, 0, 9)], a.consumer_group_metadata()) is None
+        assert committed(broker.bootstrap, group, src, 1) == {0: 9}
+        # b leaves the group: its metadata names a member the group no longer has.
+        b_gmd = b.consumer_group_metadata()
+        b.close()
+        err = offsets_refused(broker.bootstrap, f"tx-{topic_name}", out,
+                              [TopicPartition(src, 0, 11)], b_gmd)
+        assert err is not None and err.code() == KafkaError.UNKNOWN_MEMBER_ID, err
+        assert committed(broker.bootstrap, group, src, 1) == {0: 9}
+    finally:
+        a.close()
+
+
+@pytest.mark.timeout(180)
+def test_fenced_static_member_cannot_commit_offsets(broker, topic_name):
+    """A static member (group.instance.id) replaced by a new incarnation: the old one's
+    metadata gets FENCED_INSTANCE_ID."""
+    src, out, group = f"{topic_name}-in", f"{topic_name}-out", f"g-{uuid.uuid4().hex[:8]}"
+    kclients.create_topic(broker.bootstrap, src, 1)
+    kclients.create_topic(broker.bootstrap, out, 1)
+    static = {"group.id": group, "group.instance.id": "i1", "session.timeout.ms": 30000}
+    old = kclients.consumer(broker.bootstrap, **static)
+    old.subscribe([src])
+    poll_until([old], lambda: bool(old.assignment()), "the first incarnation's assignment")
+    old_gmd = old.consumer_group_metadata()
+    # The application restarts with the same instance id; the old process is a zombie.
+    new = kclients.consumer(broker.bootstrap, **static)
+    try:
+        new.subscribe([src])
+        poll_until([new], lambda: bool(new.assignment()), "the new incarnation's assignment")
+        err = offsets_refused(broker.bootstrap, f"tx-{topic_name}", out,
+                              [TopicPartition(src, 0, 5)], old_gmd)
+        assert err is not None and err.code() == KafkaError.FENCED_INSTANCE_ID, err
+        assert committed(broker.bootstrap, group, src, 1)[0] < 0
+    finally:
+        new.close()
+        old.close()
