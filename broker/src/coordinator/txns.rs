@@ -25,7 +25,8 @@ pub enum TxnReq {
     Step { partition: i32, input: Box<Input> },
     /// Whether the coordinators of these partitions serve requests.
     Status { partitions: Vec<i32> },
-    /// `Input::PendingWork` (or `Input::List`) on every coordinator of the target shard.
+    /// `Input::PendingWork` (or `Input::List`, `Input::PendingOffsets`) on every coordinator
+    /// of the target shard.
     All { input: Box<Input> },
 }
 

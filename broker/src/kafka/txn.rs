@@ -11,7 +11,7 @@
 //! transaction) are collected by [`pending_work_pass`], which every shard runs periodically
 //! for the coordinators it owns. Runs on any shard.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
 use kafka_protocol::messages::add_partitions_to_txn_response::{
@@ -570,6 +570,33 @@ pub async fn list_all(shard: &Rc<Shard>) -> (Vec<TxnDescription>, i16) {
         }
     }
     (out, error)
+}
+
+/// Offsets of `groups` committed in transactions that may still commit, on every
+/// transaction coordinator of this node: (group, topic, partition). `None` when some
+/// coordinator could not answer (loading): the caller must treat every offset as unstable.
+pub async fn pending_txn_offsets(
+    shard: &Rc<Shard>,
+    groups: &[String],
+) -> Option<BTreeSet<(String, String, i32)>> {
+    let mut out = BTreeSet::new();
+    for target in 0..shard.shards() {
+        let req = ShardReq::Txn(TxnReq::All {
+            input: Box::new(Input::PendingOffsets {
+                groups: groups.to_vec(),
+            }),
+        });
+        let ShardResp::Txn(TxnResp::All(results)) = shard.call(target, req).await else {
+            return None;
+        };
+        for r in results {
+            match r {
+                Ok(Response::PendingOffsets(p)) => out.extend(p),
+                _ => return None,
+            }
+        }
+    }
+    Some(out)
 }
 
 pub async fn list_transactions(

@@ -62,10 +62,13 @@ def read_all(bootstrap: str, topic: str, partitions: int, isolation: str,
         c.close()
 
 
-def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
-    c = kclients.consumer(bootstrap, **{"group.id": group})
+def committed(bootstrap: str, group: str, topic: str, partitions: int,
+              isolation: str = "read_committed", timeout_s: float = DEADLINE_S) -> dict[int, int]:
+    """Committed offsets. A read_committed client (librdkafka's default) asks with
+    require_stable, so it waits while a transaction holds offsets of the group."""
+    c = kclients.consumer(bootstrap, **{"group.id": group, "isolation.level": isolation})
     try:
-        got = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=DEADLINE_S)
+        got = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=timeout_s)
         return {tp.partition: tp.offset for tp in got}
     finally:
         c.close()
@@ -96,7 +99,7 @@ def test_committed_transaction_shows_records_and_offsets(broker, topic_name):
             p.produce(out, key=str(i).encode(), value=f"v{i}".encode(), partition=i % 2)
         p.send_offsets_to_transaction([TopicPartition(src, 0, 42)], gmd, DEADLINE_S)
         # Not visible before the commit.
-        assert committed(broker.bootstrap, group, src, 1)[0] < 0
+        assert committed(broker.bootstrap, group, src, 1, "read_uncommitted")[0] < 0
         p.commit_transaction(DEADLINE_S)
     finally:
         consumer.close()
@@ -388,3 +391,48 @@ def test_fenced_static_member_cannot_commit_offsets(broker, topic_name):
     finally:
         new.close()
         old.close()
+
+
+@pytest.mark.timeout(180)
+def test_read_committed_consumer_waits_for_pending_transactional_offsets(broker, topic_name):
+    """OffsetFetch require_stable (v7+, sent by read_committed clients): while a transaction
+    holds offsets of the group, the partition answers UNSTABLE_OFFSET_COMMIT and the client
+    retries, so a consumer starting meanwhile begins at the offset the transaction commits
+    rather than at the older committed one. read_uncommitted clients are answered at once."""
+    src, out, group = f"{topic_name}-in", f"{topic_name}-out", f"g-{uuid.uuid4().hex[:8]}"
+    kclients.create_topic(broker.bootstrap, src, 1)
+    kclients.create_topic(broker.bootstrap, out, 1)
+    feed = kclients.producer(broker.bootstrap)
+    for i in range(100):
+        feed.produce(src, value=f"in-{i}".encode(), partition=0)
+    feed.flush(DEADLINE_S)
+    consumer, gmd = group_metadata(broker.bootstrap, group, src)
+    p = txn_producer(broker.bootstrap, f"tx-{topic_name}")
+    p.init_transactions(DEADLINE_S)
+    p.begin_transaction()
+    p.produce(out, value=b"x")
+    p.send_offsets_to_transaction([TopicPartition(src, 0, 42)], gmd, DEADLINE_S)
+    consumer.close()
+
+    assert committed(broker.bootstrap, group, src, 1, "read_uncommitted")[0] < 0
+    with pytest.raises(KafkaException) as raised:
+        # Retries UNSTABLE_OFFSET_COMMIT until its timeout (well within the transaction's).
+        committed(broker.bootstrap, group, src, 1, timeout_s=5)
+    assert raised.value.args[0].code() == KafkaError._TIMED_OUT, raised.value
+
+    c = kclients.consumer(broker.bootstrap, **{"group.id": group, "isolation.level": "read_committed"})
+    try:
+        c.subscribe([src])
+        poll_until([c], lambda: bool(c.assignment()), "an assignment")
+        early = [m for m in c.consume(num_messages=100, timeout=2.0) if m.error() is None]
+        assert early == [], "the consumer started before the transaction decided its offset"
+        p.commit_transaction(DEADLINE_S)
+        got = []
+        deadline = time.monotonic() + DEADLINE_S
+        while not got:
+            assert time.monotonic() < deadline, "the consumer never started"
+            got = [m for m in c.consume(num_messages=100, timeout=0.5) if m.error() is None]
+        assert got[0].offset() == 42, got[0].offset()
+    finally:
+        c.close()
+    assert committed(broker.bootstrap, group, src, 1) == {0: 42}
