@@ -1046,6 +1046,21 @@ impl Shard {
             .partition(topic, index)
             .ok_or_else(|| PartitionError::new(E::UnknownTopicOrPartition))?;
         let log = &partition.log;
+        // Kafka's `lastFetchableOffset`: lookups by timestamp search the whole log, then
+        // answer nothing for an offset a consumer of this isolation level cannot read yet.
+        let fetchable_end = if committed {
+            let end = log.written_end_offset();
+            partition.txns.borrow().last_stable_offset(end)
+        } else {
+            log.written_end_offset()
+        };
+        let readable = |(offset, ts): (i64, i64)| {
+            if offset < fetchable_end {
+                (offset, ts)
+            } else {
+                (-1, -1)
+            }
+        };
         match timestamp {
             // LATEST: the high watermark, or for read_committed the last stable offset.
             -1 if committed => Ok((
@@ -1069,7 +1084,7 @@ impl Shard {
                     return Ok((-1, -1));
                 };
                 match records::max_timestamp_record(&batch)? {
-                    Some((offset, ts)) => Ok((offset, ts)),
+                    Some(found) => Ok(readable(found)),
                     None => Ok((-1, -1)),
                 }
             }
@@ -1081,7 +1096,7 @@ impl Shard {
                     return Ok((-1, -1));
                 };
                 match compression::find_record_by_timestamp(&batch, ts)? {
-                    Some((offset, record_ts)) => Ok((offset, record_ts)),
+                    Some(found) => Ok(readable(found)),
                     None => Ok((-1, -1)),
                 }
             }

@@ -436,3 +436,51 @@ def test_read_committed_consumer_waits_for_pending_transactional_offsets(broker,
     finally:
         c.close()
     assert committed(broker.bootstrap, group, src, 1) == {0: 42}
+
+
+def list_offset(bootstrap: str, topic: str, spec, isolation) -> int:
+    """One partition's ListOffsets answer through AdminClient.list_offsets (-1: none)."""
+    admin = kclients.admin(bootstrap)
+    tp = TopicPartition(topic, 0)
+    futures = admin.list_offsets({tp: spec}, isolation_level=isolation, request_timeout=DEADLINE_S)
+    return futures[tp].result(timeout=DEADLINE_S).offset
+
+
+@pytest.mark.timeout(180)
+def test_list_offsets_by_timestamp_stops_at_the_last_stable_offset(broker, topic_name):
+    """ListOffsets by timestamp and MAX_TIMESTAMP with read_committed never answer an offset
+    at or past the LSO (Kafka's lastFetchableOffset): records of an open transaction are
+    found by read_uncommitted lookups only, and by both once it commits."""
+    from confluent_kafka import IsolationLevel
+    from confluent_kafka.admin import OffsetSpec
+
+    kclients.create_topic(broker.bootstrap, topic_name, 1)
+    plain = kclients.producer(broker.bootstrap)
+    for i in range(10):
+        plain.produce(topic_name, value=f"p{i}".encode(), partition=0, timestamp=1_000 + i)
+    plain.flush(DEADLINE_S)
+    p = txn_producer(broker.bootstrap, f"tx-{topic_name}")
+    p.init_transactions(DEADLINE_S)
+    p.begin_transaction()
+    # In the future, so they stay the largest timestamps once the COMMIT marker (stamped
+    # with the broker's clock) is written.
+    future = int(time.time() * 1000) + 600_000
+    for i in range(5):
+        p.produce(topic_name, value=f"t{i}".encode(), partition=0, timestamp=future + i)
+    p.flush(DEADLINE_S)
+
+    rc, ru = IsolationLevel.READ_COMMITTED, IsolationLevel.READ_UNCOMMITTED
+    b = broker.bootstrap
+    assert list_offset(b, topic_name, OffsetSpec.for_timestamp(1_003), rc) == 3
+    assert list_offset(b, topic_name, OffsetSpec.for_timestamp(1_003), ru) == 3
+    assert list_offset(b, topic_name, OffsetSpec.for_timestamp(future + 2), ru) == 12
+    assert list_offset(b, topic_name, OffsetSpec.for_timestamp(future + 2), rc) == -1
+    assert list_offset(b, topic_name, OffsetSpec.max_timestamp(), ru) == 14
+    assert list_offset(b, topic_name, OffsetSpec.max_timestamp(), rc) == -1
+    assert list_offset(b, topic_name, OffsetSpec.latest(), rc) == 10
+    assert list_offset(b, topic_name, OffsetSpec.latest(), ru) == 15
+
+    p.commit_transaction(DEADLINE_S)
+    assert list_offset(b, topic_name, OffsetSpec.for_timestamp(future + 2), rc) == 12
+    assert list_offset(b, topic_name, OffsetSpec.max_timestamp(), rc) == 14
+    assert list_offset(b, topic_name, OffsetSpec.latest(), rc) == 16  # after the COMMIT marker
