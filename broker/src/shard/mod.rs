@@ -55,6 +55,7 @@ use self::controller_shell::ControllerShell;
 
 mod coordinator_log;
 mod sample;
+mod txn_index_files;
 pub mod txn_markers;
 
 /// How often each shard applies retention to its partitions (Kafka's
@@ -746,11 +747,12 @@ impl Shard {
         let mut producers = snapshot.unwrap_or_default();
         let replay_from = producers.end_offset().max(log.log_start_offset());
         let mut batches = Vec::new();
-        // Transactional batches and markers, in log order, to rebuild the transactions (from
-        // the log start: the aborted-transaction state is not in the producer snapshot).
+        // Transactional batches and markers, in log order, to rebuild the transactions (after
+        // the transaction index; from the log start without one).
+        let (txns_indexed, txn_replay_from) = txn_markers::load_txn_index(&log).await;
         let mut txn_events = Vec::new();
-        log.for_each_batch_header(log.log_start_offset(), |h| {
-            if h.is_transactional() && h.producer_id >= 0 {
+        log.for_each_batch_header(txn_replay_from.min(replay_from), |h| {
+            if h.is_transactional() && h.producer_id >= 0 && h.base_offset >= txn_replay_from {
                 txn_events.push(txn_markers::TxnEvent::from_header(h));
             }
             if h.producer_id >= 0 && !h.is_control() && h.base_offset >= replay_from {
@@ -771,12 +773,13 @@ impl Shard {
             topic = %topic.name,
             partition = index,
             snapshot_end_offset = from_snapshot.unwrap_or(-1),
+            txn_replayed_from = txn_replay_from,
             replayed_from = replay_from,
             replayed_batches = replayed,
             producers = producers.len(),
             "producer state loaded"
         );
-        let txns = txn_markers::rebuild_txns(&log, txn_events).await?;
+        let txns = txn_markers::rebuild_txns(&log, txns_indexed, txn_events).await?;
         let segment_base = log.active_segment_base();
         Ok(Partition {
             topic,
@@ -932,6 +935,8 @@ impl Shard {
             let dir = partition.log.dir().to_path_buf();
             glommio::spawn_local(async move { producer_snapshots::write(dir, &table).await })
                 .detach();
+            let end = partition.log.log_end_offset();
+            txn_markers::persist_txn_index(&partition.log, &partition.txns.borrow(), end);
         }
         let base_offset = pending.base_offset;
         let durability = match acks {
@@ -1186,6 +1191,7 @@ impl Shard {
             .for_each_concurrent(concurrency.max(1), |p| async move {
                 let log = p.log.clone();
                 let mut table = p.producers.borrow().clone();
+                let txns = p.txns.borrow().clone();
                 let (topic, index) = (p.topic.clone(), p.index);
                 drop(p);
                 let dir = log.dir().to_path_buf();
@@ -1195,7 +1201,8 @@ impl Shard {
                     // and replays nothing.
                     Ok(()) => {
                         table.advance_end_offset(handle.log_end_offset());
-                        producer_snapshots::write(dir, &table).await
+                        producer_snapshots::write(dir.clone(), &table).await;
+                        txn_index_files::write(dir, txns, handle.log_end_offset()).await
                     }
                     Err(e) => {
                         warn!(topic = %topic.name, partition = index, error = %e, "closing partition at shutdown failed")
