@@ -58,6 +58,12 @@ impl CoordinatorLog for ShardLog {
         let durability = self.durability;
         Ok(async move { Ok(pending.wait(durability).await?) }.boxed_local())
     }
+
+    fn append_unsynced(&self, batch: Bytes) -> Result<PendingDurable, PartitionError> {
+        let batches = ValidatedBatches::parse(batch)?;
+        let pending = self.log.append(&batches, None)?;
+        Ok(async move { Ok(pending.wait(Durability::Written).await?) }.boxed_local())
+    }
 }
 
 impl Shard {
