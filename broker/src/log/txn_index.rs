@@ -7,7 +7,9 @@
 //! that owns the partition. It does no I/O: the shard feeds it every transactional data batch
 //! ([`PartitionTxns::on_data`]) and every COMMIT/ABORT marker ([`PartitionTxns::on_marker`])
 //! in the same synchronous step that assigns their offsets, and at open replays the log
-//! through the same two calls (so the index is rebuilt on recovery).
+//! through the same two calls (so the index is rebuilt on recovery). [`IndexChunk`] is its
+//! persisted form over a range of offsets (`shard::txn_index_files` owns the files), so
+//! that replay starts where the newest chunk ends rather than at the log start.
 //!
 //! # Invariants
 //! - The last stable offset is the first offset of the oldest open transaction, or the high

@@ -2,7 +2,8 @@
 //! ABORT markers ([`ShardReq::WriteMarkers`](super::ShardReq::WriteMarkers)), asking the
 //! transaction coordinator whether a partition was added before the first transactional
 //! batch of a transaction is written (the old protocol's INVALID_TXN_STATE rule), and
-//! rebuilding a partition's [`PartitionTxns`] from its log when it opens.
+//! rebuilding a partition's [`PartitionTxns`] when it opens: from its transaction index
+//! (`txn_index_files`, written at segment rolls) and the log after it.
 //!
 //! Invariants: a marker's offsets are assigned and [`PartitionTxns::on_marker`] applied in one
 //! synchronous step (as data batches are), so the last stable offset moves exactly when the
