@@ -490,7 +490,7 @@ def txn_replayed_from(broker, topic: str) -> list[int]:
     """Where each start of the broker began rebuilding `topic`-0's transactions from the
     log (0 = the log start: no usable transaction index)."""
     import re
-    pat = re.compile(rf"producer state loaded topic={re.escape(topic)} partition=0 .*?txn_replayed_from=(\d+)")
+    pat = re.compile(rf'producer state loaded topic="?{re.escape(topic)}"? partition=0 .*?txn_replayed_from=(\d+)')
     return [int(m.group(1)) for m in pat.finditer(broker.log_text())]
 
 
