@@ -127,6 +127,12 @@ pub trait StateMachine: 'static {
     fn shutdown(&mut self) -> Actions<Self>;
     /// The record as a Kafka record: key, and value (`None` is a tombstone).
     fn encode(record: &Self::Record) -> Result<(Bytes, Option<Bytes>), Self::Error>;
+    /// Whether "persisted" must mean synced to disk for this record (the default), or only
+    /// written: a record whose loss in a crash the machine recovers from by itself (and which
+    /// any later synced append of the same log makes durable, the log being one file).
+    fn must_sync(_record: &Self::Record) -> bool {
+        true
+    }
 }
 
 /// An append whose offsets are assigned; resolves once durable as the shard's config asks.
@@ -147,4 +153,9 @@ pub trait CoordinatorLog {
     /// Appends one batch the shell built. Offsets are assigned before this returns, so
     /// appends land in call order; the returned future waits for durability.
     fn append(&self, batch: Bytes) -> Result<PendingDurable, PartitionError>;
+    /// [`CoordinatorLog::append`] whose future resolves once written, without waiting for a
+    /// sync (see [`StateMachine::must_sync`]).
+    fn append_unsynced(&self, batch: Bytes) -> Result<PendingDurable, PartitionError> {
+        self.append(batch)
+    }
 }

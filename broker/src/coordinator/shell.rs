@@ -310,7 +310,12 @@ impl<M: StateMachine> Shell<M> {
             Some(records.len()),
             "a coordinator batch must hold every record"
         );
-        self.log.append(batch).map_err(|e| {
+        let append = if records.iter().any(M::must_sync) {
+            self.log.append(batch)
+        } else {
+            self.log.append_unsynced(batch)
+        };
+        append.map_err(|e| {
             warn!(kind = self.kind, partition = self.partition, code = e.code, msg = ?e.message, "coordinator append failed");
             PersistFailure::Log(e)
         })

@@ -34,6 +34,7 @@ use tracing::warn;
 use crate::cluster::meta::{MetaSnapshot, OFFSETS_TOPIC};
 use crate::coordinator::group::{self, ClientInfo, Input, Response};
 use crate::coordinator::{coordinator_of, GroupReq, GroupResp};
+use crate::errors::KafkaCode;
 use crate::shard::{Shard, ShardReq, ShardResp};
 
 /// Sends `input` to the coordinator of `partition` on shard `owner`.
@@ -233,6 +234,29 @@ fn partition_exists(shard: &Shard, topic: &str, index: i32) -> bool {
         .is_some_and(|t| index >= 0 && index < t.partitions)
 }
 
+/// TxnOffsetCommit's member check at the group's coordinator (see
+/// [`Input::CheckTxnOffsetCommit`]): 0, or the code every partition of the request gets.
+pub async fn check_txn_offset_commit(
+    shard: &Rc<Shard>,
+    group_id: &str,
+    member_id: &str,
+    group_instance_id: Option<&str>,
+    generation: i32,
+) -> i16 {
+    let input = Input::CheckTxnOffsetCommit {
+        group_id: group_id.to_owned(),
+        member_id: member_id.to_owned(),
+        group_instance_id: group_instance_id.map(str::to_owned),
+        generation,
+    };
+    match step(shard, group_id, input).await {
+        Ok(Response::TxnOffsetCommitChecked(Ok(()))) => 0,
+        Ok(Response::TxnOffsetCommitChecked(Err(e))) => e.kafka_code(),
+        Ok(other) => mismatched(&other),
+        Err(code) => code,
+    }
+}
+
 pub async fn offset_commit(
     shard: &Rc<Shard>,
     req: OffsetCommitRequest,
@@ -283,6 +307,80 @@ pub async fn offset_commit(
 }
 
 pub async fn offset_fetch(
+    shard: &Rc<Shard>,
+    req: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
+    let require_stable = version >= 7 && req.require_stable;
+    // v7 names one group in the request only; v8+ name each group in the response.
+    let group_v7 = req.group_id.0.to_string();
+    let mut r = offset_fetch_committed(shard, req, version).await;
+    if require_stable {
+        mark_unstable_txn_offsets(shard, &mut r, &group_v7).await;
+    }
+    r
+}
+
+/// `require_stable` (KIP-447, v7+): a partition whose offset a transaction still may commit
+/// answers UNSTABLE_OFFSET_COMMIT (retriable) rather than the committed offset, as Kafka's
+/// group coordinator does for its pending transactional offsets. Here those offsets live
+/// with the transaction coordinators, so they are asked; when one cannot answer (loading),
+/// every partition is unstable. Only partitions the answer lists are marked (Kafka's "all
+/// partitions" answer lists committed offsets only).
+async fn mark_unstable_txn_offsets(shard: &Rc<Shard>, r: &mut OffsetFetchResponse, group_v7: &str) {
+    let v7 = r.groups.is_empty();
+    let groups: Vec<String> = if v7 {
+        if r.error_code != 0 {
+            return;
+        }
+        vec![group_v7.to_owned()]
+    } else {
+        r.groups
+            .iter()
+            .filter(|g| g.error_code == 0)
+            .map(|g| g.group_id.0.to_string())
+            .collect()
+    };
+    if groups.is_empty() {
+        return;
+    }
+    let pending = super::txn::pending_txn_offsets(shard, &groups).await;
+    let is_pending = |g: &str, t: &str, p: i32| {
+        pending
+            .as_ref()
+            .is_none_or(|s| s.contains(&(g.to_owned(), t.to_owned(), p)))
+    };
+    let unstable = E::UnstableOffsetCommit.code();
+    for t in &mut r.topics {
+        for p in &mut t.partitions {
+            if p.error_code == 0 && is_pending(group_v7, t.name.as_str(), p.partition_index) {
+                p.error_code = unstable;
+                p.committed_offset = -1;
+                p.committed_leader_epoch = -1;
+                p.metadata = Some(StrBytes::new());
+            }
+        }
+    }
+    for g in &mut r.groups {
+        if g.error_code != 0 {
+            continue;
+        }
+        for t in &mut g.topics {
+            for p in &mut t.partitions {
+                if p.error_code == 0
+                    && is_pending(g.group_id.as_str(), t.name.as_str(), p.partition_index)
+                {
+                    p.error_code = unstable;
+                    p.committed_offset = -1;
+                    p.committed_leader_epoch = -1;
+                    p.metadata = Some(StrBytes::new());
+                }
+            }
+        }
+    }
+}
+
+async fn offset_fetch_committed(
     shard: &Rc<Shard>,
     req: OffsetFetchRequest,
     version: i16,

@@ -11,7 +11,7 @@
 //! transaction) are collected by [`pending_work_pass`], which every shard runs periodically
 //! for the coordinators it owns. Runs on any shard.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
 use kafka_protocol::messages::add_partitions_to_txn_response::{
@@ -387,8 +387,22 @@ pub async fn txn_offset_commit(
             }
         }
     }
-    let code = if offsets.is_empty() {
+    // v3+ name the member: the group's coordinator refuses a stale generation or a fenced
+    // member before the offsets join the transaction (v0-2 send -1 / "" and pass).
+    let group_code = if offsets.is_empty() {
         0
+    } else {
+        super::groups::check_txn_offset_commit(
+            shard,
+            &group_id,
+            req.member_id.as_str(),
+            req.group_instance_id.as_ref().map(|s| s.as_str()),
+            req.generation_id,
+        )
+        .await
+    };
+    let code = if offsets.is_empty() || group_code != 0 {
+        group_code
     } else {
         let input = Input::TxnOffsetCommit {
             transactional_id: id.clone(),
@@ -556,6 +570,33 @@ pub async fn list_all(shard: &Rc<Shard>) -> (Vec<TxnDescription>, i16) {
         }
     }
     (out, error)
+}
+
+/// Offsets of `groups` committed in transactions that may still commit, on every
+/// transaction coordinator of this node: (group, topic, partition). `None` when some
+/// coordinator could not answer (loading): the caller must treat every offset as unstable.
+pub async fn pending_txn_offsets(
+    shard: &Rc<Shard>,
+    groups: &[String],
+) -> Option<BTreeSet<(String, String, i32)>> {
+    let mut out = BTreeSet::new();
+    for target in 0..shard.shards() {
+        let req = ShardReq::Txn(TxnReq::All {
+            input: Box::new(Input::PendingOffsets {
+                groups: groups.to_vec(),
+            }),
+        });
+        let ShardResp::Txn(TxnResp::All(results)) = shard.call(target, req).await else {
+            return None;
+        };
+        for r in results {
+            match r {
+                Ok(Response::PendingOffsets(p)) => out.extend(p),
+                _ => return None,
+            }
+        }
+    }
+    Some(out)
 }
 
 pub async fn list_transactions(

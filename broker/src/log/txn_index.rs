@@ -7,7 +7,9 @@
 //! that owns the partition. It does no I/O: the shard feeds it every transactional data batch
 //! ([`PartitionTxns::on_data`]) and every COMMIT/ABORT marker ([`PartitionTxns::on_marker`])
 //! in the same synchronous step that assigns their offsets, and at open replays the log
-//! through the same two calls (so the index is rebuilt on recovery).
+//! through the same two calls (so the index is rebuilt on recovery). [`IndexChunk`] is its
+//! persisted form over a range of offsets (`shard::txn_index_files` owns the files), so
+//! that replay starts where the newest chunk ends rather than at the log start.
 //!
 //! # Invariants
 //! - The last stable offset is the first offset of the oldest open transaction, or the high
@@ -200,6 +202,212 @@ impl PartitionTxns {
     pub fn open_transactions(&self) -> impl Iterator<Item = (i64, &OpenTxn)> {
         self.open.iter().map(|(pid, t)| (*pid, t))
     }
+
+    /// The index of the offsets `[from, to)` (see [`IndexChunk`]): the transactions aborted
+    /// by a marker in the range, and the open transactions and marker epochs as of `to`.
+    /// Call it when everything below `to` is applied and nothing at or past it.
+    pub fn chunk(&self, from: i64, to: i64) -> IndexChunk {
+        assert!(from <= to, "an index chunk covers a range");
+        let mut open: Vec<(i64, OpenTxn)> = self.open.iter().map(|(p, t)| (*p, *t)).collect();
+        open.sort_unstable_by_key(|(p, _)| *p);
+        let mut marker_epochs: Vec<(i64, i16)> =
+            self.marker_epochs.iter().map(|(p, e)| (*p, *e)).collect();
+        marker_epochs.sort_unstable();
+        IndexChunk {
+            from,
+            to,
+            aborted: self
+                .aborted
+                .iter()
+                .filter(|a| a.last_offset >= from && a.last_offset < to)
+                .copied()
+                .collect(),
+            open,
+            marker_epochs,
+        }
+    }
+
+    /// The state as of the newest chunk's `to`: its open transactions and marker epochs, and
+    /// the aborted transactions of every chunk (oldest chunk first).
+    pub fn from_chunks(chunks: &[IndexChunk]) -> Self {
+        let mut t = PartitionTxns::new();
+        for c in chunks {
+            t.aborted.extend_from_slice(&c.aborted);
+        }
+        if let Some(newest) = chunks.last() {
+            for (pid, txn) in &newest.open {
+                t.open.insert(*pid, *txn);
+                t.open_by_first.insert((txn.first_offset, *pid));
+            }
+            t.marker_epochs.extend(newest.marker_epochs.iter().copied());
+        }
+        t
+    }
+}
+
+/// The persisted form of a partition's transactions over the offsets `[from, to)` (Kafka's
+/// `.txnindex` plus the transaction part of its producer snapshot): the transactions whose
+/// ABORT marker lies in the range, and the open transactions and newest marker epochs as of
+/// `to`. Chunks with contiguous ranges rebuild [`PartitionTxns`] without reading the log
+/// below the newest `to` ([`PartitionTxns::from_chunks`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexChunk {
+    pub from: i64,
+    pub to: i64,
+    pub aborted: Vec<AbortedTxn>,
+    pub open: Vec<(i64, OpenTxn)>,
+    pub marker_epochs: Vec<(i64, i16)>,
+}
+
+/// Why a persisted [`IndexChunk`] cannot be used (the caller rebuilds from the log).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChunkError {
+    #[error("not a transaction index (magic or version)")]
+    Format,
+    #[error("transaction index truncated")]
+    Truncated,
+    #[error("transaction index checksum mismatch")]
+    Checksum,
+    #[error("transaction index entries are inconsistent")]
+    Inconsistent,
+}
+
+const CHUNK_MAGIC: [u8; 4] = *b"RTTX";
+const CHUNK_VERSION: u16 = 1;
+/// magic + version + crc32c.
+const CHUNK_PREFIX_BYTES: usize = 4 + 2 + 4;
+const ABORTED_ENTRY_BYTES: usize = 8 + 8 + 8;
+const OPEN_ENTRY_BYTES: usize = 8 + 2 + 8 + 8;
+const EPOCH_ENTRY_BYTES: usize = 8 + 2;
+
+impl IndexChunk {
+    /// Layout: `"RTTX"`, version u16, crc32c u32 of the rest, from i64, to i64, then three
+    /// counted (u32) lists: aborted (producer id i64, first offset i64, marker offset i64),
+    /// open (producer id i64, epoch i16, first i64, last i64), marker epochs (producer id
+    /// i64, epoch i16). Big-endian.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            CHUNK_PREFIX_BYTES
+                + 16
+                + 12
+                + self.aborted.len() * ABORTED_ENTRY_BYTES
+                + self.open.len() * OPEN_ENTRY_BYTES
+                + self.marker_epochs.len() * EPOCH_ENTRY_BYTES,
+        );
+        out.extend_from_slice(&CHUNK_MAGIC);
+        out.extend_from_slice(&CHUNK_VERSION.to_be_bytes());
+        out.extend_from_slice(&[0; 4]); // crc, filled below
+        out.extend_from_slice(&self.from.to_be_bytes());
+        out.extend_from_slice(&self.to.to_be_bytes());
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes();
+        out.extend_from_slice(&count(self.aborted.len()));
+        for a in &self.aborted {
+            out.extend_from_slice(&a.producer_id.to_be_bytes());
+            out.extend_from_slice(&a.first_offset.to_be_bytes());
+            out.extend_from_slice(&a.last_offset.to_be_bytes());
+        }
+        out.extend_from_slice(&count(self.open.len()));
+        for (pid, t) in &self.open {
+            out.extend_from_slice(&pid.to_be_bytes());
+            out.extend_from_slice(&t.producer_epoch.to_be_bytes());
+            out.extend_from_slice(&t.first_offset.to_be_bytes());
+            out.extend_from_slice(&t.last_offset.to_be_bytes());
+        }
+        out.extend_from_slice(&count(self.marker_epochs.len()));
+        for (pid, e) in &self.marker_epochs {
+            out.extend_from_slice(&pid.to_be_bytes());
+            out.extend_from_slice(&e.to_be_bytes());
+        }
+        let crc = storage::batch::crc32c(&out[CHUNK_PREFIX_BYTES..]);
+        out[6..10].copy_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<IndexChunk, ChunkError> {
+        if bytes.len() < CHUNK_PREFIX_BYTES {
+            return Err(ChunkError::Truncated);
+        }
+        if bytes[..4] != CHUNK_MAGIC || bytes[4..6] != CHUNK_VERSION.to_be_bytes() {
+            return Err(ChunkError::Format);
+        }
+        let stored = u32::from_be_bytes([bytes[6], bytes[7], bytes[8], bytes[9]]);
+        if stored != storage::batch::crc32c(&bytes[CHUNK_PREFIX_BYTES..]) {
+            return Err(ChunkError::Checksum);
+        }
+        let mut r = Reader(&bytes[CHUNK_PREFIX_BYTES..]);
+        let (from, to) = (r.i64()?, r.i64()?);
+        let mut chunk = IndexChunk {
+            from,
+            to,
+            aborted: Vec::new(),
+            open: Vec::new(),
+            marker_epochs: Vec::new(),
+        };
+        for _ in 0..r.count(ABORTED_ENTRY_BYTES)? {
+            chunk.aborted.push(AbortedTxn {
+                producer_id: r.i64()?,
+                first_offset: r.i64()?,
+                last_offset: r.i64()?,
+            });
+        }
+        for _ in 0..r.count(OPEN_ENTRY_BYTES)? {
+            let pid = r.i64()?;
+            let producer_epoch = r.i16()?;
+            let (first_offset, last_offset) = (r.i64()?, r.i64()?);
+            chunk.open.push((
+                pid,
+                OpenTxn {
+                    producer_epoch,
+                    first_offset,
+                    last_offset,
+                },
+            ));
+        }
+        for _ in 0..r.count(EPOCH_ENTRY_BYTES)? {
+            chunk.marker_epochs.push((r.i64()?, r.i16()?));
+        }
+        // Pair assertions with `chunk`, as checks: a chunk read back must be one it could
+        // have written.
+        let consistent = from <= to
+            && r.0.is_empty()
+            && chunk.aborted.iter().all(|a| {
+                a.first_offset < a.last_offset && a.last_offset >= from && a.last_offset < to
+            })
+            && chunk
+                .open
+                .iter()
+                .all(|(_, t)| t.first_offset <= t.last_offset && t.last_offset < to);
+        if !consistent {
+            return Err(ChunkError::Inconsistent);
+        }
+        Ok(chunk)
+    }
+}
+
+/// A big-endian cursor over a chunk's body.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], ChunkError> {
+        let (head, rest) = self.0.split_at_checked(N).ok_or(ChunkError::Truncated)?;
+        self.0 = rest;
+        head.try_into().map_err(|_| ChunkError::Truncated)
+    }
+    fn i64(&mut self) -> Result<i64, ChunkError> {
+        self.take::<8>().map(i64::from_be_bytes)
+    }
+    fn i16(&mut self) -> Result<i16, ChunkError> {
+        self.take::<2>().map(i16::from_be_bytes)
+    }
+    /// A list length, refused when the rest cannot hold that many entries.
+    fn count(&mut self, entry_bytes: usize) -> Result<usize, ChunkError> {
+        let n = usize::try_from(u32::from_be_bytes(self.take::<4>()?))
+            .map_err(|_| ChunkError::Truncated)?;
+        if n.saturating_mul(entry_bytes) > self.0.len() {
+            return Err(ChunkError::Truncated);
+        }
+        Ok(n)
+    }
 }
 
 /// The control record key of a marker: (version 0, type: 0 abort, 1 commit).
@@ -276,6 +484,41 @@ mod tests {
             .map(|a| a.last_offset)
             .collect();
         assert_eq!(left, vec![4]);
+    }
+
+    #[test]
+    fn chunks_round_trip_and_rebuild_the_same_state() {
+        let mut t = PartitionTxns::new();
+        t.on_data(1, 0, 0, 4);
+        t.on_marker(1, 0, false, 5); // aborted, marker in chunk 1
+        t.on_data(2, 1, 6, 6);
+        let c1 = t.chunk(0, 7);
+        t.on_marker(2, 1, true, 7);
+        t.on_data(3, 0, 8, 9);
+        t.on_marker(3, 0, false, 10); // aborted, marker in chunk 2
+        t.on_data(4, 2, 11, 12); // open at the end of chunk 2
+        let c2 = t.chunk(7, 13);
+        assert_eq!(c1.aborted.len(), 1);
+        assert_eq!(c1.open.len(), 1, "producer 2's transaction is open at 7");
+        for c in [&c1, &c2] {
+            assert_eq!(&IndexChunk::decode(&c.encode()).unwrap(), c);
+        }
+        let rebuilt = PartitionTxns::from_chunks(&[c1.clone(), c2.clone()]);
+        assert_eq!(rebuilt.aborted_between(0, 13), t.aborted_between(0, 13));
+        assert_eq!(rebuilt.last_stable_offset(13), 11);
+        assert_eq!(rebuilt.open(4), t.open(4));
+        assert!(matches!(rebuilt.check(3, 0), Ok(TxnCheck::Verify)));
+        assert_eq!(rebuilt.check(4, 2), Ok(TxnCheck::Open));
+
+        // Damage of any kind is detected.
+        let bytes = c2.encode();
+        for cut in [0, 5, CHUNK_PREFIX_BYTES + 3, bytes.len() - 1] {
+            assert!(IndexChunk::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert_eq!(IndexChunk::decode(&flipped), Err(ChunkError::Checksum));
     }
 
     #[test]

@@ -87,6 +87,12 @@ impl CoordinatorLog for ShardLog {
         }
         .boxed_local())
     }
+
+    fn append_unsynced(&self, batch: Bytes) -> Result<PendingDurable, PartitionError> {
+        let batches = ValidatedBatches::parse(batch)?;
+        let pending = self.log.append(&batches, None)?;
+        Ok(async move { Ok(pending.wait(Durability::Written).await?) }.boxed_local())
+    }
 }
 
 impl Shard {

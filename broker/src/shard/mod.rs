@@ -56,6 +56,7 @@ use self::controller_shell::ControllerShell;
 
 mod coordinator_log;
 mod sample;
+mod txn_index_files;
 pub mod txn_markers;
 
 /// How often each shard applies retention to its partitions (Kafka's
@@ -1003,6 +1004,8 @@ impl Shard {
             let dir = partition.log.dir().to_path_buf();
             glommio::spawn_local(async move { producer_snapshots::write(dir, &table).await })
                 .detach();
+            let end = partition.log.log_end_offset();
+            txn_markers::persist_txn_index(&partition.log, &partition.txns.borrow(), end);
         }
         let base_offset = pending.base_offset;
         let last_offset = pending.last_offset;
@@ -1160,6 +1163,21 @@ impl Shard {
             .partition(topic, index)
             .ok_or_else(|| PartitionError::new(E::UnknownTopicOrPartition))?;
         let log = &partition.log;
+        // Kafka's `lastFetchableOffset`: lookups by timestamp search the whole log, then
+        // answer nothing for an offset a consumer of this isolation level cannot read yet.
+        let fetchable_end = if committed {
+            let end = partition.high_watermark();
+            partition.txns.borrow().last_stable_offset(end)
+        } else {
+            partition.high_watermark()
+        };
+        let readable = |(offset, ts): (i64, i64)| {
+            if offset < fetchable_end {
+                (offset, ts)
+            } else {
+                (-1, -1)
+            }
+        };
         match timestamp {
             // LATEST: the high watermark, or for read_committed the last stable offset.
             -1 if committed => Ok((
@@ -1183,7 +1201,7 @@ impl Shard {
                     return Ok((-1, -1));
                 };
                 match records::max_timestamp_record(&batch)? {
-                    Some((offset, ts)) => Ok((offset, ts)),
+                    Some(found) => Ok(readable(found)),
                     None => Ok((-1, -1)),
                 }
             }
@@ -1195,7 +1213,7 @@ impl Shard {
                     return Ok((-1, -1));
                 };
                 match compression::find_record_by_timestamp(&batch, ts)? {
-                    Some((offset, record_ts)) => Ok((offset, record_ts)),
+                    Some(found) => Ok(readable(found)),
                     None => Ok((-1, -1)),
                 }
             }
@@ -1287,6 +1305,7 @@ impl Shard {
             .for_each_concurrent(concurrency.max(1), |p| async move {
                 let log = p.log.clone();
                 let mut table = p.producers.borrow().clone();
+                let txns = p.txns.borrow().clone();
                 let (topic, index) = (p.topic.clone(), p.index);
                 drop(p);
                 let dir = log.dir().to_path_buf();
@@ -1296,7 +1315,8 @@ impl Shard {
                     // and replays nothing.
                     Ok(()) => {
                         table.advance_end_offset(handle.log_end_offset());
-                        producer_snapshots::write(dir, &table).await
+                        producer_snapshots::write(dir.clone(), &table).await;
+                        txn_index_files::write(dir, txns, handle.log_end_offset()).await
                     }
                     Err(e) => {
                         warn!(topic = %topic.name, partition = index, error = %e, "closing partition at shutdown failed")
@@ -1511,9 +1531,12 @@ pub(crate) async fn load_producer_state(
     let mut producers = snapshot.unwrap_or_default();
     let replay_from = producers.end_offset().max(log.log_start_offset());
     let mut batches = Vec::new();
+    // Transactional batches and markers, in log order, to rebuild the transactions (after
+    // the transaction index; from the log start without one).
+    let (txns_indexed, txn_replay_from) = txn_markers::load_txn_index(log).await;
     let mut txn_events = Vec::new();
-    log.for_each_batch_header(log.log_start_offset(), |h| {
-        if h.is_transactional() && h.producer_id >= 0 {
+    log.for_each_batch_header(txn_replay_from.min(replay_from), |h| {
+        if h.is_transactional() && h.producer_id >= 0 && h.base_offset >= txn_replay_from {
             txn_events.push(txn_markers::TxnEvent::from_header(h));
         }
         if h.producer_id >= 0 && !h.is_control() && h.base_offset >= replay_from {
@@ -1534,11 +1557,12 @@ pub(crate) async fn load_producer_state(
         topic,
         partition = index,
         snapshot_end_offset = from_snapshot.unwrap_or(-1),
+        txn_replayed_from = txn_replay_from,
         replayed_from = replay_from,
         replayed_batches = replayed,
         producers = producers.len(),
         "producer state loaded"
     );
-    let txns = txn_markers::rebuild_txns(log, txn_events).await?;
+    let txns = txn_markers::rebuild_txns(log, txns_indexed, txn_events).await?;
     Ok((producers, txns))
 }

@@ -2,7 +2,8 @@
 //! ABORT markers ([`ShardReq::WriteMarkers`](super::ShardReq::WriteMarkers)), asking the
 //! transaction coordinator whether a partition was added before the first transactional
 //! batch of a transaction is written (the old protocol's INVALID_TXN_STATE rule), and
-//! rebuilding a partition's [`PartitionTxns`] from its log when it opens.
+//! rebuilding a partition's [`PartitionTxns`] when it opens: from its transaction index
+//! (`txn_index_files`, written at segment rolls) and the log after it.
 //!
 //! Invariants: a marker's offsets are assigned and [`PartitionTxns::on_marker`] applied in one
 //! synchronous step (as data batches are), so the last stable offset moves exactly when the
@@ -65,13 +66,39 @@ impl TxnEvent {
     }
 }
 
-/// Replays the transactional batches of a partition (in log order) into its transactions;
-/// markers are read back to learn COMMIT or ABORT.
+/// Where rebuilding a partition's transactions starts: the state its transaction index
+/// holds and the offset the index ends at, or nothing and the log start when there is no
+/// usable index (see [`super::txn_index_files`]).
+pub async fn load_txn_index(log: &PartitionLog) -> (PartitionTxns, i64) {
+    let dir = log.dir().to_path_buf();
+    let (start, end) = (log.log_start_offset(), log.log_end_offset());
+    match super::txn_index_files::load(dir, start, end).await {
+        Some((txns, index_end)) => {
+            assert!(
+                index_end <= end,
+                "a transaction index is never used past the log end"
+            );
+            (txns, index_end.max(start))
+        }
+        None => (PartitionTxns::new(), start),
+    }
+}
+
+/// Persists a partition's transactions up to `end_offset` in the background (when its
+/// active segment rolls, like the producer snapshot); the next open reads only the log
+/// after it.
+pub fn persist_txn_index(log: &PartitionLog, txns: &PartitionTxns, end_offset: i64) {
+    let (dir, txns) = (log.dir().to_path_buf(), txns.clone());
+    glommio::spawn_local(super::txn_index_files::write(dir, txns, end_offset)).detach();
+}
+
+/// Replays the transactional batches of a partition (in log order, all at or past where
+/// `txns` ends) into `txns`; markers are read back to learn COMMIT or ABORT.
 pub async fn rebuild_txns(
     log: &PartitionLog,
+    mut txns: PartitionTxns,
     events: Vec<TxnEvent>,
 ) -> Result<PartitionTxns, storage::StorageError> {
-    let mut txns = PartitionTxns::new();
     for e in events {
         if !e.control {
             txns.on_data(

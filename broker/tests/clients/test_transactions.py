@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 import kclients
 
@@ -62,10 +62,13 @@ def read_all(bootstrap: str, topic: str, partitions: int, isolation: str,
         c.close()
 
 
-def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
-    c = kclients.consumer(bootstrap, **{"group.id": group})
+def committed(bootstrap: str, group: str, topic: str, partitions: int,
+              isolation: str = "read_committed", timeout_s: float = DEADLINE_S) -> dict[int, int]:
+    """Committed offsets. A read_committed client (librdkafka's default) asks with
+    require_stable, so it waits while a transaction holds offsets of the group."""
+    c = kclients.consumer(bootstrap, **{"group.id": group, "isolation.level": isolation})
     try:
-        got = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=DEADLINE_S)
+        got = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=timeout_s)
         return {tp.partition: tp.offset for tp in got}
     finally:
         c.close()
@@ -96,7 +99,7 @@ def test_committed_transaction_shows_records_and_offsets(broker, topic_name):
             p.produce(out, key=str(i).encode(), value=f"v{i}".encode(), partition=i % 2)
         p.send_offsets_to_transaction([TopicPartition(src, 0, 42)], gmd, DEADLINE_S)
         # Not visible before the commit.
-        assert committed(broker.bootstrap, group, src, 1)[0] < 0
+        assert committed(broker.bootstrap, group, src, 1, "read_uncommitted")[0] < 0
         p.commit_transaction(DEADLINE_S)
     finally:
         consumer.close()
@@ -303,3 +306,238 @@ def test_cli_lists_and_aborts_a_hanging_transaction(broker, topic_name):
     assert "CompleteAbort" in listed[0] or "Empty" in listed[0], listed
     # The LSO moved on: a read_committed reader reaches the end and sees nothing.
     assert read_all(broker.bootstrap, topic_name, 1, "read_committed") == []
+
+
+def poll_until(consumers, cond, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        for c in consumers:
+            c.poll(0.1)
+
+
+def offsets_refused(bootstrap: str, txn_id: str, out: str, offsets, gmd):
+    """A transaction sending `offsets` with the group metadata `gmd`: the error the
+    send_offsets_to_transaction call raises (then aborted), or None if it succeeded."""
+    p = txn_producer(bootstrap, txn_id)
+    p.init_transactions(DEADLINE_S)
+    p.begin_transaction()
+    p.produce(out, value=b"x")
+    try:
+        p.send_offsets_to_transaction(offsets, gmd, DEADLINE_S)
+    except KafkaException as e:
+        err = e.args[0]
+        assert err.txn_requires_abort(), err
+        p.abort_transaction(DEADLINE_S)
+        return err
+    p.commit_transaction(DEADLINE_S)
+    return None
+
+
+@pytest.mark.timeout(180)
+def test_zombie_with_a_stale_generation_cannot_commit_offsets(broker, topic_name):
+    """TxnOffsetCommit v3 carries the consumer's generation and member id: once the group
+    rebalanced, a producer sending the old group metadata gets ILLEGAL_GENERATION (its
+    offsets stay out), the current metadata commits, and a member that left gets
+    UNKNOWN_MEMBER_ID."""
+    src, out, group = f"{topic_name}-in", f"{topic_name}-out", f"g-{uuid.uuid4().hex[:8]}"
+    kclients.create_topic(broker.bootstrap, src, 2)
+    kclients.create_topic(broker.bootstrap, out, 1)
+    a, stale = group_metadata(broker.bootstrap, group, src)
+    b = kclients.consumer(broker.bootstrap, **{"group.id": group})
+    try:
+        b.subscribe([src])
+        poll_until([a, b], lambda: len(a.assignment()) == 1 and len(b.assignment()) == 1,
+                   "the second consumer's rebalance")
+        err = offsets_refused(broker.bootstrap, f"tx-{topic_name}", out,
+                              [TopicPartition(src, 0, 7)], stale)
+        assert err is not None and err.code() == KafkaError.ILLEGAL_GENERATION, err
+        assert committed(broker.bootstrap, group, src, 1)[0] < 0
+        assert offsets_refused(broker.bootstrap, f"tx-{topic_name}", out,
+                               [TopicPartition(src, 0, 9)], a.consumer_group_metadata()) is None
+        assert committed(broker.bootstrap, group, src, 1) == {0: 9}
+        # b leaves the group: its metadata names a member the group no longer has.
+        b_gmd = b.consumer_group_metadata()
+        b.close()
+        err = offsets_refused(broker.bootstrap, f"tx-{topic_name}", out,
+                              [TopicPartition(src, 0, 11)], b_gmd)
+        assert err is not None and err.code() == KafkaError.UNKNOWN_MEMBER_ID, err
+        assert committed(broker.bootstrap, group, src, 1) == {0: 9}
+    finally:
+        a.close()
+
+
+@pytest.mark.timeout(180)
+def test_fenced_static_member_cannot_commit_offsets(broker, topic_name):
+    """A static member (group.instance.id) replaced by a new incarnation: the old one's
+    metadata gets FENCED_INSTANCE_ID."""
+    src, out, group = f"{topic_name}-in", f"{topic_name}-out", f"g-{uuid.uuid4().hex[:8]}"
+    kclients.create_topic(broker.bootstrap, src, 1)
+    kclients.create_topic(broker.bootstrap, out, 1)
+    static = {"group.id": group, "group.instance.id": "i1", "session.timeout.ms": 30000}
+    old = kclients.consumer(broker.bootstrap, **static)
+    old.subscribe([src])
+    poll_until([old], lambda: bool(old.assignment()), "the first incarnation's assignment")
+    old_gmd = old.consumer_group_metadata()
+    # The application restarts with the same instance id; the old process is a zombie.
+    new = kclients.consumer(broker.bootstrap, **static)
+    try:
+        new.subscribe([src])
+        poll_until([new], lambda: bool(new.assignment()), "the new incarnation's assignment")
+        err = offsets_refused(broker.bootstrap, f"tx-{topic_name}", out,
+                              [TopicPartition(src, 0, 5)], old_gmd)
+        assert err is not None and err.code() == KafkaError.FENCED_INSTANCE_ID, err
+        assert committed(broker.bootstrap, group, src, 1)[0] < 0
+    finally:
+        new.close()
+        old.close()
+
+
+@pytest.mark.timeout(180)
+def test_read_committed_consumer_waits_for_pending_transactional_offsets(broker, topic_name):
+    """OffsetFetch require_stable (v7+, sent by read_committed clients): while a transaction
+    holds offsets of the group, the partition answers UNSTABLE_OFFSET_COMMIT and the client
+    retries, so a consumer starting meanwhile begins at the offset the transaction commits
+    rather than at the older committed one. read_uncommitted clients are answered at once."""
+    src, out, group = f"{topic_name}-in", f"{topic_name}-out", f"g-{uuid.uuid4().hex[:8]}"
+    kclients.create_topic(broker.bootstrap, src, 1)
+    kclients.create_topic(broker.bootstrap, out, 1)
+    feed = kclients.producer(broker.bootstrap)
+    for i in range(100):
+        feed.produce(src, value=f"in-{i}".encode(), partition=0)
+    feed.flush(DEADLINE_S)
+    consumer, gmd = group_metadata(broker.bootstrap, group, src)
+    p = txn_producer(broker.bootstrap, f"tx-{topic_name}")
+    p.init_transactions(DEADLINE_S)
+    p.begin_transaction()
+    p.produce(out, value=b"x")
+    p.send_offsets_to_transaction([TopicPartition(src, 0, 42)], gmd, DEADLINE_S)
+    consumer.close()
+
+    assert committed(broker.bootstrap, group, src, 1, "read_uncommitted")[0] < 0
+    with pytest.raises(KafkaException) as raised:
+        # Retries UNSTABLE_OFFSET_COMMIT until its timeout (well within the transaction's).
+        committed(broker.bootstrap, group, src, 1, timeout_s=5)
+    assert raised.value.args[0].code() == KafkaError._TIMED_OUT, raised.value
+
+    c = kclients.consumer(broker.bootstrap, **{"group.id": group, "isolation.level": "read_committed"})
+    try:
+        c.subscribe([src])
+        poll_until([c], lambda: bool(c.assignment()), "an assignment")
+        early = [m for m in c.consume(num_messages=100, timeout=2.0) if m.error() is None]
+        assert early == [], "the consumer started before the transaction decided its offset"
+        p.commit_transaction(DEADLINE_S)
+        got = []
+        deadline = time.monotonic() + DEADLINE_S
+        while not got:
+            assert time.monotonic() < deadline, "the consumer never started"
+            got = [m for m in c.consume(num_messages=100, timeout=0.5) if m.error() is None]
+        assert got[0].offset() == 42, got[0].offset()
+    finally:
+        c.close()
+    assert committed(broker.bootstrap, group, src, 1) == {0: 42}
+
+
+def list_offset(bootstrap: str, topic: str, spec, isolation) -> int:
+    """One partition's ListOffsets answer through AdminClient.list_offsets (-1: none)."""
+    admin = kclients.admin(bootstrap)
+    tp = TopicPartition(topic, 0)
+    futures = admin.list_offsets({tp: spec}, isolation_level=isolation, request_timeout=DEADLINE_S)
+    return futures[tp].result(timeout=DEADLINE_S).offset
+
+
+@pytest.mark.timeout(180)
+def test_list_offsets_by_timestamp_stops_at_the_last_stable_offset(broker, topic_name):
+    """ListOffsets by timestamp and MAX_TIMESTAMP with read_committed never answer an offset
+    at or past the LSO (Kafka's lastFetchableOffset): records of an open transaction are
+    found by read_uncommitted lookups only, and by both once it commits."""
+    from confluent_kafka import IsolationLevel
+    from confluent_kafka.admin import OffsetSpec
+
+    kclients.create_topic(broker.bootstrap, topic_name, 1)
+    plain = kclients.producer(broker.bootstrap)
+    for i in range(10):
+        plain.produce(topic_name, value=f"p{i}".encode(), partition=0, timestamp=1_000 + i)
+    plain.flush(DEADLINE_S)
+    p = txn_producer(broker.bootstrap, f"tx-{topic_name}")
+    p.init_transactions(DEADLINE_S)
+    p.begin_transaction()
+    # In the future, so they stay the largest timestamps once the COMMIT marker (stamped
+    # with the broker's clock) is written.
+    future = int(time.time() * 1000) + 600_000
+    for i in range(5):
+        p.produce(topic_name, value=f"t{i}".encode(), partition=0, timestamp=future + i)
+    p.flush(DEADLINE_S)
+
+    rc, ru = IsolationLevel.READ_COMMITTED, IsolationLevel.READ_UNCOMMITTED
+    b = broker.bootstrap
+    assert list_offset(b, topic_name, OffsetSpec.for_timestamp(1_003), rc) == 3
+    assert list_offset(b, topic_name, OffsetSpec.for_timestamp(1_003), ru) == 3
+    assert list_offset(b, topic_name, OffsetSpec.for_timestamp(future + 2), ru) == 12
+    assert list_offset(b, topic_name, OffsetSpec.for_timestamp(future + 2), rc) == -1
+    assert list_offset(b, topic_name, OffsetSpec.max_timestamp(), ru) == 14
+    assert list_offset(b, topic_name, OffsetSpec.max_timestamp(), rc) == -1
+    assert list_offset(b, topic_name, OffsetSpec.latest(), rc) == 10
+    assert list_offset(b, topic_name, OffsetSpec.latest(), ru) == 15
+
+    p.commit_transaction(DEADLINE_S)
+    assert list_offset(b, topic_name, OffsetSpec.for_timestamp(future + 2), rc) == 12
+    assert list_offset(b, topic_name, OffsetSpec.max_timestamp(), rc) == 14
+    assert list_offset(b, topic_name, OffsetSpec.latest(), rc) == 16  # after the COMMIT marker
+
+
+def txn_replayed_from(broker, topic: str) -> list[int]:
+    """Where each start of the broker began rebuilding `topic`-0's transactions from the
+    log (0 = the log start: no usable transaction index)."""
+    import re
+    pat = re.compile(rf'producer state loaded topic="?{re.escape(topic)}"? partition=0 .*?txn_replayed_from=(\d+)')
+    return [int(m.group(1)) for m in pat.finditer(broker.log_text())]
+
+
+@pytest.mark.timeout(300)
+def test_aborted_index_is_persisted_per_segment_and_rebuilt_when_damaged(broker_factory, topic_name):
+    """The aborted-transaction index (`txn-index-*.txnindex`, one chunk per rolled segment)
+    lets a restart read only the log after it; aborted records stay hidden to read_committed
+    across a clean restart, a kill -9, and a restart with every index file damaged (rebuilt
+    from the whole log)."""
+    broker = broker_factory()
+    kclients.create_topic(broker.bootstrap, topic_name, 1, {"internal.segment.bytes": "8192"})
+    p = txn_producer(broker.bootstrap, f"tx-{topic_name}")
+    p.init_transactions(DEADLINE_S)
+    committed_values = []
+    for t in range(12):
+        p.begin_transaction()
+        values = [f"t{t}-{i}-".encode() + b"x" * 200 for i in range(20)]
+        for v in values:
+            p.produce(topic_name, value=v)
+        if t % 3 == 1:
+            p.flush(DEADLINE_S)  # abort_transaction purges what is not sent yet
+            p.abort_transaction(DEADLINE_S)
+        else:
+            p.commit_transaction(DEADLINE_S)
+            committed_values += values
+
+    def check():
+        rc = read_all(broker.bootstrap, topic_name, 1, "read_committed")
+        assert [v for *_, v in rc] == committed_values
+        assert len(read_all(broker.bootstrap, topic_name, 1, "read_uncommitted")) == 12 * 20
+
+    check()
+    part_dir = broker.data_dir / f"{topic_name}-0"
+    broker.restart("term")
+    index_files = sorted(part_dir.glob("txn-index-*.txnindex"))
+    assert len(index_files) >= 3, sorted(p.name for p in part_dir.iterdir())
+    # A clean close wrote the index up to the log end: nothing is read from the log.
+    assert txn_replayed_from(broker, topic_name)[-1] > 0
+    check()
+
+    broker.restart("kill")
+    assert txn_replayed_from(broker, topic_name)[-1] > 0
+    check()
+
+    broker.stop()
+    for f in part_dir.glob("txn-index-*.txnindex"):
+        f.write_bytes(f.read_bytes()[:-3])
+    broker.start()
+    assert txn_replayed_from(broker, topic_name)[-1] == 0
+    check()

@@ -204,6 +204,16 @@ pub enum Input {
     /// job): written like an OffsetCommit, without member or generation checks, since the
     /// transaction already committed them (Kafka materialises them from the COMMIT marker).
     TxnOffsetsCommitted { request: OffsetCommitRequest },
+    /// TxnOffsetCommit (v3+ carries the member): may this member commit offsets in its
+    /// transaction? Kafka's group coordinator checks it before storing the pending offsets
+    /// (`validateOffsetCommit` with `isTransactional`), so a zombie whose generation is stale
+    /// cannot commit. Answered [`Response::TxnOffsetCommitChecked`]; nothing is written.
+    CheckTxnOffsetCommit {
+        group_id: String,
+        member_id: String,
+        group_instance_id: Option<String>,
+        generation: i32,
+    },
     /// The lead passes only the groups this coordinator owns (v8+ may name many groups).
     OffsetFetch {
         api_version: i16,
@@ -248,6 +258,8 @@ pub enum Response {
     DescribeGroups(DescribeGroupsResponse),
     ListGroups(ListGroupsResponse),
     DeleteGroups(DeleteGroupsResponse),
+    /// To [`Input::CheckTxnOffsetCommit`].
+    TxnOffsetCommitChecked(Result<(), GroupError>),
     /// To [`Input::TopicsDeleted`]: how many committed offsets were removed.
     TopicsDeleted {
         offsets_removed: usize,
@@ -962,6 +974,21 @@ impl GroupCoordinator {
             ),
             Input::TxnOffsetsCommitted { request } => {
                 self.handle_offset_commit(now_ms, request_id, 8, request, Vec::new(), false)
+            }
+            Input::CheckTxnOffsetCommit {
+                group_id,
+                member_id,
+                group_instance_id,
+                generation,
+            } => {
+                let result = self.check_txn_offset_commit(
+                    &group_id,
+                    &member_id,
+                    group_instance_id.as_deref(),
+                    generation,
+                );
+                self.core
+                    .respond(request_id, Response::TxnOffsetCommitChecked(result));
             }
             Input::OffsetFetch {
                 api_version,
@@ -1776,7 +1803,8 @@ impl GroupCoordinator {
             None
         };
         if validate {
-            if let Err(error) = validate_offset_commit(g, member_id, instance_id, generation) {
+            if let Err(error) = validate_offset_commit(g, member_id, instance_id, generation, false)
+            {
                 fail_known(&mut response, error);
                 return core.respond(request_id, Response::OffsetCommit(response));
             }
@@ -1835,6 +1863,24 @@ impl GroupCoordinator {
                 response,
             },
         );
+    }
+
+    /// Kafka's `validateTransactionalOffsetCommit`: an unknown group accepts a commit without
+    /// a generation (a "simple" group, created when the transaction's offsets are applied)
+    /// and refuses one with a generation (ILLEGAL_GENERATION); a known group checks the
+    /// member, its instance id and the generation.
+    fn check_txn_offset_commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), GroupError> {
+        match self.groups.get(group_id) {
+            None if generation < 0 => Ok(()),
+            None => Err(GroupError::IllegalGeneration),
+            Some(g) => validate_offset_commit(g, member_id, instance_id, generation, true),
+        }
     }
 
     fn handle_offset_fetch(&mut self, request_id: u64, api_version: i16, req: OffsetFetchRequest) {
@@ -2872,12 +2918,15 @@ fn update_static_member_and_rebalance(
     }
 }
 
-/// Kafka's `ClassicGroup.validateOffsetCommit` (non-transactional).
+/// Kafka's `ClassicGroup.validateOffsetCommit`. A transactional commit (TxnOffsetCommit)
+/// without member or generation is accepted even in a non-empty group (TxnOffsetCommit v0-2
+/// carry neither), and is not refused while the group completes a rebalance.
 fn validate_offset_commit(
     g: &ClassicGroup,
     member_id: &str,
     instance_id: Option<&str>,
     generation: i32,
+    transactional: bool,
 ) -> Result<(), GroupError> {
     if g.is(State::Dead) {
         return Err(GroupError::CoordinatorNotAvailable);
@@ -2891,10 +2940,10 @@ fn validate_offset_commit(
         if generation != g.generation_id {
             return Err(GroupError::IllegalGeneration);
         }
-    } else if !g.is(State::Empty) {
+    } else if !transactional && !g.is(State::Empty) {
         return Err(GroupError::UnknownMemberId);
     }
-    if g.is(State::CompletingRebalance) {
+    if !transactional && g.is(State::CompletingRebalance) {
         return Err(GroupError::RebalanceInProgress);
     }
     Ok(())

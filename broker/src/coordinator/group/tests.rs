@@ -36,7 +36,8 @@ pub(super) fn encode_response(response: &Response, version: i16) {
         Response::DescribeGroups(r) => r.encode(&mut buf, version),
         Response::ListGroups(r) => r.encode(&mut buf, version),
         Response::DeleteGroups(r) => r.encode(&mut buf, version),
-        Response::TopicsDeleted { .. } => Ok(()), // internal: never sent to a client
+        // internal: never sent to a client
+        Response::TopicsDeleted { .. } | Response::TxnOffsetCommitChecked(_) => Ok(()),
     };
     if let Err(e) = result {
         panic!("response does not encode at v{version}: {e}: {response:?}");
@@ -164,6 +165,7 @@ impl Harness {
             | Input::ListGroups { api_version, .. }
             | Input::DeleteGroups { api_version, .. } => *api_version,
             Input::TxnOffsetsCommitted { .. } => 8,
+            Input::CheckTxnOffsetCommit { .. } => 3,
             Input::TopicsDeleted { .. } => 0,
         };
         self.versions.insert(id, version);
@@ -205,6 +207,7 @@ impl Harness {
             Response::Heartbeat(r) => r.error_code,
             Response::Leave(r) => r.error_code,
             Response::OffsetDelete(r) => r.error_code,
+            Response::TxnOffsetCommitChecked(r) => r.map_or_else(|e| e.kafka_code(), |()| 0),
             other => panic!("no single error code in {other:?}"),
         }
     }
@@ -737,6 +740,58 @@ fn static_member_restart_keeps_assignment_without_rebalance() {
     let l = h.leave("g", &[("", Some("i2"))]);
     assert_eq!(h.code(l), 0);
     assert_eq!(h.c.group_state("g"), Some(GroupState::PreparingRebalance));
+}
+
+/// TxnOffsetCommit's member check (Kafka's `validateTransactionalOffsetCommit`).
+#[test]
+fn txn_offset_commit_check_fences_stale_members() {
+    fn check(h: &mut Harness, group: &str, member: &str, instance: Option<&str>, g: i32) -> i16 {
+        let id = h.send(Input::CheckTxnOffsetCommit {
+            group_id: group.to_owned(),
+            member_id: member.to_owned(),
+            group_instance_id: instance.map(str::to_owned),
+            generation: g,
+        });
+        h.code(id)
+    }
+    let mut h = Harness::new();
+    // Unknown group: a commit without a generation creates a simple group later; with one,
+    // the member is a zombie of a group that no longer exists.
+    assert_eq!(check(&mut h, "nogroup", "", None, -1), 0);
+    assert_eq!(
+        check(&mut h, "nogroup", "m", None, 3),
+        E::IllegalGeneration.code()
+    );
+    let (ids, generation) = h.stable_group("g", 2);
+    assert_eq!(check(&mut h, "g", &ids[0], None, generation), 0);
+    assert_eq!(
+        check(&mut h, "g", &ids[0], None, generation - 1),
+        E::IllegalGeneration.code()
+    );
+    assert_eq!(
+        check(&mut h, "g", "gone", None, generation),
+        E::UnknownMemberId.code()
+    );
+    // v0-2 name no member: accepted even though the group has members (unlike OffsetCommit).
+    assert_eq!(check(&mut h, "g", "", None, -1), 0);
+    // Static members: a replaced incarnation is fenced, an unknown instance is unknown.
+    let j = h.join("s", "", Some("i1"));
+    h.advance(6_000);
+    let m1 = h.join_resp(j).unwrap().member_id.as_str().to_owned();
+    h.sync("s", &m1, 1, &[(&m1, b"A")]);
+    assert_eq!(check(&mut h, "s", &m1, Some("i1"), 1), 0);
+    let j = h.join("s", "", Some("i1"));
+    let m1b = h.join_resp(j).unwrap().member_id.as_str().to_owned();
+    assert_ne!(m1b, m1);
+    assert_eq!(
+        check(&mut h, "s", &m1, Some("i1"), 1),
+        E::FencedInstanceId.code()
+    );
+    assert_eq!(
+        check(&mut h, "s", &m1b, Some("i9"), 1),
+        E::UnknownMemberId.code()
+    );
+    assert_eq!(check(&mut h, "s", &m1b, Some("i1"), 1), 0);
 }
 
 #[test]

@@ -213,6 +213,10 @@ pub enum Input {
     Describe { transactional_ids: Vec<String> },
     /// Every id with its state.
     List,
+    /// The (group, topic, partition)s of these groups with offsets committed in a transaction
+    /// that may still commit (OffsetFetch `require_stable`, Kafka's
+    /// `hasPendingTransactionalOffsets`). Answered [`Response::PendingOffsets`].
+    PendingOffsets { groups: Vec<String> },
 }
 
 /// A transactional id as the admin APIs show it.
@@ -240,6 +244,8 @@ pub enum Response {
         job: Option<MarkerJob>,
     },
     Described(Vec<Option<TxnDescription>>),
+    /// To [`Input::PendingOffsets`]: (group, topic, partition), without duplicates.
+    PendingOffsets(Vec<(String, String, i32)>),
 }
 
 /// Actions, as the shell knows them.
@@ -594,8 +600,33 @@ impl TxnCoordinator {
                     .collect();
                 self.respond(request_id, Response::Described(described));
             }
+            Input::PendingOffsets { groups } => {
+                let pending = self.pending_offsets(&groups);
+                self.respond(request_id, Response::PendingOffsets(pending));
+            }
         }
         self.take()
+    }
+
+    /// Offsets of `groups` in transactions not yet complete. An aborting transaction has
+    /// dropped its offsets already (they can no longer become visible), so in practice these
+    /// are Ongoing and PrepareCommit transactions.
+    fn pending_offsets(&self, groups: &[String]) -> Vec<(String, String, i32)> {
+        let mut out = BTreeSet::new();
+        for meta in self.txns.values() {
+            if !matches!(
+                meta.state,
+                TxnState::Ongoing | TxnState::PrepareCommit | TxnState::PrepareAbort
+            ) {
+                continue;
+            }
+            for o in &meta.offsets {
+                if groups.contains(&o.group) {
+                    out.insert((o.group.clone(), o.topic.clone(), o.partition));
+                }
+            }
+        }
+        out.into_iter().collect()
     }
 
     fn init_producer_id(

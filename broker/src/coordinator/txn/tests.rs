@@ -327,3 +327,39 @@ fn a_failed_persist_changes_nothing() {
     ));
     assert!(c.get("tx").is_none());
 }
+
+/// Only the Complete records may skip the sync (see `StateMachine::must_sync`): the Prepare
+/// record decides the outcome, the Ongoing record tells a restart which partitions to abort.
+#[test]
+fn only_complete_records_skip_the_sync() {
+    use crate::coordinator::StateMachine;
+    let record = |state: Option<TxnState>| TxnRecord {
+        transactional_id: "t".to_owned(),
+        meta: state.map(|state| TxnMeta {
+            producer_id: 1,
+            producer_epoch: 0,
+            timeout_ms: 1_000,
+            state,
+            partitions: BTreeSet::new(),
+            groups: BTreeSet::new(),
+            offsets: Vec::new(),
+            start_ms: -1,
+            last_update_ms: 0,
+        }),
+    };
+    for (state, synced) in [
+        (Some(TxnState::Empty), true),
+        (Some(TxnState::Ongoing), true),
+        (Some(TxnState::PrepareCommit), true),
+        (Some(TxnState::PrepareAbort), true),
+        (Some(TxnState::CompleteCommit), false),
+        (Some(TxnState::CompleteAbort), false),
+        (None, true),
+    ] {
+        assert_eq!(
+            <TxnCoordinator as StateMachine>::must_sync(&record(state)),
+            synced,
+            "{state:?}"
+        );
+    }
+}
