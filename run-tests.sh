@@ -4,7 +4,8 @@
 #   1. installs what the client tests need, only when missing (kcat from apt; Python client
 #      libraries from PyPI, pinned to the major versions we tested against);
 #   2. checks formatting (cargo fmt) and lints (cargo clippy -D warnings);
-#   3. builds the workspace in release mode and runs every crate's tests;
+#   3. builds the workspace and its tests in release mode (one build, shared by both) and runs
+#      every crate's tests;
 #   4. runs the real-client suite (broker/tests/clients) against target/release/ringtail.
 #
 # Idempotent: a second run installs nothing and only rebuilds what changed.
@@ -97,8 +98,15 @@ else
 fi
 
 # --- 3. Rust build and unit/integration tests -----------------------------------------
-log "cargo build --release --workspace"
-if cargo build --release --workspace; then
+# One build of every unit `cargo test` runs (lib, bins, tests, examples: its default targets)
+# plus the binaries the client tests use. Built together, the binaries get the same dependency
+# features as the tests (dev-dependencies such as proptest and criterion turn on features of
+# serde, regex, bitflags, crossbeam...), so `cargo test` below compiles nothing again. A plain
+# `cargo build --release` resolves features without dev-dependencies: `cargo test` then
+# rebuilt about 75 crates (glommio, kafka-protocol, tracing-subscriber, the workspace's own
+# libraries...) a second time, 3-5 minutes of a cold CI run.
+log "cargo build --release --workspace --lib --bins --tests --examples"
+if cargo build --release --workspace --lib --bins --tests --examples; then
   status_cargo_build="ok"
 else
   status_cargo_build="FAILED"
