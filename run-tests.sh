@@ -10,7 +10,8 @@
 #
 # Idempotent: a second run installs nothing and only rebuilds what changed.
 # Env: CARGO_TARGET_DIR (honoured), PYTEST_ARGS (extra pytest arguments, e.g. "-k kcat"),
-#      PYTEST_TIMEOUT_S (per-test time limit, default 600).
+#      PYTEST_TIMEOUT_S (per-test time limit, default 600), PYTEST_WORKERS (parallel pytest
+#      processes, default 2; 0 = one process).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -56,6 +57,7 @@ python_requirements=(
   "zstandard>=0.22,<1"
   "pytest>=8,<10"
   "pytest-timeout>=2,<3"
+  "pytest-xdist>=3,<4"
 )
 # Ask pip only for the requirements that are not already satisfied, so a warm machine
 # does not touch the network at all.
@@ -128,7 +130,13 @@ export RINGTAIL_BIN="$target_dir/release/ringtail"
 # shellcheck disable=SC2086 # PYTEST_ARGS is a list of arguments
 # Every client test has a time limit, so a hang (a client blocked in close(), a broker that
 # stopped answering) fails that test quickly instead of eating CI's whole budget.
-if python3 -m pytest -v -rfE --timeout="${PYTEST_TIMEOUT_S:-600}" ${PYTEST_ARGS:-} broker/tests/clients; then
+# Two worker processes, one module at a time each (--dist loadfile: a module's shared broker
+# stays in one process): most of the suite's wall time is waiting (session timeouts, retention
+# passes, restarts, a one-minute offset expiry), which the other worker fills. PYTEST_WORKERS=0
+# runs everything in one process, in order. --durations shows where the time goes.
+if python3 -m pytest -v -rfE --timeout="${PYTEST_TIMEOUT_S:-600}" \
+  -n "${PYTEST_WORKERS:-2}" --dist loadfile --durations=25 \
+  ${PYTEST_ARGS:-} broker/tests/clients; then
   status_pytest="ok"
 else
   status_pytest="FAILED"
