@@ -300,8 +300,10 @@ impl KafkaCode for ControllerError {
             ControllerError::InvalidTopicName(_) => E::InvalidTopicException,
             ControllerError::TopicAlreadyExists(_) => E::TopicAlreadyExists,
             ControllerError::ReplicationFactorNotPositive
-            | ControllerError::ReplicationFactorTooLarge { .. }
-            | ControllerError::ReplicationNotSupported(_) => E::InvalidReplicationFactor,
+            | ControllerError::ReplicationFactorTooLarge { .. } => E::InvalidReplicationFactor,
+            ControllerError::NotLeaderAtEpoch { .. } => E::FencedLeaderEpoch,
+            ControllerError::StalePartitionEpoch { .. } => E::InvalidUpdateVersion,
+            ControllerError::IneligibleIsr { .. } => E::IneligibleReplica,
             ControllerError::NoLiveBrokers => E::BrokerNotAvailable,
             // KAFKA-13609: every rejected broker config change is INVALID_REQUEST.
             ControllerError::DuplicateTopic(_)
@@ -469,7 +471,9 @@ mod tests {
             | ControllerError::PartitionCountOutOfRange(_)
             | ControllerError::ReplicationFactorNotPositive
             | ControllerError::ReplicationFactorTooLarge { .. }
-            | ControllerError::ReplicationNotSupported(_)
+            | ControllerError::NotLeaderAtEpoch { .. }
+            | ControllerError::StalePartitionEpoch { .. }
+            | ControllerError::IneligibleIsr { .. }
             | ControllerError::NoLiveBrokers
             | ControllerError::InternalTopicDeletion(_)
             | ControllerError::TopicNotHosted

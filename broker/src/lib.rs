@@ -9,6 +9,7 @@
 //! | [`cluster`] | the metadata image and the records that build it, placement, the I/O-free controller, the Raft controller quorum | quorum on its own "controller" thread; its images published by shard 0; image on every shard |
 //! | [`coordinator`] | the coordinator shell and the I/O-free group ([`coordinator::group`]) and transaction ([`coordinator::txn`]) coordinators | the shard owning the `__consumer_offsets` / `__transaction_state` partition |
 //! | [`ops`] | metrics and the admin HTTP endpoint | admin thread reads; shards write their own counters |
+//! | [`replication`] | the leader's I/O-free replication state (followers' progress, high watermark, ISR changes); its shell is `shard::replica` | the partition's owning shard |
 //! | [`cli`] | operator commands speaking the Kafka protocol to a running broker | the operator's shell |
 //! | [`server`] | start-up and shutdown: checks, metadata load, one executor per core | the main thread |
 //! | [`config`], [`errors`] | broker configuration; the one place internal errors become Kafka codes | everywhere |
@@ -48,5 +49,6 @@ pub mod errors;
 pub mod kafka;
 pub mod log;
 pub mod ops;
+pub mod replication;
 pub mod server;
 pub mod shard;

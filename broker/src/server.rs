@@ -53,6 +53,11 @@ const PORT_PROBE_MS: u64 = 5_000;
 pub const SECOND_SIGNAL_EXIT_CODE: i32 = 130;
 
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+
+/// Whether the broker is shutting down (background loops stop).
+pub fn shutting_down() -> bool {
+    SHUTDOWN.load(Ordering::SeqCst)
+}
 /// Set when a shard could not start or stopped on an error: the process must exit non-zero.
 static SHARD_FAILED: AtomicBool = AtomicBool::new(false);
 /// Shards that bound the Kafka port (the start-up barrier).
@@ -496,6 +501,9 @@ async fn shard_main(
     })
     .detach();
     shard.mark_ready();
+
+    // Replication: ISR checks, role retries, the high-watermark checkpoint.
+    glommio::spawn_local(shard.clone().run_replication()).detach();
 
     let retention_shard = shard.clone();
     // `log.retention.check.interval.ms` (read-only in Kafka too).

@@ -10,14 +10,14 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 #[derive(Default)]
-pub(crate) struct Event {
+pub struct Event {
     generation: Cell<u64>,
     wakers: RefCell<Vec<Waker>>,
 }
 
 impl Event {
     /// Wakes every listener created before this call.
-    pub(crate) fn notify_all(&self) {
+    pub fn notify_all(&self) {
         self.generation.set(self.generation.get().wrapping_add(1));
         let wakers = std::mem::take(&mut *self.wakers.borrow_mut());
         for w in wakers {
@@ -26,7 +26,7 @@ impl Event {
     }
 
     /// A future that completes at the next `notify_all`.
-    pub(crate) fn listen(self: &Rc<Self>) -> Listener {
+    pub fn listen(self: &Rc<Self>) -> Listener {
         Listener {
             event: self.clone(),
             generation: self.generation.get(),
@@ -35,7 +35,7 @@ impl Event {
     }
 }
 
-pub(crate) struct Listener {
+pub struct Listener {
     event: Rc<Event>,
     generation: u64,
     registered: bool,

@@ -111,7 +111,7 @@ mod config;
 pub mod dma_alloc;
 pub mod epoch;
 mod error;
-mod event;
+pub mod event;
 mod index;
 pub mod iotime;
 pub mod log;

@@ -72,10 +72,6 @@ pub enum ControllerError {
     /// More replicas than live brokers.
     #[error("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {live} broker(s) are registered.")]
     ReplicationFactorTooLarge { rf: i16, live: usize },
-    /// Partition data is not replicated yet: a replication factor above 1 would promise
-    /// copies that do not exist.
-    #[error("Replication factor {0} is not supported yet: partition data is not replicated between brokers, so only 1 is accepted.")]
-    ReplicationNotSupported(i16),
     /// No live broker to place a partition on.
     #[error("No live broker to place the partitions on.")]
     NoLiveBrokers,
@@ -101,6 +97,32 @@ pub enum ControllerError {
     /// CreatePartitions / AlterConfigs of a topic that does not exist.
     #[error("The topic '{0}' does not exist.")]
     UnknownTopic(String),
+    /// AlterPartition from a broker that does not lead at that epoch.
+    #[error("broker {broker} does not lead {topic}-{partition} at leader epoch {leader_epoch} (the leader is {leader} at epoch {current_epoch})")]
+    NotLeaderAtEpoch {
+        topic: String,
+        partition: i32,
+        broker: i32,
+        leader_epoch: i32,
+        leader: i32,
+        current_epoch: i32,
+    },
+    /// AlterPartition decided on an older version of the partition.
+    #[error("partition epoch {got} of {topic}-{partition} is stale (now {current})")]
+    StalePartitionEpoch {
+        topic: String,
+        partition: i32,
+        got: i32,
+        current: i32,
+    },
+    /// The proposed ISR names a replica that may not join it.
+    #[error("the new ISR {isr:?} of {topic}-{partition} is not valid: {why}")]
+    IneligibleIsr {
+        topic: String,
+        partition: i32,
+        isr: Vec<i32>,
+        why: String,
+    },
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -146,10 +168,23 @@ pub enum ControllerReq {
         validate_only: bool,
     },
     AllocateProducerId,
+    /// A partition leader asks to change the ISR (Kafka's AlterPartition, KIP-497): refused
+    /// when `broker` no longer leads at `leader_epoch`, or the partition changed since
+    /// `partition_epoch` (a stale leader's change), or a new member is fenced (KIP-841).
+    AlterPartition {
+        topic: String,
+        partition: i32,
+        broker: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+    },
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum ControllerResp {
+    /// To AlterPartition.
+    Altered(Result<(), PartitionError>),
     /// One result per requested topic, in request order.
     Topics(Vec<Result<Arc<TopicMeta>, PartitionError>>),
     ProducerId(Result<i64, PartitionError>),
@@ -216,6 +251,7 @@ pub enum RequestKind {
     AlterConfigs,
     AlterBrokerConfigs,
     AllocateProducerId,
+    AlterPartition,
 }
 
 impl RequestKind {
@@ -316,6 +352,7 @@ impl RequestKind {
             ControllerReq::AlterConfigs { .. } => RequestKind::AlterConfigs,
             ControllerReq::AlterBrokerConfigs { .. } => RequestKind::AlterBrokerConfigs,
             ControllerReq::AllocateProducerId => RequestKind::AllocateProducerId,
+            ControllerReq::AlterPartition { .. } => RequestKind::AlterPartition,
         }
     }
 }
@@ -430,6 +467,22 @@ impl Controller {
                 changes,
                 validate_only,
             } => alter_broker_configs(image, changes, validate_only),
+            ControllerReq::AlterPartition {
+                topic,
+                partition,
+                broker,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => alter_partition(
+                image,
+                &topic,
+                partition,
+                broker,
+                leader_epoch,
+                partition_epoch,
+                isr,
+            ),
         }
     }
 
@@ -525,9 +578,6 @@ impl Controller {
                         live: live.len(),
                     }
                     .into());
-                }
-                if rf > 1 {
-                    return Err(ControllerError::ReplicationNotSupported(rf).into());
                 }
                 let assignments = crate::cluster::image::place_replicas(
                     &live,
@@ -772,6 +822,95 @@ fn change_topics<T>(
         ControllerResp::Topics(results),
         changed.then(|| current.with_topics(next)),
     )
+}
+
+/// AlterPartition (see [`ControllerReq::AlterPartition`]): the new ISR, with the partition
+/// epoch bumped; the leader and its epoch stay.
+fn alter_partition(
+    image: &MetaSnapshot,
+    topic: &str,
+    partition: i32,
+    broker: i32,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    isr: Vec<i32>,
+) -> Decision {
+    let answer = |r: Result<(), ControllerError>, publish| {
+        Decision::new(
+            RequestKind::AlterPartition,
+            ControllerResp::Altered(r.map_err(PartitionError::from)),
+            publish,
+        )
+    };
+    let Some(t) = image.topic(topic) else {
+        return answer(Err(ControllerError::UnknownTopic(topic.to_string())), None);
+    };
+    let Some(a) = t.assignment(partition) else {
+        return answer(Err(ControllerError::TopicNotHosted), None);
+    };
+    if a.leader != broker || a.leader_epoch != leader_epoch {
+        return answer(
+            Err(ControllerError::NotLeaderAtEpoch {
+                topic: topic.to_string(),
+                partition,
+                broker,
+                leader_epoch,
+                leader: a.leader,
+                current_epoch: a.leader_epoch,
+            }),
+            None,
+        );
+    }
+    if a.partition_epoch != partition_epoch {
+        return answer(
+            Err(ControllerError::StalePartitionEpoch {
+                topic: topic.to_string(),
+                partition,
+                got: partition_epoch,
+                current: a.partition_epoch,
+            }),
+            None,
+        );
+    }
+    let ineligible = |why: String| ControllerError::IneligibleIsr {
+        topic: topic.to_string(),
+        partition,
+        isr: isr.clone(),
+        why,
+    };
+    if !isr.contains(&broker) {
+        return answer(Err(ineligible("it must contain the leader".into())), None);
+    }
+    if let Some(r) = isr.iter().find(|r| !a.replicas.contains(r)) {
+        return answer(Err(ineligible(format!("{r} is not a replica"))), None);
+    }
+    let mut unique = isr.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    if unique.len() != isr.len() {
+        return answer(Err(ineligible("a replica is named twice".into())), None);
+    }
+    // KIP-841: a fenced broker never joins the ISR.
+    if let Some(r) = isr
+        .iter()
+        .find(|r| !a.isr.contains(r) && image.live_broker(**r).is_none())
+    {
+        return answer(Err(ineligible(format!("broker {r} is fenced"))), None);
+    }
+    if isr == a.isr {
+        return answer(Ok(()), None);
+    }
+    let mut topics = image.topics.clone();
+    let mut next_topic = (**t).clone();
+    if let Some(slot) = usize::try_from(partition)
+        .ok()
+        .and_then(|i| next_topic.assignments.get_mut(i))
+    {
+        slot.isr = isr;
+        slot.partition_epoch += 1;
+    }
+    topics.insert(topic.to_string(), Arc::new(next_topic));
+    answer(Ok(()), Some(image.with_topics(topics)))
 }
 
 #[cfg(test)]

@@ -28,4 +28,5 @@ pub mod controller;
 pub mod image;
 pub mod limits;
 pub mod meta;
+pub mod peer_client;
 pub mod quorum;

@@ -36,7 +36,8 @@ use kafka_protocol::ResponseError as E;
 use net::codec::FetchRecords;
 
 use crate::errors::PartitionError;
-use crate::shard::{expect_read, ReadPart, ReadReply, Shard, ShardReq, WaitOutcome};
+use crate::shard::replica::ReplicaFetch;
+use crate::shard::{expect_read, ReadPart, ReadReply, Shard, ShardReq, WaitOutcome, WaitPart};
 
 /// Upper bound on how long one fetch may park, whatever the client asks (Kafka has none, but
 /// a bound keeps a confused client from pinning state for hours).
@@ -47,6 +48,10 @@ struct Slot {
     partition: i32,
     fetch_offset: i64,
     partition_max_bytes: usize,
+    /// KIP-320: the leader epoch the client (or follower) believes in (-1: unchecked).
+    current_leader_epoch: i32,
+    /// A follower's last fetched epoch (-1: none).
+    last_fetched_epoch: i32,
     /// Owner shard, or an error decided without reading.
     target: Result<usize, PartitionError>,
     reply: Option<ReadReply>,
@@ -69,6 +74,12 @@ pub async fn fetch(
     }
     let meta = shard.meta();
     let use_ids = version >= 13;
+    // A follower's fetch names its broker id (in `ReplicaState` since v15).
+    let replica_id = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut slots: Vec<Slot> = Vec::new();
     for t in &req.topics {
@@ -105,6 +116,16 @@ pub async fn fetch(
                 partition: p.partition,
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: usize::try_from(p.partition_max_bytes.max(0)).unwrap_or(0),
+                current_leader_epoch: if version >= 9 {
+                    p.current_leader_epoch
+                } else {
+                    -1
+                },
+                last_fetched_epoch: if version >= 12 {
+                    p.last_fetched_epoch
+                } else {
+                    -1
+                },
                 target,
                 reply: None,
             });
@@ -124,28 +145,56 @@ pub async fn fetch(
     let min_bytes = usize::try_from(req.min_bytes.max(0)).unwrap_or(0);
     let max_wait = Duration::from_millis(req.max_wait_ms.clamp(0, FETCH_WAIT_MS_MAX) as u64);
     let deadline = Instant::now() + max_wait;
-    let read_committed = req.isolation_level == 1;
+    let read_committed = req.isolation_level == 1 && replica_id < 0;
+    let replica = (replica_id >= 0).then_some(replica_id);
 
     loop {
-        read_round(shard, &mut slots, &names, max_bytes, read_committed).await;
+        read_round(
+            shard,
+            &mut slots,
+            &names,
+            max_bytes,
+            read_committed,
+            replica,
+        )
+        .await;
         let total: usize = slots
             .iter()
             .filter_map(|s| s.reply.as_ref())
             .map(ReadReply::records_len)
             .sum();
-        let any_error = slots
-            .iter()
-            .any(|s| s.target.is_err() || s.reply.as_ref().is_some_and(|r| r.error.is_some()));
+        let any_error = slots.iter().any(|s| {
+            s.target.is_err()
+                || s.reply
+                    .as_ref()
+                    .is_some_and(|r| r.error.is_some() || r.diverging_epoch.is_some())
+        });
         let now = Instant::now();
         if total >= min_bytes.max(1) || any_error || now >= deadline || slots.is_empty() {
             break;
         }
-        let peer_gone = wait_for_any(shard, &slots, &names, deadline - now, closed).await;
+        let peer_gone = wait_for_any(
+            shard,
+            &slots,
+            &names,
+            deadline - now,
+            closed,
+            replica.is_some(),
+        )
+        .await;
         if peer_gone {
             break; // nobody reads the answer: no need for a last read
         }
         if Instant::now() >= deadline {
-            read_round(shard, &mut slots, &names, max_bytes, read_committed).await;
+            read_round(
+                shard,
+                &mut slots,
+                &names,
+                max_bytes,
+                read_committed,
+                replica,
+            )
+            .await;
             break;
         }
     }
@@ -188,6 +237,10 @@ pub async fn fetch(
                     );
                 }
                 pd.log_start_offset = reply.log_start_offset;
+                if let Some((epoch, end_offset)) = reply.diverging_epoch {
+                    pd.diverging_epoch.epoch = epoch;
+                    pd.diverging_epoch.end_offset = end_offset;
+                }
                 if let Some(e) = reply.error {
                     pd.error_code = e.code;
                     pd.records = Some(Bytes::new());
@@ -237,13 +290,14 @@ pub async fn fetch(
 }
 
 /// Read every readable slot, one message per owning shard; `committed`: read_committed
-/// (stop at each partition's last stable offset).
+/// (stop at each partition's last stable offset); `replica`: the follower fetching.
 async fn read_round(
     shard: &Rc<Shard>,
     slots: &mut [Slot],
     names: &[String],
     max_bytes: usize,
     committed: bool,
+    replica: Option<i32>,
 ) {
     let mut by_shard: Vec<(Vec<usize>, Vec<ReadPart>)> = (0..shard.shards())
         .map(|_| (Vec::new(), Vec::new()))
@@ -258,6 +312,12 @@ async fn read_round(
                 max_bytes: slot.partition_max_bytes,
                 min_one: true,
                 committed,
+                replica: replica.map(|replica_id| ReplicaFetch {
+                    replica_id,
+                    current_leader_epoch: slot.current_leader_epoch,
+                    last_fetched_epoch: slot.last_fetched_epoch,
+                }),
+                current_leader_epoch: slot.current_leader_epoch,
             });
         }
     }
@@ -291,8 +351,9 @@ async fn wait_for_any(
     names: &[String],
     timeout: Duration,
     closed: &net::ConnClosed,
+    replica: bool,
 ) -> bool {
-    let mut by_shard: Vec<Vec<(String, i32, i64)>> = vec![Vec::new(); shard.shards()];
+    let mut by_shard: Vec<Vec<WaitPart>> = vec![Vec::new(); shard.shards()];
     for slot in slots {
         if let Ok(target) = slot.target {
             // A read_committed fetch may have found data it may not return yet (past the last
@@ -302,11 +363,12 @@ async fn wait_for_any(
                 .as_ref()
                 .filter(|r| r.error.is_none() && r.last_stable_offset < r.high_watermark)
                 .map_or(slot.fetch_offset, |r| r.high_watermark);
-            by_shard[target].push((
-                names[slot.topic_index].clone(),
-                slot.partition,
-                slot.fetch_offset.max(seen_end),
-            ));
+            by_shard[target].push(WaitPart {
+                topic: names[slot.topic_index].clone(),
+                partition: slot.partition,
+                offset: slot.fetch_offset.max(seen_end),
+                replica,
+            });
         }
     }
     let timeout_ms = timeout.as_millis() as u64;

@@ -81,6 +81,7 @@ pub async fn produce(
                         partition: part.index,
                         records: part.records,
                         acks: req.acks,
+                        timeout_ms: req.timeout_ms,
                         transactional_id: req.transactional_id.as_ref().map(|id| id.0.to_string()),
                     });
                 }

@@ -108,6 +108,23 @@ pub struct ShardMetrics {
     fetch_errors: [AtomicU64; ERROR_CODE_SLOTS],
     /// The shard's last published sample of its partitions and committed offsets.
     sample: Mutex<Arc<ShardSample>>,
+    /// Partition replication (see `shard::replica`).
+    replication: ReplicationCounters,
+}
+
+/// One shard's replication counters and gauges.
+#[derive(Default)]
+struct ReplicationCounters {
+    bytes: AtomicU64,
+    batches: AtomicU64,
+    isr_shrinks: AtomicU64,
+    isr_expands: AtomicU64,
+    truncations: AtomicU64,
+    leaders: AtomicU64,
+    under_replicated: AtomicU64,
+    under_min_isr: AtomicU64,
+    offline: AtomicU64,
+    max_lag: AtomicU64,
 }
 
 impl ShardMetrics {
@@ -134,7 +151,38 @@ impl ShardMetrics {
             produce_errors: std::array::from_fn(|_| AtomicU64::new(0)),
             fetch_errors: std::array::from_fn(|_| AtomicU64::new(0)),
             sample: Mutex::new(Arc::new(ShardSample::default())),
+            replication: ReplicationCounters::default(),
         }
+    }
+
+    /// A follower appended batches copied from its leader.
+    pub fn replicated(&self, bytes: usize, batches: usize) {
+        self.replication.bytes.fetch_add(bytes as u64, Relaxed);
+        self.replication.batches.fetch_add(batches as u64, Relaxed);
+    }
+
+    pub fn isr_shrunk(&self) {
+        self.replication.isr_shrinks.fetch_add(1, Relaxed);
+    }
+
+    pub fn isr_expanded(&self) {
+        self.replication.isr_expands.fetch_add(1, Relaxed);
+    }
+
+    /// A follower cut its log back to agree with its leader.
+    pub fn replica_truncated(&self) {
+        self.replication.truncations.fetch_add(1, Relaxed);
+    }
+
+    /// The shard's replication gauges, refreshed by its replication tick.
+    pub fn record_replication(&self, s: crate::shard::replica::ReplicationStats) {
+        let r = &self.replication;
+        r.leaders.store(s.leaders, Relaxed);
+        r.under_replicated.store(s.under_replicated, Relaxed);
+        r.under_min_isr.store(s.under_min_isr, Relaxed);
+        r.offline.store(s.offline, Relaxed);
+        r.max_lag
+            .store(u64::try_from(s.max_follower_lag).unwrap_or(0), Relaxed);
     }
 
     /// Publishes the shard's partitions and committed offsets as of now (once a second,
@@ -484,7 +532,31 @@ impl Metrics {
             let _ = writeln!(out, "ringtail_io_buffer_bytes{{state=\"{state}\"}} {bytes}");
         }
         self.cleaner.render(&mut out);
+        self.render_replication(&mut out);
         out
+    }
+
+    fn render_replication(&self, out: &mut String) {
+        type R = fn(&ReplicationCounters) -> &AtomicU64;
+        let families: [(&str, &str, &str, R); 10] = [
+            ("ringtail_replication_bytes_total", "Record bytes followers on this node copied from their leaders, by shard.", "counter", |r| &r.bytes),
+            ("ringtail_replication_batches_total", "Record batches followers on this node copied from their leaders, by shard.", "counter", |r| &r.batches),
+            ("ringtail_isr_shrinks_total", "ISR changes that removed a replica, of partitions this node leads.", "counter", |r| &r.isr_shrinks),
+            ("ringtail_isr_expands_total", "ISR changes that added a replica, of partitions this node leads.", "counter", |r| &r.isr_expands),
+            ("ringtail_replica_truncations_total", "Times a follower on this node cut its log back to agree with a new leader.", "counter", |r| &r.truncations),
+            ("ringtail_leader_partitions", "Partitions this node leads, by shard.", "gauge", |r| &r.leaders),
+            ("ringtail_under_replicated_partitions", "Partitions this node leads whose ISR is smaller than their replica set.", "gauge", |r| &r.under_replicated),
+            ("ringtail_under_min_isr_partitions", "Partitions this node leads whose ISR is below min.insync.replicas (acks=all produce is refused).", "gauge", |r| &r.under_min_isr),
+            ("ringtail_offline_partitions", "Partitions of the cluster without a leader (reported by shard 0).", "gauge", |r| &r.offline),
+            ("ringtail_replica_max_lag_records", "The largest follower lag (records behind the leader's log end) among partitions this node leads.", "gauge", |r| &r.max_lag),
+        ];
+        for (name, help, kind, field) in families {
+            family(out, name, help, kind);
+            for (id, s) in self.shards.iter().enumerate() {
+                let v = field(&s.replication).load(Relaxed);
+                let _ = writeln!(out, "{name}{{shard=\"{id}\"}} {v}");
+            }
+        }
     }
 }
 

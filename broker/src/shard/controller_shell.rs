@@ -188,7 +188,9 @@ fn log_change(kind: RequestKind, response: &ControllerResp) {
                 info!(topic = %topic.name, partitions = topic.partitions, "added partitions")
             }
             RequestKind::AlterConfigs => info!(topic = %topic.name, "altered topic configs"),
-            RequestKind::AlterBrokerConfigs | RequestKind::AllocateProducerId => {}
+            RequestKind::AlterBrokerConfigs
+            | RequestKind::AllocateProducerId
+            | RequestKind::AlterPartition => {}
         }
     }
 }

@@ -26,7 +26,7 @@
 //! borrow is held across an `.await` (clippy `await_holding_refcell_ref` is an error).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -50,6 +50,7 @@ use crate::log::txn_index::{PartitionTxns, TxnAppendError, TxnCheck};
 pub mod cleaner;
 pub mod controller_shell;
 pub mod producer_snapshots;
+pub mod replica;
 
 use self::controller_shell::ControllerShell;
 
@@ -75,7 +76,7 @@ pub enum ShardReq {
     /// A long poll: send it with [`Shard::wait_for_data`] (a router wait: no request slot on
     /// the target, cancelled when the caller drops it), never with [`Shard::call`].
     WaitForData {
-        parts: Vec<(String, i32, i64)>,
+        parts: Vec<WaitPart>,
         timeout_ms: u64,
     },
     ListOffset {
@@ -139,12 +140,24 @@ pub enum ShardResp {
     Failed(PartitionError),
 }
 
+/// One partition of a long poll: wake when it has data beyond `offset` (for a follower:
+/// written; for a consumer: below the high watermark).
+#[derive(Debug, Clone)]
+pub struct WaitPart {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub replica: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct ProducePart {
     pub topic: String,
     pub partition: i32,
     pub records: Option<Bytes>,
     pub acks: i16,
+    /// The request's `timeout_ms`: how long acks=all may wait for the ISR.
+    pub timeout_ms: i32,
     /// The request's transactional id (transactional batches need one).
     pub transactional_id: Option<String>,
 }
@@ -177,6 +190,11 @@ pub struct ReadPart {
     pub min_one: bool,
     /// `read_committed`: stop at the last stable offset.
     pub committed: bool,
+    /// A follower's fetch: its progress counts for the high watermark and ISR, and it
+    /// reads up to the leader's log end rather than the high watermark.
+    pub replica: Option<replica::ReplicaFetch>,
+    /// A consumer's `current_leader_epoch` (KIP-320; -1: not checked).
+    pub current_leader_epoch: i32,
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +207,9 @@ pub struct ReadReply {
     pub log_start_offset: i64,
     /// Whole batches, in order, possibly in several chunks.
     pub records: Vec<Bytes>,
+    /// To a follower whose log went another way: the leader's (epoch, end offset) of the
+    /// epoch it last fetched, so it truncates there (nothing else is read).
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
 impl ReadReply {
@@ -204,6 +225,7 @@ impl ReadReply {
             aborted: Vec::new(),
             log_start_offset: -1,
             records: Vec::new(),
+            diverging_epoch: None,
         }
     }
 }
@@ -233,6 +255,9 @@ pub struct Partition {
     /// Records and bytes in and out, for `/metrics` (see [`sample`]); shared with the
     /// `Partition` that replaces this one on a config change, so the counts go on.
     pub traffic: Rc<crate::ops::series::PartitionTraffic>,
+    /// Its role (leader or follower), high watermark and replication state (see
+    /// [`replica`]); shared with the `Partition` that replaces this one.
+    pub replica: Rc<replica::Replica>,
 }
 
 pub struct Shard {
@@ -263,6 +288,13 @@ pub struct Shard {
     conn_home: RefCell<Option<ConnAdopter>>,
     /// The log cleaner's counters and per-partition state (see [`cleaner`]).
     pub cleaner: RefCell<cleaner::CleanerState>,
+    /// Connections to the other brokers (replica fetchers).
+    pub peers: crate::cluster::peer_client::PeerClients,
+    /// The leader nodes this shard runs a replica fetcher for.
+    fetchers: RefCell<HashSet<i32>>,
+    /// High watermarks read from the checkpoints at start-up, taken by partitions as they
+    /// open.
+    hw_checkpoint: RefCell<HashMap<(String, i32), i64>>,
 }
 
 /// Serves a connection moved to this shard, or gives it back (see [`net::ConnHome::adopt`]).
@@ -285,6 +317,8 @@ impl Shard {
         ready_shards: Arc<AtomicUsize>,
         metrics: Arc<crate::ops::metrics::Metrics>,
     ) -> Shard {
+        let hw_checkpoint = replica::load_high_watermarks(&config.data_dir);
+        let peers = crate::cluster::peer_client::PeerClients::new(meta.node_id, id);
         Shard {
             id,
             config,
@@ -302,6 +336,9 @@ impl Shard {
             metrics,
             conn_home: RefCell::new(None),
             cleaner: RefCell::new(cleaner::CleanerState::default()),
+            peers,
+            fetchers: RefCell::new(HashSet::new()),
+            hw_checkpoint: RefCell::new(hw_checkpoint),
         }
     }
 
@@ -394,7 +431,7 @@ impl Shard {
     pub async fn wait_for_data(
         self: &Rc<Self>,
         shard: usize,
-        parts: Vec<(String, i32, i64)>,
+        parts: Vec<WaitPart>,
         timeout_ms: u64,
     ) -> WaitOutcome {
         let req = ShardReq::WaitForData { parts, timeout_ms };
@@ -592,6 +629,7 @@ impl Shard {
                             txns: RefCell::new(p.txns.borrow().clone()),
                             snapshot_segment_base: Cell::new(p.snapshot_segment_base.get()),
                             traffic: p.traffic.clone(),
+                            replica: p.replica.clone(),
                         });
                         self.partitions
                             .borrow_mut()
@@ -604,6 +642,7 @@ impl Shard {
         if dropped_any || self.opened_version.get() != Some(snapshot.version) {
             self.open_new_partitions(&snapshot).await;
         }
+        self.sync_roles(&snapshot).await;
         MetaAck {
             version: self.meta_version(),
             unopened: self.unopened_partitions(&snapshot),
@@ -738,45 +777,12 @@ impl Shard {
         let dir = partition_dir(&self.config.data_dir, &topic.name, index);
         let log = PartitionLog::open(dir, topic.config.log_config()).await?;
         log.set_read_cache_bytes(self.config.batch_cache_bytes_per_partition);
-        // Rebuild idempotent-producer state so retried batches sent before a restart are
-        // still recognised as duplicates: the newest snapshot, then the log after it.
-        let dir = log.dir().to_path_buf();
-        let snapshot = producer_snapshots::load(dir, log.log_end_offset()).await;
-        let from_snapshot = snapshot.as_ref().map(ProducerStateTable::end_offset);
-        let mut producers = snapshot.unwrap_or_default();
-        let replay_from = producers.end_offset().max(log.log_start_offset());
-        let mut batches = Vec::new();
-        // Transactional batches and markers, in log order, to rebuild the transactions (from
-        // the log start: the aborted-transaction state is not in the producer snapshot).
-        let mut txn_events = Vec::new();
-        log.for_each_batch_header(log.log_start_offset(), |h| {
-            if h.is_transactional() && h.producer_id >= 0 {
-                txn_events.push(txn_markers::TxnEvent::from_header(h));
-            }
-            if h.producer_id >= 0 && !h.is_control() && h.base_offset >= replay_from {
-                batches.push(ProducerBatch::from_header(
-                    h.base_offset,
-                    h.last_offset_delta,
-                    h.max_timestamp,
-                    h.producer_id,
-                    h.producer_epoch,
-                    h.base_sequence,
-                ));
-            }
-        })
-        .await?;
-        let replayed = producers.rebuild_from(batches);
-        producers.advance_end_offset(log.log_end_offset());
-        info!(
-            topic = %topic.name,
-            partition = index,
-            snapshot_end_offset = from_snapshot.unwrap_or(-1),
-            replayed_from = replay_from,
-            replayed_batches = replayed,
-            producers = producers.len(),
-            "producer state loaded"
-        );
-        let txns = txn_markers::rebuild_txns(&log, txn_events).await?;
+        let (producers, txns) = load_producer_state(&log, &topic.name, index).await?;
+        let high_watermark = self
+            .hw_checkpoint
+            .borrow_mut()
+            .remove(&(topic.name.clone(), index))
+            .unwrap_or(0);
         let segment_base = log.active_segment_base();
         Ok(Partition {
             topic,
@@ -786,6 +792,7 @@ impl Shard {
             txns: RefCell::new(txns),
             snapshot_segment_base: Cell::new(segment_base),
             traffic: Default::default(),
+            replica: Rc::new(replica::Replica::new(high_watermark)),
         })
     }
 
@@ -808,6 +815,7 @@ impl Shard {
                 part.records,
                 part.acks,
                 part.transactional_id.as_deref(),
+                part.timeout_ms,
             )
             .await
         {
@@ -827,7 +835,17 @@ impl Shard {
         records: Option<Bytes>,
         acks: i16,
         transactional_id: Option<&str>,
+        timeout_ms: i32,
     ) -> Result<ProduceResult, PartitionError> {
+        // Only the leader appends; acks=all needs min.insync.replicas in sync first.
+        let leader_epoch = partition
+            .leader_epoch()
+            .ok_or_else(|| PartitionError::new(E::NotLeaderOrFollower))?;
+        if acks == -1 && !partition.enough_replicas() {
+            return Err(PartitionError::new(E::NotEnoughReplicas));
+        }
+        let deadline = std::time::Instant::now()
+            + Duration::from_millis(u64::try_from(timeout_ms.max(0)).unwrap_or(0));
         let records = records.ok_or_else(|| {
             PartitionError::with_message(E::CorruptMessage, "produce request without records")
         })?;
@@ -884,6 +902,10 @@ impl Shard {
                     if !durable {
                         partition.log.flush().await?;
                     }
+                    if acks == -1 {
+                        self.wait_replicated(partition, leader_epoch, last_offset, deadline)
+                            .await?;
+                    }
                     return Ok(ProduceResult {
                         error: None,
                         base_offset,
@@ -934,6 +956,7 @@ impl Shard {
                 .detach();
         }
         let base_offset = pending.base_offset;
+        let last_offset = pending.last_offset;
         let durability = match acks {
             0 => Durability::Queued,
             1 => Durability::Written,
@@ -946,6 +969,10 @@ impl Shard {
             }
         };
         pending.wait(durability).await?;
+        if acks == -1 {
+            self.wait_replicated(partition, leader_epoch, last_offset, deadline)
+                .await?;
+        }
         Ok(ProduceResult {
             error: None,
             base_offset,
@@ -960,7 +987,11 @@ impl Shard {
     /// Two phases: the byte ranges are chosen partition by partition (cheap: cache and index
     /// lookups), then every range not in the cache is loaded from disk at once, so a fetch of
     /// cold data over many partitions keeps several reads in flight instead of one.
-    pub async fn read_many_local(&self, parts: Vec<ReadPart>, max_bytes: usize) -> Vec<ReadReply> {
+    pub async fn read_many_local(
+        self: &Rc<Self>,
+        parts: Vec<ReadPart>,
+        max_bytes: usize,
+    ) -> Vec<ReadReply> {
         let mut remaining = max_bytes;
         let mut min_one = true;
         let mut planned = Vec::with_capacity(parts.len());
@@ -984,7 +1015,7 @@ impl Shard {
 
     /// Chooses the byte range of one partition read (nothing is loaded from disk yet).
     async fn plan_read(
-        &self,
+        self: &Rc<Self>,
         part: &ReadPart,
     ) -> Result<(Rc<Partition>, storage::ReadResult, Option<i64>), ReadReply> {
         let Some(partition) = self.partition(&part.topic, part.partition) else {
@@ -992,13 +1023,39 @@ impl Shard {
                 E::UnknownTopicOrPartition,
             )));
         };
-        // Single replica: the high watermark is the written end; read_committed readers stop
-        // at the last stable offset.
-        let high_watermark = partition.log.written_end_offset();
-        let visible_end = if part.committed {
-            partition.txns.borrow().last_stable_offset(high_watermark)
+        // A follower reads everything written (its fetch offset tells the leader what it
+        // has); consumers read up to the high watermark, read_committed ones up to the last
+        // stable offset.
+        let visible_end = if let Some(fetch) = &part.replica {
+            match self.on_replica_fetch(&partition, fetch, part.offset) {
+                Ok(None) => partition.log.written_end_offset(),
+                Ok(Some(diverging)) => {
+                    let mut reply = read_reply(&partition, Vec::new(), None);
+                    reply.diverging_epoch = Some(diverging);
+                    return Err(reply);
+                }
+                Err(e) => return Err(ReadReply::failed(e)),
+            }
         } else {
-            high_watermark
+            if part.current_leader_epoch >= 0 {
+                match partition.leader_epoch() {
+                    Some(e) if part.current_leader_epoch < e => {
+                        return Err(ReadReply::failed(PartitionError::new(E::FencedLeaderEpoch)))
+                    }
+                    Some(e) if part.current_leader_epoch > e => {
+                        return Err(ReadReply::failed(PartitionError::new(
+                            E::UnknownLeaderEpoch,
+                        )))
+                    }
+                    _ => {}
+                }
+            }
+            let high_watermark = partition.high_watermark();
+            if part.committed {
+                partition.txns.borrow().last_stable_offset(high_watermark)
+            } else {
+                high_watermark
+            }
         };
         match partition
             .log
@@ -1011,13 +1068,19 @@ impl Shard {
     }
 
     /// Wait until any of the partitions has data beyond its offset, or the timeout.
-    pub async fn wait_local(&self, parts: &[(String, i32, i64)], timeout_ms: u64) {
+    pub async fn wait_local(&self, parts: &[WaitPart], timeout_ms: u64) {
         let waits: Vec<_> = parts
             .iter()
-            .filter_map(|(topic, partition, offset)| {
-                let log = self.partition(topic, *partition)?.log.clone();
-                let offset = *offset;
-                Some(Box::pin(async move { log.wait_for_data(offset).await }))
+            .filter_map(|w| {
+                let partition = self.partition(&w.topic, w.partition)?;
+                let (offset, replica) = (w.offset, w.replica);
+                Some(Box::pin(async move {
+                    if replica {
+                        partition.log.wait_for_data(offset).await
+                    } else {
+                        Shard::wait_for_high_watermark(partition, offset).await
+                    }
+                }))
             })
             .collect();
         if waits.is_empty() {
@@ -1052,16 +1115,16 @@ impl Shard {
                 partition
                     .txns
                     .borrow()
-                    .last_stable_offset(log.written_end_offset()),
+                    .last_stable_offset(partition.high_watermark()),
                 -1,
             )),
-            -1 => Ok((log.written_end_offset(), -1)),
+            -1 => Ok((partition.high_watermark(), -1)),
             // EARLIEST and EARLIEST_LOCAL: everything is local.
             -2 | -4 => Ok((log.log_start_offset(), -1)),
             // MAX_TIMESTAMP: the first record carrying the largest timestamp (KAFKA-16310),
             // found in the first batch whose max timestamp reaches it.
             -3 => {
-                let visible_end = log.written_end_offset();
+                let visible_end = partition.high_watermark();
                 let Some((_, max_ts)) = log.max_timestamp_offset(visible_end).await? else {
                     return Ok((-1, -1));
                 };
@@ -1075,7 +1138,7 @@ impl Shard {
             }
             ts if ts >= 0 => {
                 let Some(batch) = log
-                    .find_batch_by_timestamp(ts, log.written_end_offset())
+                    .find_batch_by_timestamp(ts, partition.high_watermark())
                     .await?
                 else {
                     return Ok((-1, -1));
@@ -1111,17 +1174,19 @@ impl Shard {
                 ),
             ));
         }
+        if partition.leader_epoch().is_none() {
+            return Err(PartitionError::new(E::NotLeaderOrFollower));
+        }
         let log = &partition.log;
-        let target = if offset == -1 {
-            log.written_end_offset()
-        } else {
-            offset
-        };
+        let high_watermark = partition.high_watermark();
+        let target = if offset == -1 { high_watermark } else { offset };
+        if target > high_watermark {
+            return Err(PartitionError::new(E::OffsetOutOfRange));
+        }
         // Storage refuses negative offsets and offsets beyond the high watermark with
         // OffsetOutOfRange, as Kafka does.
         log.delete_records_before(target).await?;
         let low_watermark = log.log_start_offset();
-        assert!(low_watermark >= target.min(log.written_end_offset()));
         Ok(low_watermark)
     }
 
@@ -1312,32 +1377,38 @@ async fn finish_read(
         Ok(p) => p,
         Err(reply) => return reply,
     };
-    let log = &partition.log;
     match read.into_chunks().await {
         Ok(records) => {
             partition.traffic.fetched(&records);
-            ReadReply {
-                error: None,
-                high_watermark: log.written_end_offset(),
-                last_stable_offset: partition
-                    .txns
-                    .borrow()
-                    .last_stable_offset(log.written_end_offset()),
-                aborted: match committed_from {
-                    Some(from) => {
-                        let to = partition
-                            .txns
-                            .borrow()
-                            .last_stable_offset(log.written_end_offset());
-                        partition.txns.borrow().aborted_between(from, to)
-                    }
-                    None => Vec::new(),
-                },
-                log_start_offset: log.log_start_offset(),
-                records,
-            }
+            read_reply(&partition, records, committed_from)
         }
-        Err(e) => read_error(log, &e),
+        Err(e) => read_error(&partition.log, &e),
+    }
+}
+
+/// The reply carrying `records` of `partition` with its offsets as of now; `committed_from`:
+/// a read_committed read from this offset (its aborted transactions are listed).
+fn read_reply(
+    partition: &Partition,
+    records: Vec<Bytes>,
+    committed_from: Option<i64>,
+) -> ReadReply {
+    let high_watermark = partition.high_watermark();
+    let last_stable_offset = partition.txns.borrow().last_stable_offset(high_watermark);
+    ReadReply {
+        error: None,
+        high_watermark,
+        last_stable_offset,
+        aborted: match committed_from {
+            Some(from) => partition
+                .txns
+                .borrow()
+                .aborted_between(from, last_stable_offset),
+            None => Vec::new(),
+        },
+        log_start_offset: partition.log.log_start_offset(),
+        records,
+        diverging_epoch: None,
     }
 }
 
@@ -1350,5 +1421,53 @@ fn read_error(log: &PartitionLog, e: &storage::StorageError) -> ReadReply {
         aborted: Vec::new(),
         log_start_offset: log.log_start_offset(),
         records: Vec::new(),
+        diverging_epoch: None,
     }
+}
+
+/// Rebuilds a partition's idempotent-producer state (the newest snapshot, then the log after
+/// it, so retried batches sent before a restart are still recognised as duplicates) and its
+/// transactions (from the log start: the aborted-transaction state is not in the snapshot).
+/// At open, and on a follower after truncation.
+pub(crate) async fn load_producer_state(
+    log: &PartitionLog,
+    topic: &str,
+    index: i32,
+) -> Result<(ProducerStateTable, PartitionTxns), storage::StorageError> {
+    let dir = log.dir().to_path_buf();
+    let snapshot = producer_snapshots::load(dir, log.log_end_offset()).await;
+    let from_snapshot = snapshot.as_ref().map(ProducerStateTable::end_offset);
+    let mut producers = snapshot.unwrap_or_default();
+    let replay_from = producers.end_offset().max(log.log_start_offset());
+    let mut batches = Vec::new();
+    let mut txn_events = Vec::new();
+    log.for_each_batch_header(log.log_start_offset(), |h| {
+        if h.is_transactional() && h.producer_id >= 0 {
+            txn_events.push(txn_markers::TxnEvent::from_header(h));
+        }
+        if h.producer_id >= 0 && !h.is_control() && h.base_offset >= replay_from {
+            batches.push(ProducerBatch::from_header(
+                h.base_offset,
+                h.last_offset_delta,
+                h.max_timestamp,
+                h.producer_id,
+                h.producer_epoch,
+                h.base_sequence,
+            ));
+        }
+    })
+    .await?;
+    let replayed = producers.rebuild_from(batches);
+    producers.advance_end_offset(log.log_end_offset());
+    info!(
+        topic,
+        partition = index,
+        snapshot_end_offset = from_snapshot.unwrap_or(-1),
+        replayed_from = replay_from,
+        replayed_batches = replayed,
+        producers = producers.len(),
+        "producer state loaded"
+    );
+    let txns = txn_markers::rebuild_txns(log, txn_events).await?;
+    Ok((producers, txns))
 }

@@ -91,13 +91,7 @@ pub async fn rebuild_txns(
             )
             .await?;
         let bytes = read.into_bytes().await?;
-        let commit = records::split_batches(&bytes)
-            .ok()
-            .and_then(|batches| batches.into_iter().next())
-            .and_then(|b| records::decode_batch(&b, MARKER_READ_BYTES_MAX).ok())
-            .and_then(|d| d.records.into_iter().next())
-            .and_then(|r| r.key)
-            .and_then(|k| txn_index::parse_marker_key(&k));
+        let commit = control_batch_commit(&bytes);
         match commit {
             Some(commit) => txns.on_marker(e.producer_id, e.producer_epoch, commit, e.base_offset),
             None => tracing::warn!(
@@ -107,6 +101,18 @@ pub async fn rebuild_txns(
         }
     }
     Ok(txns)
+}
+
+/// Whether the first batch of `bytes` (a control batch) is a COMMIT (true) or ABORT marker;
+/// `None` when it cannot be read.
+pub fn control_batch_commit(bytes: &bytes::Bytes) -> Option<bool> {
+    records::split_batches(bytes)
+        .ok()
+        .and_then(|batches| batches.into_iter().next())
+        .and_then(|b| records::decode_batch(&b, MARKER_READ_BYTES_MAX).ok())
+        .and_then(|d| d.records.into_iter().next())
+        .and_then(|r| r.key)
+        .and_then(|k| txn_index::parse_marker_key(&k))
 }
 
 impl Shard {
@@ -162,6 +168,10 @@ impl Shard {
             headers: Vec::new(),
         };
         let result = async {
+            // Only the leader writes markers (a follower copies them).
+            if partition.leader_epoch().is_none() {
+                return Err(PartitionError::new(E::NotLeaderOrFollower));
+            }
             let batch = records::build_batch(&spec, &[record])?;
             let batches = ValidatedBatches::parse(batch)?;
             // Offsets are assigned here and the index follows in the same step.
