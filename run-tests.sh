@@ -5,12 +5,14 @@
 #      e2fsprogs for the replication fault suite, from apt; Python client
 #      libraries from PyPI, pinned to the major versions we tested against);
 #   2. checks formatting (cargo fmt) and lints (cargo clippy -D warnings);
-#   3. builds the workspace in release mode and runs every crate's tests;
+#   3. builds the workspace and its tests in release mode (one build, shared by both) and runs
+#      every crate's tests;
 #   4. runs the real-client suite (broker/tests/clients) against target/release/ringtail.
 #
 # Idempotent: a second run installs nothing and only rebuilds what changed.
 # Env: CARGO_TARGET_DIR (honoured), PYTEST_ARGS (extra pytest arguments, e.g. "-k kcat"),
-#      PYTEST_TIMEOUT_S (per-test time limit, default 600).
+#      PYTEST_TIMEOUT_S (per-test time limit, default 600), PYTEST_WORKERS (parallel pytest
+#      processes, default 2; 0 = one process).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -64,6 +66,7 @@ python_requirements=(
   "zstandard>=0.22,<1"
   "pytest>=8,<10"
   "pytest-timeout>=2,<3"
+  "pytest-xdist>=3,<4"
 )
 # Ask pip only for the requirements that are not already satisfied, so a warm machine
 # does not touch the network at all.
@@ -106,8 +109,15 @@ else
 fi
 
 # --- 3. Rust build and unit/integration tests -----------------------------------------
-log "cargo build --release --workspace"
-if cargo build --release --workspace; then
+# One build of every unit `cargo test` runs (lib, bins, tests, examples: its default targets)
+# plus the binaries the client tests use. Built together, the binaries get the same dependency
+# features as the tests (dev-dependencies such as proptest and criterion turn on features of
+# serde, regex, bitflags, crossbeam...), so `cargo test` below compiles nothing again. A plain
+# `cargo build --release` resolves features without dev-dependencies: `cargo test` then
+# rebuilt about 75 crates (glommio, kafka-protocol, tracing-subscriber, the workspace's own
+# libraries...) a second time, 3-5 minutes of a cold CI run.
+log "cargo build --release --workspace --lib --bins --tests --examples"
+if cargo build --release --workspace --lib --bins --tests --examples; then
   status_cargo_build="ok"
 else
   status_cargo_build="FAILED"
@@ -129,7 +139,13 @@ export RINGTAIL_BIN="$target_dir/release/ringtail"
 # shellcheck disable=SC2086 # PYTEST_ARGS is a list of arguments
 # Every client test has a time limit, so a hang (a client blocked in close(), a broker that
 # stopped answering) fails that test quickly instead of eating CI's whole budget.
-if python3 -m pytest -v -rfE --timeout="${PYTEST_TIMEOUT_S:-600}" ${PYTEST_ARGS:-} broker/tests/clients; then
+# Two worker processes, one module at a time each (--dist loadfile: a module's shared broker
+# stays in one process): most of the suite's wall time is waiting (session timeouts, retention
+# passes, restarts, a one-minute offset expiry), which the other worker fills. PYTEST_WORKERS=0
+# runs everything in one process, in order. --durations shows where the time goes.
+if python3 -m pytest -v -rfE --timeout="${PYTEST_TIMEOUT_S:-600}" \
+  -n "${PYTEST_WORKERS:-2}" --dist loadfile --durations=25 \
+  ${PYTEST_ARGS:-} broker/tests/clients; then
   status_pytest="ok"
 else
   status_pytest="FAILED"

@@ -122,7 +122,35 @@ impl FileConfig {
     pub fn load(path: &Path) -> anyhow::Result<FileConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+        FileConfig::parse(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// Parses a config file's text. An error is one line naming the key at fault, its line
+    /// and what is wrong (`max_connections_per_shard (line 3): invalid type: string "x",
+    /// expected usize`); an unknown key is named by serde's own message.
+    pub fn parse(text: &str) -> anyhow::Result<FileConfig> {
+        toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+            // Which key: the first one that fails alone (a syntax error has none).
+            let key = toml::from_str::<toml::Table>(text).ok().and_then(|table| {
+                table.into_iter().find_map(|(key, value)| {
+                    let alone = toml::Table::from_iter([(key.clone(), value)]);
+                    toml::Value::Table(alone)
+                        .try_into::<FileConfig>()
+                        .is_err()
+                        .then_some(key)
+                })
+            });
+            let message = e.message().trim();
+            match (key, line) {
+                (Some(key), Some(line)) => anyhow::anyhow!("{key} (line {line}): {message}"),
+                (Some(key), None) => anyhow::anyhow!("{key}: {message}"),
+                (None, Some(line)) => anyhow::anyhow!("line {line}: {message}"),
+                (None, None) => anyhow::anyhow!("{message}"),
+            }
+        })
     }
 }
 
@@ -217,33 +245,33 @@ impl BrokerConfig {
             .clone()
             .or(file.kafka_addr.clone())
             .unwrap_or_else(|| KAFKA_ADDR_DEFAULT.to_string());
-        let kafka_addr: SocketAddr = kafka_addr_text
-            .parse()
-            .with_context(|| format!("--kafka-addr {kafka_addr_text:?} is not HOST:PORT"))?;
+        let kafka_addr: SocketAddr = kafka_addr_text.parse().with_context(|| {
+            format!("kafka_addr (--kafka-addr) {kafka_addr_text:?} is not HOST:PORT")
+        })?;
         let (advertised_host, advertised_port) = match over
             .advertised_addr
             .clone()
             .or(file.advertised_addr.clone())
         {
-            Some(text) => parse_host_port(&text)?,
+            Some(text) => parse_host_port(&text).context("advertised_addr (--advertised-addr)")?,
             None => (
                 default_advertised_host(&kafka_addr),
                 i32::from(kafka_addr.port()),
             ),
         };
-        let admin_addr = match over
-            .admin_addr
-            .clone()
-            .or(file.admin_addr.clone())
-            .unwrap_or_else(|| ADMIN_ADDR_DEFAULT.to_string())
-            .as_str()
-        {
-            "" | "off" | "none" => None,
-            text => Some(
-                text.parse()
-                    .with_context(|| format!("--admin-addr {text:?} is not HOST:PORT"))?,
-            ),
-        };
+        let admin_addr =
+            match over
+                .admin_addr
+                .clone()
+                .or(file.admin_addr.clone())
+                .unwrap_or_else(|| ADMIN_ADDR_DEFAULT.to_string())
+                .as_str()
+            {
+                "" | "off" | "none" => None,
+                text => Some(text.parse().with_context(|| {
+                    format!("admin_addr (--admin-addr) {text:?} is not HOST:PORT")
+                })?),
+            };
         let data_dir = over
             .data_dir
             .clone()
@@ -262,11 +290,11 @@ impl BrokerConfig {
         let shard_cpus = match over.cores.clone().or(file.cores.clone()) {
             Some(list) => {
                 let cpus = tuning::parse_cpu_list(&list)
-                    .map_err(|e| anyhow::anyhow!("--cores {list:?}: {e}"))?;
+                    .map_err(|e| anyhow::anyhow!("cores (--cores) {list:?}: {e}"))?;
                 for cpu in &cpus {
                     if !online.contains(cpu) {
                         bail!(
-                            "--cores {list:?}: CPU {cpu} is not online here (online: {online:?})"
+                            "cores (--cores) {list:?}: CPU {cpu} is not online here (online: {online:?})"
                         );
                     }
                 }
@@ -295,7 +323,7 @@ impl BrokerConfig {
             pairs.push((name.clone(), text));
         }
         let kafka = BrokerDefaults::from_pairs(pairs)
-            .map_err(|e| anyhow::anyhow!("[kafka] settings in the config file: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("[kafka] table of the config file: {e}"))?;
         let test_drop_produce_every = match std::env::var("RINGTAIL_TEST_DROP_PRODUCE_RESPONSES") {
             Ok(v) if !v.is_empty() => {
                 let n: u64 = v
@@ -346,8 +374,9 @@ impl BrokerConfig {
             .clone()
             .or(file.controller_addr.clone())
             .map(|text| {
-                text.parse::<SocketAddr>()
-                    .with_context(|| format!("controller address {text:?} is not IP:PORT"))
+                text.parse::<SocketAddr>().with_context(|| {
+                    format!("controller_addr (--controller-addr) {text:?} is not IP:PORT")
+                })
             })
             .transpose()?;
         let controller_quorum = match over
@@ -355,7 +384,7 @@ impl BrokerConfig {
             .clone()
             .or(file.controller_quorum.clone())
         {
-            Some(text) => parse_quorum(&text)?,
+            Some(text) => parse_quorum(&text).context("controller_quorum (--controller-quorum)")?,
             None => BTreeMap::new(),
         };
         let session_ms = env_setting("broker_session_timeout_ms")?

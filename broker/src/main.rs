@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -18,7 +18,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker.
-    Serve(ServeArgs),
+    Serve(broker::cli::config_print::ServeArgs),
+    /// The broker's configuration: `config print` shows every key's effective value and
+    /// where it came from (default, file, environment, flag).
+    Config(broker::cli::config_print::ConfigArgs),
     #[command(flatten)]
     Ops(broker::cli::OpsCommand),
     /// Transactions of a running broker: list, abort a hanging one.
@@ -35,42 +38,6 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-}
-
-#[derive(clap::Args)]
-struct ServeArgs {
-    /// Kafka listener, HOST:PORT [default: 0.0.0.0:9092].
-    #[arg(long, env = "RINGTAIL_KAFKA_ADDR")]
-    kafka_addr: Option<String>,
-    /// HOST:PORT given to clients in Metadata [default: the listener, or this host's name].
-    #[arg(long, env = "RINGTAIL_ADVERTISED_ADDR")]
-    advertised_addr: Option<String>,
-    /// Admin HTTP endpoint (/health, /ready), HOST:PORT or "off" [default: 127.0.0.1:9644].
-    #[arg(long, env = "RINGTAIL_ADMIN_ADDR")]
-    admin_addr: Option<String>,
-    /// Where partitions and metadata live [default: ./data].
-    #[arg(long, env = "RINGTAIL_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// CPUs to run shards on, taskset syntax: 1 | 0,1 | 0-3 [default: all online CPUs].
-    #[arg(long, env = "RINGTAIL_CORES")]
-    cores: Option<String>,
-    /// This broker's node id [default: 0].
-    #[arg(long, env = "RINGTAIL_NODE_ID")]
-    node_id: Option<i32>,
-    /// Controller listener for cluster traffic (Raft, broker registration, forwarded admin
-    /// requests), IP:PORT [default: none; a lone node needs none].
-    #[arg(long, env = "RINGTAIL_CONTROLLER_ADDR")]
-    controller_addr: Option<String>,
-    /// The controller quorum's voters, ID@IP:PORT,... (e.g. 1@10.0.0.1:9093,2@10.0.0.2:9093,
-    /// 3@10.0.0.3:9093) [default: this node alone]. A node not named joins as a broker only.
-    #[arg(long, env = "RINGTAIL_CONTROLLER_QUORUM")]
-    controller_quorum: Option<String>,
-    /// This broker's rack (Kafka's broker.rack): replicas of a partition spread over racks.
-    #[arg(long, env = "RINGTAIL_RACK")]
-    rack: Option<String>,
-    /// TOML config file; flags and environment override it.
-    #[arg(long, env = "RINGTAIL_CONFIG")]
-    config: Option<PathBuf>,
 }
 
 fn init_logging() {
@@ -98,22 +65,19 @@ static ALLOC: storage::dma_alloc::DmaBufferAlloc = storage::dma_alloc::DmaBuffer
 
 fn main() -> std::process::ExitCode {
     init_logging();
-    let cli = Cli::parse();
+    // Parsed by hand (not `Cli::parse`) so `config print` can ask clap where each value came
+    // from (flag or environment variable).
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Serve(args) => {
-            let over = broker::config::Overrides {
-                kafka_addr: args.kafka_addr,
-                advertised_addr: args.advertised_addr,
-                admin_addr: args.admin_addr,
-                data_dir: args.data_dir,
-                cores: args.cores,
-                node_id: args.node_id,
-                controller_addr: args.controller_addr,
-                controller_quorum: args.controller_quorum,
-                rack: args.rack,
-                config_file: args.config,
-            };
-            broker::config::BrokerConfig::resolve(&over).and_then(broker::server::run)
+            broker::config::BrokerConfig::resolve(&args.overrides()).and_then(broker::server::run)
+        }
+        Command::Config(args) => {
+            let print = matches
+                .subcommand_matches("config")
+                .and_then(|m| m.subcommand_matches("print"));
+            broker::cli::config_print::run(args, print)
         }
         Command::Ops(command) => broker::cli::run(command),
         Command::Txn(args) => broker::cli::run_txn(args),

@@ -9,6 +9,8 @@
 //! - `ringtail group list|describe|delete|reset-offsets` ([`group`]);
 //! - `ringtail cluster info` ([`cluster`]).
 //! - `ringtail txn list` / `ringtail txn abort ID`: transactions ([`txn`]).
+//! - `ringtail config print`: the effective broker configuration and where each value came
+//!   from ([`config_print`]; local, it talks to no broker).
 //!
 //! Every command takes `--brokers HOST:PORT[,...]` (`RINGTAIL_BROKERS`; `--bootstrap` and
 //! `RINGTAIL_BOOTSTRAP` are kept as aliases) and `--format table|json`. Requests are routed
@@ -23,6 +25,7 @@
 //! Runs on: the `ringtail` process's main thread (blocking sockets, no runtime, no shards).
 
 pub mod cluster;
+pub mod config_print;
 pub mod consume;
 pub mod group;
 pub mod member;
