@@ -737,4 +737,3 @@ mod tests {
         assert_eq!(place_replicas(&live, "t", 3, 2, 1).unwrap().len(), 2);
     }
 }
-

@@ -622,6 +622,10 @@ macro_rules! broker_def {
 pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     broker_def!("auto.create.topics.enable", Boolean, Some("true"), Validator::None,
         "Enable auto creation of topic on the server."),
+    broker_def!("auto.leader.rebalance.enable", Boolean, Some("true"), Validator::None,
+        "Enables auto leader balancing. The active controller periodically moves the leadership \
+         of each partition back to its preferred replica (the first in its replica list) when \
+         that replica is live and in sync; see leader.imbalance.check.interval.seconds."),
     broker_def!("compression.gzip.level", Int, Some("-1"), Validator::GzipLevel, DOC_GZIP_LEVEL),
     broker_def!("compression.lz4.level", Int, Some("9"), Validator::Between(1, 17), DOC_LZ4_LEVEL),
     broker_def!("compression.type", String, Some("producer"), Validator::OneOf(COMPRESSION_TYPES),
@@ -668,6 +672,8 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
         "The minimum allowed session timeout for registered consumers. Shorter timeouts result \
          in quicker failure detection at the cost of more frequent consumer heartbeating, which \
          can overwhelm broker resources."),
+    broker_def!("leader.imbalance.check.interval.seconds", Long, Some("300"), Validator::AtLeast(1),
+        "The frequency with which the partition rebalance check is triggered by the controller"),
     broker_def!("log.cleaner.backoff.ms", Long, Some("15000"), Validator::AtLeast(0),
         "The amount of time to sleep when there are no logs to clean"),
     broker_def!("log.cleaner.dedupe.buffer.size", Long, Some("134217728"), Validator::None,
@@ -815,12 +821,6 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     broker_def!("replica.lag.time.max.ms", Long, Some("30000"), Validator::None,
         "If a follower hasn't sent any fetch requests or hasn't consumed up to the leaders log \
          end offset for at least this time, the leader will remove the follower from isr"),
-    broker_def!("auto.leader.rebalance.enable", Boolean, Some("true"), Validator::None,
-        "Enables auto leader balancing. The active controller periodically moves the leadership \
-         of each partition back to its preferred replica (the first in its replica list) when \
-         that replica is live and in sync; see leader.imbalance.check.interval.seconds."),
-    broker_def!("leader.imbalance.check.interval.seconds", Long, Some("300"), Validator::AtLeast(1),
-        "The frequency with which the partition rebalance check is triggered by the controller"),
     // Ringtail extension (the only non-Kafka name here; Kafka brokers also describe vendor keys).
     broker_def!("ringtail.acks.all.fsync", Boolean, Some("true"), Validator::None,
         "Ringtail: with acks=all (-1), acknowledge a produce only after the appended batches are \

@@ -269,7 +269,8 @@ pub struct Partition {
     pub traffic: Rc<crate::ops::series::PartitionTraffic>,
     /// Its role (leader or follower), high watermark and replication state (see
     /// [`replica`]); shared with the `Partition` that replaces this one.
-    pub replica: Rc<replica::Replica>,    /// The log's rollback count when the producer state last caught up with it (see
+    pub replica: Rc<replica::Replica>,
+    /// The log's rollback count when the producer state last caught up with it (see
     /// `storage::PartitionLog::rollbacks`).
     pub rollbacks_seen: Cell<u64>,
 }
