@@ -96,7 +96,12 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let mut holds: std::collections::BTreeMap<i32, usize> = Default::default();
     let mut offline_partitions = 0usize;
     let mut offline_replicas = 0usize;
+    // Partitions whose ISR is smaller than their replica set (Kafka's under-replicated).
+    let mut under_replicated = 0usize;
     for p in topics.iter().flat_map(|t| t.partitions.iter()) {
+        if p.isr.len() < p.replicas.len() {
+            under_replicated += 1;
+        }
         if p.leader >= 0 && live(p.leader) {
             *leads.entry(p.leader).or_default() += 1;
         } else {
@@ -123,6 +128,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
             "partitions": partitions,
             "offline_partitions": offline_partitions,
             "offline_replicas": offline_replicas,
+            "under_replicated_partitions": under_replicated,
             "fenced_brokers": fenced,
             "partitions_per_broker": brokers.iter().map(|b| json!({
                 "id": b.id,
@@ -155,6 +161,10 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 vec![
                     "offline".to_string(),
                     format!("{offline_partitions} partition(s), {offline_replicas} replica(s)"),
+                ],
+                vec![
+                    "under-replicated".to_string(),
+                    format!("{under_replicated} partition(s)"),
                 ],
                 vec![
                     "api-versions".to_string(),

@@ -197,7 +197,7 @@ fn render_shards(out: &mut String, samples: &[Arc<ShardSample>]) {
     family(
         out,
         "ringtail_shard_leaders",
-        "Partitions the shard leads (every replica it holds: one node, no replication yet).",
+        "Partitions the shard leads (the other replicas it holds follow a leader elsewhere).",
         "gauge",
     );
     for (id, s) in samples.iter().enumerate() {

@@ -45,8 +45,14 @@ impl Shard {
                     group_offsets_dropped += 1;
                 }
             });
+        let leaders = self
+            .partitions
+            .borrow()
+            .values()
+            .filter(|p| p.leader_epoch().is_some())
+            .count() as u64;
         ShardSample {
-            leaders: partitions.len() as u64,
+            leaders,
             partitions,
             group_offsets,
             group_offsets_dropped,

@@ -8,8 +8,11 @@ The fault suite with the Jepsen-style checker is `test_replication_faults.py`.
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
 import time
+import urllib.request
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -17,6 +20,7 @@ from confluent_kafka.admin import NewTopic
 
 import kwire
 from cluster_harness import Cluster, wait_for
+from harness import ringtail_bin
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -125,6 +129,22 @@ def test_acks_all_needs_min_insync_replicas_and_consumers_stop_at_the_high_water
         # (replica.lag.time.max.ms), whichever comes first.
         wait_for("the ISR to shrink", lambda: len(isr_of(cluster, topic, leader)[0][2]) == 2,
                  timeout_s=120)
+        # Operators see it: the CLI and the leader's /metrics.
+        out = subprocess.run([str(ringtail_bin()), "cluster", "info", "--brokers",
+                              cluster.nodes[leader].bootstrap, "--format", "json"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["under_replicated_partitions"] >= 1
+
+        def metric(name: str) -> float:
+            text = urllib.request.urlopen(cluster.nodes[leader].admin_url + "/metrics",
+                                          timeout=10).read().decode()
+            return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                       if line.startswith(name + "{"))
+
+        wait_for("the under-replicated gauge", lambda: metric("ringtail_under_replicated_partitions") >= 1,
+                 timeout_s=30)
+        assert metric("ringtail_under_min_isr_partitions") >= 1
         boot = cluster.nodes[leader].bootstrap
         acked_all, errors_all = produce(boot, topic, [b"x"], "all", timeout_ms=5000)
         assert not acked_all and errors_all, "acks=all must fail below min.insync.replicas"

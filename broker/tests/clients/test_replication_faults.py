@@ -559,6 +559,11 @@ def test_replication_faults_follower_disk_full(faults):
         # With space back, the node either heals by itself, or it stopped (a broker whose
         # disk failed may exit, to be restarted). Running on with a part of it dead is not
         # fine: wait_healed also waits for its metadata to catch up.
+        # A node whose metadata log write failed shuts itself down (gracefully: it may take
+        # a few seconds); wait until it either exited or healed by itself.
+        settle = time.monotonic() + 60
+        while node.alive() and time.monotonic() < settle and not fc.healed():
+            time.sleep(0.5)
         if not node.alive():
             fc.notes.append(f"round {r}: node {victim} exited (code {node.proc.returncode}); restarted it")
             node.stopped_on_purpose = True

@@ -632,10 +632,25 @@ async fn watch_leadership(shared: Arc<Shared>) {
     let mut metrics = shared.raft.metrics();
     let mut was_leader = false;
     loop {
-        let (leader, is_leader) = {
+        let (leader, is_leader, fatal) = {
             let m = metrics.borrow_and_update();
-            (m.current_leader, m.state == ServerState::Leader)
+            (
+                m.current_leader,
+                m.state == ServerState::Leader,
+                m.running_state.as_ref().err().map(|e| e.to_string()),
+            )
         };
+        if let Some(fatal) = fatal {
+            // The Raft core stopped (a metadata log write failed: a full or broken disk) and
+            // does not restart: this node would serve a frozen image and the quorum would run
+            // a voter short without saying so. Stop the broker instead; a supervisor (the
+            // systemd unit) restarts it once the disk is fixed, and it recovers from its log.
+            let reason = format!("the controller quorum member stopped: {fatal}");
+            error!("{reason}; shutting down");
+            let _ = shared.fatal.send(Some(reason));
+            let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::SIGTERM);
+            return;
+        }
         let id = leader.and_then(|l| i32::try_from(l).ok()).unwrap_or(-1);
         if ACTIVE_CONTROLLER.swap(id, Ordering::Relaxed) != id && id >= 0 {
             CONTROLLER_CHANGES.fetch_add(1, Ordering::Relaxed);
