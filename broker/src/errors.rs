@@ -305,6 +305,8 @@ impl KafkaCode for ControllerError {
             ControllerError::StalePartitionEpoch { .. } => E::InvalidUpdateVersion,
             ControllerError::IneligibleIsr { .. } => E::IneligibleReplica,
             ControllerError::ElectionNotNeeded => E::ElectionNotNeeded,
+            ControllerError::InvalidReplicaAssignment(_) => E::InvalidReplicaAssignment,
+            ControllerError::NoReassignmentInProgress => E::NoReassignmentInProgress,
             ControllerError::PreferredLeaderNotAvailable => E::PreferredLeaderNotAvailable,
             ControllerError::EligibleLeadersNotAvailable => E::EligibleLeadersNotAvailable,
             ControllerError::NoLiveBrokers => E::BrokerNotAvailable,
@@ -478,6 +480,8 @@ mod tests {
             | ControllerError::StalePartitionEpoch { .. }
             | ControllerError::IneligibleIsr { .. }
             | ControllerError::ElectionNotNeeded
+            | ControllerError::InvalidReplicaAssignment(_)
+            | ControllerError::NoReassignmentInProgress
             | ControllerError::PreferredLeaderNotAvailable
             | ControllerError::EligibleLeadersNotAvailable
             | ControllerError::NoLiveBrokers

@@ -115,6 +115,12 @@ pub enum ControllerError {
         got: i32,
         current: i32,
     },
+    /// AlterPartitionReassignments: a bad target replica list.
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    /// AlterPartitionReassignments: cancelling where nothing is being reassigned.
+    #[error("No ongoing reassignment for this partition.")]
+    NoReassignmentInProgress,
     /// ElectLeaders: the partition already has the leader asked for.
     #[error("Leader election not needed for topic partition.")]
     ElectionNotNeeded,
@@ -195,12 +201,19 @@ pub enum ControllerReq {
         unclean: bool,
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// AlterPartitionReassignments (KIP-455): per partition the target replicas, or `None`
+    /// to cancel an ongoing reassignment.
+    AlterReassignments {
+        changes: Vec<(String, i32, Option<Vec<i32>>)>,
+    },
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum ControllerResp {
     /// To ElectLeaders: one result per partition asked for (or changed, when all were).
     Elected(Vec<(String, i32, Result<(), PartitionError>)>),
+    /// To AlterReassignments: one result per change, in request order.
+    Reassigned(Vec<Result<(), PartitionError>>),
     /// To AlterPartition.
     Altered(Result<(), PartitionError>),
     /// One result per requested topic, in request order.
@@ -271,6 +284,7 @@ pub enum RequestKind {
     AllocateProducerId,
     AlterPartition,
     ElectLeaders,
+    AlterReassignments,
 }
 
 impl RequestKind {
@@ -373,6 +387,7 @@ impl RequestKind {
             ControllerReq::AllocateProducerId => RequestKind::AllocateProducerId,
             ControllerReq::AlterPartition { .. } => RequestKind::AlterPartition,
             ControllerReq::ElectLeaders { .. } => RequestKind::ElectLeaders,
+            ControllerReq::AlterReassignments { .. } => RequestKind::AlterReassignments,
         }
     }
 }
@@ -507,6 +522,7 @@ impl Controller {
                 unclean,
                 partitions,
             } => elect_leaders(image, unclean, partitions),
+            ControllerReq::AlterReassignments { changes } => alter_reassignments(image, changes),
         }
     }
 
@@ -931,6 +947,125 @@ fn elect_one(
     Ok(())
 }
 
+/// AlterPartitionReassignments (see [`ControllerReq::AlterReassignments`]). A new reassignment
+/// adds the target replicas that are not replicas yet (followers that catch up), keeps the
+/// others until then, and completes when every added replica is in the ISR
+/// ([`PartitionAssignment::complete_reassignment`], also run by AlterPartition). Cancelling
+/// goes back to the replicas before the reassignment.
+fn alter_reassignments(
+    image: &MetaSnapshot,
+    changes: Vec<(String, i32, Option<Vec<i32>>)>,
+) -> Decision {
+    let mut topics = image.topics.clone();
+    let mut results = Vec::new();
+    let mut changed = false;
+    for (name, p, target) in changes {
+        let outcome = reassign_one(image, &mut topics, &name, p, target);
+        changed |= matches!(outcome, Ok(true));
+        results.push(outcome.map(|_| ()).map_err(PartitionError::from));
+    }
+    let publish = changed.then(|| image.with_topics(topics));
+    Decision::new(
+        RequestKind::AlterReassignments,
+        ControllerResp::Reassigned(results),
+        publish,
+    )
+}
+
+/// One partition of [`alter_reassignments`]; true when it changed.
+fn reassign_one(
+    image: &MetaSnapshot,
+    topics: &mut BTreeMap<String, Arc<TopicMeta>>,
+    name: &str,
+    p: i32,
+    target: Option<Vec<i32>>,
+) -> Result<bool, ControllerError> {
+    let t = topics.get(name).ok_or(ControllerError::TopicNotHosted)?;
+    let a = t
+        .assignment(p)
+        .ok_or(ControllerError::TopicNotHosted)?
+        .clone();
+    let ongoing = !a.adding.is_empty() || !a.removing.is_empty();
+    // The replicas before any ongoing reassignment.
+    let original: Vec<i32> = a
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| !a.adding.contains(r))
+        .collect();
+    let live = |r: i32| image.live_broker(r).is_some();
+    let mut next = a.clone();
+    match target {
+        None => {
+            if !ongoing {
+                return Err(ControllerError::NoReassignmentInProgress);
+            }
+            next.replicas = original;
+            next.adding.clear();
+            next.removing.clear();
+            next.isr.retain(|r| next.replicas.contains(r));
+            if !next.replicas.contains(&next.leader) {
+                next.leader = next
+                    .replicas
+                    .iter()
+                    .copied()
+                    .find(|r| next.isr.contains(r) && live(*r))
+                    .unwrap_or(-1);
+                next.leader_epoch += 1;
+            }
+            next.partition_epoch += 1;
+        }
+        Some(target) => {
+            let invalid = |why: String| ControllerError::InvalidReplicaAssignment(why);
+            if target.is_empty() {
+                return Err(invalid("the target replica list is empty".into()));
+            }
+            let mut unique = target.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            if unique.len() != target.len() {
+                return Err(invalid(format!("duplicate brokers in {target:?}")));
+            }
+            if let Some(b) = target.iter().find(|b| !image.brokers.contains_key(b)) {
+                return Err(invalid(format!("broker {b} is not registered")));
+            }
+            if !ongoing && target == a.replicas {
+                return Ok(false);
+            }
+            next.adding = target
+                .iter()
+                .copied()
+                .filter(|r| !original.contains(r))
+                .collect();
+            next.removing = original
+                .iter()
+                .copied()
+                .filter(|r| !target.contains(r))
+                .collect();
+            next.replicas = target.clone();
+            next.replicas.extend(next.removing.iter().copied());
+            next.isr.retain(|r| next.replicas.contains(r));
+            next.partition_epoch += 1;
+            if next.adding.is_empty() {
+                // Only removals (or a new order): complete now.
+                next.complete_reassignment(live);
+                next.replicas = target;
+            } else {
+                next.complete_reassignment(live);
+            }
+        }
+    }
+    let mut t2 = (**t).clone();
+    if let Some(slot) = usize::try_from(p)
+        .ok()
+        .and_then(|i| t2.assignments.get_mut(i))
+    {
+        *slot = next;
+    }
+    topics.insert(name.to_string(), Arc::new(t2));
+    Ok(true)
+}
+
 /// AlterPartition (see [`ControllerReq::AlterPartition`]): the new ISR, with the partition
 /// epoch bumped; the leader and its epoch stay.
 fn alter_partition(
@@ -1015,6 +1150,8 @@ fn alter_partition(
     {
         slot.isr = isr;
         slot.partition_epoch += 1;
+        // The last added replica caught up: the reassignment completes in the same change.
+        slot.complete_reassignment(|r| image.live_broker(r).is_some());
     }
     topics.insert(topic.to_string(), Arc::new(next_topic));
     answer(Ok(()), Some(image.with_topics(topics)))
@@ -1056,6 +1193,189 @@ mod tests {
                 .into(),
             ),
         }
+    }
+
+    /// `image()` with brokers 1-4 registered and live, and topic `t` of one partition on
+    /// replicas 1, 2, 3 (leader 1, all in sync).
+    fn four_brokers_one_topic() -> MetaSnapshot {
+        let mut img = image();
+        let mut brokers = (*img.brokers).clone();
+        for id in 2..=4 {
+            let mut b = brokers[&1].clone();
+            b.id = id;
+            brokers.insert(id, b);
+        }
+        img.brokers = Arc::new(brokers);
+        let topic = TopicMeta {
+            name: "t".into(),
+            id: Uuid::from_u128(7),
+            partitions: 1,
+            configs: BTreeMap::new(),
+            internal: false,
+            assignments: vec![PartitionAssignment::new(vec![1, 2, 3])],
+            config: Default::default(),
+        };
+        let mut topics = BTreeMap::new();
+        topics.insert("t".to_string(), Arc::new(topic));
+        img.with_topics(topics)
+    }
+
+    fn assignment(img: &MetaSnapshot) -> PartitionAssignment {
+        img.topic("t")
+            .and_then(|t| t.assignment(0))
+            .cloned()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_reassignment_adds_first_and_removes_once_the_new_replica_is_in_sync() {
+        let c = controller();
+        let img = four_brokers_one_topic();
+        // Move from [1, 2, 3] to [4, 2, 3]: 4 joins as a follower, 1 leaves later.
+        let d = c.decide(
+            &img,
+            ControllerReq::AlterReassignments {
+                changes: vec![("t".into(), 0, Some(vec![4, 2, 3]))],
+            },
+        );
+        assert!(
+            matches!(&d.response, ControllerResp::Reassigned(r) if r.iter().all(Result::is_ok))
+        );
+        let img = d.publish.unwrap();
+        let a = assignment(&img);
+        assert_eq!(
+            (a.replicas.clone(), a.adding.clone(), a.removing.clone()),
+            (vec![4, 2, 3, 1], vec![4], vec![1])
+        );
+        assert_eq!((a.leader, a.isr.clone()), (1, vec![1, 2, 3]));
+        // 4 caught up: the leader adds it to the ISR, which completes the reassignment and
+        // moves leadership off the removed replica.
+        let d = c.decide(
+            &img,
+            ControllerReq::AlterPartition {
+                topic: "t".into(),
+                partition: 0,
+                broker: 1,
+                leader_epoch: a.leader_epoch,
+                partition_epoch: a.partition_epoch,
+                isr: vec![1, 2, 3, 4],
+            },
+        );
+        let img = d.publish.unwrap();
+        let b = assignment(&img);
+        assert_eq!(b.replicas, vec![4, 2, 3]);
+        assert!(b.adding.is_empty() && b.removing.is_empty());
+        assert_eq!(b.isr, vec![2, 3, 4]);
+        assert_eq!(b.leader, 4);
+        assert_eq!(b.leader_epoch, a.leader_epoch + 1);
+        // Nothing in progress now: cancelling is refused; bad targets too.
+        let d = c.decide(
+            &img,
+            ControllerReq::AlterReassignments {
+                changes: vec![("t".into(), 0, None)],
+            },
+        );
+        assert!(
+            matches!(&d.response, ControllerResp::Reassigned(r) if r[0].as_ref().unwrap_err().code == E::NoReassignmentInProgress.code())
+        );
+        for bad in [vec![], vec![2, 2], vec![9]] {
+            let d = c.decide(
+                &img,
+                ControllerReq::AlterReassignments {
+                    changes: vec![("t".into(), 0, Some(bad))],
+                },
+            );
+            assert!(
+                matches!(&d.response, ControllerResp::Reassigned(r) if r[0].as_ref().unwrap_err().code == E::InvalidReplicaAssignment.code())
+            );
+            assert!(d.publish.is_none());
+        }
+    }
+
+    #[test]
+    fn a_cancelled_reassignment_goes_back_to_the_original_replicas() {
+        let c = controller();
+        let img = four_brokers_one_topic();
+        let d = c.decide(
+            &img,
+            ControllerReq::AlterReassignments {
+                changes: vec![("t".into(), 0, Some(vec![4, 2, 3]))],
+            },
+        );
+        let img = d.publish.unwrap();
+        let d = c.decide(
+            &img,
+            ControllerReq::AlterReassignments {
+                changes: vec![("t".into(), 0, None)],
+            },
+        );
+        let a = assignment(&d.publish.unwrap());
+        // As in Kafka, the original replicas come back in the order they held during the
+        // reassignment (kept ones first, then the ones that were leaving).
+        assert_eq!(
+            (a.replicas, a.isr, a.leader),
+            (vec![2, 3, 1], vec![1, 2, 3], 1)
+        );
+        assert!(a.adding.is_empty() && a.removing.is_empty());
+    }
+
+    #[test]
+    fn a_stale_leader_cannot_change_the_isr_and_preferred_election_needs_an_in_sync_replica() {
+        let c = controller();
+        let img = four_brokers_one_topic();
+        let a = assignment(&img);
+        let stale = c.decide(
+            &img,
+            ControllerReq::AlterPartition {
+                topic: "t".into(),
+                partition: 0,
+                broker: 1,
+                leader_epoch: a.leader_epoch,
+                partition_epoch: a.partition_epoch - 1,
+                isr: vec![1, 2],
+            },
+        );
+        assert!(
+            matches!(&stale.response, ControllerResp::Altered(Err(e)) if e.code == E::InvalidUpdateVersion.code())
+        );
+        let not_leader = c.decide(
+            &img,
+            ControllerReq::AlterPartition {
+                topic: "t".into(),
+                partition: 0,
+                broker: 2,
+                leader_epoch: a.leader_epoch,
+                partition_epoch: a.partition_epoch,
+                isr: vec![1, 2],
+            },
+        );
+        assert!(
+            matches!(&not_leader.response, ControllerResp::Altered(Err(e)) if e.code == E::FencedLeaderEpoch.code())
+        );
+        let shrink = c.decide(
+            &img,
+            ControllerReq::AlterPartition {
+                topic: "t".into(),
+                partition: 0,
+                broker: 1,
+                leader_epoch: a.leader_epoch,
+                partition_epoch: a.partition_epoch,
+                isr: vec![1, 2],
+            },
+        );
+        let img2 = shrink.publish.unwrap();
+        assert_eq!(assignment(&img2).isr, vec![1, 2]);
+        // Preferred (1) already leads: not needed.
+        let d = c.decide(
+            &img2,
+            ControllerReq::ElectLeaders {
+                unclean: false,
+                partitions: Some(vec![("t".into(), 0)]),
+            },
+        );
+        assert!(
+            matches!(&d.response, ControllerResp::Elected(r) if r[0].2.as_ref().unwrap_err().code == E::ElectionNotNeeded.code())
+        );
     }
 
     fn config() -> ControllerConfig {

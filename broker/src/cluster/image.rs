@@ -206,6 +206,8 @@ impl ClusterImage {
                     leader_epoch: 0,
                     isr: Vec::new(),
                     partition_epoch: 0,
+                    adding: Vec::new(),
+                    removing: Vec::new(),
                 },
             );
         }

@@ -79,6 +79,13 @@ pub struct PartitionAssignment {
     pub isr: Vec<i32>,
     /// Bumped on every change of this record (leader or ISR).
     pub partition_epoch: i32,
+    /// An ongoing reassignment (KIP-455): replicas being added (they catch up as followers
+    /// and must all be in the ISR before the reassignment completes) ...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<i32>,
+    /// ... and replicas that leave once it completes. `replicas` holds both meanwhile.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<i32>,
 }
 
 impl PartitionAssignment {
@@ -90,7 +97,36 @@ impl PartitionAssignment {
             replicas,
             leader_epoch: 0,
             partition_epoch: 0,
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
+    }
+
+    /// Completes an ongoing reassignment once every added replica is in the ISR: the
+    /// removed replicas leave the replica set and the ISR, and leadership moves off a
+    /// removed leader to the first in-sync target replica that is live. True if it changed.
+    pub fn complete_reassignment(&mut self, live: impl Fn(i32) -> bool) -> bool {
+        if self.adding.is_empty() && self.removing.is_empty() {
+            return false;
+        }
+        if !self.adding.iter().all(|r| self.isr.contains(r)) {
+            return false;
+        }
+        let removing = std::mem::take(&mut self.removing);
+        self.adding.clear();
+        self.replicas.retain(|r| !removing.contains(r));
+        self.isr.retain(|r| !removing.contains(r));
+        if removing.contains(&self.leader) {
+            self.leader = self
+                .replicas
+                .iter()
+                .copied()
+                .find(|r| self.isr.contains(r) && live(*r))
+                .unwrap_or(-1);
+            self.leader_epoch += 1;
+        }
+        self.partition_epoch += 1;
+        true
     }
 }
 

@@ -129,7 +129,10 @@ pub async fn create_topics(
             Ok(topic) => {
                 r.topic_id = topic.id;
                 r.num_partitions = topic.partitions;
-                r.replication_factor = 1;
+                r.replication_factor = topic
+                    .assignments
+                    .first()
+                    .map_or(1, |a| i16::try_from(a.replicas.len()).unwrap_or(i16::MAX));
                 if version >= 5 {
                     let configs = topic
                         .config

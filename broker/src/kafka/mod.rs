@@ -46,6 +46,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeLogDirs, 0, 4),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 0),
+    (ApiKey::ListPartitionReassignments, 0, 0),
     // Consumer groups (classic protocol), answered by the coordinators in `coordinator`.
     // OffsetCommit < 2 and OffsetFetch 0 (ZooKeeper-era) have no structs in kafka-protocol.
     (ApiKey::OffsetCommit, 2, 9),
@@ -295,6 +297,14 @@ impl KafkaHandler {
             RequestKind::DeleteTopics(r) => {
                 ResponseKind::DeleteTopics(admin::delete_topics(shard, r, version).await)
             }
+            RequestKind::AlterPartitionReassignments(r) => {
+                ResponseKind::AlterPartitionReassignments(
+                    elections::alter_partition_reassignments(shard, r, version).await,
+                )
+            }
+            RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(
+                elections::list_partition_reassignments(shard, r, version),
+            ),
             RequestKind::ElectLeaders(r) => {
                 ResponseKind::ElectLeaders(elections::elect_leaders(shard, r, version).await)
             }

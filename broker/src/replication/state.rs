@@ -164,6 +164,26 @@ impl LeaderState {
             .map(move |(id, f)| (*id, (leader_end - f.log_end.max(0)).max(0)))
     }
 
+    /// The replica set changed (a reassignment): new replicas start with no progress and the
+    /// full lag allowance; removed ones are forgotten.
+    pub fn set_replicas(&mut self, replicas: Vec<i32>, now_ms: i64) {
+        self.followers.retain(|r, _| replicas.contains(r));
+        for r in &replicas {
+            if *r != self.me && !self.followers.contains_key(r) {
+                self.followers.insert(
+                    *r,
+                    Follower {
+                        log_end: -1,
+                        caught_up_ms: now_ms,
+                        prev_fetch_leader_end: -1,
+                        prev_fetch_ms: now_ms,
+                    },
+                );
+            }
+        }
+        self.replicas = replicas;
+    }
+
     pub fn set_limits(&mut self, min_isr: usize, lag_max_ms: i64) {
         self.min_isr = min_isr.max(1);
         self.lag_max_ms = lag_max_ms;

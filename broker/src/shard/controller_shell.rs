@@ -191,7 +191,8 @@ fn log_change(kind: RequestKind, response: &ControllerResp) {
             RequestKind::AlterBrokerConfigs
             | RequestKind::AllocateProducerId
             | RequestKind::AlterPartition
-            | RequestKind::ElectLeaders => {}
+            | RequestKind::ElectLeaders
+            | RequestKind::AlterReassignments => {}
         }
     }
 }

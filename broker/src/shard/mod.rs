@@ -622,13 +622,18 @@ impl Shard {
             let deleted = snapshot
                 .topic(&key.0)
                 .is_none_or(|t| t.id != partition.topic.id);
+            // A replica reassigned away from this node: its data goes too (the topic stays).
+            let moved_away = !deleted
+                && snapshot
+                    .topic(&key.0)
+                    .is_some_and(|t| !snapshot.hosts(t, key.1));
             let log = partition.log.clone();
             drop(partition);
-            if deleted {
-                if !deleted_topics.contains(&key.0) {
+            if deleted || moved_away {
+                if deleted && !deleted_topics.contains(&key.0) {
                     deleted_topics.push(key.0.clone());
                 }
-                info!(topic = %key.0, partition = key.1, "deleting partition");
+                info!(topic = %key.0, partition = key.1, moved_away, "deleting partition");
                 if let Err(e) = log.delete().await {
                     warn!(topic = %key.0, partition = key.1, error = %e, "deleting partition failed");
                 }

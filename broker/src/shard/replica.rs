@@ -327,6 +327,9 @@ impl Shard {
                     match &mut *role {
                         Role::Leader(s) if s.leader_epoch == a.leader_epoch => {
                             s.set_limits(min_isr, lag_max_ms);
+                            if s.replicas() != a.replicas.as_slice() {
+                                s.set_replicas(a.replicas.clone(), now);
+                            }
                             if s.partition_epoch != a.partition_epoch || s.isr() != a.isr {
                                 let isr_before = s.isr().len();
                                 let actions = s.step(Event::IsrChanged {

@@ -261,3 +261,105 @@ def test_leader_epochs_offset_for_leader_epoch_and_preferred_election(cluster):
     seen = read_all(cluster.bootstrap(), topic, 0, expect=50)
     for offset, value in list(acked.items()) + list(acked2.items()):
         assert seen.get(offset) == value
+
+
+API_ALTER_PARTITION_REASSIGNMENTS = 45
+API_LIST_PARTITION_REASSIGNMENTS = 46
+
+
+def compact_array(items: list[bytes] | None) -> bytes:
+    return kwire.uvarint(0) if items is None else kwire.uvarint(len(items) + 1) + b"".join(items)
+
+
+def compact_nullable_string(r: kwire.Reader) -> str | None:
+    n = r.uvarint()
+    return None if n == 0 else r.take(n - 1).decode()
+
+
+def alter_reassignments(conn: kwire.Conn, topic: str, partition: int, replicas: list[int] | None):
+    """AlterPartitionReassignments v0 (flexible): [(partition, error code)] of the topic."""
+    body = (kwire.i32(30000)
+            + compact_array([kwire.compact_string(topic) + compact_array([
+                kwire.i32(partition)
+                + compact_array(None if replicas is None else [kwire.i32(b) for b in replicas])
+                + kwire.uvarint(0)]) + kwire.uvarint(0)])
+            + kwire.uvarint(0))
+    r = conn.request(API_ALTER_PARTITION_REASSIGNMENTS, 0, body, flexible_request=True,
+                     flexible_response=True)
+    r.i32()  # throttle
+    top_error = r.i16()
+    compact_nullable_string(r)
+
+    def partition(r):
+        index, code = r.i32(), r.i16()
+        compact_nullable_string(r)
+        r.skip_tagged_fields()
+        return index, code
+
+    def topic_result(r):
+        compact_nullable_string(r)
+        parts = r.compact_array(partition)
+        r.skip_tagged_fields()
+        return parts
+
+    topics = r.compact_array(topic_result)
+    return top_error, [p for parts in topics for p in parts]
+
+
+def list_reassignments(conn: kwire.Conn) -> dict[tuple[str, int], tuple[list[int], list[int], list[int]]]:
+    """ListPartitionReassignments v0 (flexible), every partition."""
+    body = kwire.i32(30000) + kwire.uvarint(0) + kwire.uvarint(0)
+    r = conn.request(API_LIST_PARTITION_REASSIGNMENTS, 0, body, flexible_request=True,
+                     flexible_response=True)
+    r.i32()
+    assert r.i16() == 0
+    compact_nullable_string(r)
+    out = {}
+
+    def partition(r):
+        index = r.i32()
+        ids = [r.compact_array(lambda r: r.i32()) for _ in range(3)]
+        r.skip_tagged_fields()
+        return index, ids
+
+    def topic(r):
+        name = compact_nullable_string(r)
+        for index, ids in r.compact_array(partition):
+            out[(name, index)] = tuple(ids)
+        r.skip_tagged_fields()
+
+    r.compact_array(topic)
+    return out
+
+
+def test_a_reassignment_moves_a_replica_after_the_new_one_caught_up(cluster):
+    topic = "moving"
+    create_topic(cluster, topic, 1, 2, {"min.insync.replicas": "1"})
+    leader, replicas, isr = isr_of(cluster, topic)[0]
+    acked, errors = produce(cluster.bootstrap(), topic, [b"r%d" % i for i in range(500)], "all")
+    assert not errors and len(acked) == 500
+    newcomer = next(i for i in cluster.nodes if i not in replicas)
+    leaving = leader
+    target = [newcomer] + [r for r in replicas if r != leaving]
+    with kwire.Conn(cluster.nodes[leader].bootstrap) as conn:
+        # Bad targets are refused with Kafka's codes.
+        assert alter_reassignments(conn, topic, 0, [99])[1] == [(0, 39)]  # INVALID_REPLICA_ASSIGNMENT
+        assert alter_reassignments(conn, topic, 0, None)[1] == [(0, 85)]  # NO_REASSIGNMENT_IN_PROGRESS
+        assert alter_reassignments(conn, topic, 0, target) == (0, [(0, 0)])
+        ongoing = list_reassignments(conn)
+    # Either still in progress (the newcomer catching up) or already done.
+    if (topic, 0) in ongoing:
+        _, adding, removing = ongoing[(topic, 0)]
+        assert adding == [newcomer] and removing == [leaving]
+    done = wait_for("the reassignment to complete", lambda: (
+        isr_of(cluster, topic)[0] if isr_of(cluster, topic)[0][1] == target else None), timeout_s=120)
+    new_leader, new_replicas, new_isr = done
+    assert new_replicas == target and sorted(new_isr) == sorted(target) and new_leader in target
+    with kwire.Conn(cluster.nodes[newcomer].bootstrap) as conn:
+        assert (topic, 0) not in list_reassignments(conn)
+    # The data moved with it; the old replica's files are gone.
+    seen = read_all(cluster.bootstrap(), topic, 0, expect=500)
+    assert all(seen.get(o) == v for o, v in acked.items())
+    old_dir = cluster.nodes[leaving].data_dir / f"{topic}-0"
+    wait_for("the removed replica's data deleted", lambda: not old_dir.exists(), timeout_s=60)
+    assert (cluster.nodes[newcomer].data_dir / f"{topic}-0").exists()
