@@ -83,15 +83,10 @@ pub async fn fetch(
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     let mut slots: Vec<Slot> = Vec::new();
     for t in &req.topics {
-        let (name, known) = if use_ids {
-            match meta.topic_by_id(&t.topic_id) {
-                Some(tm) => (tm.name.clone(), Some(tm.clone())),
-                None => (String::new(), None),
-            }
+        let known = if use_ids {
+            meta.topic_by_id(&t.topic_id).cloned()
         } else {
-            let name = t.topic.0.to_string();
-            let known = meta.topic(&name).cloned();
-            (name, known)
+            meta.topic(t.topic.0.as_str()).cloned()
         };
         let mut topic = FetchableTopicResponse::default();
         topic.topic = t.topic.clone();
@@ -100,16 +95,9 @@ pub async fn fetch(
         topics.push(topic);
         for p in &t.partitions {
             let target = match &known {
-                Some(tm) if p.partition >= 0 && p.partition < tm.partitions => {
-                    if meta.leads(tm, p.partition) {
-                        Ok(meta.owner(&name, p.partition))
-                    } else {
-                        Err(PartitionError::new(E::NotLeaderOrFollower))
-                    }
-                }
-                Some(_) => Err(PartitionError::new(E::UnknownTopicOrPartition)),
                 None if use_ids => Err(PartitionError::new(E::UnknownTopicId)),
-                None => Err(PartitionError::new(E::UnknownTopicOrPartition)),
+                known => super::leader_shard(&meta, known.as_deref(), p.partition)
+                    .map_err(PartitionError::new),
             };
             slots.push(Slot {
                 topic_index,

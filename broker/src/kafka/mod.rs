@@ -94,6 +94,25 @@ pub fn leader_of(
     Some((a.leader, a.leader_epoch))
 }
 
+/// The shard owning partition `p` of `topic` when this node leads it, or the error a client
+/// gets (NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION).
+pub fn leader_shard(
+    meta: &crate::cluster::meta::MetaSnapshot,
+    topic: Option<&crate::cluster::meta::TopicMeta>,
+    p: i32,
+) -> Result<usize, kafka_protocol::ResponseError> {
+    match topic {
+        Some(tm) if p >= 0 && p < tm.partitions => {
+            if meta.leads(tm, p) {
+                Ok(meta.owner(&tm.name, p))
+            } else {
+                Err(kafka_protocol::ResponseError::NotLeaderOrFollower)
+            }
+        }
+        _ => Err(kafka_protocol::ResponseError::UnknownTopicOrPartition),
+    }
+}
+
 pub fn topic_name(s: &str) -> kafka_protocol::messages::TopicName {
     kafka_protocol::messages::TopicName(str_bytes(s))
 }

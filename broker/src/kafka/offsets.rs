@@ -26,16 +26,7 @@ pub async fn list_offsets(
         let name = t.name.0.to_string();
         let known = meta.topic(&name).cloned();
         for p in &t.partitions {
-            let target = match &known {
-                Some(tm) if p.partition_index >= 0 && p.partition_index < tm.partitions => {
-                    if meta.leads(tm, p.partition_index) {
-                        Ok(meta.owner(&name, p.partition_index))
-                    } else {
-                        Err(E::NotLeaderOrFollower)
-                    }
-                }
-                _ => Err(E::UnknownTopicOrPartition),
-            };
+            let target = super::leader_shard(&meta, known.as_deref(), p.partition_index);
             let name = name.clone();
             let (index, timestamp) = (p.partition_index, p.timestamp);
             let committed = req.isolation_level == 1;
@@ -110,16 +101,7 @@ pub async fn offset_for_leader_epoch(
         let name = t.topic.0.to_string();
         let known = meta.topic(&name).cloned();
         for p in &t.partitions {
-            let target = match &known {
-                Some(tm) if p.partition >= 0 && p.partition < tm.partitions => {
-                    if meta.leads(tm, p.partition) {
-                        Ok(meta.owner(&name, p.partition))
-                    } else {
-                        Err(E::NotLeaderOrFollower)
-                    }
-                }
-                _ => Err(E::UnknownTopicOrPartition),
-            };
+            let target = super::leader_shard(&meta, known.as_deref(), p.partition);
             let name = name.clone();
             let current_leader_epoch = if version >= 2 {
                 p.current_leader_epoch

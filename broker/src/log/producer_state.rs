@@ -176,6 +176,18 @@ impl ProducerBatch {
             max_timestamp_ms,
         }
     }
+
+    /// [`ProducerBatch::from_header`] of a stored batch's header.
+    pub fn of(h: &storage::batch::BatchHeader) -> Self {
+        Self::from_header(
+            h.base_offset,
+            h.last_offset_delta,
+            h.max_timestamp,
+            h.producer_id,
+            h.producer_epoch,
+            h.base_sequence,
+        )
+    }
 }
 
 /// Metadata kept for each of a producer's last batches (Kafka's `BatchMetadata`).

@@ -1546,14 +1546,7 @@ pub(crate) async fn load_producer_state(
             txn_events.push(txn_markers::TxnEvent::from_header(h));
         }
         if h.producer_id >= 0 && !h.is_control() && h.base_offset >= replay_from {
-            batches.push(ProducerBatch::from_header(
-                h.base_offset,
-                h.last_offset_delta,
-                h.max_timestamp,
-                h.producer_id,
-                h.producer_epoch,
-                h.base_sequence,
-            ));
+            batches.push(ProducerBatch::of(h));
         }
     })
     .await?;

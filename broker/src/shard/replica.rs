@@ -805,14 +805,7 @@ impl Shard {
             }
             p.producers
                 .borrow_mut()
-                .rebuild_from([ProducerBatch::from_header(
-                    h.base_offset,
-                    h.last_offset_delta,
-                    h.max_timestamp,
-                    h.producer_id,
-                    h.producer_epoch,
-                    h.base_sequence,
-                )]);
+                .rebuild_from([ProducerBatch::of(h)]);
         }
         let durability = if self.config.kafka.acks_all_fsync() {
             Durability::Fsynced
