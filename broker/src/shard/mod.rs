@@ -1553,7 +1553,7 @@ pub(crate) async fn load_producer_state(
     let replayed = producers.rebuild_from(batches);
     producers.advance_end_offset(log.log_end_offset());
     info!(
-        topic,
+        topic = %topic,
         partition = index,
         snapshot_end_offset = from_snapshot.unwrap_or(-1),
         txn_replayed_from = txn_replay_from,
