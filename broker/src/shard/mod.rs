@@ -258,9 +258,11 @@ pub struct Partition {
     pub topic: Arc<TopicMeta>,
     pub index: i32,
     pub log: PartitionLog,
-    pub producers: RefCell<ProducerStateTable>,
+    /// Shared with the `Partition` that replaces this one on a metadata change (a fetcher or
+    /// produce still holding this one must update the same state, not a copy).
+    pub producers: Rc<RefCell<ProducerStateTable>>,
     /// Open and aborted transactions, the last stable offset (`log::txn_index`).
-    pub txns: RefCell<PartitionTxns>,
+    pub txns: Rc<RefCell<PartitionTxns>>,
     /// Active segment base when the last producer-state snapshot was taken: a roll past it
     /// takes the next one (see [`producer_snapshots`]).
     pub snapshot_segment_base: Cell<i64>,
@@ -678,8 +680,8 @@ impl Shard {
                             topic: topic.clone(),
                             index,
                             log: p.log.clone(),
-                            producers: RefCell::new(p.producers.borrow().clone()),
-                            txns: RefCell::new(p.txns.borrow().clone()),
+                            producers: p.producers.clone(),
+                            txns: p.txns.clone(),
                             snapshot_segment_base: Cell::new(p.snapshot_segment_base.get()),
                             traffic: p.traffic.clone(),
                             replica: p.replica.clone(),
@@ -838,8 +840,8 @@ impl Shard {
             topic,
             index,
             log,
-            producers: RefCell::new(producers),
-            txns: RefCell::new(txns),
+            producers: Rc::new(RefCell::new(producers)),
+            txns: Rc::new(RefCell::new(txns)),
             snapshot_segment_base: Cell::new(segment_base),
             traffic: Default::default(),
             rollbacks_seen: Cell::new(rollbacks),
